@@ -1,0 +1,3 @@
+from koble.cli.main import main
+
+main()

@@ -1,0 +1,76 @@
+"""The ``koble`` command: a click group whose subcommands live one module per group.
+
+Commands only parse options, call the library and map errors. Every ``KobleError`` becomes a
+one-line message on stderr and its exit code; anything else becomes a one-line internal-error
+message with its digits redacted (exit 3), never a traceback, unless ``KOBLE_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from koble import __version__
+from koble.errors import KobleError, redact
+
+EXIT_INTERNAL = 3
+
+
+#: Subcommands, imported only when used so ``koble --help`` stays fast.
+COMMANDS: dict[str, str] = {
+    "ids": "koble.cli.ids:ids",
+    "synth": "koble.cli.synth:synth",
+    "demo": "koble.cli.demo:demo",
+}
+
+
+class KobleGroup(click.Group):
+    """A click group with lazily imported subcommands that turns koble errors into one-line
+    messages and exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS:
+            module_name, attribute = COMMANDS[cmd_name].split(":")
+            command = getattr(importlib.import_module(module_name), attribute)
+            assert isinstance(command, click.Command)
+            return command
+        return super().get_command(ctx, cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KobleError as exc:
+            click.echo(f"koble: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get("KOBLE_DEBUG") == "1":
+                raise
+            message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            click.echo(f"koble: internal error ({type(exc).__name__}): {message}", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=KobleGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="koble")
+def cli() -> None:
+    """koble: privacy-preserving linkage and pseudonymisation for Norwegian health registries."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    entry: Callable[..., Any] = cli.main
+    try:
+        entry(args=argv if argv is not None else sys.argv[1:], prog_name="koble")
+    except KobleError as exc:
+        click.echo(f"koble: error: {exc}", err=True)
+        sys.exit(exc.exit_code)

@@ -1,0 +1,146 @@
+"""Checking a whole identifier column of a file: the library behind ``koble ids check``.
+
+Every input row ends up either valid or in the rejects table with its row number and reason,
+and the report says whether the counts reconcile (rows in = valid + rejected). Duplicates are
+counted among valid numbers after compaction (so ``010190 12345`` and ``01019012345`` are the
+same person); they are reported, not rejected, because whether a duplicate is an error depends
+on the file (a population must be unique, an episode table need not be).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from koble.errors import ColumnError
+from koble.registries.identifiers._rules import MESSAGES
+from koble.registries.identifiers.column import Scheme, validate_column
+from koble.tables import read_table, require_column, write_table
+
+__all__ = ["CheckReport", "check_file", "check_frame"]
+
+ROW = "row"
+REASON = "reason"
+MESSAGE = "message"
+_MESSAGE_BY_CODE = {reason.value: message for reason, message in MESSAGES.items()}
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    """Counts from checking one identifier column. Holds no identifiers."""
+
+    path: str
+    column: str
+    scheme: str
+    rows: int
+    valid: int
+    rejected: int
+    by_kind: dict[str, int]
+    by_rule: dict[str, int]
+    by_reason: dict[str, int]
+    duplicate_rows: int
+    duplicated_values: int
+    test_numbers_allowed: bool
+    rejects_path: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def reconciled(self) -> bool:
+        """Rows in equal valid plus rejected rows."""
+        return self.rows == self.valid + self.rejected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "reconciled": self.reconciled}
+
+
+def _counts(series: pl.Series) -> dict[str, int]:
+    counts = series.drop_nulls().value_counts(sort=True)
+    return {str(k): int(v) for k, v in counts.iter_rows()}
+
+
+def _as_identifier_strings(values: pl.Series, scheme: Scheme) -> tuple[pl.Series, list[str]]:
+    """Identifier columns should be strings; integers lose leading zeros, so restore them."""
+    if values.dtype == pl.String:
+        return values, []
+    if values.dtype.is_integer():
+        width = 11 if scheme == "fnr" else 9
+        warning = (
+            f"column is {values.dtype}, not text: leading zeros were lost in the file and are "
+            f"restored by left-padding to {width} digits; store identifiers as text"
+        )
+        return values.cast(pl.String).str.zfill(width), [warning]
+    raise ColumnError(f"identifiers must be text, the column is {values.dtype}")
+
+
+def check_frame(
+    frame: pl.DataFrame,
+    column: str,
+    *,
+    path: str | Path = "<table>",
+    scheme: Scheme = "fnr",
+    test_numbers: bool = False,
+) -> tuple[CheckReport, pl.DataFrame]:
+    """Check ``frame[column]``; return the report and the rejects (row, reason, message, data)."""
+    raw = require_column(frame, column, path)
+    try:
+        values, warnings = _as_identifier_strings(raw, scheme)
+    except ColumnError as exc:
+        raise ColumnError(exc.message, path=path, column=column) from None
+    result = validate_column(values, scheme=scheme, test_numbers=test_numbers)
+    valid = result["valid"]
+    good = result.filter(valid)
+    rejects = (
+        frame.with_row_index(ROW, offset=1)
+        .with_columns(result["reason"].alias(REASON))
+        .filter(~valid)
+        .with_columns(
+            pl.col(REASON)
+            .cast(pl.String)
+            .replace_strict(_MESSAGE_BY_CODE, return_dtype=pl.String)
+            .alias(MESSAGE)
+        )
+    )
+    rejects = rejects.select(ROW, REASON, MESSAGE, *frame.columns)
+    report = CheckReport(
+        path=str(path),
+        column=column,
+        scheme=scheme,
+        rows=frame.height,
+        valid=good.height,
+        rejected=rejects.height,
+        by_kind=_counts(good["kind"]) if "kind" in good.columns else {},
+        by_rule=_counts(good["rule"]) if "rule" in good.columns else {},
+        by_reason=_counts(result["reason"]),
+        duplicate_rows=int(good["compact"].is_first_distinct().not_().sum()),
+        duplicated_values=int(good["compact"].filter(good["compact"].is_duplicated()).n_unique()),
+        test_numbers_allowed=test_numbers,
+        warnings=warnings,
+    )
+    return report, rejects
+
+
+def check_file(
+    path: str | Path,
+    column: str,
+    *,
+    scheme: Scheme = "fnr",
+    test_numbers: bool = False,
+    rejects_path: str | Path | None = None,
+    encoding: str = "utf-8",
+) -> CheckReport:
+    """Check one column of a CSV or Parquet file; write the rejects when ``rejects_path`` is set.
+
+    The rejects file is written even when empty, so a pipeline can rely on it existing.
+    """
+    frame = read_table(path, encoding=encoding)
+    report, rejects = check_frame(
+        frame, column, path=path, scheme=scheme, test_numbers=test_numbers
+    )
+    if rejects_path is None:
+        return report
+    write_table(rejects.with_columns(pl.col(REASON).cast(pl.String)), rejects_path)
+    return CheckReport(**{**asdict(report), "rejects_path": str(rejects_path)})
+

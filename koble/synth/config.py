@@ -1,0 +1,111 @@
+"""The configuration of a synthetic world: what to generate, and nothing else.
+
+A world is a pure function of its :class:`SynthConfig`: the same config gives byte-identical
+files. The config therefore holds every knob that changes the output (the seed, the reference
+date, rates, the chunk size) and never reads the clock or the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any
+
+from koble.errors import UsageError
+
+__all__ = ["SynthConfig"]
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthConfig:
+    """What :func:`koble.synth.generate_world` builds.
+
+    Rates are shares of persons (``share_*``) or of cohort rows (``dirt_*``). ``event_scale``
+    multiplies every event rate (NPR episodes, prescriptions, ...) so benchmarks can trade
+    volume for time without changing the population. ``chunk_size`` is part of the output
+    definition: random streams are seeded per chunk, so a different chunk size gives a
+    different (equally valid) world.
+    """
+
+    persons: int = 10_000
+    seed: int = 2025
+    reference_date: datetime.date = datetime.date(2025, 12, 31)
+    #: Rows in the health-survey cohort before dirt; None means about 9 % of persons.
+    cohort_size: int | None = None
+    dirt_wrong_check_digit: float = 0.02
+    dirt_duplicate: float = 0.01
+    dirt_separators: float = 0.03
+    dirt_missing: float = 0.01
+    share_dnr: float = 0.03
+    share_hnr: float = 0.003
+    share_2032: float = 0.005
+    share_history: float = 0.02
+    chunk_size: int = 250_000
+    event_scale: float = 1.0
+    #: First day of the registry period (NPR, Kreftregisteret, deaths, ...).
+    period_start: datetime.date = datetime.date(2015, 1, 1)
+    survey_start: datetime.date = datetime.date(2019, 1, 1)
+    survey_end: datetime.date = datetime.date(2023, 12, 31)
+    resept_start: datetime.date = datetime.date(2020, 1, 1)
+    resept_end: datetime.date = datetime.date(2021, 12, 31)
+    #: Number of income years, ending with the year before the reference date.
+    income_years: int = 5
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def cohort_rows(self) -> int:
+        """The cohort size actually asked for (before dirt)."""
+        if self.cohort_size is not None:
+            return self.cohort_size
+        return max(1, round(self.persons * 0.09))
+
+    def validate(self) -> None:
+        """Raise :class:`UsageError` naming every bad parameter at once."""
+        problems: list[str] = []
+        if isinstance(self.persons, bool) or not isinstance(self.persons, int):
+            problems.append("persons must be an integer")
+        elif self.persons < 1:
+            problems.append("persons must be at least 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            problems.append("seed must be a non-negative integer")
+        if self.cohort_size is not None and self.cohort_size < 1:
+            problems.append("cohort_size must be at least 1")
+        if self.chunk_size < 1:
+            problems.append("chunk_size must be at least 1")
+        if not 0 < self.event_scale <= 100:
+            problems.append("event_scale must be in (0, 100]")
+        if not 1 <= self.income_years <= 30:
+            problems.append("income_years must be between 1 and 30")
+        for name in ("share_dnr", "share_hnr", "share_2032", "share_history"):
+            if not 0.0 <= getattr(self, name) <= 0.2:
+                problems.append(f"{name} must be between 0 and 0.2")
+        dirt = [self.dirt_wrong_check_digit, self.dirt_duplicate, self.dirt_separators]
+        dirt.append(self.dirt_missing)
+        if any(not 0.0 <= d <= 0.5 for d in dirt) or sum(dirt) > 0.5:
+            problems.append("dirt rates must each be in [0, 0.5] and sum to at most 0.5")
+        if self.share_dnr + self.share_hnr + self.share_history > 0.5:
+            problems.append("share_dnr + share_hnr + share_history must be at most 0.5")
+        ref = self.reference_date
+        if not datetime.date(1990, 1, 1) <= self.period_start < ref:
+            problems.append("period_start must be after 1990 and before reference_date")
+        if ref > datetime.date(2039, 12, 31):
+            problems.append("reference_date must be before 2040 (individual-number ranges)")
+        for start, end, what in (
+            (self.survey_start, self.survey_end, "survey"),
+            (self.resept_start, self.resept_end, "resept"),
+        ):
+            if not start <= end <= ref:
+                problems.append(f"{what}_start <= {what}_end <= reference_date must hold")
+        if problems:
+            raise UsageError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (dates as ISO strings) for the manifest."""
+        out: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            out[field.name] = value.isoformat() if isinstance(value, datetime.date) else value
+        out["cohort_rows"] = self.cohort_rows
+        return out
