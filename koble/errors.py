@@ -52,7 +52,7 @@ class KobleError(Exception):
 
 
 class InputError(KobleError):
-    """Bad input. Carries where the problem is: ``path``, ``column`` and ``row`` (1-based data row)."""
+    """Bad input, with where it is: ``path``, ``column`` and ``row`` (1-based data row)."""
 
     def __init__(
         self,
@@ -91,8 +91,8 @@ class ColumnError(InputError):
     """A column that is missing, or present with a type koble cannot use."""
 
 
-class InvalidIdentifier(InputError, ValueError):
-    """An identifier that fails validation. ``reason`` is a stable code; the value is never shown."""
+class InvalidIdentifier(InputError, ValueError):  # noqa: N818 - python-stdnum's name
+    """An identifier that fails validation. ``reason`` is a stable code; the value never shown."""
 
     def __init__(self, reason: str, message: str, **where: object) -> None:
         self.reason = reason

@@ -20,7 +20,7 @@ def weights(payload_length: int) -> tuple[int, ...]:
 
 def check_digit(payload: str) -> int | None:
     """The check digit for ``payload`` (11 -> 0), or None when it would be 10 (no valid number)."""
-    k = 11 - sum(w * int(c) for w, c in zip(weights(len(payload)), payload)) % 11
+    k = 11 - sum(w * int(c) for w, c in zip(weights(len(payload)), payload, strict=False)) % 11
     if k == 11:
         return 0
     return None if k == 10 else k

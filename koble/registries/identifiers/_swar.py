@@ -29,7 +29,7 @@ MAX_WIDTH = 12
 
 
 def words(values: pl.Series) -> U32:
-    """The ``(n, 3)`` data words of ``values``; every value must be non-null and at most 12 bytes."""
+    """The ``(n, 3)`` data words of ``values``: each non-null and at most 12 bytes long."""
     arrow = values.to_arrow(compat_level=pl.CompatLevel.newest())
     chunks = arrow.chunks if isinstance(arrow, pa.ChunkedArray) else [arrow]
     parts: list[U32] = []

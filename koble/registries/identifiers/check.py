@@ -143,4 +143,3 @@ def check_file(
         return report
     write_table(rejects.with_columns(pl.col(REASON).cast(pl.String)), rejects_path)
     return CheckReport(**{**asdict(report), "rejects_path": str(rejects_path)})
-

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -39,7 +39,7 @@ from koble.registries.identifiers._rules import (
 __all__ = ["KIND_DTYPE", "REASON_DTYPE", "RULE_DTYPE", "Scheme", "validate_column"]
 
 Scheme = Literal["fnr", "hpr", "orgnr"]
-ColumnLike = pl.Series | pa.Array | pa.ChunkedArray | Sequence[str | None]
+ColumnLike: TypeAlias = "pl.Series | pa.Array | pa.ChunkedArray | Sequence[str | None]"
 
 KINDS: list[str] = [k.value for k in Kind]
 RULES: list[str] = [r.value for r in Rule]
@@ -101,8 +101,9 @@ _BLOCK = 1 << 16  # rows per block: keeps every temporary in the CPU cache
 
 
 def _blocked(
-    check: Callable[[npt.NDArray[np.uint32]], tuple[_I8, ...]], w: npt.NDArray[np.uint32]
-) -> tuple[_I8, ...]:
+    check: Callable[[npt.NDArray[np.uint32]], tuple[npt.NDArray[Any], ...]],
+    w: npt.NDArray[np.uint32],
+) -> tuple[npt.NDArray[Any], ...]:
     """Run ``check`` over ``w`` in cache-sized blocks and concatenate the results."""
     if len(w) <= _BLOCK:
         return check(w)
@@ -200,7 +201,7 @@ def validate_column(
         else partial(_check_mod11, width=width)
     )
     found = _blocked(check, candidate_words)
-    if len(candidates) == n:  # the usual clean column: no scatter needed
+    if len(slow) == 0:  # the usual clean column: results are already in row order
         reason = found[-1]
         if scheme == "fnr":
             kind, rule = found[0], found[1]

@@ -116,14 +116,14 @@ def analyse(number: str | None, *, test_numbers: bool = False) -> Analysis:
     found = _classify(d)
     if found is None:
         return Analysis(value, None, None, Reason.DATE)
-    residue = (sum(w * x for w, x in zip(K1_WEIGHTS, d)) + d[9]) % 11
+    residue = (sum(w * x for w, x in zip(K1_WEIGHTS, d, strict=False)) + d[9]) % 11
     if residue == 0:
         found_rule = Rule.CLASSIC
     elif residue in RESIDUES_2032 and found in KINDS_2032:
         found_rule = Rule.RULE_2032
     else:
         return Analysis(value, found, None, Reason.CHECK_DIGIT_1)
-    if (sum(w * x for w, x in zip(K2_WEIGHTS, d)) + d[10]) % 11:
+    if (sum(w * x for w, x in zip(K2_WEIGHTS, d, strict=False)) + d[10]) % 11:
         return Analysis(value, found, None, Reason.CHECK_DIGIT_2)
     if found in TEST_KINDS and not test_numbers:
         return Analysis(value, found, found_rule, Reason.TEST_NUMBER)
