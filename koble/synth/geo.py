@@ -33,18 +33,21 @@ class Geography:
     @property
     def weights(self) -> npt.NDArray[np.float64]:
         """Kommune sampling weights (population shares)."""
-        return self.population / self.population.sum()
+        share: npt.NDArray[np.float64] = self.population / self.population.sum()
+        return share
 
     @property
     def fylke_weights(self) -> npt.NDArray[np.float64]:
         """Fylke population shares."""
-        return np.bincount(self.fylke_of, weights=self.weights, minlength=len(self.fylke_codes))
+        out = np.bincount(self.fylke_of, weights=self.weights, minlength=len(self.fylke_codes))
+        return out.astype(np.float64)
 
     def sample(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.int16]:
         """``n`` kommune indices drawn with population weights."""
         cum = np.cumsum(self.weights)
         idx = np.searchsorted(cum, rng.random(n) * cum[-1], side="right")
-        return np.minimum(idx, len(self.codes) - 1).astype(np.int16)
+        out: npt.NDArray[np.int16] = np.minimum(idx, len(self.codes) - 1).astype(np.int16)
+        return out
 
 
 @functools.cache

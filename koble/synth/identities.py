@@ -79,6 +79,7 @@ def _choose_history(
     span = hi[person] - lo[person]
     last = lo[person] + (rng.random(n) * span).astype(np.int64)
     first = lo[person] + (rng.random(n) * (last - lo[person])).astype(np.int64)
+    chain &= first < last
     change1 = np.where(chain, first, last).astype(np.int32)
     change2 = last.astype(np.int32)
     return person, change, chain, change1, change2

@@ -27,8 +27,8 @@ AGE_GROUPS_THOUSANDS = (
     280, 300, 320, 335, 345, 375, 390, 380, 370, 355, 380, 365, 325, 290, 275, 225, 135, 72, 32,
     9, 1.2,
 )  # fmt: skip
-_GOMPERTZ_A = 1.3e-5
-_GOMPERTZ_B = 0.1
+_GOMPERTZ_A = 0.8e-5
+_GOMPERTZ_B = 0.11
 _HAZARD_MALE = 1.25
 _HAZARD_FEMALE = 0.85
 
@@ -52,8 +52,15 @@ class Demography:
         return (days - self.birth[idx]) / DAYS_PER_YEAR
 
 
-def _ages(rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
+def _ages(rng: np.random.Generator, n: int, period_years: float) -> npt.NDArray[np.float64]:
+    """Ages at the reference date "as if alive": the living pyramid divided by the chance of
+    surviving the period, so that after deaths the living follow the pyramid again."""
     weights = np.array(AGE_GROUPS_THOUSANDS, dtype=np.float64)
+    mid_then = np.maximum(np.arange(len(weights)) * 5 + 2.5 - period_years, 0.0)
+    stay = np.minimum(period_years, np.arange(len(weights)) * 5 + 2.5)
+    hazard = _GOMPERTZ_A / _GOMPERTZ_B * np.exp(_GOMPERTZ_B * mid_then)
+    survive = np.exp(-hazard * np.expm1(_GOMPERTZ_B * stay))
+    weights = weights / survive
     group = rng.choice(len(weights), size=n, p=weights / weights.sum())
     return (group * 5 + rng.random(n) * 5).astype(np.float64)
 
@@ -84,7 +91,7 @@ def demography(cfg: SynthConfig) -> Demography:
     rng = stream(cfg.seed, "population")
     n = cfg.persons
     ref = day(cfg.reference_date)
-    age = _ages(rng, n)
+    age = _ages(rng, n, (ref - day(cfg.period_start)) / DAYS_PER_YEAR)
     birth = (ref - np.floor(age * DAYS_PER_YEAR)).astype(np.int32)
     male = rng.random(n) < _male_probability(age)
     death = _deaths(rng, cfg, birth, male)

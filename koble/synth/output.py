@@ -1,0 +1,73 @@
+"""Streaming Parquet output and the manifest that describes it.
+
+Every table is written through :class:`TableWriter`, which appends record batches with
+``pyarrow.parquet.ParquetWriter`` (one row group per chunk, so memory stays bounded) and,
+on close, records the row count and SHA-256 of the file. Output depends only on the data:
+no timestamps, fixed compression, fixed schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+__all__ = ["TableWriter", "file_sha256", "labels", "write_manifest"]
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class TableWriter:
+    """Append-only Parquet writer for one table of the world."""
+
+    def __init__(self, out_dir: Path, relpath: str, schema: pa.Schema) -> None:
+        self.relpath = relpath
+        self.path = out_dir / relpath
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.rows = 0
+        self._writer = pq.ParquetWriter(self.path, schema, compression="zstd")
+
+    def write(self, columns: dict[str, pa.Array]) -> None:
+        """Append one batch given as column name -> Arrow array (schema order enforced)."""
+        table = pa.Table.from_arrays([columns[f.name] for f in self.schema], schema=self.schema)
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
+
+    def close(self) -> dict[str, Any]:
+        """Finish the file; return its manifest entry."""
+        self._writer.close()
+        return {
+            "path": self.relpath,
+            "rows": self.rows,
+            "sha256": file_sha256(self.path),
+            "columns": self.schema.names,
+        }
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Deterministic JSON: sorted keys, fixed indentation, trailing newline."""
+    path.write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+
+
+def labels(values: Sequence[str], index: npt.NDArray[Any]) -> pa.Array:
+    """The strings ``values[index]`` as an Arrow string column (decoded in C++, not Python)."""
+    codes = pa.array(np.asarray(index, dtype=np.int32))
+    return pa.DictionaryArray.from_arrays(
+        codes, pa.array(list(values), pa.string())
+    ).dictionary_decode()

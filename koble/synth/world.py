@@ -1,0 +1,133 @@
+"""``generate_world``: build every table of the synthetic registry world and the manifest.
+
+Order of work: persons and identities (in memory, a few hundred MB at national scale), the
+small tables (history, institutions, cohort, abortions), then one pass over person chunks
+that streams every person-keyed table to its own Parquet file. Each (table, chunk) has its
+own random stream, so output depends on the config alone.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from koble.synth import abort, cohort, feeds, health, mfr, npr, persons, ssb
+from koble.synth.config import SynthConfig
+from koble.synth.context import World
+from koble.synth.dates import NEVER
+from koble.synth.identities import CHANGES, identities
+from koble.synth.institutions import pools
+from koble.synth.output import TableWriter, write_manifest
+from koble.synth.population import demography
+
+__all__ = ["GENERATOR_VERSION", "Progress", "generate_world"]
+
+GENERATOR_VERSION = "koble-synth/1"
+#: progress(stage, done, total)
+Progress = Callable[[str, int, int], None]
+
+_CHUNKED = {
+    "population.parquet": persons.POPULATION,
+    "npr.parquet": npr.SCHEMA,
+    "dar.parquet": health.DAR_SCHEMA,
+    "mfr.parquet": mfr.SCHEMA,
+    "kreftregisteret.parquet": health.CANCER_SCHEMA,
+    "quality_registry.parquet": health.QUALITY_SCHEMA,
+    "ssb_education.parquet": ssb.EDUCATION_SCHEMA,
+    "ssb_income.parquet": ssb.INCOME_SCHEMA,
+    "feeds/reseptregisteret.parquet": feeds.RESEPT_SCHEMA,
+    "feeds/iplos.parquet": feeds.IPLOS_SCHEMA,
+}
+
+
+def _noop(stage: str, done: int, total: int) -> None:
+    del stage, done, total
+
+
+def _write_one(out: Path, relpath: str, schema: Any, columns: Any) -> dict[str, Any]:
+    writer = TableWriter(out, relpath, schema)
+    writer.write(columns)
+    return writer.close()
+
+
+def _truth(world: World, cohort_truth: dict[str, Any]) -> dict[str, Any]:
+    ids, d = world.ids, world.demo
+    kinds = np.bincount(d.kind, minlength=3)
+    return {
+        "cohort": cohort_truth,
+        "persons": d.size,
+        "persons_dead": int((d.death != NEVER).sum()),
+        "persons_by_kind": {"fnr": int(kinds[0]), "dnr": int(kinds[1]), "hnr": int(kinds[2])},
+        "persons_2032_rule": int(ids.rule2032.sum()),
+        "persons_with_history": len(ids.person),
+        "history_rows": len(ids.person) + int(ids.chain.sum()),
+        "history_by_change": {
+            name: int((ids.change == i).sum()) + (int(ids.chain.sum()) if i == 2 else 0)
+            for i, name in enumerate(CHANGES)
+        },
+        "persons_with_two_changes": int(ids.chain.sum()),
+    }
+
+
+def generate_world(
+    out_dir: Path, config: SynthConfig, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Write the synthetic world for ``config`` into ``out_dir``; return the manifest.
+
+    ``out_dir`` is created if needed; files of an earlier world there are overwritten.
+    """
+    report = progress or _noop
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "feeds", ignore_errors=True)
+    n = config.persons
+    n_chunks = -(-n // config.chunk_size)
+    report("persons", 0, 1)
+    demo = demography(config)
+    world = World(cfg=config, demo=demo, ids=identities(config, demo), pools=pools(config))
+    report("persons", 1, 1)
+    files = [
+        _write_one(out, "identity_history.parquet", persons.HISTORY, persons.history(world)),
+        _write_one(out, "institutions.parquet", persons.INSTITUTIONS, persons.institutions(world)),
+        _write_one(out, "abortregisteret.parquet", abort.SCHEMA, abort.abortions(world)),
+    ]
+    cohort_cols, cohort_truth = cohort.cohort(world)
+    files.append(_write_one(out, "cohort.parquet", cohort.SCHEMA, cohort_cols))
+    writers = {path: TableWriter(out, path, schema) for path, schema in _CHUNKED.items()}
+    mothers = mfr.mothers_index(world)
+    for c in range(n_chunks):
+        report("registries", c, n_chunks)
+        lo, hi = c * config.chunk_size, min((c + 1) * config.chunk_size, n)
+        writers["population.parquet"].write(persons.population(world, lo, hi))
+        first = writers["npr.parquet"].rows + 1
+        writers["npr.parquet"].write(npr.episodes(world, lo, hi, c, first))
+        writers["dar.parquet"].write(health.deaths(world, lo, hi, c))
+        writers["mfr.parquet"].write(mfr.births(world, lo, hi, c, mothers))
+        writers["kreftregisteret.parquet"].write(health.cancers(world, lo, hi, c))
+        writers["quality_registry.parquet"].write(health.hip_fractures(world, lo, hi, c))
+        edu, inc = ssb.education_and_income(world, lo, hi, c)
+        writers["ssb_education.parquet"].write(edu)
+        writers["ssb_income.parquet"].write(inc)
+        writers["feeds/reseptregisteret.parquet"].write(feeds.dispensings(world, lo, hi, c))
+        writers["feeds/iplos.parquet"].write(feeds.services(world, lo, hi, c))
+    report("registries", n_chunks, n_chunks)
+    files.extend(w.close() for w in writers.values())
+    manifest: dict[str, Any] = {
+        "generator": GENERATOR_VERSION,
+        "seed": config.seed,
+        "reference_date": config.reference_date.isoformat(),
+        "config": config.to_dict(),
+        "files": sorted(files, key=lambda f: f["path"]),
+        "truth": _truth(world, cohort_truth),
+        "notes": {
+            "icd10": "dotted form (J18.9); three-character categories undotted (I10, C61)",
+            "identity_history": "valid_from..valid_to inclusive; successor in use from valid_to+1",
+            "ids": "11-character strings, leading zeros kept; orgnr 9, HPR 7 characters",
+        },
+    }
+    write_manifest(out / "manifest.json", manifest)
+    return manifest

@@ -1,0 +1,66 @@
+"""The demo job end to end, and the console entry points."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from koble.cli.main import cli
+from koble.demo import DemoResult, Expectation, run_demo
+from koble.registries.identifiers.check import CheckReport
+
+
+def test_demo_checks_reconcile_and_match_truth(tmp_path: Path) -> None:
+    result = run_demo(tmp_path, persons=3_000, seed=7)
+    assert result.ok, result.failures()
+    cohort = next(r for e, r in result.checks if e.table == "cohort.parquet")
+    truth = json.loads((tmp_path / "world" / "manifest.json").read_text())["truth"]["cohort"]
+    assert cohort.rejected == truth["wrong_check_digit"] + truth["missing"] > 0
+    assert cohort.by_reason.get("missing") == truth["missing"]
+    assert (tmp_path / "checks" / "cohort.fnr.rejects.csv").is_file()
+    summary = json.loads((tmp_path / "checks" / "summary.json").read_text())
+    assert summary["ok"] is True and summary["deidentified_scan"] == {"abortregisteret.parquet": 0}
+
+
+def _report(rows: int, valid: int, rejected: int) -> CheckReport:
+    return CheckReport(
+        path="x", column="fnr", scheme="fnr", rows=rows, valid=valid, rejected=rejected,
+        by_kind={}, by_rule={}, by_reason={}, duplicate_rows=0, duplicated_values=0,
+        test_numbers_allowed=False,
+    )  # fmt: skip
+
+
+def test_demo_reports_every_broken_expectation() -> None:
+    result = DemoResult(world=Path("w"), persons=1)
+    result.checks.append((Expectation("a.parquet", "fnr", rejected=2), _report(10, 9, 1)))
+    result.checks.append((Expectation("b.parquet", "fnr"), _report(10, 8, 1)))
+    result.leaks["c.parquet"] = 3
+    failures = result.failures()
+    assert "a.parquet.fnr: 1 rejected, expected 2" in failures
+    assert "b.parquet.fnr: counts do not reconcile" in failures
+    assert "c.parquet: 3 valid fødselsnummer found" in failures
+    assert not result.ok
+
+
+def test_demo_cli_json(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["demo", "--out", str(tmp_path), "--persons", "2000", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["ok"] is True
+
+
+def test_python_dash_m_and_console_script() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "koble", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.startswith("koble, version")
+    listing = subprocess.run(
+        [sys.executable, "-m", "koble", "--help"], capture_output=True, text=True, check=True
+    )
+    for command in ("demo", "ids", "synth"):
+        assert command in listing.stdout
