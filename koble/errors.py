@@ -8,6 +8,7 @@
     │   ├── FileFormatError        missing, unreadable or malformed file
     │   ├── ColumnError            a column that is missing or has the wrong type
     │   └── InvalidIdentifier      an identifier that fails validation (never shows the value)
+    ├── AuthorisationError         an operation the caller is not allowed (role, reason, basis)
     └── CryptoError                any failure of keys or ciphertexts: deliberately uninformative
 
 Input errors say exactly what is wrong and where, so an operator can fix the file. They never
@@ -22,6 +23,7 @@ import re
 from pathlib import Path
 
 __all__ = [
+    "AuthorisationError",
     "ColumnError",
     "CryptoError",
     "FileFormatError",
@@ -97,6 +99,12 @@ class InvalidIdentifier(InputError, ValueError):  # noqa: N818 - python-stdnum's
     def __init__(self, reason: str, message: str, **where: object) -> None:
         self.reason = reason
         super().__init__(message, **where)  # type: ignore[arg-type]
+
+
+class AuthorisationError(KobleError):
+    """The caller may not do this: missing role, reason or legal basis. Always audited."""
+
+    exit_code = 4
 
 
 class CryptoError(KobleError):

@@ -28,6 +28,11 @@ MESSAGE = "message"
 _MESSAGE_BY_CODE = {reason.value: message for reason, message in MESSAGES.items()}
 
 
+def reject_messages(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Reason code → message for every identifier reason, plus ``extra`` codes of the caller."""
+    return {**_MESSAGE_BY_CODE, **(extra or {})}
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """Counts from checking one identifier column. Holds no identifiers."""

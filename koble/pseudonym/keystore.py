@@ -1,0 +1,197 @@
+"""Keysets at rest: encrypted files, and the key-encryption keys (KEKs) that open them.
+
+A keyset file is JSON::
+
+    {"format": "koble-keyset/1",
+     "kek": {"kind": "scrypt", "salt": "...", "n": 32768, "r": 8, "p": 1},   # or "raw", "kms"
+     "primary": 2,
+     "keys": [{"version": 1, "status": "enabled", "created": "...", "fingerprint": "..."}, ...],
+     "nonce": "...", "ciphertext": "..."}
+
+The key material is sealed with AES-256-GCM under the KEK; everything else in the file is
+the *associated data*, so changing a status, the primary or a fingerprint makes the file fail
+to open. A wrong passphrase, a wrong KEK and a corrupted file all give the same
+:class:`~koble.errors.CryptoError`. Writes are atomic (temporary file, fsync, rename).
+
+KEKs come from a passphrase (scrypt), from 32 raw key bytes (a key file or an environment
+variable, read by the caller) or from an external KMS/HSM through the :class:`KeyWrapper`
+protocol.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+from koble.errors import CryptoError, FileFormatError
+from koble.pseudonym.hazmat.primitives import (
+    KEY_BYTES,
+    NONCE_BYTES,
+    aead_open,
+    aead_seal,
+    scrypt_key,
+)
+from koble.pseudonym.keys import KeyInfo, Keyset, KeyStatus, RandBytes
+
+__all__ = ["FORMAT", "KeyWrapper", "PassphraseKek", "RawKek", "load_keyset", "save_keyset"]
+
+FORMAT = "koble-keyset/1"
+SCRYPT = {"n": 2**15, "r": 8, "p": 1}
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: object) -> bytes:
+    if not isinstance(text, str):
+        raise CryptoError()
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise CryptoError() from None
+
+
+class KeyWrapper(Protocol):
+    """Something that seals and opens a keyset's material: a passphrase, a raw key, a KMS."""
+
+    def params(self, randbytes: RandBytes) -> dict[str, Any]:
+        """Fresh public parameters to store in the file (e.g. a salt)."""
+
+    def key(self, params: Mapping[str, Any]) -> bytes:
+        """The 32-byte KEK for ``params``; raise CryptoError when they do not fit."""
+
+
+class PassphraseKek:
+    """A KEK derived from a passphrase with scrypt (N=2^15, r=8, p=1) and a per-file salt."""
+
+    def __init__(self, passphrase: bytes) -> None:
+        if not passphrase:
+            raise CryptoError("an empty passphrase is not allowed")
+        self._passphrase = passphrase
+
+    def params(self, randbytes: RandBytes) -> dict[str, Any]:
+        return {"kind": "scrypt", "salt": _b64(randbytes(16)), **SCRYPT}
+
+    def key(self, params: Mapping[str, Any]) -> bytes:
+        if params.get("kind") != "scrypt":
+            raise CryptoError()
+        n, r, p = params.get("n"), params.get("r"), params.get("p")
+        if not (isinstance(n, int) and isinstance(r, int) and isinstance(p, int)):
+            raise CryptoError()
+        if not (2**14 <= n <= 2**20 and 1 <= r <= 32 and 1 <= p <= 16):
+            raise CryptoError()
+        return scrypt_key(self._passphrase, salt=_unb64(params.get("salt")), n=n, r=r, p=p)
+
+    def __repr__(self) -> str:
+        return "PassphraseKek(<hidden>)"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a KEK cannot be pickled")
+
+
+class RawKek:
+    """A KEK given as 32 raw bytes (from a key file or an environment variable)."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise CryptoError("a raw KEK must be 32 bytes")
+        self._key = key
+
+    def params(self, randbytes: RandBytes) -> dict[str, Any]:
+        del randbytes
+        return {"kind": "raw"}
+
+    def key(self, params: Mapping[str, Any]) -> bytes:
+        if params.get("kind") != "raw":
+            raise CryptoError()
+        return self._key
+
+    def __repr__(self) -> str:
+        return "RawKek(<hidden>)"
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a KEK cannot be pickled")
+
+
+def _header(
+    kek_params: Mapping[str, Any], keyset_infos: list[KeyInfo], primary: int
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "kek": dict(kek_params),
+        "primary": primary,
+        "keys": [
+            {"version": i.version, "status": i.status.value, "created": i.created,
+             "fingerprint": i.fingerprint}
+            for i in keyset_infos
+        ],
+    }  # fmt: skip
+
+
+def _aad(header: Mapping[str, Any]) -> bytes:
+    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+
+
+def save_keyset(keyset: Keyset, path: str | Path, kek: KeyWrapper, *, randbytes: RandBytes) -> Path:
+    """Encrypt ``keyset`` under ``kek`` and write it atomically to ``path``."""
+    path = Path(path)
+    header = _header(kek.params(randbytes), keyset.keys, keyset.primary.version)
+    material = {
+        str(i.version): _b64(keyset._material_any(i.version))
+        for i in keyset.keys
+        if i.status is not KeyStatus.DESTROYED
+    }
+    nonce = randbytes(NONCE_BYTES)
+    sealed = aead_seal(kek.key(header["kek"]), nonce, json.dumps(material).encode(), _aad(header))
+    document = {**header, "nonce": _b64(nonce), "ciphertext": _b64(sealed)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_keyset(path: str | Path, kek: KeyWrapper) -> Keyset:
+    """Open a keyset file. Missing file: FileFormatError; anything else wrong: CryptoError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileFormatError("no such keyset file", path=path)
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        header = {k: document[k] for k in ("format", "kek", "primary", "keys")}
+        if header["format"] != FORMAT or not isinstance(header["kek"], dict):
+            raise CryptoError()
+        plain = aead_open(
+            kek.key(header["kek"]), _unb64(document["nonce"]), _unb64(document["ciphertext"]),
+            _aad(header),
+        )  # fmt: skip
+        material = {int(v): _unb64(k) for v, k in json.loads(plain).items()}
+        infos = {
+            int(k["version"]): KeyInfo(
+                int(k["version"]),
+                KeyStatus(k["status"]),
+                str(k["created"]),
+                str(k["fingerprint"]),
+            )
+            for k in header["keys"]
+        }
+        return Keyset(infos, material, int(header["primary"]))
+    except CryptoError:
+        raise CryptoError() from None
+    except Exception:  # noqa: BLE001 - any malformation is the same uninformative failure
+        raise CryptoError() from None
