@@ -26,6 +26,13 @@ COMMANDS: dict[str, str] = {
     "ids": "koble.cli.ids:ids",
     "synth": "koble.cli.synth:synth",
     "demo": "koble.cli.demo:demo",
+    "keys": "koble.cli.keys:keys",
+    "pseudonymise": "koble.cli.pseudonym:pseudonymise",
+    "reidentify": "koble.cli.pseudonym:reidentify",
+    "rekey": "koble.cli.pseudonym:rekey",
+    "serials": "koble.cli.pseudonym:serials",
+    "audit": "koble.cli.audit:audit",
+    "ingest": "koble.cli.ingest:ingest",
 }
 
 

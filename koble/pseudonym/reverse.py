@@ -3,8 +3,8 @@
 Re-identification turns pseudonyms back into identifiers. It needs an
 :class:`Authorisation`: an actor in the re-identification role, a stated reason and a legal
 basis; without them it is refused with :class:`~koble.errors.AuthorisationError`. Whether
-granted or refused, the attempt is recorded by the ``audit`` callback the caller passes in
-(the TTP's audit log), with counts only.
+granted or refused, the attempt is recorded in the audit sink the caller passes in (the
+TTP's audit log), with counts, reason and legal basis, never identifiers.
 
 Re-keying converts pseudonyms made with an older key version into pseudonyms under the
 primary key. The identifiers exist only as blocks in this process's memory between one AES
@@ -13,7 +13,6 @@ call and the next; they are never formatted, returned or written.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +21,7 @@ import polars as pl
 
 from koble.errors import AuthorisationError
 from koble.pseudonym import scheme
+from koble.pseudonym.auditing import AuditSink, Detail
 from koble.pseudonym.keys import Keyset, KeyStatus, check_domain
 
 __all__ = [
@@ -41,7 +41,6 @@ MESSAGES = {
     UNKNOWN_KEY: "made with a key version that is missing, disabled or destroyed",
     NOT_REVERSIBLE: "not a pseudonym of this domain and keyset",
 }
-AuditCallback = Callable[[str, Mapping[str, object]], None]
 MIN_TEXT = 10
 
 
@@ -117,33 +116,38 @@ def reidentify(
     domain: str,
     pseudonyms: pl.Series,
     authorisation: Authorisation,
-    audit: AuditCallback,
+    audit: AuditSink,
     *,
     id_scheme: scheme.IdScheme = "fnr",
 ) -> Reversed:
     """Identifiers behind ``pseudonyms``, for an authorised officer only; always audited."""
     check_domain(domain)
     problems = authorisation.problems()
-    facts: dict[str, object] = {
-        "actor": authorisation.actor,
+    details: dict[str, Detail] = {
         "role": authorisation.role,
-        "domain": domain,
-        "rows": len(pseudonyms),
+        "reason": authorisation.reason,
+        "legal_basis": authorisation.legal_basis,
     }
     if problems:
-        audit("reidentify-refused", {**facts, "problems": "; ".join(problems)})
+        audit.append(
+            actor=authorisation.actor.strip() or "(none)",
+            operation="reidentify-refused",
+            domain=domain,
+            rows_in=len(pseudonyms),
+            details={**details, "problems": "; ".join(problems)},
+        )
         raise AuthorisationError("re-identification refused: " + "; ".join(problems))
     code, rows, plain = _open(keyset, domain, pseudonyms, id_scheme)
     identifiers, _ = scheme.decode(plain, id_scheme)
     result = Reversed(_scatter(len(pseudonyms), rows, identifiers), _reasons(code))
-    audit(
-        "reidentify",
-        {
-            **facts,
-            "reason": authorisation.reason,
-            "legal_basis": authorisation.legal_basis,
-            "reversed": result.ok,
-        },
+    audit.append(
+        actor=authorisation.actor,
+        operation="reidentify",
+        domain=domain,
+        rows_in=len(pseudonyms),
+        rows_out=result.ok,
+        rejected=len(pseudonyms) - result.ok,
+        details=details,
     )
     return result
 
@@ -152,8 +156,9 @@ def rekey(
     keyset: Keyset,
     domain: str,
     pseudonyms: pl.Series,
-    audit: AuditCallback,
+    audit: AuditSink,
     *,
+    actor: str,
     id_scheme: scheme.IdScheme = "fnr",
 ) -> Reversed:
     """Pseudonyms under the primary key for pseudonyms made with any enabled key version."""
@@ -163,13 +168,13 @@ def rekey(
     cipher = scheme.encrypt(keyset._domain_key(primary, domain), plain)
     fresh = scheme.format_pseudonyms(primary, cipher)
     result = Reversed(_scatter(len(pseudonyms), rows, fresh), _reasons(code))
-    audit(
-        "rekey",
-        {
-            "domain": domain,
-            "rows": len(pseudonyms),
-            "rekeyed": result.ok,
-            "to_key": keyset.primary.key_id,
-        },
+    audit.append(
+        actor=actor,
+        operation="rekey",
+        domain=domain,
+        key_id=keyset.primary.key_id,
+        rows_in=len(pseudonyms),
+        rows_out=result.ok,
+        rejected=len(pseudonyms) - result.ok,
     )
     return result

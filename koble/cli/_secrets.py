@@ -1,0 +1,126 @@
+"""Where the CLI gets secrets from: passphrases, key-encryption keys, the audit signer.
+
+This is the edge of the program, so it is the one place that reads environment variables,
+key files and the clock; everything below receives them as arguments.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from koble.errors import UsageError
+from koble.pseudonym.audit import AuditLog
+from koble.pseudonym.keys import Keyset
+from koble.pseudonym.keystore import KeyWrapper, PassphraseKek, RawKek, load_keyset
+from koble.pseudonym.signing import Ed25519Signer
+
+F = TypeVar("F", bound=Callable[..., Any])
+KEYSET_PASSPHRASE = "KOBLE_KEYSET_PASSPHRASE"
+AUDIT_PASSPHRASE = "KOBLE_AUDIT_PASSPHRASE"
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def randbytes(n: int) -> bytes:
+    return os.urandom(n)
+
+
+def kek_options(function: F) -> F:
+    """``--passphrase-env``, ``--kek-file`` and ``--kek-env``: how to open a keyset file."""
+    options = [
+        click.option("--passphrase-env", default=KEYSET_PASSPHRASE, show_default=True,
+                     help="Environment variable holding the keyset passphrase."),
+        click.option("--kek-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="File with a 32-byte key-encryption key (raw, hex or base64)."),
+        click.option("--kek-env", help="Environment variable with a base64 or hex 32-byte KEK."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _raw_key(text: bytes, where: str) -> bytes:
+    if len(text) == 32:
+        return text
+    stripped = text.strip()
+    for decode in (binascii.unhexlify, base64.b64decode):
+        try:
+            key = decode(stripped)
+        except (binascii.Error, ValueError):
+            continue
+        if len(key) == 32:
+            return key
+    raise UsageError(f"{where} does not hold a 32-byte key (raw, hex or base64)")
+
+
+def resolve_kek(passphrase_env: str, kek_file: Path | None, kek_env: str | None) -> KeyWrapper:
+    """The KEK named by the options: a key file, a key in the environment, or a passphrase."""
+    if kek_file is not None:
+        if not kek_file.is_file():
+            raise UsageError(f"{kek_file}: no such key file")
+        return RawKek(_raw_key(kek_file.read_bytes(), str(kek_file)))
+    if kek_env is not None:
+        value = os.environ.get(kek_env)
+        if not value:
+            raise UsageError(f"environment variable {kek_env} is not set")
+        return RawKek(_raw_key(value.encode(), f"environment variable {kek_env}"))
+    passphrase = os.environ.get(passphrase_env)
+    if not passphrase:
+        raise UsageError(
+            f"no key-encryption key: set {passphrase_env} to the keyset passphrase, "
+            "or pass --kek-file or --kek-env"
+        )
+    return PassphraseKek(passphrase.encode())
+
+
+def open_keyset(path: Path, passphrase_env: str, kek_file: Path | None,
+                kek_env: str | None) -> Keyset:  # fmt: skip
+    return load_keyset(path, resolve_kek(passphrase_env, kek_file, kek_env))
+
+
+def audit_options(*, required: bool) -> Callable[[F], F]:
+    """``--actor``, ``--audit-log``, ``--audit-key`` and ``--audit-passphrase-env``."""
+
+    def decorate(function: F) -> F:
+        options = [
+            click.option("--actor", envvar="KOBLE_ACTOR", required=True,
+                         help="Who runs this (recorded in the audit log) [env KOBLE_ACTOR]."),
+            click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path),
+                         required=required, envvar="KOBLE_AUDIT_LOG",
+                         help="Audit log to append to [env KOBLE_AUDIT_LOG]."),
+            click.option("--audit-key", type=click.Path(dir_okay=False, path_type=Path),
+                         required=required, envvar="KOBLE_AUDIT_KEY",
+                         help="Encrypted Ed25519 PEM signing checkpoints [env KOBLE_AUDIT_KEY]."),
+            click.option("--audit-passphrase-env", default=AUDIT_PASSPHRASE, show_default=True,
+                         help="Environment variable holding the audit key's passphrase."),
+        ]  # fmt: skip
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return decorate
+
+
+def open_audit(log: Path | None, key: Path | None, passphrase_env: str) -> AuditLog | None:
+    """The audit log named by the options, or None when none was asked for."""
+    if log is None and key is None:
+        return None
+    if log is None or key is None:
+        raise UsageError("--audit-log and --audit-key go together")
+    if not key.is_file():
+        raise UsageError(f"{key}: no such audit key file")
+    passphrase = os.environ.get(passphrase_env)
+    if not passphrase:
+        raise UsageError(f"set {passphrase_env} to the audit key's passphrase")
+    signer = Ed25519Signer.from_pem(key.read_bytes(), passphrase.encode())
+    return AuditLog(log, signer, utc_now)
