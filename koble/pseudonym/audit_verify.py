@@ -26,7 +26,10 @@ from koble.pseudonym.signing import key_id_of, load_public_key, verify_signature
 
 __all__ = [
     "CHECKPOINT_FIELDS",
+    "DETAIL_KEY",
     "EVENT_FIELDS",
+    "KEY_ID",
+    "SHA256_HEX",
     "ZERO_HASH",
     "VerifyReport",
     "canonical",
@@ -49,16 +52,25 @@ CHECKPOINT_FIELDS = frozenset(
 
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 KEY_ID = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
+DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,39}")
 TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 _SIGNATURE_LENGTH = 64
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError("NaN and Infinity are not JSON")
+
+
+# Built once: json.dumps and json.loads with options build a new coder on every call.
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def canonical(entry: Mapping[str, Any]) -> bytes:
     """The canonical JSON of ``entry`` as UTF-8: sorted keys, no spaces, non-ASCII kept."""
-    text = json.dumps(
-        entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-    return text.encode("utf-8")
+    return _ENCODER.encode(entry).encode("utf-8")
 
 
 def entry_hash(entry: Mapping[str, Any]) -> str:
@@ -126,7 +138,7 @@ class ChainState:
             return "truncated: the last line has no line end"
         try:
             text = raw[:-1].decode("utf-8")
-            entry = json.loads(text)
+            entry = _DECODER.decode(text)
         except (UnicodeDecodeError, ValueError):
             return "not a valid JSON line"
         if not isinstance(entry, dict):
@@ -223,7 +235,8 @@ def _is_text(value: object) -> bool:
 
 def _is_details(value: object) -> bool:
     return isinstance(value, dict) and all(
-        v is None or isinstance(v, str | int | float | bool) for v in value.values()
+        DETAIL_KEY.fullmatch(k) is not None and (v is None or isinstance(v, str | int | float))
+        for k, v in value.items()
     )
 
 
@@ -259,19 +272,22 @@ _CHECKS: dict[str, dict[str, Any]] = {
 }
 
 
+_FIELDS = {"event": EVENT_FIELDS, "checkpoint": CHECKPOINT_FIELDS}
+
+
 def _check_fields(entry: dict[str, Any]) -> str | None:
     """The first thing wrong with the fields of ``entry`` (names only), or None."""
     kind = entry.get("type")
     if kind not in _CHECKS:
         return "field 'type' is missing or not 'event' or 'checkpoint'"
-    checks = _CHECKS[kind]
-    missing = sorted(set(checks) - set(entry) - {"type"})
-    if missing:
-        return f"missing field(s) {', '.join(map(repr, missing))}"
-    extra = sorted(set(entry) - set(checks) - {"type"})
-    if extra:
+    expected = _FIELDS[kind]
+    if entry.keys() != expected:
+        missing = sorted(expected - entry.keys())
+        if missing:
+            return f"missing field(s) {', '.join(map(repr, missing))}"
+        extra = sorted(entry.keys() - expected)
         return f"unexpected field(s) {', '.join(map(repr, extra))}"
-    for name, check in checks.items():
+    for name, check in _CHECKS[kind].items():
         if not check(entry[name]):
             return f"field {name!r} is not valid"
     return None

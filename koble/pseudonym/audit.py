@@ -1,0 +1,297 @@
+"""The trusted third party's audit log: append-only JSON lines, hash-chained, signed checkpoints.
+
+Every operation on keys and pseudonyms is recorded as one *event*: who (``actor``), what
+(``operation``), in which ``domain``, with which key (``key_id``), how many rows went in, came
+out and were rejected, and SHA-256 hashes of the input and output files. The log never holds
+identifiers or key material: :meth:`AuditLog.append` refuses any value containing a valid
+fødselsnummer (or D-, H-, FH- or test number) or a long hex or base64 run that could be a key.
+
+Format (enough to re-implement :func:`verify_log`)
+--------------------------------------------------
+The file is UTF-8, one JSON object per line, each line ended by ``\\n`` (only ``\\n`` ends a
+line). Each line is exactly the *canonical JSON* of its entry: keys sorted, separators ``,``
+and ``:`` with no spaces, non-ASCII characters written as themselves (``ensure_ascii=False``),
+no NaN or Infinity. Every field is always present (``null`` when not applicable).
+
+Every line has ``seq`` (1, 2, 3, … over all lines, no gaps), ``time`` (UTC,
+``YYYY-MM-DDTHH:MM:SS.ffffffZ``, from the injected clock; not required to increase),
+``type``, ``prev`` and ``hash``:
+
+* ``hash`` is the SHA-256 (lower-case hex) of the canonical JSON of the entry without
+  ``hash``; ``prev`` is the ``hash`` of the previous line, 64 zeros on line 1. Editing,
+  deleting, inserting or reordering a line therefore breaks the chain at that line.
+* An *event* (``type`` ``"event"``) also has ``actor``, ``operation`` (non-empty strings),
+  ``domain`` (string or null), ``key_id`` (``[A-Za-z0-9_.:-]{1,40}`` or null), ``rows_in``,
+  ``rows_out``, ``rejected`` (non-negative integers or null), ``input_sha256``,
+  ``output_sha256`` (64 lower-case hex or null) and ``details`` (null or an object whose keys
+  match ``[a-z][a-z0-9_]{0,39}`` and whose values are strings, numbers, booleans or null).
+* A *checkpoint* (``type`` ``"checkpoint"``) also has ``head`` (``hash`` of the last event,
+  64 zeros if none), ``count`` (events so far), ``final`` (true for the checkpoint written by
+  :meth:`AuditLog.close`), ``signer`` (key id of the signing key: first 16 hex digits of
+  SHA-256 over the raw Ed25519 public key) and ``signature``: standard base64 of the Ed25519
+  signature over the canonical JSON of the checkpoint without ``signature`` and ``hash``.
+  Checkpoints are written every ``checkpoint_every`` events and on close. They are chained
+  like events.
+
+A log is *closed* when its last line is a checkpoint with ``final`` true; a log that must be
+complete (the default for verification) and is not closed has been truncated, or its writer
+died. A file whose last line lacks ``\\n`` was cut mid-line. The signature stops anyone
+without the signing key from rewriting the chain and its checkpoints together. Cutting a log
+back to an earlier closing checkpoint (after it was reopened and extended) cannot be detected
+from the file alone: keep the ``head`` and ``count`` of the latest checkpoint elsewhere. A log
+has one signing key; when the key changes, start a new log.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, BinaryIO
+
+from koble.errors import FileFormatError, UsageError
+from koble.pseudonym.audit_guard import (
+    DetailValue,
+    check_count,
+    check_details,
+    check_pattern,
+    check_text,
+)
+from koble.pseudonym.audit_verify import (
+    KEY_ID,
+    SHA256_HEX,
+    VerifyReport,
+    canonical,
+    entry_hash,
+    signed_bytes,
+    verify_lines,
+    verify_log,
+)
+from koble.pseudonym.signing import Signer, load_public_key
+
+if sys.platform != "win32":
+    import fcntl
+
+__all__ = ["AuditEntry", "AuditLog", "DetailValue", "VerifyReport", "sha256_file", "verify_log"]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One event as written to the log (see the module docstring for the fields)."""
+
+    seq: int
+    time: str
+    type: str
+    actor: str
+    operation: str
+    domain: str | None
+    key_id: str | None
+    rows_in: int | None
+    rows_out: int | None
+    rejected: int | None
+    input_sha256: str | None
+    output_sha256: str | None
+    details: Mapping[str, DetailValue] | None
+    prev: str
+    hash: str
+
+
+class AuditLog:
+    """An open audit log, appended to through :meth:`append` and closed with a signed
+    checkpoint. Use it as a context manager.
+
+    ``signer`` signs the checkpoints; ``clock`` gives the time of each line (an aware
+    datetime; it is never read anywhere else). Opening an existing log verifies it to its end
+    (hash chain, and checkpoint signatures against ``signer``'s public key) and continues its
+    chain; a log that does not verify is refused, naming file and line. The file is locked
+    against a second writer while open. One append is one line, flushed and fsynced before
+    :meth:`append` returns. Appends from several threads are serialised.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        signer: Signer,
+        clock: Callable[[], datetime],
+        checkpoint_every: int = 100,
+    ) -> None:
+        if isinstance(checkpoint_every, bool) or checkpoint_every < 1:
+            raise UsageError("checkpoint_every must be a positive integer")
+        self.path = Path(path)
+        self._signer = signer
+        self._clock = clock
+        self._checkpoint_every = checkpoint_every
+        self._lock = threading.Lock()
+        self._handle = self._open()
+        try:
+            self._handle.seek(0)
+            key = load_public_key(signer.public_key_bytes())
+            report, state = verify_lines(self._handle, key, require_closed=False)
+            if not report.ok:
+                raise FileFormatError(
+                    f"line {report.first_bad_line}: {report.problem}; "
+                    "refusing to append to a broken audit log",
+                    path=self.path,
+                )
+        except BaseException:
+            self._handle.close()
+            raise
+        self._seq, self._prev = state.seq, state.prev
+        self._events, self._head = state.events, state.last_event_hash
+        self._last_closed = state.closed
+        self._open_state = True
+
+    def _open(self) -> BinaryIO:
+        try:
+            handle = self.path.open("a+b")
+        except OSError as exc:
+            raise FileFormatError(
+                f"cannot open the audit log: {exc.strerror}", path=self.path
+            ) from None
+        if sys.platform != "win32":
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                raise UsageError(
+                    "the audit log is open in another writer", path=self.path
+                ) from None
+        return handle
+
+    @property
+    def events(self) -> int:
+        """Number of events in the log, including those written before it was reopened."""
+        return self._events
+
+    def append(
+        self,
+        *,
+        actor: str,
+        operation: str,
+        domain: str | None = None,
+        key_id: str | None = None,
+        rows_in: int | None = None,
+        rows_out: int | None = None,
+        rejected: int | None = None,
+        input_sha256: str | None = None,
+        output_sha256: str | None = None,
+        details: Mapping[str, DetailValue] | None = None,
+    ) -> AuditEntry:
+        """Record one event and return it as written.
+
+        Raises :class:`UsageError` (naming the field, never the value) for a value of the
+        wrong type or one that holds a person number or looks like key material; hashes go in
+        ``input_sha256``/``output_sha256`` (64 lower-case hex) and key ids in ``key_id``.
+        """
+        sha = "64 lower-case hex digits"
+        fields: dict[str, Any] = {
+            "type": "event",
+            "actor": check_text("actor", actor, optional=False),
+            "operation": check_text("operation", operation, optional=False),
+            "domain": check_text("domain", domain, optional=True),
+            "key_id": check_pattern("key_id", key_id, KEY_ID, "a key id ([A-Za-z0-9_.:-]{1,40})"),
+            "rows_in": check_count("rows_in", rows_in),
+            "rows_out": check_count("rows_out", rows_out),
+            "rejected": check_count("rejected", rejected),
+            "input_sha256": check_pattern("input_sha256", input_sha256, SHA256_HEX, sha),
+            "output_sha256": check_pattern("output_sha256", output_sha256, SHA256_HEX, sha),
+            "details": check_details(details),
+        }
+        with self._lock:
+            entry = self._write(fields)
+            self._events += 1
+            self._head = entry["hash"]
+            if self._events % self._checkpoint_every == 0:
+                self._checkpoint(final=False)
+        return AuditEntry(**entry)
+
+    def checkpoint(self) -> None:
+        """Write a (non-final) signed checkpoint now."""
+        with self._lock:
+            self._checkpoint(final=False)
+
+    def close(self) -> None:
+        """Write the closing checkpoint (unless the log already ends with one) and close the
+        file. Closing twice does nothing."""
+        with self._lock:
+            if not self._open_state:
+                return
+            try:
+                if not self._last_closed:
+                    self._checkpoint(final=True)
+            finally:
+                self._open_state = False
+                self._handle.close()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self._open_state else "closed"
+        return f"AuditLog({str(self.path)!r}, signer={self._signer.key_id!r}, {state})"
+
+    def _checkpoint(self, *, final: bool) -> None:
+        body: dict[str, Any] = {
+            "type": "checkpoint",
+            "head": self._head,
+            "count": self._events,
+            "final": final,
+            "signer": self._signer.key_id,
+        }
+        self._write(body, sign=True)
+        self._last_closed = final
+
+    def _write(self, fields: dict[str, Any], *, sign: bool = False) -> dict[str, Any]:
+        """Chain, hash (and sign) ``fields`` and write them as one line; the entry."""
+        if not self._open_state:
+            raise UsageError("the audit log is closed", path=self.path)
+        entry = {**fields, "seq": self._seq + 1, "time": self._now(), "prev": self._prev}
+        if sign:
+            signature = self._signer.sign(signed_bytes(entry))
+            entry["signature"] = base64.b64encode(signature).decode("ascii")
+        entry["hash"] = entry_hash(entry)
+        line = canonical(entry) + b"\n"
+        try:
+            self._handle.write(line)
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            # The file may now end in a partial line: stop writing to it.
+            self._open_state = False
+            self._handle.close()
+            raise FileFormatError(
+                f"cannot write the audit log: {exc.strerror}", path=self.path
+            ) from None
+        self._seq, self._prev = entry["seq"], entry["hash"]
+        self._last_closed = False
+        return entry
+
+    def _now(self) -> str:
+        now = self._clock()
+        if now.tzinfo is None or now.utcoffset() is None:
+            raise UsageError("the audit clock must return timezone-aware datetimes")
+        return now.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, for ``input_sha256``/``output_sha256``."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

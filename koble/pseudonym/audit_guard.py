@@ -1,0 +1,116 @@
+"""What the audit log refuses to hold: identifiers and anything that looks like key material.
+
+:class:`~koble.pseudonym.audit.AuditLog` passes every value through these checks before it
+writes a line. A value is refused when it contains a valid fødselsnummer, D-, H-, FH- or test
+number (any 11 digits, with at most one separator after the sixth, that pass
+:func:`koble.registries.identifiers.fodselsnummer.is_valid`; Unicode digits count as digits),
+or, outside the fields made for them, a run of 32 or more hex digits or 40 or more base64
+characters (standard or URL-safe alphabet) that could be a key, a hash or a token. Hashes go
+in ``input_sha256``/``output_sha256`` and key ids in ``key_id``, which are checked against
+their exact formats instead. Errors name the field and never contain the value.
+
+The key-material rule is deliberately blunt: a long path or name without dots or spaces is
+refused too; shorten it, or record it under a detail name split into parts.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Mapping
+
+from koble.errors import UsageError
+from koble.pseudonym.audit_verify import DETAIL_KEY
+from koble.registries.identifiers import fodselsnummer
+
+__all__ = [
+    "DetailValue",
+    "check_count",
+    "check_details",
+    "check_pattern",
+    "check_text",
+    "refuse_sensitive",
+]
+
+DetailValue = str | int | float | bool | None
+
+# 11 digits with at most one separator after the sixth, at every start position (overlapping).
+_PERSON_NUMBER = re.compile(r"(?=(\d{6}[ \-\u00a0\u2009\u202f]?\d{5}))")
+_HEX_RUN = re.compile(r"[0-9A-Fa-f]{32,}")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{40,}")
+
+
+def _ascii_digits(text: str) -> str:
+    """``text`` with every Unicode decimal digit (fullwidth, Arabic-Indic, …) made ASCII."""
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+
+
+def refuse_sensitive(field: str, value: str, *, key_like: bool = True) -> None:
+    """Raise :class:`UsageError` when ``value`` holds a person number or, with ``key_like``,
+    something that could be key material. The message names the field, never the value."""
+    text = _ascii_digits(value)
+    for match in _PERSON_NUMBER.finditer(text):
+        if fodselsnummer.is_valid(match.group(1), test_numbers=True):
+            raise UsageError(
+                f"audit field {field!r} contains a person number; "
+                "the audit log must never hold identifiers"
+            )
+    if key_like and (_HEX_RUN.search(text) or _BASE64_RUN.search(text)):
+        raise UsageError(
+            f"audit field {field!r} contains a long hex or base64 run that could be key "
+            "material; record key ids and hashes in their own fields"
+        )
+
+
+def check_text(field: str, value: object, *, optional: bool) -> str | None:
+    """A non-empty free-text field (actor, operation, domain), or None when optional."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"audit field {field!r} must be a non-empty string")
+    refuse_sensitive(field, value)
+    return value
+
+
+def check_count(field: str, value: object) -> int | None:
+    """A row count: a non-negative integer (not a bool), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise UsageError(f"audit field {field!r} must be a non-negative integer")
+    refuse_sensitive(field, str(value), key_like=False)
+    return value
+
+
+def check_pattern(field: str, value: object, pattern: re.Pattern[str], what: str) -> str | None:
+    """A field with an exact format (key id, SHA-256 hex), exempt from the key-material rule
+    because the format already bounds what it can hold; None passes."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or pattern.fullmatch(value) is None:
+        raise UsageError(f"audit field {field!r} must be {what}")
+    refuse_sensitive(field, value, key_like=False)
+    return value
+
+
+def check_details(value: Mapping[str, DetailValue] | None) -> dict[str, DetailValue] | None:
+    """A copy of ``details`` after checking every name and value; None passes."""
+    if value is None:
+        return None
+    clean: dict[str, DetailValue] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or DETAIL_KEY.fullmatch(key) is None:
+            raise UsageError("detail names must match [a-z][a-z0-9_]{0,39}")
+        refuse_sensitive("details", key)
+        field = f"details.{key}"
+        if isinstance(item, float) and not math.isfinite(item):
+            raise UsageError(f"audit field {field!r} must be a finite number")
+        if item is not None and not isinstance(item, str | int | float):
+            raise UsageError(f"audit field {field!r} must be a string, number, boolean or None")
+        if item is not None and not isinstance(item, bool):
+            refuse_sensitive(field, item if isinstance(item, str) else repr(item))
+        clean[key] = item
+    return clean
