@@ -45,7 +45,6 @@ has one signing key; when the key changes, start a new log.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 import sys
 import threading
@@ -57,6 +56,7 @@ from types import TracebackType
 from typing import Any, BinaryIO
 
 from koble.errors import FileFormatError, UsageError
+from koble.files import sha256_file
 from koble.pseudonym.audit_guard import (
     DetailValue,
     check_count,
@@ -286,12 +286,3 @@ class AuditLog:
         if now.tzinfo is None or now.utcoffset() is None:
             raise UsageError("the audit clock must return timezone-aware datetimes")
         return now.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 (hex) of a file's bytes, for ``input_sha256``/``output_sha256``."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -10,13 +10,13 @@ lost by forgetting an option.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from koble.files import sha256_file
 from koble.pseudonym.auditing import AuditSink
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.keys import Keyset
@@ -32,16 +32,7 @@ __all__ = [
     "pseudonymise_file",
     "reidentify_file",
     "rekey_file",
-    "sha256_file",
 ]
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def default_rejects_path(output: Path) -> Path:

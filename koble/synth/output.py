@@ -8,7 +8,6 @@ no timestamps, fixed compression, fixed schema.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,16 +18,9 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["TableWriter", "file_sha256", "labels", "write_manifest"]
+from koble.files import sha256_file
 
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+__all__ = ["TableWriter", "labels", "write_manifest"]
 
 
 class TableWriter:
@@ -55,7 +47,7 @@ class TableWriter:
         return {
             "path": self.relpath,
             "rows": self.rows,
-            "sha256": file_sha256(self.path),
+            "sha256": sha256_file(self.path),
             "columns": self.schema.names,
         }
 

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 from koble.cli.audit import audit
 from koble.cli.main import KobleGroup
 from koble.errors import CryptoError, FileFormatError, UsageError
-from koble.pseudonym.audit import AuditLog, VerifyReport, sha256_file, verify_log
+from koble.files import sha256_file
+from koble.pseudonym.audit import AuditLog, VerifyReport, verify_log
 from koble.pseudonym.audit_verify import (
     CHECKPOINT_FIELDS,
     EVENT_FIELDS,

@@ -6,8 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from koble.files import sha256_file
 from koble.synth import SynthConfig, generate_world
-from koble.synth.output import file_sha256
 
 SMALL = SynthConfig(persons=1200, seed=11, chunk_size=500)
 
@@ -45,7 +45,7 @@ def test_manifest_matches_files(world) -> None:
     assert paths == expected
     for entry in on_disk["files"]:
         path = world.path / entry["path"]
-        assert file_sha256(path) == entry["sha256"]
+        assert sha256_file(path) == entry["sha256"]
         assert pl.read_parquet(path).height == entry["rows"]
     assert on_disk["seed"] == 7
     assert on_disk["config"]["persons"] == 4000
