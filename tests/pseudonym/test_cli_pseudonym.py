@@ -32,7 +32,7 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
 
 
 def valid_fnr_in(text: str) -> list[str]:
-    runs = re.findall(r"(?<!\d)\d{11}(?!\d)", text)
+    runs = re.findall(r"(?<![0-9A-Za-z+/])\d{11}(?![0-9A-Za-z+/])", text)
     if not runs:
         return []
     checked = validate_column(runs, test_numbers=True)

@@ -1,0 +1,324 @@
+"""``koble ingest``: sealed ingest of feeds through the TTP (see :mod:`koble.pseudonym.ingest`).
+
+``keygen`` makes a party key pair; ``seal`` is the sender's step, ``pseudonymise`` the
+TTP's and ``open`` the registry's. Commands only parse options, call the library and print;
+errors are koble errors, which the main group turns into one-line messages and exit codes.
+Passphrases come from environment variables, never from the command line (where they would
+end up in shell history and process lists).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar, get_args
+
+import click
+import polars as pl
+
+from koble.errors import FileFormatError, UsageError
+from koble.pseudonym.identity import IdentityHistory
+from koble.pseudonym.ingest import (
+    RegistryReport,
+    registry_open,
+    seal,
+    ttp_pseudonymise,
+)
+from koble.pseudonym.keystore import PassphraseKek, load_keyset
+from koble.pseudonym.scheme import IdScheme
+from koble.pseudonym.sealed import (
+    ForwardedBatch,
+    PartyKey,
+    PartyPublicKey,
+    SealedBatch,
+    load_public,
+)
+from koble.tables import read_table, write_table
+
+__all__ = ["ingest"]
+
+EXIT_ALL_PSEUDONYMISED = 0
+EXIT_SOME_REJECTED = 1
+_KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PATH = click.Path(path_type=Path)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _passphrase(variable: str) -> bytes:
+    value = os.environ.get(variable)
+    if not value:
+        raise UsageError(f"set the passphrase in the environment variable {variable}")
+    return value.encode()
+
+
+def _read_bytes(path: Path, what: str) -> bytes:
+    if not path.is_file():
+        raise FileFormatError(f"no such {what} file", path=path)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise FileFormatError(f"cannot read the {what} file ({exc.strerror})", path=path) from None
+
+
+def _public(path: Path) -> PartyPublicKey:
+    return load_public(_read_bytes(path, "public key"))
+
+
+def _private(path: Path, variable: str) -> PartyKey:
+    return PartyKey.from_pem(_read_bytes(path, "private key"), _passphrase(variable))
+
+
+def _echo_json(document: object) -> None:
+    click.echo(json.dumps(document, indent=2, sort_keys=True))
+
+
+def _passphrase_option(default: str = "KOBLE_PARTY_PASSPHRASE") -> Callable[[F], F]:
+    return click.option(
+        "--passphrase-env",
+        default=default,
+        show_default=True,
+        help="Environment variable holding the party key's passphrase.",
+    )
+
+
+@click.group()
+def ingest() -> None:
+    """Sealed ingest: sender seals, the TTP pseudonymises, the registry opens."""
+
+
+@ingest.command("keygen")
+@click.argument("name")
+@click.option("--out", "out_dir", type=_PATH, required=True, help="Directory for the key files.")
+@_passphrase_option()
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def keygen(name: str, out_dir: Path, passphrase_env: str, as_json: bool) -> None:
+    """Make a party key pair: NAME.key.pem (encrypted) and NAME.pub.pem in DIR."""
+    if not _KEY_NAME.match(name):
+        raise UsageError(f"invalid key name {name!r}: use letters, digits and _.-")
+    passphrase = _passphrase(passphrase_env)
+    private, public = out_dir / f"{name}.key.pem", out_dir / f"{name}.pub.pem"
+    for path in (private, public):
+        if path.exists():
+            raise UsageError(f"{path} exists already; refusing to overwrite a key")
+    key = PartyKey.generate(os.urandom)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(key.to_pem(passphrase))
+    public.write_bytes(key.public_pem())
+    result = {"fingerprint": key.fingerprint, "private": str(private), "public": str(public)}
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"key {key.fingerprint}: private {private} (encrypted), public {public}")
+
+
+def _id_columns(specs: tuple[str, ...]) -> dict[str, IdScheme]:
+    columns: dict[str, IdScheme] = {}
+    schemes = get_args(IdScheme)
+    for spec in specs:
+        column, _, scheme = spec.partition(":")
+        scheme = scheme or "fnr"
+        if not column or scheme not in schemes:
+            raise UsageError(f"--id-column {spec!r}: use COLUMN or COLUMN:SCHEME with {schemes}")
+        if column in columns:
+            raise UsageError(f"--id-column {column!r} given twice")
+        columns[column] = scheme  # type: ignore[assignment]
+    return columns
+
+
+@ingest.command("seal")
+@click.argument("infile", metavar="IN", type=_PATH)
+@click.argument("outfile", metavar="OUT", type=_PATH)
+@click.option("--ttp-public", type=_PATH, required=True, help="The TTP's public key (PEM).")
+@click.option("--registry-public", type=_PATH, required=True, help="The registry's public key.")
+@click.option(
+    "--id-column",
+    "id_specs",
+    multiple=True,
+    required=True,
+    help="Identifier column, as COLUMN or COLUMN:SCHEME (fnr, hpr, orgnr); repeatable.",
+)
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of a CSV file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def seal_command(
+    infile: Path,
+    outfile: Path,
+    ttp_public: Path,
+    registry_public: Path,
+    id_specs: tuple[str, ...],
+    encoding: str,
+    as_json: bool,
+) -> None:
+    """Sender: seal the table IN as one batch OUT (identifiers to the TTP, rest to registry)."""
+    table = read_table(infile, encoding=encoding)
+    batch = seal(
+        table,
+        _id_columns(id_specs),
+        ttp_public=_public(ttp_public),
+        registry_public=_public(registry_public),
+        randbytes=os.urandom,
+        path=str(infile),
+    )
+    batch.write(outfile)
+    result = {
+        "batch_id": batch.batch_hex,
+        "rows": batch.rows,
+        "identifiers": list(batch.identifiers.columns),
+        "payload": list(batch.payload.columns),
+        "out": str(outfile),
+    }
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(
+            f"sealed {batch.rows:,} rows as batch {batch.batch_hex} to {outfile}: "
+            f"{', '.join(batch.identifiers.columns)} to the TTP, "
+            f"{len(batch.payload.columns)} payload columns to the registry"
+        )
+
+
+def _domains(specs: tuple[str, ...]) -> dict[str, str]:
+    domains: dict[str, str] = {}
+    for spec in specs:
+        column, sep, domain = spec.partition("=")
+        if not (column and sep and domain):
+            raise UsageError(f"--domain {spec!r}: use COLUMN=DOMAIN")
+        if column in domains:
+            raise UsageError(f"--domain for {column!r} given twice")
+        domains[column] = domain
+    return domains
+
+
+@ingest.command("pseudonymise")
+@click.argument("infile", metavar="IN", type=_PATH)
+@click.argument("outfile", metavar="OUT", type=_PATH)
+@click.option("--ttp-key", type=_PATH, required=True, help="The TTP's private key (PEM).")
+@click.option("--keyset", type=_PATH, required=True, help="The TTP's pseudonym keyset file.")
+@click.option(
+    "--domain",
+    "domain_specs",
+    multiple=True,
+    required=True,
+    help="COLUMN=DOMAIN for every identifier column; repeatable.",
+)
+@click.option("--registry-public", type=_PATH, required=True, help="The registry's public key.")
+@click.option("--history", type=_PATH, help="Identity history table (old_id, current_id, ...).")
+@click.option("--rejects", type=_PATH, help="Write rejected identifiers here (for the sender).")
+@click.option("--test-numbers", is_flag=True, help="Accept synthetic (Tenor) test numbers.")
+@_passphrase_option()
+@click.option(
+    "--keyset-passphrase-env",
+    default="KOBLE_KEYSET_PASSPHRASE",
+    show_default=True,
+    help="Environment variable holding the keyset's passphrase.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def pseudonymise_command(
+    infile: Path,
+    outfile: Path,
+    ttp_key: Path,
+    keyset: Path,
+    domain_specs: tuple[str, ...],
+    registry_public: Path,
+    history: Path | None,
+    rejects: Path | None,
+    test_numbers: bool,
+    passphrase_env: str,
+    keyset_passphrase_env: str,
+    as_json: bool,
+) -> None:
+    """TTP: replace the identifiers of sealed batch IN by pseudonyms; forward as OUT.
+
+    The payload is forwarded as it came, still sealed to the registry. Exit code 0 when every
+    row was pseudonymised, 1 when some were rejected, 2 for unusable input.
+    """
+    batch = SealedBatch.read(infile)
+    result = ttp_pseudonymise(
+        batch,
+        ttp_key=_private(ttp_key, passphrase_env),
+        keyset=load_keyset(keyset, PassphraseKek(_passphrase(keyset_passphrase_env))),
+        domains=_domains(domain_specs),
+        registry_public=_public(registry_public),
+        history=None if history is None else IdentityHistory.read(history),
+        randbytes=os.urandom,
+        test_numbers=test_numbers,
+        path=str(infile),
+    )
+    result.forwarded.write(outfile)
+    if rejects is not None:
+        write_table(result.rejects, rejects)
+    report = result.report
+    if as_json:
+        _echo_json({**report.to_dict(), "out": str(outfile), "rejects": _str(rejects)})
+    else:
+        click.echo(
+            f"batch {report.batch_id}: {report.rows:,} rows, {report.pseudonymised:,} "
+            f"pseudonymised, {report.rejected:,} rejected; forwarded to {outfile}"
+        )
+        for column in report.columns:
+            reasons = ", ".join(f"{k} {v:,}" for k, v in column.by_reason.items()) or "none"
+            click.echo(
+                f"  {column.column} ({column.scheme}) → domain {column.domain}, key "
+                f"{column.key_id}: {column.valid:,} valid; rejected: {reasons}"
+            )
+        click.echo(f"counts reconcile (rows = pseudonymised + rejected): {_yes(report.reconciled)}")
+    if report.rejected and rejects is None:
+        click.echo(
+            f"warning: {report.rejected:,} rows rejected; give --rejects to list them", err=True
+        )
+    raise SystemExit(EXIT_SOME_REJECTED if report.rejected else EXIT_ALL_PSEUDONYMISED)
+
+
+@ingest.command("open")
+@click.argument("infiles", metavar="IN...", nargs=-1, required=True, type=_PATH)
+@click.argument("outfile", metavar="OUT", type=_PATH)
+@click.option("--registry-key", type=_PATH, required=True, help="The registry's private key.")
+@_passphrase_option()
+@click.option("--json", "as_json", is_flag=True, help="Print the reports as JSON.")
+def open_command(
+    infiles: tuple[Path, ...], outfile: Path, registry_key: Path, passphrase_env: str, as_json: bool
+) -> None:
+    """Registry: open forwarded batches IN... and write their good rows, keyed by pseudonym."""
+    key = _private(registry_key, passphrase_env)
+    tables: list[pl.DataFrame] = []
+    reports: list[RegistryReport] = []
+    for path in infiles:
+        result = registry_open(ForwardedBatch.read(path), key, path=str(path))
+        tables.append(result.table)
+        reports.append(result.report)
+    try:
+        table = pl.concat(tables, how="vertical")
+    except pl.exceptions.PolarsError:
+        raise UsageError("the batches do not have the same columns and types") from None
+    write_table(table, outfile)
+    rows = sum(r.rows for r in reports)
+    stored = sum(r.stored for r in reports)
+    rejected = sum(r.rejected for r in reports)
+    summary = {
+        "batches": [r.to_dict() for r in reports],
+        "rows": rows,
+        "stored": stored,
+        "rejected": rejected,
+        "reconciled": rows == stored + rejected and table.height == stored,
+        "out": str(outfile),
+    }
+    if as_json:
+        _echo_json(summary)
+    else:
+        click.echo(
+            f"{len(reports)} batches, {rows:,} rows: {stored:,} stored in {outfile}, "
+            f"{rejected:,} rejected by the TTP"
+        )
+        click.echo(f"counts reconcile (rows = stored + rejected): {_yes(summary['reconciled'])}")
+
+
+def _yes(flag: object) -> str:
+    return "yes" if flag else "NO"
+
+
+def _str(path: Path | None) -> str | None:
+    return None if path is None else str(path)

@@ -1,0 +1,395 @@
+"""Sealed ingest: how pharmacy feeds reach a pseudonymous registry through the TTP.
+
+Three parties, three steps (design.md §1.4 "Sealed ingest"); the container and cryptography
+are specified in :mod:`koble.pseudonym.sealed`.
+
+1. **Sender** (:func:`seal`): splits a batch into the identifier columns, sealed to the TTP,
+   and every other column (the payload), sealed to the registry. Rows stay aligned by
+   position. The sender does not validate identifiers; that is the TTP's job.
+2. **TTP** (:func:`ttp_pseudonymise`): opens only the identifiers (it is never given a
+   registry private key, so it cannot open the payload), validates them, resolves identity
+   changes, pseudonymises each column in its own domain and seals a ``pseudonyms`` part to the
+   registry: one ``<column>_pseudonym`` column per identifier column and ``_reject_reason``
+   (null when the row is good). Rejected rows are kept, with null pseudonyms, so that the
+   pseudonyms stay aligned with the still-sealed payload. The TTP's own rejects table (row,
+   column, reason, raw identifier) goes back to the sender and never to the registry.
+3. **Registry** (:func:`registry_open`): opens pseudonyms and payload, checks they belong
+   together, drops the rejected rows (counted) and keeps rows keyed by pseudonym.
+
+Counts reconcile at every step: rows sent = rows stored + rows rejected.
+:func:`koble.pseudonym.ingest_feed.ingest_feed` runs all three over a whole feed through files
+in three separate party directories, producing ``registry/<name>.parquet``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple, get_args
+
+import polars as pl
+import pyarrow as pa
+
+from koble.errors import ColumnError, FileFormatError, UsageError
+from koble.pseudonym.identity import IdentityHistory
+from koble.pseudonym.keys import Keyset, RandBytes, check_domain
+from koble.pseudonym.pseudonymise import AMBIGUOUS, EXTRA_MESSAGES, pseudonymise_values
+from koble.pseudonym.scheme import IdScheme
+from koble.pseudonym.sealed import (
+    ForwardedBatch,
+    PartyKey,
+    PartyPublicKey,
+    SealedBatch,
+    open_table,
+    seal_table,
+)
+from koble.registries.identifiers.check import reject_messages
+from koble.registries.identifiers.column import validate_column
+
+__all__ = [
+    "PSEUDONYM_SUFFIX",
+    "REJECT_REASON",
+    "ColumnReport",
+    "RegistryReport",
+    "RegistryResult",
+    "TtpReport",
+    "TtpResult",
+    "registry_open",
+    "seal",
+    "ttp_pseudonymise",
+]
+
+PSEUDONYM_SUFFIX = "_pseudonym"
+REJECT_REASON = "_reject_reason"
+SCHEME_KEY = b"koble.scheme"
+DOMAINS_KEY = b"koble.domains"
+REJECT_COLUMNS = ["batch_id", "row", "column", "reason", "message", "identifier"]
+_SCHEMES: tuple[str, ...] = get_args(IdScheme)
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+
+
+# -- reports ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ColumnReport:
+    """The TTP's counts for one identifier column of one batch. Never an identifier."""
+
+    column: str
+    scheme: str
+    domain: str
+    key_id: str
+    valid: int
+    invalid: int
+    by_reason: dict[str, int]
+    resolved_through_history: int
+    distinct_pseudonyms: int
+
+
+@dataclass(frozen=True)
+class TtpReport:
+    """What the TTP did with one batch: rows in = rows forwarded with pseudonyms + rejected."""
+
+    batch_id: str
+    rows: int
+    pseudonymised: int
+    rejected: int
+    columns: list[ColumnReport]
+
+    @property
+    def reconciled(self) -> bool:
+        return self.rows == self.pseudonymised + self.rejected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "reconciled": self.reconciled}
+
+
+@dataclass(frozen=True)
+class RegistryReport:
+    """What the registry stored from one batch: rows = stored + rejected (by TTP reason)."""
+
+    batch_id: str
+    rows: int
+    stored: int
+    rejected: int
+    by_reason: dict[str, int]
+    domains: dict[str, dict[str, str]]
+
+    @property
+    def reconciled(self) -> bool:
+        return self.rows == self.stored + self.rejected
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "reconciled": self.reconciled}
+
+
+class TtpResult(NamedTuple):
+    forwarded: ForwardedBatch
+    rejects: pl.DataFrame
+    report: TtpReport
+
+
+class RegistryResult(NamedTuple):
+    table: pl.DataFrame
+    report: RegistryReport
+
+
+# -- 1. sender --------------------------------------------------------------------------
+def _as_arrow(table: pa.Table | pl.DataFrame) -> pa.Table:
+    if isinstance(table, pl.DataFrame):
+        return table.to_arrow(compat_level=pl.CompatLevel.oldest())
+    if isinstance(table, pa.Table):
+        return table
+    raise UsageError("a batch must be a polars DataFrame or a pyarrow Table")
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_string(kind)
+        or pa.types.is_large_string(kind)
+        or pa.types.is_string_view(kind)
+        or pa.types.is_null(kind)
+    )
+
+
+def seal(
+    table: pa.Table | pl.DataFrame,
+    id_columns: Mapping[str, IdScheme],
+    *,
+    ttp_public: PartyPublicKey,
+    registry_public: PartyPublicKey,
+    randbytes: RandBytes,
+    path: str = "<batch>",
+) -> SealedBatch:
+    """Seal one batch: ``id_columns`` (column → scheme) to the TTP, the rest to the registry."""
+    arrow = _as_arrow(table)
+    if not id_columns:
+        raise UsageError("name at least one identifier column")
+    for column, id_scheme in id_columns.items():
+        if column not in arrow.column_names:
+            available = ", ".join(arrow.column_names[:20])
+            raise ColumnError(
+                f"no such column; the batch has: {available}", path=path, column=column
+            )
+        if id_scheme not in _SCHEMES:
+            raise UsageError(f"unknown identifier scheme {id_scheme!r}; use one of {_SCHEMES}")
+        if not _is_text(arrow.schema.field(column).type):
+            raise ColumnError(
+                f"identifiers must be text (leading zeros), the column is {arrow[column].type}",
+                path=path, column=column,
+            )  # fmt: skip
+    payload_columns = [c for c in arrow.column_names if c not in id_columns]
+    if not payload_columns:
+        raise UsageError("the batch has no payload columns besides the identifiers")
+    reserved = {f"{c}{PSEUDONYM_SUFFIX}" for c in id_columns} | {REJECT_REASON}
+    clash = sorted(reserved & set(payload_columns))
+    if clash:
+        raise ColumnError("payload column names clash with pseudonym columns", column=clash[0])
+    schema = pa.schema(
+        [
+            pa.field(c, pa.large_string(), metadata={SCHEME_KEY: s.encode()})
+            for c, s in id_columns.items()
+        ]
+    )
+    identifiers = pa.Table.from_arrays(
+        [arrow[c].cast(pa.large_string()) for c in id_columns], schema=schema
+    )
+    batch_id = randbytes(16)
+    ids_part = seal_table(
+        identifiers, name="identifiers", batch_id=batch_id, recipient=ttp_public,
+        randbytes=randbytes,
+    )  # fmt: skip
+    payload_part = seal_table(
+        arrow.select(payload_columns), name="payload", batch_id=batch_id,
+        recipient=registry_public, randbytes=randbytes,
+    )  # fmt: skip
+    return SealedBatch(batch_id, arrow.num_rows, (ids_part, payload_part))
+
+
+# -- 2. TTP -----------------------------------------------------------------------------
+def _scheme_of(field_: pa.Field, path: str) -> IdScheme:
+    raw = (field_.metadata or {}).get(SCHEME_KEY, b"").decode("ascii", "replace")
+    for known in get_args(IdScheme):
+        if raw == known:
+            return known  # type: ignore[no-any-return]
+    raise FileFormatError("identifier column without a known scheme", path=path, column=field_.name)
+
+
+def ttp_pseudonymise(
+    batch: SealedBatch,
+    *,
+    ttp_key: PartyKey,
+    keyset: Keyset,
+    domains: Mapping[str, str],
+    registry_public: PartyPublicKey,
+    randbytes: RandBytes,
+    history: IdentityHistory | None = None,
+    test_numbers: bool = False,
+    path: str = "<batch>",
+) -> TtpResult:
+    """The TTP's step: identifiers → pseudonyms sealed to the registry; payload untouched.
+
+    ``domains`` maps each identifier column to its pseudonym domain and must cover exactly
+    the batch's identifier columns. ``history`` resolves old person numbers (scheme ``fnr``)
+    to current ones; an ambiguous history rejects the row. A row is rejected when any of its
+    identifiers is; its pseudonyms are then null and ``_reject_reason`` says why.
+    """
+    announced = set(batch.identifiers.columns)
+    if set(domains) != announced:
+        raise UsageError(
+            f"give a domain for exactly the identifier columns {sorted(announced)}; "
+            f"got {sorted(domains)}"
+        )
+    for domain in domains.values():
+        check_domain(domain)
+    if batch.payload.recipient != registry_public.fingerprint:
+        raise UsageError(
+            f"the payload is sealed to key {batch.payload.recipient}, but the pseudonyms would "
+            f"go to {registry_public.fingerprint}: they must go to the same registry"
+        )
+    ids = open_table(
+        batch.identifiers, batch_id=batch.batch_id, rows=batch.rows, key=ttp_key, path=path
+    )
+    n = batch.rows
+    reasons: dict[str, pl.Series] = {}
+    compacts: dict[str, pl.Series] = {}
+    schemes: dict[str, IdScheme] = {}
+    changed: dict[str, int] = {}
+    for column in ids.column_names:
+        id_scheme = _scheme_of(ids.schema.field(column), path)
+        raw = _series(ids[column])
+        checked = validate_column(raw, scheme=id_scheme, test_numbers=test_numbers)
+        reason = checked["reason"].cast(pl.String)
+        compact = checked["compact"]
+        changed[column] = 0
+        if history is not None and id_scheme == "fnr":
+            resolution = history.resolve(compact)
+            reason = pl.select(
+                pl.when(reason.is_null() & resolution.ambiguous).then(pl.lit(AMBIGUOUS))
+                .otherwise(reason)
+            ).to_series()  # fmt: skip
+            compact = resolution.resolved.fill_null(compact)
+            changed[column] = int((resolution.changed & reason.is_null()).sum())
+        reasons[column], compacts[column], schemes[column] = reason, compact, id_scheme
+    good = pl.select(pl.all_horizontal([r.is_null() for r in reasons.values()])).to_series()
+    good_rows = good.arg_true()
+    empty = pl.Series(dtype=pl.String).extend_constant(None, n)
+    key_id = keyset.primary.key_id
+    out: list[pl.Series] = []
+    reports: list[ColumnReport] = []
+    for column, compact in compacts.items():
+        values = pseudonymise_values(
+            keyset, domains[column], compact.gather(good_rows), schemes[column]
+        )
+        out.append(empty.scatter(good_rows, values).alias(f"{column}{PSEUDONYM_SUFFIX}"))
+        counts = reasons[column].drop_nulls().value_counts(sort=True)
+        reports.append(
+            ColumnReport(
+                column=column, scheme=schemes[column], domain=domains[column], key_id=key_id,
+                valid=int(reasons[column].is_null().sum()),
+                invalid=int(reasons[column].is_not_null().sum()),
+                by_reason={str(k): int(v) for k, v in counts.iter_rows()},
+                resolved_through_history=changed[column],
+                distinct_pseudonyms=values.n_unique(),
+            )
+        )  # fmt: skip
+    why = pl.select(
+        pl.when(~good).then(
+            pl.concat_str(
+                [pl.lit(f"{c}:") + r for c, r in reasons.items()], separator="; ", ignore_nulls=True
+            )
+        )
+    ).to_series()
+    out.append(why.alias(REJECT_REASON))
+    pseudonyms = pl.DataFrame(out).to_arrow(compat_level=pl.CompatLevel.oldest())
+    described = {
+        c: {"domain": domains[c], "key_id": key_id, "scheme": schemes[c]} for c in compacts
+    }
+    pseudonyms = pseudonyms.replace_schema_metadata({DOMAINS_KEY: json.dumps(described).encode()})
+    part = seal_table(
+        pseudonyms, name="pseudonyms", batch_id=batch.batch_id, recipient=registry_public,
+        randbytes=randbytes,
+    )  # fmt: skip
+    forwarded = ForwardedBatch(batch.batch_id, n, (part, batch.payload))
+    rejects = _rejects(batch.batch_hex, ids, reasons)
+    report = TtpReport(
+        batch_id=batch.batch_hex, rows=n, pseudonymised=len(good_rows), rejected=n - len(good_rows),
+        columns=reports,
+    )  # fmt: skip
+    return TtpResult(forwarded, rejects, report)
+
+
+def _series(column: pa.ChunkedArray) -> pl.Series:
+    series = pl.from_arrow(column)
+    assert isinstance(series, pl.Series)
+    return series.cast(pl.String)
+
+
+def _rejects(batch_hex: str, ids: pa.Table, reasons: Mapping[str, pl.Series]) -> pl.DataFrame:
+    """One row per rejected identifier: batch, 1-based row, column, reason, message, value."""
+    messages = reject_messages(EXTRA_MESSAGES)
+    frames = [
+        pl.DataFrame(
+            {
+                "row": pl.int_range(1, ids.num_rows + 1, eager=True, dtype=pl.Int64),
+                "_order": pl.repeat(order, ids.num_rows, eager=True, dtype=pl.Int64),
+                "column": pl.repeat(column, ids.num_rows, eager=True, dtype=pl.String),
+                "reason": reason,
+                "identifier": _series(ids[column]),
+            }
+        ).filter(pl.col("reason").is_not_null())
+        for order, (column, reason) in enumerate(reasons.items())
+    ]
+    return (
+        pl.concat(frames)
+        .sort("row", "_order")
+        .with_columns(
+            pl.lit(batch_hex).alias("batch_id"),
+            pl.col("reason")
+            .replace_strict(messages, default="", return_dtype=pl.String)
+            .alias("message"),
+        )
+        .select(REJECT_COLUMNS)
+    )
+
+
+# -- 3. registry ------------------------------------------------------------------------
+def registry_open(
+    forwarded: ForwardedBatch, registry_key: PartyKey, *, path: str = "<batch>"
+) -> RegistryResult:
+    """The registry's step: open pseudonyms and payload, drop rejected rows, key by pseudonym."""
+    part = forwarded.pseudonyms
+    columns = part.columns
+    expected_tail = (REJECT_REASON,)
+    if columns[-1:] != expected_tail or not all(c.endswith(PSEUDONYM_SUFFIX) for c in columns[:-1]):
+        raise FileFormatError("the pseudonyms part does not have the expected columns", path=path)
+    if set(columns) & set(forwarded.payload.columns):
+        raise FileFormatError("payload and pseudonym columns share names", path=path)
+    opened = open_table(
+        part, batch_id=forwarded.batch_id, rows=forwarded.rows, key=registry_key, path=path
+    )
+    payload = open_table(
+        forwarded.payload, batch_id=forwarded.batch_id, rows=forwarded.rows, key=registry_key,
+        path=path,
+    )  # fmt: skip
+    try:
+        domains = json.loads((opened.schema.metadata or {})[DOMAINS_KEY])
+        assert isinstance(domains, dict)
+    except (KeyError, ValueError, AssertionError):
+        raise FileFormatError("the pseudonyms part does not name its domains", path=path) from None
+    frame = pl.from_arrow(opened)
+    body = pl.from_arrow(payload)
+    assert isinstance(frame, pl.DataFrame) and isinstance(body, pl.DataFrame)
+    good = frame[REJECT_REASON].is_null()
+    missing = pl.select(pl.any_horizontal([frame[c].is_null() for c in columns[:-1]])).to_series()
+    if (good & missing).any():
+        raise FileFormatError("a row without a reject reason lacks a pseudonym", path=path)
+    table = pl.concat([frame.drop(REJECT_REASON), body], how="horizontal").filter(good)
+    reasons = frame[REJECT_REASON].drop_nulls().str.split("; ").explode().value_counts(sort=True)
+    report = RegistryReport(
+        batch_id=forwarded.batch_hex, rows=forwarded.rows, stored=table.height,
+        rejected=forwarded.rows - table.height,
+        by_reason={str(k): int(v) for k, v in reasons.iter_rows()},
+        domains={str(k): {str(a): str(b) for a, b in v.items()} for k, v in domains.items()},
+    )  # fmt: skip
+    return RegistryResult(table, report)

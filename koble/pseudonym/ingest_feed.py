@@ -1,0 +1,250 @@
+"""A whole feed through the three parties of sealed ingest, via files in party directories.
+
+:func:`ingest_feed` cuts a feed into batches (by month or by row count) and runs the sender,
+the TTP and the registry of :mod:`koble.pseudonym.ingest` over each, moving files from one
+party's outbox to the next party's inbox, and produces ``registry/<name>.parquet``: the
+pseudonymous registry. The report reconciles rows sent with rows stored and rejected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from koble.errors import UsageError
+from koble.pseudonym.identity import IdentityHistory
+from koble.pseudonym.ingest import (
+    _NAME,
+    REJECT_COLUMNS,
+    RegistryReport,
+    TtpReport,
+    registry_open,
+    seal,
+    ttp_pseudonymise,
+)
+from koble.pseudonym.keys import Keyset, RandBytes
+from koble.pseudonym.scheme import IdScheme
+from koble.pseudonym.sealed import ForwardedBatch, PartyKey, PartyPublicKey, SealedBatch
+
+__all__ = ["FeedReport", "by_month", "ingest_feed"]
+
+
+@dataclass(frozen=True)
+class FeedReport:
+    """A whole feed through the three parties: sent = stored + rejected, and the TTP agrees."""
+
+    name: str
+    batches: int
+    rows_sent: int
+    rows_stored: int
+    rows_rejected: int
+    rejected_by_ttp: int
+    by_reason: dict[str, int]
+    registry_table: str
+    sender_rejects: str
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def reconciled(self) -> bool:
+        return (
+            self.rows_sent == self.rows_stored + self.rows_rejected
+            and self.rows_rejected == self.rejected_by_ttp
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "reconciled": self.reconciled}
+
+
+def by_month(column: str) -> pl.Expr:
+    """A batch key: the year and month (``2021-03``) of a date column."""
+    return pl.col(column).dt.strftime("%Y-%m")
+
+
+def _batches(
+    feed: pl.DataFrame, batch_by: str | pl.Expr | None, batch_rows: int | None
+) -> list[tuple[str, pl.DataFrame]]:
+    """(label, rows) per batch; each frame carries ``_feed_row`` (1-based row of the feed)."""
+    indexed = feed.with_row_index("_feed_row", offset=1)
+    if batch_by is not None and batch_rows is not None:
+        raise UsageError("batch by a key or by a row count, not both")
+    if batch_rows is not None:
+        if batch_rows < 1:
+            raise UsageError("batch_rows must be at least 1")
+        return [(f"rows-{i}", chunk) for i, chunk in enumerate(indexed.iter_slices(batch_rows))]
+    if batch_by is None:
+        return [("all", indexed)]
+    key = pl.col(batch_by) if isinstance(batch_by, str) else batch_by
+    parts = indexed.with_columns(key.cast(pl.String).alias("_batch")).partition_by(
+        "_batch", maintain_order=True, as_dict=True, include_key=False
+    )
+    labels = sorted(parts, key=lambda k: (k[0] is None, str(k[0])))
+    return [(str(label[0]), parts[label]) for label in labels]
+
+
+def _write_json(path: Path, document: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _transfer(source: Path, inbox: Path) -> Path:
+    """Move a file from one party's outbox to another's inbox (a copy, as over the wire)."""
+    inbox.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(source, inbox / source.name))
+
+
+def ingest_feed(
+    feed: pl.DataFrame,
+    *,
+    name: str,
+    id_columns: Mapping[str, IdScheme],
+    out_dir: str | Path,
+    ttp_key: PartyKey,
+    registry_key: PartyKey,
+    keyset: Keyset,
+    domains: Mapping[str, str],
+    history: IdentityHistory | None = None,
+    batch_by: str | pl.Expr | None = None,
+    batch_rows: int | None = None,
+    randbytes: RandBytes = os.urandom,
+    test_numbers: bool = False,
+) -> FeedReport:
+    """Run a whole feed through sender, TTP and registry, each in its own directory.
+
+    ``out_dir/sender``, ``out_dir/ttp`` and ``out_dir/registry`` each have an ``outbox`` and
+    an ``inbox``; every hand-over is a file copied from one party's outbox to the next one's
+    inbox, and each step reads only its own party's directory and keys. Results:
+    ``registry/<name>.parquet`` (the pseudonymous registry), ``registry/<name>.report.json``,
+    ``ttp/<name>.report.json`` and ``sender/<name>.rejects.parquet`` (the TTP's rejects,
+    returned to the sender and joined to feed row numbers). Batches are made by a key
+    (``batch_by``, e.g. :func:`by_month`), by row count (``batch_rows``) or not at all.
+    """
+    if not _NAME.match(name):
+        raise UsageError(f"invalid feed name {name!r}: lowercase letters, digits and _.-")
+    if feed.height == 0:
+        raise UsageError("the feed has no rows")
+    root = Path(out_dir)
+    sender, ttp, registry = root / "sender", root / "ttp", root / "registry"
+    target = registry / f"{name}.parquet"
+    if target.exists():
+        raise UsageError(f"{target} exists already; choose another output directory or name")
+    seconds: dict[str, float] = {}
+
+    # Sender: seal each batch and keep, in its own store, which feed rows went into it.
+    started = time.perf_counter()
+    batches = _batches(feed, batch_by, batch_rows)
+    manifest: list[dict[str, Any]] = []
+    for i, (label, frame) in enumerate(batches):
+        sealed = seal(
+            frame.drop("_feed_row"), id_columns, ttp_public=ttp_key.public,
+            registry_public=registry_key.public, randbytes=randbytes,
+        )  # fmt: skip
+        stem = f"{name}-{i:04d}"
+        sealed.write(sender / "outbox" / f"{stem}.sealed")
+        frame.select("_feed_row").write_parquet(
+            sender / "store" / f"{stem}.rows.parquet", mkdir=True
+        )
+        manifest.append(
+            {"file": stem, "key": label, "batch_id": sealed.batch_hex, "rows": frame.height}
+        )
+    _write_json(sender / f"{name}.batches.json", manifest)
+    inbox = [_transfer(sender / "outbox" / f"{m['file']}.sealed", ttp / "inbox") for m in manifest]
+    seconds["sender"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    ttp_reports = _ttp_step(
+        inbox, ttp, ttp_key=ttp_key, keyset=keyset, domains=domains,
+        registry_public=registry_key.public, history=history, randbytes=randbytes,
+        test_numbers=test_numbers,
+    )  # fmt: skip
+    _write_json(ttp / f"{name}.report.json", [r.to_dict() for r in ttp_reports])
+    forwarded = [
+        _transfer(ttp / "outbox" / f"{m['file']}.forwarded", registry / "inbox") for m in manifest
+    ]
+    returned = [
+        _transfer(ttp / "outbox" / f"{m['file']}.rejects.parquet", sender / "inbox")
+        for m in manifest
+    ]
+    seconds["ttp"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    stored, registry_reports = _registry_step(forwarded, registry_key=registry_key)
+    stored.write_parquet(target)
+    _write_json(registry / f"{name}.report.json", [r.to_dict() for r in registry_reports])
+    seconds["registry"] = time.perf_counter() - started
+
+    # Sender: the returned rejects, with the feed's own row numbers.
+    rows = pl.concat(
+        [
+            pl.read_parquet(sender / "store" / f"{m['file']}.rows.parquet")
+            .with_row_index("row", offset=1)
+            .with_columns(pl.col("row").cast(pl.Int64), pl.lit(m["batch_id"]).alias("batch_id"))
+            for m in manifest
+        ]
+    )
+    rejects = pl.concat([pl.read_parquet(p) for p in returned])
+    rejects = rejects.join(rows, on=["batch_id", "row"], how="left").select(
+        pl.col("_feed_row").alias("feed_row"), *REJECT_COLUMNS
+    )
+    rejects_path = sender / f"{name}.rejects.parquet"
+    rejects.write_parquet(rejects_path)
+
+    by_reason: dict[str, int] = {}
+    for r in registry_reports:
+        for reason, count in r.by_reason.items():
+            by_reason[reason] = by_reason.get(reason, 0) + count
+    return FeedReport(
+        name=name, batches=len(manifest), rows_sent=feed.height,
+        rows_stored=sum(r.stored for r in registry_reports),
+        rows_rejected=sum(r.rejected for r in registry_reports),
+        rejected_by_ttp=sum(r.rejected for r in ttp_reports),
+        by_reason=dict(sorted(by_reason.items())), registry_table=str(target),
+        sender_rejects=str(rejects_path), seconds={k: round(v, 3) for k, v in seconds.items()},
+    )  # fmt: skip
+
+
+def _ttp_step(
+    inbox: list[Path],
+    ttp_dir: Path,
+    *,
+    ttp_key: PartyKey,
+    keyset: Keyset,
+    domains: Mapping[str, str],
+    registry_public: PartyPublicKey,
+    history: IdentityHistory | None,
+    randbytes: RandBytes,
+    test_numbers: bool,
+) -> list[TtpReport]:
+    """The TTP's work on its inbox: it holds its own key and the registry's *public* key."""
+    reports = []
+    for path in inbox:
+        batch = SealedBatch.read(path)
+        result = ttp_pseudonymise(
+            batch, ttp_key=ttp_key, keyset=keyset, domains=domains, history=history,
+            registry_public=registry_public, randbytes=randbytes, test_numbers=test_numbers,
+            path=str(path),
+        )  # fmt: skip
+        stem = path.name.removesuffix(".sealed")
+        result.forwarded.write(ttp_dir / "outbox" / f"{stem}.forwarded")
+        result.rejects.write_parquet(ttp_dir / "outbox" / f"{stem}.rejects.parquet")
+        reports.append(result.report)
+    return reports
+
+
+def _registry_step(
+    inbox: list[Path], *, registry_key: PartyKey
+) -> tuple[pl.DataFrame, list[RegistryReport]]:
+    """The registry's work on its inbox: it holds only its own key."""
+    tables, reports = [], []
+    for path in inbox:
+        result = registry_open(ForwardedBatch.read(path), registry_key, path=str(path))
+        tables.append(result.table)
+        reports.append(result.report)
+    return pl.concat(tables, how="vertical"), reports
