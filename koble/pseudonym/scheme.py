@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 
 from koble.errors import UsageError
-from koble.pseudonym.hazmat.primitives import aes_ecb_decrypt, aes_ecb_encrypt
+from koble.pseudonym.hazmat.primitives import aes_ecb_into
 
 __all__ = [
     "PSEUDONYM_LENGTH",
@@ -53,6 +53,10 @@ PSEUDONYM_LENGTH = 36
 _PATTERN = f"^[0-9a-f]{{{PSEUDONYM_LENGTH}}}$"
 #: Two hex characters per byte, as one 16-bit unit in memory order (endianness-neutral).
 _HEX_PAIRS = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
+#: Four hex characters for every two bytes, read as one 16-bit unit in memory order.
+_HEX_QUADS = np.ascontiguousarray(
+    _HEX_PAIRS[np.arange(1 << 16, dtype=np.uint16).view(np.uint8).reshape(-1, 2)]
+).view(np.uint32)[:, 0]
 _BLOCK_ROWS = 1 << 15
 _PAIR_VALUE = np.zeros(1 << 16, dtype=np.uint8)
 _PAIR_VALUE[_HEX_PAIRS] = np.arange(256, dtype=np.uint8)
@@ -93,26 +97,32 @@ def decode(blocks: Blocks, scheme: IdScheme) -> tuple[pl.Series, npt.NDArray[np.
     return padded.to_series().alias("identifier"), ok
 
 
+def _cipher(domain_key: bytes, blocks: Blocks, *, decrypt: bool) -> Blocks:
+    data = np.ascontiguousarray(blocks, dtype=np.uint8).reshape(-1)
+    out = np.empty(data.nbytes + 16, dtype=np.uint8)
+    aes_ecb_into(domain_key, data.data, out.data, decrypt=decrypt)
+    return out[: data.nbytes].reshape(-1, 16)
+
+
 def encrypt(domain_key: bytes, blocks: Blocks) -> Blocks:
-    """AES-256 of every block in one call."""
-    out = aes_ecb_encrypt(domain_key, np.ascontiguousarray(blocks).reshape(-1).data)
-    return np.frombuffer(out, dtype=np.uint8).reshape(-1, 16)
+    """AES-256 of every block in one call, into a fresh array."""
+    return _cipher(domain_key, blocks, decrypt=False)
 
 
 def decrypt(domain_key: bytes, blocks: Blocks) -> Blocks:
-    out = aes_ecb_decrypt(domain_key, np.ascontiguousarray(blocks).reshape(-1).data)
-    return np.frombuffer(out, dtype=np.uint8).reshape(-1, 16)
+    return _cipher(domain_key, blocks, decrypt=True)
 
 
 def format_pseudonyms(version: int, ciphertext: Blocks, name: str = "pseudonym") -> pl.Series:
     """36-character pseudonyms: 4 hex digits of key version, then the block in hex."""
     n = len(ciphertext)
-    units = np.empty((n, PSEUDONYM_LENGTH // 2), dtype=np.uint16)
-    units[:, :2] = np.frombuffer(f"{version:04x}".encode(), dtype=np.uint16)
+    words = np.empty((n, PSEUDONYM_LENGTH // 4), dtype=np.uint32)
+    words[:, 0] = np.frombuffer(f"{version:04x}".encode(), dtype=np.uint32)[0]
+    pairs = np.ascontiguousarray(ciphertext, dtype=np.uint8).view(np.uint16)
     for start in range(0, n, _BLOCK_ROWS):  # cache-sized blocks: 5x faster than one gather
-        units[start : start + _BLOCK_ROWS, 2:] = _HEX_PAIRS[ciphertext[start : start + _BLOCK_ROWS]]
+        words[start : start + _BLOCK_ROWS, 1:] = _HEX_QUADS[pairs[start : start + _BLOCK_ROWS]]
     offsets = np.arange(0, PSEUDONYM_LENGTH * (n + 1), PSEUDONYM_LENGTH, dtype=np.int64)
-    array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(units))
+    array = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(words))
     series = pl.from_arrow(array)
     assert isinstance(series, pl.Series)
     return series.alias(name)

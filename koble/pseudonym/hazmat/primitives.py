@@ -20,20 +20,21 @@ BLOCK_BYTES = 16
 NONCE_BYTES = 12
 
 
-def aes_ecb_encrypt(key: bytes, blocks: bytes | memoryview) -> bytes:
-    """AES-256 on every 16-byte block of ``blocks`` in one call (a keyed permutation per block)."""
-    if len(key) != KEY_BYTES or memoryview(blocks).nbytes % BLOCK_BYTES:
-        raise CryptoError()
-    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    return encryptor.update(blocks) + encryptor.finalize()
+def aes_ecb_into(key: bytes, blocks: memoryview, out: memoryview, *, decrypt: bool = False) -> None:
+    """AES-256 (or its inverse) of every 16-byte block of ``blocks``, written into ``out``.
 
-
-def aes_ecb_decrypt(key: bytes, blocks: bytes | memoryview) -> bytes:
-    """The inverse of :func:`aes_ecb_encrypt`."""
-    if len(key) != KEY_BYTES or memoryview(blocks).nbytes % BLOCK_BYTES:
+    ``out`` must be at least 15 bytes longer than ``blocks`` (OpenSSL's requirement). Writing
+    into a caller's buffer avoids allocating and page-faulting a fresh result object, which
+    costs more than the cipher itself on large columns.
+    """
+    if len(key) != KEY_BYTES or blocks.nbytes % BLOCK_BYTES or out.nbytes < blocks.nbytes + 15:
         raise CryptoError()
-    decryptor = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
-    return decryptor.update(blocks) + decryptor.finalize()
+    mode = Cipher(algorithms.AES(key), modes.ECB())
+    context = mode.decryptor() if decrypt else mode.encryptor()
+    written = context.update_into(blocks, out)
+    context.finalize()
+    if written != blocks.nbytes:
+        raise CryptoError()
 
 
 def hkdf_sha256(key: bytes, *, info: bytes, salt: bytes, length: int = KEY_BYTES) -> bytes:
