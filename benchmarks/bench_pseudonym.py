@@ -188,7 +188,6 @@ def per_row(sample: list[str], fn: Callable[[bytes], bytes]) -> float:
 
 def stage_profile(keyset: Keyset, compact: pl.Series, repeat: int) -> Iterator[tuple[str, float]]:
     """Manual timers per stage of ``pseudonymise_values`` (best of ``repeat`` each)."""
-    import numpy as np
     import polars as pl
     import pyarrow as pa
 
