@@ -1,0 +1,66 @@
+"""The contract between hierarchies and the anonymity search: a column, generalised.
+
+A :class:`Hierarchy` (age bands, kommune → fylke → region, dates, ICD-10, ATC, a user's CSV)
+turns one quasi-identifier column into a :class:`Generalisation`: every row's value as an
+integer code at level 0, and for every level a lookup array from level-0 codes to that
+level's codes, with a label for each code. Level 0 is the original value; the last level is
+usually a single ``*``. Everything the search does (roll up counts, test k, measure loss)
+works on these integer arrays, never on strings, and never re-reads the rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+__all__ = ["Codes", "Generalisation", "Hierarchy"]
+
+Codes = npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True)
+class Generalisation:
+    """One quasi-identifier column under its hierarchy.
+
+    ``codes[i]`` is row i's level-0 code; ``maps[level][code0]`` is the code of level-0 code
+    ``code0`` at ``level`` (``maps[0]`` is the identity); ``labels[level][code]`` is that
+    code's text. Codes at each level are dense (0..len(labels[level])-1), and a hierarchy
+    is consistent: two level-0 codes that share a code at level l share it at every level
+    above l.
+    """
+
+    name: str
+    level_names: tuple[str, ...]
+    codes: Codes
+    labels: tuple[tuple[str, ...], ...]
+    maps: tuple[Codes, ...]
+
+    @property
+    def height(self) -> int:
+        """The top level (number of levels minus one)."""
+        return len(self.maps) - 1
+
+    def at(self, level: int) -> Codes:
+        """Every row's code at ``level``."""
+        return self.maps[level][self.codes]
+
+    def column(self, level: int) -> pl.Series:
+        """Every row's label at ``level``, as a string column named after the QI."""
+        labels = pl.Series(self.name, list(self.labels[level]), dtype=pl.String)
+        return labels.gather(self.at(level))
+
+
+class Hierarchy(Protocol):
+    """Something that generalises one column: built-in hierarchies and ARX-style CSV files."""
+
+    @property
+    def level_names(self) -> tuple[str, ...]: ...
+
+    def apply(self, column: pl.Series) -> Generalisation:
+        """Generalise ``column``; raise :class:`koble.errors.ColumnError` for values it cannot
+        place (naming the column and the first such row)."""
+        ...
