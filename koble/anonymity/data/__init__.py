@@ -1,0 +1,1 @@
+"""Reference tables for the generalisation hierarchies (a package so its CSVs ship with koble)."""

@@ -1,0 +1,195 @@
+"""Shared machinery: turn a column and a per-level labelling into a :class:`Generalisation`.
+
+Every built-in hierarchy works the same way, on the **distinct** values of the column. It
+brings them into a *canonical* form (a kommune code as a 4-digit string, an ICD-10 code in
+dotted upper case, a date as a ``Date``), raising :class:`~koble.errors.ColumnError` for
+values it cannot place; it labels each distinct canonical value at every level (polars
+expressions over a few hundred or thousand values, never a loop over rows); and
+:func:`build` numbers the labels densely per level, in the sorted order of the values, so
+codes follow the natural order (ages ascending, dates in time). The rows are touched twice
+in all: once to find the distinct values and once to map each row to its level-0 code.
+
+Missing values: a null is a level-0 value of its own, labelled ``(missing)``. It stays
+``(missing)`` at every level and joins the others only at the top ``*`` (a null kommune is
+not in any fylke; a suppressed column says nothing about anyone). The codes of ``(missing)``
+come after the codes of real values at every level below the top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import polars as pl
+
+from koble.anonymity.generalisation import Codes, Generalisation
+from koble.errors import ColumnError, redact
+
+__all__ = [
+    "MISSING",
+    "TOP",
+    "Canonicaliser",
+    "Labeller",
+    "build",
+    "reject",
+    "shown",
+    "to_text",
+]
+
+MISSING = "(missing)"
+TOP = "*"
+
+Canonicaliser = Callable[[pl.Series], pl.Series]
+"""Distinct non-null raw values in, their canonical forms out (same length, no nulls)."""
+
+Labeller = Callable[[pl.Series], Sequence[pl.Series]]
+"""Sorted distinct canonical values in, one String Series of labels per level out."""
+
+
+def shown(value: object) -> str:
+    """A value quoted for an error message, with long digit runs redacted.
+
+    Quasi-identifier values (a kommune code, an age) are not identifiers and are named in
+    messages so the operator can fix them; but a column mixed up with a fødselsnummer
+    column must not leak one into a log, so runs of six or more digits are hidden.
+    """
+    return redact(repr(value) if isinstance(value, str) else repr(str(value)))
+
+
+def reject(column: pl.Series, bad: pl.Series, problem: str) -> ColumnError:
+    """The error for the first row of ``column`` whose value is in ``bad``.
+
+    ``bad`` holds offending *raw* values (from the distinct values, so cheap to find); the
+    row is located with one vectorised pass, only on the error path. Rows are 1-based, as
+    everywhere in koble's messages.
+    """
+    if column.dtype in (pl.Categorical, pl.Enum):
+        column = column.cast(pl.String)
+    hits = column.is_in(bad.cast(column.dtype).implode()).arg_true()
+    row = int(hits[0]) + 1 if len(hits) else None
+    value = column[row - 1] if row is not None else bad[0]
+    return ColumnError(f"{shown(value)} {problem}", column=column.name, row=row)
+
+
+def to_text(column: pl.Series) -> pl.Series:
+    """The column as strings (categoricals and enums by their text, numbers in decimal)."""
+    if column.dtype == pl.String:
+        return column
+    return column.cast(pl.String)
+
+
+def _dense(labels: pl.Series) -> tuple[Codes, list[str]]:
+    """Number labels densely in order of first appearance; return codes and the label list."""
+    distinct = labels.unique(maintain_order=True)
+    codes = labels.replace_strict(
+        distinct, np.arange(len(distinct), dtype=np.int32), return_dtype=pl.Int32
+    )
+    return codes.to_numpy().astype(np.int32, copy=False), distinct.to_list()
+
+
+def build(
+    column: pl.Series,
+    level_names: tuple[str, ...],
+    canonicalise: Canonicaliser,
+    labeller: Labeller,
+    *,
+    top: str | None = TOP,
+) -> Generalisation:
+    """Generalise ``column`` under a hierarchy given by two vectorised functions.
+
+    ``canonicalise`` receives the distinct non-null raw values (in ``column``'s dtype, with
+    categoricals as strings) and returns their canonical forms, one per value and without
+    nulls; it raises :class:`~koble.errors.ColumnError` (see :func:`reject`) for values it
+    cannot place. Several raw values may share a canonical form (``J18.9`` and ``J189``).
+    ``labeller`` receives the sorted distinct canonical values and returns one String
+    Series per level (level 0 first), each as long as its input. ``top`` is the label every
+    value has at the last level (``*`` for the built-ins); missing values join it there.
+    Pass ``top=None`` when the last level may hold several labels (a user's CSV): then
+    ``(missing)`` stays apart at the top too.
+
+    The rows are read twice: once for their distinct values, once to map each row to its
+    level-0 code. Everything else is over distinct values.
+
+    Raises ``ValueError`` if the labelling is not a hierarchy (a code at level l with two
+    parents at level l+1): for built-ins that is a bug, and user CSVs are checked earlier
+    with a message that names the file.
+    """
+    if column.dtype in (pl.Categorical, pl.Enum):
+        column = column.cast(pl.String)
+    raw = column.drop_nulls().unique()
+    canonical_raw = canonicalise(raw) if len(raw) else raw
+    if len(canonical_raw) != len(raw) or canonical_raw.null_count():
+        raise ValueError("canonicalise must return one non-null value per distinct value")
+    distinct = canonical_raw.unique().sort()
+    n = len(distinct)
+    has_missing = column.null_count() > 0
+
+    raw_codes = canonical_raw.replace_strict(
+        distinct, np.arange(n, dtype=np.int32), return_dtype=pl.Int32
+    )
+    if n:
+        row_codes = (
+            column.replace_strict(raw, raw_codes, return_dtype=pl.Int32)
+            .fill_null(n)
+            .to_numpy()
+            .astype(np.int32, copy=False)
+        )
+    else:  # nothing but nulls: every row is (missing), code 0
+        row_codes = np.zeros(len(column), dtype=np.int32)
+
+    per_level = list(labeller(distinct)) if n else []
+    if n and len(per_level) != len(level_names):
+        raise ValueError(f"labeller gave {len(per_level)} levels, expected {len(level_names)}")
+
+    maps: list[Codes] = []
+    labels: list[tuple[str, ...]] = []
+    height = len(level_names) - 1
+    for level in range(len(level_names)):
+        if n:
+            level_labels = per_level[level]
+            if len(level_labels) != n or level_labels.null_count():
+                raise ValueError(f"labeller gave bad labels at level {level}")
+            codes, names = _dense(level_labels.cast(pl.String))
+        else:
+            codes, names = np.zeros(0, dtype=np.int32), []
+        if level == 0 and len(names) != n:
+            raise ValueError("level-0 labels must be distinct for distinct values")
+        if level == height and top is not None:
+            if names and names != [top]:
+                raise ValueError(f"top level must be {top!r} only")
+            names = [top]
+            missing_code = 0
+        else:
+            missing_code = len(names)
+            if has_missing:
+                names = [*names, MISSING]
+        if has_missing:
+            codes = np.append(codes, np.int32(missing_code)).astype(np.int32)
+        maps.append(codes)
+        labels.append(tuple(names))
+
+    _check_consistent(maps, labels, level_names)
+    return Generalisation(
+        name=column.name,
+        level_names=level_names,
+        codes=row_codes,
+        labels=tuple(labels),
+        maps=tuple(maps),
+    )
+
+
+def _check_consistent(
+    maps: Sequence[Codes], labels: Sequence[tuple[str, ...]], level_names: tuple[str, ...]
+) -> None:
+    """Every code at level l has exactly one parent at level l+1 (vectorised per level)."""
+    for level in range(len(maps) - 1):
+        lower, upper = maps[level], maps[level + 1]
+        parent = np.full(len(labels[level]), -1, dtype=np.int64)
+        parent[lower] = upper
+        clash = np.flatnonzero(parent[lower] != upper)
+        if len(clash):
+            label = labels[level][int(lower[clash[0]])]
+            raise ValueError(
+                f"not a hierarchy: {label!r} at level {level} ({level_names[level]}) "
+                f"has more than one parent at level {level + 1}"
+            )
