@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {
     "serials": "koble.cli.pseudonym:serials",
     "audit": "koble.cli.audit:audit",
     "ingest": "koble.cli.ingest:ingest",
+    "anonymity": "koble.cli.anonymity:anonymity",
 }
 
 

@@ -1,0 +1,248 @@
+"""Checking a file for anonymity, and coarsening it until it is anonymous.
+
+:func:`check_file` answers "is this file k-anonymous (and l-diverse) as it stands, and how
+risky is it?"; :func:`anonymise_file` finds the optimal generalisation for an
+:class:`~koble.anonymity.config.AnonymiseConfig`, writes the released file, keeps the withheld
+records apart (counted, never silently dropped) and returns everything the report needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from koble import __version__
+from koble.anonymity.checks import Criterion, DistinctLDiversity, EntropyLDiversity, TCloseness
+from koble.anonymity.config import AnonymiseConfig
+from koble.anonymity.generalisation import Generalisation
+from koble.anonymity.hierarchies import hierarchy_for
+from koble.anonymity.risk import RiskReport, assess_risk
+from koble.anonymity.search import SearchResult, find_optimal
+from koble.errors import ColumnError
+from koble.files import sha256_file
+from koble.tables import read_table, require_column, write_table
+
+__all__ = ["AnonymityCheck", "Release", "anonymise_file", "check_frame", "class_size_bins"]
+
+BINS = ((1, 1), (2, 2), (3, 4), (5, 9), (10, 19), (20, 49), (50, None))
+TOP_VALUES = 15
+
+
+def class_size_bins(frame: pl.DataFrame, qis: Sequence[str]) -> dict[str, int]:
+    """Records per equivalence-class size band (1, 2, 3-4, 5-9, 10-19, 20-49, 50+)."""
+    sizes = frame.group_by([pl.col(c).cast(pl.String) for c in qis]).len()["len"]
+    out = {}
+    for low, high in BINS:
+        label = f"{low}+" if high is None else (str(low) if low == high else f"{low}-{high}")
+        inside = sizes >= low if high is None else (sizes >= low) & (sizes <= high)
+        out[label] = int(sizes.filter(inside).sum())
+    return out
+
+
+def _top_values(series: pl.Series) -> dict[str, int]:
+    counts = series.cast(pl.String).fill_null("(missing)").value_counts(sort=True)
+    return {str(v): int(n) for v, n in counts.head(TOP_VALUES).iter_rows()}
+
+
+@dataclass(frozen=True)
+class AnonymityCheck:
+    """A file as it stands: class sizes, diversity, risk. Holds no record values."""
+
+    path: str
+    quasi_identifiers: list[str]
+    k: int
+    rows: int
+    classes: int
+    smallest_class: int
+    records_in_small_classes: int
+    class_sizes: dict[str, int]
+    sensitive: str | None
+    l: int | None  # noqa: E741
+    least_distinct_sensitive: int | None
+    risk: RiskReport
+
+    @property
+    def meets(self) -> bool:
+        diverse = self.l is None or (self.least_distinct_sensitive or 0) >= self.l
+        return self.smallest_class >= self.k and diverse
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "meets": self.meets}
+
+
+def check_frame(
+    frame: pl.DataFrame,
+    qis: Sequence[str],
+    *,
+    k: int,
+    path: str = "<table>",
+    sensitive: str | None = None,
+    l: int | None = None,  # noqa: E741
+    risk_threshold: float = 0.2,
+    population: pl.DataFrame | None = None,
+) -> AnonymityCheck:
+    """Equivalence classes of ``frame`` over ``qis`` exactly as they are (no generalisation)."""
+    for column in [*qis, *([sensitive] if sensitive else [])]:
+        require_column(frame, column, path)
+    keys = [pl.col(c).cast(pl.String) for c in qis]
+    aggregations = [pl.len().alias("n")]
+    if sensitive is not None:
+        aggregations.append(pl.col(sensitive).n_unique().alias("distinct"))
+    classes = frame.group_by(keys).agg(aggregations)
+    sizes = classes["n"]
+    return AnonymityCheck(
+        path=path,
+        quasi_identifiers=list(qis),
+        k=k,
+        rows=frame.height,
+        classes=classes.height,
+        smallest_class=int(sizes.min() or 0),  # type: ignore[arg-type]
+        records_in_small_classes=int(sizes.filter(sizes < k).sum()),
+        class_sizes=class_size_bins(frame, qis),
+        sensitive=sensitive,
+        l=l,
+        least_distinct_sensitive=None if sensitive is None else int(classes["distinct"].min()),  # type: ignore[arg-type]
+        risk=assess_risk(frame, qis, threshold=risk_threshold, population=population),
+    )
+
+
+@dataclass
+class Release:
+    """Everything one anonymisation produced, for the report and the certificate."""
+
+    source: str
+    output: str | None
+    withheld: str | None
+    config: AnonymiseConfig
+    result: SearchResult
+    level_names: dict[str, str]
+    before: AnonymityCheck
+    after: AnonymityCheck | None
+    distributions: dict[str, dict[str, dict[str, int]]]
+    hashes: dict[str, str | None]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def certificate(self) -> dict[str, Any]:
+        """What an auditor needs to re-run the release and compare it bit for bit."""
+        r = self.result
+        return {
+            "koble_version": __version__,
+            "input": {"path": Path(self.source).name, "sha256": self.hashes["input"],
+                      "rows": r.rows},
+            "output": {"path": None if self.output is None else Path(self.output).name,
+                       "sha256": self.hashes["output"],
+                       "rows": None if self.after is None else self.after.rows},
+            "withheld": {"rows": r.suppressed, "sha256": self.hashes["withheld"]},
+            "parameters": self.config.to_dict(),
+            "levels": {name: {"level": level, "name": self.level_names[name]}
+                       for name, level in r.chosen.items()},
+            "figures": {"feasible": r.feasible, "metric": r.metric, "loss": r.loss,
+                        "classes": r.classes, "min_class_size": r.min_class_size,
+                        "suppressed": r.suppressed, "allowed": r.allowed,
+                        "criteria": list(r.criteria)},
+            "search": {"lattice_size": r.lattice_size, "evaluated": r.evaluated,
+                       "tagged": r.tagged},
+        }  # fmt: skip
+
+
+def _criteria(config: AnonymiseConfig) -> list[Criterion]:
+    criteria: list[Criterion] = []
+    if config.l is not None:
+        if config.l_kind == "entropy":
+            criteria.append(EntropyLDiversity(config.l))
+        else:
+            criteria.append(DistinctLDiversity(int(config.l)))
+    if config.t is not None:
+        criteria.append(TCloseness(config.t, ordered=config.t_ordered))
+    return criteria
+
+
+def _generalise(frame: pl.DataFrame, config: AnonymiseConfig, path: str) -> list[Generalisation]:
+    out = []
+    for column, spec in config.quasi_identifiers.items():
+        values = require_column(frame, column, path)
+        out.append(hierarchy_for(spec, base_dir=config.base_dir).apply(values))
+    return out
+
+
+def anonymise_file(
+    source: str | Path,
+    config: AnonymiseConfig,
+    output: str | Path,
+    withheld: str | Path,
+) -> Release:
+    """Coarsen ``source`` optimally under ``config``; write the release and withheld records.
+
+    When no generalisation meets the requirements nothing is written, and the release says
+    so (``result.feasible`` is False): the job goes back to the applicant with the report.
+    """
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    frame = read_table(source)
+    path = str(source)
+    qis = _generalise(frame, config, path)
+    sensitive = None
+    if config.sensitive is not None:
+        sensitive = hierarchy_for("categorical").apply(
+            require_column(frame, config.sensitive, path)
+        )
+    population = None if config.population is None else read_table(config.population)
+    timings["read_and_generalise"] = time.perf_counter() - started
+    result = find_optimal(
+        qis, k=config.k, suppression_limit=config.suppression, metric=config.metric,
+        criteria=_criteria(config), sensitive=sensitive,
+    )  # fmt: skip
+    timings["search"] = result.seconds
+    names = list(config.quasi_identifiers)
+    checks = {
+        "k": config.k, "sensitive": config.sensitive, "risk_threshold": config.risk_threshold,
+        "l": None if config.l is None else int(config.l),
+    }  # fmt: skip
+    before = check_frame(frame, names, path=path, population=population, **checks)  # type: ignore[arg-type]
+    level_names = {g.name: g.level_names[lv] for g, lv in zip(qis, result.levels, strict=True)}
+    hashes: dict[str, str | None] = {"input": sha256_file(source), "output": None, "withheld": None}
+    release = Release(str(source), None, None, config, result, level_names, before, None,
+                      {}, hashes, timings)  # fmt: skip
+    if not result.feasible:
+        return release
+    started = time.perf_counter()
+    released, held = result.apply(frame, qis, sensitive)
+    write_table(released, output)
+    write_table(held, withheld)
+    timings["apply_and_write"] = time.perf_counter() - started
+    if population is not None:
+        population = _generalised_population(population, config, qis, result)
+    release.after = check_frame(
+        released,
+        names,
+        path=str(output),
+        population=population,
+        **checks,  # type: ignore[arg-type]
+    )
+    release.output, release.withheld = str(output), str(withheld)
+    hashes["output"], hashes["withheld"] = sha256_file(output), sha256_file(withheld)
+    release.distributions = {
+        name: {"before": _top_values(frame[name]), "after": _top_values(released[name])}
+        for name in names
+    }
+    return release
+
+
+def _generalised_population(
+    population: pl.DataFrame, config: AnonymiseConfig, qis: Sequence[Generalisation],
+    result: SearchResult,
+) -> pl.DataFrame:  # fmt: skip
+    """The population table coarsened to the chosen levels, for the journalist model."""
+    columns = []
+    for g, level in zip(qis, result.levels, strict=True):
+        if g.name not in population.columns:
+            raise ColumnError("the population table lacks this quasi-identifier", column=g.name)
+        spec = config.quasi_identifiers[g.name]
+        generalised = hierarchy_for(spec, base_dir=config.base_dir).apply(population[g.name])
+        columns.append(generalised.column(level))
+    return pl.DataFrame(columns)

@@ -1,0 +1,156 @@
+"""The anonymisation report: Markdown, JSON, a self-contained HTML page with charts, and the
+release certificate, written together into one directory.
+
+The report says what was asked (k, suppression limit, l, t, metric), what was chosen (one
+level per quasi-identifier, by name), what it cost (loss, withheld records) and what it
+achieved (class sizes and re-identification risk before and after). When no generalisation
+meets the requirements it says so, for the job to go back to the applicant.
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from koble.anonymity.charts import bar_chart, paired_bar_chart
+from koble.anonymity.release import AnonymityCheck, Release
+
+__all__ = ["report_data", "write_report"]
+
+
+def _risk(check: AnonymityCheck | None) -> dict[str, Any] | None:
+    return None if check is None else check.risk.to_dict()
+
+
+def report_data(release: Release) -> dict[str, Any]:
+    """Everything the renderers show, as plain JSON-ready data (no record values beyond the
+    top values of each quasi-identifier, which are the generalised categories)."""
+    r = release.result
+    return {
+        "verdict": "released" if r.feasible else "not anonymisable under these requirements",
+        "certificate": release.certificate(),
+        "before": release.before.to_dict(),
+        "after": None if release.after is None else release.after.to_dict(),
+        "distributions": release.distributions,
+        "seconds": release.seconds,
+        "withheld_file": release.withheld,
+    }
+
+
+def _markdown(data: dict[str, Any]) -> str:
+    cert = data["certificate"]
+    figures, params = cert["figures"], cert["parameters"]
+    lines = [
+        "# Anonymisation report",
+        "",
+        f"**Verdict:** {data['verdict']}",
+        "",
+        "## Requirements",
+        "",
+        f"- k = {params['k']}, suppression limit {params['suppression']:.1%}",
+        f"- criteria: {', '.join(figures['criteria'])}",
+        f"- loss metric: {figures['metric']}",
+        "",
+        "## Chosen generalisation",
+        "",
+        "| quasi-identifier | level | meaning |",
+        "|---|---:|---|",
+        *(f"| {n} | {v['level']} | {v['name']} |" for n, v in cert["levels"].items()),
+        "",
+        f"- loss ({figures['metric']}): {figures['loss']:.6g}",
+        f"- released classes: {figures['classes']:,}; smallest: {figures['min_class_size']:,}",
+        f"- withheld records: {figures['suppressed']:,} of {cert['input']['rows']:,} "
+        f"(allowed {figures['allowed']:,})",
+        f"- search: {cert['search']['evaluated']:,} of {cert['search']['lattice_size']:,} nodes "
+        f"evaluated, {cert['search']['tagged']:,} tagged",
+        "",
+        "## Risk",
+        "",
+        "| | records | classes | smallest class | prosecutor max | prosecutor avg | at risk |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for when in ("before", "after"):
+        check = data[when]
+        if check is None:
+            continue
+        p = check["risk"]["prosecutor"]
+        lines.append(
+            f"| {when} | {check['rows']:,} | {check['classes']:,} | {check['smallest_class']:,} "
+            f"| {p['highest']:.3f} | {p['average']:.4f} | {p['records_at_risk']:,} |"
+        )
+        j = check["risk"]["journalist"]
+        if j is not None:
+            lines.append(
+                f"| {when} (journalist) | | | | {j['highest']:.3f} | {j['average']:.4f} "
+                f"| {j['records_at_risk']:,} |"
+            )
+    lines += ["", "## Class sizes (records per class-size band)", "",
+              "| class size | before | after |", "|---|---:|---:|"]  # fmt: skip
+    after_sizes = data["after"]["class_sizes"] if data["after"] else {}
+    for band, n in data["before"]["class_sizes"].items():
+        lines.append(f"| {band} | {n:,} | {after_sizes.get(band, 0):,} |")
+    lines += [
+        "",
+        "## Files",
+        "",
+        f"- input `{cert['input']['path']}` sha256 `{cert['input']['sha256']}`",
+        f"- output `{cert['output']['path']}` sha256 `{cert['output']['sha256']}`",
+        f"- withheld records (not for release) sha256 `{cert['withheld']['sha256']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _html(data: dict[str, Any], markdown: str) -> str:
+    cert = data["certificate"]
+    charts = []
+    before = data["before"]["class_sizes"]
+    after = data["after"]["class_sizes"] if data["after"] else {b: 0 for b in before}
+    charts.append(paired_bar_chart("Records by equivalence-class size", list(before),
+                                   {"before": list(before.values()),
+                                    "after": [after.get(b, 0) for b in before]}))  # fmt: skip
+    levels = cert["levels"]
+    level_labels = [f"{n} ({v['name']})" for n, v in levels.items()]
+    level_values = [v["level"] for v in levels.values()]
+    charts.append(bar_chart("Chosen level per quasi-identifier", level_labels, level_values))
+    for name, dist in data["distributions"].items():
+        for when in ("before", "after"):
+            values = dist[when]
+            charts.append(bar_chart(f"{name}: most frequent values {when}", list(values),
+                                    list(values.values())))  # fmt: skip
+    risks = [(w, data[w]["risk"]["prosecutor"]) for w in ("before", "after") if data[w]]
+    charts.append(bar_chart("Records at risk (prosecutor model)", [w for w, _ in risks],
+                            [p["records_at_risk"] for _, p in risks]))  # fmt: skip
+    body = "\n".join(f"<figure>{c}</figure>" for c in charts)
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>koble anonymisation report</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
+pre{{background:#f6f6f6;padding:1rem;overflow:auto}}figure{{margin:1.5rem 0}}</style></head>
+<body><h1>Anonymisation report</h1><p><strong>{escape(data["verdict"])}</strong></p>
+{body}
+<h2>Details</h2><pre>{escape(markdown)}</pre>
+<h2>Certificate</h2><pre>{escape(json.dumps(cert, indent=2, sort_keys=True))}</pre>
+</body></html>
+"""
+
+
+def write_report(release: Release, directory: str | Path) -> dict[str, Path]:
+    """Write report.md, report.json, report.html and certificate.json into ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    data = report_data(release)
+    markdown = _markdown(data)
+    files = {
+        "markdown": directory / "report.md",
+        "json": directory / "report.json",
+        "html": directory / "report.html",
+        "certificate": directory / "certificate.json",
+    }
+    files["markdown"].write_text(markdown, encoding="utf-8")
+    files["json"].write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    files["html"].write_text(_html(data, markdown), encoding="utf-8")
+    certificate = json.dumps(data["certificate"], indent=2, sort_keys=True) + "\n"
+    files["certificate"].write_text(certificate, encoding="utf-8")
+    return files

@@ -1,0 +1,132 @@
+"""``koble anonymity``: check, anonymise, and publish safe tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from koble.anonymity.config import AnonymiseConfig
+from koble.anonymity.release import anonymise_file, check_frame
+from koble.anonymity.report import write_report
+from koble.anonymity.tables import safe_table
+from koble.tables import read_table, write_table
+
+EXIT_MEETS = 0
+EXIT_FAILS = 1
+PATH = click.Path(dir_okay=False, path_type=Path)
+
+
+def _columns(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+@click.group()
+def anonymity() -> None:
+    """k-anonymity checks, optimal coarsening with reports, and safe frequency tables."""
+
+
+@anonymity.command()
+@click.argument("file", type=PATH)
+@click.option("--qi", required=True, help="Quasi-identifier columns, comma-separated.")
+@click.option("--k", "k", type=int, required=True, help="Smallest class size required.")
+@click.option("--sensitive", help="Sensitive attribute column (for --l).")
+@click.option("--l", "l_", type=int, help="Distinct values of the sensitive attribute per class.")
+@click.option("--risk-threshold", type=float, default=0.2, show_default=True)
+@click.option("--population", type=PATH, help="Population table for the journalist model.")
+@click.option("--json", "as_json", is_flag=True)
+def check(file: Path, qi: str, k: int, sensitive: str | None, l_: int | None,
+          risk_threshold: float, population: Path | None, as_json: bool) -> None:  # fmt: skip
+    """Is FILE k-anonymous (and l-diverse) as it stands, and how risky is it?
+
+    Exit code 0 when it meets the requirements, 1 when not, 2 for unusable input.
+    """
+    result = check_frame(
+        read_table(file), _columns(qi), k=k, path=str(file), sensitive=sensitive, l=l_,
+        risk_threshold=risk_threshold,
+        population=None if population is None else read_table(population),
+    )  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        p = result.risk.prosecutor
+        console = Console(highlight=False)
+        console.print(f"{result.rows:,} records in {result.classes:,} classes; smallest class "
+                      f"{result.smallest_class:,} (k = {k}); {result.records_in_small_classes:,} "
+                      f"records in classes under k")  # fmt: skip
+        console.print(f"prosecutor risk: highest {p.highest:.3f}, average {p.average:.4f}, "
+                      f"{p.records_at_risk:,} records above {risk_threshold}, "
+                      f"{p.uniques:,} sample uniques")  # fmt: skip
+        if result.risk.journalist is not None:
+            j = result.risk.journalist
+            console.print(f"journalist risk: highest {j.highest:.3f}, average {j.average:.4f}, "
+                          f"{j.uniques:,} population uniques")  # fmt: skip
+        console.print("meets the requirements" if result.meets else "does NOT meet them")
+    raise SystemExit(EXIT_MEETS if result.meets else EXIT_FAILS)
+
+
+@anonymity.command()
+@click.argument("file", type=PATH)
+@click.option("--config", type=PATH, required=True, help="ANON.toml (see the README).")
+@click.option("--out", type=PATH, required=True, help="The released file (.parquet or .csv).")
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Directory for the report, certificate and withheld rows.",
+)
+@click.option("--json", "as_json", is_flag=True)
+def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bool) -> None:
+    """Coarsen FILE optimally until it meets the requirements of CONFIG.
+
+    Withheld records go to REPORT/withheld.parquet (not for release). Exit code 0 when a
+    release was made, 1 when no generalisation meets the requirements, 2 for bad input.
+    """
+    settings = AnonymiseConfig.read(config)
+    release = anonymise_file(file, settings, out, report_dir / "withheld.parquet")
+    files = write_report(release, report_dir)
+    certificate = release.certificate()
+    if as_json:
+        click.echo(json.dumps(certificate, indent=2, sort_keys=True))
+    else:
+        console = Console(highlight=False)
+        r = release.result
+        if r.feasible:
+            levels = ", ".join(f"{n}={release.level_names[n]}" for n in r.names)
+            console.print(f"released {r.rows - r.suppressed:,} of {r.rows:,} records to {out}; "
+                          f"{r.suppressed:,} withheld; levels: {levels}")  # fmt: skip
+            console.print(f"loss ({r.metric}) {r.loss:.6g}; {r.evaluated:,} of "
+                          f"{r.lattice_size:,} nodes evaluated in {r.seconds:.3f} s")  # fmt: skip
+        else:
+            console.print("[red]no generalisation meets the requirements[/]: nothing released")
+        console.print(f"report: {files['html']} (also .md, .json); certificate: "
+                      f"{files['certificate']}")  # fmt: skip
+    raise SystemExit(EXIT_MEETS if release.result.feasible else EXIT_FAILS)
+
+
+@anonymity.command()
+@click.argument("file", type=PATH)
+@click.option("--rows", "rows", required=True, help="Column for the table's rows.")
+@click.option("--cols", "cols", required=True, help="Column for the table's columns.")
+@click.option("--threshold", type=int, default=5, show_default=True,
+              help="Cells with fewer persons than this are hidden.")  # fmt: skip
+@click.option("--zeros", is_flag=True, help="Hide zero cells too.")
+@click.option("--out", type=PATH, help="Write the publishable table (.csv or .parquet).")
+@click.option("--json", "as_json", is_flag=True)
+def table(file: Path, rows: str, cols: str, threshold: int, zeros: bool, out: Path | None,
+          as_json: bool) -> None:  # fmt: skip
+    """Counts of ROWS × COLS with primary and secondary cell suppression (hidden as ':')."""
+    safe = safe_table(read_table(file), rows, cols, threshold=threshold, zeros=zeros)
+    published = safe.to_frame(rows)
+    if out is not None:
+        write_table(published, out)
+    if as_json:
+        click.echo(json.dumps(safe.to_dict(), indent=2))
+    else:
+        Console(highlight=False).print(str(published))
+        hidden, more = int(safe.primary.sum()), int(safe.secondary.sum())
+        click.echo(f"{hidden} cells hidden under {threshold}, {more} more so that none can be "
+                   "recomputed from the totals")  # fmt: skip
