@@ -34,6 +34,7 @@ COMMANDS: dict[str, str] = {
     "audit": "koble.cli.audit:audit",
     "ingest": "koble.cli.ingest:ingest",
     "anonymity": "koble.cli.anonymity:anonymity",
+    "registries": "koble.cli.registries:registries",
 }
 
 

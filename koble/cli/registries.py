@@ -1,0 +1,119 @@
+"""``koble registries``: the registry catalogue (list, show)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from koble.registries.catalogue import Catalogue
+from koble.registries.catalogue_model import IDENTITY_MODELS, Registry
+
+_CATALOGUE_OPTION = click.option(
+    "--catalogue",
+    "extra",
+    type=click.Path(path_type=Path),
+    help="A TOML file of your own registries, added to the bundled catalogue.",
+)
+
+
+def _catalogue(extra: Path | None) -> Catalogue:
+    bundled = Catalogue.load()
+    return bundled if extra is None else bundled.extended(Catalogue.from_file(extra))
+
+
+def _flag(value: bool | str) -> str:
+    return "yes" if value is True else "no" if value is False else str(value)
+
+
+@click.group()
+def registries() -> None:
+    """The registry catalogue: who controls each registry and how it may be linked."""
+
+
+@registries.command("list")
+@click.option(
+    "--model",
+    type=click.Choice(IDENTITY_MODELS),
+    help="Only registries with this identity model (a registry's parts count too).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the entries as JSON.")
+@_CATALOGUE_OPTION
+def list_(model: str | None, as_json: bool, extra: Path | None) -> None:
+    """List the registries in the catalogue."""
+    catalogue = _catalogue(extra)
+    entries = catalogue.filter(model=model)
+    if as_json:
+        payload = {"version": catalogue.version, "registries": [e.to_dict() for e in entries]}
+        click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+        return
+    table = Table(title=f"{len(entries)} registries · catalogue {catalogue.version[:19]}")
+    for column in ("id", "name", "model", "identifier", "anonymous output", "consent"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        model_text: str = entry.identity_model
+        if entry.parts:
+            model_text += (
+                " (" + ", ".join(f"{p.name}: {p.identity_model}" for p in entry.parts) + ")"
+            )
+        table.add_row(
+            entry.id,
+            escape(entry.name if not entry.short else f"{entry.name} ({entry.short})"),
+            escape(model_text),
+            entry.identifier,
+            _flag(entry.anonymous_output),
+            _flag(entry.consent_required),
+        )
+    Console(highlight=False).print(table)
+
+
+@registries.command("show")
+@click.argument("ident", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the entry as JSON.")
+@_CATALOGUE_OPTION
+def show(ident: str, as_json: bool, extra: Path | None) -> None:
+    """Show one registry with the seed passages its fields were read from."""
+    entry = _catalogue(extra).get(ident)
+    if as_json:
+        click.echo(json.dumps(entry.to_dict(), indent=2, ensure_ascii=False))
+        return
+    _print(entry)
+
+
+def _print(entry: Registry) -> None:
+    console = Console(highlight=False)
+    table = Table(title=f"{entry.id}: {entry.name}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    rows = {
+        "short": entry.short or "",
+        "kind": entry.kind,
+        "owner": entry.owner,
+        "legal_basis": entry.legal_basis,
+        "identity_model": entry.identity_model,
+        "consent_required": _flag(entry.consent_required),
+        "anonymous_output": _flag(entry.anonymous_output),
+        "identifier": entry.identifier,
+        "linkage_by": entry.linkage_by,
+        "period": str(entry.period),
+    }
+    for name, value in rows.items():
+        text = escape(value)
+        evidence = entry.evidence.get(name)
+        if evidence is not None:
+            seed = "" if evidence.seed == entry.source.seed else f" ({evidence.seed})"
+            text += f"\n[dim]«{escape(evidence.quote)}»{escape(seed)}[/]"
+        table.add_row(name, text)
+    for part in entry.parts:
+        text = f"{part.identity_model}\n[dim]«{escape(part.evidence.quote)}»[/]"
+        table.add_row(f"part {escape(part.name)}", text)
+    if entry.see_also:
+        table.add_row("see also", ", ".join(entry.see_also))
+    if entry.notes:
+        table.add_row("notes", escape(entry.notes))
+    table.add_row("source", escape(f"{entry.source.seed}: «{entry.source.quote}»"))
+    console.print(table)

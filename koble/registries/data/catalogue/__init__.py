@@ -1,0 +1,1 @@
+"""The bundled registry catalogue: one TOML file per group of entries (see catalogue.md)."""
