@@ -1,0 +1,262 @@
+"""The optimal full-domain generalisation: :func:`find_optimal` and its :class:`SearchResult`.
+
+``find_optimal`` groups the rows once into a frequency table, then searches the lattice of
+level combinations (see :mod:`koble.anonymity.lattice`) for the node of least loss under the
+chosen metric that meets k-anonymity and any further criteria with at most
+``suppression_limit`` × N rows suppressed. Each node is evaluated by rolling up the smallest
+cached table of a node below it. The result says which metric was used, what was suppressed,
+and how much work the search did; :meth:`SearchResult.apply` turns it into a release.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from koble.anonymity.checks import Criterion, KAnonymity, NodeCheck, Requirements
+from koble.anonymity.frequency import FrequencyTable, Lookups, TableCache, build_table, roll_up
+from koble.anonymity.generalisation import Generalisation
+from koble.anonymity.lattice import Evaluation, Lattice, search
+from koble.anonymity.metrics import LossModel, Metric
+from koble.errors import ColumnError, UsageError
+
+__all__ = ["DEFAULT_METRIC", "Problem", "SearchResult", "find_optimal"]
+
+DEFAULT_METRIC = Metric.NON_UNIFORM_ENTROPY
+REASON_COLUMN = "suppression_reason"
+STAGING = 50_000  # entries: roll-ups from tables this large go through a staging node
+
+
+class Problem:
+    """Everything fixed for one search: base table, lattice, requirements, metric, cache."""
+
+    def __init__(
+        self,
+        qis: Sequence[Generalisation],
+        *,
+        k: int,
+        suppression_limit: float,
+        metric: Metric | str,
+        criteria: Sequence[Criterion] = (),
+        sensitive: Generalisation | None = None,
+        cache_bytes: int = 512 << 20,
+    ) -> None:
+        _validate(qis, k, suppression_limit, criteria, sensitive)
+        self.qis, self.metric = tuple(qis), Metric(metric)
+        self.rows, self.limit = len(qis[0].codes), suppression_limit
+        self.sensitive = None if sensitive is None else sensitive.codes
+        self.n_sensitive = 1 if sensitive is None else len(sensitive.labels[0])
+        self.lookups = Lookups(self.qis, self.n_sensitive)
+        self.lattice = Lattice([g.height for g in self.qis])
+        self.base, _ = build_table(self.lookups, (0,) * len(self.qis), self.sensitive)
+        overall = np.zeros(0)
+        if sensitive is not None:
+            overall = np.bincount(sensitive.codes, minlength=self.n_sensitive) / self.rows
+        allowed = math.floor(suppression_limit * self.rows)
+        self.requirements = Requirements((KAnonymity(k), *criteria), allowed, overall)
+        self.model = LossModel(self.metric, self.lookups, self.base, self.lattice, k, allowed)
+        self.cache = TableCache(self.base, cache_bytes)
+
+    def table(self, index: int, *, cached: bool = True) -> FrequencyTable:
+        """Node ``index``'s table, rolled up from the cache (or from the base table)."""
+        levels = self.lattice.node(index)
+        source = self.cache.source(levels) if cached else self.base
+        if source.levels == levels:
+            return source
+        if cached and source.size >= STAGING:
+            # A far, large source: stage at one level below the target in every QI, so the
+            # neighbours the search visits next (predecessors) find a nearer table.
+            stage = tuple(max(s, t - 1) for s, t in zip(source.levels, levels, strict=True))
+            if stage not in (source.levels, levels):
+                middle = roll_up(source, stage, self.lookups)
+                if middle.size < source.size:
+                    self.cache.put(middle)
+                    source = middle
+        table = roll_up(source, levels, self.lookups)
+        if cached and table.size < source.size:
+            self.cache.put(table)
+        return table
+
+    def evaluate(self, index: int, *, cached: bool = True) -> tuple[NodeCheck, float, float]:
+        """The checks at node ``index``, its loss and its floor."""
+        table = self.table(index, cached=cached)
+        check = self.requirements.check(table)
+        loss, floor = self.model.loss(index, table, check)
+        return check, loss, floor
+
+    def result(self, best: int | None, evaluated: int, tagged: int, start: float) -> SearchResult:
+        """Package the outcome (evaluating the chosen node again for its figures)."""
+        names = tuple(g.name for g in self.qis)
+        if best is None:
+            node, check, loss = (0,) * len(names), None, math.inf
+        else:
+            node = self.lattice.node(best)
+            check, loss, _ = self.evaluate(best)
+        return SearchResult(
+            names=names,
+            levels=node,
+            feasible=check is not None,
+            metric=self.metric.value,
+            loss=loss,
+            rows=self.rows,
+            suppressed=0 if check is None else check.suppressed,
+            classes=0 if check is None else check.kept_classes,
+            min_class_size=0 if check is None else check.min_class_size,
+            evaluated=evaluated,
+            tagged=tagged,
+            lattice_size=self.lattice.size,
+            criteria=tuple(c.describe() for c in self.requirements.criteria),
+            suppression_limit=self.limit,
+            allowed=self.requirements.allowed,
+            seconds=time.perf_counter() - start,
+            requirements=self.requirements,
+        )
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The chosen generalisation (``levels[i]`` for QI ``names[i]``) and how it was found.
+
+    ``feasible`` is False when no node meets the requirements (``levels`` is then all zeros
+    and ``loss`` infinite). ``suppressed`` rows fall in classes failing a criterion (at most
+    ``allowed`` = ⌊``suppression_limit`` × ``rows``⌋); ``classes`` and ``min_class_size``
+    describe the released classes.
+    ``evaluated`` nodes had their table rolled up; ``tagged`` were classified by predictive
+    tagging instead (a tagged node may still be evaluated later, for its loss).
+    ``seconds`` is the wall time of the whole search, grouping the rows included.
+    """
+
+    names: tuple[str, ...]
+    levels: tuple[int, ...]
+    feasible: bool
+    metric: str
+    loss: float
+    rows: int
+    suppressed: int
+    suppression_limit: float
+    allowed: int
+    classes: int
+    min_class_size: int
+    evaluated: int
+    tagged: int
+    lattice_size: int
+    criteria: tuple[str, ...]
+    seconds: float
+    requirements: Requirements = field(repr=False, compare=False)
+
+    @property
+    def chosen(self) -> dict[str, int]:
+        """The chosen level of each quasi-identifier, by name."""
+        return dict(zip(self.names, self.levels, strict=True))
+
+    def apply(
+        self,
+        frame: pl.DataFrame,
+        generalisations: Sequence[Generalisation],
+        sensitive: Generalisation | None = None,
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Release ``frame`` at the chosen levels: ``(released, suppressed)``.
+
+        ``released`` has the QI columns replaced by their labels and the suppressed rows
+        removed; ``suppressed`` holds those rows, unchanged, with a ``suppression_reason``
+        column naming the first criterion their class fails. Row order is kept in both.
+        """
+        if not self.feasible:
+            raise UsageError("no generalisation meets the requirements; nothing to release")
+        if sensitive is None and any(c.needs_sensitive for c in self.requirements.criteria):
+            raise UsageError("this result needs the sensitive attribute to be applied")
+        if tuple(g.name for g in generalisations) != self.names:
+            raise UsageError(f"expected the quasi-identifiers {', '.join(self.names)} in order")
+        for g in generalisations:
+            if g.name not in frame.columns:
+                raise ColumnError("quasi-identifier column missing from the frame", column=g.name)
+            if len(g.codes) != frame.height:
+                raise ColumnError("generalisation and frame differ in length", column=g.name)
+        codes = None if sensitive is None else sensitive.codes
+        radix = 1 if sensitive is None else len(sensitive.labels[0])
+        table, entry = build_table(Lookups(generalisations, radix), self.levels, codes)
+        check = self.requirements.check(table)
+        reasons = self.requirements.reasons(table, check.classes)
+        row_reason = reasons[check.classes.entry_class[entry]]
+        gone = pl.Series(row_reason >= 0)
+        texts = pl.Series([f"fails {c}" for c in self.criteria], dtype=pl.String)
+        released = frame.with_columns(
+            [g.column(lv) for g, lv in zip(generalisations, self.levels, strict=True)]
+        ).filter(~gone)
+        why = texts.gather(row_reason[row_reason >= 0]).alias(REASON_COLUMN)
+        return released, frame.filter(gone).with_columns(why)
+
+
+def _validate(
+    qis: Sequence[Generalisation],
+    k: int,
+    limit: float,
+    criteria: Sequence[Criterion],
+    sensitive: Generalisation | None,
+) -> None:
+    """Collect every problem with the request and raise once."""
+    problems = []
+    if not qis:
+        problems.append("at least one quasi-identifier is needed")
+    elif len({len(g.codes) for g in qis} | ({len(sensitive.codes)} if sensitive else set())) > 1:
+        problems.append("the quasi-identifiers and the sensitive attribute differ in length")
+    elif not len(qis[0].codes):
+        problems.append("there are no rows")
+    if len({g.name for g in qis}) != len(qis):
+        problems.append("quasi-identifier names must be distinct")
+    if k < 1:
+        problems.append(f"k must be at least 1, not {k}")
+    if not 0.0 <= limit <= 1.0:
+        problems.append(f"the suppression limit must be between 0 and 1, not {limit}")
+    if sensitive is None and any(c.needs_sensitive for c in criteria):
+        problems.append("l-diversity and t-closeness need a sensitive attribute")
+    if problems:
+        raise UsageError("; ".join(problems))
+
+
+def find_optimal(
+    qis: Sequence[Generalisation],
+    *,
+    k: int,
+    suppression_limit: float = 0.0,
+    metric: Metric | str = DEFAULT_METRIC,
+    criteria: Sequence[Criterion] = (),
+    sensitive: Generalisation | None = None,
+    cache_bytes: int = 512 << 20,
+) -> SearchResult:
+    """The full-domain generalisation of least loss meeting k-anonymity and ``criteria``.
+
+    ``suppression_limit`` is the fraction of rows that may be withheld (classes failing a
+    criterion are suppressed); ``sensitive`` (its level-0 codes; for ordered t-closeness the
+    code order is the value order) is needed by l-diversity and t-closeness. The metric
+    defaults to non-uniform entropy. Ties: lowest height, then lexicographically smallest
+    levels (in the order of ``qis``). ``cache_bytes`` bounds the cached node tables.
+    """
+    start = time.perf_counter()
+    problem = Problem(
+        qis,
+        k=k,
+        suppression_limit=suppression_limit,
+        metric=metric,
+        criteria=criteria,
+        sensitive=sensitive,
+        cache_bytes=cache_bytes,
+    )
+
+    def evaluate(index: int) -> Evaluation:
+        check, loss, floor = problem.evaluate(index)
+        return Evaluation(check.feasible, check.feasible_monotone, loss, floor)
+
+    outcome = search(
+        problem.lattice,
+        evaluate,
+        problem.model.bound,
+        exact=problem.model.exact,
+        monotone=problem.requirements.monotone,
+    )
+    return problem.result(outcome.best, outcome.evaluated, outcome.tagged, start)
