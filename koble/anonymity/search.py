@@ -29,7 +29,6 @@ __all__ = ["DEFAULT_METRIC", "Problem", "SearchResult", "find_optimal"]
 
 DEFAULT_METRIC = Metric.NON_UNIFORM_ENTROPY
 REASON_COLUMN = "suppression_reason"
-STAGING = 50_000  # entries: roll-ups from tables this large go through a staging node
 
 
 class Problem:
@@ -68,15 +67,6 @@ class Problem:
         source = self.cache.source(levels) if cached else self.base
         if source.levels == levels:
             return source
-        if cached and source.size >= STAGING:
-            # A far, large source: stage at one level below the target in every QI, so the
-            # neighbours the search visits next (predecessors) find a nearer table.
-            stage = tuple(max(s, t - 1) for s, t in zip(source.levels, levels, strict=True))
-            if stage not in (source.levels, levels):
-                middle = roll_up(source, stage, self.lookups)
-                if middle.size < source.size:
-                    self.cache.put(middle)
-                    source = middle
         table = roll_up(source, levels, self.lookups)
         if cached and table.size < source.size:
             self.cache.put(table)
