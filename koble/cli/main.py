@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "ingest": "koble.cli.ingest:ingest",
     "anonymity": "koble.cli.anonymity:anonymity",
     "registries": "koble.cli.registries:registries",
+    "plan": "koble.cli.plan:plan",
 }
 
 

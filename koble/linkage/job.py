@@ -1,0 +1,515 @@
+"""A linkage job: the TOML file a project hands the operator, read and validated at once.
+
+A job file looks like ``examples/job.toml``::
+
+    [project]
+    id = "P2026-014"
+    title = "Hip fracture and medication"
+
+    [population]
+    file = "population.parquet"
+    id_column = "fnr"
+
+    [recipient]
+    name = "Kari Nordmann"
+    organisation = "Universitetet i Oslo"
+
+    [delivery]
+    format = "parquet"                  # parquet, csv, stata, spss, sas
+
+    [registries.npr]                    # a catalogue id (or a synthetic-world alias)
+    approval = { kind = "rek", reference = "REK 2026/12345" }
+    variables = ["icd10_main", "start_date"]
+    period = { start = 2015, end = 2024 }
+
+    [anonymity]                         # needed when a route demands anonymous output
+    k = 5
+    quasi_identifiers = ["kommune", "start_date"]
+
+    [schemas]                           # optional: variables a registry offers
+    my-registry = ["a", "b"]
+
+Variables are checked against a schema: the job's ``[schemas]`` table, a ``schema_file``
+(a TOML file of the same shape, relative to the job) or the built-in schema of koble's
+synthetic world (:data:`SYNTHETIC_SCHEMAS`). Variable names follow design.md §1.5.
+
+Validation collects every problem and raises one :class:`JobError`. Each problem names the
+line: :mod:`tomllib` gives no positions, so :class:`~koble.linkage.toml_lines.Lines` scans
+the text for table headers (``[a.b]``) and keys (``key =``, dotted keys included) and maps a
+key path to the line where it is written; a path not written out (an inline table's member, a missing key) falls back to
+its nearest written parent, and a missing table to line 1.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from koble.errors import FileFormatError, UsageError
+from koble.linkage.toml_lines import Lines
+from koble.registries.catalogue import Catalogue, Registry
+
+__all__ = [
+    "APPROVAL_KINDS",
+    "FORMATS",
+    "SYNTHETIC_ALIASES",
+    "SYNTHETIC_SCHEMAS",
+    "Anonymity",
+    "Approval",
+    "Job",
+    "JobError",
+    "Problem",
+    "Request",
+    "load_job",
+    "parse_job",
+    "valid_variable_name",
+]
+
+APPROVAL_KINDS: Final = ("rek", "helsedataservice", "registry")
+FORMATS: Final = ("parquet", "csv", "stata", "spss", "sas")
+ApprovalKind = Literal["rek", "helsedataservice", "registry"]
+_FIRST_YEAR, _LAST_YEAR = 1900, 2100
+_VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]{0,31}")
+
+#: Columns of koble.synth's tables (koble/synth/*.py schemas) that a registry may deliver,
+#: by catalogue id. Identifier columns (fnr, mother_fnr, child_fnr) are not variables: the
+#: planner handles identity, never the researcher.
+SYNTHETIC_SCHEMAS: Final[Mapping[str, tuple[str, ...]]] = {
+    "npr": ("episode_id", "start_date", "end_date", "care_level", "icd10_main",
+            "institution_orgnr"),
+    "dodsarsaksregisteret": ("death_date", "underlying_cause"),
+    "mfr": ("birth_date", "child_sex", "plurality", "gestational_week", "birth_weight_g",
+            "mother_age", "delivery"),
+    "kreftregisteret": ("diagnosis_date", "icd10", "morphology", "stage"),
+    "hoftebruddregisteret": ("procedure_date", "fracture_type", "operation", "asa_class",
+                             "consent", "consent_date"),
+    "ssb-utdanning": ("nus_level", "year"),
+    "ssb-inntekt": ("year", "income"),
+    "reseptregisteret": ("prescriber_hpr", "atc", "ddd", "quantity", "dispensing_date",
+                         "pharmacy_id"),
+    "iplos": ("kommune", "service_type", "start_date", "end_date", "social_participation",
+              "household", "shopping", "cooking", "personal_hygiene", "dressing", "eating",
+              "toilet", "mobility_indoor", "memory"),
+    "abortregisteret": ("year", "age_group", "fylke", "gestational_week", "method"),
+}  # fmt: skip
+
+#: The synthetic world's file names, as job keys, for their catalogue ids.
+SYNTHETIC_ALIASES: Final[Mapping[str, str]] = {
+    "dar": "dodsarsaksregisteret",
+    "quality_registry": "hoftebruddregisteret",
+    "ssb_education": "ssb-utdanning",
+    "ssb_income": "ssb-inntekt",
+}
+
+_TOP: Final = {"project", "population", "recipient", "delivery", "registries", "anonymity",
+               "schemas", "schema_file"}  # fmt: skip
+_REQUEST_KEYS: Final = {"approval", "variables", "period"}
+
+
+def valid_variable_name(name: str) -> bool:
+    """Whether ``name`` is a delivery variable name (§1.5): A–Z, 0–9, ``_``, not starting
+    with a digit, at most 32 characters; case-insensitive."""
+    return _VARIABLE.fullmatch(name.upper()) is not None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in a job file, at ``line`` (1-based)."""
+
+    line: int
+    message: str
+
+    def render(self, path: str | None) -> str:
+        return f"{path or '<job>'}:{self.line}: {self.message}"
+
+
+class JobError(FileFormatError):
+    """A job with problems; ``problems`` holds all of them, in line order."""
+
+    def __init__(self, problems: list[Problem], *, path: str | Path | None = None) -> None:
+        self.problems = tuple(sorted(problems, key=lambda p: p.line))
+        self.job_path = None if path is None else str(path)
+        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        text = "; ".join(f"line {p.line}: {p.message}" for p in self.problems)
+        super().__init__(f"job has {count}: {text}", path=path)
+
+    def lines(self) -> list[str]:
+        """One line per problem, ``path:line: message``."""
+        return [p.render(self.job_path) for p in self.problems]
+
+
+@dataclass(frozen=True)
+class Approval:
+    kind: ApprovalKind
+    reference: str
+
+
+@dataclass(frozen=True)
+class Request:
+    """The variables and period asked of one registry, under one approval."""
+
+    registry: str
+    variables: tuple[str, ...]
+    start: int
+    end: int
+    approval: Approval
+    line: int
+
+
+@dataclass(frozen=True)
+class Anonymity:
+    """What the anonymity gate must reach (design.md §2.4)."""
+
+    k: int
+    quasi_identifiers: tuple[str, ...]
+    max_suppression: float = 0.0
+
+
+@dataclass(frozen=True)
+class Job:
+    project_id: str
+    title: str
+    population_file: str
+    id_column: str
+    recipient: str
+    organisation: str
+    delivery_format: str
+    requests: tuple[Request, ...]
+    anonymity: Anonymity | None = None
+    source: str | None = None
+
+
+# --- parsing ------------------------------------------------------------------------------
+class _Reader:
+    def __init__(self, text: str, path: str | None, catalogue: Catalogue) -> None:
+        self.at = Lines(text)
+        self.path = path
+        self.catalogue = catalogue
+        self.problems: list[Problem] = []
+        self.present: set[str] = set()
+
+    def problem(self, line: int, message: str) -> None:
+        self.problems.append(Problem(line, message))
+
+    def table(self, data: Mapping[str, Any], name: str, *, required: bool) -> Mapping[str, Any]:
+        value = data.get(name)
+        if value is not None:
+            self.present.add(name)
+        if value is None:
+            if required:
+                self.problem(1, f"missing table [{name}]")
+            return {}
+        if not isinstance(value, Mapping):
+            self.problem(self.at.line(name), f"{name!r} must be a table")
+            return {}
+        return value
+
+    def text(self, table: Mapping[str, Any], *path: str) -> str:
+        """A required string; a missing table is reported once, not once per key."""
+        if path[0] not in self.present:
+            return ""
+        value = table.get(path[-1])
+        if value is None:
+            self.problem(self.at.line(*path), f"missing {'.'.join(path)}")
+            return ""
+        if not isinstance(value, str) or not value.strip():
+            self.problem(self.at.line(*path), f"{'.'.join(path)} must be a non-empty string")
+            return ""
+        return value.strip()
+
+    def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], *path: str) -> None:
+        for key in sorted(set(table) - allowed):
+            where = ".".join((*path, key)) if path else key
+            self.problem(
+                self.at.line(*path, key),
+                f"unknown key {where!r}; use {', '.join(sorted(allowed))}",
+            )
+
+
+def _schema_table(
+    reader: _Reader, value: object, line: int, label: str
+) -> dict[str, tuple[str, ...]]:
+    schemas: dict[str, tuple[str, ...]] = {}
+    if not isinstance(value, Mapping):
+        reader.problem(line, f"{label} must be a table of registry = [variables]")
+        return schemas
+    for key, names in value.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            reader.problem(line, f"{label}: {key!r} must be a list of variable names")
+            continue
+        schemas[_resolve_alias(key)] = tuple(names)
+    return schemas
+
+
+def _resolve_alias(key: str) -> str:
+    key = key.strip().casefold()
+    return SYNTHETIC_ALIASES.get(key, key)
+
+
+def _schemas(reader: _Reader, data: Mapping[str, Any], base: Path | None) -> dict[str, Any]:
+    schemas: dict[str, tuple[str, ...]] = dict(SYNTHETIC_SCHEMAS)
+    file = data.get("schema_file")
+    if file is not None:
+        line = reader.at.line("schema_file")
+        if not isinstance(file, str):
+            reader.problem(line, "schema_file must be a path")
+        else:
+            target = (base / file) if base is not None else Path(file)
+            try:
+                loaded = tomllib.loads(target.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+                reader.problem(line, f"cannot read schema_file {file!r}: {exc}")
+            else:
+                schemas.update(_schema_table(reader, loaded, line, f"schema_file {file!r}"))
+    if "schemas" in data:
+        schemas.update(_schema_table(reader, data["schemas"], reader.at.line("schemas"), "schemas"))
+    return schemas
+
+
+def _approval(reader: _Reader, value: object, key: str) -> Approval | None:
+    line = reader.at.line("registries", key, "approval")
+    hint = 'approval = { kind = "rek" | "helsedataservice" | "registry", reference = "..." }'
+    if value is None:
+        reader.problem(line, f"registry {key!r}: no approval; give {hint}")
+        return None
+    if not isinstance(value, Mapping):
+        reader.problem(line, f"registry {key!r}: approval must be {hint}")
+        return None
+    kind, reference = value.get("kind"), value.get("reference")
+    ok = True
+    if kind not in APPROVAL_KINDS:
+        reader.problem(
+            line,
+            f"registry {key!r}: approval kind {kind!r} is not one of {', '.join(APPROVAL_KINDS)}",
+        )
+        ok = False
+    if not isinstance(reference, str) or not reference.strip():
+        reader.problem(line, f"registry {key!r}: approval has no reference")
+        ok = False
+    if not ok:
+        return None
+    assert isinstance(reference, str)
+    return Approval(kind, reference.strip())  # type: ignore[arg-type]
+
+
+def _period(reader: _Reader, value: object, key: str) -> tuple[int, int] | None:
+    line = reader.at.line("registries", key, "period")
+    if value is None:
+        reader.problem(
+            line, f"registry {key!r}: no period; give period = {{ start = YYYY, end = YYYY }}"
+        )
+        return None
+    if not isinstance(value, Mapping) or set(value) != {"start", "end"}:
+        reader.problem(line, f"registry {key!r}: period must be {{ start = YYYY, end = YYYY }}")
+        return None
+    start, end = value["start"], value["end"]
+    bad = [
+        name
+        for name, year in (("start", start), ("end", end))
+        if not isinstance(year, int)
+        or isinstance(year, bool)
+        or not _FIRST_YEAR <= year <= _LAST_YEAR
+    ]
+    if bad:
+        reader.problem(
+            line,
+            f"registry {key!r}: period {' and '.join(bad)} must be a year between "
+            f"{_FIRST_YEAR} and {_LAST_YEAR}",
+        )
+        return None
+    if start > end:
+        reader.problem(line, f"registry {key!r}: period starts ({start}) after it ends ({end})")
+        return None
+    return start, end
+
+
+def _variables(
+    reader: _Reader, value: object, key: str, schema: tuple[str, ...] | None
+) -> tuple[str, ...]:
+    line = reader.at.line("registries", key, "variables")
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        reader.problem(line, f"registry {key!r}: variables must be a non-empty list of names")
+        return ()
+    known = {v.casefold(): v for v in schema} if schema is not None else None
+    out: list[str] = []
+    seen: set[str] = set()
+    for name in value:
+        at = reader.at.value(name, "registries", key, "variables")
+        if not valid_variable_name(name):
+            reader.problem(
+                at,
+                f"registry {key!r}: variable {name!r} is not a valid name "
+                "(A-Z, 0-9, _, not starting with a digit, at most 32 characters)",
+            )
+            continue
+        if name.casefold() in seen:
+            reader.problem(at, f"registry {key!r}: variable {name!r} listed twice")
+            continue
+        seen.add(name.casefold())
+        if known is None:
+            continue
+        if name.casefold() not in known:
+            reader.problem(
+                at,
+                f"registry {key!r}: unknown variable {name!r}; the schema has "
+                f"{', '.join(schema or ())}",
+            )
+            continue
+        out.append(known[name.casefold()])
+    if known is None:
+        reader.problem(
+            line,
+            f"registry {key!r}: no variable schema; declare its variables in [schemas] or a "
+            "schema_file",
+        )
+    return tuple(out)
+
+
+def _requests(
+    reader: _Reader, data: Mapping[str, Any], schemas: Mapping[str, tuple[str, ...]]
+) -> list[tuple[Request, Registry]]:
+    table = reader.table(data, "registries", required=True)
+    if not table and "registries" in data:
+        reader.problem(reader.at.line("registries"), "no registries requested")
+    out: list[tuple[Request, Registry]] = []
+    seen: dict[str, str] = {}
+    for key, spec in table.items():
+        line = reader.at.line("registries", key)
+        if not isinstance(spec, Mapping):
+            reader.problem(line, f"registry {key!r} must be a table [registries.{key}]")
+            continue
+        try:
+            entry = reader.catalogue.get(_resolve_alias(key))
+        except UsageError as exc:
+            reader.problem(line, str(exc))
+            continue
+        if entry.id in seen:
+            reader.problem(line, f"registry {key!r} is {entry.id!r}, already requested as "
+                           f"{seen[entry.id]!r}")  # fmt: skip
+            continue
+        seen[entry.id] = key
+        reader.unknown_keys(spec, set(_REQUEST_KEYS), "registries", key)
+        approval = _approval(reader, spec.get("approval"), key)
+        period = _period(reader, spec.get("period"), key)
+        variables = _variables(reader, spec.get("variables"), key, schemas.get(entry.id))
+        if approval is not None and period is not None and variables:
+            out.append((Request(entry.id, variables, *period, approval, line), entry))
+    return out
+
+
+def _anonymity(
+    reader: _Reader, data: Mapping[str, Any], requests: list[tuple[Request, Registry]]
+) -> Anonymity | None:
+    needs = [(r, entry.id) for r, entry in requests if entry.anonymous_output is True]
+    if "anonymity" not in data:
+        if needs:
+            reader.problem(
+                needs[0][0].line,
+                f"{', '.join(i for _, i in needs)} may only leave in anonymous form: add an "
+                "[anonymity] table with k and quasi_identifiers",
+            )
+        return None
+    table = reader.table(data, "anonymity", required=False)
+    reader.unknown_keys(table, {"k", "quasi_identifiers", "max_suppression"}, "anonymity")
+    k, qis, limit = (
+        table.get("k"),
+        table.get("quasi_identifiers"),
+        table.get("max_suppression", 0.0),
+    )
+    ok = True
+    if not isinstance(k, int) or isinstance(k, bool) or k < 2:
+        reader.problem(reader.at.line("anonymity", "k"), "anonymity.k must be an integer ≥ 2")
+        ok = False
+    requested = {v.casefold() for r, _ in requests for v in r.variables}
+    if not isinstance(qis, list) or not qis or not all(isinstance(q, str) for q in qis):
+        reader.problem(
+            reader.at.line("anonymity", "quasi_identifiers"),
+            "anonymity.quasi_identifiers must be a non-empty list of requested variables",
+        )
+        ok = False
+    else:
+        for name in qis:
+            if name.casefold() not in requested:
+                reader.problem(
+                    reader.at.value(name, "anonymity", "quasi_identifiers"),
+                    f"quasi-identifier {name!r} is not a requested variable",
+                )
+                ok = False
+    if not isinstance(limit, int | float) or isinstance(limit, bool) or not 0 <= limit <= 1:
+        reader.problem(
+            reader.at.line("anonymity", "max_suppression"),
+            "anonymity.max_suppression must be a fraction between 0 and 1",
+        )
+        ok = False
+    if not ok:
+        return None
+    assert isinstance(k, int) and isinstance(qis, list)
+    return Anonymity(k, tuple(qis), float(limit))
+
+
+def parse_job(text: str, catalogue: Catalogue, *, path: str | Path | None = None) -> Job:
+    """Read and validate a job; every problem is reported in one :class:`JobError`."""
+    label = None if path is None else str(path)
+    reader = _Reader(text, label, catalogue)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise JobError(
+            [Problem(int(match.group(1)) if match else 1, f"not valid TOML: {exc}")], path=path
+        ) from None
+    reader.unknown_keys(data, set(_TOP))
+    project = reader.table(data, "project", required=True)
+    reader.unknown_keys(project, {"id", "title"}, "project")
+    project_id = reader.text(project, "project", "id")
+    title = reader.text(project, "project", "title")
+    population = reader.table(data, "population", required=True)
+    reader.unknown_keys(population, {"file", "id_column"}, "population")
+    population_file = reader.text(population, "population", "file")
+    id_column = reader.text(population, "population", "id_column")
+    recipient = reader.table(data, "recipient", required=True)
+    reader.unknown_keys(recipient, {"name", "organisation"}, "recipient")
+    name = reader.text(recipient, "recipient", "name")
+    organisation = reader.text(recipient, "recipient", "organisation")
+    delivery = reader.table(data, "delivery", required=True)
+    reader.unknown_keys(delivery, {"format"}, "delivery")
+    fmt = reader.text(delivery, "delivery", "format").casefold()
+    if fmt and fmt not in FORMATS:
+        reader.problem(
+            reader.at.line("delivery", "format"),
+            f"delivery format {fmt!r} is not one of {', '.join(FORMATS)}",
+        )
+    base = Path(path).parent if path is not None else None
+    schemas = _schemas(reader, data, base)
+    requests = _requests(reader, data, schemas)
+    anonymity = _anonymity(reader, data, requests)
+    if reader.problems:
+        raise JobError(reader.problems, path=path)
+    return Job(
+        project_id=project_id,
+        title=title,
+        population_file=population_file,
+        id_column=id_column,
+        recipient=name,
+        organisation=organisation,
+        delivery_format=fmt,
+        requests=tuple(r for r, _ in requests),
+        anonymity=anonymity,
+        source=label,
+    )
+
+
+def load_job(path: str | Path, catalogue: Catalogue | None = None) -> Job:
+    """Read the job file at ``path`` against ``catalogue`` (the bundled one by default)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FileFormatError("no such file", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"cannot read the file: {exc}", path=path) from None
+    return parse_job(text, catalogue or Catalogue.load(), path=path)

@@ -1,0 +1,245 @@
+"""A linkage plan: steps, each owned by one party, and the transfers between parties.
+
+The plan is pure data (frozen dataclasses) and knows nothing of engines: an executor runs it,
+a person reads it (:meth:`Plan.to_text`), a diagram shows it (:meth:`Plan.to_mermaid`), and
+tests check it (:meth:`Plan.to_json`). Every transfer lists the columns it carries, so a
+privacy check can see where fødselsnummer goes.
+
+Parties (design.md §1.1): ``operator`` (the linkage operator: population file, key list,
+serial numbers, central linkage, the anonymity gate), ``ttp`` (the pseudonym service holding
+registry pseudonym keys), ``registry:<id>`` for each registry, and ``researcher``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+__all__ = [
+    "ACTIONS",
+    "FNR",
+    "OPERATOR",
+    "RESEARCHER",
+    "SERIAL",
+    "TTP",
+    "Party",
+    "Plan",
+    "PlanRoute",
+    "Refusal",
+    "Step",
+    "Transfer",
+    "registry_party",
+]
+
+OPERATOR: Final = "operator"
+TTP: Final = "ttp"
+RESEARCHER: Final = "researcher"
+#: Column names the plan uses for the identifiers it moves.
+FNR: Final = "fnr"
+SERIAL: Final = "lopenr"
+
+Action = Literal[
+    "assign_serials",
+    "send_population_extract",
+    "pseudonymise_for_registry",
+    "consent_filter",
+    "extract",
+    "link_centrally",
+    "anonymity_gate",
+    "deliver",
+    "join_on_serial",
+    "refuse",
+]
+ACTIONS: Final = (
+    "assign_serials",
+    "send_population_extract",
+    "pseudonymise_for_registry",
+    "consent_filter",
+    "extract",
+    "link_centrally",
+    "anonymity_gate",
+    "deliver",
+    "join_on_serial",
+    "refuse",
+)
+PartyKind = Literal["operator", "ttp", "registry", "researcher"]
+PlanRoute = Literal["distributed", "central-anonymous", "refused"]
+
+
+def registry_party(registry: str) -> str:
+    return f"registry:{registry}"
+
+
+@dataclass(frozen=True)
+class Party:
+    """A party; ``pseudonymous`` registries may never receive fødselsnummer."""
+
+    id: str
+    kind: PartyKind
+    name: str
+    pseudonymous: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "name": self.name,
+            "pseudonymous": self.pseudonymous,
+        }
+
+
+@dataclass(frozen=True)
+class Step:
+    """One action by one party: reads ``inputs`` (files it holds), writes ``outputs``."""
+
+    id: str
+    party: str
+    action: Action
+    description: str
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+    registry: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "party": self.party,
+            "action": self.action,
+            "description": self.description,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "registry": self.registry,
+        }
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A file moved from one party's outbox to another's inbox, with the columns it carries."""
+
+    id: str
+    source: str
+    target: str
+    file: str
+    columns: tuple[str, ...]
+    after: str  # the step that writes the file
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "from": self.source,
+            "to": self.target,
+            "file": self.file,
+            "columns": list(self.columns),
+            "after": self.after,
+        }
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A registry the plan leaves out, and why."""
+
+    registry: str
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"registry": self.registry, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Plan:
+    project_id: str
+    title: str
+    route: PlanRoute
+    parties: tuple[Party, ...]
+    steps: tuple[Step, ...]
+    transfers: tuple[Transfer, ...]
+    refusals: tuple[Refusal, ...] = ()
+    notes: tuple[str, ...] = ()
+    catalogue_version: str = ""
+
+    def party(self, ident: str) -> Party:
+        for party in self.parties:
+            if party.id == ident:
+                return party
+        raise KeyError(ident)
+
+    def steps_of(self, party: str) -> list[Step]:
+        return [s for s in self.steps if s.party == party]
+
+    def received_by(self, party: str) -> list[Transfer]:
+        return [t for t in self.transfers if t.target == party]
+
+    def sent_by(self, party: str) -> list[Transfer]:
+        return [t for t in self.transfers if t.source == party]
+
+    # --- renderings -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": {"id": self.project_id, "title": self.title},
+            "route": self.route,
+            "catalogue_version": self.catalogue_version,
+            "parties": [p.to_dict() for p in self.parties],
+            "steps": [s.to_dict() for s in self.steps],
+            "transfers": [t.to_dict() for t in self.transfers],
+            "refusals": [r.to_dict() for r in self.refusals],
+            "notes": list(self.notes),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
+
+    def to_text(self) -> str:
+        """For each party: what it receives, what it does, what it sends."""
+        out = [f"Plan for {self.project_id}: {self.title}", f"Route: {self.route}"]
+        if self.catalogue_version:
+            out.append(f"Catalogue: {self.catalogue_version}")
+        for party in self.parties:
+            out += ["", f"== {party.name} [{party.id}] =="]
+            received = self.received_by(party.id)
+            out.append("  receives:" if received else "  receives: nothing")
+            out += [f"    - {_carry(t)} from {t.source}" for t in received]
+            steps = self.steps_of(party.id)
+            out.append("  does:" if steps else "  does: nothing")
+            out += [f"    {i}. {s.description}" for i, s in enumerate(steps, 1)]
+            sent = self.sent_by(party.id)
+            out.append("  sends:" if sent else "  sends: nothing")
+            out += [f"    - {_carry(t)} to {t.target}" for t in sent]
+        if self.refusals:
+            out += ["", "Refused:"]
+            out += [f"  - {r.registry}: {r.reason}" for r in self.refusals]
+        if self.notes:
+            out += ["", "Notes:"]
+            out += [f"  - {n}" for n in self.notes]
+        return "\n".join(out) + "\n"
+
+    def to_mermaid(self) -> str:
+        """A flowchart: one subgraph per party holding its steps; transfers as labelled edges."""
+        out = ["flowchart LR"]
+        for party in self.parties:
+            out.append(f'  subgraph {_node(party.id)}["{_label(party.name)}"]')
+            for step in self.steps_of(party.id):
+                out.append(f'    {_node(step.id)}["{_label(step.action)}"]')
+            out.append("  end")
+        for step in self.steps:
+            for later in self.steps_of(step.party):
+                if set(step.outputs) & set(later.inputs):
+                    out.append(f"  {_node(step.id)} --> {_node(later.id)}")
+        for t in self.transfers:
+            target = next((s.id for s in self.steps_of(t.target) if t.file in s.inputs), None)
+            dest = _node(target) if target else _node(t.target)
+            label = _label(f"{t.file}: {', '.join(t.columns)}")
+            out.append(f'  {_node(t.after)} -->|"{label}"| {dest}')
+        return "\n".join(out) + "\n"
+
+
+def _carry(t: Transfer) -> str:
+    return f"{t.file} ({', '.join(t.columns)})"
+
+
+def _node(ident: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in ident)
+
+
+def _label(text: str) -> str:
+    return text.replace('"', "'")

@@ -1,0 +1,287 @@
+"""Turn a validated :class:`~koble.linkage.job.Job` into a :class:`~koble.linkage.plan.Plan`.
+
+Each requested registry gets its route from :func:`koble.linkage.routes.route_for` (catalogue
+fields only). The operator always assigns the serial numbers (løpenummer) and keeps the key
+list. Then, per registry:
+
+* distributed: operator → registry (fnr, lopenr); the registry extracts (lopenr, variables);
+* TTP pseudonym route: operator → TTP (fnr, lopenr); the TTP replaces fnr by the registry's
+  pseudonym; TTP → registry (pseudonym, lopenr); the registry extracts (lopenr, variables);
+* consent filter: the registry keeps only persons whose consent covers the project first;
+* refused: no party is sent anything; the plan says why.
+
+Extracts go to the researcher, who joins them on lopenr; but if any registry demands
+anonymous output, the job takes the central anonymous route: every extract goes to the
+operator, which links centrally, runs the anonymity gate and delivers without lopenr.
+"""
+
+from __future__ import annotations
+
+from koble.linkage.job import Job, Request
+from koble.linkage.plan import (
+    FNR,
+    OPERATOR,
+    RESEARCHER,
+    SERIAL,
+    TTP,
+    Party,
+    Plan,
+    PlanRoute,
+    Refusal,
+    Step,
+    Transfer,
+    registry_party,
+)
+from koble.linkage.routes import Route, route_for
+from koble.registries.catalogue import Catalogue
+
+__all__ = ["plan_job"]
+
+_KEY_LIST = "key_list.parquet"
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.steps: list[Step] = []
+        self.transfers: list[Transfer] = []
+
+    def step(self, step: Step) -> Step:
+        self.steps.append(step)
+        return step
+
+    def send(self, after: Step, target: str, file: str, columns: tuple[str, ...]) -> None:
+        ident = f"t{len(self.transfers) + 1}"
+        self.transfers.append(Transfer(ident, after.party, target, file, columns, after.id))
+
+
+def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
+    """The plan for ``job``; registries are looked up in ``catalogue`` (bundled by default)."""
+    catalogue = catalogue or Catalogue.load()
+    entries = {r.registry: catalogue.get(r.registry) for r in job.requests}
+    routes = {r.registry: route_for(entries[r.registry]) for r in job.requests}
+    accepted: list[Request] = []
+    refusals: list[Refusal] = []
+    for request in job.requests:
+        reason = routes[request.registry].refusal
+        if reason is None and not request.approval.reference.strip():
+            reason = "no approval reference (REK, Helsedataservice or the registry's decision)"
+        if reason is None:
+            accepted.append(request)
+        else:
+            refusals.append(Refusal(request.registry, reason))
+    central = any(routes[r.registry].anonymous_output for r in accepted)
+    uses_ttp = any(routes[r.registry].pseudonymous for r in accepted)
+
+    b = _Builder()
+    if accepted:
+        b.step(
+            Step(
+                "operator-assign-serials",
+                OPERATOR,
+                "assign_serials",
+                f"assign a random {SERIAL} to each person in {job.population_file} (column "
+                f"{job.id_column!r}); keep the key list ({FNR}, {SERIAL}) private",
+                inputs=(job.population_file,),
+                outputs=(_KEY_LIST,),
+            )
+        )
+    extracts: list[str] = []
+    collector = OPERATOR if central else RESEARCHER
+    for request in accepted:
+        extracts.append(_registry_steps(b, job, request, routes[request.registry], collector))
+    variables = tuple(dict.fromkeys(v for r in accepted for v in r.variables))
+    if accepted and central:
+        _central_steps(b, job, extracts, variables)
+    elif accepted:
+        b.step(
+            Step(
+                "researcher-join",
+                RESEARCHER,
+                "join_on_serial",
+                f"join the {len(extracts)} extract(s) on {SERIAL} "
+                f"(the researcher never holds {FNR})",
+                inputs=tuple(extracts),
+                outputs=("linked.parquet",),
+            )
+        )
+    for refusal in refusals:
+        b.step(
+            Step(
+                f"operator-refuse-{refusal.registry}",
+                OPERATOR,
+                "refuse",
+                f"refuse {refusal.registry}: {refusal.reason}",
+                registry=refusal.registry,
+            )
+        )
+
+    parties: list[Party] = []
+    if accepted or refusals:
+        parties.append(Party(OPERATOR, "operator", "Linkage operator"))
+    if uses_ttp:
+        parties.append(Party(TTP, "ttp", "Trusted third party (pseudonym service)"))
+    for request in accepted:
+        entry = entries[request.registry]
+        parties.append(
+            Party(
+                registry_party(entry.id),
+                "registry",
+                f"{entry.name} ({entry.owner})",
+                pseudonymous=routes[entry.id].pseudonymous,
+            )
+        )
+    if accepted:
+        parties.append(Party(RESEARCHER, "researcher", f"{job.recipient}, {job.organisation}"))
+
+    notes = [n for r in accepted for n in routes[r.registry].notes]
+    unsure = [r.registry for r in accepted if entries[r.registry].anonymous_output == "unknown"]
+    if unsure and not central:
+        notes.append(
+            "the catalogue does not say whether output must be anonymous for "
+            f"{', '.join(unsure)}; planned as individual-level delivery under the approval"
+        )
+    if job.anonymity is not None and not central:
+        notes.append("no route needs the [anonymity] requirements; they are not applied")
+    route: PlanRoute = (
+        "refused" if not accepted else "central-anonymous" if central else "distributed"
+    )
+    return Plan(
+        project_id=job.project_id,
+        title=job.title,
+        route=route,
+        parties=tuple(parties),
+        steps=tuple(b.steps),
+        transfers=tuple(b.transfers),
+        refusals=tuple(refusals),
+        notes=tuple(notes),
+        catalogue_version=catalogue.version,
+    )
+
+
+def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, collector: str) -> str:
+    """Steps and transfers for one registry; returns the extract's file name."""
+    reg = request.registry
+    party = registry_party(reg)
+    persons = f"{reg}_persons.parquet"
+    if route.pseudonymous:
+        pseudonym = f"pseudonym_{reg}".replace("-", "_")
+        to_ttp = f"{reg}_persons_fnr.parquet"
+        sent = b.step(
+            Step(
+                f"operator-send-{reg}",
+                OPERATOR,
+                "send_population_extract",
+                f"send ({FNR}, {SERIAL}) for the population to the TTP for {reg}",
+                inputs=(_KEY_LIST,),
+                outputs=(to_ttp,),
+                registry=reg,
+            )
+        )
+        b.send(sent, TTP, to_ttp, (FNR, SERIAL))
+        converted = b.step(
+            Step(
+                f"ttp-pseudonymise-{reg}",
+                TTP,
+                "pseudonymise_for_registry",
+                f"replace {FNR} by {reg}'s pseudonym (its own key); the TTP never sees "
+                f"{reg}'s variables",
+                inputs=(to_ttp,),
+                outputs=(persons,),
+                registry=reg,
+            )
+        )
+        b.send(converted, party, persons, (pseudonym, SERIAL))
+        key = pseudonym
+    else:
+        sent = b.step(
+            Step(
+                f"operator-send-{reg}",
+                OPERATOR,
+                "send_population_extract",
+                f"send ({FNR}, {SERIAL}) for the population to {reg}",
+                inputs=(_KEY_LIST,),
+                outputs=(persons,),
+                registry=reg,
+            )
+        )
+        b.send(sent, party, persons, (FNR, SERIAL))
+        key = FNR
+    source = persons
+    if route.consent_filter:
+        source = f"{reg}_consented.parquet"
+        b.step(
+            Step(
+                f"{reg}-consent-filter",
+                party,
+                "consent_filter",
+                f"keep only persons whose consent covers project {job.project_id}",
+                inputs=(persons,),
+                outputs=(source,),
+                registry=reg,
+            )
+        )
+    suffix = "parquet" if collector == OPERATOR else _suffix(job.delivery_format)
+    extract = f"{reg}_extract.{suffix}"
+    done = b.step(
+        Step(
+            f"{reg}-extract",
+            party,
+            "extract",
+            f"extract {', '.join(request.variables)} for {request.start}–{request.end} by "
+            f"{key}; write ({SERIAL}, variables) (approval: {request.approval.kind} "
+            f"{request.approval.reference})",
+            inputs=(source,),
+            outputs=(extract,),
+            registry=reg,
+        )
+    )
+    b.send(done, collector, extract, (SERIAL, *request.variables))
+    return extract
+
+
+def _central_steps(b: _Builder, job: Job, extracts: list[str], variables: tuple[str, ...]) -> None:
+    anonymity = job.anonymity
+    requirement = (
+        f"k = {anonymity.k} over {', '.join(anonymity.quasi_identifiers)}, at most "
+        f"{anonymity.max_suppression:.0%} suppressed"
+        if anonymity is not None
+        else "the requirements (none given)"
+    )
+    b.step(
+        Step(
+            "operator-link",
+            OPERATOR,
+            "link_centrally",
+            f"link the {len(extracts)} extract(s) on {SERIAL}",
+            inputs=tuple(extracts),
+            outputs=("linked.parquet",),
+        )
+    )
+    b.step(
+        Step(
+            "operator-anonymity-gate",
+            OPERATOR,
+            "anonymity_gate",
+            f"coarsen the linked file until it meets {requirement}; drop {SERIAL}; if it "
+            "cannot, stop and return the job to the applicant with the report",
+            inputs=("linked.parquet",),
+            outputs=("anonymous.parquet",),
+        )
+    )
+    out = f"delivery.{_suffix(job.delivery_format)}"
+    deliver = b.step(
+        Step(
+            "operator-deliver",
+            OPERATOR,
+            "deliver",
+            f"deliver the anonymous file as {job.delivery_format} to the researcher, "
+            "encrypted to the recipient, with manifest and report",
+            inputs=("anonymous.parquet",),
+            outputs=(out,),
+        )
+    )
+    b.send(deliver, RESEARCHER, out, variables)
+
+
+def _suffix(fmt: str) -> str:
+    return {"stata": "dta", "spss": "sav", "sas": "sas7bdat"}.get(fmt, fmt)
