@@ -36,8 +36,8 @@ synthetic world (:data:`SYNTHETIC_SCHEMAS`). Variable names follow design.md §1
 Validation collects every problem and raises one :class:`JobError`. Each problem names the
 line: :mod:`tomllib` gives no positions, so :class:`~koble.linkage.toml_lines.Lines` scans
 the text for table headers (``[a.b]``) and keys (``key =``, dotted keys included) and maps a
-key path to the line where it is written; a path not written out (an inline table's member, a missing key) falls back to
-its nearest written parent, and a missing table to line 1.
+key path to the line where it is written; a path not written out (an inline table's member,
+a missing key) falls back to its nearest written parent, and a missing table to line 1.
 """
 
 from __future__ import annotations
