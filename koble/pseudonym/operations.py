@@ -10,6 +10,7 @@ lost by forgetting an option.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from koble.pseudonym.keys import Keyset
 from koble.pseudonym.pseudonymise import PseudonymiseReport, pseudonymise_frame
 from koble.pseudonym.reverse import MESSAGES, Authorisation, Reversed, reidentify, rekey
 from koble.pseudonym.scheme import IdScheme
-from koble.registries.identifiers.check import MESSAGE, REASON, ROW
+from koble.registries.identifiers.check import rejects_table
 from koble.tables import read_table, require_column, write_table
 
 __all__ = [
@@ -104,29 +105,31 @@ def pseudonymise_file(
     return result.report, rejects_path
 
 
-def _write_reversed(
-    frame: pl.DataFrame,
+def _reverse_file(
+    operation: str,
+    source: str | Path,
+    output: str | Path,
+    *,
     column: str,
-    result: Reversed,
-    output: Path,
-    rejects: Path,
+    domain: str,
+    rejects: str | Path | None,
     output_column: str,
-) -> tuple[int, dict[str, int]]:
+    convert: Callable[[pl.Series], Reversed],
+) -> ReverseReport:
+    """Read ``source``, convert ``column``, write the converted rows and the rejects."""
+    source, output = Path(source), Path(output)
+    frame = read_table(source)
+    result = convert(require_column(frame, column, source))
     good = result.reason.is_null()
     table = frame.filter(good).with_columns(result.values.filter(good).alias(column))
-    write_table(table.rename({column: output_column}) if output_column != column else table, output)
-    bad = (
-        frame.with_row_index(ROW, offset=1)
-        .with_columns(result.reason.alias(REASON))
-        .filter(~good)
-        .with_columns(
-            pl.col(REASON).replace_strict(MESSAGES, return_dtype=pl.String).alias(MESSAGE)
-        )
-        .select(ROW, REASON, MESSAGE, *frame.columns)
-    )
-    write_table(bad, rejects)
+    write_table(table.rename({column: output_column}), output)
+    rejects_path = Path(rejects) if rejects is not None else default_rejects_path(output)
+    bad = rejects_table(frame, result.reason, MESSAGES)
+    write_table(bad, rejects_path)
     counts = result.reason.drop_nulls().value_counts(sort=True)
-    return bad.height, {str(k): int(v) for k, v in counts.iter_rows()}
+    reasons = {str(k): int(v) for k, v in counts.iter_rows()}
+    return ReverseReport(operation, column, domain, frame.height, result.ok, bad.height,
+                         reasons, str(rejects_path))  # fmt: skip
 
 
 def reidentify_file(
@@ -143,14 +146,13 @@ def reidentify_file(
     output_column: str = "fnr",
 ) -> ReverseReport:
     """Re-identify ``column`` of ``source`` (authorised and audited)."""
-    source, output = Path(source), Path(output)
-    frame = read_table(source)
-    values = require_column(frame, column, source)
-    result = reidentify(keyset, domain, values, authorisation, audit, id_scheme=id_scheme)
-    rejects_path = Path(rejects) if rejects is not None else default_rejects_path(output)
-    rejected, reasons = _write_reversed(frame, column, result, output, rejects_path, output_column)
-    return ReverseReport("reidentify", column, domain, frame.height, result.ok, rejected,
-                         reasons, str(rejects_path))  # fmt: skip
+    return _reverse_file(
+        "reidentify", source, output, column=column, domain=domain, rejects=rejects,
+        output_column=output_column,
+        convert=lambda values: reidentify(
+            keyset, domain, values, authorisation, audit, id_scheme=id_scheme
+        ),
+    )  # fmt: skip
 
 
 def rekey_file(
@@ -166,11 +168,9 @@ def rekey_file(
     id_scheme: IdScheme = "fnr",
 ) -> ReverseReport:
     """Convert ``column`` of ``source`` to pseudonyms under the primary key."""
-    source, output = Path(source), Path(output)
-    frame = read_table(source)
-    values = require_column(frame, column, source)
-    result = rekey(keyset, domain, values, audit, actor=actor, id_scheme=id_scheme)
-    rejects_path = Path(rejects) if rejects is not None else default_rejects_path(output)
-    rejected, reasons = _write_reversed(frame, column, result, output, rejects_path, column)
-    return ReverseReport("rekey", column, domain, frame.height, result.ok, rejected, reasons,
-                         str(rejects_path))  # fmt: skip
+    return _reverse_file(
+        "rekey", source, output, column=column, domain=domain, rejects=rejects,
+        output_column=column,
+        convert=lambda values: rekey(keyset, domain, values, audit, actor=actor,
+                                     id_scheme=id_scheme),
+    )  # fmt: skip

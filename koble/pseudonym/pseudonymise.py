@@ -18,7 +18,7 @@ from koble.errors import ColumnError
 from koble.pseudonym import scheme
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.keys import Keyset, check_domain
-from koble.registries.identifiers.check import MESSAGE, REASON, ROW, reject_messages
+from koble.registries.identifiers.check import reject_messages, rejects_table
 from koble.registries.identifiers.column import validate_column
 
 __all__ = ["PseudonymiseReport", "Pseudonymised", "pseudonymise_frame", "pseudonymise_values"]
@@ -129,16 +129,7 @@ def pseudonymise_frame(
     name = output_column or column
     pseudonyms = pseudonymise_values(keyset, domain, compact.filter(good), id_scheme)
     table = frame.filter(good).with_columns(pseudonyms.alias(column)).rename({column: name})
-    messages = reject_messages(EXTRA_MESSAGES)
-    rejects = (
-        frame.with_row_index(ROW, offset=1)
-        .with_columns(reason.alias(REASON))
-        .filter(~good)
-        .with_columns(
-            pl.col(REASON).replace_strict(messages, return_dtype=pl.String).alias(MESSAGE)
-        )
-        .select(ROW, REASON, MESSAGE, *frame.columns)
-    )
+    rejects = rejects_table(frame, reason, reject_messages(EXTRA_MESSAGES))
     counts = reason.drop_nulls().value_counts(sort=True)
     report = PseudonymiseReport(
         column=column,

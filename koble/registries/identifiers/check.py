@@ -33,6 +33,23 @@ def reject_messages(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**_MESSAGE_BY_CODE, **(extra or {})}
 
 
+def rejects_table(
+    frame: pl.DataFrame, reason: pl.Series, messages: dict[str, str] | None = None
+) -> pl.DataFrame:
+    """The rows of ``frame`` whose ``reason`` is not null, as ``row`` (1-based), ``reason``,
+    ``message`` and the original columns: the shape of every rejects file koble writes."""
+    messages = reject_messages() if messages is None else messages
+    return (
+        frame.with_row_index(ROW, offset=1)
+        .with_columns(reason.cast(pl.String).alias(REASON))
+        .filter(pl.col(REASON).is_not_null())
+        .with_columns(
+            pl.col(REASON).replace_strict(messages, return_dtype=pl.String).alias(MESSAGE)
+        )
+        .select(ROW, REASON, MESSAGE, *frame.columns)
+    )
+
+
 @dataclass(frozen=True)
 class CheckReport:
     """Counts from checking one identifier column. Holds no identifiers."""
@@ -97,18 +114,7 @@ def check_frame(
     result = validate_column(values, scheme=scheme, test_numbers=test_numbers)
     valid = result["valid"]
     good = result.filter(valid)
-    rejects = (
-        frame.with_row_index(ROW, offset=1)
-        .with_columns(result["reason"].alias(REASON))
-        .filter(~valid)
-        .with_columns(
-            pl.col(REASON)
-            .cast(pl.String)
-            .replace_strict(_MESSAGE_BY_CODE, return_dtype=pl.String)
-            .alias(MESSAGE)
-        )
-    )
-    rejects = rejects.select(ROW, REASON, MESSAGE, *frame.columns)
+    rejects = rejects_table(frame, result["reason"])
     report = CheckReport(
         path=str(path),
         column=column,
