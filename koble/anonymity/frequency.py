@@ -99,6 +99,9 @@ def _combine(
     for codes, card in columns:
         if card <= 1:
             continue
+        if space == 1:
+            key, space = codes.astype(np.int64), card
+            continue
         if space * card >= _LIMIT:
             key = np.unique(key, return_inverse=True)[1].astype(np.int64)
             space = int(key.max()) + 1 if length else 1
@@ -189,14 +192,29 @@ def build_table(
     return _table(levels, codes, sensitive, grouped, radix), grouped[3]
 
 
-def roll_up(table: FrequencyTable, target: tuple[int, ...], lookups: Lookups) -> FrequencyTable:
-    """The table at ``target`` from a table at levels component-wise ≤ ``target``."""
+def roll_up(
+    table: FrequencyTable,
+    target: tuple[int, ...],
+    lookups: Lookups,
+    memo: dict[tuple[int, int], Codes] | None = None,
+) -> FrequencyTable:
+    """The table at ``target`` from a table at levels component-wise ≤ ``target``.
+
+    ``memo``, if given, keeps ``table``'s codes for QI i mapped to level b under ``(i, b)``
+    (filled as they are computed), so a table rolled up from again and again (the base)
+    gathers each QI's codes at each level once."""
     codes = list(table.codes)
     for i, (src, dst) in enumerate(zip(table.levels, target, strict=True)):
         if src > dst:
             raise ValueError(f"cannot roll up QI {i} from level {src} down to {dst}")
-        if src != dst:
-            codes[i] = lookups.lut(i, src, dst)[codes[i]]
+        if src == dst:
+            continue
+        found = None if memo is None else memo.get((i, dst))
+        if found is None:
+            found = lookups.lut(i, src, dst)[codes[i]]
+            if memo is not None:
+                memo[(i, dst)] = found
+        codes[i] = found
     key, space = _keys(lookups, codes, target, table.sensitive)
     grouped = aggregate(key, space, table.counts)
     return _table(target, codes, table.sensitive, grouped, table.radix)

@@ -20,7 +20,7 @@ import polars as pl
 
 from koble.anonymity.checks import Criterion, KAnonymity, NodeCheck, Requirements
 from koble.anonymity.frequency import FrequencyTable, Lookups, TableCache, build_table, roll_up
-from koble.anonymity.generalisation import Generalisation
+from koble.anonymity.generalisation import Codes, Generalisation
 from koble.anonymity.lattice import Evaluation, Lattice, search
 from koble.anonymity.metrics import LossModel, Metric
 from koble.errors import ColumnError, UsageError
@@ -60,6 +60,7 @@ class Problem:
         self.requirements = Requirements((KAnonymity(k), *criteria), allowed, overall)
         self.model = LossModel(self.metric, self.lookups, self.base, self.lattice, k, allowed)
         self.cache = TableCache(self.base, cache_bytes)
+        self._base_codes: dict[tuple[int, int], Codes] = {}
 
     def table(self, index: int, *, cached: bool = True) -> FrequencyTable:
         """Node ``index``'s table, rolled up from the cache (or from the base table)."""
@@ -67,7 +68,8 @@ class Problem:
         source = self.cache.source(levels) if cached else self.base
         if source.levels == levels:
             return source
-        table = roll_up(source, levels, self.lookups)
+        memo = self._base_codes if source is self.base else None
+        table = roll_up(source, levels, self.lookups, memo)
         if cached and table.size < source.size:
             self.cache.put(table)
         return table
