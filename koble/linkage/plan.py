@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, get_args
 
 __all__ = [
     "ACTIONS",
@@ -51,18 +51,7 @@ Action = Literal[
     "join_on_serial",
     "refuse",
 ]
-ACTIONS: Final = (
-    "assign_serials",
-    "send_population_extract",
-    "pseudonymise_for_registry",
-    "consent_filter",
-    "extract",
-    "link_centrally",
-    "anonymity_gate",
-    "deliver",
-    "join_on_serial",
-    "refuse",
-)
+ACTIONS: Final = get_args(Action)
 PartyKind = Literal["operator", "ttp", "registry", "researcher"]
 PlanRoute = Literal["distributed", "central-anonymous", "refused"]
 

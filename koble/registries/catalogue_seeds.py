@@ -36,13 +36,9 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-@dataclass(frozen=True)
-class Seed:
-    """One seed text: its file name, a title, the original file's SHA-256 and the text."""
+class _Searchable:
+    """A text that quotes are looked up in, whitespace-normalised on both sides."""
 
-    name: str
-    title: str
-    sha256: str
     text: str
 
     @cached_property
@@ -56,7 +52,17 @@ class Seed:
 
 
 @dataclass(frozen=True)
-class ListEntry:
+class Seed(_Searchable):
+    """One seed text: its file name, a title, the original file's SHA-256 and the text."""
+
+    name: str
+    title: str
+    sha256: str
+    text: str
+
+
+@dataclass(frozen=True)
+class ListEntry(_Searchable):
     """One top-level entry of a list seed: its heading line, the index letter above it, the
     1-based line number of the heading and the entry's whole text (heading included)."""
 
@@ -64,14 +70,6 @@ class ListEntry:
     index: str
     line: int
     text: str
-
-    @cached_property
-    def normalised(self) -> str:
-        return normalise(self.text)
-
-    def contains(self, quote: str) -> bool:
-        needle = normalise(quote)
-        return bool(needle) and needle in self.normalised
 
 
 @cache
