@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from koble.errors import FileFormatError, UsageError
+from koble.files import read_text
 from koble.linkage.toml_lines import Lines
 from koble.registries.catalogue import Catalogue, Registry
 
@@ -506,10 +507,5 @@ def parse_job(text: str, catalogue: Catalogue, *, path: str | Path | None = None
 def load_job(path: str | Path, catalogue: Catalogue | None = None) -> Job:
     """Read the job file at ``path`` against ``catalogue`` (the bundled one by default)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise FileFormatError("no such file", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FileFormatError(f"cannot read the file: {exc}", path=path) from None
+    text = read_text(path)
     return parse_job(text, catalogue or Catalogue.load(), path=path)

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from koble.errors import FileFormatError, UsageError
+from koble.files import read_text
 from koble.registries.catalogue_model import (
     IDENTITY_MODELS,
     KINDS,
@@ -151,12 +152,7 @@ class Catalogue:
         """A user catalogue in the bundled format. Evidence quotes are optional here (there
         is no seed to check them against), but the ``source`` of each entry is required."""
         path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise FileFormatError("no such file", path=path) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise FileFormatError(f"cannot read the file: {exc}", path=path) from None
+        text = read_text(path)
         entries, problems = _parse_all([(str(path), text)], bundled=False)
         if not entries and not problems:
             problems.append(f"{path}: no [[registry]] entries")
