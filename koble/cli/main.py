@@ -36,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "anonymity": "koble.cli.anonymity:anonymity",
     "registries": "koble.cli.registries:registries",
     "plan": "koble.cli.plan:plan",
+    "run": "koble.cli.run:run",
 }
 
 

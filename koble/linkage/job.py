@@ -45,7 +45,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -168,6 +168,8 @@ class Anonymity:
     k: int
     quasi_identifiers: tuple[str, ...]
     max_suppression: float = 0.0
+    #: Hierarchy per quasi-identifier (``koble.anonymity`` spec strings); inferred if absent.
+    hierarchies: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -415,7 +417,19 @@ def _anonymity(
             )
         return None
     table = reader.table(data, "anonymity", required=False)
-    reader.unknown_keys(table, {"k", "quasi_identifiers", "max_suppression"}, "anonymity")
+    reader.unknown_keys(
+        table, {"k", "quasi_identifiers", "max_suppression", "hierarchies"}, "anonymity"
+    )
+    hierarchies = table.get("hierarchies", {})
+    if not isinstance(hierarchies, Mapping) or not all(
+        isinstance(v, str) for v in hierarchies.values()
+    ):
+        reader.problem(
+            reader.at.line("anonymity", "hierarchies"),
+            "anonymity.hierarchies must map quasi-identifiers to hierarchy names, e.g. "
+            '{ kommune = "kommune", start_date = "date" }',
+        )
+        hierarchies = {}
     k, qis, limit = (
         table.get("k"),
         table.get("quasi_identifiers"),
@@ -446,10 +460,17 @@ def _anonymity(
             "anonymity.max_suppression must be a fraction between 0 and 1",
         )
         ok = False
+    if isinstance(qis, list):
+        for name in sorted(set(hierarchies) - set(qis)):
+            reader.problem(
+                reader.at.line("anonymity", "hierarchies"),
+                f"anonymity.hierarchies names {name!r}, which is not a quasi-identifier",
+            )
+            ok = False
     if not ok:
         return None
     assert isinstance(k, int) and isinstance(qis, list)
-    return Anonymity(k, tuple(qis), float(limit))
+    return Anonymity(k, tuple(qis), float(limit), dict(hierarchies))
 
 
 def parse_job(text: str, catalogue: Catalogue, *, path: str | Path | None = None) -> Job:

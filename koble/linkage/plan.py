@@ -48,7 +48,7 @@ Action = Literal[
     "link_centrally",
     "anonymity_gate",
     "deliver",
-    "join_on_serial",
+    "receive",
     "refuse",
 ]
 ACTIONS: Final = get_args(Action)
@@ -162,6 +162,15 @@ class Plan:
     def sent_by(self, party: str) -> list[Transfer]:
         return [t for t in self.transfers if t.source == party]
 
+    def step(self, ident: str) -> Step:
+        for step in self.steps:
+            if step.id == ident:
+                return step
+        raise KeyError(ident)
+
+    def transfers_after(self, step: str) -> list[Transfer]:
+        return [t for t in self.transfers if t.after == step]
+
     # --- renderings -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -217,13 +226,13 @@ class Plan:
         for t in self.transfers:
             target = next((s.id for s in self.steps_of(t.target) if t.file in s.inputs), None)
             dest = _node(target) if target else _node(t.target)
-            label = _label(f"{t.file}: {', '.join(t.columns)}")
+            label = _label(f"{t.file}: {', '.join(t.columns) or 'document'}")
             out.append(f'  {_node(t.after)} -->|"{label}"| {dest}')
         return "\n".join(out) + "\n"
 
 
 def _carry(t: Transfer) -> str:
-    return f"{t.file} ({', '.join(t.columns)})"
+    return f"{t.file} ({', '.join(t.columns) if t.columns else 'document, no person data'})"
 
 
 def _node(ident: str) -> str:

@@ -44,6 +44,7 @@ class _Builder:
     def __init__(self) -> None:
         self.steps: list[Step] = []
         self.transfers: list[Transfer] = []
+        self.reports: list[str] = []
 
     def step(self, step: Step) -> Step:
         self.steps.append(step)
@@ -93,17 +94,7 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
     if accepted and central:
         _central_steps(b, job, extracts, variables)
     elif accepted:
-        b.step(
-            Step(
-                "researcher-join",
-                RESEARCHER,
-                "join_on_serial",
-                f"join the {len(extracts)} extract(s) on {SERIAL} "
-                f"(the researcher never holds {FNR})",
-                inputs=tuple(extracts),
-                outputs=("linked.parquet",),
-            )
-        )
+        _deliver_steps(b, job, extracts, [])
     for refusal in refusals:
         b.step(
             Step(
@@ -186,11 +177,13 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
                 f"replace {FNR} by {reg}'s pseudonym (its own key); the TTP never sees "
                 f"{reg}'s variables",
                 inputs=(to_ttp,),
-                outputs=(persons,),
+                outputs=(persons, f"{reg}_ttp_report.json"),
                 registry=reg,
             )
         )
         b.send(converted, party, persons, (pseudonym, SERIAL))
+        b.send(converted, OPERATOR, f"{reg}_ttp_report.json", ())
+        b.reports.append(f"{reg}_ttp_report.json")
         key = pseudonym
     else:
         sent = b.step(
@@ -231,11 +224,13 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
             f"{key}; write ({SERIAL}, variables) (approval: {request.approval.kind} "
             f"{request.approval.reference})",
             inputs=(source,),
-            outputs=(extract,),
+            outputs=(extract, f"{reg}_report.json"),
             registry=reg,
         )
     )
     b.send(done, collector, extract, (SERIAL, *request.variables))
+    b.send(done, OPERATOR, f"{reg}_report.json", ())
+    b.reports.append(f"{reg}_report.json")
     return extract
 
 
@@ -268,19 +263,58 @@ def _central_steps(b: _Builder, job: Job, extracts: list[str], variables: tuple[
             outputs=("anonymous.parquet",),
         )
     )
-    out = f"delivery.{_suffix(job.delivery_format)}"
+    _deliver_steps(
+        b, job, [f"delivery.{_suffix(job.delivery_format)}"], ["anonymity.md"], variables
+    )
+
+
+#: The documents the operator adds to every delivery (design.md §1.5).
+DOCUMENTS = ("quality.json", "quality.md", "quality.html", "codebook.md")
+MANIFEST = "manifest.json"
+
+
+def _deliver_steps(
+    b: _Builder,
+    job: Job,
+    files: list[str],
+    documents: list[str],
+    columns: tuple[str, ...] = (),
+) -> None:
+    """The operator's manifest and reports, and the researcher's checked receipt."""
+    central = bool(documents)
+    docs = (*DOCUMENTS, *documents, MANIFEST)
+    outputs = (*files, *docs) if central else docs
     deliver = b.step(
         Step(
             "operator-deliver",
             OPERATOR,
             "deliver",
-            f"deliver the anonymous file as {job.delivery_format} to the researcher, "
-            "encrypted to the recipient, with manifest and report",
-            inputs=("anonymous.parquet",),
-            outputs=(out,),
+            (
+                f"write the anonymous file as {job.delivery_format}, "
+                if central
+                else "from the registries' extract reports (counts and hashes, no person data), "
+            )
+            + "write the quality report, codebook and manifest; sign the manifest (Ed25519)",
+            inputs=(*(("anonymous.parquet",) if central else ()), *b.reports),
+            outputs=outputs,
         )
     )
-    b.send(deliver, RESEARCHER, out, variables)
+    if central:
+        for file in files:
+            b.send(deliver, RESEARCHER, file, columns)
+    for doc in docs:
+        b.send(deliver, RESEARCHER, doc, ())
+    b.step(
+        Step(
+            "researcher-receive",
+            RESEARCHER,
+            "receive",
+            f"check the manifest's signature, hashes and row counts for the {len(files)} "
+            f"file(s), then keep them as the delivery (the researcher never holds {FNR})",
+            inputs=(*files, *docs),
+            outputs=("delivery/",),
+        )
+    )
 
 
 def _suffix(fmt: str) -> str:

@@ -86,6 +86,11 @@ class IdentityHistory:
     def size(self) -> int:
         return self._mapping.height
 
+    def aliases(self, current: pl.Series) -> pl.DataFrame:
+        """Every old identifier (``old``) that resolves to one of ``current`` (``current``)."""
+        wanted = pl.DataFrame({"current": current.cast(pl.String)}).unique()
+        return self._mapping.join(wanted, on="current", how="semi").select("old", "current")
+
     def resolve(self, compact: pl.Series) -> Resolution:
         """Resolve a column of valid, compact identifiers (row order kept)."""
         frame = pl.DataFrame({"old": compact.cast(pl.String)}).with_row_index("_row")

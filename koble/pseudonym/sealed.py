@@ -173,6 +173,18 @@ class PartyKey:
         return cls(X25519PrivateKey.from_private_bytes(randbytes(_RAW)))
 
     @classmethod
+    def from_raw(cls, raw: bytes) -> PartyKey:
+        """A key from its 32 raw private bytes (as unwrapped from encrypted storage)."""
+        try:
+            return cls(X25519PrivateKey.from_private_bytes(raw))
+        except ValueError:
+            raise CryptoError() from None
+
+    def _raw_private(self) -> bytes:
+        """The 32 raw private bytes, for wrapping under a KEK. Private to koble."""
+        return self._key.private_bytes_raw()
+
+    @classmethod
     def from_pem(cls, data: bytes, passphrase: bytes) -> PartyKey:
         """Load a key written by :meth:`to_pem`; any failure is a bare CryptoError."""
         try:

@@ -161,15 +161,24 @@ class Catalogue:
         return cls(entries)
 
     def extended(self, other: Catalogue) -> Catalogue:
-        """This catalogue plus ``other``'s entries; an id present in both is refused."""
-        clashes = sorted(set(self._by_id) & set(other._by_id))
+        """This catalogue plus ``other``'s entries.
+
+        An id present in both is refused, unless the bundled entry's identity model is
+        unknown: then ``other`` supplies the facts the seeds lack (the planner asks for
+        exactly that), and its entry replaces the bundled one.
+        """
+        clashes = sorted(
+            ident for ident in set(self._by_id) & set(other._by_id)
+            if self._by_id[ident].identity_model != "unknown"
+        )  # fmt: skip
         if clashes:
             raise UsageError(
                 f"registry id{'s' if len(clashes) > 1 else ''} {', '.join(clashes)} already in "
-                "the catalogue; give your registr"
+                "the catalogue with a known identity model; give your registr"
                 f"{'ies' if len(clashes) > 1 else 'y'} a different id"
             )
-        merged = Catalogue([*self, *other])
+        replaced = set(other._by_id)
+        merged = Catalogue([*(e for e in self if e.id not in replaced), *other])
         problems = merged._dangling()
         if problems:
             raise CatalogueError(problems)

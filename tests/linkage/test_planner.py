@@ -94,13 +94,17 @@ def test_identifiable_registry_is_distributed(catalogue: Catalogue) -> None:
     plan = plan_job(job(request("npr", ("icd10_main",))), catalogue)
     assert plan.route == "distributed"
     npr = registry_party("npr")
-    assert actions(plan, OPERATOR) == ["assign_serials", "send_population_extract"]
+    assert actions(plan, OPERATOR) == ["assign_serials", "send_population_extract", "deliver"]
     assert actions(plan, npr) == ["extract"]
-    assert actions(plan, RESEARCHER) == ["join_on_serial"]
-    assert [(t.source, t.target, t.columns) for t in plan.transfers] == [
-        (OPERATOR, npr, (FNR, SERIAL)),
-        (npr, RESEARCHER, (SERIAL, "icd10_main")),
-    ]
+    assert actions(plan, RESEARCHER) == ["receive"]
+    data = [(t.source, t.target, t.columns) for t in plan.transfers if t.columns]
+    assert data == [(OPERATOR, npr, (FNR, SERIAL)), (npr, RESEARCHER, (SERIAL, "icd10_main"))]
+    # the registry reports counts to the operator; the operator sends documents only
+    documents = [(t.source, t.target, t.file) for t in plan.transfers if not t.columns]
+    assert (npr, OPERATOR, "npr_report.json") in documents
+    assert {f for s, r, f in documents if s == OPERATOR} == {
+        "quality.json", "quality.md", "quality.html", "codebook.md", "manifest.json"
+    }
     assert TTP not in [p.id for p in plan.parties]
 
 
@@ -110,7 +114,7 @@ def test_pseudonymous_registry_goes_through_the_ttp(catalogue: Catalogue, regist
     party = registry_party(registry)
     assert plan.party(party).pseudonymous
     assert actions(plan, TTP) == ["pseudonymise_for_registry"]
-    hops = [(t.source, t.target, t.columns[0]) for t in plan.transfers]
+    hops = [(t.source, t.target, t.columns[0]) for t in plan.transfers if t.columns]
     pseudonym = f"pseudonym_{registry}".replace("-", "_")
     assert hops == [(OPERATOR, TTP, FNR), (TTP, party, pseudonym), (party, RESEARCHER, SERIAL)]
     # The TTP never receives the registry's variables.
@@ -133,12 +137,12 @@ def test_anonymous_output_takes_the_central_route_with_the_gate(catalogue: Catal
     # every extract goes to the operator, not the researcher
     extracts = [t for t in plan.transfers if t.source.startswith("registry:")]
     assert {t.target for t in extracts} == {OPERATOR}
-    (delivery,) = plan.received_by(RESEARCHER)
+    (delivery,) = [t for t in plan.received_by(RESEARCHER) if t.columns]
     assert delivery.columns == ("kommune", "eating", "icd10_main")
     assert SERIAL not in delivery.columns
     gate = next(s for s in plan.steps if s.action == "anonymity_gate")
     assert "k = 5" in gate.description and "return the job to the applicant" in gate.description
-    assert actions(plan, RESEARCHER) == []
+    assert actions(plan, RESEARCHER) == ["receive"]
 
 
 def test_anonymous_output_without_pseudonym_is_central_but_distributed_extract(
@@ -243,8 +247,7 @@ def test_no_fnr_reaches_the_researcher_or_a_pseudonymous_registry(
     steps = {s.id: s for s in plan.steps}
     for t in plan.transfers:
         assert t.file in steps[t.after].outputs and steps[t.after].party == t.source
-        final = t.target == RESEARCHER and plan.route == "central-anonymous"
-        assert final or any(t.file in s.inputs for s in plan.steps_of(t.target))
+        assert any(t.file in s.inputs for s in plan.steps_of(t.target))
 
 
 # --- renderings ---------------------------------------------------------------------------

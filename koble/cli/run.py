@@ -1,0 +1,177 @@
+"""``koble run``: carry out a linkage job, every party in its own workspace directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from koble.cli._secrets import kek_options, randbytes, resolve_kek, utc_now
+from koble.errors import UsageError
+from koble.linkage.executor import RunResult, StepEvent, run_job
+from koble.linkage.job import JobError
+from koble.linkage.plan import Step
+from koble.linkage.sources import Sources, load_sources, synthetic_sources
+from koble.registries.catalogue import Catalogue
+
+__all__ = ["common_run_options", "resolve_run", "run"]
+
+
+def common_run_options(function: Any) -> Any:
+    options = [
+        click.option(
+            "--keys",
+            "keys_dir",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="Directory of the run's long-lived keys (created if absent) "
+            "[default: WORKSPACE/keys].",
+        ),
+        click.option(
+            "--sources",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="TOML file saying where each party's data live.",
+        ),
+        click.option(
+            "--world",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="A `koble synth` world holding every party's data "
+            "[default: the job's directory if it is one].",
+        ),
+        click.option(
+            "--catalogue",
+            "extra",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="A TOML file of registries added to (or completing) the catalogue.",
+        ),
+        click.option("--test-numbers", is_flag=True, help="Accept synthetic test numbers."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return kek_options(function)
+
+
+def resolve_run(
+    job_file: Path,
+    workspace: Path,
+    keys_dir: Path | None,
+    sources: Path | None,
+    world: Path | None,
+    extra: Path | None,
+    passphrase_env: str,
+    kek_file: Path | None,
+    kek_env: str | None,
+) -> dict[str, Any]:
+    """The keyword arguments of :func:`run_job` the options name."""
+    if sources is not None and world is not None:
+        raise UsageError("give --sources or --world, not both")
+    found: Sources
+    if sources is not None:
+        found = load_sources(sources)
+    elif world is not None:
+        found = synthetic_sources(world)
+    elif (job_file.parent / "manifest.json").is_file():
+        found = synthetic_sources(job_file.parent)
+    else:
+        raise UsageError("say where the parties' data are: --sources FILE or --world DIR")
+    catalogue = Catalogue.load()
+    if extra is not None:
+        catalogue = catalogue.extended(Catalogue.from_file(extra))
+    return {
+        "keys_dir": keys_dir or workspace / "keys",
+        "kek": resolve_kek(passphrase_env, kek_file, kek_env),
+        "sources": found,
+        "catalogue": catalogue,
+        "now": utc_now,
+        "randbytes": randbytes,
+    }
+
+
+def progress_display(console: Console, enabled: bool) -> tuple[Progress, StepEvent]:
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not enabled,
+    )
+    task = bar.add_task("planning", total=None)
+
+    def event(step: Step, what: str, index: int, total: int) -> None:
+        if what == "start":
+            bar.update(
+                task, description=f"{step.party}: {step.action}", total=total, completed=index - 1
+            )
+        else:
+            bar.update(task, completed=index, total=total)
+
+    return bar, event
+
+
+@click.command("run")
+@click.argument("job_file", metavar="JOB.toml", type=click.Path(path_type=Path))
+@click.option(
+    "--workspace",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory: one sub-directory per party; re-run to resume.",
+)
+@common_run_options
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
+def run(
+    job_file: Path,
+    workspace: Path,
+    keys_dir: Path | None,
+    sources: Path | None,
+    world: Path | None,
+    extra: Path | None,
+    test_numbers: bool,
+    passphrase_env: str,
+    kek_file: Path | None,
+    kek_env: str | None,
+    as_json: bool,
+) -> None:
+    """Run linkage job JOB.toml: plan it, run every party's steps, deliver and verify.
+
+    Transfers between parties are encrypted to the recipient and signed by the sender. A run
+    that stops (crash, kill) resumes from its last completed step when started again with
+    the same workspace. Exit 0 when the delivery is complete and verified.
+    """
+    kwargs = resolve_run(
+        job_file, workspace, keys_dir, sources, world, extra, passphrase_env, kek_file, kek_env
+    )
+    console = Console(stderr=True, highlight=False)
+    bar, event = progress_display(console, not as_json)
+    try:
+        with bar:
+            result = run_job(
+                job_file, workspace, on_step=event, test_numbers=test_numbers, **kwargs
+            )
+    except JobError as exc:
+        for line in exc.lines():
+            click.echo(f"koble: error: {line}", err=True)
+        raise SystemExit(exc.exit_code) from None
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(summary_text(result))
+
+
+def summary_text(result: RunResult) -> str:
+    lines = [
+        f"{result.plan.project_id}: {result.plan.route} route, {len(result.plan.steps)} steps"
+        + (f" (resumed after step {result.resumed})" if result.resumed else "")
+    ]
+    for step in result.plan.steps:
+        seconds = result.seconds.get(step.id)
+        took = "done earlier" if seconds is None else f"{seconds:7.2f} s"
+        lines.append(f"  {took:>12}  {step.party:<32} {step.action}")
+    for refusal in result.plan.refusals:
+        lines.append(f"  refused {refusal.registry}: {refusal.reason}")
+    lines.append(f"delivery: {result.delivery}  ({result.total_seconds:.1f} s in all)")
+    return "\n".join(lines)

@@ -1,0 +1,127 @@
+"""The codebook that documents a delivery (design.md §1.5).
+
+Every delivery documents, per file, its rows, the distinct persons in it (distinct
+``lopenr``), and its exact duplicate rows; and per variable its delivered and original
+name, type, label, code list, null count and whether it is identifying. The researcher reads
+it next to the files; the auditor re-computes it from the files and compares.
+
+:func:`codebook` gives the data as plain, JSON-ready values; :func:`render_codebook_markdown`
+renders it as Markdown. Both are deterministic: files sorted by name, variables in file
+order, codes sorted, no timestamps, so the same delivery gives the same bytes. Counts are
+computed by polars over whole columns, never row by row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final
+
+import polars as pl
+
+from koble.linkage.formats import delivery_name
+
+__all__ = ["PERSON_COLUMN", "codebook", "render_codebook_markdown"]
+
+#: The column whose distinct values count the persons of a file.
+PERSON_COLUMN: Final = "lopenr"
+
+
+def _type_name(dtype: pl.DataType) -> str:
+    """A short, tool-neutral type name for the codebook."""
+    if dtype == pl.String or isinstance(dtype, pl.Categorical | pl.Enum):
+        return "string"
+    if dtype.is_integer():
+        return "integer"
+    if dtype.is_float() or isinstance(dtype, pl.Decimal):
+        return "decimal"
+    if dtype == pl.Boolean:
+        return "boolean"
+    if dtype == pl.Date:
+        return "date"
+    if isinstance(dtype, pl.Datetime):
+        return "datetime"
+    return str(dtype).lower()
+
+
+def _code_list(codes: Mapping[Any, str] | None) -> list[dict[str, Any]] | None:
+    if not codes:
+        return None
+    order = sorted(codes, key=lambda k: (str(type(k)), k))
+    return [{"code": k, "label": codes[k]} for k in order]
+
+
+def _file(
+    frame: pl.DataFrame,
+    labels: Mapping[str, str],
+    value_labels: Mapping[str, Mapping[Any, str]],
+    identifying: set[str] | frozenset[str],
+) -> dict[str, Any]:
+    rows = frame.height
+    duplicates = rows - frame.n_unique() if rows and frame.width else 0
+    persons = None
+    if PERSON_COLUMN in frame.columns:
+        persons = frame.select(pl.col(PERSON_COLUMN).drop_nulls().n_unique()).item()
+    nulls = frame.null_count().row(0) if frame.width else ()
+    variables = [
+        {
+            "name": delivery_name(col),
+            "original": col,
+            "type": _type_name(frame.schema[col]),
+            "label": labels.get(col, col),
+            "codes": _code_list(value_labels.get(col)),
+            "nulls": int(n),
+            "identifying": col in identifying,
+        }
+        for col, n in zip(frame.columns, nulls, strict=True)
+    ]
+    return {"rows": rows, "persons": persons, "duplicate_rows": duplicates, "variables": variables}
+
+
+def codebook(
+    files: Mapping[str, pl.DataFrame],
+    *,
+    labels: Mapping[str, str],
+    value_labels: Mapping[str, Mapping[Any, str]],
+    identifying: set[str] | frozenset[str],
+) -> dict[str, Any]:
+    """The codebook of a delivery whose files (by file name) hold ``files``.
+
+    ``labels`` and ``value_labels`` are keyed by original column name; a column without a
+    label is labelled with its own name. ``persons`` is ``None`` for a file without a
+    ``lopenr`` column (an anonymous file).
+    """
+    out = []
+    for name in sorted(files):
+        entry = _file(files[name], labels, value_labels, identifying)
+        out.append({"file": name, **entry})
+    return {"files": out}
+
+
+def _cell(value: object) -> str:
+    """``value`` as one Markdown table cell."""
+    text = "" if value is None else str(value)
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def render_codebook_markdown(data: dict[str, Any]) -> str:
+    """The codebook as Markdown: a section per file with its counts, a variable table and
+    the code lists."""
+    lines = ["# Kodebok", ""]
+    for f in data["files"]:
+        persons = "–" if f["persons"] is None else f["persons"]
+        lines += [f"## {_cell(f['file'])}", ""]
+        lines += [f"- Rader: {f['rows']}", f"- Personer (distinkte løpenummer): {persons}"]
+        lines += [f"- Dupliserte rader: {f['duplicate_rows']}", ""]
+        lines += ["| Variabel | Opprinnelig navn | Type | Etikett | Mangler | Identifiserende |"]
+        lines += ["|---|---|---|---|---:|---|"]
+        for v in f["variables"]:
+            cells = [v["name"], v["original"], v["type"], v["label"], v["nulls"]]
+            cells.append("ja" if v["identifying"] else "nei")
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        lines.append("")
+        for v in f["variables"]:
+            if v["codes"]:
+                lines += [f"### {v['name']}: kodeliste", "", "| Kode | Etikett |", "|---|---|"]
+                lines += [f"| {_cell(c['code'])} | {_cell(c['label'])} |" for c in v["codes"]]
+                lines.append("")
+    return "\n".join(lines).rstrip("\n") + "\n"

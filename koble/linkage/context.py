@@ -1,0 +1,70 @@
+"""What every step of a run is given: the job, plan, sources, keys, workspace and engine.
+
+Steps receive a :class:`Context` and the :class:`~koble.linkage.plan.Step` they carry out;
+they read only ``ctx.store(step.party)`` and write only there. The clock value of the run
+(``created``) is fixed when the run starts and kept across resumes, so a resumed run writes
+the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koble.linkage.engine import Engine
+from koble.linkage.job import Job
+from koble.linkage.keys import LinkageKeys, write_json
+from koble.linkage.plan import Plan
+from koble.linkage.routes import Route, route_for
+from koble.linkage.sources import Sources
+from koble.linkage.workspace import Workspace
+from koble.pseudonym.keys import RandBytes, check_domain
+from koble.registries.catalogue import Catalogue
+
+__all__ = ["Context", "registry_domain"]
+
+
+def registry_domain(registry: str) -> str:
+    """The TTP's pseudonym domain for a registry's persons."""
+    return check_domain(f"registry:{registry}")
+
+
+@dataclass
+class Context:
+    job: Job
+    job_path: Path
+    job_sha256: str
+    plan: Plan
+    catalogue: Catalogue
+    sources: Sources
+    keys: LinkageKeys
+    workspace: Workspace
+    engine: Engine
+    created: datetime.datetime
+    randbytes: RandBytes
+    test_numbers: bool = False
+    progress: Callable[[str], None] = field(default=lambda _: None)
+
+    @property
+    def population_path(self) -> Path:
+        path = Path(self.job.population_file)
+        if path.is_absolute():
+            return path
+        return self.job_path.parent / path
+
+    def store(self, party: str) -> Path:
+        return self.workspace.store(party)
+
+    def route(self, registry: str | None) -> Route:
+        assert registry is not None
+        return route_for(self.catalogue.get(registry))
+
+    def write_json(self, path: Path, document: object) -> None:
+        write_json(path, document)
+
+    def read_json(self, path: Path) -> Any:
+        return json.loads(path.read_text(encoding="utf-8"))

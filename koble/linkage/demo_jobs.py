@@ -1,0 +1,122 @@
+"""The demo's two linkage jobs on a synthetic world (``koble synth``), as job files.
+
+* **Hip fracture and cancer** (distributed): the survey cohort, with its dirty
+  fødselsnummer, linked with NPR, Dødsårsaksregisteret and Kreftregisteret (identifiable:
+  distributed), Reseptregisteret (pseudonymous: the TTP pseudonym route), the hip-fracture
+  quality registry (consent-based: consent filter) and Abortregisteret (de-identified:
+  refused, with the reason).
+* **Care services after 67** (central anonymous): everyone aged 67 or over at the start of
+  2024, linked with IPLOS and SSB's education data centrally, then coarsened until k = 5.
+
+Dødsårsaksregisteret and Kreftregisteret need :data:`DEMO_CATALOGUE`, since the seeds leave
+their identity model unknown.
+"""
+
+from __future__ import annotations
+
+import datetime
+from importlib.resources import files
+from pathlib import Path
+
+import polars as pl
+
+__all__ = ["DEMO_CATALOGUE", "write_demo_jobs"]
+
+DEMO_CATALOGUE = Path(str(files("koble.linkage") / "data" / "demo_catalogue.toml"))
+
+DISTRIBUTED = """\
+[project]
+id = "P2026-014"
+title = "Hip fracture, cancer and medication in a survey cohort"
+
+[population]
+file = "cohort.parquet"
+id_column = "fnr"
+
+[recipient]
+name = "Kari Nordmann"
+organisation = "Universitetet i Oslo"
+
+[delivery]
+format = "{format}"
+
+[registries.npr]
+approval = {{ kind = "rek", reference = "REK 2026/12345" }}
+variables = ["start_date", "end_date", "care_level", "icd10_main"]
+period = {{ start = 2015, end = 2024 }}
+
+[registries.dar]
+approval = {{ kind = "rek", reference = "REK 2026/12345" }}
+variables = ["death_date", "underlying_cause"]
+period = {{ start = 2015, end = 2025 }}
+
+[registries.kreftregisteret]
+approval = {{ kind = "rek", reference = "REK 2026/12345" }}
+variables = ["diagnosis_date", "icd10", "stage"]
+period = {{ start = 2015, end = 2024 }}
+
+[registries.reseptregisteret]
+approval = {{ kind = "helsedataservice", reference = "HDS 26/00042" }}
+variables = ["atc", "ddd", "dispensing_date"]
+period = {{ start = 2015, end = 2021 }}
+
+[registries.quality_registry]
+approval = {{ kind = "registry", reference = "Hoftebruddregisteret vedtak 2026-03" }}
+variables = ["procedure_date", "fracture_type", "operation", "asa_class"]
+period = {{ start = 2015, end = 2024 }}
+
+[registries.abortregisteret]
+approval = {{ kind = "rek", reference = "REK 2026/12345" }}
+variables = ["year", "age_group"]
+period = {{ start = 2015, end = 2024 }}
+"""
+
+CENTRAL = """\
+[project]
+id = "P2026-031"
+title = "Municipal care services after 67"
+
+[population]
+file = "population_67.parquet"
+id_column = "person_id"
+
+[recipient]
+name = "Ola Nordmann"
+organisation = "OsloMet"
+
+[delivery]
+format = "{format}"
+
+[registries.iplos]
+approval = {{ kind = "helsedataservice", reference = "HDS 26/00077" }}
+variables = ["kommune", "service_type", "start_date", "memory", "mobility_indoor"]
+period = {{ start = 2015, end = 2024 }}
+
+[registries.ssb_education]
+approval = {{ kind = "rek", reference = "REK 2026/23456" }}
+variables = ["nus_level"]
+period = {{ start = 2000, end = 2025 }}
+
+[anonymity]
+k = 5
+quasi_identifiers = ["kommune", "service_type", "start_date"]
+max_suppression = 0.05
+hierarchies = {{ kommune = "kommune", start_date = "date" }}
+"""
+
+
+def write_demo_jobs(world: Path, *, fmt: str = "stata") -> tuple[Path, Path]:
+    """Write both job files (and the 67+ population file) into ``world``."""
+    population = pl.read_parquet(world / "population.parquet")
+    cutoff = datetime.date(1957, 1, 1)
+    elderly = population.filter(
+        (pl.col("birth_date") < cutoff)
+        & pl.col("death_date").is_null()
+        & pl.col("kind").is_in(["fnr", "dnr"])
+    ).select("person_id")
+    elderly.write_parquet(world / "population_67.parquet")
+    distributed = world / "job_distributed.toml"
+    central = world / "job_central.toml"
+    distributed.write_text(DISTRIBUTED.format(format=fmt), encoding="utf-8")
+    central.write_text(CENTRAL.format(format=fmt), encoding="utf-8")
+    return distributed, central

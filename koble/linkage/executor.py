@@ -1,0 +1,219 @@
+"""Run a plan: every step by its party, every transfer sealed, signed and opened; resumable.
+
+:func:`run_job` reads the job, plans it, opens the workspace (one directory per party,
+:mod:`koble.linkage.workspace`) and carries out the plan's steps in order. After a step,
+each file the plan sends is sealed to its recipient and signed by its sender
+(:mod:`koble.linkage.transfer`), moved to the recipient's inbox and opened there (the
+signature checked against the sender the plan names) into the recipient's store.
+
+Resuming: ``run.json`` records the job's hash, the run's clock value and each completed step
+(with the SHA-256 of what it wrote). Every file is written to a temporary name and renamed,
+and a step is recorded only after its transfers are delivered, so a crash or kill leaves
+either a completed step or one that is redone from the start. Running again continues after
+the last completed step and, because the clock value is kept, writes the same bytes. The
+researcher's delivery directory appears by a rename in the last step: no partial delivery.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koble.errors import UsageError
+from koble.files import sha256_file
+from koble.linkage.context import Context
+from koble.linkage.engine import engine_named
+from koble.linkage.job import Job, load_job
+from koble.linkage.keys import LinkageKeys, read_json, write_json
+from koble.linkage.plan import RESEARCHER, Plan, Step
+from koble.linkage.planner import plan_job
+from koble.linkage.sources import Sources
+from koble.linkage.steps_central import gate_step, link_step
+from koble.linkage.steps_deliver import DELIVERY, deliver_step, receive_step, refuse_step
+from koble.linkage.steps_keys import assign_serials_step, pseudonymise_step, send_persons_step
+from koble.linkage.steps_registry import consent_step, extract_step, load_feed
+from koble.linkage.transfer import open_transfer, seal_transfer
+from koble.linkage.workspace import STATE, Workspace
+from koble.pseudonym.keys import Clock, RandBytes
+from koble.pseudonym.keystore import KeyWrapper
+from koble.registries.catalogue import Catalogue
+
+__all__ = ["RunResult", "StepEvent", "run_job"]
+
+Handler = Callable[[Context, Step], dict[str, Any]]
+HANDLERS: dict[str, Handler] = {
+    "assign_serials": assign_serials_step,
+    "send_population_extract": send_persons_step,
+    "pseudonymise_for_registry": pseudonymise_step,
+    "consent_filter": consent_step,
+    "extract": extract_step,
+    "link_centrally": link_step,
+    "anonymity_gate": gate_step,
+    "deliver": deliver_step,
+    "receive": receive_step,
+    "refuse": refuse_step,
+}
+SUFFIX = ".koblt"
+#: Called with (step, "start" | "done" | "skip", index, total) as the run moves on.
+StepEvent = Callable[[Step, str, int, int], None]
+
+
+@dataclass
+class RunResult:
+    workspace: Path
+    delivery: Path
+    plan: Plan
+    seconds: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    resumed: int = 0
+    total_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workspace": str(self.workspace),
+            "delivery": str(self.delivery),
+            "route": self.plan.route,
+            "steps": len(self.plan.steps),
+            "resumed_after": self.resumed,
+            "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "total_seconds": round(self.total_seconds, 3),
+            "stats": self.stats,
+        }
+
+
+def _job_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _state(root: Path, job_sha: str, now: Clock) -> dict[str, Any]:
+    path = root / STATE
+    if path.is_file():
+        state: dict[str, Any] = read_json(path)
+        if state.get("job_sha256") != job_sha:
+            raise UsageError(
+                f"{root} holds a run of another job (or the job file changed since); use a new "
+                "workspace to run this one"
+            )
+        return state
+    created = now().astimezone(datetime.UTC).replace(microsecond=0)
+    return {"job_sha256": job_sha, "created": created.isoformat(), "done": {}, "setup": {}}
+
+
+def _transfer(ctx: Context, step: Step) -> None:
+    """Seal, move and open every file the plan sends after ``step``."""
+    ws = ctx.workspace
+    for t in ctx.plan.transfers_after(step.id):
+        source = ws.store(t.source) / t.file
+        sealed = ws.outbox(t.source) / f"{t.id}-{t.file}{SUFFIX}"
+        seal_transfer(
+            source,
+            sealed,
+            transfer=f"{ctx.job.project_id}/{t.id}",
+            sender=ws.keys(t.source).sign,
+            recipient=ws.public_receive(t.target),
+            randbytes=ctx.randbytes,
+        )
+        inbox = ws.inbox(t.target) / sealed.name
+        sealed.replace(inbox)
+        open_transfer(
+            inbox,
+            ws.store(t.target) / t.file,
+            key=ws.keys(t.target).receive,
+            sender_public=ws.public_sign(t.source),
+            transfer=f"{ctx.job.project_id}/{t.id}",
+        )
+
+
+def run_job(
+    job_path: Path,
+    workspace: Path,
+    *,
+    keys_dir: Path,
+    kek: KeyWrapper,
+    sources: Sources,
+    now: Clock,
+    randbytes: RandBytes,
+    catalogue: Catalogue | None = None,
+    engine: str = "duckdb",
+    test_numbers: bool = False,
+    created: datetime.datetime | None = None,
+    on_step: StepEvent | None = None,
+    stop_after: str | None = None,
+) -> RunResult:
+    """Run (or resume) the job at ``job_path`` in ``workspace``; see the module docstring.
+
+    ``created`` fixes the run's clock value (a reproduction passes the original's);
+    ``stop_after`` stops after the named step, as a crash there would (for tests).
+    """
+    started = time.perf_counter()
+    catalogue = catalogue or Catalogue.load()
+    job: Job = load_job(job_path, catalogue)
+    plan = plan_job(job, catalogue)
+    if plan.route == "refused":
+        reasons = "; ".join(f"{r.registry}: {r.reason}" for r in plan.refusals)
+        raise UsageError(f"every registry in the job is refused, nothing to run: {reasons}")
+    job_sha = _job_sha(job_path)
+    state = _state(workspace, job_sha, now)
+    if created is not None and not state["done"]:
+        state["created"] = created.isoformat(timespec="seconds")
+    keys = LinkageKeys.open_or_create(keys_dir, kek, randbytes=randbytes, now=now)
+    ws = Workspace.open(workspace, [p.id for p in plan.parties], kek, randbytes=randbytes)
+    write_json(workspace / STATE, state)
+    ctx = Context(
+        job,
+        job_path,
+        job_sha,
+        plan,
+        catalogue,
+        sources,
+        keys,
+        ws,
+        engine_named(engine),
+        datetime.datetime.fromisoformat(state["created"]),
+        randbytes,
+        test_numbers,
+    )
+    result = RunResult(workspace, ws.party_root(RESEARCHER) / DELIVERY, plan)
+    try:
+        for request in job.requests:
+            source = sources.registries.get(request.registry)
+            if source is not None and source.ingest and ctx.route(request.registry).refusal is None:
+                tick = time.perf_counter()
+                state["setup"][request.registry] = load_feed(ctx, source)
+                result.seconds[f"ingest-{request.registry}"] = time.perf_counter() - tick
+        total = len(plan.steps)
+        for index, step in enumerate(plan.steps, 1):
+            if step.id in state["done"]:
+                result.resumed = index
+                if on_step:
+                    on_step(step, "skip", index, total)
+                continue
+            if on_step:
+                on_step(step, "start", index, total)
+            tick = time.perf_counter()
+            stats = HANDLERS[step.action](ctx, step)
+            _transfer(ctx, step)
+            seconds = time.perf_counter() - tick
+            store = ws.store(step.party)
+            written = {o: sha256_file(store / o) for o in step.outputs if (store / o).is_file()}
+            state["done"][step.id] = {
+                "seconds": round(seconds, 3),
+                "stats": stats,
+                "outputs": written,
+            }
+            write_json(workspace / STATE, state)
+            result.seconds[step.id] = seconds
+            if on_step:
+                on_step(step, "done", index, total)
+            if stop_after == step.id:
+                break
+    finally:
+        ctx.engine.close()
+    result.stats = {k: v["stats"] for k, v in state["done"].items()}
+    result.total_seconds = time.perf_counter() - started
+    return result

@@ -1,0 +1,254 @@
+"""The linkage quality report: Markdown, JSON and a self-contained HTML page with charts.
+
+The executor collects plain figures while it runs a job (population rows and rejections,
+persons sent to and found in each registry, rows delivered and dropped, refusals, the
+anonymity gate, and the reconciliation checks that every person and row is accounted for);
+this module only presents them. All three renderings come from the same table structures,
+so they cannot disagree. Output is byte-identical for equal input, so a report can be hashed
+and compared, and the HTML page opens offline on an air-gapped registry machine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from koble.anonymity.charts import bar_chart, paired_bar_chart
+
+__all__ = ["render_html", "render_markdown", "verdict", "write_quality_report"]
+
+Cell = str | int | float | bool | None
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A table: ``align`` has one letter per column, ``l`` (text) or ``r`` (number)."""
+
+    headers: Sequence[str]
+    align: str
+    rows: Sequence[Sequence[Cell]]
+
+
+Block = str | _Table
+
+
+def _text(value: Cell) -> str:
+    """One cell as text: numbers with thousands separators, booleans as yes/no, None as –."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return value
+
+
+def _share(part: int | None, whole: int | None) -> str | None:
+    return f"{part / whole:.1%}" if part is not None and whole else None
+
+
+def verdict(data: Mapping[str, Any]) -> tuple[bool, str]:
+    """Whether every reconciliation check holds (and there is at least one), and why not."""
+    checks = data.get("reconciliation") or []
+    failed = sum(1 for c in checks if not c["ok"])
+    if not checks:
+        return False, "FAIL: no reconciliation checks were recorded"
+    if failed:
+        return False, f"FAIL: {failed} of {len(checks)} reconciliation checks do not hold"
+    return True, f"PASS: {len(checks)} of {len(checks)} reconciliation checks hold"
+
+
+#: Rows of the population table: (label, key).
+_POPULATION = (
+    ("rows in the population file", "rows"),
+    ("distinct persons keyed", "persons"),
+    ("invalid identifiers", "invalid"),
+    ("duplicate rows", "duplicates"),
+    ("not resolved to a current identifier", "unresolved"),
+    ("resolved through the identifier history", "resolved_from_history"),
+)
+#: Columns of the two per-registry tables: (header, key, l = text or r = number).
+_PERSONS = (
+    ("registry", "registry", "l"),
+    ("name", "name", "l"),
+    ("route", "route", "l"),
+    ("consent filter", "consent_filter", "l"),
+    ("sent", "persons_sent", "r"),
+    ("unresolved", "persons_unresolved", "r"),
+    ("without consent", "persons_without_consent", "r"),
+    ("found", "persons_found", "r"),
+    ("found share", "found_share", "r"),
+)
+_ROWS = (
+    ("registry", "registry", "l"),
+    ("period", "period_text", "l"),
+    ("source rows", "source_rows", "r"),
+    ("delivered", "rows_delivered", "r"),
+    ("outside period", "rows_outside_period", "r"),
+    ("duplicates", "duplicate_rows", "r"),
+    ("file", "file", "l"),
+)
+_REFUSALS = (("registry", "registry", "l"), ("reason", "reason", "l"))
+_CHECKS = (("check", "check", "l"), ("result", "result", "l"), ("detail", "detail", "l"))
+
+
+def _records(
+    columns: Sequence[tuple[str, str, str]], records: Sequence[Mapping[str, Any]]
+) -> _Table:
+    """A table with one row per record and the given (header, key, align) columns."""
+    rows = [[record.get(key) for _, key, _ in columns] for record in records]
+    return _Table([h for h, _, _ in columns], "".join(a for _, _, a in columns), rows)
+
+
+def _reasons(data: Mapping[str, Any]) -> list[tuple[str, int]]:
+    """Population rejection reasons, most frequent first."""
+    reasons = data["population"].get("reasons") or {}
+    return sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
+    """The report's sections as (heading, paragraphs and tables), shared by every renderer."""
+    pop = data["population"]
+    population = _Table(("population", "count"), "lr", [(t, pop.get(k)) for t, k in _POPULATION])
+    registries = [
+        {
+            **r,
+            "found_share": _share(r.get("persons_found"), r.get("persons_sent")),
+            "period_text": "–".join(map(str, r["period"])) if r.get("period") else None,
+        }
+        for r in data.get("registries") or []
+    ]
+    persons, rows = _records(_PERSONS, registries), _records(_ROWS, registries)
+    refusals = data.get("refusals") or []
+    anonymity: list[Block] = ["No anonymity gate on this route."]
+    if anon := data.get("anonymity"):
+        levels = anon.get("levels") or {}
+        qis = [(qi, levels.get(qi)) for qi in anon.get("quasi_identifiers", [])]
+        anonymity = [
+            f"k = {anon['k']}: {'met' if anon['meets'] else 'NOT met'}; smallest class "
+            f"{anon['min_class_size']:,}; {anon['suppressed']:,} of {anon['rows']:,} rows "
+            "withheld.",
+            _Table(("quasi-identifier", "level"), "ll", qis),
+        ]
+    checks = data.get("reconciliation") or []
+    results = [{**c, "result": "OK" if c["ok"] else "FAIL"} for c in checks]
+    return [
+        ("Population", [population, _Table(("rejection reason", "rows"), "lr", _reasons(data))]),
+        ("Persons per registry", [persons] if registries else ["No registries."]),
+        ("Rows per registry", [rows] if registries else ["No registries."]),
+        ("Refusals", [_records(_REFUSALS, refusals)] if refusals else ["None."]),
+        ("Anonymity", anonymity),
+        ("Reconciliation", [verdict(data)[1], _records(_CHECKS, results)]),
+    ]
+
+
+def _md(value: Cell) -> str:
+    """A cell or paragraph for Markdown: no table breaks, no raw HTML."""
+    text = _text(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _title(data: Mapping[str, Any]) -> str:
+    project = data["project"]
+    return f"Linkage quality report: {project['id']} {project.get('title') or ''}".strip()
+
+
+def render_markdown(data: Mapping[str, Any]) -> str:
+    """The report as Markdown (numbers right-aligned, with thousands separators)."""
+    lines = [f"# {_md(_title(data))}", "", f"**Route:** {_md(data['route'])}", ""]
+    lines += [f"**Reconciliation:** {verdict(data)[1]}", ""]
+    for heading, blocks in _sections(data):
+        lines += [f"## {heading}", ""]
+        for block in blocks:
+            if isinstance(block, str):
+                lines += [_md(block), ""]
+                continue
+            lines.append("| " + " | ".join(block.headers) + " |")
+            lines.append("|" + "|".join("---:" if a == "r" else "---" for a in block.align) + "|")
+            lines += ["| " + " | ".join(_md(c) for c in row) + " |" for row in block.rows]
+            lines.append("")
+    return "\n".join(lines)
+
+
+def _html_table(table: _Table) -> str:
+    """A table with numbers right-aligned and OK/FAIL results coloured."""
+    head = "".join(f"<th>{escape(h)}</th>" for h in table.headers)
+    body = []
+    for row in table.rows:
+        cells = []
+        for header, align, cell in zip(table.headers, table.align, row, strict=True):
+            marks = ["num"] if align == "r" else []
+            if header == "result":
+                marks.append("ok" if cell == "OK" else "fail")
+            cls = f' class="{" ".join(marks)}"' if marks else ""
+            cells.append(f"<td{cls}>{escape(_text(cell))}</td>")
+        body.append(f"<tr>{''.join(cells)}</tr>")
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+#: The paired charts: (title, (series name, key) for each of the two bars).
+_CHARTS = (
+    ("Persons sent and found per registry", ("sent", "persons_sent"), ("found", "persons_found")),
+    (
+        "Rows delivered and outside the period",
+        ("delivered", "rows_delivered"),
+        ("outside period", "rows_outside_period"),
+    ),
+)
+
+
+def _charts(data: Mapping[str, Any]) -> list[str]:
+    """Inline SVG charts: persons and rows per registry, population rejections by reason."""
+    registries = data.get("registries") or []
+    labels = [r["registry"] for r in registries]
+    charts = [
+        paired_bar_chart(
+            title, labels, {name: [r.get(key) or 0 for r in registries] for name, key in bars}
+        )
+        for title, *bars in (_CHARTS if registries else ())
+    ]
+    if reasons := _reasons(data):
+        charts.append(bar_chart("Rejected population rows by reason", *zip(*reasons, strict=True)))
+    return charts
+
+
+def render_html(data: Mapping[str, Any]) -> str:
+    """The report as one self-contained HTML page: verdict banner, charts and tables."""
+    ok, message = verdict(data)
+    parts = []
+    for heading, blocks in _sections(data):
+        parts.append(f"<h2>{escape(heading)}</h2>")
+        parts += [f"<p>{escape(b)}</p>" if isinstance(b, str) else _html_table(b) for b in blocks]
+    charts = "\n".join(f"<figure>{c}</figure>" for c in _charts(data))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(_title(data))}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
+table{{border-collapse:collapse;margin:1rem 0}}th,td{{border:1px solid #ccc;padding:.25rem .5rem}}
+th{{background:#f6f6f6;text-align:left}}.num{{text-align:right}}figure{{margin:1.5rem 0}}
+.verdict{{padding:.75rem 1rem;font-weight:bold;color:#fff}}.pass{{background:#1a7f37}}
+.failed{{background:#cf222e}}.ok{{color:#1a7f37}}.fail{{color:#cf222e;font-weight:bold}}</style>
+</head><body><h1>{escape(_title(data))}</h1><p><strong>Route:</strong> {escape(data["route"])}</p>
+<p class="verdict {"pass" if ok else "failed"}">{escape(message)}</p>
+{charts}
+{"".join(parts)}
+</body></html>
+"""
+
+
+def write_quality_report(data: Mapping[str, Any], directory: str | Path) -> dict[str, Path]:
+    """Write quality.md, quality.json and quality.html into ``directory``; return their paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(dict(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    outputs = [("markdown", "md", render_markdown(data)), ("json", "json", text),
+               ("html", "html", render_html(data))]  # fmt: skip
+    files = {name: directory / f"quality.{suffix}" for name, suffix, _ in outputs}
+    for name, _, content in outputs:
+        files[name].write_text(content, encoding="utf-8", newline="\n")
+    return files

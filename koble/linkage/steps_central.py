@@ -1,0 +1,118 @@
+"""The central anonymous route's operator steps: link on løpenummer, then the anonymity gate.
+
+design.md §1.4: anonymity cannot be judged before linkage, so the operator links the
+extracts first, then coarsens the linked file (:mod:`koble.anonymity`) until it meets the
+job's requirements, and delivers it without løpenummer. If no coarsening does, the run
+stops with :class:`AnonymityGateError` and the report goes back to the applicant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from koble.anonymity.config import AnonymiseConfig
+from koble.anonymity.release import anonymise_file
+from koble.anonymity.report import write_report
+from koble.errors import KobleError
+from koble.linkage.context import Context
+from koble.linkage.plan import SERIAL, Step
+
+__all__ = ["AnonymityGateError", "gate_step", "infer_hierarchy", "link_step"]
+
+LINKED = "linked.parquet"
+GATE_INPUT = "linked_without_serial.parquet"
+WITHHELD = "withheld.parquet"
+REPORT_DIR = "anonymity"
+
+
+class AnonymityGateError(KobleError):
+    """No coarsening meets the job's anonymity requirements; nothing is delivered."""
+
+    exit_code = 1
+
+
+def link_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """Join the extracts on løpenummer; the anonymous-only registry's rows are the base.
+
+    A variable two registries share is prefixed with the registry id in the later one.
+    """
+    store = ctx.store(step.party)
+    frames: list[tuple[str, pl.DataFrame]] = []
+    for file in step.inputs:
+        registry = file.removesuffix("_extract.parquet")
+        frames.append((registry, pl.read_parquet(store / file)))
+    frames.sort(key=lambda item: not ctx.route(item[0]).anonymous_output)
+    base_name, linked = frames[0]
+    seen = set(linked.columns)
+    multiplied = {}
+    for registry, frame in frames[1:]:
+        renames = {
+            c: f"{registry}_{c}".replace("-", "_")
+            for c in frame.columns
+            if c in seen and c != SERIAL
+        }
+        frame = frame.rename(renames)
+        seen |= set(frame.columns)
+        multiplied[registry] = int(frame[SERIAL].is_duplicated().sum())
+        linked = linked.join(frame, on=SERIAL, how="left", coalesce=True)
+    linked = linked.sort(linked.columns, nulls_last=True)
+    linked.write_parquet(store / LINKED)
+    return {
+        "base": base_name,
+        "rows": linked.height,
+        "persons": int(linked[SERIAL].n_unique()),
+        "rows_repeated_by_join": multiplied,
+    }
+
+
+def infer_hierarchy(name: str, dtype: pl.DataType) -> str:
+    """A hierarchy for a quasi-identifier the job gives none for, from its name and type."""
+    lowered = name.lower()
+    if dtype == pl.Date or dtype == pl.Datetime:
+        return "date"
+    for key in ("kommune", "icd10", "atc", "sex", "age"):
+        if key in lowered:
+            return key
+    return "categorical"
+
+
+def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """Coarsen the linked file (without løpenummer) until it meets the requirements."""
+    anonymity = ctx.job.anonymity
+    assert anonymity is not None
+    store = ctx.store(step.party)
+    linked = pl.read_parquet(store / step.inputs[0]).drop(SERIAL)
+    linked.write_parquet(store / GATE_INPUT)
+    qis: dict[str, str | dict[str, Any]] = {
+        q: anonymity.hierarchies.get(q) or infer_hierarchy(q, linked.schema[q])
+        for q in anonymity.quasi_identifiers
+    }
+    config = AnonymiseConfig(
+        k=anonymity.k,
+        quasi_identifiers=qis,
+        suppression=anonymity.max_suppression,
+        base_dir=ctx.job_path.parent,
+    )
+    release = anonymise_file(store / GATE_INPUT, config, store / step.outputs[0], store / WITHHELD)
+    write_report(release, store / REPORT_DIR)
+    result = release.result
+    summary = {
+        "k": anonymity.k,
+        "quasi_identifiers": list(anonymity.quasi_identifiers),
+        "hierarchies": {q: str(v) for q, v in qis.items()},
+        "levels": dict(release.level_names),
+        "rows": result.rows,
+        "suppressed": result.suppressed,
+        "min_class_size": result.min_class_size,
+        "meets": bool(result.feasible),
+    }
+    ctx.write_json(store / "anonymity.json", summary)
+    if not result.feasible:
+        raise AnonymityGateError(
+            f"anonymity gate: no coarsening of {', '.join(anonymity.quasi_identifiers)} meets "
+            f"k = {anonymity.k} with at most {anonymity.max_suppression:.0%} suppressed; "
+            f"nothing is delivered; the report for the applicant is in {store / REPORT_DIR}"
+        )
+    return summary

@@ -1,0 +1,245 @@
+"""Delivery: the operator's reports and signed manifest, and the researcher's checked receipt.
+
+In the distributed route the operator never sees the extracts: it builds the quality report,
+codebook and manifest from the registries' extract reports (counts, hashes, variable
+metadata). In the central route it writes the anonymous file itself. The researcher keeps a
+delivery only after checking the manifest's signature, hashes and counts; the delivery
+directory appears at once (a rename) or not at all.
+"""
+
+from __future__ import annotations
+
+import shutil
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from koble.errors import KobleError
+from koble.files import sha256_file
+from koble.linkage.codebook import codebook, render_codebook_markdown
+from koble.linkage.context import Context
+from koble.linkage.formats import write_delivery
+from koble.linkage.labels import IDENTIFYING, labels_for
+from koble.linkage.manifest import FORMAT, sign_manifest
+from koble.linkage.plan import OPERATOR, TTP, Step, registry_party
+from koble.linkage.quality import write_quality_report
+from koble.linkage.steps_central import REPORT_DIR
+from koble.linkage.steps_keys import POPULATION_REPORT
+from koble.linkage.verify import verify_delivery
+
+__all__ = ["DELIVERY", "DeliveryRejectedError", "deliver_step", "receive_step", "refuse_step"]
+
+DELIVERY = "delivery"
+
+
+class DeliveryRejectedError(KobleError):
+    """The researcher's check of a delivery failed; nothing was kept."""
+
+    exit_code = 1
+
+
+def _checks(
+    population: dict[str, Any], registries: list[dict[str, Any]], ttp: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    p = population
+    rejected = p["invalid"] + p["duplicates"] + p["unresolved"]
+    checks = [
+        {
+            "check": "population rows = persons keyed + rows rejected",
+            "ok": p["rows"] == p["persons"] + rejected,
+            "detail": f"{p['rows']} = {p['persons']} + {rejected}",
+        }
+    ]
+    for r in registries:
+        reg = r["registry"]
+        expected = ttp[reg]["persons_pseudonymised"] if reg in ttp else p["persons"]
+        checks.append(
+            {
+                "check": f"{reg}: persons sent = persons keyed",
+                "ok": r["persons_sent"] == expected,
+                "detail": f"{r['persons_sent']} = {expected}",
+            }
+        )
+        if reg in ttp:
+            t = ttp[reg]
+            checks.append(
+                {
+                    "check": f"{reg}: TTP persons received = pseudonymised + unresolved",
+                    "ok": t["persons_received"]
+                    == t["persons_pseudonymised"] + t["persons_unresolved"],
+                    "detail": f"{t['persons_received']} = {t['persons_pseudonymised']} + "
+                    f"{t['persons_unresolved']}",
+                }
+            )
+        checks.append(
+            {
+                "check": f"{reg}: rows delivered = rows in file",
+                "ok": r["rows_delivered"] == r["file_rows"],
+                "detail": f"{r['rows_delivered']} = {r['file_rows']}",
+            }
+        )
+        checks.append(
+            {
+                "check": f"{reg}: persons found ≤ persons sent",
+                "ok": r["persons_found"] <= r["persons_sent"],
+                "detail": f"{r['persons_found']} ≤ {r['persons_sent']}",
+            }
+        )
+    return checks
+
+
+def _entry(file: Path, rows: int | None, party: str) -> dict[str, Any]:
+    return {"file": file.name, "sha256": sha256_file(file), "rows": rows, "from": party}
+
+
+def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
+    store = ctx.store(step.party)
+    job, plan = ctx.job, ctx.plan
+    population = ctx.read_json(store / POPULATION_REPORT)
+    accepted = [
+        r.registry for r in job.requests if r.registry not in {x.registry for x in plan.refusals}
+    ]
+    reports = [ctx.read_json(store / f"{reg}_report.json") for reg in accepted]
+    ttp = {
+        reg: ctx.read_json(store / f"{reg}_ttp_report.json")
+        for reg in accepted
+        if (store / f"{reg}_ttp_report.json").is_file()
+    }
+    outputs: list[dict[str, Any]] = []
+    anonymity = None
+    book: dict[str, Any] = {"files": []}
+    if plan.route == "central-anonymous":
+        frame = pl.read_parquet(store / "anonymous.parquet")
+        target = store / step.outputs[0]
+        labels, value_labels = labels_for(frame.columns)
+        write_delivery(
+            frame,
+            target,
+            job.delivery_format,
+            labels=labels,
+            value_labels=value_labels,
+            timestamp=ctx.created,
+        )
+        outputs.append(_entry(target, frame.height, OPERATOR))
+        book = codebook(
+            {target.name: frame},
+            labels=labels,
+            value_labels=value_labels,
+            identifying=set(IDENTIFYING),
+        )
+        anonymity = ctx.read_json(store / "anonymity.json")
+        shutil.copyfile(store / REPORT_DIR / "report.md", store / "anonymity.md")
+    else:
+        for r in reports:
+            book["files"] += r["codebook"]["files"]
+            outputs.append(
+                {
+                    "file": r["file"],
+                    "sha256": r["file_sha256"],
+                    "rows": r["file_rows"],
+                    "from": registry_party(r["registry"]),
+                }
+            )
+    for r in reports:
+        if r["registry"] in ttp:
+            r["persons_unresolved"] = ttp[r["registry"]]["persons_unresolved"]
+    checks = _checks(population["population"], reports, ttp)
+    quality = {
+        "project": {"id": job.project_id, "title": job.title},
+        "route": plan.route,
+        "population": population["population"],
+        "registries": [{k: v for k, v in r.items() if k != "codebook"} for r in reports],
+        "ttp": ttp,
+        "refusals": [x.to_dict() for x in plan.refusals],
+        "anonymity": anonymity,
+        "reconciliation": checks,
+    }
+    write_quality_report(quality, store)
+    (store / "codebook.md").write_text(render_codebook_markdown(book), encoding="utf-8")
+    docs = [
+        d for d in step.outputs if d != "manifest.json" and d not in {o["file"] for o in outputs}
+    ]
+    outputs += [_entry(store / d, None, OPERATOR) for d in docs]
+    body = _manifest_body(ctx, population, reports, outputs, checks)
+    ctx.write_json(store / "manifest.json", sign_manifest(body, ctx.keys.signer))
+    return {"files": len(outputs), "reconciled": all(c["ok"] for c in checks)}
+
+
+def _manifest_body(
+    ctx: Context,
+    population: dict[str, Any],
+    reports: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+    checks: list[dict[str, Any]],
+) -> dict[str, Any]:
+    job, plan = ctx.job, ctx.plan
+    pop = population["population"]
+    inputs = [
+        {"party": OPERATOR, "file": pop["file"], "sha256": pop["sha256"], "rows": pop["rows"]}
+    ]
+    if population.get("history_sha256"):
+        inputs.append(
+            {
+                "party": OPERATOR,
+                "file": "identity history",
+                "sha256": population["history_sha256"],
+                "rows": None,
+            }
+        )
+    for r in reports:
+        inputs.append(
+            {
+                "party": registry_party(r["registry"]),
+                "file": r["source_file"],
+                "sha256": r["source_sha256"],
+                "rows": r["source_rows"],
+            }
+        )
+    return {
+        "format": FORMAT,
+        "project": {"id": job.project_id, "title": job.title},
+        "recipient": {"name": job.recipient, "organisation": job.organisation},
+        "job": {"file": ctx.job_path.name, "sha256": ctx.job_sha256},
+        "catalogue_version": plan.catalogue_version,
+        "software": {name: version(name) for name in ("koble", "duckdb", "polars", "pyarrow")},
+        "engine": ctx.engine.name,
+        "created": ctx.created.isoformat(timespec="seconds"),
+        "route": plan.route,
+        "delivery_format": job.delivery_format,
+        "keys": {
+            **ctx.keys.fingerprints(),
+            "ttp_transport": ctx.workspace.fingerprints().get(TTP, {}).get("x25519", ""),
+        },
+        "inputs": inputs,
+        "outputs": sorted(outputs, key=lambda o: str(o["file"])),
+        "transfers": [t.to_dict() for t in plan.transfers],
+        "refusals": [x.to_dict() for x in plan.refusals],
+        "reconciliation": checks,
+    }
+
+
+def receive_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """Check the delivery against its manifest, then make it the researcher's delivery."""
+    root = ctx.workspace.party_root(step.party)
+    staging, final = root / f"{DELIVERY}.partial", root / DELIVERY
+    for path in (staging, final):
+        if path.exists():
+            shutil.rmtree(path)
+    staging.mkdir()
+    store = ctx.store(step.party)
+    for file in step.inputs:
+        shutil.copyfile(store / file, staging / file)
+    report = verify_delivery(staging, key_id=ctx.keys.signer.key_id)
+    if not report.ok:
+        failed = "; ".join(c.detail for c in report.checks if not c.ok)
+        raise DeliveryRejectedError(f"the researcher's check of the delivery failed: {failed}")
+    staging.rename(final)
+    return {"files": len(step.inputs), "checks": len(report.checks)}
+
+
+def refuse_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """Nothing is sent anywhere; the refusal and its reason go into the quality report."""
+    refusal = next(r for r in ctx.plan.refusals if r.registry == step.registry)
+    return refusal.to_dict()

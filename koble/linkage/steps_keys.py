@@ -1,0 +1,148 @@
+"""The operator's and the TTP's steps: the key list, person lists, registry pseudonyms.
+
+Only these two parties ever hold fødselsnummer together with løpenummer as a key list
+(design.md §1.1). Every population row ends in the key list or in the operator's rejects
+file with a reason; the counts go into the quality report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from koble.files import sha256_file
+from koble.linkage.context import Context, registry_domain
+from koble.linkage.plan import FNR, SERIAL, Step
+from koble.pseudonym.identity import IdentityHistory
+from koble.pseudonym.pseudonymise import AMBIGUOUS, EXTRA_MESSAGES, pseudonymise_frame
+from koble.pseudonym.serials import SERIAL as SERIALS_COLUMN
+from koble.pseudonym.serials import assign_serials
+from koble.registries.identifiers.check import reject_messages, rejects_table
+from koble.registries.identifiers.column import validate_column
+from koble.tables import read_table, require_column
+
+__all__ = ["KEY_LIST", "assign_serials_step", "pseudonymise_step", "send_persons_step"]
+
+KEY_LIST = "key_list.parquet"
+REJECTS = "population_rejects.parquet"
+POPULATION_REPORT = "population_report.json"
+DUPLICATE = "duplicate_person"
+_MESSAGES = reject_messages(
+    {
+        **EXTRA_MESSAGES,
+        DUPLICATE: "the same person appears on an earlier row (after resolving "
+        "separators and identity changes); kept once",
+    }
+)
+
+
+def _history(path: Path | None) -> IdentityHistory | None:
+    return None if path is None else IdentityHistory.read(path)
+
+
+def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """Validate the population, resolve identity changes, give each person a løpenummer.
+
+    The key list holds each person's current identifier and every older identifier that
+    resolves to it, all with the person's løpenummer, so a registry finds events recorded
+    under an H-number or an earlier fødselsnummer too.
+    """
+    path = ctx.population_path
+    frame = read_table(path)
+    ids = require_column(frame, ctx.job.id_column, path)
+    checked = validate_column(ids.cast(pl.String), scheme="fnr", test_numbers=ctx.test_numbers)
+    reason = checked["reason"].cast(pl.String)
+    compact = checked["compact"]
+    history = _history(ctx.sources.operator_history)
+    changed = 0
+    if history is not None:
+        resolution = history.resolve(compact)
+        reason = pl.select(
+            pl.when(reason.is_null() & resolution.ambiguous)
+            .then(pl.lit(AMBIGUOUS))
+            .otherwise(reason)
+        ).to_series()
+        changed = int((resolution.changed & reason.is_null()).sum())
+        compact = resolution.resolved.fill_null(compact)
+    repeated = (
+        pl.DataFrame({"c": compact, "ok": reason.is_null()})
+        .select(pl.col("ok") & ~pl.struct("c", "ok").is_first_distinct())
+        .to_series()
+    )
+    reason = pl.select(pl.when(repeated).then(pl.lit(DUPLICATE)).otherwise(reason)).to_series()
+    good = reason.is_null()
+    store = ctx.store(step.party)
+    rejects = rejects_table(frame, reason, _MESSAGES)
+    rejects.write_parquet(store / REJECTS)
+    keys = assign_serials(ctx.keys.operator, ctx.job.project_id, compact.filter(good).alias(FNR))
+    keys = keys.rename({SERIALS_COLUMN: SERIAL}).with_columns(pl.lit(True).alias("current"))
+    if history is not None:
+        aliases = history.aliases(keys[FNR]).join(
+            keys.select(pl.col(FNR).alias("current"), SERIAL), on="current"
+        )
+        old = aliases.select(pl.col("old").alias(FNR), SERIAL, pl.lit(False).alias("current"))
+        keys = pl.concat([keys, old.sort(SERIAL, FNR)])
+    keys.write_parquet(store / KEY_LIST)
+    counts = reason.drop_nulls().value_counts(sort=True)
+    reasons = dict(zip(counts[reason.name].to_list(), counts["count"].to_list(), strict=True))
+    persons = int(good.sum())
+    report = {
+        "population": {
+            "file": path.name,
+            "sha256": sha256_file(path),
+            "rows": frame.height,
+            "persons": persons,
+            "invalid": int(rejects.height - reasons.get(DUPLICATE, 0) - reasons.get(AMBIGUOUS, 0)),
+            "duplicates": int(reasons.get(DUPLICATE, 0)),
+            "unresolved": int(reasons.get(AMBIGUOUS, 0)),
+            "resolved_from_history": changed,
+            "old_identifiers_sent": keys.height - persons,
+            "reasons": {str(k): int(v) for k, v in sorted(reasons.items())},
+        },
+        "history_sha256": None
+        if ctx.sources.operator_history is None
+        else sha256_file(ctx.sources.operator_history),
+    }
+    ctx.write_json(store / POPULATION_REPORT, report)
+    return report
+
+
+def send_persons_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """(fnr, lopenr) for the registry (every known id) or the TTP (current ids only)."""
+    keys = pl.read_parquet(ctx.store(step.party) / KEY_LIST)
+    via_ttp = ctx.route(step.registry).pseudonymous
+    persons = keys.filter(pl.col("current")) if via_ttp else keys
+    out = persons.select(FNR, SERIAL)
+    out.write_parquet(ctx.store(step.party) / step.outputs[0])
+    return {"rows": out.height, "persons": int(out[SERIAL].n_unique())}
+
+
+def pseudonymise_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """The TTP turns (fnr, lopenr) into (registry pseudonym, lopenr) under the registry's key."""
+    assert step.registry is not None
+    store = ctx.store(step.party)
+    persons = pl.read_parquet(store / step.inputs[0])
+    column = f"pseudonym_{step.registry}".replace("-", "_")
+    done = pseudonymise_frame(
+        persons,
+        FNR,
+        keyset=ctx.keys.ttp,
+        domain=registry_domain(step.registry),
+        history=_history(ctx.sources.ttp_history),
+        test_numbers=ctx.test_numbers,
+        output_column=column,
+        path=step.inputs[0],
+    )
+    done.table.select(column, SERIAL).write_parquet(store / step.outputs[0])
+    report = {
+        "registry": step.registry,
+        "persons_received": persons.height,
+        "persons_pseudonymised": done.table.height,
+        "persons_unresolved": done.rejects.height,
+        "key_id": done.report.key_id,
+        "domain": registry_domain(step.registry),
+    }
+    ctx.write_json(store / step.outputs[1], report)
+    return report

@@ -1,0 +1,225 @@
+"""A registry's steps: load a sealed feed, filter on consent, extract the approved data.
+
+A registry reads its own table and the person list it was sent; it never sees another
+registry's data. Extraction is one SQL join on the engine, keyed by fødselsnummer
+(distributed route) or by the registry's own pseudonym (TTP route), and the registry
+reports its counts and the hash of what it sent, never person data, to the operator.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from koble.errors import ColumnError, FileFormatError
+from koble.files import sha256_file
+from koble.linkage.codebook import codebook
+from koble.linkage.context import Context, registry_domain
+from koble.linkage.engine import quote
+from koble.linkage.formats import write_delivery
+from koble.linkage.labels import IDENTIFYING, labels_for
+from koble.linkage.plan import FNR, OPERATOR, SERIAL, Step
+from koble.linkage.sources import RegistrySource
+from koble.pseudonym.ingest_feed import ingest_feed
+from koble.pseudonym.scheme import IdScheme
+
+__all__ = ["consent_step", "extract_step", "load_feed", "registry_table"]
+
+_IN_PERIOD = "_in_period"
+
+
+def registry_table(ctx: Context, registry: str) -> tuple[Path, str]:
+    """The registry's own table and its identifier column (a loaded feed lives in its store)."""
+    source = ctx.sources.get(registry)
+    if source.ingest:
+        return ctx.store(f"registry:{registry}") / f"{registry}.parquet", source.id_column
+    return source.file, source.id_column
+
+
+def load_feed(ctx: Context, source: RegistrySource) -> dict[str, Any]:
+    """Before the job: a pseudonymous registry's feed goes through sealed ingest at the TTP.
+
+    The sender seals fødselsnummer (and HPR numbers) to the TTP and the payload to the
+    registry; the TTP pseudonymises without reading the payload; the registry stores rows
+    keyed by its pseudonym (:func:`koble.pseudonym.ingest_feed.ingest_feed`).
+    """
+    party = f"registry:{source.registry}"
+    target = ctx.store(party) / f"{source.registry}.parquet"
+    if target.is_file():
+        return {"loaded": False}
+    work = ctx.workspace.root / "ingest" / source.registry
+    if work.exists():
+        import shutil
+
+        shutil.rmtree(work)
+    feed = pl.read_parquet(source.file)
+    schemes: dict[str, IdScheme] = {c: s for c, s in source.id_columns.items()}  # type: ignore[misc]
+    domain = registry_domain(source.registry)
+    report = ingest_feed(
+        feed,
+        name=source.registry,
+        id_columns=schemes,
+        out_dir=work,
+        ttp_key=ctx.workspace.keys("ttp").receive,
+        registry_key=ctx.workspace.keys(party).receive,
+        keyset=ctx.keys.ttp,
+        domains={c: domain if s == "fnr" else f"{domain}:{s}" for c, s in schemes.items()},
+        history=None if ctx.sources.ttp_history is None else _history(ctx.sources.ttp_history),
+        randbytes=ctx.randbytes,
+        test_numbers=ctx.test_numbers,
+    )
+    (work / "registry" / f"{source.registry}.parquet").replace(target)
+    return {"loaded": True, "rows_sent": report.rows_sent, "rows_stored": report.rows_stored}
+
+
+def _history(path: Path) -> Any:
+    from koble.pseudonym.identity import IdentityHistory
+
+    return IdentityHistory.read(path)
+
+
+def _key(ctx: Context, registry: str) -> str:
+    return f"pseudonym_{registry}".replace("-", "_") if ctx.route(registry).pseudonymous else FNR
+
+
+def _require(path: Path, columns: list[str]) -> None:
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, ValueError) as exc:
+        raise FileFormatError(f"cannot read the registry's table: {exc}", path=path) from None
+    for column in columns:
+        if column not in names:
+            raise ColumnError(
+                f"the registry's table has no such column (it has {', '.join(names[:20])})",
+                path=path,
+                column=column,
+            )
+
+
+def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """Keep only the persons with a consent that covers the project."""
+    assert step.registry is not None
+    source = ctx.sources.get(step.registry)
+    table, id_column = registry_table(ctx, step.registry)
+    if source.consent_column is None:
+        raise ColumnError(
+            "the registry is consent-based but its source names no consent_column",
+            path=table,
+            column="consent_column",
+        )
+    _require(table, [id_column, source.consent_column])
+    store = ctx.store(step.party)
+    key = _key(ctx, step.registry)
+    sql = f"""
+        SELECT p.{quote(key)} AS key, p.{quote(SERIAL)} AS lopenr,
+               MAX(CASE WHEN s.{quote(source.consent_column)} THEN 1 ELSE 0 END) AS consented
+        FROM persons p JOIN source s ON s.{quote(id_column)} = p.{quote(key)}
+        GROUP BY p.{quote(key)}, p.{quote(SERIAL)}
+    """
+    found = pl.from_arrow(
+        ctx.engine.query(sql, {"persons": store / step.inputs[0], "source": table})
+    )
+    assert isinstance(found, pl.DataFrame)
+    keep = found.filter(pl.col("consented") == 1)
+    persons = pl.read_parquet(store / step.inputs[0])
+    kept = persons.join(keep.select(pl.col("key").alias(key)), on=key, how="semi")
+    kept.write_parquet(store / step.outputs[0])
+    without = int(found.filter(pl.col("consented") == 0)[SERIAL].n_unique())
+    stats = {"persons_without_consent": without, "persons_consented": int(kept[SERIAL].n_unique())}
+    ctx.write_json(store / f"{step.registry}_consent.json", stats)
+    return stats
+
+
+def _year(column: str, dtype: str) -> str:
+    if dtype.startswith(("date", "timestamp")):
+        return f"EXTRACT(YEAR FROM s.{quote(column)})"
+    return f"CAST(s.{quote(column)} AS INTEGER)"
+
+
+def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """Join the person list to the registry's table, keep the approved variables and period."""
+    assert step.registry is not None
+    reg = step.registry
+    request = next(r for r in ctx.job.requests if r.registry == reg)
+    source = ctx.sources.get(reg)
+    table, id_column = registry_table(ctx, reg)
+    store = ctx.store(step.party)
+    variables = list(request.variables)
+    _require(table, [id_column, *variables, *([source.date_column] if source.date_column else [])])
+    key = _key(ctx, reg)
+    schema = pq.read_schema(table)
+    if source.date_column:
+        dtype = str(schema.field(source.date_column).type)
+        period = f"{_year(source.date_column, dtype)} BETWEEN {request.start} AND {request.end}"
+    else:
+        period = "TRUE"
+    selected = ", ".join(f"s.{quote(v)}" for v in variables)
+    sql = f"""
+        SELECT p.{quote(SERIAL)} AS {quote(SERIAL)}, {selected}, ({period}) AS {_IN_PERIOD}
+        FROM source s JOIN persons p ON s.{quote(id_column)} = p.{quote(key)}
+    """
+    persons_file = store / step.inputs[0]
+    joined = pl.from_arrow(ctx.engine.query(sql, {"persons": persons_file, "source": table}))
+    assert isinstance(joined, pl.DataFrame)
+    in_period = joined[_IN_PERIOD].fill_null(False)
+    extract = joined.filter(in_period).drop(_IN_PERIOD).sort([SERIAL, *variables], nulls_last=True)
+    out = store / step.outputs[0]
+    labels, value_labels = labels_for(extract.columns)
+    if out.suffix == ".parquet":
+        extract.write_parquet(out)
+    else:
+        write_delivery(
+            extract,
+            out,
+            ctx.job.delivery_format,
+            labels=labels,
+            value_labels=value_labels,
+            timestamp=ctx.created,
+        )
+    consent_file = store / f"{reg}_consent.json"
+    consent = ctx.read_json(consent_file) if consent_file.is_file() else {}
+    sent = pl.read_parquet(ctx.store(step.party) / _persons_input(ctx, step))
+    entry = ctx.catalogue.get(reg)
+    report = {
+        "registry": reg,
+        "name": entry.name,
+        "route": "ttp-pseudonym" if ctx.route(reg).pseudonymous else "distributed",
+        "consent_filter": ctx.route(reg).consent_filter,
+        "period": [request.start, request.end],
+        "persons_sent": int(sent[SERIAL].n_unique()),
+        "persons_without_consent": int(consent.get("persons_without_consent", 0)),
+        "persons_found": int(joined[SERIAL].n_unique()),
+        "persons_delivered": int(extract[SERIAL].n_unique()),
+        "source_file": table.name,
+        "source_sha256": sha256_file(table),
+        "source_rows": pq.ParquetFile(table).metadata.num_rows,
+        "rows_delivered": extract.height,
+        "rows_outside_period": int((~in_period).sum()),
+        "duplicate_rows": int(extract.is_duplicated().sum()),
+        "file": out.name,
+        "file_sha256": sha256_file(out),
+        "file_rows": extract.height,
+        "variables": variables,
+        "codebook": codebook(
+            {out.name: extract},
+            labels=labels,
+            value_labels=value_labels,
+            identifying=set(IDENTIFYING),
+        ),
+        "recipient": OPERATOR
+        if out.suffix == ".parquet" and ctx.plan.route != "distributed"
+        else "researcher",
+    }
+    ctx.write_json(store / step.outputs[1], report)
+    return {k: v for k, v in report.items() if k != "codebook"}
+
+
+def _persons_input(ctx: Context, step: Step) -> str:
+    """The person list the registry was sent (before any consent filter)."""
+    for transfer in ctx.plan.received_by(step.party):
+        if transfer.file.endswith("_persons.parquet"):
+            return transfer.file
+    return step.inputs[0]

@@ -1,0 +1,211 @@
+"""Transfers between parties: a file encrypted to its recipient and signed by its sender.
+
+design.md §2.2: a step writes to its party's outbox; a transfer moves the file to another
+party's inbox "encrypted to the recipient and signed by the sender". This module is that
+envelope, precise enough to re-implement:
+
+1. ``e`` = a fresh X25519 key; ``ss`` = X25519(e, R) for the recipient's key ``R``; the
+   content key ``k`` = HKDF-SHA256(ss, info=b"koble-transfer/1 key" || 0x00 || raw(R) || E)
+   (the same derivation as :mod:`koble.pseudonym.sealed`, with its own label).
+2. The plaintext is cut into segments of at most 16 MiB; segment ``i`` is AES-256-GCM with
+   nonce ``prefix(7 bytes) || i (4 bytes, big-endian) || last (1 byte: 1 for the last
+   segment, else 0)`` and the header bytes as associated data (the STREAM construction: a
+   reordered, dropped or truncated segment does not open).
+3. The sender signs (Ed25519) SHA-256 over magic, header and every ciphertext byte.
+
+File layout::
+
+    bytes 0-7    magic 89 4B 4F 42 4C 54 0D 0A ("\\x89KOBLT\\r\\n")
+    bytes 8-11   H, the header length (big-endian u32, at most 64 KiB)
+    H bytes      canonical ASCII JSON: {"format": "koble-transfer/1", "transfer", "file",
+                 "sender": <signing key id>, "recipient": <X25519 fingerprint>,
+                 "ephemeral": <64 hex>, "prefix": <14 hex>, "length": <plaintext bytes>,
+                 "segments": n}
+    ...          the n segments' ciphertexts (each segment length + 16 tag bytes)
+    64 bytes     the signature
+
+Opening checks the signature against the sender the plan names, then decrypts. A wrong
+sender, recipient or key, or any changed byte, is the same bare :class:`CryptoError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from koble.errors import CryptoError, FileFormatError
+from koble.pseudonym.hazmat import primitives
+from koble.pseudonym.keys import RandBytes
+from koble.pseudonym.sealed import PartyKey, PartyPublicKey
+from koble.pseudonym.signing import Signer, verify_signature
+
+__all__ = ["FORMAT", "SEGMENT", "TransferHeader", "open_transfer", "seal_transfer"]
+
+FORMAT: Final = "koble-transfer/1"
+MAGIC: Final = b"\x89KOBLT\r\n"
+SEGMENT: Final = 16 << 20
+_TAG = 16
+_SIGNATURE = 64
+_MAX_HEADER = 64 << 10
+_INFO = b"koble-transfer/1 key\x00"
+_FIELDS = {
+    "format",
+    "transfer",
+    "file",
+    "sender",
+    "recipient",
+    "ephemeral",
+    "prefix",
+    "length",
+    "segments",
+}
+
+
+@dataclass(frozen=True)
+class TransferHeader:
+    """What a transfer says about itself (all public: no content, no key material)."""
+
+    transfer: str
+    file: str
+    sender: str
+    recipient: str
+    length: int
+    segments: int
+
+
+def _canonical(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    return prefix + struct.pack(">IB", index, 1 if last else 0)
+
+
+def _chunks(source: BinaryIO, length: int) -> Iterator[tuple[int, bytes, bool]]:
+    count = max(1, -(-length // SEGMENT))
+    for index in range(count):
+        data = source.read(SEGMENT)
+        yield index, data, index == count - 1
+
+
+def seal_transfer(
+    source: Path,
+    target: Path,
+    *,
+    transfer: str,
+    sender: Signer,
+    recipient: PartyPublicKey,
+    randbytes: RandBytes,
+) -> TransferHeader:
+    """Encrypt ``source`` to ``recipient``, sign as ``sender``, write ``target`` atomically."""
+    length = source.stat().st_size
+    ephemeral_key = X25519PrivateKey.from_private_bytes(randbytes(32))
+    ephemeral = ephemeral_key.public_key().public_bytes_raw()
+    shared = ephemeral_key.exchange(recipient._key)
+    if shared == bytes(32):
+        raise CryptoError()
+    key = primitives.hkdf_sha256(shared, info=_INFO + recipient.raw + ephemeral, salt=b"")
+    prefix = randbytes(7)
+    segments = max(1, -(-length // SEGMENT))
+    header = TransferHeader(
+        transfer, source.name, sender.key_id, recipient.fingerprint, length, segments
+    )
+    head = _canonical(
+        {
+            "format": FORMAT,
+            "transfer": transfer,
+            "file": source.name,
+            "sender": sender.key_id,
+            "recipient": recipient.fingerprint,
+            "ephemeral": ephemeral.hex(),
+            "prefix": prefix.hex(),
+            "length": length,
+            "segments": segments,
+        }
+    )
+    digest = hashlib.sha256(MAGIC + struct.pack(">I", len(head)) + head)
+    partial = target.with_name(target.name + ".partial")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with source.open("rb") as src, partial.open("wb") as out:
+        out.write(MAGIC + struct.pack(">I", len(head)) + head)
+        for index, data, last in _chunks(src, length):
+            sealed = primitives.aead_seal(key, _nonce(prefix, index, last), data, head)
+            digest.update(sealed)
+            out.write(sealed)
+        out.write(sender.sign(digest.digest()))
+    os.replace(partial, target)
+    return header
+
+
+def _read_header(handle: BinaryIO, path: Path) -> tuple[bytes, dict[str, Any]]:
+    start = handle.read(12)
+    if len(start) != 12 or start[:8] != MAGIC:
+        raise FileFormatError("not a koble transfer (bad magic)", path=path)
+    (size,) = struct.unpack(">I", start[8:])
+    if size > _MAX_HEADER:
+        raise FileFormatError("transfer header too long", path=path)
+    head = handle.read(size)
+    try:
+        fields = json.loads(head.decode("ascii"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise FileFormatError("transfer header is not JSON", path=path) from None
+    if not isinstance(fields, dict) or set(fields) != _FIELDS or fields["format"] != FORMAT:
+        raise FileFormatError(f"transfer header is not {FORMAT}", path=path)
+    if _canonical(fields) != head:
+        raise FileFormatError("transfer header is not canonical JSON", path=path)
+    return head, fields
+
+
+def read_header(path: Path) -> TransferHeader:
+    """The public header of the transfer at ``path`` (no key needed)."""
+    with path.open("rb") as handle:
+        _, f = _read_header(handle, path)
+    return TransferHeader(
+        f["transfer"], f["file"], f["sender"], f["recipient"], f["length"], f["segments"]
+    )
+
+
+def open_transfer(
+    path: Path, target: Path, *, key: PartyKey, sender_public: bytes, transfer: str
+) -> TransferHeader:
+    """Verify ``path`` was signed by ``sender_public`` for ``transfer``, decrypt to ``target``."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        head, f = _read_header(handle, path)
+        segments, length = int(f["segments"]), int(f["length"])
+        if segments != max(1, -(-length // SEGMENT)):
+            raise FileFormatError("transfer segment count does not match its length", path=path)
+        body = size - 12 - len(head) - _SIGNATURE
+        if body != length + segments * _TAG:
+            raise FileFormatError("transfer is truncated or has trailing bytes", path=path)
+        digest = hashlib.sha256(MAGIC + struct.pack(">I", len(head)) + head)
+        for index in range(segments):
+            digest.update(handle.read(min(SEGMENT, length - index * SEGMENT) + _TAG))
+        signature = handle.read(_SIGNATURE)
+        if f["transfer"] != transfer or f["recipient"] != key.fingerprint:
+            raise CryptoError()
+        if not verify_signature(sender_public, digest.digest(), signature):
+            raise CryptoError()
+        ephemeral = bytes.fromhex(f["ephemeral"])
+        aes_key = primitives.hkdf_sha256(
+            key._shared(ephemeral), info=_INFO + key.public.raw + ephemeral, salt=b""
+        )
+        prefix = bytes.fromhex(f["prefix"])
+        handle.seek(12 + len(head))
+        partial = target.with_name(target.name + ".partial")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with partial.open("wb") as out:
+            for index in range(segments):
+                last = index == segments - 1
+                chunk = handle.read(min(SEGMENT, length - index * SEGMENT) + _TAG)
+                out.write(primitives.aead_open(aes_key, _nonce(prefix, index, last), chunk, head))
+    os.replace(partial, target)
+    return TransferHeader(f["transfer"], f["file"], f["sender"], f["recipient"], length, segments)

@@ -1,0 +1,152 @@
+"""The auditor's check of a delivery: signature, hashes, counts, and no fødselsnummer.
+
+:func:`verify_delivery` checks a delivery directory against its ``manifest.json``:
+
+* the manifest's Ed25519 signature (and, when given, that it is by the expected key);
+* every output the manifest lists: present, the same SHA-256, the same number of rows;
+* no file in the directory that the manifest does not list;
+* the manifest's own reconciliation checks all passed;
+* every column of every data file holds no valid fødselsnummer, D- or H-number, and no
+  koble pseudonym (the researcher may receive neither);
+* with a workspace: the same identifier scan over every file a pseudonymous registry
+  holds (its store and opened transfers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from koble.errors import InputError
+from koble.files import sha256_file
+from koble.linkage.formats import count_rows, read_delivery
+from koble.linkage.manifest import read_manifest, signature_ok
+from koble.linkage.scan import scan_file, scan_pseudonyms
+
+__all__ = ["Check", "VerifyReport", "verify_delivery"]
+
+MANIFEST = "manifest.json"
+_DATA = {".parquet", ".csv", ".dta", ".sav", ".xpt"}
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail}
+
+
+@dataclass
+class VerifyReport:
+    directory: str
+    checks: list[Check] = field(default_factory=list)
+    project: str = ""
+    key_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.checks.append(Check(name, ok, detail))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "directory": self.directory,
+            "project": self.project,
+            "key_id": self.key_id,
+            "ok": self.ok,
+            "checks": [c.to_dict() for c in self.checks],
+        }
+
+    def to_text(self) -> str:
+        lines = [f"Delivery {self.directory} (project {self.project or '?'})"]
+        lines += [f"  {'ok  ' if c.ok else 'FAIL'}  {c.name}: {c.detail}" for c in self.checks]
+        verdict = "VERIFIED" if self.ok else "NOT VERIFIED"
+        lines.append(f"{verdict}: {sum(c.ok for c in self.checks)}/{len(self.checks)} checks pass")
+        return "\n".join(lines) + "\n"
+
+
+def _scan(report: VerifyReport, path: Path, label: str) -> None:
+    try:
+        findings = scan_file(path)
+    except InputError as exc:
+        report.add(f"identifier scan {label}", False, f"cannot read: {exc}")
+        return
+    if findings:
+        where = ", ".join(f"{f.column} ({f.rows} rows, first row {f.first_row})" for f in findings)
+        report.add(f"identifier scan {label}", False, f"fødselsnummer-like values in {where}")
+    else:
+        report.add(f"identifier scan {label}", True, "no fødselsnummer, D- or H-number")
+
+
+def verify_delivery(
+    directory: Path, *, key_id: str | None = None, workspace: Path | None = None
+) -> VerifyReport:
+    """Check ``directory`` against its manifest; see the module docstring for what is checked."""
+    report = VerifyReport(str(directory))
+    document = read_manifest(directory / MANIFEST)
+    body = document["manifest"]
+    report.project = str(body.get("project", {}).get("id", ""))
+    report.key_id = str(document["signature"].get("key_id", ""))
+    ok, detail = signature_ok(document, key_id=key_id)
+    report.add("signature", ok, detail)
+    listed = {str(o["file"]): o for o in body.get("outputs", [])}
+    for name, entry in sorted(listed.items()):
+        path = directory / name
+        if not path.is_file():
+            report.add(f"file {name}", False, "listed in the manifest but missing")
+            continue
+        digest = sha256_file(path)
+        if digest != entry["sha256"]:
+            report.add(f"file {name}", False, "SHA-256 differs from the manifest")
+            continue
+        if entry.get("rows") is not None:
+            rows = count_rows(path)
+            if rows != entry["rows"]:
+                report.add(f"file {name}", False, f"{rows} rows, the manifest says {entry['rows']}")
+                continue
+        rows_text = "" if entry.get("rows") is None else f", {entry['rows']} rows"
+        report.add(f"file {name}", True, f"SHA-256 matches{rows_text}")
+    extra = sorted(
+        p.name for p in directory.iterdir() if p.name not in listed and p.name != MANIFEST
+    )
+    report.add("no unlisted files", not extra, ", ".join(extra) if extra else "none")
+    failed = [c["check"] for c in body.get("reconciliation", []) if not c.get("ok")]
+    report.add(
+        "counts reconcile",
+        not failed,
+        "; ".join(failed) if failed else f"{len(body.get('reconciliation', []))} checks pass",
+    )
+    for name in sorted(listed):
+        path = directory / name
+        if path.suffix in _DATA and path.is_file():
+            _scan(report, path, name)
+            columns = scan_pseudonyms(read_delivery(path))
+            report.add(
+                f"pseudonym scan {name}",
+                not columns,
+                f"pseudonym-like columns: {', '.join(columns)}" if columns else "none",
+            )
+    if workspace is not None:
+        _scan_workspace(report, workspace, body)
+    return report
+
+
+def _scan_workspace(report: VerifyReport, workspace: Path, body: dict[str, Any]) -> None:
+    """Scan what every pseudonymous registry (and the researcher) holds in the workspace."""
+    parties = {t["to"] for t in body.get("transfers", [])}
+    pseudonymous = {
+        t["to"]
+        for t in body.get("transfers", [])
+        if t["to"].startswith("registry:") and any(c.startswith("pseudonym_") for c in t["columns"])
+    }
+    for party in sorted(pseudonymous | ({"researcher"} & parties)):
+        store = workspace / party.replace(":", "-") / "store"
+        files = sorted(p for p in store.rglob("*") if p.suffix in _DATA) if store.is_dir() else []
+        for path in files:
+            _scan(report, path, f"{party}:{path.relative_to(store)}")

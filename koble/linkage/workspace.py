@@ -1,0 +1,143 @@
+"""A run's workspace: one directory per party, each with an inbox, an outbox and a store.
+
+design.md §2.2. Layout under the workspace root::
+
+    run.json                  the run's state: job hash, start time, completed steps
+    directory.json            every party's public transport keys (the run's "PKI")
+    <party>/keys.json         the party's private transport keys, wrapped under the KEK
+    <party>/inbox/            transfers addressed to the party (encrypted, signed)
+    <party>/outbox/           transfers the party has sealed for others
+    <party>/store/            the party's own files: its data, opened transfers, results
+
+Party ids map to directory names (``registry:npr`` → ``registry-npr``). A step reads only
+its own party's store; the executor moves files between parties only through
+:mod:`koble.linkage.transfer`, so the same plan could run with each party on its own machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from koble.errors import UsageError
+from koble.linkage.keys import read_json, unwrap, wrap, write_json
+from koble.pseudonym.keys import RandBytes
+from koble.pseudonym.keystore import KeyWrapper
+from koble.pseudonym.sealed import PartyKey, PartyPublicKey, load_public
+from koble.pseudonym.signing import Ed25519Signer
+
+__all__ = ["PartyKeys", "Workspace", "party_dir"]
+
+STATE = "run.json"
+DIRECTORY = "directory.json"
+
+
+def party_dir(party: str) -> str:
+    return party.replace(":", "-")
+
+
+@dataclass(frozen=True, repr=False)
+class PartyKeys:
+    """A party's transport keys: X25519 to open what is sent to it, Ed25519 to sign."""
+
+    party: str
+    receive: PartyKey
+    sign: Ed25519Signer
+
+    def __repr__(self) -> str:
+        return f"PartyKeys({self.party!r}, {self.receive.fingerprint}, {self.sign.key_id})"
+
+
+class Workspace:
+    """The directories and transport keys of every party in a run."""
+
+    def __init__(self, root: Path, keys: dict[str, PartyKeys]) -> None:
+        self.root = root
+        self._keys = keys
+        self._directory: dict[str, Any] = read_json(root / DIRECTORY)
+
+    @classmethod
+    def open(
+        cls, root: Path, parties: list[str], kek: KeyWrapper, *, randbytes: RandBytes
+    ) -> Workspace:
+        """Open ``root``, creating the parties' directories and keys that do not exist yet.
+
+        The KEK is asked for one key per workspace (its parameters are kept in
+        ``directory.json``), which then wraps every party's keys.
+        """
+        root.mkdir(parents=True, exist_ok=True)
+        path = root / DIRECTORY
+        directory: dict[str, Any] = read_json(path) if path.is_file() else {"parties": {}}
+        if "kek" not in directory:
+            directory["kek"] = kek.params(randbytes)
+        aes = kek.key(directory["kek"])
+        keys: dict[str, PartyKeys] = {}
+        for party in parties:
+            folder = root / party_dir(party)
+            for sub in ("inbox", "outbox", "store"):
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+            key_file = folder / "keys.json"
+            if key_file.is_file():
+                secret = unwrap(read_json(key_file), kek, key=aes)
+                receive = PartyKey.from_raw(secret["x25519"])
+                signer = Ed25519Signer(Ed25519PrivateKey.from_private_bytes(secret["ed25519"]))
+            else:
+                receive = PartyKey.generate(randbytes)
+                signer = Ed25519Signer(Ed25519PrivateKey.from_private_bytes(randbytes(32)))
+                public = {
+                    "x25519": receive.public.raw.hex(),
+                    "ed25519": signer.public_key_bytes().hex(),
+                }
+                document = wrap(
+                    {"x25519": receive._raw_private(), "ed25519": signer._key.private_bytes_raw()},
+                    kek,
+                    randbytes=randbytes,
+                    public=public,
+                    aes_key=(directory["kek"], aes),
+                )
+                write_json(key_file, document, mode=0o600)
+            keys[party] = PartyKeys(party, receive, signer)
+            directory["parties"][party] = {
+                "x25519": receive.public.raw.hex(),
+                "ed25519": signer.public_key_bytes().hex(),
+                "x25519_fingerprint": receive.fingerprint,
+                "ed25519_key_id": signer.key_id,
+            }
+        write_json(path, directory)
+        return cls(root, keys)
+
+    # --- places ---------------------------------------------------------------------------
+    def party_root(self, party: str) -> Path:
+        return self.root / party_dir(party)
+
+    def store(self, party: str) -> Path:
+        return self.party_root(party) / "store"
+
+    def inbox(self, party: str) -> Path:
+        return self.party_root(party) / "inbox"
+
+    def outbox(self, party: str) -> Path:
+        return self.party_root(party) / "outbox"
+
+    # --- keys -----------------------------------------------------------------------------
+    def keys(self, party: str) -> PartyKeys:
+        try:
+            return self._keys[party]
+        except KeyError:
+            raise UsageError(f"no keys for party {party!r} in this workspace") from None
+
+    def public_receive(self, party: str) -> PartyPublicKey:
+        return load_public(bytes.fromhex(self._directory["parties"][party]["x25519"]))
+
+    def public_sign(self, party: str) -> bytes:
+        return bytes.fromhex(self._directory["parties"][party]["ed25519"])
+
+    def fingerprints(self) -> dict[str, dict[str, str]]:
+        """Every party's public key ids, for the manifest."""
+        return {
+            party: {"x25519": v["x25519_fingerprint"], "ed25519": v["ed25519_key_id"]}
+            for party, v in sorted(self._directory["parties"].items())
+        }
