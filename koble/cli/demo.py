@@ -10,7 +10,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from koble.cli._secrets import randbytes, utc_now
 from koble.demo import DemoResult, run_demo
+from koble.linkage.plan import Step
+from koble.pseudonym.keystore import RawKek
 
 
 @click.command()
@@ -23,11 +26,21 @@ from koble.demo import DemoResult, run_demo
 )
 @click.option("--persons", type=int, default=50_000, show_default=True)
 @click.option("--seed", type=int, default=2025, show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["parquet", "csv", "stata", "spss", "sas"]),
+    default="stata",
+    show_default=True,
+    help="Delivery format of the demo jobs.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def demo(out: Path, persons: int, seed: int, as_json: bool) -> None:
-    """Generate a synthetic registry world and check every identifier in it.
+def demo(out: Path, persons: int, seed: int, fmt: str, as_json: bool) -> None:
+    """Generate a synthetic registry world, check every identifier in it, then run the
+    demo linkage jobs (every route) and verify and reproduce their deliveries.
 
-    Exit code 0 when every check reconciles and matches what the generator put there.
+    Exit code 0 when every check reconciles, matches what the generator put there, and
+    every delivery verifies. The demo's key-encryption key is random and used only once.
     """
     console = Console(highlight=False, quiet=as_json)
     with Progress(
@@ -45,7 +58,17 @@ def demo(out: Path, persons: int, seed: int, as_json: bool) -> None:
                 tasks[stage] = bar.add_task(f"generating {stage}", total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        result = run_demo(out, persons=persons, seed=seed, progress=report)
+        def step(item: Step, what: str, index: int, total: int) -> None:
+            key = "linkage"
+            if key not in tasks:
+                tasks[key] = bar.add_task("linkage", total=total)
+            description = f"linkage: {item.party} {item.action}"
+            bar.update(tasks[key], description=description, completed=index, total=total)
+
+        result = run_demo(
+            out, persons=persons, seed=seed, progress=report, kek=RawKek(randbytes(32)),
+            now=utc_now, randbytes=randbytes, fmt=fmt, on_step=step,
+        )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
     else:
@@ -79,9 +102,54 @@ def _print(console: Console, result: DemoResult) -> None:
         f"identifiers in {seconds['check']:.2f} s ({rate:,.0f}/s, reading Parquet included)"
     )
     console.print(f"world: {result.world}; rejects and summary.json: {result.world.parent}/checks")
+    _print_linkage(console, result)
     failures = result.failures()
     if failures:
         for failure in failures:
             console.print(f"[red]FAILED[/] {failure}")
     else:
         console.print("[green]all checks reconcile and match the generator's truth[/]")
+
+
+def _print_linkage(console: Console, result: DemoResult) -> None:
+    for outcome in result.linkage:
+        run = outcome.run
+        plan = run.plan
+        table = Table(title=f"{plan.project_id} ({outcome.name}: {plan.route} route)")
+        for name in ("registry", "route", "sent", "found", "rows delivered", "outside period"):
+            table.add_column(name, justify="left" if name in ("registry", "route") else "right")
+        for registry in _registries(run.stats):
+            table.add_row(
+                registry["registry"],
+                registry["route"] + (" + consent filter" if registry["consent_filter"] else ""),
+                f"{registry['persons_sent']:,}",
+                f"{registry['persons_found']:,}",
+                f"{registry['rows_delivered']:,}",
+                f"{registry['rows_outside_period']:,}",
+            )
+        for refusal in plan.refusals:
+            table.add_row(refusal.registry, "refused", "-", "-", "-", "-")
+        console.print(table)
+        for refusal in plan.refusals:
+            console.print(f"  refused {refusal.registry}: {refusal.reason}")
+        gate = run.stats.get("operator-anonymity-gate")
+        if gate:
+            levels = ", ".join(f"{q} → {level}" for q, level in gate["levels"].items())
+            console.print(
+                f"  anonymity gate: k = {gate['k']} met (smallest class {gate['min_class_size']}, "
+                f"{gate['suppressed']} of {gate['rows']} rows withheld); {levels}"
+            )
+        verdict = "[green]verified[/]" if outcome.verify.ok else "[red]NOT verified[/]"
+        passed = sum(c.ok for c in outcome.verify.checks)
+        line = f"  auditor: {verdict} ({passed}/{len(outcome.verify.checks)} checks)"
+        if outcome.reproduce is not None:
+            same = sum(c.identical for c in outcome.reproduce.files)
+            state = "[green]byte-identical[/]" if outcome.reproduce.identical else "[red]differs[/]"
+            line += f"; reproduction {state} ({same}/{len(outcome.reproduce.files)} files)"
+        console.print(line)
+        timings = ", ".join(f"{k} {v:.1f} s" for k, v in outcome.seconds.items())
+        console.print(f"  delivery: {run.delivery}; {timings}")
+
+
+def _registries(stats: dict[str, object]) -> list[dict[str, object]]:
+    return [v for k, v in stats.items() if k.endswith("-extract") and isinstance(v, dict)]

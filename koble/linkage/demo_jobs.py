@@ -1,7 +1,7 @@
 """The demo's two linkage jobs on a synthetic world (``koble synth``), as job files.
 
 * **Hip fracture and cancer** (distributed): the survey cohort, with its dirty
-  fødselsnummer, linked with NPR, Dødsårsaksregisteret and Kreftregisteret (identifiable:
+  fødselsnummer, and a sample of persons aged 67 or over, linked with NPR, Dødsårsaksregisteret and Kreftregisteret (identifiable:
   distributed), Reseptregisteret (pseudonymous: the TTP pseudonym route), the hip-fracture
   quality registry (consent-based: consent filter) and Abortregisteret (de-identified:
   refused, with the reason).
@@ -30,7 +30,7 @@ id = "P2026-014"
 title = "Hip fracture, cancer and medication in a survey cohort"
 
 [population]
-file = "cohort.parquet"
+file = "study_population.parquet"
 id_column = "fnr"
 
 [recipient]
@@ -115,6 +115,12 @@ def write_demo_jobs(world: Path, *, fmt: str = "stata") -> tuple[Path, Path]:
         & pl.col("kind").is_in(["fnr", "dnr"])
     ).select("person_id")
     elderly.write_parquet(world / "population_67.parquet")
+    cohort = pl.read_parquet(world / "cohort.parquet").select("fnr")
+    sample = old.select("person_id").sample(
+        n=min(old.height, max(1, cohort.height // 2)), seed=2026
+    )
+    study = pl.concat([cohort, sample.select(pl.col("person_id").alias("fnr"))])
+    study.write_parquet(world / "study_population.parquet")
     distributed = world / "job_distributed.toml"
     central = world / "job_central.toml"
     distributed.write_text(DISTRIBUTED.format(format=fmt), encoding="utf-8")

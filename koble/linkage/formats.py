@@ -37,9 +37,8 @@ from koble.errors import FileFormatError, UsageError, redact
 __all__ = ["FORMATS", "SUFFIX", "count_rows", "delivery_name", "read_delivery", "write_delivery"]
 
 FORMATS: Final = ("parquet", "csv", "stata", "spss", "sas")
-SUFFIX: Final[Mapping[str, str]] = {
-    "parquet": "parquet", "csv": "csv", "stata": "dta", "spss": "sav", "sas": "xpt",
-}  # fmt: skip
+SUFFIX: Final[Mapping[str, str]] = {"parquet": "parquet", "csv": "csv", "stata": "dta",
+                                    "spss": "sav", "sas": "xpt"}  # fmt: skip
 _READSTAT: Final = ("stata", "spss", "sas")
 _ALLOWED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 _MON: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -58,9 +57,8 @@ _NO_READSTAT: Final = (*_NESTED, pl.Binary, pl.Duration)
 _CASTS: Final[Mapping[type[pl.DataType], pl.DataType]] = {pl.Boolean: pl.Int8(),
     pl.Categorical: pl.String(), pl.Enum: pl.String(), pl.Null: pl.String(),
     pl.Decimal: pl.Float64()}  # fmt: skip
-_READERS: Final[Mapping[str, Callable[..., Any]]] = {
-    "stata": pyreadstat.read_dta, "spss": pyreadstat.read_sav, "sas": pyreadstat.read_xport,
-}  # fmt: skip
+_READERS: Final[Mapping[str, Callable[..., Any]]] = {"stata": pyreadstat.read_dta,
+    "spss": pyreadstat.read_sav, "sas": pyreadstat.read_xport}  # fmt: skip
 
 
 def delivery_name(name: str) -> str:
@@ -80,10 +78,8 @@ def delivery_name(name: str) -> str:
 
 def _keeps_codes(fmt: str, dtype: pl.DataType, codes: Mapping[Any, str]) -> bool:
     """Whether ``fmt`` can store the code list ``codes`` on a column of type ``dtype``."""
-    if fmt == "parquet":
-        return True
-    if fmt == "stata":
-        return dtype.is_integer() and all(type(k) is int for k in codes)
+    if fmt in ("parquet", "stata"):
+        return fmt == "parquet" or (dtype.is_integer() and all(type(k) is int for k in codes))
     if fmt == "spss" and dtype == pl.String:
         return all(type(k) is str for k in codes)
     return fmt == "spss" and dtype.is_numeric() and all(type(k) in (int, float) for k in codes)
@@ -92,8 +88,7 @@ def _keeps_codes(fmt: str, dtype: pl.DataType, codes: Mapping[Any, str]) -> bool
 def _column(s: pl.Series, fmt: str) -> pl.Series:
     """``s`` in a type ``fmt`` can hold (see the module docstring)."""
     dtype = s.dtype
-    refused = _NO_READSTAT if fmt in _READSTAT else _NESTED if fmt == "csv" else ()
-    if isinstance(dtype, refused):
+    if isinstance(dtype, _NO_READSTAT if fmt in _READSTAT else _NESTED if fmt == "csv" else ()):
         raise UsageError(f"type {dtype} cannot be delivered as {fmt}", column=s.name)
     if fmt not in _READSTAT:
         return s
@@ -251,6 +246,5 @@ def count_rows(path: Path) -> int:
         if fmt == "csv":
             lazy = pl.scan_csv(path, separator=";", infer_schema=False)
             return int(lazy.select(pl.len()).collect().item())
-        if fmt == "sas":  # XPORT records no row count
-            return read_delivery(path).height
-        return int(_READERS[fmt](path, metadataonly=True)[1].number_rows or 0)
+        rows = _READERS[fmt](path, metadataonly=True, output_format="polars")[1].number_rows
+        return int(rows) if rows is not None else read_delivery(path).height

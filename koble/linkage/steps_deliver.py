@@ -23,7 +23,7 @@ from koble.linkage.context import Context
 from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.manifest import FORMAT, sign_manifest
-from koble.linkage.plan import OPERATOR, TTP, Step, registry_party
+from koble.linkage.plan import OPERATOR, Step, registry_party
 from koble.linkage.quality import write_quality_report
 from koble.linkage.steps_central import REPORT_DIR
 from koble.linkage.steps_keys import POPULATION_REPORT
@@ -208,10 +208,8 @@ def _manifest_body(
         "created": ctx.created.isoformat(timespec="seconds"),
         "route": plan.route,
         "delivery_format": job.delivery_format,
-        "keys": {
-            **ctx.keys.fingerprints(),
-            "ttp_transport": ctx.workspace.fingerprints().get(TTP, {}).get("x25519", ""),
-        },
+        # Long-lived key ids only: transport keys are per workspace and protect transit.
+        "keys": ctx.keys.fingerprints(),
         "inputs": inputs,
         "outputs": sorted(outputs, key=lambda o: str(o["file"])),
         "transfers": [t.to_dict() for t in plan.transfers],

@@ -5,6 +5,8 @@ timestamp; bad names and files give koble errors. Also the codebook and the labe
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -58,7 +60,9 @@ def write(df: pl.DataFrame, folder: Path, fmt: str, when: dt.datetime = STAMP) -
 
 def readstat_meta(path: Path) -> Any:
     reader = {".dta": pyreadstat.read_dta, ".sav": pyreadstat.read_sav}
-    return reader.get(path.suffix, pyreadstat.read_xport)(path, metadataonly=True)[1]
+    return reader.get(path.suffix, pyreadstat.read_xport)(
+        path, metadataonly=True, output_format="polars"
+    )[1]
 
 
 # --- round trips ---------------------------------------------------------------------------
@@ -118,6 +122,25 @@ def test_empty_and_all_null_columns(tmp_path: Path) -> None:
         assert count_rows(write(df, tmp_path, fmt)) == 0
         back = read_delivery(write(nulls, tmp_path, fmt))
         assert back.height == 2 and back["A"].null_count() == 2, fmt
+
+
+NO_PANDAS = """
+import sys
+sys.modules["pandas"] = None  # importing pandas now fails
+import datetime as dt, pathlib, polars as pl
+from koble.linkage.formats import count_rows, read_delivery, write_delivery
+df = pl.DataFrame({"a": ["01", None], "b": [dt.date(2020, 1, 1), None]})
+for name in ("x.dta", "x.sav", "x.xpt"):
+    path = pathlib.Path(sys.argv[1]) / name
+    fmt = {"dta": "stata", "sav": "spss", "xpt": "sas"}[name[2:]]
+    write_delivery(df, path, fmt, labels={"a": "A"}, timestamp=dt.datetime(2024, 1, 1))
+    assert count_rows(path) == 2 and read_delivery(path)["A"].to_list() == ["01", None]
+"""
+
+
+def test_readstat_formats_need_no_pandas(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-c", NO_PANDAS, str(tmp_path)], capture_output=True)
+    assert run.returncode == 0, run.stderr.decode()
 
 
 # --- determinism and time stamps -----------------------------------------------------------
