@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -151,5 +152,5 @@ def _print_linkage(console: Console, result: DemoResult) -> None:
         console.print(f"  delivery: {run.delivery}; {timings}")
 
 
-def _registries(stats: dict[str, object]) -> list[dict[str, object]]:
+def _registries(stats: dict[str, Any]) -> list[dict[str, Any]]:
     return [v for k, v in stats.items() if k.endswith("-extract") and isinstance(v, dict)]

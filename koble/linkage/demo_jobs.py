@@ -1,10 +1,11 @@
 """The demo's two linkage jobs on a synthetic world (``koble synth``), as job files.
 
 * **Hip fracture and cancer** (distributed): the survey cohort, with its dirty
-  fødselsnummer, and a sample of persons aged 67 or over, linked with NPR, Dødsårsaksregisteret and Kreftregisteret (identifiable:
-  distributed), Reseptregisteret (pseudonymous: the TTP pseudonym route), the hip-fracture
-  quality registry (consent-based: consent filter) and Abortregisteret (de-identified:
-  refused, with the reason).
+  fødselsnummer, and a sample of persons born before 1957, linked with NPR,
+  Dødsårsaksregisteret and Kreftregisteret (identifiable: distributed), Reseptregisteret
+  (pseudonymous: the TTP pseudonym route), the hip-fracture quality registry
+  (consent-based: consent filter) and Abortregisteret (de-identified: refused, with the
+  reason).
 * **Care services after 67** (central anonymous): everyone aged 67 or over at the start of
   2024, linked with IPLOS and SSB's education data centrally, then coarsened until k = 5.
 
@@ -109,11 +110,8 @@ def write_demo_jobs(world: Path, *, fmt: str = "stata") -> tuple[Path, Path]:
     """Write both job files (and the 67+ population file) into ``world``."""
     population = pl.read_parquet(world / "population.parquet")
     cutoff = datetime.date(1957, 1, 1)
-    elderly = population.filter(
-        (pl.col("birth_date") < cutoff)
-        & pl.col("death_date").is_null()
-        & pl.col("kind").is_in(["fnr", "dnr"])
-    ).select("person_id")
+    old = population.filter((pl.col("birth_date") < cutoff) & pl.col("kind").is_in(["fnr", "dnr"]))
+    elderly = old.filter(pl.col("death_date").is_null()).select("person_id")
     elderly.write_parquet(world / "population_67.parquet")
     cohort = pl.read_parquet(world / "cohort.parquet").select("fnr")
     sample = old.select("person_id").sample(
