@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +13,24 @@ from click.testing import CliRunner
 
 from koble.cli.main import cli
 from koble.demo import DemoResult, Expectation, run_demo
+from koble.pseudonym.keystore import RawKek
 from koble.registries.identifiers.check import CheckReport
 
 
 def test_demo_checks_reconcile_and_match_truth(tmp_path: Path) -> None:
-    result = run_demo(tmp_path, persons=3_000, seed=7)
+    now = lambda: datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)  # noqa: E731
+    result = run_demo(
+        tmp_path, persons=3_000, seed=7, kek=RawKek(os.urandom(32)), now=now,
+        randbytes=os.urandom, fmt="parquet",
+    )  # fmt: skip
     assert result.ok, result.failures()
+    # the linkage half: both jobs, every route, verified; the distributed one reproduced
+    routes = {o.run.plan.route for o in result.linkage}
+    assert routes == {"distributed", "central-anonymous"}
+    assert all(o.verify.ok for o in result.linkage)
+    distributed = next(o for o in result.linkage if o.name == "distributed")
+    assert distributed.reproduce is not None and distributed.reproduce.identical
+    assert [r.registry for r in distributed.run.plan.refusals] == ["abortregisteret"]
     cohort = next(r for e, r in result.checks if e.table == "cohort.parquet")
     truth = json.loads((tmp_path / "world" / "manifest.json").read_text())["truth"]["cohort"]
     assert cohort.rejected == truth["wrong_check_digit"] + truth["missing"] > 0
@@ -51,7 +65,9 @@ def test_demo_cli_json(tmp_path: Path) -> None:
         cli, ["demo", "--out", str(tmp_path), "--persons", "2000", "--json"]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["ok"] is True
+    summary = json.loads(result.stdout)
+    assert summary["ok"] is True
+    assert [job["ok"] for job in summary["linkage"]] == [True, True]
 
 
 def test_python_dash_m_and_console_script() -> None:

@@ -17,6 +17,7 @@ operator, which links centrally, runs the anonymity gate and delivers without lo
 
 from __future__ import annotations
 
+from koble.linkage.formats import SUFFIX
 from koble.linkage.job import Job, Request
 from koble.linkage.plan import (
     FNR,
@@ -318,4 +319,4 @@ def _deliver_steps(
 
 
 def _suffix(fmt: str) -> str:
-    return {"stata": "dta", "spss": "sav", "sas": "sas7bdat"}.get(fmt, fmt)
+    return SUFFIX.get(fmt, fmt)

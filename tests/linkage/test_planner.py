@@ -103,7 +103,11 @@ def test_identifiable_registry_is_distributed(catalogue: Catalogue) -> None:
     documents = [(t.source, t.target, t.file) for t in plan.transfers if not t.columns]
     assert (npr, OPERATOR, "npr_report.json") in documents
     assert {f for s, r, f in documents if s == OPERATOR} == {
-        "quality.json", "quality.md", "quality.html", "codebook.md", "manifest.json"
+        "quality.json",
+        "quality.md",
+        "quality.html",
+        "codebook.md",
+        "manifest.json",
     }
     assert TTP not in [p.id for p in plan.parties]
 

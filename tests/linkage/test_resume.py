@@ -1,0 +1,117 @@
+"""Stopping a run (an exception, a kill) leaves no delivery; running again completes it,
+byte-identical to a run that was never interrupted."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from koble.linkage import executor
+from koble.linkage.executor import RunResult
+from tests.linkage.conftest import World
+
+
+def delivered(result: RunResult) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(result.delivery.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def reference(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunResult]:
+    """An uninterrupted run, with its own keys directory (reused by the resumed runs)."""
+    root = tmp_path_factory.mktemp("resume")
+    return root / "keys", world.run(world.distributed, root / "reference", keys=root / "keys")
+
+
+def test_stop_after_a_step_then_resume(
+    world: World, reference: tuple[Path, RunResult], tmp_path: Path
+) -> None:
+    keys, full = reference
+    workspace = tmp_path / "ws"
+    stopped = world.run(world.distributed, workspace, keys=keys, stop_after="npr-extract")
+    assert not stopped.delivery.exists()
+    state = json.loads((workspace / "run.json").read_text("utf-8"))
+    assert "npr-extract" in state["done"] and "operator-deliver" not in state["done"]
+    resumed = world.run(world.distributed, workspace, keys=keys)
+    assert resumed.resumed >= 3
+    assert "npr-extract" not in resumed.seconds  # not redone
+    assert delivered(resumed) == delivered(full)
+
+
+def test_exception_mid_step_leaves_no_delivery_and_resumes(
+    world: World, reference: tuple[Path, RunResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys, full = reference
+    workspace = tmp_path / "ws"
+    real = executor.HANDLERS["extract"]
+    calls = {"n": 0}
+
+    def crash_on_third(ctx, step):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full (simulated)")
+        return real(ctx, step)
+
+    monkeypatch.setitem(executor.HANDLERS, "extract", crash_on_third)
+    with pytest.raises(OSError, match="simulated"):
+        world.run(world.distributed, workspace, keys=keys)
+    assert not (workspace / "researcher" / "delivery").exists()
+    monkeypatch.setitem(executor.HANDLERS, "extract", real)
+    resumed = world.run(world.distributed, workspace, keys=keys)
+    assert delivered(resumed) == delivered(full)
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from pathlib import Path
+    from koble.linkage import executor, transfer
+    from tests.linkage.conftest import World, fixed_now
+    from koble.linkage.demo_jobs import DEMO_CATALOGUE
+    from koble.linkage.sources import synthetic_sources
+    from koble.pseudonym.keystore import RawKek
+    from koble.registries.catalogue import Catalogue
+
+    world_dir, workspace, keys, where = (Path(a) for a in sys.argv[1:5])
+    where = str(where)
+    if where == "mid-transfer":
+        real_open = transfer.open_transfer
+        def open_then_die(path, *args, **kwargs):
+            if "reseptregisteret_extract" in path.name:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_open(path, *args, **kwargs)
+        executor.open_transfer = open_then_die
+    def event(step, what, index, total):
+        if what == "start" and step.id == where:
+            os.kill(os.getpid(), signal.SIGKILL)
+    catalogue = Catalogue.load().extended(Catalogue.from_file(DEMO_CATALOGUE))
+    executor.run_job(world_dir / "job_distributed.toml", workspace, keys_dir=keys,
+        kek=RawKek(bytes(32)), sources=synthetic_sources(world_dir), catalogue=catalogue,
+        now=fixed_now, randbytes=os.urandom, on_step=event)
+    """
+)
+
+
+@pytest.mark.parametrize("where", ["reseptregisteret-extract", "operator-deliver", "mid-transfer"])
+def test_killed_run_resumes_to_the_same_delivery(
+    world: World, reference: tuple[Path, RunResult], tmp_path: Path, where: str
+) -> None:
+    keys, full = reference
+    workspace = tmp_path / "ws"
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [sys.executable, "-c", KILLER, str(world.path), str(workspace), str(keys), where],
+        env=env, cwd=root, capture_output=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+    assert not (workspace / "researcher" / "delivery").exists()
+    resumed = world.run(world.distributed, workspace, keys=keys)
+    assert resumed.resumed > 0
+    assert delivered(resumed) == delivered(full)

@@ -1,0 +1,178 @@
+"""End to end: each route run on a synthetic world, checked against the world's own tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from koble.errors import ColumnError, UsageError
+from koble.linkage.executor import RunResult
+from koble.linkage.formats import read_delivery
+from koble.linkage.steps_central import AnonymityGateError
+from koble.linkage.verify import verify_delivery
+from koble.registries.identifiers.column import validate_column
+from tests.linkage.conftest import JobWriter, World
+
+
+def quality(run: RunResult) -> dict[str, object]:
+    data: dict[str, object] = json.loads((run.delivery / "quality.json").read_text("utf-8"))
+    return data
+
+
+def registry_stats(run: RunResult, registry: str) -> dict[str, int]:
+    for entry in quality(run)["registries"]:  # type: ignore[attr-defined]
+        if entry["registry"] == registry:
+            return dict(entry)
+    raise KeyError(registry)
+
+
+def test_distributed_route_delivers_one_verified_file_per_registry(
+    distributed_run: RunResult,
+) -> None:
+    files = sorted(p.name for p in distributed_run.delivery.iterdir())
+    extracts = [f for f in files if f.endswith("_extract.csv")]
+    assert extracts == [
+        "dodsarsaksregisteret_extract.csv", "hoftebruddregisteret_extract.csv",
+        "kreftregisteret_extract.csv", "npr_extract.csv", "reseptregisteret_extract.csv",
+    ]  # fmt: skip
+    assert {"manifest.json", "quality.md", "quality.html", "quality.json", "codebook.md"} <= set(
+        files
+    )
+    report = verify_delivery(distributed_run.delivery)
+    assert report.ok, report.to_text()
+    npr = read_delivery(distributed_run.delivery / "npr_extract.csv")
+    assert npr.columns == ["LOPENR", "START_DATE", "END_DATE", "CARE_LEVEL", "ICD10_MAIN"]
+
+
+def test_distributed_extract_matches_the_registry_for_the_population(
+    world: World, distributed_run: RunResult
+) -> None:
+    """NPR rows delivered = the registry's rows for the study population in the period,
+    found through current and old identifiers; each person has exactly one løpenummer."""
+    keys = pl.read_parquet(distributed_run.workspace / "operator" / "store" / "key_list.parquet")
+    npr = pl.read_parquet(world.path / "npr.parquet")
+    expected = npr.join(keys, on="fnr").filter(
+        pl.col("start_date").dt.year().is_between(2015, 2024)
+    )
+    delivered = read_delivery(distributed_run.delivery / "npr_extract.csv")
+    assert delivered.height == expected.height
+    assert delivered["LOPENR"].cast(pl.Int64).n_unique() == expected["lopenr"].n_unique()
+    stats = registry_stats(distributed_run, "npr")
+    assert stats["rows_delivered"] == expected.height
+    outside = npr.join(keys, on="fnr").height - expected.height
+    assert stats["rows_outside_period"] == outside
+    # the population: every row is keyed or rejected, for a reason
+    population = quality(distributed_run)["population"]
+    assert isinstance(population, dict)
+    study = pl.read_parquet(world.path / "study_population.parquet")
+    assert population["rows"] == study.height
+    rejects = pl.read_parquet(
+        distributed_run.workspace / "operator" / "store" / "population_rejects.parquet"
+    )
+    assert population["rows"] == population["persons"] + rejects.height
+    assert population["duplicates"] > 0 and population["invalid"] > 0
+
+
+def test_consent_filter_keeps_only_consenting_persons(
+    world: World, distributed_run: RunResult
+) -> None:
+    keys = pl.read_parquet(distributed_run.workspace / "operator" / "store" / "key_list.parquet")
+    registry = pl.read_parquet(world.path / "quality_registry.parquet").join(keys, on="fnr")
+    consenting = registry.filter(pl.col("consent"))["lopenr"].unique()
+    refusing = registry.group_by("lopenr").agg(pl.col("consent").any()).filter(~pl.col("consent"))
+    delivered = read_delivery(distributed_run.delivery / "hoftebruddregisteret_extract.csv")
+    lopenr = delivered["LOPENR"].cast(pl.Int64)
+    assert set(lopenr.to_list()) <= set(consenting.to_list())
+    assert not set(lopenr.to_list()) & set(refusing["lopenr"].to_list())
+    assert registry_stats(distributed_run, "hoftebruddregisteret")["persons_without_consent"] == (
+        refusing.height
+    )
+    assert refusing.height > 0 and lopenr.n_unique() > 0
+
+
+def test_ttp_route_links_through_registry_pseudonyms(distributed_run: RunResult) -> None:
+    ttp = json.loads(
+        (distributed_run.workspace / "operator" / "store" / "reseptregisteret_ttp_report.json")
+        .read_text("utf-8")
+    )  # fmt: skip
+    assert ttp["persons_received"] == ttp["persons_pseudonymised"] + ttp["persons_unresolved"]
+    assert ttp["domain"] == "registry:reseptregisteret"
+    stats = registry_stats(distributed_run, "reseptregisteret")
+    assert stats["route"] == "ttp-pseudonym" and stats["persons_found"] > 0
+    delivered = read_delivery(distributed_run.delivery / "reseptregisteret_extract.csv")
+    assert delivered.columns == ["LOPENR", "ATC", "DDD", "DISPENSING_DATE"]
+    assert delivered.height == stats["rows_delivered"] > 0
+
+
+def test_refused_registry_is_reported_and_receives_nothing(distributed_run: RunResult) -> None:
+    refusals = quality(distributed_run)["refusals"]
+    assert [r["registry"] for r in refusals] == ["abortregisteret"]  # type: ignore[attr-defined]
+    assert "de-identified" in refusals[0]["reason"]  # type: ignore[index]
+    assert not (distributed_run.workspace / "registry-abortregisteret").exists()
+
+
+def test_central_route_delivers_an_anonymous_file_meeting_k(central_run: RunResult) -> None:
+    assert verify_delivery(central_run.delivery).ok
+    frame = read_delivery(central_run.delivery / "delivery.csv")
+    assert "LOPENR" not in frame.columns
+    qis = ["KOMMUNE", "SERVICE_TYPE", "START_DATE"]
+    assert frame.group_by(qis).len()["len"].min() >= 5  # type: ignore[operator]
+    gate = quality(central_run)["anonymity"]
+    assert isinstance(gate, dict) and gate["meets"] and gate["k"] == 5
+    assert frame.height == gate["rows"] - gate["suppressed"]
+    assert (central_run.delivery / "anonymity.md").is_file()
+    for column in frame.columns:
+        assert not validate_column(frame[column].cast(pl.String))["valid"].any()
+
+
+def test_anonymity_gate_failure_stops_without_delivery(
+    world: World, job_variant: JobWriter, tmp_path: Path
+) -> None:
+    text = world.central.read_text("utf-8").replace("k = 5", "k = 100000")
+    job = job_variant("central", text.replace("max_suppression = 0.05", "max_suppression = 0.0"))
+    with pytest.raises(AnonymityGateError, match=r"nothing is delivered"):
+        world.run(job, tmp_path / "ws")
+    assert not (tmp_path / "ws" / "researcher" / "delivery").exists()
+    assert (tmp_path / "ws" / "operator" / "store" / "anonymity" / "report.md").is_file()
+
+
+def test_missing_population_column_names_file_and_column(
+    world: World, job_variant: JobWriter, tmp_path: Path
+) -> None:
+    job = job_variant("dist", world.distributed.read_text("utf-8").replace(
+        'id_column = "fnr"', 'id_column = "personnummer"'))  # fmt: skip
+    with pytest.raises(ColumnError) as caught:
+        world.run(job, tmp_path / "ws")
+    assert "study_population.parquet" in str(caught.value)
+    assert "personnummer" in str(caught.value)
+
+
+def test_registry_without_source_is_a_clear_error(world: World, tmp_path: Path) -> None:
+    from koble.linkage.sources import Sources
+
+    empty = Sources({}, None, None, world.path)
+    with pytest.raises(UsageError, match="no data source for registry"):
+        world.run(world.distributed, tmp_path / "ws", sources=empty)
+
+
+def test_workspace_of_another_job_is_refused(
+    world: World, distributed_run: RunResult, tmp_path: Path
+) -> None:
+    with pytest.raises(UsageError, match="another job"):
+        world.run(world.central, distributed_run.workspace)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "stata", "spss", "sas"])
+def test_every_delivery_format_verifies(
+    world: World, job_variant: JobWriter, tmp_path: Path, fmt: str
+) -> None:
+    text = world.distributed.read_text("utf-8").replace('format = "csv"', f'format = "{fmt}"')
+    result = world.run(job_variant(f"fmt-{fmt}", text), tmp_path / "ws")
+    report = verify_delivery(result.delivery)
+    assert report.ok, report.to_text()
+    suffix = {"parquet": "parquet", "stata": "dta", "spss": "sav", "sas": "xpt"}[fmt]
+    frame = read_delivery(result.delivery / f"npr_extract.{suffix}")
+    assert frame.height == registry_stats(result, "npr")["rows_delivered"]
