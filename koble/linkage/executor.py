@@ -12,6 +12,9 @@ and a step is recorded only after its transfers are delivered, so a crash or kil
 either a completed step or one that is redone from the start. Running again continues after
 the last completed step and, because the clock value is kept, writes the same bytes. The
 researcher's delivery directory appears by a rename in the last step: no partial delivery.
+
+Every completed step is also an event in the run's audit log (:data:`AUDIT_LOG`): the party,
+the action, counts, key ids and output hashes, never an identifier.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from koble.linkage.steps_keys import assign_serials_step, pseudonymise_step, sen
 from koble.linkage.steps_registry import consent_step, extract_step, load_feed
 from koble.linkage.transfer import open_transfer, seal_transfer
 from koble.linkage.workspace import STATE, Workspace
+from koble.pseudonym.audit import AuditLog
 from koble.pseudonym.keys import Clock, RandBytes
 from koble.pseudonym.keystore import KeyWrapper
 from koble.registries.catalogue import Catalogue
@@ -59,6 +63,9 @@ HANDLERS: dict[str, Handler] = {
     "refuse": refuse_step,
 }
 SUFFIX = ".koblt"
+#: The run's tamper-evident audit log (hash-chained, checkpoints signed by the operator key);
+#: check it with ``koble audit verify-log ws/audit.log --public-key KEYS/operator.signing.pub.pem``.
+AUDIT_LOG = "audit.log"
 #: Called with (step, "start" | "done" | "skip", index, total) as the run moves on.
 StepEvent = Callable[[Step, str, int, int], None]
 
@@ -129,6 +136,20 @@ def _transfer(ctx: Context, step: Step) -> None:
         )
 
 
+def _audit(log: AuditLog, step: Step, stats: dict[str, Any], written: dict[str, str]) -> None:
+    """One audit event per completed step: who, what, counts and hashes; never identifiers."""
+    counts = {k: v for k, v in stats.items() if isinstance(v, int) and not isinstance(v, bool)}
+    log.append(
+        actor=step.party,
+        operation=f"linkage.{step.action}",
+        domain=stats.get("domain") if isinstance(stats.get("domain"), str) else None,
+        key_id=stats.get("key_id") if isinstance(stats.get("key_id"), str) else None,
+        rows_out=counts.get("rows_delivered", counts.get("rows")),
+        output_sha256=next(iter(written.values()), None),
+        details={"step": step.id, "registry": step.registry, "outputs": len(written)},
+    )
+
+
 def run_job(
     job_path: Path,
     workspace: Path,
@@ -179,6 +200,7 @@ def run_job(
         test_numbers,
     )
     result = RunResult(workspace, ws.party_root(RESEARCHER) / DELIVERY, plan)
+    log = AuditLog(workspace / AUDIT_LOG, keys.signer, now)
     try:
         for request in job.requests:
             source = sources.registries.get(request.registry)
@@ -207,6 +229,7 @@ def run_job(
                 "outputs": written,
             }
             write_json(workspace / STATE, state)
+            _audit(log, step, stats, written)
             result.seconds[step.id] = seconds
             if on_step:
                 on_step(step, "done", index, total)
@@ -214,6 +237,7 @@ def run_job(
                 break
     finally:
         ctx.engine.close()
+        log.close()
     result.stats = {k: v["stats"] for k, v in state["done"].items()}
     result.total_seconds = time.perf_counter() - started
     return result

@@ -34,7 +34,7 @@ from koble.linkage.plan import (
     registry_party,
 )
 from koble.linkage.routes import Route, route_for
-from koble.registries.catalogue import Catalogue
+from koble.registries.catalogue import Catalogue, Registry
 
 __all__ = ["plan_job"]
 
@@ -132,6 +132,7 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
             "the catalogue does not say whether output must be anonymous for "
             f"{', '.join(unsure)}; planned as individual-level delivery under the approval"
         )
+    notes += [n for r in accepted if (n := _coverage_note(r, entries[r.registry])) is not None]
     if job.anonymity is not None and not central:
         notes.append("no route needs the [anonymity] requirements; they are not applied")
     route: PlanRoute = (
@@ -315,6 +316,20 @@ def _deliver_steps(
             inputs=(*files, *docs),
             outputs=("delivery/",),
         )
+    )
+
+
+def _coverage_note(request: Request, entry: Registry) -> str | None:
+    """A note when the requested period reaches outside the years the catalogue says the
+    registry covers (the extract simply has no rows there; the applicant should know)."""
+    start, end = entry.period.start, entry.period.end
+    before = isinstance(start, int) and request.start < start
+    after = isinstance(end, int) and request.end > end
+    if not (before or after):
+        return None
+    return (
+        f"{request.registry}: the requested period {request.start}–{request.end} reaches outside "
+        f"the catalogue's coverage {entry.period}; expect no rows there"
     )
 
 

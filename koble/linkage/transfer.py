@@ -109,7 +109,10 @@ def seal_transfer(
     length = source.stat().st_size
     ephemeral_key = X25519PrivateKey.from_private_bytes(randbytes(32))
     ephemeral = ephemeral_key.public_key().public_bytes_raw()
-    shared = ephemeral_key.exchange(recipient._key)
+    try:
+        shared = ephemeral_key.exchange(recipient._key)
+    except ValueError:
+        raise CryptoError() from None
     if shared == bytes(32):
         raise CryptoError()
     key = primitives.hkdf_sha256(shared, info=_INFO + recipient.raw + ephemeral, salt=b"")
@@ -202,10 +205,15 @@ def open_transfer(
         handle.seek(12 + len(head))
         partial = target.with_name(target.name + ".partial")
         target.parent.mkdir(parents=True, exist_ok=True)
-        with partial.open("wb") as out:
-            for index in range(segments):
-                last = index == segments - 1
-                chunk = handle.read(min(SEGMENT, length - index * SEGMENT) + _TAG)
-                out.write(primitives.aead_open(aes_key, _nonce(prefix, index, last), chunk, head))
+        try:
+            with partial.open("wb") as out:
+                for index in range(segments):
+                    last = index == segments - 1
+                    chunk = handle.read(min(SEGMENT, length - index * SEGMENT) + _TAG)
+                    nonce = _nonce(prefix, index, last)
+                    out.write(primitives.aead_open(aes_key, nonce, chunk, head))
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     os.replace(partial, target)
     return TransferHeader(f["transfer"], f["file"], f["sender"], f["recipient"], length, segments)

@@ -345,3 +345,15 @@ def test_cli_missing_file_and_user_catalogue(
     )
     assert result.exit_code == 0, result.output
     assert "registry:x-local" in {p["id"] for p in json.loads(result.output)["parties"]}
+
+
+def test_period_outside_catalogue_coverage_is_noted(catalogue: Catalogue) -> None:
+    iplos = catalogue.get("iplos")
+    assert iplos.period.start == 2007 and iplos.period.end == 2017
+    narrow = Request("iplos", ("kommune",), 2008, 2016, Approval("rek", "REK 1"), 1)
+    inside = plan_job(job(narrow, anonymity=Anonymity(5, ("kommune",))), catalogue)
+    assert not [n for n in inside.notes if "coverage" in n]
+    wide = Request("iplos", ("kommune",), 2000, 2024, Approval("rek", "REK 1"), 1)
+    plan = plan_job(job(wide, anonymity=Anonymity(5, ("kommune",))), catalogue)
+    (note,) = [n for n in plan.notes if "coverage" in n]
+    assert "2000–2024" in note and "2007–2017" in note

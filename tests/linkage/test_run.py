@@ -176,3 +176,18 @@ def test_every_delivery_format_verifies(
     suffix = {"parquet": "parquet", "stata": "dta", "spss": "sav", "sas": "xpt"}[fmt]
     frame = read_delivery(result.delivery / f"npr_extract.{suffix}")
     assert frame.height == registry_stats(result, "npr")["rows_delivered"]
+
+
+def test_every_step_is_an_audit_event_in_a_verifiable_log(distributed_run: RunResult) -> None:
+    from koble.pseudonym.audit import verify_log
+
+    keys = distributed_run.workspace.parent / f"{distributed_run.workspace.name}-keys"
+    public = (keys / "operator.signing.pub.pem").read_bytes()
+    log = distributed_run.workspace / "audit.log"
+    report = verify_log(log, public, require_closed=True)
+    assert report.ok and report.signatures_checked
+    events = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
+    steps = [e["details"]["step"] for e in events if e["type"] == "event"]
+    assert steps == [s.id for s in distributed_run.plan.steps]
+    ttp = next(e for e in events if e.get("operation") == "linkage.pseudonymise_for_registry")
+    assert ttp["domain"] == "registry:reseptregisteret" and ttp["key_id"]
