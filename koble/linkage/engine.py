@@ -51,6 +51,8 @@ class DuckDBEngine:
         self._con = duckdb.connect(":memory:")
         self._con.execute(f"SET threads = {int(threads or os.cpu_count() or 1)}")
         self._con.execute("SET preserve_insertion_order = true")
+        # Only tables passed to query() are visible: no lookup of Python variables by name.
+        self._con.execute("SET python_enable_replacements = false")
         if memory_limit:
             self._con.execute("SET memory_limit = ?", [memory_limit])
 

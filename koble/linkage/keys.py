@@ -26,7 +26,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from koble.errors import CryptoError
+from koble.errors import CryptoError, UsageError
 from koble.pseudonym.hazmat.primitives import NONCE_BYTES, aead_open, aead_seal
 from koble.pseudonym.keys import Clock, Keyset, RandBytes
 from koble.pseudonym.keystore import KeyWrapper, load_keyset, save_keyset
@@ -116,6 +116,13 @@ class LinkageKeys:
         cls, directory: Path, kek: KeyWrapper, *, randbytes: RandBytes, now: Clock
     ) -> LinkageKeys:
         """New keys, saved under ``directory`` (which must not hold keys already)."""
+        existing = [f for f in (cls.OPERATOR_FILE, cls.TTP_FILE, cls.SIGNER_FILE)
+                    if (directory / f).exists()]  # fmt: skip
+        if existing:
+            raise UsageError(
+                f"{directory} already holds {', '.join(existing)}; refusing to replace "
+                "long-lived keys (deliveries made with them could no longer be reproduced)"
+            )
         keys = cls(
             Keyset.create(randbytes=randbytes, now=now),
             Keyset.create(randbytes=randbytes, now=now),

@@ -81,8 +81,10 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
                 "operator-assign-serials",
                 OPERATOR,
                 "assign_serials",
-                f"assign a random {SERIAL} to each person in {job.population_file} (column "
-                f"{job.id_column!r}); keep the key list ({FNR}, {SERIAL}) private",
+                f"validate the population in {job.population_file} (column "
+                f"{job.id_column!r}), resolve identity changes, give each person a {SERIAL} "
+                f"(1..N in an order only the project key gives); keep the key list ({FNR}, "
+                f"{SERIAL}) private; rejected rows go to a rejects file with their reason",
                 inputs=(job.population_file,),
                 outputs=(_KEY_LIST,),
             )

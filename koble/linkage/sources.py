@@ -115,21 +115,34 @@ def load_sources(path: Path) -> Sources:
     except tomllib.TOMLDecodeError as exc:
         raise FileFormatError(f"not valid TOML: {exc}", path=path) from None
     base = path.parent
-    if data.get("world"):
-        return synthetic_sources(base / str(data["world"]))
     unknown = sorted(set(data) - {"operator", "ttp", "registries", "world"})
     if unknown:
         raise FileFormatError(f"unknown table(s) {', '.join(unknown)}", path=path)
-    op = _str(data.get("operator", {}), "identity_history", "operator", path, required=False)
-    ttp = _str(data.get("ttp", {}), "identity_history", "ttp", path, required=False)
+    if "world" in data:
+        if set(data) != {"world"} or not isinstance(data["world"], str):
+            raise FileFormatError(
+                'world = "DIR" stands alone: a synthetic world names every party\'s data',
+                path=path,
+            )
+        return synthetic_sources(base / data["world"])
+    tables = {name: data.get(name, {}) for name in ("operator", "ttp", "registries")}
+    for name, table in tables.items():
+        if not isinstance(table, Mapping):
+            raise FileFormatError(f"[{name}] must be a table", path=path)
+        if name != "registries" and set(table) - {"identity_history"}:
+            names = ", ".join(f"{name}.{k}" for k in sorted(set(table) - {"identity_history"}))
+            raise FileFormatError(f"unknown key(s) {names}; use identity_history", path=path)
+    op = _str(tables["operator"], "identity_history", "operator", path, required=False)
+    ttp = _str(tables["ttp"], "identity_history", "ttp", path, required=False)
     registries: dict[str, RegistrySource] = {}
-    for reg, spec in dict(data.get("registries", {})).items():
+    for reg, spec in tables["registries"].items():
         where = f"registries.{reg}"
         if not isinstance(spec, Mapping):
             raise FileFormatError(f"[{where}] must be a table", path=path)
-        extra = sorted(set(spec) - {"file", "id_column", "date_column", "consent_column"})
-        if extra:
-            raise FileFormatError(f"unknown key(s) {where}.{', '.join(extra)}", path=path)
+        unknown_keys = sorted(set(spec) - {"file", "id_column", "date_column", "consent_column"})
+        if unknown_keys:
+            names = ", ".join(f"{where}.{k}" for k in unknown_keys)
+            raise FileFormatError(f"unknown key(s) {names}", path=path)
         file = _str(spec, "file", where, path, required=True)
         id_column = _str(spec, "id_column", where, path, required=True)
         assert file is not None and id_column is not None

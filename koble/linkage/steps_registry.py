@@ -8,6 +8,7 @@ reports its counts and the hash of what it sent, never person data, to the opera
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.plan import FNR, OPERATOR, SERIAL, Step
 from koble.linkage.sources import RegistrySource
+from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest_feed import ingest_feed
 from koble.pseudonym.scheme import IdScheme
 
@@ -52,8 +54,6 @@ def load_feed(ctx: Context, source: RegistrySource) -> dict[str, Any]:
         return {"loaded": False}
     work = ctx.workspace.root / "ingest" / source.registry
     if work.exists():
-        import shutil
-
         shutil.rmtree(work)
     feed = pl.read_parquet(source.file)
     schemes: dict[str, IdScheme] = {c: s for c, s in source.id_columns.items()}  # type: ignore[misc]
@@ -67,18 +67,14 @@ def load_feed(ctx: Context, source: RegistrySource) -> dict[str, Any]:
         registry_key=ctx.workspace.keys(party).receive,
         keyset=ctx.keys.ttp,
         domains={c: domain if s == "fnr" else f"{domain}:{s}" for c, s in schemes.items()},
-        history=None if ctx.sources.ttp_history is None else _history(ctx.sources.ttp_history),
+        history=None
+        if ctx.sources.ttp_history is None
+        else IdentityHistory.read(ctx.sources.ttp_history),
         randbytes=ctx.randbytes,
         test_numbers=ctx.test_numbers,
     )
     (work / "registry" / f"{source.registry}.parquet").replace(target)
     return {"loaded": True, "rows_sent": report.rows_sent, "rows_stored": report.rows_stored}
-
-
-def _history(path: Path) -> Any:
-    from koble.pseudonym.identity import IdentityHistory
-
-    return IdentityHistory.read(path)
 
 
 def _key(ctx: Context, registry: str) -> str:
