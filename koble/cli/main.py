@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "registries": "koble.cli.registries:registries",
     "plan": "koble.cli.plan:plan",
     "run": "koble.cli.run:run",
+    "serve": "koble.cli.serve:serve",
 }
 
 

@@ -10,12 +10,15 @@ from typing import Any
 import click
 from rich.console import Console
 
+from koble.errors import UsageError
 from koble.pseudonym.auditing import MemoryAudit
+from koble.pseudonym.client import pseudonymise_file_remote
 from koble.pseudonym.operations import pseudonymise_file, reidentify_file, rekey_file
 from koble.pseudonym.reverse import REIDENTIFICATION_ROLE, Authorisation
 from koble.pseudonym.serials import SERIAL, assign_serials
 from koble.tables import read_table, require_column, write_table
 
+from ._remote import remote_options, service_client
 from ._secrets import audit_options, kek_options, open_audit, open_keyset
 
 EXIT_ALL = 0
@@ -38,8 +41,9 @@ def _finish(summary: dict[str, Any], as_json: bool, lines: list[str], rejected: 
 @click.argument("output", type=PATH)
 @click.option("--column", "-c", required=True, help="Column holding the identifiers.")
 @click.option("--domain", required=True, help="Pseudonym domain: a registry or project.")
-@click.option("--keyset", type=PATH, required=True)
+@click.option("--keyset", type=PATH, help="Local keyset (or use --remote).")
 @kek_options
+@remote_options
 @audit_options(required=False)
 @click.option("--history", type=PATH, help="Identity history (old_id, current_id, version).")
 @click.option("--population", type=PATH, help="Population register: reject persons not in it.")
@@ -49,18 +53,40 @@ def _finish(summary: dict[str, Any], as_json: bool, lines: list[str], rejected: 
 @click.option("--test-numbers", is_flag=True, help="Accept synthetic test numbers.")
 @click.option("--output-column", help="Name of the pseudonym column [default: same as input].")
 @click.option("--json", "as_json", is_flag=True)
-def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: Path,
+def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: Path | None,
                  passphrase_env: str, kek_file: Path | None, kek_env: str | None, actor: str,
                  audit_log: Path | None, audit_key: Path | None, audit_passphrase_env: str,
                  history: Path | None, population: Path | None, population_column: str,
                  rejects: Path | None, id_scheme: str, test_numbers: bool,
-                 output_column: str | None, as_json: bool) -> None:  # fmt: skip
+                 output_column: str | None, as_json: bool, remote: str | None,
+                 token_env: str, ca: Path | None, client_cert: Path | None,
+                 client_key: Path | None) -> None:  # fmt: skip
     """Replace the identifiers in COLUMN of SOURCE by domain pseudonyms, into OUTPUT.
 
     Other columns pass through untouched. Every row ends up in OUTPUT or in the rejects file
-    with its row number and reason. Exit code 0 when every row was pseudonymised, 1 when
-    some were rejected, 2 for unusable input.
+    with its row number and reason. With --remote the keys stay at the pseudonym service
+    (``koble serve``) and only the identifier column travels, as an Arrow stream over TLS.
+    Exit code 0 when every row was pseudonymised, 1 when some were rejected, 2 for unusable
+    input.
     """
+    if (keyset is None) == (remote is None):
+        raise UsageError("give either --keyset (local keys) or --remote URL (the service)")
+    if remote is not None:
+        if history is not None or population is not None:
+            raise UsageError("--history and --population are the service's, not the client's")
+        with service_client(remote, token_env, ca, client_cert, client_key) as client:
+            summary = pseudonymise_file_remote(
+                client, source, output, column=column, domain=domain, rejects=rejects,
+                id_scheme=id_scheme, test_numbers=test_numbers, output_column=output_column,
+            )  # fmt: skip
+        lines = [
+            f"{summary['rows']:,} rows in: {summary['pseudonymised']:,} pseudonymised by "
+            f"{remote} into {output} (domain {domain}), {summary['rejected']:,} rejected into "
+            f"{summary['rejects_path']}",
+            f"counts reconcile: {'yes' if summary['reconciled'] else 'NO'}",
+        ]
+        _finish(summary, as_json, lines, summary["rejected"])
+    assert keyset is not None
     opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
     log = open_audit(audit_log, audit_key, audit_passphrase_env)
     with log if log is not None else nullcontext():

@@ -18,14 +18,14 @@ import pyarrow.parquet as pq
 from koble.errors import ColumnError, FileFormatError
 from koble.files import sha256_file
 from koble.linkage.codebook import codebook
-from koble.linkage.context import Context, registry_domain
+from koble.linkage.context import Context
 from koble.linkage.engine import quote
 from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.plan import FNR, OPERATOR, SERIAL, Step
 from koble.linkage.sources import RegistrySource
 from koble.pseudonym.identity import IdentityHistory
-from koble.pseudonym.ingest_feed import ingest_feed
+from koble.pseudonym.ingest_feed import feed_domains, ingest_feed
 from koble.pseudonym.scheme import IdScheme
 
 __all__ = ["consent_step", "extract_step", "load_feed", "registry_table"]
@@ -57,7 +57,6 @@ def load_feed(ctx: Context, source: RegistrySource) -> dict[str, Any]:
         shutil.rmtree(work)
     feed = pl.read_parquet(source.file)
     schemes: dict[str, IdScheme] = {c: s for c, s in source.id_columns.items()}  # type: ignore[misc]
-    domain = registry_domain(source.registry)
     report = ingest_feed(
         feed,
         name=source.registry,
@@ -66,7 +65,7 @@ def load_feed(ctx: Context, source: RegistrySource) -> dict[str, Any]:
         ttp_key=ctx.workspace.keys("ttp").receive,
         registry_key=ctx.workspace.keys(party).receive,
         keyset=ctx.keys.ttp,
-        domains={c: domain if s == "fnr" else f"{domain}:{s}" for c, s in schemes.items()},
+        domains=feed_domains(source.registry, schemes),
         history=None
         if ctx.sources.ttp_history is None
         else IdentityHistory.read(ctx.sources.ttp_history),

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,18 @@ class FeedReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "reconciled": self.reconciled}
+
+
+def feed_domains(registry: str, columns: Iterable[str]) -> dict[str, str]:
+    """The pseudonym domain of each identifier column of a registry's feed.
+
+    Person numbers (a column named ``fnr`` or ending in ``_fnr``) go to the registry's person
+    domain ``registry:<id>``, so they match the persons the TTP pseudonymises for a linkage
+    job; any other identifier column (health personnel, organisations) gets its own domain
+    ``registry:<id>:<column>``.
+    """
+    base = f"registry:{registry}"
+    return {c: base if c == "fnr" or c.endswith("_fnr") else f"{base}:{c}" for c in columns}
 
 
 def by_month(column: str) -> pl.Expr:

@@ -1,0 +1,50 @@
+"""CLI options for using a remote pseudonym service instead of a local keyset."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+
+from koble.errors import UsageError
+from koble.pseudonym.client import ServiceClient
+
+F = TypeVar("F", bound=Callable[..., object])
+TOKEN = "KOBLE_SERVICE_TOKEN"
+
+
+def remote_options(function: F) -> F:
+    """``--remote``, ``--token-env``, ``--ca``, ``--client-cert`` and ``--client-key``."""
+    file = click.Path(dir_okay=False, path_type=Path)
+    options = [
+        click.option("--remote", metavar="URL", help="Use the pseudonym service at URL."),
+        click.option(
+            "--token-env",
+            default=TOKEN,
+            show_default=True,
+            help="Environment variable holding the service bearer token.",
+        ),
+        click.option("--ca", type=file, help="CA certificate that signed the service's."),
+        click.option("--client-cert", type=file, help="Client certificate (mutual TLS)."),
+        click.option("--client-key", type=file, help="Client certificate's private key."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def service_client(
+    url: str, token_env: str, ca: Path | None, cert: Path | None, key: Path | None
+) -> ServiceClient:
+    """A client authenticated by client certificate or by the token in ``token_env``."""
+    if (cert is None) != (key is None):
+        raise UsageError("--client-cert and --client-key go together")
+    token = os.environ.get(token_env)
+    if cert is None and not token:
+        raise UsageError(f"authenticate with --client-cert/--client-key or set {token_env}")
+    return ServiceClient(
+        url, token=token, cert=None if cert is None or key is None else (cert, key), ca=ca
+    )

@@ -1,0 +1,110 @@
+"""Who is calling (authentication) and whether they may (authorisation), from the config.
+
+Authentication is by a client certificate verified in the TLS handshake (its party id is the
+``urn:koble:party:`` URI or the subject CN) or by a bearer token. Tokens are stored only as
+SHA-256 hashes; the presented token's hash is compared with every configured hash in constant
+time (:func:`hmac.compare_digest`, no early exit), so timing tells nothing about which one
+nearly matched. An expired token is refused like an unknown one: failures say only
+"authentication required".
+
+Authorisation: a party may do ``operation`` in ``domain`` if one of its grants names the
+operation and a domain pattern (glob) matching it; re-identification also needs the
+``officer`` role. Everything else is refused (403), and the refusal is audited by the caller.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+
+from koble.errors import AuthorisationError, KobleError
+from koble.pseudonym.keys import RandBytes
+from koble.pseudonym.service.config import PartyConfig, ServiceConfig
+
+__all__ = [
+    "AuthenticationError",
+    "Principal",
+    "authenticate",
+    "authorise",
+    "hash_token",
+    "new_token",
+]
+
+OFFICER = "officer"
+
+
+class AuthenticationError(KobleError):
+    """No valid credentials (HTTP 401). Deliberately uninformative."""
+
+    exit_code = 4
+
+    def __init__(self) -> None:
+        super().__init__("authentication required")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated party, and how it proved who it is."""
+
+    party: str
+    roles: tuple[str, ...]
+    method: str  # "certificate" or "token"
+
+
+def new_token(randbytes: RandBytes) -> str:
+    """A new bearer token: 32 random bytes, URL-safe base64 (shown once, stored as a hash)."""
+    return base64.urlsafe_b64encode(randbytes(32)).rstrip(b"=").decode()
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _by_token(config: ServiceConfig, token: str, now: datetime.datetime) -> PartyConfig | None:
+    presented = hash_token(token).encode()
+    found: PartyConfig | None = None
+    for party in config.parties:
+        for stored in party.tokens:
+            match = hmac.compare_digest(presented, stored.sha256.encode())
+            live = stored.expires is None or now < stored.expires
+            if match and live:
+                found = party
+    return found
+
+
+def authenticate(
+    config: ServiceConfig,
+    *,
+    authorization: str | None,
+    certificate_party: str | None,
+    now: datetime.datetime,
+) -> Principal:
+    """The caller, from its verified certificate's party id or its ``Authorization`` header."""
+    if certificate_party is not None:
+        party = config.party(certificate_party)
+        if party is not None and party.certificate:
+            return Principal(party.id, party.roles, "certificate")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            party = _by_token(config, token.strip(), now)
+            if party is not None:
+                return Principal(party.id, party.roles, "token")
+    raise AuthenticationError()
+
+
+def authorise(config: ServiceConfig, principal: Principal, operation: str, domain: str) -> None:
+    """Raise :class:`AuthorisationError` unless ``principal`` may do ``operation`` in ``domain``."""
+    party = config.party(principal.party)
+    allowed = party is not None and any(
+        grant.operation == operation and any(fnmatchcase(domain, p) for p in grant.domains)
+        for grant in party.allow
+    )
+    if allowed and operation == "reidentify" and OFFICER not in principal.roles:
+        allowed = False
+    if not allowed:
+        raise AuthorisationError(f"{principal.party} may not {operation} in domain {domain}")

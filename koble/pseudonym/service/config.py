@@ -1,0 +1,281 @@
+"""The pseudonym service's configuration file (``koble serve --config service.toml``).
+
+::
+
+    [server]
+    host = "127.0.0.1"              # loopback unless told otherwise
+    port = 8443
+    certificate = "pki/server.pem"  # TLS is on by default; plain HTTP needs insecure_http
+    private_key = "pki/server.key"
+    client_ca = "pki/ca.pem"        # set: clients may (or must) present certificates
+    require_client_certificate = false
+    insecure_http = false           # only for a loopback test without TLS
+    max_request_bytes = 268435456   # 256 MiB per request
+    max_concurrent = 2              # bulk operations at once; others wait ...
+    queue_timeout_seconds = 30      # ... this long, then 503 with Retry-After
+
+    [keys]
+    keyset = "ttp.keyset"           # opened with the KEK (KOBLE_KEYSET_PASSPHRASE, ...)
+    identity_history = "identity_history.parquet"    # optional
+    ttp_party_key = "ttp.x25519.pem"                 # sealed ingest (optional)
+
+    [audit]
+    log = "audit.log"
+    key = "audit.pem"               # Ed25519, passphrase in KOBLE_AUDIT_PASSPHRASE
+
+    [registries]                    # sealed ingest: where forwarded batches are sealed to
+    reseptregisteret = "reseptregisteret.x25519.pub.pem"
+
+    [reidentification]
+    second_approval = true          # a second officer approves before the result is released
+
+    [[party]]
+    id = "ssb"
+    certificate = true              # may authenticate with a client certificate (CN = id)
+    tokens = [{ sha256 = "…64 hex…", expires = 2027-01-01T00:00:00Z }]
+    roles = ["operator"]
+    allow = [{ operation = "pseudonymise", domains = ["project:*"] }]
+
+Operations: ``pseudonymise``, ``oprf``, ``ingest``, ``reidentify``. Domains are glob patterns
+(``project:*``). Tokens are stored only as SHA-256 hashes (``koble serve token`` makes one).
+Every problem is reported at once, naming its key.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from koble.errors import FileFormatError
+from koble.files import read_text
+
+__all__ = ["OPERATIONS", "Grant", "PartyConfig", "ServiceConfig", "TokenConfig", "load_config"]
+
+OPERATIONS: Final = ("pseudonymise", "oprf", "ingest", "reidentify")
+ROLES: Final = ("operator", "sender", "officer", "registry")
+_PARTY = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+_SHA = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class TokenConfig:
+    sha256: str
+    expires: datetime.datetime | None = None
+
+    def __repr__(self) -> str:
+        return f"TokenConfig(sha256={self.sha256[:8]}…, expires={self.expires})"
+
+
+@dataclass(frozen=True)
+class Grant:
+    operation: str
+    domains: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class PartyConfig:
+    id: str
+    roles: tuple[str, ...] = ()
+    certificate: bool = False
+    tokens: tuple[TokenConfig, ...] = ()
+    allow: tuple[Grant, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    parties: tuple[PartyConfig, ...]
+    keyset: Path
+    host: str = "127.0.0.1"
+    port: int = 8443
+    certificate: Path | None = None
+    private_key: Path | None = None
+    client_ca: Path | None = None
+    require_client_certificate: bool = False
+    insecure_http: bool = False
+    max_request_bytes: int = 256 << 20
+    max_concurrent: int = 2
+    queue_timeout_seconds: float = 30.0
+    identity_history: Path | None = None
+    ttp_party_key: Path | None = None
+    audit_log: Path | None = None
+    audit_key: Path | None = None
+    second_approval: bool = True
+    registry_keys: Mapping[str, Path] = field(default_factory=dict)
+    source: str = field(default="<config>", compare=False)
+
+    def party(self, ident: str) -> PartyConfig | None:
+        return next((p for p in self.parties if p.id == ident), None)
+
+
+class _Reader:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.problems: list[str] = []
+
+    def table(self, data: Mapping[str, Any], name: str, keys: set[str]) -> Mapping[str, Any]:
+        value = data.get(name, {})
+        if not isinstance(value, Mapping):
+            self.problems.append(f"[{name}] must be a table")
+            return {}
+        for key in sorted(set(value) - keys):
+            self.problems.append(f"unknown key {name}.{key}; use {', '.join(sorted(keys))}")
+        return value
+
+    def path(self, table: Mapping[str, Any], key: str, where: str) -> Path | None:
+        value = table.get(key)
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value:
+            self.problems.append(f"{where}.{key} must be a path")
+            return None
+        return self.base / value
+
+    def typed(
+        self, table: Mapping[str, Any], key: str, kind: type, default: Any, where: str
+    ) -> Any:
+        value = table.get(key, default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            self.problems.append(f"{where}.{key} must be {kind.__name__}")
+            return default
+        return value
+
+
+def _party(reader: _Reader, index: int, spec: object) -> PartyConfig | None:
+    where = f"party[{index}]"
+    if not isinstance(spec, Mapping):
+        reader.problems.append(f"{where} must be a table")
+        return None
+    for key in sorted(set(spec) - {"id", "roles", "certificate", "tokens", "allow"}):
+        reader.problems.append(f"unknown key {where}.{key}")
+    ident = spec.get("id")
+    if not isinstance(ident, str) or not _PARTY.fullmatch(ident):
+        reader.problems.append(f"{where}.id must match {_PARTY.pattern}")
+        return None
+    where = f"party {ident!r}"
+    roles = tuple(spec.get("roles", ()))
+    for role in roles:
+        if role not in ROLES:
+            reader.problems.append(f"{where}: unknown role {role!r}; use {', '.join(ROLES)}")
+    tokens = []
+    for token in spec.get("tokens", ()):
+        digest = token.get("sha256") if isinstance(token, Mapping) else None
+        expires = token.get("expires") if isinstance(token, Mapping) else None
+        if not isinstance(digest, str) or not _SHA.fullmatch(digest):
+            reader.problems.append(f"{where}: a token needs sha256 = 64 lower-case hex digits")
+            continue
+        if expires is not None and not (
+            isinstance(expires, datetime.datetime) and expires.tzinfo is not None
+        ):
+            reader.problems.append(f"{where}: token expires must be a date-time with a zone")
+            continue
+        tokens.append(TokenConfig(digest, expires))
+    grants = []
+    for grant in spec.get("allow", ()):
+        operation = grant.get("operation") if isinstance(grant, Mapping) else None
+        domains = grant.get("domains", ()) if isinstance(grant, Mapping) else ()
+        if operation not in OPERATIONS:
+            reader.problems.append(
+                f"{where}: allow operation must be one of {', '.join(OPERATIONS)}"
+            )
+            continue
+        if not domains or not all(isinstance(d, str) and d for d in domains):
+            reader.problems.append(f"{where}: allow {operation!r} needs a list of domains")
+            continue
+        grants.append(Grant(str(operation), tuple(domains)))
+    certificate = spec.get("certificate", False)
+    if not tokens and certificate is not True:
+        reader.problems.append(f"{where} has no way to authenticate (tokens or certificate)")
+    return PartyConfig(ident, roles, certificate is True, tuple(tokens), tuple(grants))
+
+
+def load_config(path: Path) -> ServiceConfig:
+    """Read and check ``path``; every problem is reported in one FileFormatError."""
+    try:
+        data = tomllib.loads(read_text(path))
+    except tomllib.TOMLDecodeError as exc:
+        raise FileFormatError(f"not valid TOML: {exc}", path=path) from None
+    r = _Reader(path.parent)
+    for key in sorted(
+        set(data) - {"server", "keys", "audit", "reidentification", "party", "registries"}
+    ):
+        r.problems.append(f"unknown table [{key}]")
+    server = r.table(
+        data,
+        "server",
+        {
+            "host",
+            "port",
+            "certificate",
+            "private_key",
+            "client_ca",
+            "require_client_certificate",
+            "insecure_http",
+            "max_request_bytes",
+            "max_concurrent",
+            "queue_timeout_seconds",
+        },
+    )
+    keys = r.table(data, "keys", {"keyset", "identity_history", "ttp_party_key"})
+    audit = r.table(data, "audit", {"log", "key"})
+    reid = r.table(data, "reidentification", {"second_approval"})
+    registries = r.table(data, "registries", set(data.get("registries", {})))
+    registry_keys = {
+        name: where
+        for name in registries
+        if (where := r.path(registries, name, "registries")) is not None
+    }
+    parties = [p for i, spec in enumerate(data.get("party", [])) if (p := _party(r, i, spec))]
+    ids = [p.id for p in parties]
+    for dup in sorted({i for i in ids if ids.count(i) > 1}):
+        r.problems.append(f"party {dup!r} is defined twice")
+    keyset = r.path(keys, "keyset", "keys")
+    if keyset is None:
+        r.problems.append("keys.keyset is required")
+    insecure = r.typed(server, "insecure_http", bool, False, "server")
+    certificate = r.path(server, "certificate", "server")
+    private_key = r.path(server, "private_key", "server")
+    if not insecure and (certificate is None or private_key is None):
+        r.problems.append(
+            "TLS is on by default: give server.certificate and server.private_key "
+            "(`koble serve pki` makes a test PKI), or set server.insecure_http = true"
+        )
+    host = r.typed(server, "host", str, "127.0.0.1", "server")
+    if insecure and host not in ("127.0.0.1", "localhost", "::1"):
+        r.problems.append("server.insecure_http is allowed on loopback only")
+    client_ca = r.path(server, "client_ca", "server")
+    require = r.typed(server, "require_client_certificate", bool, False, "server")
+    if require and client_ca is None:
+        r.problems.append("server.require_client_certificate needs server.client_ca")
+    if any(p.certificate for p in parties) and client_ca is None:
+        r.problems.append("a party authenticates by certificate but server.client_ca is not set")
+    if r.problems:
+        raise FileFormatError("; ".join(r.problems), path=path)
+    assert keyset is not None
+    return ServiceConfig(
+        parties=tuple(parties),
+        keyset=keyset,
+        host=host,
+        port=r.typed(server, "port", int, 8443, "server"),
+        certificate=certificate,
+        private_key=private_key,
+        client_ca=client_ca,
+        require_client_certificate=require,
+        insecure_http=insecure,
+        max_request_bytes=r.typed(server, "max_request_bytes", int, 256 << 20, "server"),
+        max_concurrent=r.typed(server, "max_concurrent", int, 2, "server"),
+        queue_timeout_seconds=r.typed(server, "queue_timeout_seconds", float, 30.0, "server"),
+        identity_history=r.path(keys, "identity_history", "keys"),
+        ttp_party_key=r.path(keys, "ttp_party_key", "keys"),
+        audit_log=r.path(audit, "log", "audit"),
+        audit_key=r.path(audit, "key", "audit"),
+        second_approval=r.typed(reid, "second_approval", bool, True, "reidentification"),
+        registry_keys=registry_keys,
+        source=str(path),
+    )

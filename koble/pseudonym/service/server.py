@@ -1,0 +1,98 @@
+"""Running the service: open keys and audit log from the config, serve over TLS, shut down
+gracefully.
+
+:func:`open_state` turns a :class:`ServiceConfig` into the :class:`ServiceState` the app
+serves (keys opened with the KEK the caller passes in, the audit log opened for appending).
+:func:`make_server` builds the uvicorn server: TLS 1.2+ with the configured certificate,
+client certificates verified against ``client_ca`` (required or optional), the client's
+certificate passed to the app (:mod:`.tls`), and a grace period in which in-flight requests
+finish after SIGTERM/SIGINT before the audit log is closed with a signed checkpoint.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+
+import uvicorn
+
+from koble.errors import FileFormatError, UsageError
+from koble.pseudonym.auditing import AuditSink
+from koble.pseudonym.identity import IdentityHistory
+from koble.pseudonym.keys import Clock, RandBytes
+from koble.pseudonym.keystore import KeyWrapper, load_keyset
+from koble.pseudonym.sealed import PartyKey, load_public
+from koble.pseudonym.service.app import create_app
+from koble.pseudonym.service.config import ServiceConfig
+from koble.pseudonym.service.operations import ServiceState
+from koble.pseudonym.service.tls import PeerCertH11Protocol
+
+__all__ = ["GRACE_SECONDS", "make_server", "open_state"]
+
+GRACE_SECONDS = 30
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise FileFormatError(f"cannot read the {what}: {exc.strerror}", path=path) from None
+
+
+def open_state(
+    config: ServiceConfig,
+    *,
+    kek: KeyWrapper,
+    audit: AuditSink,
+    now: Clock,
+    randbytes: RandBytes,
+    party_key_passphrase: bytes | None = None,
+) -> ServiceState:
+    """The service's state: keyset, identity history, TTP party key and registry keys."""
+    keyset = load_keyset(config.keyset, kek)
+    history = (
+        None if config.identity_history is None else IdentityHistory.read(config.identity_history)
+    )
+    ttp_key = None
+    if config.ttp_party_key is not None:
+        if not party_key_passphrase:
+            raise UsageError("the TTP party key needs its passphrase (KOBLE_PARTY_PASSPHRASE)")
+        ttp_key = PartyKey.from_pem(
+            _read(config.ttp_party_key, "TTP party key"), party_key_passphrase
+        )
+    registries = {
+        name: load_public(_read(path, f"public key of {name}"))
+        for name, path in config.registry_keys.items()
+    }
+    return ServiceState(config, keyset, audit, now, randbytes, history, ttp_key, registries)
+
+
+def make_server(state: ServiceState) -> uvicorn.Server:
+    """A uvicorn server for ``state``'s app, configured as :mod:`.config` says."""
+    c = state.config
+    options: dict[str, object] = {}
+    if not c.insecure_http:
+        assert c.certificate is not None and c.private_key is not None
+        options = {
+            "ssl_certfile": str(c.certificate),
+            "ssl_keyfile": str(c.private_key),
+            "ssl_ca_certs": None if c.client_ca is None else str(c.client_ca),
+            "ssl_cert_reqs": ssl.CERT_REQUIRED
+            if c.require_client_certificate
+            else ssl.CERT_OPTIONAL
+            if c.client_ca is not None
+            else ssl.CERT_NONE,
+        }
+    config = uvicorn.Config(
+        create_app(state),
+        host=c.host,
+        port=c.port,
+        http=PeerCertH11Protocol,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=GRACE_SECONDS,
+        limit_concurrency=max(64, 8 * c.max_concurrent),
+        **options,  # type: ignore[arg-type]
+    )
+    return uvicorn.Server(config)

@@ -1,0 +1,210 @@
+"""TLS and mutual TLS for the pseudonym service under uvicorn.
+
+uvicorn verifies client certificates (``ssl_cert_reqs``/``ssl_ca_certs``) but, as of 0.54,
+does not tell the application *which* certificate was presented: the ASGI TLS extension is
+not implemented there (its pull requests were never merged). Authentication by client
+certificate needs exactly that, so this module supplies it:
+
+* :class:`PeerCertH11Protocol` - uvicorn's h11 protocol, which after the handshake wraps the
+  connection's app so every HTTP scope carries ``scope["extensions"]["tls"]``. The fields
+  of the ASGI TLS extension are filled where Python can (``client_cert_chain``,
+  ``client_cert_name``, ``client_cert_error``, ``tls_version``; ``server_cert`` and
+  ``cipher_suite`` are None) plus **``client_cert_der``**: the verified peer certificate as
+  DER bytes, or None. Plain-HTTP connections get no ``tls`` extension at all, per the spec.
+* :func:`client_cert_der` - the app's side: those bytes from a scope, or None.
+* :func:`server_ssl_context` - TLS 1.2+, forward-secret AEAD ciphers, optional or required
+  client certificates from one CA bundle.
+* :func:`uvicorn_config` - a ``uvicorn.Config`` with all of the above wired in.
+
+Wiring by hand is ``uvicorn.Config(app, http=PeerCertH11Protocol, ssl_certfile=cert,
+ssl_keyfile=key, ssl_ca_certs=client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)`` (or
+``CERT_OPTIONAL`` to let clients without a certificate in, to use a bearer token). Only the
+h11 protocol is covered (``httptools`` is not a dependency; the same override would work on
+``HttpToolsProtocol``), and WebSocket scopes do not get the extension: the service has none,
+and :func:`client_cert_der` then says None, which fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from cryptography import x509
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from koble.errors import FileFormatError, UsageError, redact
+
+__all__ = [
+    "CIPHERS",
+    "CLIENT_CERT_DER",
+    "PeerCertH11Protocol",
+    "ServerTls",
+    "client_cert_der",
+    "server_ssl_context",
+    "uvicorn_config",
+]
+
+CLIENT_CERT_DER = "client_cert_der"
+"""Key, in ``scope["extensions"]["tls"]``, of the verified client certificate (DER) or None."""
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
+"""TLS 1.2 suites: ECDHE key exchange and AEAD only. TLS 1.3 suites are all acceptable."""
+_TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+
+
+@dataclass(frozen=True)
+class ServerTls:
+    """Where the server's certificate and key are, and which client certificates it takes."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+    require_client_cert: bool = False
+    key_password: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.require_client_cert and self.client_ca is None:
+            raise UsageError("require_client_cert needs client_ca")
+
+    def context(self) -> ssl.SSLContext:
+        """The :func:`server_ssl_context` for these settings."""
+        return server_ssl_context(
+            self.cert,
+            self.key,
+            client_ca=self.client_ca,
+            require_client_cert=self.require_client_cert,
+            key_password=self.key_password,
+        )
+
+    @property
+    def cert_reqs(self) -> ssl.VerifyMode:
+        """``CERT_REQUIRED``, ``CERT_OPTIONAL`` (a CA but not required) or ``CERT_NONE``."""
+        if self.client_ca is None:
+            return ssl.CERT_NONE
+        return ssl.CERT_REQUIRED if self.require_client_cert else ssl.CERT_OPTIONAL
+
+
+def server_ssl_context(
+    cert: Path,
+    key: Path,
+    *,
+    client_ca: Path | None,
+    require_client_cert: bool,
+    key_password: bytes | None = None,
+) -> ssl.SSLContext:
+    """A server context: TLS 1.2 or newer, :data:`CIPHERS`, client certificates per ``client_ca``.
+
+    With ``client_ca`` clients *may* present a certificate issued under it (a bad one fails
+    the handshake); with ``require_client_cert`` they *must*. Requiring without a CA is a
+    :class:`~koble.errors.UsageError`; unreadable files a :class:`~koble.errors.FileFormatError`.
+    An encrypted ``key`` needs ``key_password`` (never an interactive OpenSSL prompt).
+    """
+    settings = ServerTls(Path(cert), Path(key), client_ca, require_client_cert)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(CIPHERS)
+    context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION
+    try:
+        context.load_cert_chain(cert, key, password=lambda: key_password or b"")
+    except OSError as exc:  # ssl.SSLError is an OSError
+        message = f"cannot load certificate and key: {redact(str(exc))}"
+        raise FileFormatError(message, path=cert) from None
+    if client_ca is not None:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except OSError as exc:
+            message = f"cannot load CA certificates: {redact(str(exc))}"
+            raise FileFormatError(message, path=client_ca) from None
+    context.verify_mode = settings.cert_reqs
+    return context
+
+
+def uvicorn_config(
+    app: Any, *, host: str, port: int, tls: ServerTls | None, **options: Any
+) -> uvicorn.Config:
+    """A ``uvicorn.Config`` serving ``app`` through :class:`PeerCertH11Protocol`.
+
+    ``tls=None`` is plain HTTP (no ``tls`` extension; for loopback tests only). Otherwise the
+    SSL context is built now - so a bad file fails here, not in the server task - and given
+    to uvicorn through ``ssl_context_factory``; the equivalent ``ssl_*`` file settings are
+    passed too, for uvicorn versions without that hook. ``options`` go to ``uvicorn.Config``.
+    """
+    if tls is None:
+        return uvicorn.Config(app, host=host, port=port, http=PeerCertH11Protocol, **options)
+    context = tls.context()
+    settings: dict[str, Any] = {
+        "ssl_certfile": str(tls.cert),
+        "ssl_keyfile": str(tls.key),
+        "ssl_ca_certs": None if tls.client_ca is None else str(tls.client_ca),
+        "ssl_cert_reqs": int(tls.cert_reqs),
+        "ssl_ciphers": CIPHERS,
+        "ssl_keyfile_password": tls.key_password.decode() if tls.key_password else None,
+    }
+    if "ssl_context_factory" in inspect.signature(uvicorn.Config).parameters:
+        settings["ssl_context_factory"] = lambda _config, _default: context
+    return uvicorn.Config(
+        app, host=host, port=port, http=PeerCertH11Protocol, **settings, **options
+    )
+
+
+def client_cert_der(scope: Mapping[str, Any]) -> bytes | None:
+    """The verified client certificate (DER) of this request's connection, or None."""
+    extensions = scope.get("extensions")
+    tls = extensions.get("tls") if isinstance(extensions, Mapping) else None
+    der = tls.get(CLIENT_CERT_DER) if isinstance(tls, Mapping) else None
+    return der if isinstance(der, bytes) and der else None
+
+
+def tls_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
+    """The ``tls`` scope extension for one connection (see the module docstring)."""
+    der = None
+    if ssl_object.context.verify_mode != ssl.CERT_NONE:  # else nothing was verified
+        der = ssl_object.getpeercert(binary_form=True) or None
+    name = None
+    if der is not None:
+        try:
+            name = x509.load_der_x509_certificate(der).subject.rfc4514_string()
+        except ValueError:
+            name = None
+    return {
+        "server_cert": None,
+        "client_cert_chain": (ssl.DER_cert_to_PEM_cert(der),) if der else (),
+        "client_cert_name": name,
+        "client_cert_error": None,  # a certificate that failed verification ends the handshake
+        "tls_version": _TLS_VERSIONS.get(ssl_object.version() or ""),
+        "cipher_suite": None,  # Python does not expose the IANA number
+        CLIENT_CERT_DER: der,
+    }
+
+
+class _WithTls:
+    """ASGI middleware adding one connection's ``tls`` extension to each HTTP scope."""
+
+    def __init__(self, app: Any, tls: Mapping[str, Any]) -> None:
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") in ("http", "websocket"):
+            extensions = {**(scope.get("extensions") or {}), "tls": dict(self.tls)}
+            scope = {**scope, "extensions": extensions}
+        await self.app(scope, receive, send)
+
+
+class PeerCertH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, plus the ASGI ``tls`` extension carrying the client certificate.
+
+    asyncio calls ``connection_made`` only after the TLS handshake has succeeded, so the
+    peer certificate (if any) is known and verified by then; it is read once per connection.
+    """
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        if isinstance(ssl_object, ssl.SSLObject):
+            self.app = _WithTls(self.app, tls_extension(ssl_object))
