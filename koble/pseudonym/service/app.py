@@ -21,9 +21,10 @@ longer than ``queue_timeout_seconds`` gets 503 with ``Retry-After``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, cast
 
 import anyio
@@ -84,7 +85,20 @@ def _route(request: Request) -> str:
 
 def create_app(state: ServiceState) -> FastAPI:
     """The service for ``state`` (config, keys, audit sink, clock and randomness)."""
-    app = FastAPI(title="koble pseudonym service", version="1", docs_url=None, redoc_url=None)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # Graceful shutdown: in-flight requests have finished; seal the audit log now, since
+        # uvicorn re-raises the stopping signal once it has shut down.
+        close = getattr(state.audit, "close", None)
+        if callable(close):
+            close()
+
+    app = FastAPI(
+        title="koble pseudonym service", version="1", docs_url=None, redoc_url=None,
+        lifespan=lifespan,
+    )  # fmt: skip
     app.state.koble = state
     limit = asyncio.Semaphore(state.config.max_concurrent)
 

@@ -101,9 +101,7 @@ def create_test_pki(
     ``randbytes`` supplies the serial numbers. Nothing is written if any target file exists.
     """
     directory = Path(directory)
-    for party in parties:
-        check_party_id(party)
-    if len(set(parties)) != len(parties):
+    if len({check_party_id(party) for party in parties}) != len(parties):
         raise UsageError("a party is listed twice")
     try:
         sans: list[x509.GeneralName] = [x509.DNSName(h) for h in host_names]
@@ -122,13 +120,10 @@ def create_test_pki(
         (x509.BasicConstraints(ca=True, path_length=0), True),
         (_key_usage("digital_signature", "key_cert_sign", "crl_sign"), True),
     ])  # fmt: skip
-    encryption: ser.KeySerializationEncryption = ser.NoEncryption()
-    if passphrase:
-        encryption = ser.BestAvailableEncryption(passphrase)
+    encryption = ser.BestAvailableEncryption(passphrase) if passphrase else ser.NoEncryption()
     _write(ca_pem, ca_cert.public_bytes(_PEM))
     _write(ca_key_file, ca.key.private_bytes(_PEM, _PKCS8, encryption), private=True)
-    server_name = host_names[0] if host_names else "koble server"
-    ca.leaf(directory / "server", server_name, _SERVER_AUTH, sans)
+    ca.leaf(directory / "server", [*host_names, "koble server"][0], _SERVER_AUTH, sans)
     issued = {p: ca.party(directory, p) for p in parties}
     return TestPki(directory, ca_pem, ca_key_file, server_pem, server_key, issued)
 
@@ -157,10 +152,10 @@ def issue_party_certificate(
         raise FileFormatError(f"not a test PKI: {redact(str(exc))}", path=directory) from None
     try:
         key = ser.load_pem_private_key(ca_key, passphrase)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError("not a P-256 CA key")
     except (ValueError, TypeError):
         raise CryptoError() from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise CryptoError()
     return _Issuer(ca_cert.subject, key, now, days, randbytes).party(directory, party)
 
 

@@ -88,7 +88,7 @@ def make_server(state: ServiceState) -> uvicorn.Server:
         host=c.host,
         port=c.port,
         http=PeerCertH11Protocol,
-        lifespan="off",
+        lifespan="on",
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=GRACE_SECONDS,

@@ -47,6 +47,7 @@ __all__ = [
     "ServerTls",
     "client_cert_der",
     "server_ssl_context",
+    "tls_extension",
     "uvicorn_config",
 ]
 
@@ -160,7 +161,7 @@ def client_cert_der(scope: Mapping[str, Any]) -> bytes | None:
     return der if isinstance(der, bytes) and der else None
 
 
-def tls_extension(ssl_object: ssl.SSLObject) -> dict[str, Any]:
+def tls_extension(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> dict[str, Any]:
     """The ``tls`` scope extension for one connection (see the module docstring)."""
     der = None
     if ssl_object.context.verify_mode != ssl.CERT_NONE:  # else nothing was verified
@@ -206,5 +207,5 @@ class PeerCertH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         ssl_object = transport.get_extra_info("ssl_object")
-        if isinstance(ssl_object, ssl.SSLObject):
+        if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):  # None: plain HTTP
             self.app = _WithTls(self.app, tls_extension(ssl_object))
