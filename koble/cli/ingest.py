@@ -20,6 +20,7 @@ import click
 import polars as pl
 
 from koble.errors import FileFormatError, UsageError
+from koble.pseudonym.client import RejectedError
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest import (
     RegistryReport,
@@ -37,6 +38,8 @@ from koble.pseudonym.sealed import (
     load_public,
 )
 from koble.tables import read_table, write_table
+
+from ._remote import remote_options, service_client
 
 __all__ = ["ingest"]
 
@@ -271,6 +274,43 @@ def pseudonymise_command(
             f"warning: {report.rejected:,} rows rejected; give --rejects to list them", err=True
         )
     raise SystemExit(EXIT_SOME_REJECTED if report.rejected else EXIT_ALL_PSEUDONYMISED)
+
+
+@ingest.command("submit")
+@click.argument("batch", type=_PATH)
+@click.argument("output", type=_PATH)
+@click.option("--registry", required=True, help="The registry the batch is for.")
+@remote_options
+@click.option("--partial", is_flag=True, help="Forward the good rows even if some are rejected.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def submit_command(batch: Path, output: Path, registry: str, remote: str | None, token_env: str,
+                   ca: Path | None, client_cert: Path | None, client_key: Path | None,
+                   partial: bool, as_json: bool) -> None:  # fmt: skip
+    """Send a sealed BATCH to the remote pseudonym service; write the forwarded batch to
+    OUTPUT (for the registry). The service opens only the identifiers, never the payload.
+    Without --partial a batch with any invalid identifier is refused whole (exit 1) and the
+    rejects (row, column, reason) are printed; with it the registry gets the good rows."""
+    if remote is None:
+        raise UsageError("give --remote URL (the pseudonym service)")
+    data = _read_bytes(batch, "sealed batch")
+    with service_client(remote, token_env, ca, client_cert, client_key) as client:
+        try:
+            forwarded = client.ingest(data, registry=registry, partial=partial)
+        except RejectedError as exc:
+            rows = exc.rejects.to_dicts()
+            if as_json:
+                _echo_json({"forwarded": False, "rejects": rows})
+            else:
+                click.echo(f"{len(rows)} identifiers rejected; nothing forwarded:")
+                for row in rows:
+                    click.echo(f"  row {row.get('row')}: {row.get('column')}: {row.get('reason')}")
+            raise SystemExit(1) from None
+    output.write_bytes(forwarded)
+    summary = {"forwarded": True, "output": str(output), "bytes": len(forwarded)}
+    if as_json:
+        _echo_json(summary)
+    else:
+        click.echo(f"forwarded batch for {registry}: {output} ({len(forwarded):,} bytes)")
 
 
 @ingest.command("open")

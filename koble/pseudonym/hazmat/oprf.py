@@ -10,12 +10,14 @@ scalar (:func:`blind`) or a ``randbytes`` callable (:func:`blind_random`, :func:
 
 libsodium
     The group arithmetic is libsodium's (``crypto_core_ristretto255_*``,
-    ``crypto_scalarmult_ristretto255*``), loaded through :mod:`ctypes` from the system
-    library (Debian: ``libsodium23``; ristretto255 needs libsodium >= 1.0.18). PyNaCl does
-    not expose these functions (its ristretto255 pull request, pyca/pynacl#646, was never
+    ``crypto_scalarmult_ristretto255*``) in the system library (Debian: ``libsodium23``;
+    ristretto255 needs libsodium >= 1.0.18), found and loaded by the maintained binding
+    pysodium; this module calls the C functions on that handle directly, so a whole batch
+    works in one buffer (pysodium's per-call wrappers allocate per element). PyNaCl does not
+    expose these functions (its ristretto255 pull request, pyca/pynacl#646, was never
     merged), and its bundled copy does not export them. ``KOBLE_LIBSODIUM``, when set, names
-    the one library file to load. The library is loaded on first use, so importing this
-    module never fails.
+    the one library file to load instead. The library is loaded on first use, so importing
+    this module never fails.
 
 Validation (RFC 9497 §4.1, §4.7, §3.3)
     Every element that crosses the wire is decoded and checked: an invalid encoding or the
@@ -517,10 +519,17 @@ _CANDIDATES = ("libsodium.so.26", "libsodium.so.23", "libsodium.dylib", "libsodi
 def _sodium() -> _Lib:
     """Load libsodium once; a clear ImportError if it is missing or older than 1.0.18."""
     named = os.environ.get("KOBLE_LIBSODIUM")
+    library = None
+    if not named:
+        try:  # the maintained binding finds and loads the system libsodium
+            import pysodium  # type: ignore[import-untyped]
+
+            library = pysodium.sodium
+        except (ImportError, OSError, ValueError, TypeError):
+            library = None
     found = ctypes.util.find_library("sodium")
     candidates = [named] if named else [*([found] if found else []), *_CANDIDATES]
-    library = None
-    for candidate in candidates:
+    for candidate in [] if library is not None else candidates:
         try:
             library = ctypes.CDLL(candidate)
             break
