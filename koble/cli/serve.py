@@ -84,7 +84,8 @@ def pki(out: Path, parties: tuple[str, ...], days: int) -> None:
     """Create a TEST certificate authority, a server certificate and party certificates."""
     from koble.pseudonym.service.pki import create_test_pki
 
-    made = create_test_pki(out, parties, now=utc_now(), days=days)
+    # valid from a minute ago, so a client whose clock lags a little still accepts them
+    made = create_test_pki(out, parties, now=utc_now() - datetime.timedelta(minutes=1), days=days)
     click.echo(
         f"test PKI in {out}: CA {made.ca_cert.name}, server and "
         f"{len(parties)} party certificate(s); for local use only"

@@ -11,7 +11,6 @@ finish after SIGTERM/SIGINT before the audit log is closed with a signed checkpo
 
 from __future__ import annotations
 
-import ssl
 from pathlib import Path
 
 import uvicorn
@@ -25,7 +24,7 @@ from koble.pseudonym.sealed import PartyKey, load_public
 from koble.pseudonym.service.app import create_app
 from koble.pseudonym.service.config import ServiceConfig
 from koble.pseudonym.service.operations import ServiceState
-from koble.pseudonym.service.tls import PeerCertH11Protocol
+from koble.pseudonym.service.tls import ServerTls, uvicorn_config
 
 __all__ = ["GRACE_SECONDS", "make_server", "open_state"]
 
@@ -70,29 +69,13 @@ def open_state(
 def make_server(state: ServiceState) -> uvicorn.Server:
     """A uvicorn server for ``state``'s app, configured as :mod:`.config` says."""
     c = state.config
-    options: dict[str, object] = {}
+    tls = None
     if not c.insecure_http:
         assert c.certificate is not None and c.private_key is not None
-        options = {
-            "ssl_certfile": str(c.certificate),
-            "ssl_keyfile": str(c.private_key),
-            "ssl_ca_certs": None if c.client_ca is None else str(c.client_ca),
-            "ssl_cert_reqs": ssl.CERT_REQUIRED
-            if c.require_client_certificate
-            else ssl.CERT_OPTIONAL
-            if c.client_ca is not None
-            else ssl.CERT_NONE,
-        }
-    config = uvicorn.Config(
-        create_app(state),
-        host=c.host,
-        port=c.port,
-        http=PeerCertH11Protocol,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=GRACE_SECONDS,
+        tls = ServerTls(c.certificate, c.private_key, c.client_ca, c.require_client_certificate)
+    config = uvicorn_config(
+        create_app(state), host=c.host, port=c.port, tls=tls, lifespan="on",
+        log_level="warning", access_log=False, timeout_graceful_shutdown=GRACE_SECONDS,
         limit_concurrency=max(64, 8 * c.max_concurrent),
-        **options,  # type: ignore[arg-type]
-    )
+    )  # fmt: skip
     return uvicorn.Server(config)
