@@ -85,14 +85,28 @@ def check_count(field: str, value: object) -> int | None:
     return value
 
 
+_STANDALONE = re.compile(r"(?<![0-9A-Za-z])(\d{6})[ \-\u00a0\u2009\u202f]?(\d{5})(?![0-9A-Za-z])")
+
+
 def check_pattern(field: str, value: object, pattern: re.Pattern[str], what: str) -> str | None:
     """A field with an exact format (key id, SHA-256 hex), exempt from the key-material rule
-    because the format already bounds what it can hold; None passes."""
+    because the format already bounds what it can hold; None passes.
+
+    Hex digests and fingerprints are full of digit runs, and about one hash in a few hundred
+    holds 11 digits that happen to pass the fødselsnummer checks. Here only a person number
+    standing alone (no letter or digit touching it) is refused; a run inside a hex string
+    is part of the hash, not an identifier.
+    """
     if value is None:
         return None
     if not isinstance(value, str) or pattern.fullmatch(value) is None:
         raise UsageError(f"audit field {field!r} must be {what}")
-    refuse_sensitive(field, value, key_like=False)
+    for match in _STANDALONE.finditer(_ascii_digits(value)):
+        if fodselsnummer.is_valid(match.group(1) + match.group(2), test_numbers=True):
+            raise UsageError(
+                f"audit field {field!r} contains a person number; "
+                "the audit log must never hold identifiers"
+            )
     return value
 
 
