@@ -89,9 +89,12 @@ class Run:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
-    cpu_server: float | None = None
-    cpu_clients: float | None = None
+    cpu_server: float | None = None  # CPU seconds of the server process (HTTP rows)
+    cpu_loop: float | None = None  # of its main thread alone: the event loop
+    cpu_clients: float | None = None  # of this process (clients; or the in-process loop)
+    cpu_machine: float | None = None  # of every process on the machine
     overlap: int = 0  # identifiers pseudonymised by at least two clients
+    load: float = 0.0  # 1-minute load average when the run ended
 
     @property
     def requests(self) -> int:
@@ -244,13 +247,25 @@ def serve_child(config_path: str, kek: bytes, threads: int, conn: Connection) ->
     conn.send(("stopped", audit.events))
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (all threads), from /proc; None elsewhere."""
+def process_cpu_seconds(pid: int, thread: int | None = None) -> float | None:
+    """User + system CPU seconds of process ``pid`` (all threads) or of one of its threads,
+    from /proc; None where there is no /proc."""
+    where = f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat"
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        fields = Path(where).read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU seconds all processes on the machine have used (every core), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 class ServerProcess:
@@ -278,8 +293,12 @@ class ServerProcess:
             raise RuntimeError(f"the server did not start: {value}")
         self.url = f"{'https' if service.tls else 'http'}://127.0.0.1:{value}"
 
-    def cpu_seconds(self) -> float | None:
-        return None if self.process.pid is None else process_cpu_seconds(self.process.pid)
+    def cpu_seconds(self) -> tuple[float | None, float | None]:
+        """CPU seconds of the server process, and of its main thread (the event loop)."""
+        pid = self.process.pid
+        if pid is None:
+            return None, None
+        return process_cpu_seconds(pid), process_cpu_seconds(pid, pid)
 
     def stop(self) -> int | None:
         """Stop gracefully; the number of audit events the log holds, or None."""
@@ -354,6 +373,7 @@ def timed_loop(
     call(rotating_slice(pool, 0, batch))
     gc.collect()
     i = 0
+    cpu = time.process_time()
     start = time.perf_counter()
     while i < 3 or time.perf_counter() - start < seconds:
         i += 1
@@ -363,6 +383,7 @@ def timed_loop(
         run.latencies.append(time.perf_counter() - t0)
         run.identifiers += batch
     run.seconds = time.perf_counter() - start
+    run.cpu_clients = time.process_time() - cpu
     return run
 
 
@@ -459,12 +480,14 @@ def run_http(server: ServerProcess, service: Service, pool: pl.Series, reference
     for thread in threads:
         thread.start()
     ready.wait()
-    cpu_server0, cpu_clients0 = server.cpu_seconds(), time.process_time()
+    (cpu_server0, cpu_loop0), cpu_clients0 = server.cpu_seconds(), time.process_time()
+    machine0 = machine_busy_seconds()
     load.start = time.perf_counter()
     load.go.set()
     for thread in threads:
         thread.join()
-    cpu_server1, cpu_clients1 = server.cpu_seconds(), time.process_time()
+    (cpu_server1, cpu_loop1), cpu_clients1 = server.cpu_seconds(), time.process_time()
+    machine1 = machine_busy_seconds()
     run = Run("HTTPS" if service.tls else "HTTP (no TLS)", clients, batch)
     run.seconds = max(s.finished for s in stats) - load.start
     for s in stats:
@@ -473,9 +496,14 @@ def run_http(server: ServerProcess, service: Service, pool: pl.Series, reference
         run.errors += s.errors
     if cpu_server0 is not None and cpu_server1 is not None:
         run.cpu_server = cpu_server1 - cpu_server0
+    if machine0 is not None and machine1 is not None:
+        run.cpu_machine = machine1 - machine0
+    if cpu_loop0 is not None and cpu_loop1 is not None:
+        run.cpu_loop = cpu_loop1 - cpu_loop0
     run.cpu_clients = cpu_clients1 - cpu_clients0
     seen = np.sum([s.seen for s in stats if s.seen is not None], axis=0)
     run.overlap = int(np.count_nonzero(seen >= 2))
+    run.load = os.getloadavg()[0]
     return run
 
 
@@ -554,19 +582,34 @@ def print_table(runs: list[Run], baselines: dict[int, float]) -> None:
         )
 
 
-def describe(run: Run, wall_cores: int) -> str:
+def per_million(seconds: float | None, identifiers: int) -> str:
+    return "?" if seconds is None or not identifiers else f"{1e6 * seconds / identifiers:.2f} s"
+
+
+def describe(run: Run, library: Run, wall_cores: int) -> str:
+    """What the table leaves out: checks, CPU use (total and per million identifiers), load."""
     cpu = ""
     if run.cpu_server is not None and run.cpu_clients is not None:
         used = (run.cpu_server + run.cpu_clients) / run.seconds
+        loop = "?" if run.cpu_loop is None else f"{run.cpu_loop:.1f} s"
+        busy = "?" if run.cpu_machine is None else f"{run.cpu_machine / run.seconds:.2f}"
         cpu = (
-            f"; CPU: server {run.cpu_server:.1f} s, clients {run.cpu_clients:.1f} s over "
-            f"{run.seconds:.1f} s wall ({used:.2f} of {wall_cores} cores busy)"
+            f"; CPU: server {run.cpu_server:.1f} s (event loop thread {loop}), clients "
+            f"{run.cpu_clients:.1f} s over {run.seconds:.1f} s wall ({used:.2f} of "
+            f"{wall_cores} cores busy; all processes on the machine: {busy}); "
+            f"CPU per million identifiers: server "
+            f"{per_million(run.cpu_server, run.identifiers)} (event loop "
+            f"{per_million(run.cpu_loop, run.identifiers)}), clients "
+            f"{per_million(run.cpu_clients, run.identifiers)}, the library in-process "
+            f"{per_million(library.cpu_clients, library.identifiers)}"
         )
     kinds = ", ".join(f"{k}: {v}" for k, v in run.errors.most_common()) or "none"
+    consistent = "all" if not run.errors else "the others"
     return (
         f"  batch {run.batch:,}: {run.identifiers:,} identifiers in {run.seconds:.1f} s; "
-        f"{run.overlap:,} distinct identifiers pseudonymised by ≥ 2 clients, all consistent "
-        f"with the library{cpu}; errors: {kinds}"
+        f"{run.overlap:,} distinct identifiers pseudonymised by ≥ 2 clients, {consistent} "
+        f"equal to the library's pseudonyms{cpu}; 1-minute load at the end {run.load:.2f}; "
+        f"errors: {kinds}"
     )
 
 
@@ -616,14 +659,15 @@ def main() -> int:
     https: list[Run] = []
     with tempfile.TemporaryDirectory(prefix="koble-bench-service-", dir=args.tmp) as tmp:
         service = build_service(Path(tmp), keyset, args.max_concurrent, not args.plain_http)
-        for batch in batches:
-            print(f"in-process, batch {batch:,} ...", file=sys.stderr)
-            library.append(run_library(keyset, pool, batch, args.lib_seconds))
-            library.append(run_service_path(keyset, service.config, pool, batch,
-                                            args.lib_seconds))  # fmt: skip
-        server = ServerProcess(service, args.server_threads)
+        server = ServerProcess(service, args.server_threads)  # idle until the HTTP rows
         try:
+            # Each batch size's rows run back to back, so a change in the machine's load
+            # between sizes does not skew the ratio.
             for batch in batches:
+                print(f"in-process, batch {batch:,}", file=sys.stderr)
+                library.append(run_library(keyset, pool, batch, args.lib_seconds))
+                library.append(run_service_path(keyset, service.config, pool, batch,
+                                                args.lib_seconds))  # fmt: skip
                 print(f"{server.url}, batch {batch:,}, {args.clients} clients", file=sys.stderr)
                 https.append(
                     run_http(server, service, pool, reference, batch, args.clients, args.seconds)
@@ -639,7 +683,8 @@ def main() -> int:
     print_table(runs, baselines)
     print()
     for run in https:
-        print(describe(run, os.cpu_count() or 1))
+        library_run = next(r for r in library if r.batch == run.batch)  # the library's row
+        print(describe(run, library_run, os.cpu_count() or 1))
     requests = sum(r.requests + sum(r.errors.values()) + r.clients for r in https)
     audited = audit_events == requests
     print(

@@ -94,7 +94,10 @@ def read_table(path: str | Path, *, encoding: str = "utf-8") -> pl.DataFrame:
 def require_column(frame: pl.DataFrame, column: str, path: str | Path) -> pl.Series:
     """The column named ``column``, or a :class:`ColumnError` listing the columns there are."""
     if column not in frame.columns:
-        available = ", ".join(frame.columns[:20]) + (" ..." if len(frame.columns) > 20 else "")
+        # redacted: a file read without a header has its first row's identifiers as names
+        available = redact(", ".join(frame.columns[:20])) + (
+            " ..." if len(frame.columns) > 20 else ""
+        )
         raise ColumnError(f"no such column; the file has: {available}", path=path, column=column)
     return frame[column]
 

@@ -61,6 +61,7 @@ from koble.pseudonym.audit_guard import (
     DetailValue,
     check_count,
     check_details,
+    check_domain_text,
     check_pattern,
     check_text,
 )
@@ -195,7 +196,7 @@ class AuditLog:
             "type": "event",
             "actor": check_text("actor", actor, optional=False),
             "operation": check_text("operation", operation, optional=False),
-            "domain": check_text("domain", domain, optional=True),
+            "domain": check_domain_text(domain),
             "key_id": check_pattern("key_id", key_id, KEY_ID, "a key id ([A-Za-z0-9_.:-]{1,40})"),
             "rows_in": check_count("rows_in", rows_in),
             "rows_out": check_count("rows_out", rows_out),

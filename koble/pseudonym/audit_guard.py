@@ -22,6 +22,7 @@ from collections.abc import Mapping
 
 from koble.errors import UsageError
 from koble.pseudonym.audit_verify import DETAIL_KEY
+from koble.pseudonym.keys import DOMAIN_PATTERN
 from koble.registries.identifiers import fodselsnummer
 
 __all__ = [
@@ -73,6 +74,17 @@ def check_text(field: str, value: object, *, optional: bool) -> str | None:
         raise UsageError(f"audit field {field!r} must be a non-empty string")
     refuse_sensitive(field, value)
     return value
+
+
+def check_domain_text(value: object) -> str | None:
+    """The ``domain`` field: a pseudonym domain (``project:p2026-014-adverse-drug-cohort``)
+    is a name, not key material, however long its run of letters, digits and hyphens; it is
+    still refused if it holds a person number. Anything that is not a valid domain gets the
+    free-text rules."""
+    if isinstance(value, str) and DOMAIN_PATTERN.fullmatch(value):
+        refuse_sensitive("domain", value, key_like=False)
+        return value
+    return check_text("domain", value, optional=True)
 
 
 def check_count(field: str, value: object) -> int | None:

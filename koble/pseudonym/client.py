@@ -180,7 +180,8 @@ def pseudonymise_file_remote(
     """:func:`koble.pseudonym.operations.pseudonymise_file` through the service: the same
     output and rejects files, the keys staying at the TTP."""
     from koble.pseudonym.operations import default_rejects_path
-    from koble.registries.identifiers.check import rejects_table
+    from koble.pseudonym.pseudonymise import EXTRA_MESSAGES
+    from koble.registries.identifiers.check import reject_messages, rejects_table
     from koble.tables import read_table as read_file
     from koble.tables import require_column, write_table
 
@@ -193,7 +194,8 @@ def pseudonymise_file_remote(
     table = frame.filter(good).with_columns(result["pseudonym"].filter(good).alias(column))
     write_table(table.rename({column: output_column or column}), output)
     rejects_path = rejects or default_rejects_path(output)
-    messages = {r: r for r in result["reason"].drop_nulls().unique().to_list()}
+    known = reject_messages(EXTRA_MESSAGES)
+    messages = {r: known.get(r, r) for r in result["reason"].drop_nulls().unique().to_list()}
     write_table(rejects_table(frame, result["reason"], messages), rejects_path)
     return {
         "rows": frame.height,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from koble.errors import ColumnError
+from koble.errors import ColumnError, redact
 from koble.pseudonym import scheme
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.keys import Keyset, check_domain
@@ -101,7 +101,8 @@ def pseudonymise_frame(
     """
     check_domain(domain)
     if column not in frame.columns:
-        available = ", ".join(frame.columns[:20])
+        # redacted: a file read without a header has its first row's identifiers as names
+        available = redact(", ".join(frame.columns[:20]))
         raise ColumnError(f"no such column; the file has: {available}", path=path, column=column)
     raw = frame[column]
     if raw.dtype != pl.String:

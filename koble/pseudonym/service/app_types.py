@@ -11,7 +11,7 @@ from koble.pseudonym.service.operations import Outcome
 
 __all__ = ["Principalise", "Respond"]
 
-#: Authenticate the request's caller and authorise (operation, domain); raise otherwise.
-Principalise = Callable[[Request, str, str], Principal]
+#: Authenticate the request's caller and (given a domain) authorise the operation in it.
+Principalise = Callable[[Request, str, str | None], Principal]
 #: Turn an outcome into an Arrow response (200, or 422 with the rejects).
 Respond = Callable[[Request, Outcome], Response]

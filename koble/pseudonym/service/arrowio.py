@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import polars as pl
 import pyarrow as pa
 
-from koble.errors import FileFormatError, KobleError
+from koble.errors import FileFormatError, KobleError, redact
 
 __all__ = ["ARROW", "TooLargeError", "arrow_bytes", "read_body", "read_table"]
 
@@ -46,10 +46,34 @@ def read_table(body: bytes, *, what: str = "request body") -> pl.DataFrame:
         table.validate(full=True)
     except (pa.ArrowException, ValueError, OSError):
         raise FileFormatError(f"the {what} is not an Arrow IPC stream ({ARROW})") from None
-    frame = pl.from_arrow(table)
+    for index, field in enumerate(table.schema):
+        if not _allowed(field.type):
+            raise FileFormatError(
+                f"column {index + 1} ({redact(field.name)!r}) of the {what} has type "
+                f"{field.type}; send text, binary, integer or null columns"
+            )
+    try:
+        frame = pl.from_arrow(table)
+    except BaseException as exc:  # polars panics are BaseException; never let one escape
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        raise FileFormatError(f"the {what} holds columns that cannot be read") from None
     if not isinstance(frame, pl.DataFrame):
         raise FileFormatError(f"the {what} is not a table")
     return frame
+
+
+def _allowed(kind: pa.DataType) -> bool:
+    """The column types bulk endpoints take: identifiers and pseudonyms are text (or binary
+    elements in blind mode); integers and nulls are tolerated in other columns."""
+    return bool(
+        pa.types.is_string(kind) or pa.types.is_large_string(kind)
+        or pa.types.is_string_view(kind) or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind)
+        or pa.types.is_fixed_size_binary(kind) or pa.types.is_integer(kind)
+        or pa.types.is_null(kind) or (pa.types.is_dictionary(kind)
+        and pa.types.is_string(kind.value_type))
+    )  # fmt: skip
 
 
 def arrow_bytes(frame: pl.DataFrame) -> bytes:

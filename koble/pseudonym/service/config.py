@@ -255,27 +255,29 @@ def load_config(path: Path) -> ServiceConfig:
         r.problems.append("server.require_client_certificate needs server.client_ca")
     if any(p.certificate for p in parties) and client_ca is None:
         r.problems.append("a party authenticates by certificate but server.client_ca is not set")
+    port = r.typed(server, "port", int, 8443, "server")
+    max_bytes = r.typed(server, "max_request_bytes", int, 256 << 20, "server")
+    concurrent = r.typed(server, "max_concurrent", int, 2, "server")
+    queue = r.typed(server, "queue_timeout_seconds", float, 30.0, "server")
+    second = r.typed(reid, "second_approval", bool, True, "reidentification")
+    for name, value, low in (("port", port, 0), ("max_request_bytes", max_bytes, 1024),
+                             ("max_concurrent", concurrent, 1)):  # fmt: skip
+        if value < low or (name == "port" and value > 65535):
+            r.problems.append(f"server.{name} = {value} is out of range")
+    if queue <= 0:
+        r.problems.append("server.queue_timeout_seconds must be positive")
+    history = r.path(keys, "identity_history", "keys")
+    party_key = r.path(keys, "ttp_party_key", "keys")
+    audit_log, audit_key = r.path(audit, "log", "audit"), r.path(audit, "key", "audit")
     if r.problems:
         raise FileFormatError("; ".join(r.problems), path=path)
     assert keyset is not None
     return ServiceConfig(
-        parties=tuple(parties),
-        keyset=keyset,
-        host=host,
-        port=r.typed(server, "port", int, 8443, "server"),
-        certificate=certificate,
-        private_key=private_key,
-        client_ca=client_ca,
-        require_client_certificate=require,
-        insecure_http=insecure,
-        max_request_bytes=r.typed(server, "max_request_bytes", int, 256 << 20, "server"),
-        max_concurrent=r.typed(server, "max_concurrent", int, 2, "server"),
-        queue_timeout_seconds=r.typed(server, "queue_timeout_seconds", float, 30.0, "server"),
-        identity_history=r.path(keys, "identity_history", "keys"),
-        ttp_party_key=r.path(keys, "ttp_party_key", "keys"),
-        audit_log=r.path(audit, "log", "audit"),
-        audit_key=r.path(audit, "key", "audit"),
-        second_approval=r.typed(reid, "second_approval", bool, True, "reidentification"),
-        registry_keys=registry_keys,
-        source=str(path),
-    )
+        parties=tuple(parties), keyset=keyset, host=host, port=port,
+        certificate=certificate, private_key=private_key, client_ca=client_ca,
+        require_client_certificate=require, insecure_http=insecure,
+        max_request_bytes=max_bytes, max_concurrent=concurrent, queue_timeout_seconds=queue,
+        identity_history=history, ttp_party_key=party_key, audit_log=audit_log,
+        audit_key=audit_key,
+        second_approval=second, registry_keys=registry_keys, source=str(path),
+    )  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from koble.errors import AuthorisationError, ColumnError, UsageError
+from koble.errors import AuthorisationError, ColumnError, UsageError, redact
 from koble.pseudonym.auditing import AuditSink
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest import ttp_pseudonymise
@@ -88,9 +88,9 @@ def pseudonymise(
     """One output row per input row: (row, pseudonym, reason); or the rejects alone."""
     check_domain(domain)
     if column not in frame.columns:
-        raise ColumnError(
-            f"no such column; the stream has {', '.join(frame.columns[:20])}", column=column
-        )
+        # redacted: names can be a header-less file's first row of identifiers
+        names = redact(", ".join(frame.columns[:20]))
+        raise ColumnError(f"no such column; the stream has {names}", column=column)
     done = pseudonymise_frame(
         frame.select(column),
         column,
@@ -175,6 +175,8 @@ def approve(state: ServiceState, request_id: str, officer: str) -> ReidRequest:
             raise UsageError("no such re-identification request")
         if request.requester == officer:
             raise AuthorisationError("a re-identification must be approved by another officer")
+        if request.approved_by is not None:
+            raise UsageError(f"the request is already approved by {request.approved_by}")
         request.approved_by = officer
         return request
 

@@ -78,8 +78,9 @@ def add_blind_and_reidentification(
     ) -> Response:
         who = principal(request, "reidentify", domain)
         frame = read_table(await read_body(request.stream(), limit))
-        if "pseudonym" not in frame.columns:
-            raise ColumnError("send the pseudonyms in a column 'pseudonym'", column="pseudonym")
+        if "pseudonym" not in frame.columns or frame["pseudonym"].dtype not in (pl.String, pl.Null):
+            raise ColumnError("send the pseudonyms as text in a column 'pseudonym'",
+                              column="pseudonym")  # fmt: skip
         pending = ops.new_request(
             state, who.party, domain, reason, legal_basis, frame["pseudonym"].cast(pl.String)
         )
@@ -91,23 +92,26 @@ def add_blind_and_reidentification(
 
     @app.post("/v1/reidentify/{request_id}/approve")
     async def approve(request: Request, request_id: str) -> dict[str, str]:
+        who = principal(request, "reidentify", None)  # authenticate before any lookup
         with state.lock:
             pending = state.requests.get(request_id)
         if pending is None:
             raise UsageError("no such re-identification request")
-        who = principal(request, "reidentify", pending.domain)
+        principal(request, "reidentify", pending.domain)
         ops.approve(state, request_id, who.party)
         return {"request": request_id, "status": "approved", "approved_by": who.party}
 
     @app.get("/v1/reidentify/{request_id}")
     async def result(request: Request, request_id: str) -> Response:
+        who = principal(request, "reidentify", None)  # authenticate before any lookup
         with state.lock:
             pending = state.requests.get(request_id)
-        if pending is None:
-            raise UsageError("no such re-identification request")
-        who = principal(request, "reidentify", pending.domain)
-        if who.party != pending.requester:
-            raise AuthorisationError("only the officer who asked may collect the result")
-        if state.config.second_approval and pending.approved_by is None:
-            return JSONResponse({"request": request_id, "status": "pending"}, 409)
+            if pending is None:
+                raise UsageError("no such re-identification request")
+            principal(request, "reidentify", pending.domain)
+            if who.party != pending.requester:
+                raise AuthorisationError("only the officer who asked may collect the result")
+            if state.config.second_approval and pending.approved_by is None:
+                return JSONResponse({"request": request_id, "status": "pending"}, 409)
+            state.requests.pop(request_id)  # released once, whatever happens next
         return respond(request, await bulk(functools.partial(ops.reidentify_rows, state, pending)))

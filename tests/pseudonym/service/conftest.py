@@ -42,7 +42,7 @@ import pyarrow as pa
 import pytest
 import uvicorn
 
-from koble.pseudonym.audit import AuditLog
+from koble.pseudonym.audit import AuditLog, verify_log
 from koble.pseudonym.auditing import AuditSink
 from koble.pseudonym.keys import Keyset
 from koble.pseudonym.keystore import RawKek, load_keyset, save_keyset
@@ -73,7 +73,7 @@ def _toml_time(when: datetime.datetime) -> str:
     return when.replace(microsecond=0).isoformat()
 
 
-def _party_tables(tokens: Mapping[str, str]) -> str:
+def _party_tables(tokens: Mapping[str, str], projects: str, registries: str) -> str:
     soon = _toml_time(utc_now() + datetime.timedelta(days=1))
     past = _toml_time(utc_now() - datetime.timedelta(days=1))
 
@@ -86,39 +86,39 @@ id = "operator"
 {token("operator", soon)}
 roles = ["operator"]
 allow = [
-  {{ operation = "pseudonymise", domains = ["project:*"] }},
-  {{ operation = "oprf", domains = ["project:*"] }},
+  {{ operation = "pseudonymise", domains = ["{projects}"] }},
+  {{ operation = "oprf", domains = ["{projects}"] }},
 ]
 
 [[party]]
 id = "expired"
 {token("expired", past)}
 roles = ["operator"]
-allow = [{{ operation = "pseudonymise", domains = ["project:*"] }}]
+allow = [{{ operation = "pseudonymise", domains = ["{projects}"] }}]
 
 [[party]]
 id = "pharmacy"
 {token("pharmacy", soon)}
 roles = ["sender"]
-allow = [{{ operation = "ingest", domains = ["registry:{REGISTRY}"] }}]
+allow = [{{ operation = "ingest", domains = ["{registries}"] }}]
 
 [[party]]
 id = "analyst"
 {token("analyst", soon)}
 roles = ["operator"]
-allow = [{{ operation = "reidentify", domains = ["project:*"] }}]
+allow = [{{ operation = "reidentify", domains = ["{projects}"] }}]
 
 [[party]]
 id = "officer-a"
 certificate = true
 roles = ["officer"]
-allow = [{{ operation = "reidentify", domains = ["project:*"] }}]
+allow = [{{ operation = "reidentify", domains = ["{projects}"] }}]
 
 [[party]]
 id = "officer-b"
 certificate = true
 roles = ["officer"]
-allow = [{{ operation = "reidentify", domains = ["project:*"] }}]
+allow = [{{ operation = "reidentify", domains = ["{projects}"] }}]
 
 [[party]]
 id = "nogrants"
@@ -168,11 +168,12 @@ class Service:
         timeout: float = 60.0,
     ) -> httpx.Client:
         """An HTTPS client: by ``token``, raw ``authorization`` header, or ``party``'s cert."""
-        headers: dict[str, str | bytes] = {}
+        headers: dict[bytes, bytes] = {}
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
+            headers[b"Authorization"] = f"Bearer {token}".encode()
         if authorization is not None:
-            headers["Authorization"] = authorization
+            raw = authorization.encode() if isinstance(authorization, str) else authorization
+            headers[b"Authorization"] = raw
         return httpx.Client(
             base_url=self.url,
             verify=self.ssl_context(party, pki=pki),
@@ -200,17 +201,18 @@ def build_service(
     *,
     server: Mapping[str, object] | None = None,
     audit: AuditSink | None = None,
+    projects: str = "project:*",
+    registries: str = f"registry:{REGISTRY}",
 ) -> Service:
     """Write keys, PKI and config into ``directory`` and open the service's state.
 
     ``server`` overrides ``[server]`` settings (``max_request_bytes``, ``max_concurrent``,
     ...). Without ``audit`` the state gets an :class:`AuditLog` at ``audit.log``.
+    ``projects`` and ``registries`` are the domain patterns of the grants.
     """
     directory.mkdir(parents=True, exist_ok=True)
     not_before = utc_now() - datetime.timedelta(minutes=5)  # real clock: TLS checks it
-    pki = create_test_pki(
-        directory / "pki", [*CERT_PARTIES, STRANGER], now=not_before, days=2
-    )
+    pki = create_test_pki(directory / "pki", [*CERT_PARTIES, STRANGER], now=not_before, days=2)
     other = create_test_pki(directory / "other-pki", list(CERT_PARTIES), now=not_before, days=2)
     kek = os.urandom(32)
     created = Keyset.create(randbytes=os.urandom, now=utc_now)
@@ -246,7 +248,7 @@ ttp_party_key = "ttp.x25519.pem"
 
 [reidentification]
 second_approval = true
-{_party_tables(tokens)}""",
+{_party_tables(tokens, projects, registries)}""",
         encoding="utf-8",
     )
     config = load_config(directory / "service.toml")
@@ -298,6 +300,14 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     built = build_service(tmp_path_factory.mktemp("service"))
     with running(built) as live:
         yield live
+    # Stopped: the log is closed with a signed checkpoint, verifies, and never held an
+    # identifier or a token, whatever the tests sent.
+    assert built.audit_path is not None and built.signer is not None
+    report = verify_log(built.audit_path, built.signer.public_key_bytes(), require_closed=True)
+    assert report.ok, report
+    data = built.audit_path.read_bytes()
+    assert valid_fnr_in_bytes(data) == []
+    assert not any(token.encode() in data for token in built.tokens.values())
 
 
 # --- data ------------------------------------------------------------------------------------

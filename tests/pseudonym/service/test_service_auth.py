@@ -4,6 +4,7 @@ and 403, the audit of every refusal, and error bodies that never echo an identif
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,6 +150,7 @@ def test_every_role_allowed_and_refused_as_configured(
     assert event["domain"] == domain
     assert event["details"]["status"] == status
     assert event["details"]["via"] == ("token" if who.token else "certificate")
+    assert valid_fnr_in_bytes(json.dumps(event).encode()) == []
     if status == 403:
         body = response.json()
         assert body["error"] == "AuthorisationError"
@@ -335,11 +337,6 @@ def test_error_bodies_never_echo_an_identifier(service: Service) -> None:
         assert valid_fnr_in_bytes(response.content) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="operations.pseudonymise (ColumnError 'the stream has ...') echoes the stream's "
-    "column names, which for a header-less file are the first row's identifiers",
-)
 def test_missing_column_error_does_not_echo_header_row_identifiers(service: Service) -> None:
     # A header-less CSV read as Arrow: the first data row became the column names.
     first, second = IDS[20], IDS[21]
@@ -359,11 +356,6 @@ def test_missing_column_error_does_not_echo_header_row_identifiers(service: Serv
 LONG_DOMAIN = "project:p2026-014-adverse-drug-reactions-cohort-b"  # valid: 1-64 [a-z0-9_.:-]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.audit_every_request passes the raw domain to AuditLog.append, whose guard "
-    "refuses 40+ base64-alphabet characters: a valid domain gets 503 and no audit entry",
-)
 def test_a_valid_long_domain_is_served_and_audited(service: Service) -> None:
     before = service.audit_seq()
     with service.client(token=service.tokens["operator"]) as http:
@@ -372,11 +364,6 @@ def test_a_valid_long_domain_is_served_and_audited(service: Service) -> None:
     assert [e["domain"] for e in service.audit_events(before)] == [LONG_DOMAIN]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.audit_every_request: an unauthenticated request whose domain the audit guard "
-    "refuses (an identifier, or 40+ base64 characters) gets 503 and is not audited at all",
-)
 @pytest.mark.parametrize("domain", ["project:" + IDS[30], "project:" + "A" * 40])
 def test_unauthenticated_requests_are_audited_whatever_their_domain(
     service: Service, domain: str
@@ -387,3 +374,14 @@ def test_unauthenticated_requests_are_audited_whatever_their_domain(
     events = service.audit_events(before)
     assert response.status_code == 401
     assert [e["actor"] for e in events] == ["unauthenticated"]
+
+
+def test_reidentification_routes_authenticate_before_looking_up_the_request(
+    service: Service,
+) -> None:
+    with OFFICER_A.client(service) as http:
+        real = reidentify(http, service, "project:p1").json()["request"]
+    with service.client() as http:
+        for request_id in (real, "0123456789abcdef"):
+            _assert_401(http.post(f"/v1/reidentify/{request_id}/approve"))
+            _assert_401(http.get(f"/v1/reidentify/{request_id}"))

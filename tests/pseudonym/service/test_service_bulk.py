@@ -8,9 +8,9 @@ import random
 import re
 import threading
 import time
-from pathlib import Path
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import polars as pl
@@ -56,9 +56,7 @@ def officer(service: Service, party: str) -> ServiceClient:
     return ServiceClient(service.url, cert=(issued.cert, issued.key), ca=service.pki.ca_cert)
 
 
-def post_pseudonymise(
-    http: httpx.Client, body: bytes, **params: str | bool
-) -> httpx.Response:
+def post_pseudonymise(http: httpx.Client, body: bytes, **params: str | bool) -> httpx.Response:
     query = {"domain": DOMAIN, **{k: str(v).lower() for k, v in params.items()}}
     return http.post("/v1/pseudonymise", params=query, content=body, headers=ARROW_HEADERS)
 
@@ -138,7 +136,9 @@ def test_invalid_identifiers_are_422_with_rejects_and_nothing_pseudonymised(
 def test_partial_accounts_for_every_row(service: Service, population: list[str]) -> None:
     values, broken = dirty(population)
     with service.client(token=service.tokens["operator"]) as http:
-        strict = read_arrow(post_pseudonymise(http, arrow_stream(pl.DataFrame({"fnr": values}))).content)
+        strict = read_arrow(
+            post_pseudonymise(http, arrow_stream(pl.DataFrame({"fnr": values}))).content
+        )
         response = post_pseudonymise(
             http, arrow_stream(pl.DataFrame({"fnr": values})), partial=True
         )
@@ -153,9 +153,10 @@ def test_partial_accounts_for_every_row(service: Service, population: list[str])
     assert result.filter(has_reason)["row"].to_list() == sorted(broken)
     assert result.filter(has_reason)["reason"].to_list() == strict["reason"].to_list()
     good = [v for i, v in enumerate(values, 1) if i not in broken]
-    assert result.filter(has_pseudonym)["pseudonym"].to_list() == pseudonymise_values(
-        service.keyset, DOMAIN, pl.Series(good)
-    ).to_list()
+    assert (
+        result.filter(has_pseudonym)["pseudonym"].to_list()
+        == pseudonymise_values(service.keyset, DOMAIN, pl.Series(good)).to_list()
+    )
 
 
 def _truncated(population: list[str]) -> bytes:
@@ -222,11 +223,6 @@ def test_wrong_column_is_400_naming_the_column(service: Service, population: lis
         pa.decimal256(76, 0),
     ],
     ids=["union", "month-day-nano", "decimal256"],
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="arrowio.read_table: pl.from_arrow of a valid Arrow stream with a type polars "
-    "cannot import raises ComputeError (or a Rust PanicException) outside the try: 500",
 )
 def test_arrow_types_polars_cannot_import_are_400(
     service: Service, column_type: pa.DataType
@@ -418,9 +414,10 @@ def test_sealed_ingest_with_invalid_identifiers(service: Service, population: li
     opened = registry_open(ForwardedBatch.from_bytes(partial.content), service.registry_key)
     assert (opened.report.rows, opened.report.stored, opened.report.rejected) == (60, 57, 3)
     good = [v for i, v in enumerate(values) if i not in (3, 10, 41)]
-    assert opened.table["fnr_pseudonym"].to_list() == pseudonymise_values(
-        service.keyset, f"registry:{REGISTRY}", pl.Series(good)
-    ).to_list()
+    assert (
+        opened.table["fnr_pseudonym"].to_list()
+        == pseudonymise_values(service.keyset, f"registry:{REGISTRY}", pl.Series(good)).to_list()
+    )
     assert garbage.status_code == 400
 
 
@@ -482,6 +479,28 @@ def test_reidentification_needs_a_reason_and_a_legal_basis(service: Service) -> 
             headers=ARROW_HEADERS,
         )
         assert missing.status_code == 400 and "'pseudonym'" in missing.json()["message"]
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        pl.Series("pseudonym", [b"\xff" * 36], dtype=pl.Binary),
+        pl.Series("pseudonym", [[1, 2]]),
+    ],
+    ids=["binary", "list"],
+)
+def test_reidentify_with_a_pseudonym_column_that_is_not_text_is_400(
+    service: Service, column: pl.Series
+) -> None:
+    with service.client(party="officer-a") as http:
+        response = http.post(
+            "/v1/reidentify",
+            params={"domain": DOMAIN, "reason": REASON, "legal_basis": BASIS},
+            content=arrow_stream(pl.DataFrame([column])),
+            headers=ARROW_HEADERS,
+        )
+    assert response.status_code == 400, response.text
+    assert "'pseudonym'" in response.json()["message"]
 
 
 # --- one bulk slot -----------------------------------------------------------------------------
@@ -561,11 +580,6 @@ def test_a_busy_service_answers_503_with_retry_after(impatient: Service) -> None
     assert statuses[:2] == [503, 200]  # the refused request, /health; then the slow one
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="routes_extra.result reads the pending request, then awaits a bulk slot; "
-    "operations.reidentify_rows pops it without checking: two collections both get it",
-)
 def test_a_reidentification_is_released_once_even_to_concurrent_collections(
     one_slot: Service, population: list[str]
 ) -> None:
