@@ -117,12 +117,15 @@ def _print_linkage(console: Console, result: DemoResult) -> None:
         run = outcome.run
         plan = run.plan
         table = Table(title=f"{plan.project_id} ({outcome.name}: {plan.route} route)")
-        for name in ("registry", "route", "sent", "found", "rows delivered", "outside period"):
-            table.add_column(name, justify="left" if name in ("registry", "route") else "right")
+        table.add_column("registry", no_wrap=True)
+        table.add_column("route", no_wrap=True)
+        for name in ("sent", "found", "rows", "outside"):
+            table.add_column(name, justify="right")
         for registry in _registries(run.stats):
             table.add_row(
                 registry["registry"],
-                registry["route"] + (" + consent filter" if registry["consent_filter"] else ""),
+                ("TTP" if registry["route"] == "ttp-pseudonym" else registry["route"])
+                + (" + consent" if registry["consent_filter"] else ""),
                 f"{registry['persons_sent']:,}",
                 f"{registry['persons_found']:,}",
                 f"{registry['rows_delivered']:,}",
