@@ -118,9 +118,9 @@ def _print_linkage(console: Console, result: DemoResult) -> None:
         plan = run.plan
         table = Table(title=f"{plan.project_id} ({outcome.name}: {plan.route} route)")
         table.add_column("registry", no_wrap=True)
-        table.add_column("route", no_wrap=True)
+        table.add_column("route")
         for name in ("sent", "found", "rows", "outside"):
-            table.add_column(name, justify="right")
+            table.add_column(name, justify="right", no_wrap=True)
         for registry in _registries(run.stats):
             table.add_row(
                 registry["registry"],
