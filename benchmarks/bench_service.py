@@ -33,6 +33,7 @@ after and the CPU time each side used, so a number can be placed.
 
     python benchmarks/bench_service.py [--clients 4] [--seconds 20] [--batch 100000]
         [--max-concurrent 2] [--sweep] [--server-threads T] [--lib-seconds 5]
+        [--plain-http] [--max-wait 600] [--tmp DIR]
 """
 
 from __future__ import annotations
