@@ -41,12 +41,23 @@ def registry_table(ctx: Context, registry: str) -> tuple[Path, str]:
     return source.file, source.id_column
 
 
-def load_feed(ctx: Context, source: RegistrySource) -> dict[str, Any]:
+#: Feed rows per call of the sealed ingest: bounds the memory a national feed needs.
+FEED_CHUNK_ROWS = 1_000_000
+
+
+def load_feed(
+    ctx: Context, source: RegistrySource, *, chunk_rows: int | None = None
+) -> dict[str, Any]:
     """Before the job: a pseudonymous registry's feed goes through sealed ingest at the TTP.
 
     The sender seals fødselsnummer (and HPR numbers) to the TTP and the payload to the
     registry; the TTP pseudonymises without reading the payload; the registry stores rows
-    keyed by its pseudonym (:func:`koble.pseudonym.ingest_feed.ingest_feed`).
+    keyed by its pseudonym (:func:`koble.pseudonym.ingest_feed.ingest_feed`). The feed is
+    read and ingested ``chunk_rows`` (default :data:`FEED_CHUNK_ROWS`) rows at a time and
+    the registry's table appended, so memory stays bounded whatever the feed's size (a
+    national prescription feed has tens of millions of rows). Rows the TTP refuses are
+    kept, with their row number in the whole feed and the reason, in
+    ``ingest/<registry>/rejects.parquet``; sent = stored + rejected is checked.
     """
     party = f"registry:{source.registry}"
     target = ctx.store(party) / f"{source.registry}.parquet"
@@ -55,25 +66,70 @@ def load_feed(ctx: Context, source: RegistrySource) -> dict[str, Any]:
     work = ctx.workspace.root / "ingest" / source.registry
     if work.exists():
         shutil.rmtree(work)
-    feed = pl.read_parquet(source.file)
+    try:
+        feed = pq.ParquetFile(source.file)
+    except (OSError, ValueError) as exc:
+        raise FileFormatError(f"cannot read the registry's feed: {exc}", path=source.file) from None
     schemes: dict[str, IdScheme] = {c: s for c, s in source.id_columns.items()}  # type: ignore[misc]
-    report = ingest_feed(
-        feed,
-        name=source.registry,
-        id_columns=schemes,
-        out_dir=work,
-        ttp_key=ctx.workspace.keys("ttp").receive,
-        registry_key=ctx.workspace.keys(party).receive,
-        keyset=ctx.keys.ttp,
-        domains=feed_domains(source.registry, schemes),
-        history=None
-        if ctx.sources.ttp_history is None
-        else IdentityHistory.read(ctx.sources.ttp_history),
-        randbytes=ctx.randbytes,
-        test_numbers=ctx.test_numbers,
+    history = (
+        None if ctx.sources.ttp_history is None else IdentityHistory.read(ctx.sources.ttp_history)
     )
-    (work / "registry" / f"{source.registry}.parquet").replace(target)
-    return {"loaded": True, "rows_sent": report.rows_sent, "rows_stored": report.rows_stored}
+    partial = target.with_name(target.name + ".part")
+    writer: pq.ParquetWriter | None = None
+    rejects: list[pl.DataFrame] = []
+    sent = stored = rejected = 0
+    by_reason: dict[str, int] = {}
+    try:
+        for i, batch in enumerate(feed.iter_batches(batch_size=chunk_rows or FEED_CHUNK_ROWS)):
+            chunk = pl.from_arrow(batch)
+            assert isinstance(chunk, pl.DataFrame)
+            part = work / f"part-{i:05d}"
+            report = ingest_feed(
+                chunk,
+                name=source.registry,
+                id_columns=schemes,
+                out_dir=part,
+                ttp_key=ctx.workspace.keys("ttp").receive,
+                registry_key=ctx.workspace.keys(party).receive,
+                keyset=ctx.keys.ttp,
+                domains=feed_domains(source.registry, schemes),
+                history=history,
+                randbytes=ctx.randbytes,
+                test_numbers=ctx.test_numbers,
+            )
+            table = pq.read_table(report.registry_table)
+            if writer is None:
+                writer = pq.ParquetWriter(partial, table.schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema))
+            rejects.append(
+                pl.read_parquet(report.sender_rejects).with_columns(pl.col("feed_row") + sent)
+            )
+            sent += report.rows_sent
+            stored += report.rows_stored
+            rejected += report.rows_rejected
+            for reason, n in report.by_reason.items():
+                by_reason[reason] = by_reason.get(reason, 0) + n
+            shutil.rmtree(part)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise FileFormatError("the registry's feed has no rows", path=source.file)
+    if sent != feed.metadata.num_rows or sent != stored + rejected:
+        raise FileFormatError(
+            f"the ingest does not reconcile: {sent} rows sent, {stored} stored, "
+            f"{rejected} rejected",
+            path=source.file,
+        )
+    pl.concat(rejects).write_parquet(work / "rejects.parquet")
+    partial.replace(target)
+    return {
+        "loaded": True,
+        "rows_sent": sent,
+        "rows_stored": stored,
+        "rows_rejected": rejected,
+        "by_reason": dict(sorted(by_reason.items())),
+    }
 
 
 def _key(ctx: Context, registry: str) -> str:

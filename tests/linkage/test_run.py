@@ -191,3 +191,47 @@ def test_every_step_is_an_audit_event_in_a_verifiable_log(distributed_run: RunRe
     assert steps == [s.id for s in distributed_run.plan.steps]
     ttp = next(e for e in events if e.get("operation") == "linkage.pseudonymise_for_registry")
     assert ttp["domain"] == "registry:reseptregisteret" and ttp["key_id"]
+
+
+def test_feed_ingested_in_chunks_gives_the_same_registry_table(
+    world: World, distributed_run: RunResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A feed loaded a few thousand rows at a time (as a national feed is, to bound memory)
+    gives the registry the same table as one load with the same keys, every feed row is
+    stored or rejected, and a reject names its row in the whole feed."""
+    import dataclasses
+
+    import koble.linkage.steps_registry as steps_registry
+
+    source = world.sources.get("reseptregisteret")
+    feed = pl.read_parquet(source.file)
+    bad = [2, 3_001, 3_002, feed.height]  # 1-based, on both sides of chunk boundaries
+    broken = feed.with_columns(
+        pl.when(pl.int_range(1, feed.height + 1).is_in(bad))
+        .then(pl.lit("12345678901"))
+        .otherwise(pl.col("fnr"))
+        .alias("fnr")
+    )
+    broken.write_parquet(tmp_path / "feed.parquet")
+    registries = dict(world.sources.registries)
+    registries["reseptregisteret"] = dataclasses.replace(source, file=tmp_path / "feed.parquet")
+    sources = dataclasses.replace(world.sources, registries=registries)
+    keys = distributed_run.workspace.parent / f"{distributed_run.workspace.name}-keys"
+    runs = {}
+    for chunk in (3_001, 10_000_000):
+        monkeypatch.setattr(steps_registry, "FEED_CHUNK_ROWS", chunk)
+        runs[chunk] = world.run(
+            world.distributed, tmp_path / f"ws{chunk}", keys=keys, sources=sources
+        )
+    store = Path("registry-reseptregisteret") / "store" / "reseptregisteret.parquet"
+    tables = [pl.read_parquet(r.workspace / store) for r in runs.values()]
+    assert tables[0].equals(tables[1])
+    assert tables[0].height == feed.height - len(bad)
+    for run in runs.values():
+        setup = json.loads((run.workspace / "run.json").read_text("utf-8"))["setup"]
+        loaded = setup["reseptregisteret"]
+        assert loaded["rows_sent"] == feed.height
+        assert loaded["rows_stored"] + loaded["rows_rejected"] == feed.height
+        rejects = pl.read_parquet(run.workspace / "ingest" / "reseptregisteret" / "rejects.parquet")
+        assert sorted(rejects["feed_row"].to_list()) == bad
+        assert set(rejects["reason"].to_list()) == {"invalid_date"}  # day 12, month 34
