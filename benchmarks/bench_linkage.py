@@ -27,12 +27,9 @@ feed would do); koble joins on the pseudonym after the TTP pseudonymises the coh
 is part of its job. For information, the same ``COPY`` on koble's pseudonymised table is
 also timed (the TTP route's own lower bound), apart from the totals.
 
-koble's ``load_feed`` hands the whole feed to ``ingest_feed`` in one call, which needs about
-1 KB of RAM per feed row (the national feed of 42 M rows does not fit in 24 GiB), so by
-default (``--ingest monthly``) the benchmark calls koble's ``ingest_feed`` once per calendar
-month inside ``load_feed`` (same keys, domains and history) and appends the registry tables;
-``--ingest whole`` keeps koble's own call. The baseline always writes Parquet, so with
-``--format`` other than ``parquet`` koble also pays for the Stata/SPSS/SAS/CSV writer.
+koble's ``load_feed`` ingests the feed a million rows at a time (bounded memory). The
+baseline always writes Parquet, so with ``--format`` other than ``parquet`` koble also
+pays for the Stata/SPSS/SAS/CSV writer.
 
 Every phase runs in a fresh child process, so each peak RSS (``ru_maxrss``, read with
 ``os.wait4``) is that phase's alone. The world is made by ``koble synth`` if ``--world`` does
@@ -42,7 +39,7 @@ not hold one; the cohort file (``cohort_bench.parquet``), the job file
 
     python benchmarks/bench_linkage.py [--quick] [--persons 5500000] [--cohort 500000]
                                        [--world DIR] [--format parquet] [--seed 2025]
-                                       [--repeat R] [--ingest monthly|whole] [--keep]
+                                       [--repeat R] [--keep]
 """
 
 from __future__ import annotations
@@ -72,11 +69,6 @@ WORK = "bench-linkage"
 COHORT_FILE = "cohort_bench.parquet"
 JOB_FILE = "job_bench.toml"
 INGESTED = ("reseptregisteret",)
-INGEST_MODES = {
-    "monthly": "once per calendar month of the feed, standing in for load_feed's one call",
-    "whole": "once for the whole feed, as koble's load_feed does",
-}
-DATE_COLUMNS = {"reseptregisteret": "dispensing_date", "iplos": "start_date"}  # the feeds' dates
 
 
 @dataclass(frozen=True)
@@ -181,64 +173,8 @@ def write_job(world: Path, fmt: str) -> Path:
 # --- child phases ---------------------------------------------------------------------------
 
 
-def monthly_ingest(feed: Any, *, name: str, out_dir: str | Path, **kwargs: Any) -> Any:
-    """koble's ``ingest_feed`` once per calendar month of the feed; the registry tables appended.
-
-    Stands in for ``ingest_feed`` in ``load_feed`` (same keys, domains and history; only the
-    call is repeated per month), since the whole national feed in one call needs more memory
-    than the machine has. Returns the feed's combined report; each month's work directory is
-    removed once its registry table is appended.
-    """
-    import polars as pl
-    import pyarrow.parquet as pq
-
-    from koble.pseudonym.ingest_feed import FeedReport, ingest_feed
-
-    root = Path(out_dir)
-    (root / "registry").mkdir(parents=True, exist_ok=True)
-    target = root / "registry" / f"{name}.parquet"
-    month = pl.col(DATE_COLUMNS[name]).dt.truncate("1mo")
-    months = feed.select(month.unique().sort(nulls_last=True)).to_series().to_list()
-    reports: list[FeedReport] = []
-    writer: pq.ParquetWriter | None = None
-    try:
-        for i, value in enumerate(months):
-            part = feed.filter(month.is_null() if value is None else month == value)
-            work = root / f"month-{i:03d}"
-            reports.append(ingest_feed(part, name=name, out_dir=work, **kwargs))
-            table = pq.read_table(work / "registry" / f"{name}.parquet")
-            if writer is None:
-                writer = pq.ParquetWriter(target, table.schema, compression="zstd")
-            writer.write_table(table)
-            del part, table
-            shutil.rmtree(work)
-    finally:
-        if writer is not None:
-            writer.close()
-    by_reason: dict[str, int] = {}
-    seconds: dict[str, float] = {}
-    for r in reports:
-        for k, n in r.by_reason.items():
-            by_reason[k] = by_reason.get(k, 0) + n
-        for k, t in r.seconds.items():
-            seconds[k] = seconds.get(k, 0.0) + t
-    return FeedReport(
-        name=name, batches=sum(r.batches for r in reports), rows_sent=feed.height,
-        rows_stored=sum(r.rows_stored for r in reports),
-        rows_rejected=sum(r.rows_rejected for r in reports),
-        rejected_by_ttp=sum(r.rejected_by_ttp for r in reports),
-        by_reason=by_reason, registry_table=str(target), sender_rejects="", seconds=seconds,
-    )  # fmt: skip
-
-
-def phase_koble(
-    world: Path, work: Path, workspace: Path, preload: Path | None, ingest: str
-) -> dict[str, Any]:
+def phase_koble(world: Path, work: Path, workspace: Path, preload: Path | None) -> dict[str, Any]:
     """Run the job with koble; ``preload``: a workspace whose ingested tables to reuse."""
-    if ingest == "monthly":
-        import koble.linkage.steps_registry
-
-        setattr(koble.linkage.steps_registry, "ingest_feed", monthly_ingest)  # noqa: B010
     from koble.linkage.demo_jobs import DEMO_CATALOGUE
     from koble.linkage.executor import run_job
     from koble.linkage.sources import synthetic_sources
@@ -519,7 +455,7 @@ def report(
     first = lj["total_seconds"] - ingest
     print(
         f"\nReseptregisteret's sealed ingest (a pre-job load, in the first run only, excluded "
-        f"from the comparison; koble's ingest_feed called {INGEST_MODES[args.ingest]}): "
+        f"from the comparison; koble's load_feed, a million rows at a time): "
         f"{sec(ingest)} s, peak RSS of that run {l_rss:.2f} GiB; "
         + ", ".join(f"{k.removeprefix('ingest-')}: {json.dumps(lj['setup'].get(k[7:], {}))}"
                     for k in ingest_keys)
@@ -595,14 +531,6 @@ def parse() -> argparse.Namespace:
         "--repeat", type=int, help="compared runs of each side, best kept [1; 3 with --quick]"
     )
     p.add_argument("--keep", action="store_true", help="keep the work directory")
-    p.add_argument(
-        "--ingest",
-        choices=["monthly", "whole"],
-        default="monthly",
-        help="the pre-job load of Reseptregisteret's feed: koble's ingest_feed once "
-        "per month (default), or once for the whole feed as koble's load_feed calls "
-        "it (needs about 1 KB of RAM per feed row)",
-    )
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--phase", help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
@@ -620,7 +548,7 @@ def main() -> None:
     args = parse()
     if args.phase:
         if args.phase == "koble":
-            result = phase_koble(args.world, args.work, args.workspace, args.preload, args.ingest)
+            result = phase_koble(args.world, args.work, args.workspace, args.preload)
         else:
             result = phase_baseline(
                 args.world, args.out, sort=args.phase == "baseline", workspace=args.workspace
@@ -660,7 +588,7 @@ def main() -> None:
         common = ["--world", str(world), "--work", str(work)]
         try:
             progress("koble, first run (with the ingest)")
-            load = run_child(["--phase", "koble", *common, "--ingest", args.ingest,
+            load = run_child(["--phase", "koble", *common,
                               "--workspace", str(work / "ws-load")],
                              env)  # fmt: skip
             jobs, bases, unsorteds = [], [], []

@@ -20,7 +20,7 @@ import polars as pl
 
 from koble.linkage.formats import delivery_name
 
-__all__ = ["PERSON_COLUMN", "codebook", "render_codebook_markdown"]
+__all__ = ["PERSON_COLUMN", "codebook", "render_codebook_markdown", "sorted_duplicates"]
 
 #: The column whose distinct values count the persons of a file.
 PERSON_COLUMN: Final = "lopenr"
@@ -50,14 +50,27 @@ def _code_list(codes: Mapping[Any, str] | None) -> list[dict[str, Any]] | None:
     return [{"code": k, "label": codes[k]} for k in order]
 
 
+def sorted_duplicates(frame: pl.DataFrame) -> int:
+    """Rows equal to an earlier row (rows minus distinct rows), for a frame sorted on every
+    column: there equal rows are adjacent, so one comparison with the row before suffices
+    instead of hashing every row. Nulls compare equal to nulls, as in ``n_unique``."""
+    if frame.height < 2 or not frame.width:
+        return 0
+    head, tail = frame.slice(0, frame.height - 1), frame.slice(1)
+    same = pl.DataFrame([tail[c].eq_missing(head[c]).alias(c) for c in frame.columns])
+    return int(same.select(pl.all_horizontal(pl.all()).sum()).item())
+
+
 def _file(
     frame: pl.DataFrame,
     labels: Mapping[str, str],
     value_labels: Mapping[str, Mapping[Any, str]],
     identifying: set[str] | frozenset[str],
+    duplicates: int | None = None,
 ) -> dict[str, Any]:
     rows = frame.height
-    duplicates = rows - frame.n_unique() if rows and frame.width else 0
+    if duplicates is None:
+        duplicates = rows - frame.n_unique() if rows and frame.width else 0
     persons = None
     if PERSON_COLUMN in frame.columns:
         persons = frame.select(pl.col(PERSON_COLUMN).drop_nulls().n_unique()).item()
@@ -83,16 +96,19 @@ def codebook(
     labels: Mapping[str, str],
     value_labels: Mapping[str, Mapping[Any, str]],
     identifying: set[str] | frozenset[str],
+    duplicates: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The codebook of a delivery whose files (by file name) hold ``files``.
 
     ``labels`` and ``value_labels`` are keyed by original column name; a column without a
     label is labelled with its own name. ``persons`` is ``None`` for a file without a
-    ``lopenr`` column (an anonymous file).
+    ``lopenr`` column (an anonymous file). ``duplicates`` gives a file's duplicate rows
+    when the caller already knows them (e.g. from :func:`sorted_duplicates`).
     """
     out = []
     for name in sorted(files):
-        entry = _file(files[name], labels, value_labels, identifying)
+        known = None if duplicates is None else duplicates.get(name)
+        entry = _file(files[name], labels, value_labels, identifying, known)
         out.append({"file": name, **entry})
     return {"files": out}
 

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from koble.errors import ColumnError, FileFormatError
 from koble.files import sha256_file
-from koble.linkage.codebook import codebook
+from koble.linkage.codebook import codebook, sorted_duplicates
 from koble.linkage.context import Context
 from koble.linkage.engine import quote
 from koble.linkage.formats import write_delivery
@@ -191,7 +191,13 @@ def _year(column: str, dtype: str) -> str:
 
 
 def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
-    """Join the person list to the registry's table, keep the approved variables and period."""
+    """Join the person list to the registry's table, keep the approved variables and period.
+
+    One SQL query joins, flags the rows inside the period and sorts: rows inside the period
+    first, then by løpenummer and every variable, so the extract is the query's first rows
+    (no copy), its duplicate rows are adjacent, and the rows outside the period are counted
+    from the same result.
+    """
     assert step.registry is not None
     reg = step.registry
     request = next(r for r in ctx.job.requests if r.registry == reg)
@@ -208,15 +214,18 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     else:
         period = "TRUE"
     selected = ", ".join(f"s.{quote(v)}" for v in variables)
+    order = ", ".join(f"{quote(c)} NULLS LAST" for c in [SERIAL, *variables])
     sql = f"""
-        SELECT p.{quote(SERIAL)} AS {quote(SERIAL)}, {selected}, ({period}) AS {_IN_PERIOD}
+        SELECT p.{quote(SERIAL)} AS {quote(SERIAL)}, {selected},
+               COALESCE({period}, FALSE) AS {_IN_PERIOD}
         FROM source s JOIN persons p ON s.{quote(id_column)} = p.{quote(key)}
+        ORDER BY {_IN_PERIOD} DESC, {order}
     """
     persons_file = store / step.inputs[0]
     joined = pl.from_arrow(ctx.engine.query(sql, {"persons": persons_file, "source": table}))
     assert isinstance(joined, pl.DataFrame)
-    in_period = joined[_IN_PERIOD].fill_null(False)
-    extract = joined.filter(in_period).drop(_IN_PERIOD).sort([SERIAL, *variables], nulls_last=True)
+    inside = int(joined[_IN_PERIOD].sum())
+    extract = joined.head(inside).drop(_IN_PERIOD)
     out = store / step.outputs[0]
     labels, value_labels = labels_for(extract.columns)
     if out.suffix == ".parquet":
@@ -230,9 +239,10 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
             value_labels=value_labels,
             timestamp=ctx.created,
         )
+    duplicates = sorted_duplicates(extract)
     consent_file = store / f"{reg}_consent.json"
     consent = ctx.read_json(consent_file) if consent_file.is_file() else {}
-    sent = pl.read_parquet(ctx.store(step.party) / _persons_input(ctx, step))
+    sent = pl.read_parquet(ctx.store(step.party) / _persons_input(ctx, step), columns=[SERIAL])
     entry = ctx.catalogue.get(reg)
     report = {
         "registry": reg,
@@ -248,8 +258,8 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
         "source_sha256": sha256_file(table),
         "source_rows": pq.ParquetFile(table).metadata.num_rows,
         "rows_delivered": extract.height,
-        "rows_outside_period": int((~in_period).sum()),
-        "duplicate_rows": int(extract.is_duplicated().sum()),
+        "rows_outside_period": joined.height - inside,
+        "duplicate_rows": duplicates,
         "file": out.name,
         "file_sha256": sha256_file(out),
         "file_rows": extract.height,
@@ -259,6 +269,7 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
             labels=labels,
             value_labels=value_labels,
             identifying=set(IDENTIFYING),
+            duplicates={out.name: duplicates},
         ),
         "recipient": OPERATOR
         if out.suffix == ".parquet" and ctx.plan.route != "distributed"

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from koble.errors import FileFormatError, UsageError
 from koble.linkage import labels as lab
-from koble.linkage.codebook import codebook, render_codebook_markdown
+from koble.linkage.codebook import codebook, render_codebook_markdown, sorted_duplicates
 from koble.linkage.formats import (
     FORMATS,
     SUFFIX,
@@ -312,3 +312,26 @@ def test_code_lists_match_the_synthetic_world() -> None:
     assert all(set(codes[s]) == {1, 2, 3, 4, 5} for s in feeds.SCORES)
     assert set(codes["age_group"]) == set(abort.AGE_GROUPS)
     assert set(codes["method"]) == set(abort.METHODS)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(1, 4),
+            st.one_of(st.none(), st.sampled_from(["A01", "B02", "æøå"])),
+            st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=False, width=32)),
+        ),
+        max_size=40,
+    )
+)
+@settings(max_examples=200, deadline=None)
+def test_sorted_duplicates_counts_rows_minus_distinct_rows(rows: list[Any]) -> None:
+    """The extract's duplicate count, taken from adjacent rows of the sorted frame, is the
+    codebook's definition (rows minus distinct rows), nulls and NaN included."""
+    frame = pl.DataFrame(
+        rows, schema={"lopenr": pl.Int64, "icd": pl.String, "ddd": pl.Float64}, orient="row"
+    ).sort(["lopenr", "icd", "ddd"], nulls_last=True)
+    expected = frame.height - frame.n_unique() if frame.height else 0
+    assert sorted_duplicates(frame) == expected
+    book = codebook({"f": frame}, labels={}, value_labels={}, identifying=set())
+    assert book["files"][0]["duplicate_rows"] == expected
