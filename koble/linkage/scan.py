@@ -154,7 +154,14 @@ def scan_frame(frame: pl.DataFrame, *, test_numbers: bool = True) -> list[Findin
         label = f"#{position + 1} (name withheld)" if rows else name
         if rows:
             findings.append(Finding(label, 1, 0, kinds))
-        candidates = _column_candidates(frame[name])
+        column = frame[name]
+        if column.dtype in (pl.String, pl.Categorical, pl.Enum):
+            # Most text columns are codes with few distinct values: if none of those holds a
+            # number, no row does, and the rows need no scan of their own.
+            probe = _column_candidates(column.unique())
+            if probe is None or _tally(probe, test_numbers)[0] == 0:
+                continue
+        candidates = _column_candidates(column)
         if candidates is not None:
             rows, first, kinds = _tally(candidates, test_numbers)
             if rows:
