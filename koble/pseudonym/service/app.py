@@ -91,6 +91,15 @@ def _route(request: Request) -> str:
     return template if isinstance(template, str) else "(no route)"
 
 
+def _encoded(function: Callable[[], Any]) -> Any:
+    """Run ``function``; an :class:`Outcome` comes back with its Arrow body already encoded,
+    so the event loop only sends bytes."""
+    result = function()
+    if isinstance(result, Outcome) and result.body is None:
+        result.body = arrow_bytes(result.frame)
+    return result
+
+
 def create_app(state: ServiceState) -> FastAPI:
     """The service for ``state`` (config, keys, audit sink, clock and randomness)."""
 
@@ -182,7 +191,7 @@ def create_app(state: ServiceState) -> FastAPI:
         except TimeoutError:
             raise BusyError("the service is busy; retry later") from None
         try:
-            return await anyio.to_thread.run_sync(function)
+            return await anyio.to_thread.run_sync(functools.partial(_encoded, function))
         finally:
             limit.release()
 
@@ -195,7 +204,8 @@ def create_app(state: ServiceState) -> FastAPI:
         )
         headers = {"X-Koble-Rows": str(outcome.rows), "X-Koble-Rejected": str(outcome.rejected)}
         status = 200 if outcome.ok else 422
-        return Response(arrow_bytes(outcome.frame), status, headers=headers, media_type=ARROW)
+        body = outcome.body if outcome.body is not None else arrow_bytes(outcome.frame)
+        return Response(body, status, headers=headers, media_type=ARROW)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
@@ -216,17 +226,19 @@ def create_app(state: ServiceState) -> FastAPI:
         test_numbers: bool = False,
     ) -> Response:
         principal(request, "pseudonymise", domain)
-        frame = read_table(await read_body(request.stream(), state.config.max_request_bytes))
-        call = functools.partial(
-            ops.pseudonymise,
-            state,
-            frame,
-            column=column,
-            domain=domain,
-            id_scheme=cast(IdScheme, scheme),
-            partial=partial,
-            test_numbers=test_numbers,
-        )
+        body = await read_body(request.stream(), state.config.max_request_bytes)
+
+        def call() -> Outcome:  # in a worker thread: decoding and encoding too
+            return ops.pseudonymise(
+                state,
+                read_table(body),
+                column=column,
+                domain=domain,
+                id_scheme=cast(IdScheme, scheme),
+                partial=partial,
+                test_numbers=test_numbers,
+            )
+
         return respond(request, await bulk(call))
 
     @app.post("/v1/ingest", openapi_extra=_OCTET_BODY)

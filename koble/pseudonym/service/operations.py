@@ -73,6 +73,7 @@ class Outcome:
     ok: bool
     key_id: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    body: bytes | None = None  # the frame as Arrow IPC, when encoded off the event loop
 
 
 def pseudonymise(
@@ -108,6 +109,11 @@ def pseudonymise(
     if rejects.height and not partial:
         return Outcome(rejects, frame.height, rejects.height, False, done.report.key_id)
     rows = pl.int_range(1, frame.height + 1, eager=True, dtype=pl.Int64).alias(ROW)
+    if not rejects.height:  # every row pseudonymised, in input order
+        merged = pl.DataFrame({ROW: rows, "pseudonym": done.table["pseudonym"]}).with_columns(
+            pl.lit(None, dtype=pl.String).alias("reason")
+        )
+        return Outcome(merged, frame.height, 0, True, done.report.key_id)
     reasons = pl.DataFrame({ROW: rows}).join(rejects.select(ROW, "reason"), on=ROW, how="left")
     good = reasons["reason"].is_null().arg_true()
     empty = pl.Series("pseudonym", [None] * frame.height, dtype=pl.String)

@@ -51,8 +51,8 @@ def add_blind_and_reidentification(
         request: Request, domain: str = Query(min_length=1, max_length=128)
     ) -> Response:
         principal(request, "oprf", domain)
-        frame = read_table(await read_body(request.stream(), limit))
-        return respond(request, await bulk(functools.partial(_oprf, state, domain, frame)))
+        body = await read_body(request.stream(), limit)
+        return respond(request, await bulk(lambda: _oprf(state, domain, read_table(body))))
 
     @app.get("/v1/oprf/key")
     async def oprf_key(
