@@ -56,9 +56,10 @@ def load_feed(
     keyed by its pseudonym (:func:`koble.pseudonym.ingest_feed.ingest_feed`). The feed is
     read and ingested ``chunk_rows`` (default :data:`FEED_CHUNK_ROWS`) rows at a time and
     the registry's table appended, so memory stays bounded whatever the feed's size (a
-    national prescription feed has tens of millions of rows). Rows the TTP refuses are
-    kept, with their row number in the whole feed and the reason, in
-    ``ingest/<registry>/rejects.parquet``; sent = stored + rejected is checked.
+    national prescription feed has tens of millions of rows). Rows the TTP refuses go back
+    to the sender, with their row number in the whole feed, the reason and the sender's own
+    identifier, in ``ingest/<registry>/sender/rejects.parquet``; sent = stored + rejected
+    is checked.
     """
     party = f"registry:{source.registry}"
     target = ctx.store(party) / f"{source.registry}.parquet"
@@ -75,6 +76,8 @@ def load_feed(
     history = (
         None if ctx.sources.ttp_history is None else IdentityHistory.read(ctx.sources.ttp_history)
     )
+    ttp_key, registry_key = ctx.workspace.keys("ttp").receive, ctx.workspace.keys(party).receive
+    domains = feed_domains(source.registry, schemes)
     partial = target.with_name(target.name + ".part")
     writer: pq.ParquetWriter | None = None
     rejects: list[pl.DataFrame] = []
@@ -90,10 +93,10 @@ def load_feed(
                 name=source.registry,
                 id_columns=schemes,
                 out_dir=part,
-                ttp_key=ctx.workspace.keys("ttp").receive,
-                registry_key=ctx.workspace.keys(party).receive,
+                ttp_key=ttp_key,
+                registry_key=registry_key,
                 keyset=ctx.keys.ttp,
-                domains=feed_domains(source.registry, schemes),
+                domains=domains,
                 history=history,
                 randbytes=ctx.randbytes,
                 test_numbers=ctx.test_numbers,
@@ -122,7 +125,7 @@ def load_feed(
             f"{rejected} rejected",
             path=source.file,
         )
-    pl.concat(rejects).write_parquet(work / "rejects.parquet")
+    pl.concat(rejects).write_parquet(work / "sender" / "rejects.parquet", mkdir=True)
     partial.replace(target)
     return {
         "loaded": True,

@@ -232,6 +232,7 @@ def test_feed_ingested_in_chunks_gives_the_same_registry_table(
         loaded = setup["reseptregisteret"]
         assert loaded["rows_sent"] == feed.height
         assert loaded["rows_stored"] + loaded["rows_rejected"] == feed.height
-        rejects = pl.read_parquet(run.workspace / "ingest" / "reseptregisteret" / "rejects.parquet")
+        sender = run.workspace / "ingest" / "reseptregisteret" / "sender"
+        rejects = pl.read_parquet(sender / "rejects.parquet")
         assert sorted(rejects["feed_row"].to_list()) == bad
         assert set(rejects["reason"].to_list()) == {"invalid_date"}  # day 12, month 34
