@@ -1,18 +1,20 @@
 """The engine a step's SQL runs on: DuckDB embedded by default, behind a small interface.
 
 Steps express extraction and joins as SQL over named tables (Parquet files or Arrow tables)
-and get Arrow back; they never touch an engine's own API. An engine for Spark implements
-the same two methods (register each file as a temporary view, run ``spark.sql``, return
-``toArrow()``), so plans and steps stay as they are. The SQL steps write is the subset DuckDB
-and Spark SQL share: ``SELECT``/``JOIN``/``WHERE``/``GROUP BY``, ``EXTRACT(YEAR FROM d)``,
-``CAST``, ``COUNT(DISTINCT ...)``.
+and get Arrow back, or have the result written to a Parquet file; they never touch an
+engine's own API. An engine for Spark implements the same methods (register each file as a
+temporary view, run ``spark.sql``, return ``toArrow()`` or ``write.parquet``), so plans and
+steps stay as they are. The SQL steps write is the subset DuckDB and Spark SQL share:
+``SELECT``/``JOIN``/``WHERE``/``GROUP BY``/``ORDER BY ... NULLS LAST``,
+``EXTRACT(YEAR FROM d)``, ``CAST``, ``COALESCE``, ``COUNT(DISTINCT ...)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Protocol, TypeAlias
 
@@ -23,7 +25,8 @@ from koble.errors import UsageError
 
 __all__ = ["DuckDBEngine", "Engine", "Table", "engine_named", "quote"]
 
-Table: TypeAlias = Path | pa.Table
+#: A Parquet file, several Parquet files read as one table (columns matched by name), or Arrow.
+Table: TypeAlias = Path | Sequence[Path] | pa.Table
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 
 
@@ -39,6 +42,11 @@ class Engine(Protocol):
 
     def query(self, sql: str, tables: Mapping[str, Table]) -> pa.Table: ...
 
+    def write_parquet(self, sql: str, tables: Mapping[str, Table], path: Path) -> int:
+        """Write the result of ``sql`` to the Parquet file ``path``, rows in the result's
+        order, the same bytes for the same input; returns the number of rows."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -53,29 +61,47 @@ class DuckDBEngine:
         self._con.execute("SET preserve_insertion_order = true")
         # Only tables passed to query() are visible: no lookup of Python variables by name.
         self._con.execute("SET python_enable_replacements = false")
+        self._con.execute("SET enable_progress_bar = false")
         if memory_limit:
             self._con.execute("SET memory_limit = ?", [memory_limit])
 
     def query(self, sql: str, tables: Mapping[str, Table]) -> pa.Table:
+        with self._tables(tables):
+            return self._con.sql(sql).to_arrow_table()
+
+    def write_parquet(self, sql: str, tables: Mapping[str, Table], path: Path) -> int:
+        """DuckDB's own Parquet writer (zstd, row groups of a million rows): DuckDB reads the
+        files it wrote about a third faster than pyarrow's for a join on a text key."""
+        literal = str(path).replace("'", "''")
+        copy = f"COPY ({sql}) TO '{literal}' (FORMAT parquet, COMPRESSION zstd, "
+        copy += "ROW_GROUP_SIZE 1000000)"
+        with self._tables(tables):
+            row = self._con.execute(copy).fetchone()
+        return int(row[0]) if row else 0
+
+    @contextlib.contextmanager
+    def _tables(self, tables: Mapping[str, Table]) -> Iterator[None]:
+        """``tables`` visible by name for the duration; removed afterwards."""
         registered: list[str] = []
         try:
             for name, table in tables.items():
                 if not _NAME.fullmatch(name):
                     raise UsageError(f"invalid table name {name!r}")
-                if isinstance(table, Path):
-                    literal = str(table).replace("'", "''")
-                    view = f"SELECT * FROM read_parquet('{literal}')"
-                    self._con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {view}")
-                else:
+                if isinstance(table, pa.Table):
                     self._con.register(name, table)
+                else:
+                    paths = [table] if isinstance(table, Path) else list(table)
+                    files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+                    view = f"SELECT * FROM read_parquet([{files}], union_by_name = true)"
+                    self._con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {view}")
                 registered.append(name)
-            return self._con.sql(sql).to_arrow_table()
+            yield
         finally:
             for name in registered:
-                if isinstance(tables[name], Path):
-                    self._con.execute(f"DROP VIEW IF EXISTS {name}")
-                else:
+                if isinstance(tables[name], pa.Table):
                     self._con.unregister(name)
+                else:
+                    self._con.execute(f"DROP VIEW IF EXISTS {name}")
 
     def close(self) -> None:
         self._con.close()

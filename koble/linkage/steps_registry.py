@@ -55,8 +55,9 @@ def load_feed(
     registry; the TTP pseudonymises without reading the payload; the registry stores rows
     keyed by its pseudonym (:func:`koble.pseudonym.ingest_feed.ingest_feed`). The feed is
     read and ingested ``chunk_rows`` (default :data:`FEED_CHUNK_ROWS`) rows at a time and
-    the registry's table appended, so memory stays bounded whatever the feed's size (a
-    national prescription feed has tens of millions of rows). Rows the TTP refuses go back
+    the parts are written as one table by the engine that will read it, so memory stays
+    bounded whatever the feed's size (a national prescription feed has tens of millions of
+    rows). Rows the TTP refuses go back
     to the sender, with their row number in the whole feed, the reason and the sender's own
     identifier, in ``ingest/<registry>/sender/rejects.parquet``; sent = stored + rejected
     is checked.
@@ -78,46 +79,38 @@ def load_feed(
     )
     ttp_key, registry_key = ctx.workspace.keys("ttp").receive, ctx.workspace.keys(party).receive
     domains = feed_domains(source.registry, schemes)
-    partial = target.with_name(target.name + ".part")
-    writer: pq.ParquetWriter | None = None
+    parts: list[Path] = []
     rejects: list[pl.DataFrame] = []
     sent = stored = rejected = 0
     by_reason: dict[str, int] = {}
-    try:
-        for i, batch in enumerate(feed.iter_batches(batch_size=chunk_rows or FEED_CHUNK_ROWS)):
-            chunk = pl.from_arrow(batch)
-            assert isinstance(chunk, pl.DataFrame)
-            part = work / f"part-{i:05d}"
-            report = ingest_feed(
-                chunk,
-                name=source.registry,
-                id_columns=schemes,
-                out_dir=part,
-                ttp_key=ttp_key,
-                registry_key=registry_key,
-                keyset=ctx.keys.ttp,
-                domains=domains,
-                history=history,
-                randbytes=ctx.randbytes,
-                test_numbers=ctx.test_numbers,
-            )
-            table = pq.read_table(report.registry_table)
-            if writer is None:
-                writer = pq.ParquetWriter(partial, table.schema, compression="zstd")
-            writer.write_table(table.cast(writer.schema))
-            rejects.append(
-                pl.read_parquet(report.sender_rejects).with_columns(pl.col("feed_row") + sent)
-            )
-            sent += report.rows_sent
-            stored += report.rows_stored
-            rejected += report.rows_rejected
-            for reason, n in report.by_reason.items():
-                by_reason[reason] = by_reason.get(reason, 0) + n
-            shutil.rmtree(part)
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
+    for i, batch in enumerate(feed.iter_batches(batch_size=chunk_rows or FEED_CHUNK_ROWS)):
+        chunk = pl.from_arrow(batch)
+        assert isinstance(chunk, pl.DataFrame)
+        part = work / f"part-{i:05d}"
+        report = ingest_feed(
+            chunk,
+            name=source.registry,
+            id_columns=schemes,
+            out_dir=part,
+            ttp_key=ttp_key,
+            registry_key=registry_key,
+            keyset=ctx.keys.ttp,
+            domains=domains,
+            history=history,
+            randbytes=ctx.randbytes,
+            test_numbers=ctx.test_numbers,
+        )
+        parts.append(Path(report.registry_table).replace(work / f"part-{i:05d}.parquet"))
+        rejects.append(
+            pl.read_parquet(report.sender_rejects).with_columns(pl.col("feed_row") + sent)
+        )
+        sent += report.rows_sent
+        stored += report.rows_stored
+        rejected += report.rows_rejected
+        for reason, n in report.by_reason.items():
+            by_reason[reason] = by_reason.get(reason, 0) + n
+        shutil.rmtree(part)
+    if not parts:
         raise FileFormatError("the registry's feed has no rows", path=source.file)
     if sent != feed.metadata.num_rows or sent != stored + rejected:
         raise FileFormatError(
@@ -126,7 +119,14 @@ def load_feed(
             path=source.file,
         )
     pl.concat(rejects).write_parquet(work / "sender" / "rejects.parquet", mkdir=True)
+    # The registry's table in one file, written by the engine that will read it.
+    partial = target.with_name(target.name + ".part")
+    written = ctx.engine.write_parquet("SELECT * FROM parts", {"parts": parts}, partial)
+    if written != stored:
+        raise FileFormatError(f"{written} rows written, {stored} stored", path=partial)
     partial.replace(target)
+    for path in parts:
+        path.unlink()
     return {
         "loaded": True,
         "rows_sent": sent,

@@ -341,6 +341,35 @@ def test_a_missing_parquet_file_fails(engine: DuckDBEngine, tmp_path: Path) -> N
         engine.query("SELECT * FROM t", {"t": tmp_path / "missing.parquet"})
 
 
+def test_several_parquet_files_read_as_one_table_matched_by_name(
+    engine: DuckDBEngine, events: Path, tmp_path: Path
+) -> None:
+    later = tmp_path / "later.parquet"
+    pq.write_table(pa.table({"code": ["K35"], "pid": ["d"]}), later)  # columns in another order
+    result = engine.query("SELECT pid, code FROM t", {"t": [events, later]})
+    assert result.to_pydict() == {
+        "pid": ["a", "b", "a", "c", "d"],
+        "code": ["C50", "I21", "S72", "C50", "K35"],
+    }
+
+
+def test_write_parquet_keeps_order_counts_rows_and_repeats_its_bytes(
+    engine: DuckDBEngine, events: Path, tmp_path: Path
+) -> None:
+    outputs = [tmp_path / "o'ne.parquet", tmp_path / "two.parquet"]
+    for out in outputs:
+        sql = "SELECT * FROM t WHERE pid <> 'b'"
+        rows = engine.write_parquet(sql, {"t": [events, events]}, out)
+        assert rows == 6
+    assert outputs[0].read_bytes() == outputs[1].read_bytes()
+    assert pq.read_table(outputs[0]).to_pydict() == {
+        "pid": ["a", "a", "c"] * 2,
+        "code": ["C50", "S72", "C50"] * 2,
+    }
+    with pytest.raises(duckdb.Error, match="t"):  # and the table is gone again
+        engine.query("SELECT * FROM t", {})
+
+
 def test_settings_are_applied() -> None:
     eng = DuckDBEngine(threads=2, memory_limit="200MB")
     try:
