@@ -34,6 +34,7 @@ __all__ = [
     "DistinctLDiversity",
     "EntropyLDiversity",
     "KAnonymity",
+    "KPersons",
     "NodeCheck",
     "Requirements",
     "TCloseness",
@@ -112,6 +113,25 @@ class DistinctLDiversity(Criterion):
 
     def describe(self) -> str:
         return f"distinct {self.l}-diversity"
+
+
+@dataclass(frozen=True)
+class KPersons(Criterion):
+    """Every released class holds at least ``k`` distinct persons (files with several rows
+    per person). The person column takes the sensitive slot: one entry per (class, person),
+    so the distinct count per class is the number of persons. Monotone like distinct
+    l-diversity: merging classes never loses a person."""
+
+    k: int
+    monotone_with_suppression: ClassVar[bool] = True
+    needs_sensitive: ClassVar[bool] = True
+
+    def failing(self, table: FrequencyTable, classes: Classes, overall: Floats) -> Mask:
+        persons = np.diff(np.append(classes.starts, table.size))
+        return persons < self.k
+
+    def describe(self) -> str:
+        return f"{self.k}-anonymity over persons"
 
 
 @dataclass(frozen=True)

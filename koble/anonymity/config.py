@@ -4,6 +4,9 @@
 
     [requirements]
     k = 5                    # every released class has at least k records
+    person = "lopenr"        # optional: k counts distinct persons (values of this column)
+                             # per class, for files with several rows per person; the
+                             # column is not released
     suppression = 0.02       # at most this share of records may be withheld
     metric = "precision"     # height | precision | discernibility | non-uniform entropy |
                              # average class size
@@ -54,6 +57,9 @@ class AnonymiseConfig:
     t_ordered: bool = False
     risk_threshold: float = 0.2
     population: Path | None = None
+    #: The column identifying the person when a file has several rows per person: then k
+    #: counts distinct persons per class, not rows, and the column is dropped from the release.
+    person: str | None = None
     base_dir: Path = field(default=Path("."), compare=False)
 
     @classmethod
@@ -83,6 +89,9 @@ class AnonymiseConfig:
             metric = Metric.PRECISION
         l_value, l_kind = req.pop("l", None), req.pop("l_kind", "distinct")
         t_value, t_ordered = req.pop("t", None), req.pop("t_ordered", False)
+        person = req.pop("person", None)
+        if person is not None and (not isinstance(person, str) or not person):
+            problems.append("requirements.person must name a column")
         if l_value is not None and (not isinstance(l_value, int | float) or l_value < 1):
             problems.append("requirements.l must be at least 1")
         if l_kind not in ("distinct", "entropy"):
@@ -99,6 +108,13 @@ class AnonymiseConfig:
         problems += [f"unknown key sensitive.{key}" for key in sorted(sensitive)]
         if (l_value is not None or t_value is not None) and column is None:
             problems.append("l-diversity and t-closeness need [sensitive] column")
+        if person is not None and column is not None:
+            problems.append(
+                "requirements.person cannot be combined with a [sensitive] column yet "
+                "(both use the search's one sensitive slot)"
+            )
+        if person is not None and person in qis:
+            problems.append("requirements.person cannot also be a quasi-identifier")
         threshold = risk.pop("threshold", 0.2)
         if not isinstance(threshold, int | float) or not 0 < threshold <= 1:
             problems.append("risk.threshold must be in (0, 1]")
@@ -118,6 +134,7 @@ class AnonymiseConfig:
             t_ordered=bool(t_ordered),
             risk_threshold=float(threshold),
             population=None if population is None else base_dir / str(population),
+            person=None if person is None else str(person),
             base_dir=base_dir,
         )
 
@@ -140,4 +157,5 @@ class AnonymiseConfig:
             "l": self.l, "l_kind": self.l_kind, "t": self.t, "t_ordered": self.t_ordered,
             "risk_threshold": self.risk_threshold,
             "population": None if self.population is None else self.population.name,
+            "person": self.person,
         }  # fmt: skip

@@ -17,7 +17,13 @@ from typing import Any
 import polars as pl
 
 from koble import __version__
-from koble.anonymity.checks import Criterion, DistinctLDiversity, EntropyLDiversity, TCloseness
+from koble.anonymity.checks import (
+    Criterion,
+    DistinctLDiversity,
+    EntropyLDiversity,
+    KPersons,
+    TCloseness,
+)
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
@@ -65,11 +71,15 @@ class AnonymityCheck:
     l: int | None  # noqa: E741
     least_distinct_sensitive: int | None
     risk: RiskReport
+    person: str | None = None
+    #: With ``person``: the fewest distinct persons in any class (k counts persons then).
+    smallest_class_persons: int | None = None
 
     @property
     def meets(self) -> bool:
         diverse = self.l is None or (self.least_distinct_sensitive or 0) >= self.l
-        return self.smallest_class >= self.k and diverse
+        persons = self.person is None or (self.smallest_class_persons or 0) >= self.k
+        return self.smallest_class >= self.k and diverse and persons
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "meets": self.meets}
@@ -85,16 +95,25 @@ def check_frame(
     l: int | None = None,  # noqa: E741
     risk_threshold: float = 0.2,
     population: pl.DataFrame | None = None,
+    person: str | None = None,
 ) -> AnonymityCheck:
-    """Equivalence classes of ``frame`` over ``qis`` exactly as they are (no generalisation)."""
-    for column in [*qis, *([sensitive] if sensitive else [])]:
+    """Equivalence classes of ``frame`` over ``qis`` exactly as they are (no generalisation).
+
+    With ``person`` (a file with several rows per person) k is also judged in persons, and
+    risk is that of a person: one record per (class, person), so a class's size for the
+    risk models is its number of persons.
+    """
+    for column in [*qis, *([sensitive] if sensitive else []), *([person] if person else [])]:
         require_column(frame, column, path)
     keys = [pl.col(c).cast(pl.String) for c in qis]
     aggregations = [pl.len().alias("n")]
     if sensitive is not None:
         aggregations.append(pl.col(sensitive).n_unique().alias("distinct"))
+    if person is not None:
+        aggregations.append(pl.col(person).n_unique().alias("persons"))
     classes = frame.group_by(keys).agg(aggregations)
     sizes = classes["n"]
+    at_risk = frame if person is None else frame.unique([*qis, person], maintain_order=True)
     return AnonymityCheck(
         path=path,
         quasi_identifiers=list(qis),
@@ -107,7 +126,9 @@ def check_frame(
         sensitive=sensitive,
         l=l,
         least_distinct_sensitive=None if sensitive is None else int(classes["distinct"].min()),  # type: ignore[arg-type]
-        risk=assess_risk(frame, qis, threshold=risk_threshold, population=population),
+        risk=assess_risk(at_risk, qis, threshold=risk_threshold, population=population),
+        person=person,
+        smallest_class_persons=None if person is None else int(classes["persons"].min() or 0),  # type: ignore[arg-type]
     )
 
 
@@ -152,6 +173,8 @@ class Release:
 
 def _criteria(config: AnonymiseConfig) -> list[Criterion]:
     criteria: list[Criterion] = []
+    if config.person is not None:
+        criteria.append(KPersons(config.k))
     if config.l is not None:
         if config.l_kind == "entropy":
             criteria.append(EntropyLDiversity(config.l))
@@ -187,10 +210,9 @@ def anonymise_file(
     path = str(source)
     qis = _generalise(frame, config, path)
     sensitive = None
-    if config.sensitive is not None:
-        sensitive = hierarchy_for("categorical").apply(
-            require_column(frame, config.sensitive, path)
-        )
+    slot = config.sensitive if config.person is None else config.person
+    if slot is not None:
+        sensitive = hierarchy_for("categorical").apply(require_column(frame, slot, path))
     population = None if config.population is None else read_table(config.population)
     timings["read_and_generalise"] = time.perf_counter() - started
     result = find_optimal(
@@ -201,7 +223,7 @@ def anonymise_file(
     names = list(config.quasi_identifiers)
     checks = {
         "k": config.k, "sensitive": config.sensitive, "risk_threshold": config.risk_threshold,
-        "l": None if config.l is None else int(config.l),
+        "l": None if config.l is None else int(config.l), "person": config.person,
     }  # fmt: skip
     before = check_frame(frame, names, path=path, population=population, **checks)  # type: ignore[arg-type]
     level_names = {g.name: g.level_names[lv] for g, lv in zip(qis, result.levels, strict=True)}
@@ -212,7 +234,7 @@ def anonymise_file(
         return release
     started = time.perf_counter()
     released, held = result.apply(frame, qis, sensitive)
-    write_table(released, output)
+    write_table(released.drop(config.person) if config.person else released, output)
     write_table(held, withheld)
     timings["apply_and_write"] = time.perf_counter() - started
     if population is not None:

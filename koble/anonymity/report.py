@@ -39,6 +39,16 @@ def report_data(release: Release) -> dict[str, Any]:
     }
 
 
+def _persons_line(data: dict[str, Any]) -> list[str]:
+    after = data["after"]
+    if not after or not after.get("person"):
+        return []
+    return [
+        f"- k counts persons (`{after['person']}`, not released); the fewest persons in a "
+        f"released class: {after['smallest_class_persons']:,}"
+    ]
+
+
 def _markdown(data: dict[str, Any]) -> str:
     cert = data["certificate"]
     figures, params = cert["figures"], cert["parameters"]
@@ -61,6 +71,7 @@ def _markdown(data: dict[str, Any]) -> str:
         "",
         f"- loss ({figures['metric']}): {figures['loss']:.6g}",
         f"- released classes: {figures['classes']:,}; smallest: {figures['min_class_size']:,}",
+        *_persons_line(data),
         f"- withheld records: {figures['suppressed']:,} of {cert['input']['rows']:,} "
         f"(allowed {figures['allowed']:,})",
         f"- search: {cert['search']['evaluated']:,} of {cert['search']['lattice_size']:,} nodes "

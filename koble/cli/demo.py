@@ -140,7 +140,8 @@ def _print_linkage(console: Console, result: DemoResult) -> None:
         if gate:
             levels = ", ".join(f"{q} → {level}" for q, level in gate["levels"].items())
             console.print(
-                f"  anonymity gate: k = {gate['k']} met (smallest class {gate['min_class_size']}, "
+                f"  anonymity gate: k = {gate['k']} persons met (smallest class "
+                f"{gate['min_class_persons']} persons, {gate['min_class_size']} rows; "
                 f"{gate['suppressed']} of {gate['rows']} rows withheld); {levels}"
             )
         verdict = "[green]verified[/]" if outcome.verify.ok else "[red]NOT verified[/]"

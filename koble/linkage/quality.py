@@ -131,9 +131,14 @@ def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
         levels = anon.get("levels") or {}
         qis = [(qi, levels.get(qi)) for qi in anon.get("quasi_identifiers", [])]
         anonymity = [
-            f"k = {anon['k']}: {'met' if anon['meets'] else 'NOT met'}; smallest class "
-            f"{anon['min_class_size']:,}; {anon['suppressed']:,} of {anon['rows']:,} rows "
-            "withheld.",
+            f"k = {anon['k']} (in persons): {'met' if anon['meets'] else 'NOT met'}; "
+            f"smallest class {anon['min_class_size']:,} rows"
+            + (
+                f", {anon['min_class_persons']:,} persons"
+                if anon.get("min_class_persons") is not None
+                else ""
+            )
+            + f"; {anon['suppressed']:,} of {anon['rows']:,} rows withheld.",
             _Table(("quasi-identifier", "level"), "ll", qis),
         ]
     checks = data.get("reconciliation") or []

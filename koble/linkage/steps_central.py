@@ -22,7 +22,6 @@ from koble.linkage.plan import SERIAL, Step
 __all__ = ["AnonymityGateError", "gate_step", "infer_hierarchy", "link_step"]
 
 LINKED = "linked.parquet"
-GATE_INPUT = "linked_without_serial.parquet"
 WITHHELD = "withheld.parquet"
 REPORT_DIR = "anonymity"
 
@@ -83,19 +82,23 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
     anonymity = ctx.job.anonymity
     assert anonymity is not None
     store = ctx.store(step.party)
-    linked = pl.read_parquet(store / step.inputs[0]).drop(SERIAL)
-    linked.write_parquet(store / GATE_INPUT)
+    linked = pl.read_parquet_schema(store / step.inputs[0])
     qis: dict[str, str | dict[str, Any]] = {
-        q: anonymity.hierarchies.get(q) or infer_hierarchy(q, linked.schema[q])
+        q: anonymity.hierarchies.get(q) or infer_hierarchy(q, linked[q])
         for q in anonymity.quasi_identifiers
     }
+    # k counts persons, not rows: a person with several rows (IPLOS services) must not fill
+    # a class alone. The løpenummer identifies the person and is dropped from the release.
     config = AnonymiseConfig(
         k=anonymity.k,
         quasi_identifiers=qis,
         suppression=anonymity.max_suppression,
+        person=SERIAL,
         base_dir=ctx.job_path.parent,
     )
-    release = anonymise_file(store / GATE_INPUT, config, store / step.outputs[0], store / WITHHELD)
+    release = anonymise_file(
+        store / step.inputs[0], config, store / step.outputs[0], store / WITHHELD
+    )
     write_report(release, store / REPORT_DIR)
     result = release.result
     summary = {
@@ -106,6 +109,9 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
         "rows": result.rows,
         "suppressed": result.suppressed,
         "min_class_size": result.min_class_size,
+        "min_class_persons": None
+        if release.after is None
+        else release.after.smallest_class_persons,
         "meets": bool(result.feasible),
     }
     ctx.write_json(store / "anonymity.json", summary)

@@ -135,13 +135,15 @@ def test_anonymity_section_when_the_gate_ran() -> None:
         "suppressed": 12,
         "rows": 4321,
         "min_class_size": 6,
+        "min_class_persons": 5,
         "meets": True,
     }
     markdown = render_markdown(data)
-    assert "k = 5: met; smallest class 6; 12 of 4,321 rows withheld." in markdown
+    expected = "k = 5 (in persons): met; smallest class 6 rows, 5 persons; 12 of 4,321 rows"
+    assert expected + " withheld." in markdown
     assert "| kommune | fylke |" in markdown
     data["anonymity"]["meets"] = False
-    assert "k = 5: NOT met" in render_html(data)
+    assert "k = 5 (in persons): NOT met" in render_html(data)
 
 
 def test_empty_job_renders() -> None:

@@ -236,3 +236,29 @@ def test_feed_ingested_in_chunks_gives_the_same_registry_table(
         rejects = pl.read_parquet(sender / "rejects.parquet")
         assert sorted(rejects["feed_row"].to_list()) == bad
         assert set(rejects["reason"].to_list()) == {"invalid_date"}  # day 12, month 34
+
+
+def test_central_route_counts_k_in_persons(central_run: RunResult) -> None:
+    """Each released class holds k distinct persons, not just k rows: the linked file's
+    persons, generalised independently to the gate's chosen levels, are counted per class."""
+    from koble.anonymity.hierarchies import hierarchy_for
+
+    store = central_run.workspace / "operator" / "store"
+    gate = json.loads((store / "anonymity.json").read_text("utf-8"))
+    linked = pl.read_parquet(store / "linked.parquet")
+    assert linked["lopenr"].is_duplicated().any()  # several rows per person: the case at hand
+    columns = []
+    for qi in gate["quasi_identifiers"]:
+        generalised = hierarchy_for(gate["hierarchies"][qi]).apply(linked[qi])
+        level = generalised.level_names.index(gate["levels"][qi])
+        columns.append(generalised.column(level).cast(pl.String).alias(qi.upper()))
+    classes = (
+        pl.DataFrame([*columns, linked["lopenr"]])
+        .group_by([c.name for c in columns])
+        .agg(pl.col("lopenr").n_unique().alias("persons"))
+    )
+    frame = read_delivery(central_run.delivery / "delivery.csv")
+    released = frame.select([c.name for c in columns]).cast(pl.String).unique()
+    persons = released.join(classes, on=released.columns, how="left")["persons"]
+    assert persons.null_count() == 0 and persons.min() >= 5  # type: ignore[operator]
+    assert gate["min_class_persons"] == persons.min()
