@@ -91,6 +91,7 @@ _ROWS = (
     ("source rows", "source_rows", "r"),
     ("delivered", "rows_delivered", "r"),
     ("outside period", "rows_outside_period", "r"),
+    ("without consent", "rows_without_consent", "r"),
     ("duplicates", "duplicate_rows", "r"),
     ("file", "file", "l"),
 )

@@ -155,7 +155,12 @@ def _require(path: Path, columns: list[str]) -> None:
 
 
 def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
-    """Keep only the persons with a consent that covers the project."""
+    """Keep only the persons with a consent that covers the project.
+
+    Consent is recorded per registration: a person is kept when at least one of their
+    registrations is consented, and the extract then keeps only the consented
+    registrations (:func:`extract_step`), so a row without consent never leaves.
+    """
     assert step.registry is not None
     source = ctx.sources.get(step.registry)
     table, id_column = registry_table(ctx, step.registry)
@@ -170,7 +175,8 @@ def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
     key = _key(ctx, step.registry)
     sql = f"""
         SELECT p.{quote(key)} AS key, p.{quote(SERIAL)} AS lopenr,
-               MAX(CASE WHEN s.{quote(source.consent_column)} THEN 1 ELSE 0 END) AS consented
+               MAX(CASE WHEN s.{quote(source.consent_column)} THEN 1 ELSE 0 END) AS consented,
+               SUM(CASE WHEN s.{quote(source.consent_column)} THEN 0 ELSE 1 END) AS refused
         FROM persons p JOIN source s ON s.{quote(id_column)} = p.{quote(key)}
         GROUP BY p.{quote(key)}, p.{quote(SERIAL)}
     """
@@ -183,7 +189,11 @@ def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
     kept = persons.join(keep.select(pl.col("key").alias(key)), on=key, how="semi")
     kept.write_parquet(store / step.outputs[0])
     without = int(found.filter(pl.col("consented") == 0)[SERIAL].n_unique())
-    stats = {"persons_without_consent": without, "persons_consented": int(kept[SERIAL].n_unique())}
+    stats = {
+        "persons_without_consent": without,
+        "persons_consented": int(kept[SERIAL].n_unique()),
+        "rows_without_consent": int(found["refused"].sum()),
+    }
     ctx.write_json(store / f"{step.registry}_consent.json", stats)
     return stats
 
@@ -217,12 +227,16 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
         period = f"{_year(source.date_column, dtype)} BETWEEN {request.start} AND {request.end}"
     else:
         period = "TRUE"
+    consented = "TRUE"
+    if ctx.route(reg).consent_filter and source.consent_column:
+        consented = f"COALESCE(s.{quote(source.consent_column)}, FALSE)"
     selected = ", ".join(f"s.{quote(v)}" for v in variables)
     order = ", ".join(f"{quote(c)} NULLS LAST" for c in [SERIAL, *variables])
     sql = f"""
         SELECT p.{quote(SERIAL)} AS {quote(SERIAL)}, {selected},
                COALESCE({period}, FALSE) AS {_IN_PERIOD}
         FROM source s JOIN persons p ON s.{quote(id_column)} = p.{quote(key)}
+        WHERE {consented}
         ORDER BY {_IN_PERIOD} DESC, {order}
     """
     persons_file = store / step.inputs[0]
@@ -233,10 +247,11 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     inside = int(joined[_IN_PERIOD].sum())
     extract = joined.head(inside).drop(_IN_PERIOD)
     out = store / step.outputs[0]
+    recipient = next(t.target for t in ctx.plan.transfers_after(step.id) if t.file == out.name)
     labels, value_labels = labels_for(extract.columns)
-    if out.suffix == ".parquet":
+    if recipient == OPERATOR:  # the central route's input to linkage, not a delivery
         extract.write_parquet(out)
-    else:
+    else:  # the researcher's file: delivered names, labels and code lists (design.md §1.5)
         write_delivery(
             extract,
             out,
@@ -258,6 +273,7 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
         "period": [request.start, request.end],
         "persons_sent": int(sent[SERIAL].n_unique()),
         "persons_without_consent": int(consent.get("persons_without_consent", 0)),
+        "rows_without_consent": int(consent.get("rows_without_consent", 0)),
         "persons_found": int(joined[SERIAL].n_unique()),
         "persons_delivered": int(extract[SERIAL].n_unique()),
         "source_file": table.name,
@@ -277,9 +293,7 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
             identifying=set(IDENTIFYING),
             duplicates={out.name: duplicates},
         ),
-        "recipient": OPERATOR
-        if out.suffix == ".parquet" and ctx.plan.route != "distributed"
-        else "researcher",
+        "recipient": recipient,
     }
     ctx.write_json(store / step.outputs[1], report)
     return {k: v for k, v in report.items() if k != "codebook"}

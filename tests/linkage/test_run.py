@@ -91,6 +91,11 @@ def test_consent_filter_keeps_only_consenting_persons(
         refusing.height
     )
     assert refusing.height > 0 and lopenr.n_unique() > 0
+    # consent is per registration: a consenting person's unconsented rows stay behind too
+    stats = registry_stats(distributed_run, "hoftebruddregisteret")
+    consented_rows = registry.filter(pl.col("consent")).height
+    assert stats["rows_delivered"] + stats["rows_outside_period"] == consented_rows
+    assert stats["rows_without_consent"] == registry.filter(~pl.col("consent")).height
 
 
 def test_ttp_route_links_through_registry_pseudonyms(distributed_run: RunResult) -> None:
@@ -176,6 +181,13 @@ def test_every_delivery_format_verifies(
     suffix = {"parquet": "parquet", "stata": "dta", "spss": "sav", "sas": "xpt"}[fmt]
     frame = read_delivery(result.delivery / f"npr_extract.{suffix}")
     assert frame.height == registry_stats(result, "npr")["rows_delivered"]
+    # every format follows design.md §1.5: delivered names, and labels where it holds them
+    assert frame.columns == ["LOPENR", "START_DATE", "END_DATE", "CARE_LEVEL", "ICD10_MAIN"]
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(result.delivery / "npr_extract.parquet")
+        assert all(b"label" in (f.metadata or {}) for f in schema)
 
 
 def test_every_step_is_an_audit_event_in_a_verifiable_log(distributed_run: RunResult) -> None:
@@ -262,3 +274,35 @@ def test_central_route_counts_k_in_persons(central_run: RunResult) -> None:
     persons = released.join(classes, on=released.columns, how="left")["persons"]
     assert persons.null_count() == 0 and persons.min() >= 5  # type: ignore[operator]
     assert gate["min_class_persons"] == persons.min()
+
+
+def test_consent_is_per_registration(world: World, tmp_path: Path) -> None:
+    """A person who consented to one registration and not another: only the consented
+    registration leaves the registry."""
+    import dataclasses
+
+    source = world.sources.get("hoftebruddregisteret")
+    table = pl.read_parquet(source.file).with_row_index("i")
+    # withdraw consent for the first of every consenting person's several registrations
+    first = table.filter(pl.col("consent")).filter(pl.col("fnr").is_duplicated())
+    first = first.group_by("fnr").agg(pl.col("i").min())["i"]
+    mixed = table.with_columns(
+        pl.when(pl.col("i").is_in(first.implode())).then(False).otherwise(pl.col("consent"))
+        .alias("consent")
+    ).drop("i")  # fmt: skip
+    path = tmp_path / "quality_registry_mixed.parquet"
+    mixed.write_parquet(path)
+    registries = {**world.sources.registries,
+                  "hoftebruddregisteret": dataclasses.replace(source, file=path)}  # fmt: skip
+    sources = dataclasses.replace(world.sources, registries=registries)
+    run = world.run(world.distributed, tmp_path / "ws", sources=sources)
+    keys = pl.read_parquet(run.workspace / "operator" / "store" / "key_list.parquet")
+    in_keys = mixed.join(keys, on="fnr")
+    per_person = in_keys.group_by("lopenr").agg(pl.col("consent").n_unique().alias("kinds"))
+    assert (per_person["kinds"] == 2).any(), "no person with mixed consent in the population"
+    stats = registry_stats(run, "hoftebruddregisteret")
+    consented = in_keys.filter(pl.col("consent")).height
+    assert stats["rows_delivered"] + stats["rows_outside_period"] == consented
+    assert stats["rows_without_consent"] == in_keys.filter(~pl.col("consent")).height
+    delivered = read_delivery(run.delivery / "hoftebruddregisteret_extract.csv")
+    assert delivered.height == stats["rows_delivered"] > 0
