@@ -103,7 +103,11 @@ def progress_display(console: Console, enabled: bool) -> tuple[Progress, StepEve
     task = bar.add_task("planning", total=None)
 
     def event(step: Step, what: str, index: int, total: int) -> None:
-        if what == "start":
+        if what == "rows":  # within a long step: rows done of all
+            bar.update(
+                task, description=f"{step.party}: {step.action} ({index:,} of {total:,} rows)"
+            )
+        elif what == "start":
             bar.update(
                 task, description=f"{step.party}: {step.action}", total=total, completed=index - 1
             )
@@ -167,6 +171,9 @@ def summary_text(result: RunResult) -> str:
         f"{result.plan.project_id}: {result.plan.route} route, {len(result.plan.steps)} steps"
         + (f" (resumed after step {result.resumed})" if result.resumed else "")
     ]
+    for name, took_s in result.seconds.items():
+        if name.startswith("ingest-"):
+            lines.append(f"  {took_s:7.2f} s  {'ttp':<32} sealed ingest of {name[7:]}'s feed")
     for step in result.plan.steps:
         seconds = result.seconds.get(step.id)
         took = "done earlier" if seconds is None else f"{seconds:7.2f} s"

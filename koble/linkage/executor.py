@@ -6,8 +6,10 @@ each file the plan sends is sealed to its recipient and signed by its sender
 (:mod:`koble.linkage.transfer`), moved to the recipient's inbox and opened there (the
 signature checked against the sender the plan names) into the recipient's store.
 
-Resuming: ``run.json`` records the job's hash, the run's clock value and each completed step
-(with the SHA-256 of what it wrote). Every file is written to a temporary name and renamed,
+Resuming: ``run.json`` records the job's hash, the plan's hash (so a different catalogue is
+noticed), a fingerprint of every data source (file, size, modification time), the run's
+clock value and each completed step (with the SHA-256 of what it wrote); a resume with
+anything of these changed is refused. Every file is written to a temporary name and renamed,
 and a step is recorded only after its transfers are delivered, so a crash or kill leaves
 either a completed step or one that is redone from the start. Running again continues after
 the last completed step and, because the clock value is kept, writes the same bytes. The
@@ -35,7 +37,7 @@ from koble.linkage.job import Job, load_job
 from koble.linkage.keys import LinkageKeys, read_json, write_json
 from koble.linkage.plan import RESEARCHER, Plan, Step
 from koble.linkage.planner import plan_job
-from koble.linkage.sources import Sources
+from koble.linkage.sources import RegistrySource, Sources
 from koble.linkage.steps_central import gate_step, link_step
 from koble.linkage.steps_deliver import DELIVERY, deliver_step, receive_step, refuse_step
 from koble.linkage.steps_keys import assign_serials_step, pseudonymise_step, send_persons_step
@@ -97,7 +99,33 @@ def _job_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _state(root: Path, job_sha: str, now: Clock) -> dict[str, Any]:
+def _fingerprint(path: Path | None) -> list[Any] | None:
+    """A cheap identity of a data file: its name, size and modification time (hashing a
+    national table on every resume would cost minutes)."""
+    if path is None:
+        return None
+    try:
+        info = path.stat()
+    except OSError:
+        return [str(path), None, None]
+    return [str(path), info.st_size, info.st_mtime_ns]
+
+
+def _sources_print(sources: Sources, job: Job) -> dict[str, Any]:
+    named = {r.registry for r in job.requests}
+    prints: dict[str, Any] = {
+        reg: [_fingerprint(s.file), s.id_column, s.date_column, s.consent_column, s.ingest]
+        for reg, s in sorted(sources.registries.items())
+        if reg in named
+    }
+    prints["(identity history: operator)"] = _fingerprint(sources.operator_history)
+    prints["(identity history: ttp)"] = _fingerprint(sources.ttp_history)
+    return prints
+
+
+def _state(
+    root: Path, job_sha: str, plan_sha: str, sources: dict[str, Any], now: Clock
+) -> dict[str, Any]:
     path = root / STATE
     if path.is_file():
         state: dict[str, Any] = read_json(path)
@@ -106,9 +134,29 @@ def _state(root: Path, job_sha: str, now: Clock) -> dict[str, Any]:
                 f"{root} holds a run of another job (or the job file changed since); use a new "
                 "workspace to run this one"
             )
+        if state.get("plan_sha256", plan_sha) != plan_sha:
+            raise UsageError(
+                f"{root}: the plan differs from the one the interrupted run followed (another "
+                "catalogue, or --catalogue left out?); resume with the same catalogue or use "
+                "a new workspace"
+            )
+        before = state.get("sources", sources)
+        changed = sorted(k for k in set(before) | set(sources) if before.get(k) != sources.get(k))
+        if changed:
+            raise UsageError(
+                f"{root}: data sources changed since the interrupted run ({', '.join(changed)}); "
+                "resume with the same data or use a new workspace"
+            )
         return state
     created = now().astimezone(datetime.UTC).replace(microsecond=0)
-    return {"job_sha256": job_sha, "created": created.isoformat(), "done": {}, "setup": {}}
+    return {
+        "job_sha256": job_sha,
+        "plan_sha256": plan_sha,
+        "sources": sources,
+        "created": created.isoformat(),
+        "done": {},
+        "setup": {},
+    }
 
 
 def _transfer(ctx: Context, step: Step) -> None:
@@ -150,6 +198,47 @@ def _audit(log: AuditLog, step: Step, stats: dict[str, Any], written: dict[str, 
     )
 
 
+def _ingest(
+    ctx: Context,
+    source: RegistrySource,
+    state: dict[str, Any],
+    result: RunResult,
+    log: AuditLog,
+    on_step: StepEvent | None,
+    total: int,
+) -> None:
+    """Load a pseudonymous registry's feed by sealed ingest (once: a loaded table is kept),
+    record its counts in ``run.json`` and audit it."""
+    reg = source.registry
+    step = Step(f"ingest-{reg}", "ttp", "sealed_ingest", f"sealed ingest of {reg}'s feed")
+    if on_step:
+        on_step(step, "start", 0, total)
+    tick = time.perf_counter()
+
+    def rows(done: int, of: int) -> None:
+        if on_step:
+            on_step(step, "rows", done, of)
+
+    counts = load_feed(ctx, source, on_rows=rows)
+    if counts.get("loaded") or reg not in state["setup"]:
+        state["setup"][reg] = counts
+        write_json(ctx.workspace.root / STATE, state)
+    if counts.get("loaded"):
+        result.seconds[step.id] = time.perf_counter() - tick
+        log.append(
+            actor="ttp",
+            operation="linkage.sealed_ingest",
+            domain=f"registry:{reg}",
+            key_id=ctx.keys.ttp.primary.key_id,
+            rows_in=counts["rows_sent"],
+            rows_out=counts["rows_stored"],
+            rejected=counts["rows_rejected"],
+            details={"step": step.id, "registry": reg},
+        )
+    if on_step:
+        on_step(step, "done", 0, total)
+
+
 def run_job(
     job_path: Path,
     workspace: Path,
@@ -179,7 +268,8 @@ def run_job(
         reasons = "; ".join(f"{r.registry}: {r.reason}" for r in plan.refusals)
         raise UsageError(f"every registry in the job is refused, nothing to run: {reasons}")
     job_sha = _job_sha(job_path)
-    state = _state(workspace, job_sha, now)
+    plan_sha = hashlib.sha256(plan.to_json().encode()).hexdigest()
+    state = _state(workspace, job_sha, plan_sha, _sources_print(sources, job), now)
     if created is not None and not state["done"]:
         state["created"] = created.isoformat(timespec="seconds")
     keys = LinkageKeys.open_or_create(keys_dir, kek, randbytes=randbytes, now=now)
@@ -202,13 +292,11 @@ def run_job(
     result = RunResult(workspace, ws.party_root(RESEARCHER) / DELIVERY, plan)
     log = AuditLog(workspace / AUDIT_LOG, keys.signer, now)
     try:
+        total = len(plan.steps)
         for request in job.requests:
             source = sources.registries.get(request.registry)
             if source is not None and source.ingest and ctx.route(request.registry).refusal is None:
-                tick = time.perf_counter()
-                state["setup"][request.registry] = load_feed(ctx, source)
-                result.seconds[f"ingest-{request.registry}"] = time.perf_counter() - tick
-        total = len(plan.steps)
+                _ingest(ctx, source, state, result, log, on_step, total)
         for index, step in enumerate(plan.steps, 1):
             if step.id in state["done"]:
                 result.resumed = index

@@ -50,6 +50,7 @@ Action = Literal[
     "deliver",
     "receive",
     "refuse",
+    "sealed_ingest",  # before the plan's steps: a pseudonymous registry's feed loaded once
 ]
 ACTIONS: Final = get_args(Action)
 PartyKind = Literal["operator", "ttp", "registry", "researcher"]

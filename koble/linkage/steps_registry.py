@@ -9,6 +9,7 @@ reports its counts and the hash of what it sent, never person data, to the opera
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,11 @@ FEED_CHUNK_ROWS = 1_000_000
 
 
 def load_feed(
-    ctx: Context, source: RegistrySource, *, chunk_rows: int | None = None
+    ctx: Context,
+    source: RegistrySource,
+    *,
+    chunk_rows: int | None = None,
+    on_rows: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Before the job: a pseudonymous registry's feed goes through sealed ingest at the TTP.
 
@@ -60,12 +65,15 @@ def load_feed(
     rows). Rows the TTP refuses go back
     to the sender, with their row number in the whole feed, the reason and the sender's own
     identifier, in ``ingest/<registry>/sender/rejects.parquet``; sent = stored + rejected
-    is checked.
+    is checked. ``on_rows(done, total)`` is told after each chunk. The counts are kept beside
+    the table, so a later run that finds the table loaded reports them too (``loaded``
+    says whether this call loaded it).
     """
     party = f"registry:{source.registry}"
     target = ctx.store(party) / f"{source.registry}.parquet"
+    counts_file = target.with_name(f"{source.registry}.ingest.json")
     if target.is_file():
-        return {"loaded": False}
+        return {**ctx.read_json(counts_file), "loaded": False}
     work = ctx.workspace.root / "ingest" / source.registry
     if work.exists():
         shutil.rmtree(work)
@@ -110,6 +118,8 @@ def load_feed(
         for reason, n in report.by_reason.items():
             by_reason[reason] = by_reason.get(reason, 0) + n
         shutil.rmtree(part)
+        if on_rows:
+            on_rows(sent, feed.metadata.num_rows)
     if not parts:
         raise FileFormatError("the registry's feed has no rows", path=source.file)
     if sent != feed.metadata.num_rows or sent != stored + rejected:
@@ -124,16 +134,20 @@ def load_feed(
     written = ctx.engine.write_parquet("SELECT * FROM parts", {"parts": parts}, partial)
     if written != stored:
         raise FileFormatError(f"{written} rows written, {stored} stored", path=partial)
-    partial.replace(target)
-    for path in parts:
-        path.unlink()
-    return {
-        "loaded": True,
+    counts = {
         "rows_sent": sent,
         "rows_stored": stored,
         "rows_rejected": rejected,
         "by_reason": dict(sorted(by_reason.items())),
+        "feed_file": source.file.name,
+        "feed_sha256": sha256_file(source.file),
+        "table_sha256": sha256_file(partial),
     }
+    ctx.write_json(counts_file, counts)  # before the table: a loaded table always has counts
+    partial.replace(target)
+    for path in parts:
+        path.unlink()
+    return {**counts, "loaded": True}
 
 
 def _key(ctx: Context, registry: str) -> str:

@@ -83,8 +83,8 @@ def test_all_three_outputs_are_written_with_the_numbers(tmp_path: Path) -> None:
     for figure in ("12,000", "11,990", "8,123", "1,234,567", "1,200,000", "34,567", "67.7%"):
         assert figure in markdown
         assert figure in html
-    assert "| npr | 2015–2024 | 1,234,567 | 1,200,000 | 34,567 | 0 | npr.csv |" in markdown
-    assert "|---|---|---:|---:|---:|---:|---|" in markdown
+    assert "| npr | 2015–2024 | 1,234,567 | 1,200,000 | 34,567 | – | 0 | npr.csv |" in markdown
+    assert "|---|---|---:|---:|---:|---:|---:|---|" in markdown
     assert "abortregisteret" in markdown
     assert "No anonymity gate" in markdown
     assert "PASS: 2 of 2" in markdown

@@ -115,3 +115,46 @@ def test_killed_run_resumes_to_the_same_delivery(
     resumed = world.run(world.distributed, workspace, keys=keys)
     assert resumed.resumed > 0
     assert delivered(resumed) == delivered(full)
+
+
+def test_resume_keeps_the_ingest_counts(
+    world: World, reference: tuple[Path, RunResult], tmp_path: Path
+) -> None:
+    keys, _ = reference
+    workspace = tmp_path / "ws"
+    world.run(world.distributed, workspace, keys=keys, stop_after="operator-assign-serials")
+    first = json.loads((workspace / "run.json").read_text("utf-8"))["setup"]["reseptregisteret"]
+    assert first["loaded"] and first["rows_sent"] == first["rows_stored"] + first["rows_rejected"]
+    (workspace / "run.json").write_text(  # as if killed before the first step was recorded
+        json.dumps({**json.loads((workspace / "run.json").read_text("utf-8")), "setup": {}})
+    )
+    resumed = world.run(world.distributed, workspace, keys=keys)
+    again = json.loads((workspace / "run.json").read_text("utf-8"))["setup"]["reseptregisteret"]
+    assert not again["loaded"] and "ingest-reseptregisteret" not in resumed.seconds
+    assert {k: v for k, v in again.items() if k != "loaded"} == {
+        k: v for k, v in first.items() if k != "loaded"
+    }
+
+
+def test_resume_refuses_another_catalogue_or_changed_data(
+    world: World, reference: tuple[Path, RunResult], tmp_path: Path
+) -> None:
+    import dataclasses
+
+    from koble.errors import UsageError
+    from koble.registries.catalogue import Catalogue
+
+    keys, _ = reference
+    workspace = tmp_path / "ws"
+    world.run(world.distributed, workspace, keys=keys, stop_after="npr-extract")
+    with pytest.raises(UsageError, match="the plan differs"):
+        world.run(world.distributed, workspace, keys=keys, catalogue=Catalogue.load())
+    npr = world.sources.get("npr")
+    copy = tmp_path / "npr_copy.parquet"
+    copy.write_bytes(npr.file.read_bytes()[:-1] + npr.file.read_bytes()[-1:])
+    registries = {**world.sources.registries, "npr": dataclasses.replace(npr, file=copy)}
+    changed = dataclasses.replace(world.sources, registries=registries)
+    with pytest.raises(UsageError, match=r"data sources changed .*\(npr\)"):
+        world.run(world.distributed, workspace, keys=keys, sources=changed)
+    finished = world.run(world.distributed, workspace, keys=keys)  # the same data: resumes
+    assert finished.delivery.is_dir()

@@ -200,7 +200,9 @@ def test_every_step_is_an_audit_event_in_a_verifiable_log(distributed_run: RunRe
     assert report.ok and report.signatures_checked
     events = [json.loads(line) for line in log.read_text("utf-8").splitlines()]
     steps = [e["details"]["step"] for e in events if e["type"] == "event"]
-    assert steps == [s.id for s in distributed_run.plan.steps]
+    assert steps == ["ingest-reseptregisteret", *(s.id for s in distributed_run.plan.steps)]
+    ingest = next(e for e in events if e.get("operation") == "linkage.sealed_ingest")
+    assert ingest["rows_in"] == ingest["rows_out"] + (ingest["rejected"] or 0) > 0
     ttp = next(e for e in events if e.get("operation") == "linkage.pseudonymise_for_registry")
     assert ttp["domain"] == "registry:reseptregisteret" and ttp["key_id"]
 
