@@ -68,22 +68,40 @@ def _verdict(report: VerifyReport) -> str:
 @click.argument("delivery", metavar="DELIVERY_DIR", type=click.Path(path_type=Path))
 @click.option("--key-id", help="The operator signing key id the manifest must be signed with.")
 @click.option(
+    "--public-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The operator's Ed25519 public key (PEM, e.g. KEYS/operator.signing.pub.pem) the "
+    "manifest must be signed with.",
+)
+@click.option(
     "--workspace",
     type=click.Path(file_okay=False, path_type=Path),
     help="The run's workspace: also scan what every pseudonymous registry holds.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def verify_delivery_command(
-    delivery: Path, key_id: str | None, workspace: Path | None, as_json: bool
+    delivery: Path,
+    key_id: str | None,
+    public_key: Path | None,
+    workspace: Path | None,
+    as_json: bool,
 ) -> None:
     """Verify a delivery: signature, every hash and row count, and no fødselsnummer.
 
-    Exit 0 when every check passes, 1 when one fails, 2 for unusable input.
+    The operator's key must be pinned (--key-id or --public-key): a signature checked only
+    against the key the manifest carries proves nothing. Exit 0 when every check passes,
+    1 when one fails, 2 for unusable input.
     """
     from koble.linkage.verify import verify_delivery
+    from koble.pseudonym.signing import key_id_of
 
     if not delivery.is_dir():
         raise FileFormatError("no such delivery directory", path=delivery)
+    if public_key is not None:
+        pinned = key_id_of(_read(public_key))
+        if key_id is not None and key_id != pinned:
+            raise UsageError(f"--key-id {key_id} is not the key in {public_key} ({pinned})")
+        key_id = pinned
     report = verify_delivery(delivery, key_id=key_id, workspace=workspace)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))

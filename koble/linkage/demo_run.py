@@ -22,6 +22,7 @@ from koble.linkage.sources import synthetic_sources
 from koble.linkage.verify import VerifyReport, verify_delivery
 from koble.pseudonym.keys import Clock, RandBytes
 from koble.pseudonym.keystore import KeyWrapper
+from koble.pseudonym.signing import key_id_of
 from koble.registries.catalogue import Catalogue
 
 __all__ = ["JobOutcome", "run_linkage_demo"]
@@ -86,7 +87,9 @@ def run_linkage_demo(
         result = run_job(job, workspace, **common)
         seconds = {"run": time.perf_counter() - tick}
         tick = time.perf_counter()
-        report = verify_delivery(result.delivery, key_id=None, workspace=workspace)
+        # the auditor pins the operator's published key, never the manifest's own
+        pinned = key_id_of((out / "keys" / "operator.signing.pub.pem").read_bytes())
+        report = verify_delivery(result.delivery, key_id=pinned, workspace=workspace)
         seconds["verify"] = time.perf_counter() - tick
         outcome = JobOutcome(name, result, report, seconds=seconds)
         if name == "distributed":

@@ -95,6 +95,15 @@ def verify_delivery(
     report.key_id = str(document["signature"].get("key_id", ""))
     ok, detail = signature_ok(document, key_id=key_id)
     report.add("signature", ok, detail)
+    report.add(
+        "signing key pinned",
+        key_id is not None,
+        f"the manifest must be signed by key {key_id}"
+        if key_id is not None
+        else "no key given: the signature was checked against the key the manifest carries, "
+        "which anyone who alters the delivery can replace; pin the operator's key "
+        "(--key-id or --public-key)",
+    )
     listed = {str(o["file"]): o for o in body.get("outputs", [])}
     for name, entry in sorted(listed.items()):
         path = directory / name

@@ -350,7 +350,22 @@ def make_delivery(directory: Path, signer: Ed25519Signer = OPERATOR) -> dict[str
 
 
 def failed(directory: Path, **kwargs: Any) -> list[str]:
+    kwargs.setdefault("key_id", OPERATOR.key_id)
     return [c.name for c in verify_delivery(directory, **kwargs).checks if not c.ok]
+
+
+def test_verify_delivery_fails_unpinned_and_catches_a_re_signed_forgery(tmp_path: Path) -> None:
+    """Changing a file and re-signing the manifest with another key passes the manifest's
+    own signature; only a pinned key catches it, so an unpinned check never verifies."""
+    body = make_delivery(tmp_path)
+    assert failed(tmp_path, key_id=None) == ["signing key pinned"]
+    pq.write_table(pa.table({"project_id": ["x"], "age": [1]}), tmp_path / "cohort.parquet")
+    forged = {**body, "outputs": [{"file": "cohort.parquet",
+                                   "sha256": sha256_file(tmp_path / "cohort.parquet"),
+                                   "rows": 1}]}  # fmt: skip
+    write_json(tmp_path / "manifest.json", sign_manifest(forged, ATTACKER))
+    assert failed(tmp_path, key_id=None) == ["signing key pinned"]
+    assert failed(tmp_path) == ["signature"]
 
 
 def test_verify_delivery_accepts_an_intact_delivery(tmp_path: Path) -> None:
@@ -397,6 +412,6 @@ def test_verify_delivery_of_a_failed_reconciliation(tmp_path: Path) -> None:
     body = make_delivery(tmp_path)
     body["reconciliation"] = [{"check": "rows in = rows out", "ok": False}]
     write_json(tmp_path / "manifest.json", sign_manifest(body, OPERATOR))
-    report = verify_delivery(tmp_path)
+    report = verify_delivery(tmp_path, key_id=OPERATOR.key_id)
     assert [c.name for c in report.checks if not c.ok] == ["counts reconcile"]
     assert "rows in = rows out" in report.to_text()

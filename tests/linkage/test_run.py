@@ -22,6 +22,14 @@ def quality(run: RunResult) -> dict[str, object]:
     return data
 
 
+def operator_key(run: RunResult) -> str:
+    """The operator's signing key id, from the run's keys directory (as an auditor pins it)."""
+    from koble.pseudonym.signing import key_id_of
+
+    keys = run.workspace.parent / f"{run.workspace.name}-keys"
+    return key_id_of((keys / "operator.signing.pub.pem").read_bytes())
+
+
 def registry_stats(run: RunResult, registry: str) -> dict[str, int]:
     for entry in quality(run)["registries"]:  # type: ignore[attr-defined]
         if entry["registry"] == registry:
@@ -41,7 +49,7 @@ def test_distributed_route_delivers_one_verified_file_per_registry(
     assert {"manifest.json", "quality.md", "quality.html", "quality.json", "codebook.md"} <= set(
         files
     )
-    report = verify_delivery(distributed_run.delivery)
+    report = verify_delivery(distributed_run.delivery, key_id=operator_key(distributed_run))
     assert report.ok, report.to_text()
     npr = read_delivery(distributed_run.delivery / "npr_extract.csv")
     assert npr.columns == ["LOPENR", "START_DATE", "END_DATE", "CARE_LEVEL", "ICD10_MAIN"]
@@ -120,7 +128,7 @@ def test_refused_registry_is_reported_and_receives_nothing(distributed_run: RunR
 
 
 def test_central_route_delivers_an_anonymous_file_meeting_k(central_run: RunResult) -> None:
-    assert verify_delivery(central_run.delivery).ok
+    assert verify_delivery(central_run.delivery, key_id=operator_key(central_run)).ok
     frame = read_delivery(central_run.delivery / "delivery.csv")
     assert "LOPENR" not in frame.columns
     qis = ["KOMMUNE", "SERVICE_TYPE", "START_DATE"]
@@ -176,7 +184,7 @@ def test_every_delivery_format_verifies(
 ) -> None:
     text = world.distributed.read_text("utf-8").replace('format = "csv"', f'format = "{fmt}"')
     result = world.run(job_variant(f"fmt-{fmt}", text), tmp_path / "ws")
-    report = verify_delivery(result.delivery)
+    report = verify_delivery(result.delivery, key_id=operator_key(result))
     assert report.ok, report.to_text()
     suffix = {"parquet": "parquet", "stata": "dta", "spss": "sav", "sas": "xpt"}[fmt]
     frame = read_delivery(result.delivery / f"npr_extract.{suffix}")

@@ -46,7 +46,10 @@ def test_audit_verify_passes_then_catches_tampering(cli_run: Path, tmp_path: Pat
     delivery = tmp_path / "delivery"
     shutil.copytree(cli_run / "researcher" / "delivery", delivery)
     runner = CliRunner()
-    ok = runner.invoke(main, ["audit", "verify", str(delivery), "--workspace", str(cli_run)])
+    pin = ["--public-key", str(cli_run / "keys" / "operator.signing.pub.pem")]
+    unpinned = runner.invoke(main, ["audit", "verify", str(delivery)])
+    assert unpinned.exit_code == 1 and "signing key pinned" in unpinned.stdout
+    ok = runner.invoke(main, ["audit", "verify", str(delivery), "--workspace", str(cli_run), *pin])
     assert ok.exit_code == 0, ok.output
     assert "VERIFIED" in ok.stdout and "signature" in ok.stdout
     # a changed data byte: the hash no longer matches
@@ -54,7 +57,7 @@ def test_audit_verify_passes_then_catches_tampering(cli_run: Path, tmp_path: Pat
     data = bytearray(target.read_bytes())
     data[-2] = ord("9") if data[-2] != ord("9") else ord("8")
     target.write_bytes(bytes(data))
-    bad = runner.invoke(main, ["audit", "verify", str(delivery), "--json"])
+    bad = runner.invoke(main, ["audit", "verify", str(delivery), "--json", *pin])
     assert bad.exit_code == 1
     failed = [c for c in json.loads(bad.stdout)["checks"] if not c["ok"]]
     assert [c["check"] for c in failed] == ["file npr_extract.csv"]
@@ -71,7 +74,8 @@ def test_audit_verify_catches_an_edited_manifest_and_a_wrong_key(
     manifest = json.loads((delivery / "manifest.json").read_text("utf-8"))
     manifest["manifest"]["outputs"][0]["sha256"] = "0" * 64
     (delivery / "manifest.json").write_text(json.dumps(manifest), "utf-8")
-    bad = runner.invoke(main, ["audit", "verify", str(delivery)])
+    pin = ["--public-key", str(cli_run / "keys" / "operator.signing.pub.pem")]
+    bad = runner.invoke(main, ["audit", "verify", str(delivery), *pin])
     assert bad.exit_code == 1 and "does not verify" in bad.stdout
 
 
