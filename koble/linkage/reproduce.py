@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from koble.errors import UsageError
 from koble.files import sha256_file
 from koble.linkage.executor import RunResult, run_job
 from koble.linkage.manifest import read_manifest
@@ -61,6 +62,13 @@ class ReproduceReport:
 
 def reproduce_job(job_path: Path, workspace: Path, against: Path, **run: Any) -> ReproduceReport:
     """Run ``job_path`` in ``workspace`` (``run`` as for :func:`run_job`) and compare."""
+    if workspace.exists() and any(workspace.iterdir()):
+        # an existing workspace would be resumed, not re-run: nothing would be reproduced
+        raise UsageError(
+            "a reproduction needs a new, empty workspace (this one holds a run, which would "
+            "only be resumed)",
+            path=workspace,
+        )
     document = read_manifest(against / "manifest.json")
     created = datetime.datetime.fromisoformat(document["manifest"]["created"])
     result = run_job(job_path, workspace, created=created, **run)

@@ -183,12 +183,21 @@ def _manifest_body(
         inputs.append(
             {
                 "party": OPERATOR,
-                "file": "identity history",
+                "file": population.get("history_file") or "identity history",
                 "sha256": population["history_sha256"],
-                "rows": None,
+                "rows": population.get("history_rows"),
             }
         )
     for r in reports:
+        if feed := r.get("feed"):  # a pseudonymous registry's table came from a sealed feed
+            inputs.append(
+                {
+                    "party": f"sender:{r['registry']}",
+                    "file": feed["feed_file"],
+                    "sha256": feed["feed_sha256"],
+                    "rows": feed["rows_sent"],
+                }
+            )
         inputs.append(
             {
                 "party": registry_party(r["registry"]),

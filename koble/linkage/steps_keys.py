@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from koble.files import sha256_file
 from koble.linkage.context import Context, registry_domain
@@ -88,6 +89,7 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
     counts = reason.drop_nulls().value_counts(sort=True)
     reasons = dict(zip(counts[reason.name].to_list(), counts["count"].to_list(), strict=True))
     persons = int(good.sum())
+    history = ctx.sources.operator_history
     report = {
         "population": {
             "file": path.name,
@@ -101,9 +103,9 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
             "old_identifiers_sent": keys.height - persons,
             "reasons": {str(k): int(v) for k, v in sorted(reasons.items())},
         },
-        "history_sha256": None
-        if ctx.sources.operator_history is None
-        else sha256_file(ctx.sources.operator_history),
+        "history_sha256": None if history is None else sha256_file(history),
+        "history_file": None if history is None else history.name,
+        "history_rows": None if history is None else pq.ParquetFile(history).metadata.num_rows,
     }
     ctx.write_json(store / POPULATION_REPORT, report)
     return report

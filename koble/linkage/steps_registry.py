@@ -279,6 +279,8 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     consent = ctx.read_json(consent_file) if consent_file.is_file() else {}
     sent = pl.read_parquet(ctx.store(step.party) / _persons_input(ctx, step), columns=[SERIAL])
     entry = ctx.catalogue.get(reg)
+    ingest = table.with_name(f"{reg}.ingest.json")  # the registry's own record of its feed
+    feed = ctx.read_json(ingest) if source.ingest and ingest.is_file() else None
     report = {
         "registry": reg,
         "name": entry.name,
@@ -293,6 +295,9 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
         "source_file": table.name,
         "source_sha256": source_sha256.result(),
         "source_rows": pq.ParquetFile(table).metadata.num_rows,
+        "feed": None
+        if feed is None
+        else {k: feed[k] for k in ("feed_file", "feed_sha256", "rows_sent", "rows_rejected")},
         "rows_delivered": extract.height,
         "rows_outside_period": joined.height - inside,
         "duplicate_rows": duplicates,

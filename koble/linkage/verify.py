@@ -139,7 +139,11 @@ def verify_delivery(
         path = directory / name
         if path.suffix in _DATA and path.is_file():
             _scan(report, path, name)
-            columns = scan_pseudonyms(read_delivery(path))
+            try:
+                columns = scan_pseudonyms(read_delivery(path))
+            except InputError as exc:
+                report.add(f"pseudonym scan {name}", False, f"cannot read: {exc}")
+                continue
             report.add(
                 f"pseudonym scan {name}",
                 not columns,

@@ -191,6 +191,12 @@ def test_every_delivery_format_verifies(
     assert frame.height == registry_stats(result, "npr")["rows_delivered"]
     # every format follows design.md §1.5: delivered names, and labels where it holds them
     assert frame.columns == ["LOPENR", "START_DATE", "END_DATE", "CARE_LEVEL", "ICD10_MAIN"]
+    if fmt == "stata":  # a truncated file is a failed check in the report, not a crash
+        target = result.delivery / "npr_extract.dta"
+        target.write_bytes(target.read_bytes()[:100])
+        broken = verify_delivery(result.delivery, key_id=operator_key(result))
+        failed = {c.name: c.detail for c in broken.checks if not c.ok}
+        assert failed["pseudonym scan npr_extract.dta"].startswith("cannot read")
     if fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -316,3 +322,27 @@ def test_consent_is_per_registration(world: World, tmp_path: Path) -> None:
     assert stats["rows_without_consent"] == in_keys.filter(~pl.col("consent")).height
     delivered = read_delivery(run.delivery / "hoftebruddregisteret_extract.csv")
     assert delivered.height == stats["rows_delivered"] > 0
+
+
+def test_manifest_lists_every_input_with_its_rows(world: World, distributed_run: RunResult) -> None:
+    manifest = json.loads((distributed_run.delivery / "manifest.json").read_text("utf-8"))
+    inputs = {(i["party"], i["file"]): i for i in manifest["manifest"]["inputs"]}
+    history = inputs[("operator", "identity_history.parquet")]
+    assert history["rows"] == pl.read_parquet(world.path / "identity_history.parquet").height
+    feed = inputs[("sender:reseptregisteret", "reseptregisteret.parquet")]
+    assert feed["rows"] == pl.read_parquet(world.path / "feeds" / "reseptregisteret.parquet").height
+    assert all(i["rows"] is not None and len(i["sha256"]) == 64 for i in inputs.values())
+
+
+def test_reproduce_refuses_a_workspace_that_holds_a_run(
+    world: World, distributed_run: RunResult
+) -> None:
+    from koble.linkage.reproduce import reproduce_job
+
+    with pytest.raises(UsageError, match="new, empty workspace"):
+        reproduce_job(
+            world.distributed, distributed_run.workspace, distributed_run.delivery,
+            keys_dir=distributed_run.workspace.parent / "ws-keys", kek=world.kek,
+            sources=world.sources, catalogue=world.catalogue, now=lambda: None,
+            randbytes=lambda n: bytes(n),
+        )  # fmt: skip
