@@ -106,6 +106,7 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
         "quasi_identifiers": list(anonymity.quasi_identifiers),
         "hierarchies": {q: str(v) for q, v in qis.items()},
         "levels": dict(release.level_names),
+        "level_index": dict(zip(anonymity.quasi_identifiers, map(int, result.levels), strict=True)),
         "rows": result.rows,
         "suppressed": result.suppressed,
         "min_class_size": result.min_class_size,

@@ -94,6 +94,19 @@ def _entry(file: Path, rows: int | None, party: str) -> dict[str, Any]:
     return {"file": file.name, "sha256": sha256_file(file), "rows": rows, "from": party}
 
 
+def _coarsened_labels(
+    columns: list[str], gate: dict[str, Any]
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Labels for the anonymous file: a coarsened quasi-identifier says to what level, and
+    loses the code list of its original values (kommune names do not fit fylke codes)."""
+    labels, value_labels = labels_for(columns)
+    for qi, index in gate.get("level_index", {}).items():
+        if index > 0 and qi in columns:
+            labels[qi] = f"{labels.get(qi, qi)} (coarsened: {gate['levels'][qi]})"
+            value_labels.pop(qi, None)
+    return labels, value_labels
+
+
 def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
     store = ctx.store(step.party)
     job, plan = ctx.job, ctx.plan
@@ -113,7 +126,8 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
     if plan.route == "central-anonymous":
         frame = pl.read_parquet(store / "anonymous.parquet")
         target = store / step.outputs[0]
-        labels, value_labels = labels_for(frame.columns)
+        anonymity = ctx.read_json(store / "anonymity.json")
+        labels, value_labels = _coarsened_labels(frame.columns, anonymity)
         write_delivery(
             frame,
             target,
@@ -129,7 +143,6 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
             value_labels=value_labels,
             identifying=set(IDENTIFYING),
         )
-        anonymity = ctx.read_json(store / "anonymity.json")
         shutil.copyfile(store / REPORT_DIR / "report.md", store / "anonymity.md")
     else:
         for r in reports:

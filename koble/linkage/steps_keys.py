@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
+from koble.errors import FileFormatError
 from koble.files import sha256_file
 from koble.linkage.context import Context, registry_domain
 from koble.linkage.plan import FNR, SERIAL, Step
@@ -53,6 +54,8 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
     path = ctx.population_path
     frame = read_table(path)
     ids = require_column(frame, ctx.job.id_column, path)
+    if frame.height == 0:
+        raise FileFormatError("the study population has no rows: nothing to link", path=path)
     checked = validate_column(ids.cast(pl.String), scheme="fnr", test_numbers=ctx.test_numbers)
     reason = checked["reason"].cast(pl.String)
     compact = checked["compact"]
@@ -89,7 +92,7 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
     counts = reason.drop_nulls().value_counts(sort=True)
     reasons = dict(zip(counts[reason.name].to_list(), counts["count"].to_list(), strict=True))
     persons = int(good.sum())
-    history = ctx.sources.operator_history
+    history_path = ctx.sources.operator_history
     report = {
         "population": {
             "file": path.name,
@@ -103,9 +106,11 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
             "old_identifiers_sent": keys.height - persons,
             "reasons": {str(k): int(v) for k, v in sorted(reasons.items())},
         },
-        "history_sha256": None if history is None else sha256_file(history),
-        "history_file": None if history is None else history.name,
-        "history_rows": None if history is None else pq.ParquetFile(history).metadata.num_rows,
+        "history_sha256": None if history_path is None else sha256_file(history_path),
+        "history_file": None if history_path is None else history_path.name,
+        "history_rows": None
+        if history_path is None
+        else pq.ParquetFile(history_path).metadata.num_rows,
     }
     ctx.write_json(store / POPULATION_REPORT, report)
     return report

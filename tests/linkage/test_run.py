@@ -346,3 +346,28 @@ def test_reproduce_refuses_a_workspace_that_holds_a_run(
             sources=world.sources, catalogue=world.catalogue, now=lambda: None,
             randbytes=lambda n: bytes(n),
         )  # fmt: skip
+
+
+def test_an_empty_population_is_refused(
+    world: World, job_variant: JobWriter, tmp_path: Path
+) -> None:
+    from koble.errors import FileFormatError
+
+    empty = world.path / f"empty_population_{tmp_path.name}.parquet"
+    pl.read_parquet(world.path / "study_population.parquet").clear().write_parquet(empty)
+    text = world.distributed.read_text("utf-8").replace("study_population.parquet", empty.name)
+    with pytest.raises(FileFormatError, match="has no rows") as caught:
+        world.run(job_variant("empty", text), tmp_path / "ws")
+    assert empty.name in str(caught.value)
+    assert not (tmp_path / "ws" / "researcher" / "delivery").exists()
+
+
+def test_central_labels_say_what_was_coarsened(central_run: RunResult) -> None:
+    gate = json.loads(
+        (central_run.workspace / "operator" / "store" / "anonymity.json").read_text("utf-8")
+    )
+    coarsened = [q for q, i in gate["level_index"].items() if i > 0]
+    assert coarsened
+    codebook = (central_run.delivery / "codebook.md").read_text("utf-8")
+    for qi in coarsened:
+        assert f"(coarsened: {gate['levels'][qi]})" in codebook
