@@ -357,3 +357,21 @@ def test_period_outside_catalogue_coverage_is_noted(catalogue: Catalogue) -> Non
     plan = plan_job(job(wide, anonymity=Anonymity(5, ("kommune",))), catalogue)
     (note,) = [n for n in plan.notes if "coverage" in n]
     assert "2000–2024" in note and "2007–2017" in note
+
+
+@pytest.mark.parametrize(
+    ("example", "route"), [("job.toml", "distributed"), ("job_central.toml", "central-anonymous")]
+)
+def test_the_example_jobs_plan_as_documented(example: str, route: str) -> None:
+    from koble.linkage.demo_jobs import DEMO_CATALOGUE
+    from koble.linkage.job import load_job
+    from koble.linkage.planner import plan_job
+    from koble.registries.catalogue import Catalogue
+
+    catalogue = Catalogue.load().extended(Catalogue.from_file(DEMO_CATALOGUE))
+    path = Path(__file__).resolve().parents[2] / "examples" / example
+    plan = plan_job(load_job(path, catalogue), catalogue)
+    assert plan.route == route and not plan.refusals
+    if route == "central-anonymous":
+        gate = plan.step("operator-anonymity-gate")
+        assert "k = 5 persons per class" in gate.description
