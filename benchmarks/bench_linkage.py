@@ -187,10 +187,11 @@ def phase_koble(world: Path, work: Path, workspace: Path, preload: Path | None) 
     if preload is not None:
         for registry in INGESTED:
             party = party_dir(f"registry:{registry}")
-            source = preload / party / "store" / f"{registry}.parquet"
-            target = workspace / party / "store" / source.name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(source, target)
+            for name in (f"{registry}.parquet", f"{registry}.ingest.json"):  # table, counts
+                source = preload / party / "store" / name
+                target = workspace / party / "store" / name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(source, target)
     result = run_job(
         world / JOB_FILE, workspace, keys_dir=work / "keys", kek=kek,
         sources=synthetic_sources(world), catalogue=catalogue,
