@@ -36,6 +36,23 @@ def remote_options(function: F) -> F:
     return function
 
 
+def actor_only_for_local(function: F) -> F:
+    """Make the ``--actor`` of the audit options optional on the command line; put this
+    decorator above them. A remote service knows who calls from the credentials, so only
+    the local path needs an actor, and checks it itself (:func:`require_actor`)."""
+    for param in getattr(function, "__click_params__", []):
+        if isinstance(param, click.Option) and param.name == "actor":
+            param.required = False
+    return function
+
+
+def require_actor(actor: str | None) -> str:
+    """The actor the local path records in its audit log."""
+    if not actor:
+        raise UsageError("give --actor (or set KOBLE_ACTOR): who runs this, for the audit log")
+    return actor
+
+
 def service_client(
     url: str, token_env: str, ca: Path | None, cert: Path | None, key: Path | None
 ) -> ServiceClient:
@@ -45,6 +62,8 @@ def service_client(
     token = os.environ.get(token_env)
     if cert is None and not token:
         raise UsageError(f"authenticate with --client-cert/--client-key or set {token_env}")
+    if not url.startswith(("https://", "http://")):
+        raise UsageError("--remote must be an https:// URL (http:// only for a loopback test)")
     return ServiceClient(
         url, token=token, cert=None if cert is None or key is None else (cert, key), ca=ca
     )

@@ -276,41 +276,69 @@ def pseudonymise_command(
     raise SystemExit(EXIT_SOME_REJECTED if report.rejected else EXIT_ALL_PSEUDONYMISED)
 
 
+def _submit_rejects_path(output: Path) -> Path:
+    """``OUT.rejects.parquet`` next to the forwarded batch, as the TTP's own step names it."""
+    return output.with_name(f"{output.stem}.rejects.parquet")
+
+
 @ingest.command("submit")
 @click.argument("batch", type=_PATH)
 @click.argument("output", type=_PATH)
 @click.option("--registry", required=True, help="The registry the batch is for.")
 @remote_options
 @click.option("--partial", is_flag=True, help="Forward the good rows even if some are rejected.")
+@click.option(
+    "--rejects",
+    type=_PATH,
+    help="Write the rejected rows here [default: OUTPUT's name with .rejects.parquet].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def submit_command(batch: Path, output: Path, registry: str, remote: str | None, token_env: str,
                    ca: Path | None, client_cert: Path | None, client_key: Path | None,
-                   partial: bool, as_json: bool) -> None:  # fmt: skip
+                   partial: bool, rejects: Path | None, as_json: bool) -> None:  # fmt: skip
     """Send a sealed BATCH to the remote pseudonym service; write the forwarded batch to
     OUTPUT (for the registry). The service opens only the identifiers, never the payload.
-    Without --partial a batch with any invalid identifier is refused whole (exit 1) and the
-    rejects (row, column, reason) are printed; with it the registry gets the good rows."""
+
+    The rejected rows (batch_id, row, column, reason, message; the identifiers are yours)
+    are written to the rejects file, always, empty when none. Without --partial a batch with
+    any invalid identifier is refused whole and OUTPUT is not written; with it the registry
+    gets the good rows. Exit code 0 when every row was forwarded, 1 when some were rejected,
+    2 for unusable input.
+    """
     if remote is None:
         raise UsageError("give --remote URL (the pseudonym service)")
     data = _read_bytes(batch, "sealed batch")
+    rejects_path = rejects or _submit_rejects_path(output)
+    forwarded: bytes | None = None
     with service_client(remote, token_env, ca, client_cert, client_key) as client:
         try:
-            forwarded = client.ingest(data, registry=registry, partial=partial)
+            answer = client.ingest(data, registry=registry, partial=partial)
+            forwarded, rejected = answer.forwarded, answer.rejects
         except RejectedError as exc:
-            rows = exc.rejects.to_dicts()
-            if as_json:
-                _echo_json({"forwarded": False, "rejects": rows})
-            else:
-                click.echo(f"{len(rows)} identifiers rejected; nothing forwarded:")
-                for row in rows:
-                    click.echo(f"  row {row.get('row')}: {row.get('column')}: {row.get('reason')}")
-            raise SystemExit(1) from None
-    output.write_bytes(forwarded)
-    summary = {"forwarded": True, "output": str(output), "bytes": len(forwarded)}
+            rejected = exc.rejects
+    write_table(rejected, rejects_path)
+    if forwarded is not None:
+        output.write_bytes(forwarded)
+    summary = {
+        "forwarded": forwarded is not None,
+        "output": None if forwarded is None else str(output),
+        "bytes": 0 if forwarded is None else len(forwarded),
+        "rejected": rejected.height,
+        "rejects": str(rejects_path),
+    }
     if as_json:
         _echo_json(summary)
+    elif forwarded is None:
+        click.echo(
+            f"{rejected.height:,} rows rejected; nothing forwarded (give --partial to forward "
+            f"the good rows); rejects in {rejects_path}"
+        )
     else:
-        click.echo(f"forwarded batch for {registry}: {output} ({len(forwarded):,} bytes)")
+        click.echo(
+            f"forwarded batch for {registry}: {output} ({len(forwarded):,} bytes); "
+            f"{rejected.height:,} rows rejected into {rejects_path}"
+        )
+    raise SystemExit(EXIT_SOME_REJECTED if rejected.height else EXIT_ALL_PSEUDONYMISED)
 
 
 @ingest.command("open")

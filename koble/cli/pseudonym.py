@@ -18,7 +18,7 @@ from koble.pseudonym.reverse import REIDENTIFICATION_ROLE, Authorisation
 from koble.pseudonym.serials import SERIAL, assign_serials
 from koble.tables import read_table, require_column, write_table
 
-from ._remote import remote_options, service_client
+from ._remote import actor_only_for_local, remote_options, require_actor, service_client
 from ._secrets import audit_options, kek_options, open_audit, open_keyset
 
 EXIT_ALL = 0
@@ -44,6 +44,7 @@ def _finish(summary: dict[str, Any], as_json: bool, lines: list[str], rejected: 
 @click.option("--keyset", type=PATH, help="Local keyset (or use --remote).")
 @kek_options
 @remote_options
+@actor_only_for_local
 @audit_options(required=False)
 @click.option("--history", type=PATH, help="Identity history (old_id, current_id, version).")
 @click.option("--population", type=PATH, help="Population register: reject persons not in it.")
@@ -54,10 +55,10 @@ def _finish(summary: dict[str, Any], as_json: bool, lines: list[str], rejected: 
 @click.option("--output-column", help="Name of the pseudonym column [default: same as input].")
 @click.option("--json", "as_json", is_flag=True)
 def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: Path | None,
-                 passphrase_env: str, kek_file: Path | None, kek_env: str | None, actor: str,
-                 audit_log: Path | None, audit_key: Path | None, audit_passphrase_env: str,
-                 history: Path | None, population: Path | None, population_column: str,
-                 rejects: Path | None, id_scheme: str, test_numbers: bool,
+                 passphrase_env: str, kek_file: Path | None, kek_env: str | None,
+                 actor: str | None, audit_log: Path | None, audit_key: Path | None,
+                 audit_passphrase_env: str, history: Path | None, population: Path | None,
+                 population_column: str, rejects: Path | None, id_scheme: str, test_numbers: bool,
                  output_column: str | None, as_json: bool, remote: str | None,
                  token_env: str, ca: Path | None, client_cert: Path | None,
                  client_key: Path | None) -> None:  # fmt: skip
@@ -65,7 +66,8 @@ def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: P
 
     Other columns pass through untouched. Every row ends up in OUTPUT or in the rejects file
     with its row number and reason. With --remote the keys stay at the pseudonym service
-    (``koble serve``) and only the identifier column travels, as an Arrow stream over TLS.
+    (``koble serve``) and only the identifier column travels, as an Arrow stream over TLS;
+    the service knows the caller from its token or certificate, so --actor is not needed.
     Exit code 0 when every row was pseudonymised, 1 when some were rejected, 2 for unusable
     input.
     """
@@ -87,6 +89,7 @@ def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: P
         ]
         _finish(summary, as_json, lines, summary["rejected"])
     assert keyset is not None
+    actor = require_actor(actor)
     opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
     log = open_audit(audit_log, audit_key, audit_passphrase_env)
     with log if log is not None else nullcontext():

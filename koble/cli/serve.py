@@ -12,7 +12,7 @@ from koble.cli._secrets import AUDIT_PASSPHRASE, kek_options, randbytes, resolve
 from koble.errors import UsageError
 from koble.pseudonym.audit import AuditLog
 from koble.pseudonym.service.auth import hash_token, new_token
-from koble.pseudonym.service.config import load_config
+from koble.pseudonym.service.config import NEVER, load_config
 from koble.pseudonym.signing import Ed25519Signer
 
 __all__ = ["serve"]
@@ -56,6 +56,8 @@ def serve(
     passphrase = os.environ.get(audit_passphrase_env)
     if not passphrase:
         raise UsageError(f"set {audit_passphrase_env} to the audit key's passphrase")
+    if not config.audit_key.is_file():
+        raise UsageError(f"no such audit key file: {config.audit_key}")
     signer = Ed25519Signer.from_pem(config.audit_key.read_bytes(), passphrase.encode())
     party = os.environ.get(PARTY_PASSPHRASE)
     with AuditLog(config.audit_log, signer, utc_now) as audit:
@@ -95,11 +97,22 @@ def pki(out: Path, parties: tuple[str, ...], days: int) -> None:
 @serve.command("token")
 @click.option("--party", required=True)
 @click.option("--days", type=int, default=90, show_default=True, help="Days until it expires.")
-def token(party: str, days: int) -> None:
+@click.option(
+    "--never-expires",
+    is_flag=True,
+    help='A token without expiry (written as expires = "never"; the config requires one or '
+    "the other).",
+)
+def token(party: str, days: int, never_expires: bool) -> None:
     """Make a bearer token: printed once; put only its hash in the config."""
+    if days < 1 and not never_expires:
+        raise UsageError("--days must be at least 1 (or give --never-expires)")
     value = new_token(randbytes)
-    expires = (utc_now() + datetime.timedelta(days=days)).replace(microsecond=0)
+    if never_expires:
+        expires = f'"{NEVER}"'
+    else:
+        expires = (utc_now() + datetime.timedelta(days=days)).replace(microsecond=0).isoformat()
     click.echo(f"token for {party} (shown once; give it to the party over a safe channel):")
     click.echo(value)
     click.echo("\n# in service.toml, under the party:")
-    click.echo(f'tokens = [{{ sha256 = "{hash_token(value)}", expires = {expires.isoformat()} }}]')
+    click.echo(f'tokens = [{{ sha256 = "{hash_token(value)}", expires = {expires} }}]')

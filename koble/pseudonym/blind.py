@@ -56,8 +56,22 @@ Pseudonym format
     PRF output; the other 32 bytes would double the width of every pseudonym column and
     add nothing, since guessing is bounded by the key, not the length. The length also
     tells blind pseudonyms (64) from the default AES ones (36), so the two cannot be mixed
-    up in one column. Pseudonyms do not say which key made them: the service should return
-    :attr:`BlindKey.key_id` with each response for the client's manifest.
+    up in one column. Pseudonyms do not say which key made them, so the service returns
+    :attr:`BlindKey.key_id` with each evaluation (``X-Koble-Key-Id``) and the client
+    (:meth:`koble.pseudonym.client.ServiceClient.blind_pseudonymise`) checks it against the
+    key it expects, pinned or from ``/v1/oprf/key``, for its manifest.
+
+libsodium, through pysodium
+    The group arithmetic is libsodium's, loaded by the maintained binding pysodium. pysodium
+    (0.7.19 here) does have bindings for ``crypto_core_ristretto255_*`` and
+    ``crypto_scalarmult_ristretto255``; :mod:`koble.pseudonym.hazmat.oprf` nevertheless calls
+    the C functions through ``ctypes`` on pysodium's library handle, because a batch then
+    works in one buffer where pysodium's wrappers allocate per element and call a version
+    check on every call. Measured on the project machine (one thread, 3 000 elements):
+    pysodium's ``crypto_scalarmult_ristretto255`` 47 µs an element against 44 µs for
+    :func:`~koble.pseudonym.hazmat.oprf.evaluate_batch`, validation included: the point
+    multiplication dominates, so the choice is about 7 % of the service's time, not
+    correctness. Both release the GIL during the C call.
 
 Keys are never plain bytes in this API: :class:`BlindKey` is derived from a
 :class:`~koble.pseudonym.keys.Keyset` and never printed, pickled or copied, and a

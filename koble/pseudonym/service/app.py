@@ -6,30 +6,32 @@ Routes (OpenAPI at ``/openapi.json``; bulk bodies are Arrow IPC streams):
 * ``POST /v1/pseudonymise?domain=&column=&scheme=&partial=`` → (row, pseudonym, reason);
   invalid identifiers make it a 422 whose body is the rejects (row, reason, message), unless
   ``partial=true``: then every row comes back, pseudonym or reason;
-* ``POST /v1/oprf/evaluate?domain=`` (blind mode: blinded elements in, evaluated out) and
-  ``GET /v1/oprf/key?domain=``;
-* ``POST /v1/ingest?registry=`` (a sealed batch in, the forwarded batch out);
+* ``POST /v1/oprf/evaluate?domain=`` (blind mode: blinded elements in, evaluated out, the
+  key id in ``X-Koble-Key-Id``) and ``GET /v1/oprf/key?domain=``;
+* ``POST /v1/ingest?registry=&partial=`` (a sealed batch in; the forwarded batch and the
+  rejects out, :mod:`.ingest_result`);
 * ``POST /v1/reidentify?domain=&reason=&legal_basis=`` → 202 with a request id (or the result
   at once when no second approval is configured), ``POST /v1/reidentify/{id}/approve`` by
   another officer, ``GET /v1/reidentify/{id}`` by the requester: the result, once.
 
 Every request is audited (party, operation, domain, status, counts; never identifiers).
-Bulk work runs in worker threads, at most ``max_concurrent`` at once; a request that waits
-longer than ``queue_timeout_seconds`` gets 503 with ``Retry-After``.
+Errors are JSON ``{"error", "message"}``; messages never repeat a value the caller sent, and
+a parameter error is reported only to an authenticated caller (others get 401) who may do
+the operation somewhere (others get 403). Back-pressure and work slots: :mod:`.gate`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, cast
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
-import anyio
-from fastapi import FastAPI, Query, Request, Response
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from koble.errors import (
     AuthorisationError,
@@ -40,48 +42,44 @@ from koble.errors import (
     redact,
 )
 from koble.pseudonym.audit import DetailValue
-from koble.pseudonym.keys import check_domain
-from koble.pseudonym.scheme import IdScheme
-from koble.pseudonym.service import operations as ops
-from koble.pseudonym.service.arrowio import ARROW, TooLargeError, arrow_bytes, read_body, read_table
-from koble.pseudonym.service.auth import AuthenticationError, Principal, authenticate, authorise
-from koble.pseudonym.service.operations import Outcome, ServiceState
-from koble.pseudonym.service.pki import party_of_certificate
-from koble.pseudonym.service.tls import client_cert_der
+from koble.pseudonym.service.arrowio import TooLargeError
+from koble.pseudonym.service.auth import AuthenticationError, Principal
+from koble.pseudonym.service.gate import RETRY_AFTER_SECONDS, BusyError, Gate
+from koble.pseudonym.service.openapi import ERROR_SCHEMA, Ready, responses
+from koble.pseudonym.service.operations import ServiceState
+from koble.pseudonym.service.reid import DeskFullError, NotApprovedError, NotFoundError
+from koble.pseudonym.service.routes_bulk import add_bulk_routes
+from koble.pseudonym.service.routes_reid import add_reidentification_routes
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("koble.service")
-_ARROW_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {ARROW: {"schema": {"type": "string", "format": "binary"}}},
-    }
+#: The operation each route is for (route template → operation), for parameter errors.
+OPERATION_OF = {
+    "/v1/pseudonymise": "pseudonymise",
+    "/v1/ingest": "ingest",
+    "/v1/oprf/evaluate": "oprf",
+    "/v1/oprf/key": "oprf",
+    "/v1/reidentify": "reidentify",
+    "/v1/reidentify/{request_id}/approve": "reidentify",
+    "/v1/reidentify/{request_id}": "reidentify",
 }
-_OCTET_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-    }
-}
-
-
-class BusyError(KobleError):
-    """Too many bulk requests in flight; try again (HTTP 503)."""
+_STATUS: tuple[tuple[type[Exception], int], ...] = (
+    (AuthenticationError, 401),
+    (AuthorisationError, 403),
+    (NotFoundError, 404),
+    (NotApprovedError, 409),
+    (TooLargeError, 413),
+    (BusyError, 503),
+    (DeskFullError, 503),
+    (InputError, 400),
+    (CryptoError, 400),
+)
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 
 
 def _status(exc: Exception) -> int:
-    if isinstance(exc, AuthenticationError):
-        return 401
-    if isinstance(exc, AuthorisationError):
-        return 403
-    if isinstance(exc, TooLargeError):
-        return 413
-    if isinstance(exc, BusyError):
-        return 503
-    if isinstance(exc, InputError | CryptoError):
-        return 400
-    return 500
+    return next((status for kind, status in _STATUS if isinstance(exc, kind)), 500)
 
 
 def _route(request: Request) -> str:
@@ -91,13 +89,30 @@ def _route(request: Request) -> str:
     return template if isinstance(template, str) else "(no route)"
 
 
-def _encoded(function: Callable[[], Any]) -> Any:
-    """Run ``function``; an :class:`Outcome` comes back with its Arrow body already encoded,
-    so the event loop only sends bytes."""
-    result = function()
-    if isinstance(result, Outcome) and result.body is None:
-        result.body = arrow_bytes(result.frame)
-    return result
+def error_response(exc: KobleError) -> JSONResponse:
+    status = _status(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if status == 503:  # a full desk empties slowly: approvals are people
+        retry = 60 if isinstance(exc, DeskFullError) else RETRY_AFTER_SECONDS
+        headers["Retry-After"] = str(retry)
+    return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status, headers)
+
+
+def parameter_message(errors: Sequence[Any]) -> str:
+    """What is wrong with which parameter, from pydantic's errors, without the values."""
+    parts = []
+    for error in list(errors)[:5]:
+        loc = tuple(error.get("loc", ())) if isinstance(error, dict) else ()
+        where = str(loc[0]) if loc else "request"
+        name = str(loc[-1]) if len(loc) > 1 else ""
+        name = name if _NAME.fullmatch(name) else "(unnamed)"
+        message = str(error.get("msg", "invalid")) if isinstance(error, dict) else "invalid"
+        value = error.get("input") if isinstance(error, dict) else None
+        if isinstance(value, str) and len(value) >= 3 and value in message:
+            message = "invalid value"
+        parts.append(f"{where} parameter {name!r}: {redact(message)}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
 
 
 def create_app(state: ServiceState) -> FastAPI:
@@ -117,7 +132,7 @@ def create_app(state: ServiceState) -> FastAPI:
         lifespan=lifespan,
     )  # fmt: skip
     app.state.koble = state
-    limit = asyncio.Semaphore(state.config.max_concurrent)
+    app.state.gate = gate = Gate(state)
 
     @app.middleware("http")
     async def audit_every_request(
@@ -136,6 +151,8 @@ def create_app(state: ServiceState) -> FastAPI:
             "path": _route(request),
             "via": principal.method if principal else None,
         }
+        if info.get("request_id"):
+            details["request"] = info["request_id"]
         entry: dict[str, Any] = {
             "actor": principal.party if principal else "unauthenticated",
             "operation": f"http.{info.get('operation', 'request')}",
@@ -162,105 +179,41 @@ def create_app(state: ServiceState) -> FastAPI:
 
     @app.exception_handler(KobleError)
     async def koble_error(request: Request, exc: KobleError) -> Response:
-        status = _status(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-        if status == 503:
-            headers["Retry-After"] = "5"
-        kind = type(exc).__name__
-        return JSONResponse({"error": kind, "message": str(exc)}, status, headers=headers)
+        return error_response(exc)
 
-    def principal(request: Request, operation: str, domain: str | None) -> Principal:
-        """Authenticate the caller; with a ``domain``, also authorise ``operation`` in it."""
-        request.state.audit = {"operation": operation, "domain": domain}
-        who = authenticate(
-            state.config,
-            authorization=request.headers.get("authorization"),
-            certificate_party=party_of_certificate(client_cert_der(request.scope) or b""),
-            now=state.now(),
-        )
-        request.state.principal = who
-        if domain is not None:
-            authorise(state.config, who, operation, domain)  # before validating: a party
-            check_domain(domain)  # not allowed here learns nothing more than that
-        return who
-
-    async def bulk(function: Callable[[], Any]) -> Any:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_parameters(request: Request, exc: RequestValidationError) -> Response:
+        operation = OPERATION_OF.get(_route(request))
         try:
-            with anyio.fail_after(state.config.queue_timeout_seconds):
-                await limit.acquire()
-        except TimeoutError:
-            raise BusyError("the service is busy; retry later") from None
-        try:
-            return await anyio.to_thread.run_sync(functools.partial(_encoded, function))
-        finally:
-            limit.release()
+            if operation is not None:  # authenticate first: strangers learn nothing
+                gate.may_at_all(gate.caller(request, operation), operation)
+        except KobleError as refused:
+            return error_response(refused)
+        body = {"error": "ParameterError", "message": parameter_message(exc.errors())}
+        return JSONResponse(body, 422)
 
-    def respond(request: Request, outcome: Outcome) -> Response:
-        request.state.audit.update(
-            rows=outcome.rows,
-            rejected=outcome.rejected,
-            key_id=outcome.key_id,
-            rows_out=outcome.frame.height,
-        )
-        headers = {"X-Koble-Rows": str(outcome.rows), "X-Koble-Rejected": str(outcome.rejected)}
-        status = 200 if outcome.ok else 422
-        body = outcome.body if outcome.body is not None else arrow_bytes(outcome.frame)
-        return Response(body, status, headers=headers, media_type=ARROW)
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        body = {"error": "HTTPError", "message": str(exc.detail)}
+        return JSONResponse(body, exc.status_code, headers=getattr(exc, "headers", None))
 
-    @app.get("/health")
+    @app.get("/health", responses=responses(503))
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready")
+    ready_responses = responses()
+    ready_responses[503] = {
+        "description": "not ready, or the audit log unavailable",
+        "content": {"application/json": {"schema": {"anyOf": [
+            {"$ref": "#/components/schemas/Ready"}, ERROR_SCHEMA,
+        ]}}},
+    }  # fmt: skip
+
+    @app.get("/ready", response_model=Ready, responses=ready_responses)
     async def ready() -> Response:
         ok = state.keyset.primary is not None
         return JSONResponse({"ready": ok}, 200 if ok else 503)
 
-    @app.post("/v1/pseudonymise", openapi_extra=_ARROW_BODY)
-    async def pseudonymise(
-        request: Request,
-        domain: str = Query(min_length=1, max_length=128),
-        column: str = Query("fnr", min_length=1, max_length=128),
-        scheme: str = Query("fnr", pattern="^(fnr|hpr|orgnr)$"),
-        partial: bool = False,
-        test_numbers: bool = False,
-    ) -> Response:
-        principal(request, "pseudonymise", domain)
-        body = await read_body(request.stream(), state.config.max_request_bytes)
-
-        def call() -> Outcome:  # in a worker thread: decoding and encoding too
-            return ops.pseudonymise(
-                state,
-                read_table(body),
-                column=column,
-                domain=domain,
-                id_scheme=cast(IdScheme, scheme),
-                partial=partial,
-                test_numbers=test_numbers,
-            )
-
-        return respond(request, await bulk(call))
-
-    @app.post("/v1/ingest", openapi_extra=_OCTET_BODY)
-    async def ingest(
-        request: Request,
-        registry: str = Query(min_length=1, max_length=64, pattern="^[a-z0-9][a-z0-9._-]*$"),
-        partial: bool = False,
-        test_numbers: bool = False,
-    ) -> Response:
-        principal(request, "ingest", f"registry:{registry}")
-        body = await read_body(request.stream(), state.config.max_request_bytes)
-        call = functools.partial(
-            ops.ingest, state, body, registry=registry, partial=partial, test_numbers=test_numbers
-        )
-        forwarded, outcome = await bulk(call)
-        if forwarded is None:
-            return respond(request, outcome)
-        request.state.audit.update(rows=outcome.rows, rejected=outcome.rejected)
-        headers = {"X-Koble-Rows": str(outcome.rows), "X-Koble-Rejected": str(outcome.rejected)}
-        return Response(forwarded, 200, headers=headers, media_type="application/octet-stream")
-
-    from koble.pseudonym.service.routes_extra import add_blind_and_reidentification
-
-    add_blind_and_reidentification(app, state, principal, bulk, respond)
+    add_bulk_routes(app, gate)
+    add_reidentification_routes(app, gate)
     return app

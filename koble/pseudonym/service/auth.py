@@ -10,6 +10,8 @@ nearly matched. An expired token is refused like an unknown one: failures say on
 Authorisation: a party may do ``operation`` in ``domain`` if one of its grants names the
 operation and a domain pattern (glob) matching it; re-identification also needs the
 ``officer`` role. Everything else is refused (403), and the refusal is audited by the caller.
+Refusals name the party and the operation, never the domain the caller asked for: that is
+the caller's text, and it could hold anything.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "Principal",
     "authenticate",
     "authorise",
+    "authorise_anywhere",
     "hash_token",
     "new_token",
 ]
@@ -97,14 +100,27 @@ def authenticate(
     raise AuthenticationError()
 
 
-def authorise(config: ServiceConfig, principal: Principal, operation: str, domain: str) -> None:
-    """Raise :class:`AuthorisationError` unless ``principal`` may do ``operation`` in ``domain``."""
+def _allowed(
+    config: ServiceConfig, principal: Principal, operation: str, domain: str | None
+) -> bool:
     party = config.party(principal.party)
     allowed = party is not None and any(
-        grant.operation == operation and any(fnmatchcase(domain, p) for p in grant.domains)
+        grant.operation == operation
+        and (domain is None or any(fnmatchcase(domain, p) for p in grant.domains))
         for grant in party.allow
     )
-    if allowed and operation == "reidentify" and OFFICER not in principal.roles:
-        allowed = False
-    if not allowed:
-        raise AuthorisationError(f"{principal.party} may not {operation} in domain {domain}")
+    return allowed and (operation != "reidentify" or OFFICER in principal.roles)
+
+
+def authorise(config: ServiceConfig, principal: Principal, operation: str, domain: str) -> None:
+    """Raise :class:`AuthorisationError` unless ``principal`` may do ``operation`` in ``domain``."""
+    if not _allowed(config, principal, operation, domain):
+        raise AuthorisationError(f"{principal.party} may not {operation} in the requested domain")
+
+
+def authorise_anywhere(config: ServiceConfig, principal: Principal, operation: str) -> None:
+    """Raise :class:`AuthorisationError` unless ``principal`` may do ``operation`` in some
+    domain: checked before anything is looked up for it (a re-identification request id)."""
+    if not _allowed(config, principal, operation, None):
+        role = " (and the officer role)" if operation == "reidentify" else ""
+        raise AuthorisationError(f"{principal.party} may not {operation} in any domain{role}")

@@ -28,6 +28,8 @@
 
     [reidentification]
     second_approval = true          # a second officer approves before the result is released
+    pending_expiry_hours = 24       # a request not collected by then is dropped (and audited)
+    max_pending = 100               # requests held at once; beyond, 503
 
     [[party]]
     id = "ssb"
@@ -37,8 +39,11 @@
     allow = [{ operation = "pseudonymise", domains = ["project:*"] }]
 
 Operations: ``pseudonymise``, ``oprf``, ``ingest``, ``reidentify``. Domains are glob patterns
-(``project:*``). Tokens are stored only as SHA-256 hashes (``koble serve token`` makes one).
-Every problem is reported at once, naming its key.
+(``project:*``). Tokens are stored only as SHA-256 hashes (``koble serve token`` makes one)
+and every token needs ``expires``: a date-time with a zone, or ``"never"`` to say so
+explicitly. One token hash belongs to one party only. Party ids must be values the audit log
+accepts (no person number, no 40-character run without a dot). ``examples/service.toml`` is
+a complete sample. Every problem is reported at once, naming its key.
 """
 
 from __future__ import annotations
@@ -51,8 +56,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-from koble.errors import FileFormatError
+from koble.errors import FileFormatError, UsageError
 from koble.files import read_text
+from koble.pseudonym.audit_guard import refuse_sensitive
 
 __all__ = ["OPERATIONS", "Grant", "PartyConfig", "ServiceConfig", "TokenConfig", "load_config"]
 
@@ -60,12 +66,13 @@ OPERATIONS: Final = ("pseudonymise", "oprf", "ingest", "reidentify")
 ROLES: Final = ("operator", "sender", "officer", "registry")
 _PARTY = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 _SHA = re.compile(r"[0-9a-f]{64}")
+NEVER = "never"
 
 
 @dataclass(frozen=True)
 class TokenConfig:
     sha256: str
-    expires: datetime.datetime | None = None
+    expires: datetime.datetime | None = None  # None: ``expires = "never"`` in the file
 
     def __repr__(self) -> str:
         return f"TokenConfig(sha256={self.sha256[:8]}…, expires={self.expires})"
@@ -105,6 +112,8 @@ class ServiceConfig:
     audit_log: Path | None = None
     audit_key: Path | None = None
     second_approval: bool = True
+    pending_expiry_hours: float = 24.0
+    max_pending: int = 100
     registry_keys: Mapping[str, Path] = field(default_factory=dict)
     source: str = field(default="<config>", compare=False)
 
@@ -159,23 +168,37 @@ def _party(reader: _Reader, index: int, spec: object) -> PartyConfig | None:
         reader.problems.append(f"{where}.id must match {_PARTY.pattern}")
         return None
     where = f"party {ident!r}"
+    try:
+        refuse_sensitive("party id", ident)
+    except UsageError:
+        reader.problems.append(
+            f"{where}: the audit log would refuse this id (a person number, or 40 or more "
+            "characters without a dot); choose a shorter one"
+        )
     roles = tuple(spec.get("roles", ()))
     for role in roles:
         if role not in ROLES:
             reader.problems.append(f"{where}: unknown role {role!r}; use {', '.join(ROLES)}")
     tokens = []
-    for token in spec.get("tokens", ()):
+    for number, token in enumerate(spec.get("tokens", ()), 1):
         digest = token.get("sha256") if isinstance(token, Mapping) else None
         expires = token.get("expires") if isinstance(token, Mapping) else None
         if not isinstance(digest, str) or not _SHA.fullmatch(digest):
             reader.problems.append(f"{where}: a token needs sha256 = 64 lower-case hex digits")
             continue
-        if expires is not None and not (
+        if expires is None:
+            reader.problems.append(
+                f'{where}: token {number} needs expires (a date-time with a zone, or "{NEVER}")'
+            )
+            continue
+        if expires != NEVER and not (
             isinstance(expires, datetime.datetime) and expires.tzinfo is not None
         ):
-            reader.problems.append(f"{where}: token expires must be a date-time with a zone")
+            reader.problems.append(
+                f'{where}: token {number} expires must be a date-time with a zone, or "{NEVER}"'
+            )
             continue
-        tokens.append(TokenConfig(digest, expires))
+        tokens.append(TokenConfig(digest, None if expires == NEVER else expires))
     grants = []
     for grant in spec.get("allow", ()):
         operation = grant.get("operation") if isinstance(grant, Mapping) else None
@@ -193,6 +216,20 @@ def _party(reader: _Reader, index: int, spec: object) -> PartyConfig | None:
     if not tokens and certificate is not True:
         reader.problems.append(f"{where} has no way to authenticate (tokens or certificate)")
     return PartyConfig(ident, roles, certificate is True, tuple(tokens), tuple(grants))
+
+
+def _shared_tokens(reader: _Reader, parties: list[PartyConfig]) -> None:
+    """A token hash may belong to one party only (else whoever holds it is both)."""
+    holders: dict[str, list[str]] = {}
+    for party in parties:
+        for number, token in enumerate(party.tokens, 1):
+            holders.setdefault(token.sha256, []).append(f"party {party.id!r} (token {number})")
+    for names in holders.values():
+        if len(names) > 1:
+            reader.problems.append(
+                f"the same token hash is configured for {' and '.join(names)}; "
+                "give each party its own token"
+            )
 
 
 def load_config(path: Path) -> ServiceConfig:
@@ -224,7 +261,9 @@ def load_config(path: Path) -> ServiceConfig:
     )
     keys = r.table(data, "keys", {"keyset", "identity_history", "ttp_party_key"})
     audit = r.table(data, "audit", {"log", "key"})
-    reid = r.table(data, "reidentification", {"second_approval"})
+    reid = r.table(
+        data, "reidentification", {"second_approval", "pending_expiry_hours", "max_pending"}
+    )
     registries = r.table(data, "registries", set(data.get("registries", {})))
     registry_keys = {
         name: where
@@ -235,6 +274,7 @@ def load_config(path: Path) -> ServiceConfig:
     ids = [p.id for p in parties]
     for dup in sorted({i for i in ids if ids.count(i) > 1}):
         r.problems.append(f"party {dup!r} is defined twice")
+    _shared_tokens(r, parties)
     keyset = r.path(keys, "keyset", "keys")
     if keyset is None:
         r.problems.append("keys.keyset is required")
@@ -260,6 +300,12 @@ def load_config(path: Path) -> ServiceConfig:
     concurrent = r.typed(server, "max_concurrent", int, 2, "server")
     queue = r.typed(server, "queue_timeout_seconds", float, 30.0, "server")
     second = r.typed(reid, "second_approval", bool, True, "reidentification")
+    expiry = r.typed(reid, "pending_expiry_hours", float, 24.0, "reidentification")
+    pending = r.typed(reid, "max_pending", int, 100, "reidentification")
+    if expiry <= 0:
+        r.problems.append("reidentification.pending_expiry_hours must be positive")
+    if pending < 1:
+        r.problems.append("reidentification.max_pending must be at least 1")
     for name, value, low in (("port", port, 0), ("max_request_bytes", max_bytes, 1024),
                              ("max_concurrent", concurrent, 1)):  # fmt: skip
         if value < low or (name == "port" and value > 65535):
@@ -279,5 +325,6 @@ def load_config(path: Path) -> ServiceConfig:
         max_request_bytes=max_bytes, max_concurrent=concurrent, queue_timeout_seconds=queue,
         identity_history=history, ttp_party_key=party_key, audit_log=audit_log,
         audit_key=audit_key,
-        second_approval=second, registry_keys=registry_keys, source=str(path),
+        second_approval=second, pending_expiry_hours=expiry, max_pending=pending,
+        registry_keys=registry_keys, source=str(path),
     )  # fmt: skip

@@ -2,49 +2,49 @@
 
 Every function takes the service's state and parsed inputs and returns a :class:`Outcome`:
 the table to send back, whether it is a success or a list of rejects, and counts for the
-audit log. Nothing here knows about HTTP.
+audit log. Nothing here knows about HTTP. Re-identification is in :mod:`.reid`.
 """
 
 from __future__ import annotations
 
-import datetime
-import secrets
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import polars as pl
 
-from koble.errors import AuthorisationError, ColumnError, UsageError, redact
+from koble.errors import ColumnError, UsageError, redact
+from koble.pseudonym.audit_guard import refuse_sensitive
 from koble.pseudonym.auditing import AuditSink
+from koble.pseudonym.blind import BlindKey
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest import ttp_pseudonymise
 from koble.pseudonym.ingest_feed import feed_domains
-from koble.pseudonym.keys import Clock, Keyset, RandBytes, check_domain
+from koble.pseudonym.keys import DOMAIN_PATTERN, Clock, Keyset, RandBytes, check_domain
 from koble.pseudonym.pseudonymise import pseudonymise_frame
-from koble.pseudonym.reverse import REIDENTIFICATION_ROLE, Authorisation, reidentify
 from koble.pseudonym.scheme import IdScheme
 from koble.pseudonym.sealed import PartyKey, PartyPublicKey
 from koble.pseudonym.sealed_format import SealedBatch
+from koble.pseudonym.service.arrowio import ARROW, arrow_bytes
 from koble.pseudonym.service.config import ServiceConfig
+from koble.pseudonym.service.ingest_result import INGEST_RESULT, pack
 
-__all__ = ["Outcome", "ReidRequest", "ServiceState", "ingest", "pseudonymise", "reidentify_rows"]
+if TYPE_CHECKING:
+    from koble.pseudonym.service.reid import ReidRequest
+
+__all__ = [
+    "OPRF_SUITE",
+    "Outcome",
+    "ServiceState",
+    "ingest",
+    "oprf_evaluate",
+    "oprf_key",
+    "pseudonymise",
+    "service_domain",
+]
 
 ROW = "row"
-
-
-@dataclass
-class ReidRequest:
-    """A pending re-identification: who asked, why, for which pseudonyms; approved by whom."""
-
-    id: str
-    requester: str
-    domain: str
-    reason: str
-    legal_basis: str
-    pseudonyms: pl.Series
-    created: datetime.datetime
-    approved_by: str | None = None
+OPRF_SUITE = "ristretto255-SHA512"
 
 
 @dataclass
@@ -59,21 +59,56 @@ class ServiceState:
     history: IdentityHistory | None = None
     ttp_key: PartyKey | None = None
     registry_keys: dict[str, PartyPublicKey] = field(default_factory=dict)
+    #: pending re-identification requests by id (:mod:`.reid`), read and changed under ``lock``
     requests: dict[str, ReidRequest] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 @dataclass
 class Outcome:
-    """A table for the response; ``rejected`` rows made it a 422 unless partial was asked."""
+    """A table for the response; ``rejected`` rows made it a 422 unless partial was asked.
 
-    frame: pl.DataFrame
+    ``body`` is what is sent: the frame as an Arrow IPC stream (encoded off the event loop by
+    :meth:`encode`), or another ``media_type`` an operation made. The repr shows counts only,
+    never the table (identifiers or pseudonyms) or the body."""
+
+    frame: pl.DataFrame = field(repr=False)
     rows: int
     rejected: int
     ok: bool
     key_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    body: bytes | None = None  # the frame as Arrow IPC, when encoded off the event loop
+    body: bytes | None = field(default=None, repr=False)
+    media_type: str = ARROW
+    rows_out: int | None = None  # for the audit log; default: the frame's rows
+
+    def encode(self) -> Outcome:
+        """Encode the frame into ``body`` unless an operation has set it; ``self``."""
+        if self.body is None:
+            self.body = arrow_bytes(self.frame)
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"Outcome(rows={self.rows}, rejected={self.rejected}, ok={self.ok}, "
+            f"key_id={self.key_id!r}, media_type={self.media_type!r})"
+        )
+
+
+def service_domain(domain: str) -> str:
+    """``domain`` if it is a valid domain name without a person number in it; the error
+    never repeats the caller's text."""
+    if not DOMAIN_PATTERN.fullmatch(domain):
+        raise UsageError(
+            "invalid domain name: use 1-64 lowercase letters, digits and _.:- "
+            "starting with a letter or digit"
+        )
+    try:
+        refuse_sensitive("domain", domain, key_like=False)
+    except UsageError:
+        raise UsageError(
+            "invalid domain name: it contains a person number; domains name registries and projects"
+        ) from None
+    return domain
 
 
 def pseudonymise(
@@ -124,8 +159,13 @@ def pseudonymise(
 
 def ingest(
     state: ServiceState, body: bytes, *, registry: str, partial: bool, test_numbers: bool
-) -> tuple[bytes | None, Outcome]:
-    """A sealed batch in; the forwarded batch (pseudonyms sealed to the registry) out."""
+) -> Outcome:
+    """A sealed batch in; the forwarded batch (pseudonyms sealed to the registry) out.
+
+    With every identifier valid, or with ``partial``, the outcome's body is an ingest result
+    (:mod:`.ingest_result`): the forwarded batch and the rejects (batch_id, row, column,
+    reason, message; never the identifier). Otherwise the outcome is the rejects alone, and
+    nothing is forwarded."""
     if state.ttp_key is None:
         raise UsageError("this service has no TTP party key: sealed ingest is not configured")
     public = state.registry_keys.get(registry)
@@ -145,67 +185,39 @@ def ingest(
         path="<request>",
     )
     rejects = result.rejects.select(
-        [c for c in result.rejects.columns if c in (ROW, "column", "reason", "message")]
+        [c for c in result.rejects.columns if c in ("batch_id", ROW, "column", "reason", "message")]
     )
-    outcome = Outcome(rejects, batch.rows, rejects.height, not rejects.height or partial)
     if rejects.height and not partial:
-        return None, outcome
-    return result.forwarded.to_bytes(), outcome
+        return Outcome(rejects, batch.rows, rejects.height, False)
+    packed = pack(result.forwarded.to_bytes(), arrow_bytes(rejects))
+    return Outcome(
+        rejects, batch.rows, rejects.height, True, body=packed, media_type=INGEST_RESULT,
+        rows_out=result.report.pseudonymised,
+    )  # fmt: skip
 
 
-def new_request(
-    state: ServiceState,
-    requester: str,
-    domain: str,
-    reason: str,
-    legal_basis: str,
-    pseudonyms: pl.Series,
-) -> ReidRequest:
-    """Record a re-identification request; it needs another officer's approval to run."""
+def _oprf_key(state: ServiceState, domain: str) -> BlindKey:
     check_domain(domain)
-    problems = Authorisation(requester, REIDENTIFICATION_ROLE, reason, legal_basis).problems()
-    if problems:
-        raise UsageError("re-identification refused: " + "; ".join(problems))
-    request = ReidRequest(
-        secrets.token_hex(8), requester, domain, reason, legal_basis, pseudonyms, state.now()
-    )
-    with state.lock:
-        state.requests[request.id] = request
-    return request
+    return BlindKey.from_keyset(state.keyset, domain)
 
 
-def approve(state: ServiceState, request_id: str, officer: str) -> ReidRequest:
-    with state.lock:
-        request = state.requests.get(request_id)
-        if request is None:
-            raise UsageError("no such re-identification request")
-        if request.requester == officer:
-            raise AuthorisationError("a re-identification must be approved by another officer")
-        if request.approved_by is not None:
-            raise UsageError(f"the request is already approved by {request.approved_by}")
-        request.approved_by = officer
-        return request
+def oprf_evaluate(state: ServiceState, frame: pl.DataFrame, *, domain: str) -> Outcome:
+    """Blind mode: evaluate the binary column ``blinded`` (32-byte elements) with the
+    domain's OPRF key; the outcome carries the key id."""
+    if "blinded" not in frame.columns or frame["blinded"].dtype != pl.Binary:
+        raise ColumnError("send a binary column 'blinded' of 32-byte elements", column="blinded")
+    key = _oprf_key(state, domain)
+    evaluated = key.evaluate(frame["blinded"].to_list())
+    out = pl.DataFrame({"evaluated": pl.Series(evaluated, dtype=pl.Binary)})
+    return Outcome(out, frame.height, 0, True, key.key_id)
 
 
-def reidentify_rows(state: ServiceState, request: ReidRequest) -> Outcome:
-    """Run an approved (or, without second approval, a fresh) request; it runs once only."""
-    with state.lock:
-        state.requests.pop(request.id, None)
-    reason = request.reason + (
-        f" (approved by {request.approved_by})" if request.approved_by else ""
-    )
-    authorisation = Authorisation(
-        request.requester, REIDENTIFICATION_ROLE, reason, request.legal_basis
-    )
-    result = reidentify(
-        state.keyset, request.domain, request.pseudonyms, authorisation, state.audit
-    )
-    frame = pl.DataFrame(
-        {
-            ROW: pl.int_range(1, request.pseudonyms.len() + 1, eager=True, dtype=pl.Int64),
-            "identifier": result.values.cast(pl.String),
-            "reason": result.reason.cast(pl.String),
-        }
-    )
-    rejected = int(result.reason.is_not_null().sum())
-    return Outcome(frame, request.pseudonyms.len(), rejected, True)
+def oprf_key(state: ServiceState, domain: str) -> dict[str, str]:
+    """The public side of the domain's OPRF key: its id, suite and public key (hex)."""
+    key = _oprf_key(state, domain)
+    return {
+        "domain": domain,
+        "key_id": key.key_id,
+        "suite": OPRF_SUITE,
+        "public_key": key.public_key.hex(),
+    }

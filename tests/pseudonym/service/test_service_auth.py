@@ -4,7 +4,6 @@ and 403, the audit of every refusal, and error bodies that never echo an identif
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from tests.pseudonym.service.conftest import (
     REGISTRY,
     Service,
     arrow_stream,
+    identifiers_in_audit_entry,
+    identifiers_in_audit_log,
     synthetic_fnr,
     valid_fnr_in_bytes,
 )
@@ -150,7 +151,7 @@ def test_every_role_allowed_and_refused_as_configured(
     assert event["domain"] == domain
     assert event["details"]["status"] == status
     assert event["details"]["via"] == ("token" if who.token else "certificate")
-    assert valid_fnr_in_bytes(json.dumps(event).encode()) == []
+    assert identifiers_in_audit_entry(event) == []
     if status == 403:
         body = response.json()
         assert body["error"] == "AuthorisationError"
@@ -163,9 +164,10 @@ def test_the_audit_log_never_holds_identifiers_or_tokens(service: Service) -> No
         assert pseudonymise(http, service, "project:p1").status_code == 200
     with PHARMACY.client(service) as http:
         assert pseudonymise(http, service, "project:p1").status_code == 403
-    data = service.audit_path.read_bytes() if service.audit_path else b""
+    assert service.audit_path is not None
+    data = service.audit_path.read_bytes()
     assert data.count(b"\n") >= 2
-    assert valid_fnr_in_bytes(data) == []
+    assert identifiers_in_audit_log(service.audit_path) == []
     assert not any(identifier.encode() in data for identifier in IDS)
     for token in service.tokens.values():
         assert token.encode() not in data
@@ -385,3 +387,63 @@ def test_reidentification_routes_authenticate_before_looking_up_the_request(
         for request_id in (real, "0123456789abcdef"):
             _assert_401(http.post(f"/v1/reidentify/{request_id}/approve"))
             _assert_401(http.get(f"/v1/reidentify/{request_id}"))
+
+
+# --- parameter errors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "name"),
+    [
+        ({"domain": "project:p1", "scheme": IDS[5]}, "scheme"),
+        ({"domain": "project:p1", "partial": IDS[6]}, "partial"),
+        ({"domain": "x" * 200}, "domain"),
+        ({}, "domain"),
+    ],
+    ids=["scheme", "partial", "long-domain", "missing"],
+)
+def test_parameter_errors_name_the_parameter_never_the_value(
+    service: Service, params: dict[str, str], name: str
+) -> None:
+    body = arrow_stream(pl.DataFrame({"fnr": IDS[:2]}))
+    before = service.audit_seq()
+    with service.client(token=service.tokens["operator"]) as http:
+        response = http.post("/v1/pseudonymise", params=params, content=body, headers=ARROW_HEADERS)
+    assert response.status_code == 422, response.text
+    answer = response.json()
+    assert answer["error"] == "ParameterError" and set(answer) == {"error", "message"}
+    assert f"'{name}'" in answer["message"]
+    for value in params.values():
+        assert value not in response.text
+    assert valid_fnr_in_bytes(response.content) == []
+    (event,) = service.audit_events(before)
+    assert (event["actor"], event["operation"]) == ("operator", "http.pseudonymise")
+    assert event["details"]["status"] == 422 and event["domain"] is None
+
+
+def test_parameter_errors_are_for_authenticated_callers_only(service: Service) -> None:
+    params = {"domain": "project:p1", "scheme": IDS[7]}
+    body = arrow_stream(pl.DataFrame({"fnr": IDS[:2]}))
+    with service.client() as http:
+        _assert_401(
+            http.post("/v1/pseudonymise", params=params, content=body, headers=ARROW_HEADERS)
+        )
+        _assert_401(http.get("/v1/oprf/key"))  # a missing parameter too
+    with service.client(token=service.tokens["pharmacy"]) as http:  # may not pseudonymise
+        refused = http.post("/v1/pseudonymise", params=params, content=body, headers=ARROW_HEADERS)
+    assert refused.status_code == 403 and IDS[7] not in refused.text
+
+
+def test_refusals_do_not_repeat_the_domain_asked_for(service: Service) -> None:
+    domain = "project:" + IDS[8]
+    with service.client(token=service.tokens["pharmacy"]) as http:
+        refused = pseudonymise(http, service, domain)
+    assert refused.status_code == 403
+    assert refused.json()["message"] == "pharmacy may not pseudonymise in the requested domain"
+    with service.client(token=service.tokens["operator"]) as http:  # allowed by project:*
+        invalid = pseudonymise(http, service, domain)
+        upper = pseudonymise(http, service, "project:P1")
+    assert invalid.status_code == 400 and "person number" in invalid.json()["message"]
+    assert upper.status_code == 400 and "invalid domain name" in upper.json()["message"]
+    for response in (refused, invalid, upper):
+        assert IDS[8] not in response.text and "P1" not in response.text

@@ -4,12 +4,15 @@ Schemathesis loads ``/openapi.json`` from a running HTTPS service and generates 
 (valid and invalid parameters, random bodies); hypothesis also mixes in well-formed Arrow
 streams of odd shapes, so the handlers behind the body parser are reached, and picks the
 caller (nobody, the operator, the pharmacy, an officer by certificate). No response may be a
-server error.
+server error, and every response must be one the schema declares: its status code, its
+content type, its headers and (for JSON) its body.
 
 The fuzzed service grants ``*`` to its parties (so random domains get past authorisation)
-and audits to memory: an :class:`~koble.pseudonym.audit.AuditLog` refuses some domains and
-turns those requests into 503s, a known bug with its own tests in ``test_service_auth.py``.
-Arrow column types polars cannot import are likewise left to ``test_service_bulk.py``.
+and audits to its real :class:`~koble.pseudonym.audit.AuditLog`. (An earlier note here said
+that log refused some fuzzed domains and turned them into 503s; that no longer happens: the
+service records such an event with the domain withheld. After the fuzzing the log must
+verify, closed, and hold no identifier.) Arrow column types polars cannot import are left
+to ``test_service_bulk.py``.
 """
 
 from __future__ import annotations
@@ -29,12 +32,18 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 from schemathesis.core.result import Err
 from schemathesis.schemas import APIOperation as GenericOperation
 from schemathesis.transport.serialization import serialize_binary
 
-from koble.pseudonym.auditing import MemoryAudit
+from koble.pseudonym.audit import verify_log
 from koble.pseudonym.blind import blind
 from koble.pseudonym.ingest import seal
 from koble.pseudonym.pseudonymise import pseudonymise_values
@@ -44,11 +53,19 @@ from tests.pseudonym.service.conftest import (
     Service,
     arrow_stream,
     build_service,
+    identifiers_in_audit_log,
     running,
     synthetic_fnr,
 )
 
 EXAMPLES = 75  # per operation and generation mode: the whole module stays well under 60 s
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+]
 
 
 @schemathesis.serializer(ARROW)
@@ -70,7 +87,6 @@ class Fuzzed:
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     built = build_service(
         tmp_path_factory.mktemp("fuzz"),
-        audit=MemoryAudit(),
         projects="*",
         registries="registry:*",
         server={"max_request_bytes": 1 << 20},
@@ -111,6 +127,11 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
         finally:
             for session in sessions.values():
                 session.close()
+    # Stopped: the real audit log took every fuzzed request, verifies and is closed.
+    assert built.audit_path is not None and built.signer is not None
+    report = verify_log(built.audit_path, built.signer.public_key_bytes(), require_closed=True)
+    assert report.ok, report
+    assert identifiers_in_audit_log(built.audit_path) == []
 
 
 Operation = GenericOperation[Any, Any, Any, Any]
@@ -261,7 +282,7 @@ def _fuzz(fuzzed: Fuzzed, operation: Operation) -> Counter[int]:
             timeout=30,
         )
         statuses[response.status_code] += 1
-        case.validate_response(response, checks=[not_a_server_error])
+        case.validate_response(response, checks=CHECKS)
 
     check()
     return statuses

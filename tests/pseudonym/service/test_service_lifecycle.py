@@ -11,6 +11,7 @@ import re
 import threading
 import time
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -40,7 +41,7 @@ from tests.pseudonym.service.conftest import (
 DOMAIN = "project:cli-test"
 
 
-def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+def run(*args: str | Path, env: Mapping[str, str | None] | None = None) -> Result:
     return CliRunner().invoke(cli, [str(a) for a in args], env=env)
 
 
@@ -251,10 +252,10 @@ def local_and_remote(service: Service, cohort: Path, out: Path) -> tuple[Result,
         "--keyset", service.keyset_path, "--kek-env", "KOBLE_TEST_KEK", "--json",
         env={**actor, "KOBLE_TEST_KEK": b64(service.kek)},
     )  # fmt: skip
-    remote = run(
+    remote = run(  # no actor: the service knows the party from its token
         "pseudonymise", cohort, out / "remote.parquet", "-c", "fnr", "--domain", DOMAIN,
         "--remote", service.url, "--ca", service.pki.ca_cert, "--json",
-        env={**actor, "KOBLE_SERVICE_TOKEN": service.tokens["operator"]},
+        env={"KOBLE_ACTOR": None, "KOBLE_SERVICE_TOKEN": service.tokens["operator"]},
     )  # fmt: skip
     return local, remote
 
@@ -304,3 +305,184 @@ def test_pseudonymise_remote_refuses_without_good_credentials(
     refused = run(*common, env={**actor, "KOBLE_SERVICE_TOKEN": service.tokens["pharmacy"]})
     assert refused.exit_code == 4 and "pharmacy may not pseudonymise" in refused.output
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_pseudonymise_local_still_needs_an_actor(
+    service: Service, cohort: Path, tmp_path: Path
+) -> None:
+    local = run(
+        "pseudonymise", cohort, tmp_path / "out.parquet", "-c", "fnr", "--domain", DOMAIN,
+        "--keyset", service.keyset_path, "--kek-env", "KOBLE_TEST_KEK",
+        env={"KOBLE_ACTOR": None, "KOBLE_TEST_KEK": b64(service.kek)},
+    )  # fmt: skip
+    assert local.exit_code == 2 and "--actor" in local.output
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_pseudonymise_remote_refuses_number_identifiers_like_local(
+    service: Service, tmp_path: Path
+) -> None:
+    numbers = synthetic_fnr(20, seed=19)
+    numbers[0] = "0" + numbers[0][1:]  # a leading zero a number column would lose
+    pl.DataFrame({"fnr": [int(v) for v in numbers]}).write_parquet(tmp_path / "ints.parquet")
+    before = service.audit_seq()
+    common: list[str | Path] = [
+        "pseudonymise", tmp_path / "ints.parquet", tmp_path / "out.parquet", "-c", "fnr",
+        "--domain", DOMAIN,
+    ]  # fmt: skip
+    local = run(*common, "--keyset", service.keyset_path, "--kek-env", "KOBLE_TEST_KEK",
+                env={"KOBLE_ACTOR": "ola", "KOBLE_TEST_KEK": b64(service.kek)})  # fmt: skip
+    remote = run(*common, "--remote", service.url, "--ca", service.pki.ca_cert,
+                 env={"KOBLE_SERVICE_TOKEN": service.tokens["operator"]})  # fmt: skip
+    assert local.exit_code == remote.exit_code == 2, (local.output, remote.output)
+    assert "identifiers must be text, the column is Int64" in local.output
+    assert remote.output == local.output
+    assert not (tmp_path / "out.parquet").exists()
+    assert service.audit_events(before) == []  # refused before anything was sent
+
+
+def test_pseudonymise_remote_with_a_client_certificate(
+    service: Service, cohort: Path, tmp_path: Path
+) -> None:
+    lab = service.pki.parties["lab"]
+    before = service.audit_seq()
+    result = run(
+        "pseudonymise", cohort, tmp_path / "out.parquet", "-c", "fnr", "--domain", DOMAIN,
+        "--remote", service.url, "--ca", service.pki.ca_cert, "--json",
+        "--client-cert", lab.cert, "--client-key", lab.key,
+        env={"KOBLE_SERVICE_TOKEN": None, "KOBLE_ACTOR": None},
+    )  # fmt: skip
+    assert result.exit_code == 1, result.output  # three rows rejected
+    assert json.loads(result.stdout)["pseudonymised"] == 1_997
+    (event,) = service.audit_events(before)
+    assert (event["actor"], event["details"]["via"]) == ("lab", "certificate")
+    half = run(
+        "pseudonymise", cohort, tmp_path / "half.parquet", "-c", "fnr", "--domain", DOMAIN,
+        "--remote", service.url, "--ca", service.pki.ca_cert, "--client-cert", lab.cert,
+        env={"KOBLE_SERVICE_TOKEN": None},
+    )  # fmt: skip
+    assert half.exit_code == 2 and "--client-cert and --client-key go together" in half.output
+
+
+def test_pseudonymise_remote_without_the_ca_is_a_clear_error(
+    service: Service, cohort: Path, tmp_path: Path
+) -> None:
+    common: list[str | Path] = [
+        "pseudonymise", cohort, tmp_path / "out.parquet", "-c", "fnr", "--domain", DOMAIN,
+    ]  # fmt: skip
+    env = {"KOBLE_SERVICE_TOKEN": service.tokens["operator"]}
+    no_ca = run(*common, "--remote", service.url, env=env)
+    assert no_ca.exit_code == 2, no_ca.output
+    (line,) = no_ca.output.strip().splitlines()
+    assert "cannot verify the TLS certificate" in line and "--ca" in line
+    assert "internal error" not in line
+    closed = run(*common, "--remote", "https://127.0.0.1:9", "--ca", service.pki.ca_cert, env=env)
+    assert closed.exit_code == 2 and "cannot connect to https://127.0.0.1:9" in closed.output
+    missing = run(*common, "--remote", service.url, "--ca", tmp_path / "nope.pem", env=env)
+    assert missing.exit_code == 2 and "no such CA certificate file" in missing.output
+    assert not (tmp_path / "out.parquet").exists()
+
+
+# --- the config ---------------------------------------------------------------------------------
+
+
+def _parties(tmp_path: Path, parties: str) -> Path:
+    path = tmp_path / "service.toml"
+    path.write_text(
+        f'[server]\ninsecure_http = true\n[keys]\nkeyset = "ks"\n{parties}', encoding="utf-8"
+    )
+    return path
+
+
+HASH_A, HASH_B = hash_token("token-a"), hash_token("token-b")
+
+
+def test_config_requires_token_expiry_or_an_explicit_never(tmp_path: Path) -> None:
+    with pytest.raises(FileFormatError, match="party 'ssb': token 1 needs expires"):
+        load_config(
+            _parties(tmp_path, f'[[party]]\nid = "ssb"\ntokens = [{{ sha256 = "{HASH_A}" }}]\n')
+        )
+    with pytest.raises(
+        FileFormatError, match='token 1 expires must be a date-time with a zone, or "never"'
+    ):
+        load_config(
+            _parties(
+                tmp_path,
+                f'[[party]]\nid = "ssb"\ntokens = [{{ sha256 = "{HASH_A}", expires = "soon" }}]\n',
+            )
+        )
+    config = load_config(
+        _parties(
+            tmp_path,
+            f'[[party]]\nid = "ssb"\ntokens = [{{ sha256 = "{HASH_A}", expires = "never" }}]\n',
+        )
+    )
+    (token,) = config.parties[0].tokens
+    assert token.expires is None
+    far = utc_now() + datetime.timedelta(days=36500)
+    who = authenticate(config, authorization="Bearer token-a", certificate_party=None, now=far)
+    assert who.party == "ssb"
+
+
+def test_config_refuses_one_token_for_two_parties(tmp_path: Path) -> None:
+    expires = "2030-01-01T00:00:00Z"
+    text = "".join(
+        f'[[party]]\nid = "{party}"\ntokens = [{tokens}]\n'
+        for party, tokens in (
+            ("ssb", f'{{ sha256 = "{HASH_A}", expires = {expires} }}'),
+            ("fhi", f'{{ sha256 = "{HASH_B}", expires = {expires} }}, '
+                    f'{{ sha256 = "{HASH_A}", expires = {expires} }}'),
+        )
+    )  # fmt: skip
+    with pytest.raises(FileFormatError) as caught:
+        load_config(_parties(tmp_path, text))
+    message = str(caught.value)
+    assert (
+        "the same token hash is configured for party 'ssb' (token 1) and party 'fhi' (token 2)"
+        in message
+    )
+    assert HASH_A not in message
+
+
+def test_config_refuses_party_ids_the_audit_log_would_refuse(tmp_path: Path) -> None:
+    party = "officer-" + "a" * 40
+    text = f'[[party]]\nid = "{party}"\ntokens = [{{ sha256 = "{HASH_A}", expires = "never" }}]\n'
+    with pytest.raises(FileFormatError, match="the audit log would refuse this id"):
+        load_config(_parties(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "setting", ["max_pending = 0", "pending_expiry_hours = 0", "max_pending = 1.5"]
+)
+def test_config_refuses_bad_reidentification_limits(tmp_path: Path, setting: str) -> None:
+    path = tmp_path / "service.toml"
+    path.write_text(
+        f'[server]\ninsecure_http = true\n[keys]\nkeyset = "ks"\n[reidentification]\n{setting}\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(FileFormatError, match="reidentification"):
+        load_config(path)
+
+
+def test_the_example_config_loads() -> None:
+    path = Path(__file__).parents[3] / "examples" / "service.toml"
+    config = load_config(path)
+    assert config.host == "127.0.0.1" and not config.insecure_http
+    assert config.second_approval and config.pending_expiry_hours == 24
+    assert config.max_pending == 100 and config.max_concurrent == 2
+    parties = {p.id: p for p in config.parties}
+    assert set(parties) == {"ssb", "fhi-lab", "apotek-1", "officer-a", "officer-b", "monitor"}
+    assert parties["officer-a"].certificate and "officer" in parties["officer-a"].roles
+    assert parties["monitor"].tokens[0].expires is None  # expires = "never", explicitly
+    assert all(t.expires is not None for p in ("ssb", "apotek-1") for t in parties[p].tokens)
+    assert config.registry_keys["reseptregisteret"] == path.parent / "reseptregisteret.pub.pem"
+
+
+def test_serve_token_never_expires_only_when_asked(tmp_path: Path) -> None:
+    made = run("serve", "token", "--party", "ssb", "--never-expires")
+    assert made.exit_code == 0, made.output
+    (line,) = [x for x in made.output.splitlines() if x.startswith("tokens = ")]
+    assert line.endswith('expires = "never" }]')
+    config = load_config(_parties(tmp_path, f'[[party]]\nid = "ssb"\n{line}\n'))
+    assert config.parties[0].tokens[0].expires is None
+    assert run("serve", "token", "--party", "ssb", "--days", "0").exit_code == 2
