@@ -135,16 +135,16 @@ def _prepare(
 
 
 def _write_parquet(frame: pl.DataFrame, target: str, labels: Mapping[str, Any], codes: Any) -> None:
-    table = frame.rechunk().to_arrow(compat_level=pl.CompatLevel.oldest()).combine_chunks()
+    """Polars' (parallel) writer, with each field's label and code list as Arrow field
+    metadata (``label``, ``value_labels`` as JSON pairs): about twice as fast as pyarrow's."""
     fields = []
-    for field in table.schema:
+    for field in frame.head(0).to_arrow().schema:
         meta = {b"label": labels[field.name].encode()} if field.name in labels else {}
         if field.name in codes:
             pairs = [[k, v] for k, v in codes[field.name].items()]
             meta[b"value_labels"] = json.dumps(pairs, ensure_ascii=False, default=str).encode()
         fields.append(field.with_metadata(meta))
-    table = pa.Table.from_arrays(table.columns, schema=pa.schema(fields))
-    pq.write_table(table, target, compression="zstd")
+    frame.write_parquet(target, compression="zstd", arrow_schema=pa.schema(fields))
 
 
 def _stamps(fmt: str, head: bytes, ts: datetime) -> list[tuple[int, bytes]]:
