@@ -70,8 +70,9 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
         ).to_series()
         changed = int((resolution.changed & reason.is_null()).sum())
         compact = resolution.resolved.fill_null(compact)
+    # a valid identifier is 11 digits: as an integer it is distinct exactly when its text is
     repeated = (
-        pl.DataFrame({"c": compact, "ok": reason.is_null()})
+        pl.DataFrame({"c": compact.cast(pl.Int64, strict=False), "ok": reason.is_null()})
         .select(pl.col("ok") & ~pl.struct("c", "ok").is_first_distinct())
         .to_series()
     )

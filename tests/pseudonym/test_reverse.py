@@ -119,3 +119,19 @@ def test_serials_refuse_bad_populations(keyset: Keyset) -> None:
         )
     with pytest.raises(ColumnError, match="row 2: 1 invalid identifiers"):
         assign_serials(keyset, "p", pl.Series("fnr", ["15108695088", "15108695077"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2**64 - 1)), min_size=0, max_size=60))
+def test_block_order_is_the_128_bit_order_even_with_tied_high_halves(
+    pairs: list[tuple[int, int]],
+) -> None:
+    import numpy as np
+
+    from koble.pseudonym.serials import block_order
+
+    raw = b"".join(hi.to_bytes(8, "big") + lo.to_bytes(8, "big") for hi, lo in pairs)
+    blocks = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 16)
+    order = block_order(blocks)
+    as_numbers = [hi << 64 | lo for hi, lo in pairs]
+    assert [as_numbers[i] for i in order] == sorted(as_numbers)
