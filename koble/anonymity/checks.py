@@ -39,6 +39,7 @@ __all__ = [
     "Requirements",
     "TCloseness",
     "classes_of",
+    "distinct_per_class",
 ]
 
 Mask = npt.NDArray[np.bool_]
@@ -67,6 +68,12 @@ def classes_of(table: FrequencyTable) -> Classes:
     starts = np.flatnonzero(flags)
     sizes = np.add.reduceat(table.counts, starts)
     return Classes(sizes, np.cumsum(flags, dtype=np.int64) - 1, starts)
+
+
+def distinct_per_class(table: FrequencyTable, classes: Classes) -> Int64s:
+    """Distinct sensitive codes per class: entries are (class, sensitive code) pairs, so a
+    class's number of entries is its number of distinct values."""
+    return np.diff(np.append(classes.starts, table.size))
 
 
 class Criterion(ABC):
@@ -108,8 +115,7 @@ class DistinctLDiversity(Criterion):
     needs_sensitive: ClassVar[bool] = True
 
     def failing(self, table: FrequencyTable, classes: Classes, overall: Floats) -> Mask:
-        distinct = np.diff(np.append(classes.starts, table.size))
-        return distinct < self.l
+        return distinct_per_class(table, classes) < self.l
 
     def describe(self) -> str:
         return f"distinct {self.l}-diversity"
@@ -127,8 +133,7 @@ class KPersons(Criterion):
     needs_sensitive: ClassVar[bool] = True
 
     def failing(self, table: FrequencyTable, classes: Classes, overall: Floats) -> Mask:
-        persons = np.diff(np.append(classes.starts, table.size))
-        return persons < self.k
+        return distinct_per_class(table, classes) < self.k
 
     def describe(self) -> str:
         return f"{self.k}-anonymity over persons"
