@@ -43,6 +43,11 @@ def registry_table(ctx: Context, registry: str) -> tuple[Path, str]:
     return source.file, source.id_column
 
 
+def ingest_counts_file(table: Path) -> Path:
+    """Where a registry keeps the counts of the sealed ingest that loaded ``table``."""
+    return table.with_name(f"{table.stem}.ingest.json")
+
+
 #: Feed rows per call of the sealed ingest: bounds the memory a national feed needs.
 FEED_CHUNK_ROWS = 1_000_000
 
@@ -71,7 +76,7 @@ def load_feed(
     """
     party = f"registry:{source.registry}"
     target = ctx.store(party) / f"{source.registry}.parquet"
-    counts_file = target.with_name(f"{source.registry}.ingest.json")
+    counts_file = ingest_counts_file(target)
     if target.is_file():
         return {**ctx.read_json(counts_file), "loaded": False}
     work = ctx.workspace.root / "ingest" / source.registry
@@ -279,8 +284,8 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     consent = ctx.read_json(consent_file) if consent_file.is_file() else {}
     sent = pl.read_parquet(ctx.store(step.party) / _persons_input(ctx, step), columns=[SERIAL])
     entry = ctx.catalogue.get(reg)
-    ingest = table.with_name(f"{reg}.ingest.json")  # the registry's own record of its feed
-    feed = ctx.read_json(ingest) if source.ingest and ingest.is_file() else None
+    feed_counts = ingest_counts_file(table)  # the registry's own record of its feed
+    feed = ctx.read_json(feed_counts) if source.ingest and feed_counts.is_file() else None
     report = {
         "registry": reg,
         "name": entry.name,
