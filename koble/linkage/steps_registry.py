@@ -77,8 +77,9 @@ def load_feed(
     party = f"registry:{source.registry}"
     target = ctx.store(party) / f"{source.registry}.parquet"
     counts_file = ingest_counts_file(target)
-    if target.is_file():
-        return {**ctx.read_json(counts_file), "loaded": False}
+    if target.is_file():  # loaded before; a table loaded by an older koble has no counts
+        kept = ctx.read_json(counts_file) if counts_file.is_file() else {"counts": "unknown"}
+        return {**kept, "loaded": False}
     work = ctx.workspace.root / "ingest" / source.registry
     if work.exists():
         shutil.rmtree(work)

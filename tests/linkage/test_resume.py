@@ -158,3 +158,21 @@ def test_resume_refuses_another_catalogue_or_changed_data(
         world.run(world.distributed, workspace, keys=keys, sources=changed)
     finished = world.run(world.distributed, workspace, keys=keys)  # the same data: resumes
     assert finished.delivery.is_dir()
+
+
+def test_a_table_loaded_without_counts_is_used_and_said_so(
+    world: World, reference: tuple[Path, RunResult], tmp_path: Path
+) -> None:
+    """A registry table loaded by an older version (no counts beside it) is not re-ingested,
+    and run.json says its counts are unknown rather than inventing them."""
+    keys, _ = reference
+    workspace = tmp_path / "ws"
+    world.run(world.distributed, workspace, keys=keys, stop_after="operator-assign-serials")
+    store = workspace / "registry-reseptregisteret" / "store"
+    (store / "reseptregisteret.ingest.json").unlink()
+    state = json.loads((workspace / "run.json").read_text("utf-8"))
+    (workspace / "run.json").write_text(json.dumps({**state, "setup": {}}))
+    resumed = world.run(world.distributed, workspace, keys=keys)
+    setup = json.loads((workspace / "run.json").read_text("utf-8"))["setup"]
+    assert setup["reseptregisteret"] == {"counts": "unknown", "loaded": False}
+    assert "ingest-reseptregisteret" not in resumed.seconds and resumed.delivery.is_dir()
