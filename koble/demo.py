@@ -22,6 +22,7 @@ from typing import Any
 
 import polars as pl
 
+from koble.files import write_text
 from koble.linkage.demo_run import JobOutcome, run_linkage_demo
 from koble.linkage.executor import StepEvent
 from koble.pseudonym.keys import Clock, RandBytes
@@ -177,8 +178,6 @@ def run_demo(
         world, out / "linkage", kek=kek, now=now, randbytes=randbytes, fmt=fmt, on_step=on_step
     )
     result.seconds["linkage"] = time.perf_counter() - started
-    checks_dir.mkdir(parents=True, exist_ok=True)
-    (checks_dir / "summary.json").write_text(
-        json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    write_text(checks_dir / "summary.json",
+               json.dumps(result.to_dict(), indent=2, sort_keys=True) + "\n")  # fmt: skip
     return result

@@ -6,6 +6,7 @@
     ├── InputError                 bad input: precise, names file, column and row
     │   ├── UsageError             a request that makes no sense (bad option, bad value)
     │   ├── FileFormatError        missing, unreadable or malformed file
+    │   │   └── OutputError        an output that cannot be written (disk full, read-only, limit)
     │   ├── ColumnError            a column that is missing or has the wrong type
     │   └── InvalidIdentifier      an identifier that fails validation (never shows the value)
     ├── AuthorisationError         an operation the caller is not allowed (role, reason, basis)
@@ -30,8 +31,10 @@ __all__ = [
     "InputError",
     "InvalidIdentifier",
     "KobleError",
+    "OutputError",
     "UsageError",
     "redact",
+    "sanitise",
 ]
 
 # Runs of 6 or more digits (possibly split by one space or hyphen) can be identifiers.
@@ -47,10 +50,49 @@ def redact(text: str) -> str:
     return _DIGIT_RUN.sub("<redacted>", text)
 
 
+# Eleven digits or more, at most one separator after the sixth: shaped like a person number;
+# unless inside a hex token of 16 or more characters with a letter in it (a key id, hash,
+# fingerprint or pseudonym), whose digit runs are part of it, not an identifier.
+_PERSON_SHAPE = re.compile(
+    r"(?P<hex>(?<![0-9A-Za-z])(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{16,}(?![0-9A-Za-z]))"
+    r"|\d{6}[ \-.\u00a0\u2009\u202f]?\d{5,}"
+)
+# C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+
+def sanitise(text: str) -> str:
+    """``text`` made safe to print as one line: control characters (a bare CR from a file's
+    line endings, an ESC starting a terminal sequence) shown as escapes such as ``\\r``,
+    and anything shaped like a person number (11 or more digits) replaced by ``<redacted>``
+    (a hash, key id or pseudonym in hex is kept whole).
+
+    Every koble error goes through this when it is turned into text (``str(exc)``), so no
+    message a user, a log or an HTTP client sees can carry either, whoever wrote it.
+    """
+    numbers = _PERSON_SHAPE.sub(lambda m: m.group("hex") or "<redacted>", text)
+    return _CONTROL.sub(_escape, numbers)
+
+
 class KobleError(Exception):
-    """Root of every error koble raises on purpose. ``exit_code`` is what the CLI returns."""
+    """Root of every error koble raises on purpose. ``exit_code`` is what the CLI returns.
+
+    Its text always passes through :func:`sanitise`: one line, no control characters and no
+    person number, whatever the message quoted.
+    """
 
     exit_code: int = 2
+
+    def __str__(self) -> str:
+        return sanitise(super().__str__())
 
 
 class InputError(KobleError):
@@ -74,8 +116,8 @@ class InputError(KobleError):
         where = []
         if self.path is not None:
             where.append(self.path)
-        if self.column is not None:
-            where.append(f"column {self.column!r}")
+        if self.column is not None:  # a name is data: it may hold an identifier
+            where.append(f"column {redact(self.column)!r}")
         if self.row is not None:
             where.append(f"row {self.row}")
         return f"{': '.join(where)}: {self.message}" if where else self.message
@@ -91,6 +133,11 @@ class FileFormatError(InputError):
 
 class ColumnError(InputError):
     """A column that is missing, or present with a type koble cannot use."""
+
+
+class OutputError(FileFormatError):
+    """An output koble cannot write: the disk is full, the directory read-only or missing, a
+    file-size limit was hit. The user's environment, not a bug: exit 2, naming the path."""
 
 
 class InvalidIdentifier(InputError, ValueError):  # noqa: N818 - python-stdnum's name

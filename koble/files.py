@@ -1,13 +1,37 @@
-"""Small file helpers shared across koble."""
+"""Small file helpers shared across koble: reading, hashing, and writing outputs atomically.
+
+Every file koble writes goes through :func:`atomic_write` (or :class:`OutputSet` for a
+command's several outputs): a temporary name in the same directory, fsync, rename, fsync of
+the directory. :func:`ensure_distinct` refuses a command whose paths name one file twice.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import os
+import re
+import secrets
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from koble.errors import FileFormatError
+from koble.errors import FileFormatError, KobleError, OutputError, UsageError, redact
 
-__all__ = ["read_text", "sha256_file"]
+__all__ = [
+    "TEMP_MARK",
+    "OutputSet",
+    "atomic_write",
+    "ensure_distinct",
+    "os_failure",
+    "read_text",
+    "sha256_file",
+    "write_bytes",
+    "write_text",
+]
+
+#: In the name of every temporary file koble writes (``.NAME.<random>.tmp.SUFFIX``).
+TEMP_MARK = ".tmp"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -28,3 +52,222 @@ def read_text(path: str | Path) -> str:
         raise FileFormatError("no such file", path=path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FileFormatError(f"cannot read the file: {exc}", path=path) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing: every file koble writes appears whole or not at all.
+
+#: How an OS error number shows inside another library's message: polars ("(os error 28)"),
+#: pyarrow ("[errno 28]"), DuckDB ('"errno":"28"').
+_ERRNO_IN_TEXT = re.compile(r"os error (\d+)|\[errno (\d+)\]|\"errno\":\s*\"?(\d+)", re.IGNORECASE)
+
+
+def os_failure(exc: BaseException) -> str | None:
+    """What the operating system said, as "no space left on device", when ``exc`` is or wraps
+    an OS error (an ``OSError``, or a polars/pyarrow/DuckDB error quoting an errno); else None.
+
+    Only the errno's standard text is used, never the library's message, which may quote data.
+    """
+    number = exc.errno if isinstance(exc, OSError) else None
+    if number is None:
+        found = _ERRNO_IN_TEXT.search(str(exc))
+        number = next((int(g) for g in found.groups() if g), None) if found else None
+    if number is not None:
+        text = os.strerror(number)
+    elif isinstance(exc, OSError):
+        text = redact(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
+    else:
+        return None
+    return text[:1].lower() + text[1:]
+
+
+def _temporary(path: Path, mode: int) -> Path:
+    """Create a new, empty, hidden file next to ``path`` (never through a symlink)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        temp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}{TEMP_MARK}{path.suffix}")
+        try:
+            os.close(os.open(temp, flags, mode))
+        except FileExistsError:
+            continue
+        return temp
+
+
+def _fsync(path: Path, *, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if not directory or exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise  # some file systems cannot fsync a directory; the rename is done anyway
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _staged(path: Path, mode: int | None) -> Iterator[Path]:
+    """A fresh temporary file beside ``path``, fsynced after the body; removed on any failure.
+
+    An OS error (disk full, read-only or missing directory, file-size limit) becomes an
+    :class:`OutputError` naming ``path``; a koble error passes through; anything else is
+    re-raised as it is, after the temporary file is gone.
+    """
+    temp: Path | None = None
+    try:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file where a directory should be
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
+        temp = _temporary(path, 0o666 if mode is None else mode)  # 0o666: the umask applies
+        yield temp
+        if mode is not None:
+            os.chmod(temp, mode)
+        _fsync(temp)
+    except BaseException as exc:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        reason = None if isinstance(exc, KobleError) else os_failure(exc)
+        if reason is None:
+            raise
+        raise OutputError(f"cannot write: {reason}", path=path) from None
+
+
+def _commit(temp: Path, path: Path, *, exclusive: bool) -> None:
+    """Rename ``temp`` to ``path`` (never over an existing file if ``exclusive``), fsync the
+    directory. A symlink at ``path`` is replaced itself: its target is never written."""
+    try:
+        if exclusive:
+            try:
+                os.link(temp, path)  # fails, atomically, if path exists
+            except FileExistsError:
+                raise UsageError("exists already; refusing to overwrite it", path=path) from None
+            temp.unlink()
+        else:
+            os.replace(temp, path)
+        _fsync(path.parent, directory=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        reason = None if isinstance(exc, KobleError) else os_failure(exc)
+        if reason is None:
+            raise
+        raise OutputError(f"cannot write: {reason}", path=path) from None
+
+
+@contextlib.contextmanager
+def atomic_write(
+    path: str | Path, *, mode: int | None = None, exclusive: bool = False
+) -> Iterator[Path]:
+    """Write ``path`` whole or not at all: yields a temporary path in the same directory for
+    any writer (polars, pyarrow, pyreadstat, DuckDB, ``open``); when the body returns, the
+    file is fsynced, renamed to ``path`` and the directory fsynced.
+
+    On any failure (or a kill) the temporary file is removed (a kill can leave one, hidden,
+    never the final name) and whatever was at ``path`` is untouched. Missing parent
+    directories are created. ``mode`` sets the file's mode (0o600 for keys; the temporary
+    file has it from its creation), else the umask's default as for ``open``. ``exclusive``
+    refuses to replace an existing file, atomically. A symlink at ``path`` is replaced by the file,
+    never written through. OS errors become :class:`OutputError` naming ``path``.
+    """
+    path = Path(path)
+    with _staged(path, mode) as temp:
+        yield temp
+    _commit(temp, path, exclusive=exclusive)
+
+
+def write_bytes(path: str | Path, data: bytes, *, mode: int | None = None,
+                exclusive: bool = False) -> Path:  # fmt: skip
+    """Write ``data`` to ``path`` atomically (see :func:`atomic_write`); returns ``path``."""
+    with atomic_write(path, mode=mode, exclusive=exclusive) as temp:
+        temp.write_bytes(data)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str, *, mode: int | None = None,
+               exclusive: bool = False) -> Path:  # fmt: skip
+    """Write ``text`` to ``path`` as UTF-8 with ``\\n`` line ends, atomically."""
+    return write_bytes(path, text.encode("utf-8"), mode=mode, exclusive=exclusive)
+
+
+class OutputSet:
+    """Several outputs of one command that appear together or not at all.
+
+    ``with OutputSet() as outputs:`` then ``with outputs.file(path) as temp:`` per output.
+    Each file is written and fsynced under a temporary name; when the ``with OutputSet``
+    block ends without error, all are renamed into place (``last=True`` ones after the
+    others), and on any failure every temporary file is removed and nothing appears under
+    a final name. Only the renames themselves are not one atomic step: order them so the
+    file that others depend on (a release, a command's main output) comes last.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path, bool]] = []
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    @contextlib.contextmanager
+    def file(self, path: str | Path, *, mode: int | None = None, last: bool = False
+             ) -> Iterator[Path]:  # fmt: skip
+        """A temporary path to write ``path``'s content to; renamed when the set commits."""
+        path = Path(path)
+        if any(final == path for final, _, _ in self._staged):
+            raise UsageError("written twice by one command", path=path)
+        with _staged(path, mode) as temp:
+            self._staged.append((path, temp, last))
+            yield temp
+
+    def current(self, path: str | Path) -> Path:
+        """Where ``path``'s new content is now: its temporary file until the set commits."""
+        path = Path(path)
+        return next((temp for final, temp, _last in self._staged if final == path), path)
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        staged, self._staged = self._staged, []
+        try:
+            if kind is None:
+                for final, temp, _last in sorted(staged, key=lambda s: s[2]):
+                    _commit(temp, final, exclusive=False)
+        finally:
+            for _final, temp, _last in staged:
+                with contextlib.suppress(OSError):
+                    temp.unlink(missing_ok=True)
+
+
+def _identity(path: Path) -> tuple[Path, tuple[int, int] | None]:
+    """A path's resolved form and, if it exists, its (device, inode): hard links, symlinks
+    and ``..`` detours all meet in one of the two."""
+    try:
+        stat = path.stat()
+        inode: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+    except OSError:
+        inode = None
+    return path.resolve(strict=False), inode
+
+
+def ensure_distinct(
+    outputs: Mapping[str, str | Path | None], inputs: Mapping[str, str | Path | None] | None = None
+) -> None:
+    """Refuse, with a :class:`UsageError` (exit 2) naming both options, a command that would
+    write one of its ``outputs`` over another output or over one of its ``inputs``.
+
+    Keys are how the user names each path (``"OUTPUT"``, ``"--rejects"``); ``None`` values
+    are options not given. Paths are compared resolved and, where the file exists, by
+    device and inode, so a hard link or symlink to an input is caught too. Inputs may name
+    one file between them: reading a file twice loses nothing.
+    """
+    seen: list[tuple[str, Path, Path, tuple[int, int] | None]] = []
+    for is_output, group in ((True, outputs), (False, inputs or {})):
+        for name, given in group.items():
+            if given is None:
+                continue
+            resolved, inode = _identity(Path(given))
+            for other, other_path, other_resolved, other_inode in seen:
+                if resolved == other_resolved or (inode is not None and inode == other_inode):
+                    raise UsageError(
+                        f"{other} and {name} name the same file; give them different paths",
+                        path=other_path,
+                    )
+            if is_output:
+                seen.append((name, Path(given), resolved, inode))

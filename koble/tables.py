@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import csv
 import io
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from koble.errors import ColumnError, FileFormatError, redact
+from koble.files import OutputSet, atomic_write
 
-__all__ = ["CSV_SUFFIXES", "PARQUET_SUFFIXES", "read_table", "require_column", "write_table"]
+__all__ = [
+    "CSV_SUFFIXES",
+    "PARQUET_SUFFIXES",
+    "read_table",
+    "refuse_duplicate_names",
+    "require_column",
+    "write_table",
+]
 
 CSV_SUFFIXES = frozenset({".csv", ".txt", ".tsv"})
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
@@ -57,14 +69,39 @@ def _raise_located(text: str, delimiter: str, path: Path) -> None:
             )
 
 
+def refuse_duplicate_names(names: Sequence[str], path: str | Path | None) -> None:
+    """Raise :class:`ColumnError` naming every column name ``names`` holds more than once.
+
+    A reader would otherwise rename the copies (polars makes ``fnr,fnr`` into ``fnr`` and
+    ``fnr_duplicated_0``), and a second identifier column would pass through untouched under
+    a name nobody asked for. Digit runs in the names are redacted.
+    """
+    repeated = [name for name, count in Counter(names).items() if count > 1]
+    if repeated:
+        listed = redact(", ".join(repr(n) for n in repeated))
+        raise ColumnError(
+            f"duplicate column names {listed}: every column needs a name of its own", path=path
+        )
+
+
+def _header(text: str, delimiter: str) -> tuple[str, ...]:
+    """The CSV header as written, before the reader renames repeated names."""
+    first = pl.read_csv(
+        io.StringIO(text), separator=delimiter, has_header=False, n_rows=1, infer_schema=False
+    )
+    return tuple("" if v is None else str(v) for v in first.row(0)) if first.height else ()
+
+
 def read_table(path: str | Path, *, encoding: str = "utf-8") -> pl.DataFrame:
-    """Read a CSV or Parquet file into a DataFrame (CSV columns all as strings)."""
+    """Read a CSV or Parquet file into a DataFrame (CSV columns all as strings). A file with
+    two columns of one name is refused (:func:`refuse_duplicate_names`)."""
     path = Path(path)
     kind = _format(path)
     if not path.is_file():
         raise FileFormatError("no such file", path=path)
     try:
         if kind == "parquet":
+            refuse_duplicate_names(pq.read_schema(path).names, path)
             return pl.read_parquet(path)
         raw = path.read_bytes()
         try:
@@ -80,13 +117,14 @@ def read_table(path: str | Path, *, encoding: str = "utf-8") -> pl.DataFrame:
             raise FileFormatError("the file is empty", path=path)
         delimiter = _sniff_delimiter(text.split("\n", 1)[0])
         try:
+            refuse_duplicate_names(_header(text, delimiter), path)
             return pl.read_csv(io.StringIO(text), separator=delimiter, infer_schema=False)
         except pl.exceptions.PolarsError:
             _raise_located(text, delimiter, path)
             raise
-    except FileFormatError:
+    except (FileFormatError, ColumnError):
         raise
-    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+    except (pl.exceptions.PolarsError, pa.ArrowException, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise FileFormatError(f"cannot read {kind} file: {redact(first)}", path=path) from None
 
@@ -102,13 +140,21 @@ def require_column(frame: pl.DataFrame, column: str, path: str | Path) -> pl.Ser
     return frame[column]
 
 
-def write_table(frame: pl.DataFrame, path: str | Path) -> Path:
-    """Write ``frame`` as Parquet or as semicolon-separated UTF-8 CSV, by the file's suffix."""
+def write_table(
+    frame: pl.DataFrame, path: str | Path, *, outputs: OutputSet | None = None, last: bool = False
+) -> Path:
+    """Write ``frame`` as Parquet or as semicolon-separated UTF-8 CSV, by the file's suffix.
+
+    Atomically (:func:`koble.files.atomic_write`): the file appears whole or not at all. With
+    ``outputs`` it is one of several outputs that appear together when the set commits
+    (``last``: renamed after the others).
+    """
     path = Path(path)
     kind = _format(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "parquet":
-        frame.write_parquet(path)
-    else:
-        frame.write_csv(path, separator="\t" if path.suffix.lower() == ".tsv" else ";")
+    staged = atomic_write(path) if outputs is None else outputs.file(path, last=last)
+    with staged as temp:
+        if kind == "parquet":
+            frame.write_parquet(temp)
+        else:
+            frame.write_csv(temp, separator="\t" if path.suffix.lower() == ".tsv" else ";")
     return path

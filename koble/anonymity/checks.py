@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from koble.anonymity.frequency import FrequencyTable, Int64s
+from koble.anonymity.parameters import at_least, raise_problems, share, whole_number
 
 __all__ = [
     "Classes",
@@ -99,6 +100,9 @@ class KAnonymity(Criterion):
     monotone_with_suppression: ClassVar[bool] = True
     needs_sensitive: ClassVar[bool] = False
 
+    def __post_init__(self) -> None:
+        raise_problems([whole_number(self.k, "k")])
+
     def failing(self, table: FrequencyTable, classes: Classes, overall: Floats) -> Mask:
         return classes.sizes < self.k
 
@@ -113,6 +117,9 @@ class DistinctLDiversity(Criterion):
     l: int  # noqa: E741 - the literature's name
     monotone_with_suppression: ClassVar[bool] = True
     needs_sensitive: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        raise_problems([whole_number(self.l, "l")])
 
     def failing(self, table: FrequencyTable, classes: Classes, overall: Floats) -> Mask:
         return distinct_per_class(table, classes) < self.l
@@ -132,6 +139,9 @@ class KPersons(Criterion):
     monotone_with_suppression: ClassVar[bool] = True
     needs_sensitive: ClassVar[bool] = True
 
+    def __post_init__(self) -> None:
+        raise_problems([whole_number(self.k, "k")])
+
     def failing(self, table: FrequencyTable, classes: Classes, overall: Floats) -> Mask:
         return distinct_per_class(table, classes) < self.k
 
@@ -146,6 +156,9 @@ class EntropyLDiversity(Criterion):
     l: float  # noqa: E741
     monotone_with_suppression: ClassVar[bool] = False
     needs_sensitive: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        raise_problems([at_least(self.l, "l")])
 
     def failing(self, table: FrequencyTable, classes: Classes, overall: Floats) -> Mask:
         c = table.counts.astype(np.float64)
@@ -173,6 +186,9 @@ class TCloseness(Criterion):
     ordered: bool = False
     monotone_with_suppression: ClassVar[bool] = False
     needs_sensitive: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        raise_problems([share(self.t, "t")])
 
     def failing(self, table: FrequencyTable, classes: Classes, overall: Floats) -> Mask:
         assert table.sensitive is not None
@@ -240,6 +256,9 @@ class Requirements:
     criteria: tuple[Criterion, ...]
     allowed: int
     overall: Floats
+
+    def __post_init__(self) -> None:
+        raise_problems([whole_number(self.allowed, "allowed", minimum=0)])
 
     @property
     def monotone(self) -> bool:

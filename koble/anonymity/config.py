@@ -30,18 +30,98 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from koble.anonymity.hierarchies import hierarchy_for
 from koble.anonymity.metrics import Metric
-from koble.errors import FileFormatError, UsageError
+from koble.anonymity.parameters import (
+    at_least,
+    column_list,
+    raise_problems,
+    share,
+    whole_number,
+)
+from koble.errors import FileFormatError, InputError, UsageError, redact
 
 __all__ = ["AnonymiseConfig"]
 
 _SECTIONS = {"requirements", "quasi_identifiers", "sensitive", "risk"}
+
+
+_SECTION_ORDER = ("requirements", "quasi_identifiers", "sensitive", "risk")
+
+
+def _section(data: Mapping[str, Any], name: str, problems: list[str | None]) -> dict[str, Any]:
+    """The table ``[name]`` (empty when absent); a problem when it is not a table."""
+    value = data.get(name, {})
+    if not isinstance(value, Mapping):
+        problems.append(f"[{name}] must be a table")
+        return {}
+    return dict(value)
+
+
+def _column(value: object, name: str) -> str | None:
+    """A problem unless ``value`` (when given) is a non-empty column name."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        return f"{name} must name a column"
+    return None
+
+
+def _value_problems(
+    *, k: object, suppression: object, l_value: object, l_kind: object, t_value: object,
+    t_ordered: object, threshold: object, qis: Mapping[str, object], sensitive: object,
+    person: object,
+) -> list[str | None]:  # fmt: skip
+    """Every rule on the values of a config (types, ranges, combinations), by TOML key."""
+    distinct_fraction = (
+        l_kind == "distinct"
+        and isinstance(l_value, float)
+        and math.isfinite(l_value)
+        and not l_value.is_integer()
+    )
+    needs_sensitive = l_value is not None or t_value is not None
+    return [
+        whole_number(k, "requirements.k"),
+        share(suppression, "requirements.suppression"),
+        None if l_value is None else at_least(l_value, "requirements.l"),
+        "requirements.l must be a whole number for distinct l-diversity"
+        if distinct_fraction else None,
+        None if l_kind in ("distinct", "entropy")
+        else "requirements.l_kind must be 'distinct' or 'entropy'",
+        None if t_value is None else share(t_value, "requirements.t"),
+        None if isinstance(t_ordered, bool) else "requirements.t_ordered must be true or false",
+        _column(person, "requirements.person"),
+        *column_list(list(qis), "[quasi_identifiers]"),
+        *(f"quasi_identifiers.{c} must be a hierarchy name or table"
+          for c, spec in qis.items() if not isinstance(spec, str | Mapping)),
+        _column(sensitive, "sensitive.column"),
+        "l-diversity and t-closeness need [sensitive] column"
+        if needs_sensitive and sensitive is None else None,
+        "requirements.person cannot be combined with a [sensitive] column yet (both use the "
+        "search's one sensitive slot)" if person is not None and sensitive is not None else None,
+        "requirements.person cannot also be a quasi-identifier"
+        if person is not None and person in qis else None,
+        "sensitive.column cannot also be a quasi-identifier"
+        if sensitive is not None and sensitive in qis else None,
+        share(threshold, "risk.threshold", open_low=True),
+    ]  # fmt: skip
+
+
+def _hierarchy_problems(qis: Mapping[str, object], base_dir: Path) -> list[str | None]:
+    """Build every named hierarchy (CSV files are read and checked) and collect failures."""
+    problems: list[str | None] = []
+    for column, spec in qis.items():
+        if isinstance(spec, str | Mapping):
+            try:
+                hierarchy_for(spec, base_dir=base_dir)  # type: ignore[arg-type]
+            except InputError as exc:
+                problems.append(f"quasi_identifiers.{column}: {exc}")
+    return problems
 
 
 @dataclass(frozen=True)
@@ -62,68 +142,56 @@ class AnonymiseConfig:
     person: str | None = None
     base_dir: Path = field(default=Path("."), compare=False)
 
+    def __post_init__(self) -> None:
+        """A config built directly is held to the same rules as one read from a file."""
+        raise_problems(_value_problems(
+            k=self.k, suppression=self.suppression, l_value=self.l, l_kind=self.l_kind,
+            t_value=self.t, t_ordered=self.t_ordered, threshold=self.risk_threshold,
+            qis=self.quasi_identifiers, sensitive=self.sensitive, person=self.person,
+        ))  # fmt: skip
+        if not isinstance(self.metric, Metric):
+            raise UsageError("requirements.metric must be a Metric")
+
     @classmethod
     def from_mapping(
         cls, data: Mapping[str, Any], *, base_dir: Path, source: str
     ) -> AnonymiseConfig:
         """Build from parsed TOML; every problem is reported at once, naming its key."""
-        problems: list[str] = []
+        problems: list[str | None] = []
         for unknown in sorted(set(data) - _SECTIONS):
             problems.append(f"unknown section [{unknown}]")
-        req = dict(data.get("requirements", {}))
-        qis = dict(data.get("quasi_identifiers", {}))
-        sensitive = dict(data.get("sensitive", {}))
-        risk = dict(data.get("risk", {}))
+        req, qis, sensitive, risk = (_section(data, name, problems) for name in _SECTION_ORDER)
         k = req.pop("k", None)
-        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-            problems.append("requirements.k must be a whole number of at least 1")
         suppression = req.pop("suppression", 0.0)
-        if not isinstance(suppression, int | float) or not 0 <= suppression <= 1:
-            problems.append("requirements.suppression must be a share between 0 and 1")
         metric_name = req.pop("metric", Metric.PRECISION.value)
         try:
             metric = Metric(metric_name)
-        except ValueError:
+        except (ValueError, TypeError):
             names = ", ".join(m.value for m in Metric)
-            problems.append(f"requirements.metric {metric_name!r} is not one of: {names}")
+            shown = redact(repr(metric_name))
+            problems.append(f"requirements.metric {shown} is not one of: {names}")
             metric = Metric.PRECISION
         l_value, l_kind = req.pop("l", None), req.pop("l_kind", "distinct")
         t_value, t_ordered = req.pop("t", None), req.pop("t_ordered", False)
         person = req.pop("person", None)
-        if person is not None and (not isinstance(person, str) or not person):
-            problems.append("requirements.person must name a column")
-        if l_value is not None and (not isinstance(l_value, int | float) or l_value < 1):
-            problems.append("requirements.l must be at least 1")
-        if l_kind not in ("distinct", "entropy"):
-            problems.append("requirements.l_kind must be 'distinct' or 'entropy'")
-        if t_value is not None and (not isinstance(t_value, int | float) or not 0 <= t_value <= 1):
-            problems.append("requirements.t must be between 0 and 1")
         problems += [f"unknown key requirements.{key}" for key in sorted(req)]
-        if not qis:
-            problems.append("[quasi_identifiers] must name at least one column")
-        for column, spec in qis.items():
-            if not isinstance(spec, str | dict):
-                problems.append(f"quasi_identifiers.{column} must be a hierarchy name or table")
         column = sensitive.pop("column", None)
         problems += [f"unknown key sensitive.{key}" for key in sorted(sensitive)]
-        if (l_value is not None or t_value is not None) and column is None:
-            problems.append("l-diversity and t-closeness need [sensitive] column")
-        if person is not None and column is not None:
-            problems.append(
-                "requirements.person cannot be combined with a [sensitive] column yet "
-                "(both use the search's one sensitive slot)"
-            )
-        if person is not None and person in qis:
-            problems.append("requirements.person cannot also be a quasi-identifier")
         threshold = risk.pop("threshold", 0.2)
-        if not isinstance(threshold, int | float) or not 0 < threshold <= 1:
-            problems.append("risk.threshold must be in (0, 1]")
         population = risk.pop("population", None)
         problems += [f"unknown key risk.{key}" for key in sorted(risk)]
-        if problems:
-            raise UsageError(f"{source}: " + "; ".join(problems))
+        problems += _value_problems(
+            k=k, suppression=suppression, l_value=l_value, l_kind=l_kind, t_value=t_value,
+            t_ordered=t_ordered, threshold=threshold, qis=qis, sensitive=column, person=person,
+        )  # fmt: skip
+        problems += _hierarchy_problems(qis, base_dir)
+        if population is not None and (not isinstance(population, str) or not population):
+            problems.append("risk.population must name a file")
+        elif population is not None and not (base_dir / population).is_file():
+            problems.append(f"risk.population: no such file {base_dir / population}")
+        raise_problems(problems, source=source)
         return cls(
-            k=int(k),  # type: ignore[arg-type]
+            k=int(k),  # type: ignore[call-overload]
             quasi_identifiers=qis,
             suppression=float(suppression),
             metric=metric,

@@ -27,10 +27,17 @@ from koble.anonymity.checks import (
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
+from koble.anonymity.parameters import (
+    check_columns,
+    column_list,
+    raise_problems,
+    share,
+    whole_number,
+)
 from koble.anonymity.risk import RiskReport, assess_risk
 from koble.anonymity.search import SearchResult, find_optimal
 from koble.errors import ColumnError
-from koble.files import sha256_file
+from koble.files import OutputSet, sha256_file
 from koble.tables import read_table, require_column, write_table
 
 __all__ = ["AnonymityCheck", "Release", "anonymise_file", "check_frame", "class_size_bins"]
@@ -85,6 +92,24 @@ class AnonymityCheck:
         return {**asdict(self), "meets": self.meets}
 
 
+def _check_parameters(
+    qis: Sequence[str], *, k: int, sensitive: str | None, l: int | None,  # noqa: E741
+    risk_threshold: float, person: str | None,
+) -> None:  # fmt: skip
+    """Every problem with :func:`check_frame`'s parameters at once, naming each parameter."""
+    raise_problems([
+        *column_list(list(qis), "qis (the quasi-identifiers)"),
+        whole_number(k, "k"),
+        None if l is None else whole_number(l, "l"),
+        "l needs a sensitive attribute" if l is not None and sensitive is None else None,
+        share(risk_threshold, "risk_threshold", open_low=True),
+        "the sensitive attribute cannot also be a quasi-identifier" if sensitive in qis else None,
+        "the person column cannot also be a quasi-identifier" if person in qis else None,
+        "the person column cannot also be the sensitive attribute"
+        if person is not None and person == sensitive else None,
+    ])  # fmt: skip
+
+
 def check_frame(
     frame: pl.DataFrame,
     qis: Sequence[str],
@@ -103,8 +128,13 @@ def check_frame(
     risk is that of a person: one record per (class, person), so a class's size for the
     risk models is its number of persons.
     """
-    for column in [*qis, *([sensitive] if sensitive else []), *([person] if person else [])]:
-        require_column(frame, column, path)
+    _check_parameters(qis, k=k, sensitive=sensitive, l=l, risk_threshold=risk_threshold,
+                      person=person)  # fmt: skip
+    check_columns(
+        frame, [*qis, *([sensitive] if sensitive else []), *([person] if person else [])], path
+    )
+    if population is not None:
+        check_columns(population, qis, "the population table")
     keys = [pl.col(c).cast(pl.String) for c in qis]
     aggregations = [pl.len().alias("n")]
     if sensitive is not None:
@@ -198,22 +228,32 @@ def anonymise_file(
     config: AnonymiseConfig,
     output: str | Path,
     withheld: str | Path,
+    *,
+    outputs: OutputSet | None = None,
 ) -> Release:
     """Coarsen ``source`` optimally under ``config``; write the release and withheld records.
 
     When no generalisation meets the requirements nothing is written, and the release says
     so (``result.feasible`` is False): the job goes back to the applicant with the report.
+    With ``outputs`` both files are part of that set (the release renamed last), so they
+    appear only with the report and certificate
+    (:func:`koble.anonymity.report.anonymise_with_report`).
     """
     timings: dict[str, float] = {}
     started = time.perf_counter()
     frame = read_table(source)
     path = str(source)
+    extra = [c for c in (config.sensitive, config.person) if c is not None]
+    check_columns(frame, [*config.quasi_identifiers, *extra], path)
     qis = _generalise(frame, config, path)
     sensitive = None
     slot = config.sensitive if config.person is None else config.person
     if slot is not None:
         sensitive = hierarchy_for("categorical").apply(require_column(frame, slot, path))
-    population = None if config.population is None else read_table(config.population)
+    population = None
+    if config.population is not None:
+        population = read_table(config.population)
+        check_columns(population, config.quasi_identifiers, config.population)
     timings["read_and_generalise"] = time.perf_counter() - started
     result = find_optimal(
         qis, k=config.k, suppression_limit=config.suppression, metric=config.metric,
@@ -234,8 +274,9 @@ def anonymise_file(
         return release
     started = time.perf_counter()
     released, held = result.apply(frame, qis, sensitive)
-    write_table(released.drop(config.person) if config.person else released, output)
-    write_table(held, withheld)
+    write_table(held, withheld, outputs=outputs)
+    write_table(released.drop(config.person) if config.person else released, output,
+                outputs=outputs, last=True)  # fmt: skip
     timings["apply_and_write"] = time.perf_counter() - started
     if population is not None:
         population = _generalised_population(population, config, qis, result)
@@ -247,7 +288,9 @@ def anonymise_file(
         **checks,  # type: ignore[arg-type]
     )
     release.output, release.withheld = str(output), str(withheld)
-    hashes["output"], hashes["withheld"] = sha256_file(output), sha256_file(withheld)
+    staged = Path if outputs is None else outputs.current  # the bytes, before or after commit
+    hashes["output"] = sha256_file(staged(output))
+    hashes["withheld"] = sha256_file(staged(withheld))
     release.distributions = {
         name: {"before": _top_values(frame[name]), "after": _top_values(released[name])}
         for name in names

@@ -10,14 +10,28 @@ meets the requirements it says so, for the job to go back to the applicant.
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from koble.anonymity.charts import bar_chart, paired_bar_chart
-from koble.anonymity.release import AnonymityCheck, Release
+from koble.anonymity.config import AnonymiseConfig
+from koble.anonymity.release import AnonymityCheck, Release, anonymise_file
+from koble.files import OutputSet
 
-__all__ = ["report_data", "write_report"]
+__all__ = ["REPORT_FILES", "anonymise_with_report", "report_data", "write_report"]
+
+
+#: The report's files by kind; the certificate last.
+_REPORT_NAMES = {
+    "markdown": "report.md",
+    "json": "report.json",
+    "html": "report.html",
+    "certificate": "certificate.json",
+}
+#: Every file ``anonymise`` writes into its report directory.
+REPORT_FILES = ("withheld.parquet", *_REPORT_NAMES.values())
 
 
 def _risk(check: AnonymityCheck | None) -> dict[str, Any] | None:
@@ -147,21 +161,39 @@ pre{{background:#f6f6f6;padding:1rem;overflow:auto}}figure{{margin:1.5rem 0}}</s
 """
 
 
-def write_report(release: Release, directory: str | Path) -> dict[str, Path]:
-    """Write report.md, report.json, report.html and certificate.json into ``directory``."""
+def anonymise_with_report(
+    source: str | Path, config: AnonymiseConfig, output: str | Path, directory: str | Path
+) -> tuple[Release, dict[str, Path]]:
+    """:func:`anonymise_file` into ``output`` and ``directory``/withheld.parquet, with the
+    report and certificate (:func:`write_report`) in ``directory``: all of them appear
+    together or none does. They are renamed into place with the release last, so a release
+    never stands without its certificate and report, even if the command is killed."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    with OutputSet() as outputs:
+        release = anonymise_file(source, config, output, directory / REPORT_FILES[0],
+                                 outputs=outputs)  # fmt: skip
+        files = write_report(release, directory, outputs=outputs)
+    return release, files
+
+
+def write_report(
+    release: Release, directory: str | Path, *, outputs: OutputSet | None = None
+) -> dict[str, Path]:
+    """Write report.md, report.json, report.html and certificate.json into ``directory``,
+    atomically, each file whole; with ``outputs`` as part of that set of outputs."""
+    directory = Path(directory)
     data = report_data(release)
     markdown = _markdown(data)
-    files = {
-        "markdown": directory / "report.md",
-        "json": directory / "report.json",
-        "html": directory / "report.html",
-        "certificate": directory / "certificate.json",
-    }
-    files["markdown"].write_text(markdown, encoding="utf-8")
-    files["json"].write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    files["html"].write_text(_html(data, markdown), encoding="utf-8")
+    files = {kind: directory / name for kind, name in _REPORT_NAMES.items()}
     certificate = json.dumps(data["certificate"], indent=2, sort_keys=True) + "\n"
-    files["certificate"].write_text(certificate, encoding="utf-8")
+    texts = {
+        "markdown": markdown,
+        "json": json.dumps(data, indent=2, sort_keys=True) + "\n",
+        "html": _html(data, markdown),
+        "certificate": certificate,
+    }
+    with OutputSet() if outputs is None else nullcontext(outputs) as staged:
+        for name, text in texts.items():
+            with staged.file(files[name]) as temp:
+                temp.write_bytes(text.encode("utf-8"))
     return files

@@ -21,6 +21,7 @@ from typing import Any
 
 import polars as pl
 
+from koble.anonymity.parameters import column_list, raise_problems, share
 from koble.errors import ColumnError
 
 __all__ = ["RiskReport", "assess_risk"]
@@ -88,6 +89,8 @@ def assess_risk(
     from it) are counted in ``unmatched_in_population`` and given F = f.
     """
     qis = list(quasi_identifiers)
+    raise_problems([*column_list(qis, "quasi_identifiers"),
+                    share(threshold, "threshold", open_low=True)])  # fmt: skip
     _check(frame, qis, "the file")
     as_text = [pl.col(c).cast(pl.String) for c in qis]
     classes = frame.select(as_text).group_by(qis).agg(pl.len().alias(_F))

@@ -26,7 +26,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from koble.errors import ColumnError, UsageError
+from koble.anonymity.parameters import check_columns
+from koble.errors import UsageError
 
 __all__ = ["SafeTable", "crosstab", "determined_cells", "suppress"]
 
@@ -76,11 +77,13 @@ class SafeTable:
         }  # fmt: skip
 
 
-def crosstab(frame: pl.DataFrame, rows: str, cols: str) -> tuple[list[str], list[str], Counts]:
+def crosstab(
+    frame: pl.DataFrame, rows: str, cols: str, *, path: str = "<table>"
+) -> tuple[list[str], list[str], Counts]:
     """Counts of ``rows`` × ``cols`` (values as text; missing shown as ``(missing)``)."""
-    for column in (rows, cols):
-        if column not in frame.columns:
-            raise ColumnError("no such column", column=column)
+    if rows == cols:
+        raise UsageError("rows and cols must be two different columns")
+    check_columns(frame, (rows, cols), path)
     text = frame.select(
         pl.col(rows).cast(pl.String).fill_null("(missing)").alias("r"),
         pl.col(cols).cast(pl.String).fill_null("(missing)").alias("c"),
@@ -195,8 +198,8 @@ def determined_cells(counts: Counts, hidden: Mask) -> list[tuple[int, int]]:
 
 
 def safe_table(frame: pl.DataFrame, rows: str, cols: str, *, threshold: int = 5,
-               zeros: bool = False) -> SafeTable:  # fmt: skip
-    """The publishable two-way table of ``rows`` × ``cols`` in ``frame``."""
-    row_labels, col_labels, counts = crosstab(frame, rows, cols)
+               zeros: bool = False, path: str = "<table>") -> SafeTable:  # fmt: skip
+    """The publishable two-way table of ``rows`` × ``cols`` in ``frame`` (read from ``path``)."""
+    row_labels, col_labels, counts = crosstab(frame, rows, cols, path=path)
     hidden, primary = suppress(counts, threshold=threshold, zeros=zeros)
     return SafeTable(row_labels, col_labels, counts, hidden, primary, threshold)

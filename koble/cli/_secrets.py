@@ -17,9 +17,10 @@ from typing import Any, TypeVar
 import click
 
 from koble.errors import UsageError
-from koble.pseudonym.audit import AuditLog
+from koble.pseudonym.audit import AuditHead, AuditLog
 from koble.pseudonym.keys import Keyset
 from koble.pseudonym.keystore import KeyWrapper, PassphraseKek, RawKek, load_keyset
+from koble.pseudonym.opening import opening
 from koble.pseudonym.signing import Ed25519Signer
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,19 +69,24 @@ def resolve_kek(passphrase_env: str, kek_file: Path | None, kek_env: str | None)
     if kek_file is not None:
         if not kek_file.is_file():
             raise UsageError(f"{kek_file}: no such key file")
-        return RawKek(_raw_key(kek_file.read_bytes(), str(kek_file)))
+        return RawKek(
+            _raw_key(kek_file.read_bytes(), str(kek_file)), source=f"the key in {kek_file}"
+        )
     if kek_env is not None:
         value = os.environ.get(kek_env)
         if not value:
             raise UsageError(f"environment variable {kek_env} is not set")
-        return RawKek(_raw_key(value.encode(), f"environment variable {kek_env}"))
+        return RawKek(
+            _raw_key(value.encode(), f"environment variable {kek_env}"),
+            source=f"the key from {kek_env}",
+        )
     passphrase = os.environ.get(passphrase_env)
     if not passphrase:
         raise UsageError(
             f"no key-encryption key: set {passphrase_env} to the keyset passphrase, "
             "or pass --kek-file or --kek-env"
         )
-    return PassphraseKek(passphrase.encode())
+    return PassphraseKek(passphrase.encode(), source=f"the passphrase from {passphrase_env}")
 
 
 def open_keyset(path: Path, passphrase_env: str, kek_file: Path | None,
@@ -111,8 +117,18 @@ def audit_options(*, required: bool) -> Callable[[F], F]:
     return decorate
 
 
+def print_audit_head(head: AuditHead) -> None:
+    """Tell the operator where a log ends once a command has closed it, on stderr.
+
+    Recorded somewhere an attacker cannot change, the line lets ``koble audit verify-log
+    --expect-head/--expect-entries`` catch a log later cut back to an earlier checkpoint.
+    """
+    click.echo(head.describe(), err=True)
+
+
 def open_audit(log: Path | None, key: Path | None, passphrase_env: str) -> AuditLog | None:
-    """The audit log named by the options, or None when none was asked for."""
+    """The audit log named by the options, or None when none was asked for. Closing it
+    prints its head and entry count (:func:`print_audit_head`)."""
     if log is None and key is None:
         return None
     if log is None or key is None:
@@ -122,5 +138,6 @@ def open_audit(log: Path | None, key: Path | None, passphrase_env: str) -> Audit
     passphrase = os.environ.get(passphrase_env)
     if not passphrase:
         raise UsageError(f"set {passphrase_env} to the audit key's passphrase")
-    signer = Ed25519Signer.from_pem(key.read_bytes(), passphrase.encode())
-    return AuditLog(log, signer, utc_now)
+    with opening("audit key", key, f"the passphrase from {passphrase_env}"):
+        signer = Ed25519Signer.from_pem(key.read_bytes(), passphrase.encode())
+    return AuditLog(log, signer, utc_now, on_close=print_audit_head)

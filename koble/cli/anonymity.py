@@ -9,18 +9,16 @@ import click
 from rich.console import Console
 
 from koble.anonymity.config import AnonymiseConfig
-from koble.anonymity.release import anonymise_file, check_frame
-from koble.anonymity.report import write_report
+from koble.anonymity.release import check_frame
+from koble.anonymity.report import REPORT_FILES, anonymise_with_report
 from koble.anonymity.tables import safe_table
+from koble.cli._values import ColumnList, Share, WholeNumber
+from koble.files import ensure_distinct
 from koble.tables import read_table, write_table
 
 EXIT_MEETS = 0
 EXIT_FAILS = 1
 PATH = click.Path(dir_okay=False, path_type=Path)
-
-
-def _columns(text: str) -> list[str]:
-    return [c.strip() for c in text.split(",") if c.strip()]
 
 
 @click.group()
@@ -30,21 +28,24 @@ def anonymity() -> None:
 
 @anonymity.command()
 @click.argument("file", type=PATH)
-@click.option("--qi", required=True, help="Quasi-identifier columns, comma-separated.")
-@click.option("--k", "k", type=int, required=True, help="Smallest class size required.")
+@click.option("--qi", type=ColumnList(), required=True,
+              help="Quasi-identifier columns, comma-separated.")  # fmt: skip
+@click.option("--k", "k", type=WholeNumber(1), required=True, help="Smallest class size required.")
 @click.option("--sensitive", help="Sensitive attribute column (for --l).")
-@click.option("--l", "l_", type=int, help="Distinct values of the sensitive attribute per class.")
-@click.option("--risk-threshold", type=float, default=0.2, show_default=True)
+@click.option("--l", "l_", type=WholeNumber(1),
+              help="Distinct values of the sensitive attribute per class.")  # fmt: skip
+@click.option("--risk-threshold", type=Share(open_low=True), default=0.2, show_default=True,
+              help="Risk above which a record is at risk (0 < r <= 1).")  # fmt: skip
 @click.option("--population", type=PATH, help="Population table for the journalist model.")
 @click.option("--json", "as_json", is_flag=True)
-def check(file: Path, qi: str, k: int, sensitive: str | None, l_: int | None,
+def check(file: Path, qi: list[str], k: int, sensitive: str | None, l_: int | None,
           risk_threshold: float, population: Path | None, as_json: bool) -> None:  # fmt: skip
     """Is FILE k-anonymous (and l-diverse) as it stands, and how risky is it?
 
     Exit code 0 when it meets the requirements, 1 when not, 2 for unusable input.
     """
     result = check_frame(
-        read_table(file), _columns(qi), k=k, path=str(file), sensitive=sensitive, l=l_,
+        read_table(file), qi, k=k, path=str(file), sensitive=sensitive, l=l_,
         risk_threshold=risk_threshold,
         population=None if population is None else read_table(population),
     )  # fmt: skip
@@ -86,8 +87,11 @@ def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bo
     release was made, 1 when no generalisation meets the requirements, 2 for bad input.
     """
     settings = AnonymiseConfig.read(config)
-    release = anonymise_file(file, settings, out, report_dir / "withheld.parquet")
-    files = write_report(release, report_dir)
+    ensure_distinct(
+        {"--out": out, **{f"--report ({n})": report_dir / n for n in REPORT_FILES}},
+        {"FILE": file, "--config": config, "population": settings.population},
+    )
+    release, files = anonymise_with_report(file, settings, out, report_dir)
     certificate = release.certificate()
     if as_json:
         click.echo(json.dumps(certificate, indent=2, sort_keys=True))
@@ -119,7 +123,9 @@ def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bo
 def table(file: Path, rows: str, cols: str, threshold: int, zeros: bool, out: Path | None,
           as_json: bool) -> None:  # fmt: skip
     """Counts of ROWS × COLS with primary and secondary cell suppression (hidden as ':')."""
-    safe = safe_table(read_table(file), rows, cols, threshold=threshold, zeros=zeros)
+    ensure_distinct({"--out": out}, {"FILE": file})
+    safe = safe_table(read_table(file), rows, cols, threshold=threshold, zeros=zeros,
+                      path=str(file))  # fmt: skip
     published = safe.to_frame(rows)
     if out is not None:
         write_table(published, out)

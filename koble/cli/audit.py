@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
 
 from koble.cli.run import common_run_options, resolve_run
 from koble.errors import FileFormatError, UsageError
+from koble.files import ensure_distinct
 from koble.pseudonym.audit import VerifyReport, verify_log
 
 EXIT_OK = 0
 EXIT_BAD_LOG = 1
+_HASH = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @click.group()
@@ -28,21 +31,57 @@ def audit() -> None:
     help="Ed25519 public key (PEM) of the log's signer; without it signatures are not checked.",
 )
 @click.option("--allow-open", is_flag=True, help="Accept a log without a closing checkpoint.")
+@click.option(
+    "--expect-head",
+    metavar="HASH",
+    callback=lambda _ctx, _param, value: _hash(value),
+    help="The head the log must end with, as printed when it was last closed.",
+)
+@click.option(
+    "--expect-entries",
+    metavar="N",
+    type=click.IntRange(min=0),
+    help="The number of entries the log must hold, as printed when it was last closed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify_log_command(log: Path, public_key: Path | None, allow_open: bool, as_json: bool) -> None:
+def verify_log_command(
+    log: Path,
+    public_key: Path | None,
+    allow_open: bool,
+    expect_head: str | None,
+    expect_entries: int | None,
+    as_json: bool,
+) -> None:
     """Verify the hash chain and signed checkpoints of audit log LOG.
 
     Names the first bad line: an edited, deleted, inserted or reordered entry, a forged
-    checkpoint, or a log cut short. Exit code 0 when the log verifies, 1 when it does not,
-    2 for unusable input (missing file, unreadable key).
+    checkpoint, or a log cut short. A log cut back to an earlier closing checkpoint verifies
+    on its own: give the head and entry count printed when it was last closed
+    (--expect-head, --expect-entries) to catch that. Exit code 0 when the log verifies, 1
+    when it does not, 2 for unusable input (missing file, unreadable key).
     """
     key = None if public_key is None else _read(public_key)
-    report = verify_log(log, key, require_closed=not allow_open)
+    report = verify_log(
+        log,
+        key,
+        require_closed=not allow_open,
+        expect_head=expect_head,
+        expect_entries=expect_entries,
+    )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
     else:
         click.echo(_verdict(report))
     raise SystemExit(EXIT_OK if report.ok else EXIT_BAD_LOG)
+
+
+def _hash(value: str | None) -> str | None:
+    """``--expect-head`` as 64 lower-case hex digits; the value is never echoed back."""
+    if value is None:
+        return None
+    if _HASH.fullmatch(value.strip()) is None:
+        raise click.BadParameter("must be a SHA-256 hash (64 hex digits)")
+    return value.strip().lower()
 
 
 def _read(path: Path) -> bytes:
@@ -146,6 +185,7 @@ def reproduce_command(
 
     if keys_dir is None:
         raise UsageError("give --keys: the directory of the original run's keys")
+    ensure_distinct({"--workspace": workspace}, {"--against": against, "--keys": keys_dir})
     kwargs = resolve_run(
         job_file, workspace, keys_dir, sources, world, extra, passphrase_env, kek_file, kek_env
     )

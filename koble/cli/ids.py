@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from koble.files import ensure_distinct
 from koble.registries.identifiers.check import CheckReport, check_file
 from koble.registries.identifiers.column import Scheme
 
@@ -54,6 +55,7 @@ def check(
     Exit code 0 when every row is valid, 1 when some are rejected, 2 for unusable input.
     Row numbers count data rows from 1 (row 1 is line 2 of a CSV with a header).
     """
+    ensure_distinct({"--rejects": rejects}, {"FILE": file})
     report = check_file(
         file,
         column,

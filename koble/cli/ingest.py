@@ -20,6 +20,7 @@ import click
 import polars as pl
 
 from koble.errors import FileFormatError, UsageError
+from koble.files import OutputSet, ensure_distinct, write_bytes
 from koble.pseudonym.client import RejectedError
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest import (
@@ -28,7 +29,9 @@ from koble.pseudonym.ingest import (
     seal,
     ttp_pseudonymise,
 )
+from koble.pseudonym.keys import Keyset
 from koble.pseudonym.keystore import PassphraseKek, load_keyset
+from koble.pseudonym.opening import opening
 from koble.pseudonym.scheme import IdScheme
 from koble.pseudonym.sealed import (
     ForwardedBatch,
@@ -70,8 +73,15 @@ def _public(path: Path) -> PartyPublicKey:
     return load_public(_read_bytes(path, "public key"))
 
 
+def _keyset(path: Path, variable: str) -> Keyset:
+    kek = PassphraseKek(_passphrase(variable), source=f"the passphrase from {variable}")
+    return load_keyset(path, kek)
+
+
 def _private(path: Path, variable: str) -> PartyKey:
-    return PartyKey.from_pem(_read_bytes(path, "private key"), _passphrase(variable))
+    data, passphrase = _read_bytes(path, "private key"), _passphrase(variable)
+    with opening("party key", path, f"the passphrase from {variable}"):
+        return PartyKey.from_pem(data, passphrase)
 
 
 def _echo_json(document: object) -> None:
@@ -107,11 +117,8 @@ def keygen(name: str, out_dir: Path, passphrase_env: str, as_json: bool) -> None
         if path.exists():
             raise UsageError(f"{path} exists already; refusing to overwrite a key")
     key = PartyKey.generate(os.urandom)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key.to_pem(passphrase))
-    public.write_bytes(key.public_pem())
+    write_bytes(private, key.to_pem(passphrase), mode=0o600, exclusive=True)
+    write_bytes(public, key.public_pem(), exclusive=True)
     result = {"fingerprint": key.fingerprint, "private": str(private), "public": str(public)}
     if as_json:
         _echo_json(result)
@@ -146,6 +153,14 @@ def _id_columns(specs: tuple[str, ...]) -> dict[str, IdScheme]:
     help="Identifier column, as COLUMN or COLUMN:SCHEME (fnr, hpr, orgnr); repeatable.",
 )
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of a CSV file.")
+@click.option(
+    "--allow-identifiers",
+    "allow_identifiers",
+    multiple=True,
+    metavar="COLUMN",
+    help="A payload column that may hold person numbers; repeatable. Without it such a "
+    "column is refused and nothing is sealed.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def seal_command(
     infile: Path,
@@ -154,9 +169,15 @@ def seal_command(
     registry_public: Path,
     id_specs: tuple[str, ...],
     encoding: str,
+    allow_identifiers: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Sender: seal the table IN as one batch OUT (identifiers to the TTP, rest to registry)."""
+    """Sender: seal the table IN as one batch OUT (identifiers to the TTP, rest to registry).
+
+    A payload column holding a person number is refused, and nothing sealed, unless
+    --allow-identifiers names it."""
+    ensure_distinct({"OUT": outfile}, {"IN": infile, "--ttp-public": ttp_public,
+                                       "--registry-public": registry_public})  # fmt: skip
     table = read_table(infile, encoding=encoding)
     batch = seal(
         table,
@@ -165,6 +186,7 @@ def seal_command(
         registry_public=_public(registry_public),
         randbytes=os.urandom,
         path=str(infile),
+        allow_identifiers=allow_identifiers,
     )
     batch.write(outfile)
     result = {
@@ -239,11 +261,16 @@ def pseudonymise_command(
     The payload is forwarded as it came, still sealed to the registry. Exit code 0 when every
     row was pseudonymised, 1 when some were rejected, 2 for unusable input.
     """
+    ensure_distinct(
+        {"OUT": outfile, "--rejects": rejects},
+        {"IN": infile, "--ttp-key": ttp_key, "--keyset": keyset,
+         "--registry-public": registry_public, "--history": history},
+    )  # fmt: skip
     batch = SealedBatch.read(infile)
     result = ttp_pseudonymise(
         batch,
         ttp_key=_private(ttp_key, passphrase_env),
-        keyset=load_keyset(keyset, PassphraseKek(_passphrase(keyset_passphrase_env))),
+        keyset=_keyset(keyset, keyset_passphrase_env),
         domains=_domains(domain_specs),
         registry_public=_public(registry_public),
         history=None if history is None else IdentityHistory.read(history),
@@ -251,9 +278,11 @@ def pseudonymise_command(
         test_numbers=test_numbers,
         path=str(infile),
     )
-    result.forwarded.write(outfile)
-    if rejects is not None:
-        write_table(result.rejects, rejects)
+    with OutputSet() as outputs:  # both or neither
+        if rejects is not None:
+            write_table(result.rejects, rejects, outputs=outputs)
+        with outputs.file(outfile, last=True) as temp:
+            temp.write_bytes(result.forwarded.to_bytes())
     report = result.report
     if as_json:
         _echo_json({**report.to_dict(), "out": str(outfile), "rejects": _str(rejects)})
@@ -307,8 +336,12 @@ def submit_command(batch: Path, output: Path, registry: str, remote: str | None,
     """
     if remote is None:
         raise UsageError("give --remote URL (the pseudonym service)")
-    data = _read_bytes(batch, "sealed batch")
     rejects_path = rejects or _submit_rejects_path(output)
+    ensure_distinct(
+        {"OUTPUT": output, "--rejects": rejects_path},
+        {"BATCH": batch, "--ca": ca, "--client-cert": client_cert, "--client-key": client_key},
+    )  # fmt: skip
+    data = _read_bytes(batch, "sealed batch")
     forwarded: bytes | None = None
     with service_client(remote, token_env, ca, client_cert, client_key) as client:
         try:
@@ -316,9 +349,11 @@ def submit_command(batch: Path, output: Path, registry: str, remote: str | None,
             forwarded, rejected = answer.forwarded, answer.rejects
         except RejectedError as exc:
             rejected = exc.rejects
-    write_table(rejected, rejects_path)
-    if forwarded is not None:
-        output.write_bytes(forwarded)
+    with OutputSet() as outputs:  # both or neither
+        write_table(rejected, rejects_path, outputs=outputs)
+        if forwarded is not None:
+            with outputs.file(output, last=True) as temp:
+                temp.write_bytes(forwarded)
     summary = {
         "forwarded": forwarded is not None,
         "output": None if forwarded is None else str(output),
@@ -351,6 +386,8 @@ def open_command(
     infiles: tuple[Path, ...], outfile: Path, registry_key: Path, passphrase_env: str, as_json: bool
 ) -> None:
     """Registry: open forwarded batches IN... and write their good rows, keyed by pseudonym."""
+    ensure_distinct({"OUT": outfile}, {**{f"IN ({p})": p for p in infiles},
+                                       "--registry-key": registry_key})  # fmt: skip
     key = _private(registry_key, passphrase_env)
     tables: list[pl.DataFrame] = []
     reports: list[RegistryReport] = []

@@ -10,8 +10,9 @@ from pathlib import Path
 import click
 
 from koble.errors import UsageError
+from koble.files import write_bytes
 from koble.pseudonym.keys import Keyset
-from koble.pseudonym.keystore import save_keyset
+from koble.pseudonym.keystore import keyset_lock, load_keyset, save_keyset
 from koble.pseudonym.signing import Ed25519Signer
 
 from ._secrets import (
@@ -65,11 +66,14 @@ def create(keyset: Path, passphrase_env: str, kek_file: Path | None, kek_env: st
     if keyset.exists():
         raise UsageError(f"{keyset} exists already; koble never overwrites a keyset")
     kek = resolve_kek(passphrase_env, kek_file, kek_env)
-    created = Keyset.create(randbytes=randbytes, now=utc_now)
-    with _audited(audit_log, audit_key, audit_passphrase_env) as log:
-        save_keyset(created, keyset, kek, randbytes=randbytes)
-        if log is not None:
-            log.append(actor=actor, operation="keys-create", key_id=created.primary.key_id)
+    with keyset_lock(keyset):
+        if keyset.exists():  # made by another command while this one waited for the lock
+            raise UsageError(f"{keyset} exists already; koble never overwrites a keyset")
+        created = Keyset.create(randbytes=randbytes, now=utc_now)
+        with _audited(audit_log, audit_key, audit_passphrase_env) as log:
+            save_keyset(created, keyset, kek, randbytes=randbytes)
+            if log is not None:
+                log.append(actor=actor, operation="keys-create", key_id=created.primary.key_id)
     _show(created, as_json)
 
 
@@ -77,17 +81,20 @@ def _change(keyset: Path, passphrase_env: str, kek_file: Path | None, kek_env: s
             actor: str, audit_log: Path | None, audit_key: Path | None,
             audit_passphrase_env: str, operation: str, version: int | None) -> Keyset:  # fmt: skip
     kek = resolve_kek(passphrase_env, kek_file, kek_env)
-    opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
-    with _audited(audit_log, audit_key, audit_passphrase_env) as log:
-        if operation == "rotate":
-            info = opened.rotate(randbytes=randbytes, now=utc_now)
-        else:
-            assert version is not None
-            getattr(opened, operation.replace("-", "_"))(version)
-            info = opened.info(version)
-        save_keyset(opened, keyset, kek, randbytes=randbytes)
-        if log is not None:
-            log.append(actor=actor, operation=f"keys-{operation}", key_id=info.key_id)
+    # Read, change, save and audit under the keyset's lock: a concurrent command waits and
+    # then reads what this one saved, so no change is lost.
+    with keyset_lock(keyset):
+        opened = load_keyset(keyset, kek)
+        with _audited(audit_log, audit_key, audit_passphrase_env) as log:
+            if operation == "rotate":
+                info = opened.rotate(randbytes=randbytes, now=utc_now)
+            else:
+                assert version is not None
+                getattr(opened, operation.replace("-", "_"))(version)
+                info = opened.info(version)
+            save_keyset(opened, keyset, kek, randbytes=randbytes)
+            if log is not None:
+                log.append(actor=actor, operation=f"keys-{operation}", key_id=info.key_id)
     return opened
 
 
@@ -143,8 +150,8 @@ def create_signer(path: Path, passphrase_env: str) -> None:
     if not passphrase:
         raise UsageError(f"set {passphrase_env} to the passphrase for the new key")
     signer = Ed25519Signer.generate()
-    path.write_bytes(signer.to_pem(passphrase.encode()))
-    os.chmod(path, 0o600)
+    path.parent.mkdir(parents=True, exist_ok=True)  # as every command that writes a file
+    write_bytes(path, signer.to_pem(passphrase.encode()), mode=0o600, exclusive=True)
     public = path.with_name(path.name + ".pub")
-    public.write_bytes(signer.public_pem())
+    write_bytes(public, signer.public_pem())
     click.echo(f"signer {signer.key_id}: {path} (private, encrypted), {public} (public)")

@@ -1,8 +1,10 @@
 """The ``koble`` command: a click group whose subcommands live one module per group.
 
 Commands only parse options, call the library and map errors. Every ``KobleError`` becomes a
-one-line message on stderr and its exit code; anything else becomes a one-line internal-error
-message with its digits redacted (exit 3), never a traceback, unless ``KOBLE_DEBUG=1``.
+one-line message on stderr and its exit code; an OS error (also inside a polars, pyarrow or
+DuckDB error) a one-line message with what the OS said (exit 2); anything else a one-line
+internal-error message with its digits redacted (exit 3), never a traceback, unless
+``KOBLE_DEBUG=1``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from typing import Any
 import click
 
 from koble import __version__
-from koble.errors import KobleError, redact
+from koble.errors import KobleError, redact, sanitise
+from koble.files import os_failure
 
 EXIT_INTERNAL = 3
+#: An OS error koble did not catch itself (disk full, read-only directory, file-size limit):
+#: the user's environment, not a bug, so a user error's exit code.
+EXIT_ENVIRONMENT = 2
 
 
 #: Subcommands, imported only when used so ``koble --help`` stays fast.
@@ -62,12 +68,26 @@ class KobleGroup(click.Group):
         except KobleError as exc:
             click.echo(f"koble: error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except (click.exceptions.Exit, click.ClickException, click.Abort):
+        except click.ClickException as exc:  # click quotes bad values: the same rules apply
+            text = exc.format_message()
+            if sanitise(text) == text:
+                raise
+            if isinstance(exc, click.UsageError):
+                raise click.UsageError(sanitise(text), exc.ctx) from None
+            raise click.ClickException(sanitise(text)) from None
+        except (click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
             if os.environ.get("KOBLE_DEBUG") == "1":
                 raise
-            message = redact(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            reason = os_failure(exc)
+            if reason is not None:  # disk full, read-only, size limit: the user's environment
+                where = getattr(exc, "filename", None)
+                line = reason if where is None else f"{reason}: {where}"
+                click.echo(f"koble: error: {sanitise(redact(line))}", err=True)
+                ctx.exit(EXIT_ENVIRONMENT)
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            message = sanitise(redact(first))
             click.echo(f"koble: internal error ({type(exc).__name__}): {message}", err=True)
             ctx.exit(EXIT_INTERNAL)
 

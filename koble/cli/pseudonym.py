@@ -11,9 +11,15 @@ import click
 from rich.console import Console
 
 from koble.errors import UsageError
+from koble.files import ensure_distinct
 from koble.pseudonym.auditing import MemoryAudit
 from koble.pseudonym.client import pseudonymise_file_remote
-from koble.pseudonym.operations import pseudonymise_file, reidentify_file, rekey_file
+from koble.pseudonym.operations import (
+    default_rejects_path,
+    pseudonymise_file,
+    reidentify_file,
+    rekey_file,
+)
 from koble.pseudonym.reverse import REIDENTIFICATION_ROLE, Authorisation
 from koble.pseudonym.serials import SERIAL, assign_serials
 from koble.tables import read_table, require_column, write_table
@@ -36,6 +42,16 @@ def _finish(summary: dict[str, Any], as_json: bool, lines: list[str], rejected: 
     raise SystemExit(EXIT_ALL if rejected == 0 else EXIT_SOME_REJECTED)
 
 
+def _distinct(source: Path, output: Path, rejects: Path | None, audit_log: Path | None,
+              keyset: Path, kek_file: Path | None, audit_key: Path | None) -> None:  # fmt: skip
+    """Refuse (exit 2) a command whose outputs would overwrite each other or an input."""
+    ensure_distinct(
+        {"OUTPUT": output, "--rejects": rejects or default_rejects_path(output),
+         "--audit-log": audit_log},
+        {"SOURCE": source, "--keyset": keyset, "--kek-file": kek_file, "--audit-key": audit_key},
+    )  # fmt: skip
+
+
 @click.command()
 @click.argument("source", type=PATH)
 @click.argument("output", type=PATH)
@@ -53,6 +69,11 @@ def _finish(summary: dict[str, Any], as_json: bool, lines: list[str], rejected: 
 @click.option("--id-scheme", type=click.Choice(["fnr", "hpr"]), default="fnr", show_default=True)
 @click.option("--test-numbers", is_flag=True, help="Accept synthetic test numbers.")
 @click.option("--output-column", help="Name of the pseudonym column [default: same as input].")
+@click.option(
+    "--allow-identifiers", "allow_identifiers", multiple=True, metavar="COLUMN",
+    help="A pass-through column that may hold person numbers; repeatable. Without it such a "
+    "column is refused and nothing is written.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: Path | None,
                  passphrase_env: str, kek_file: Path | None, kek_env: str | None,
@@ -61,18 +82,27 @@ def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: P
                  population_column: str, rejects: Path | None, id_scheme: str, test_numbers: bool,
                  output_column: str | None, as_json: bool, remote: str | None,
                  token_env: str, ca: Path | None, client_cert: Path | None,
-                 client_key: Path | None) -> None:  # fmt: skip
+                 client_key: Path | None, allow_identifiers: tuple[str, ...]) -> None:  # fmt: skip
     """Replace the identifiers in COLUMN of SOURCE by domain pseudonyms, into OUTPUT.
 
-    Other columns pass through untouched. Every row ends up in OUTPUT or in the rejects file
-    with its row number and reason. With --remote the keys stay at the pseudonym service
-    (``koble serve``) and only the identifier column travels, as an Arrow stream over TLS;
-    the service knows the caller from its token or certificate, so --actor is not needed.
+    Other columns pass through untouched, unless one holds a person number: then nothing is
+    written, unless --allow-identifiers names that column. Every row ends up in OUTPUT or in
+    the rejects file with its row number and reason. With --remote the keys stay at the
+    pseudonym service (``koble serve``) and only the identifier column travels, as an Arrow
+    stream over TLS; the service knows the caller from its token or certificate, so --actor
+    is not needed.
     Exit code 0 when every row was pseudonymised, 1 when some were rejected, 2 for unusable
     input.
     """
     if (keyset is None) == (remote is None):
         raise UsageError("give either --keyset (local keys) or --remote URL (the service)")
+    ensure_distinct(
+        {"OUTPUT": output, "--rejects": rejects or default_rejects_path(output),
+         "--audit-log": audit_log},
+        {"SOURCE": source, "--keyset": keyset, "--kek-file": kek_file, "--audit-key": audit_key,
+         "--history": history, "--population": population, "--ca": ca,
+         "--client-cert": client_cert, "--client-key": client_key},
+    )  # fmt: skip
     if remote is not None:
         if history is not None or population is not None:
             raise UsageError("--history and --population are the service's, not the client's")
@@ -80,6 +110,7 @@ def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: P
             summary = pseudonymise_file_remote(
                 client, source, output, column=column, domain=domain, rejects=rejects,
                 id_scheme=id_scheme, test_numbers=test_numbers, output_column=output_column,
+                allow_identifiers=allow_identifiers,
             )  # fmt: skip
         lines = [
             f"{summary['rows']:,} rows in: {summary['pseudonymised']:,} pseudonymised by "
@@ -97,7 +128,7 @@ def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: P
             source, output, column=column, keyset=opened, domain=domain, actor=actor, audit=log,
             history=history, population=population, population_column=population_column,
             rejects=rejects, id_scheme=id_scheme, test_numbers=test_numbers,  # type: ignore[arg-type]
-            output_column=output_column,
+            output_column=output_column, allow_identifiers=allow_identifiers,
         )  # fmt: skip
     summary = {**report.to_dict(), "output": str(output), "rejects_path": str(rejects_path)}
     lines = [
@@ -132,6 +163,7 @@ def reidentify(source: Path, output: Path, column: str, domain: str, keyset: Pat
                reason: str, legal_basis: str, rejects: Path | None, id_scheme: str,
                output_column: str, as_json: bool) -> None:  # fmt: skip
     """Turn the pseudonyms in COLUMN of SOURCE back into identifiers (authorised, audited)."""
+    _distinct(source, output, rejects, audit_log, keyset, kek_file, audit_key)
     opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
     log = open_audit(audit_log, audit_key, audit_passphrase_env)
     assert log is not None
@@ -164,6 +196,7 @@ def rekey(source: Path, output: Path, column: str, domain: str, keyset: Path,
           audit_log: Path | None, audit_key: Path | None, audit_passphrase_env: str,
           rejects: Path | None, id_scheme: str, as_json: bool) -> None:  # fmt: skip
     """Convert the pseudonyms in COLUMN of SOURCE to the keyset's primary key."""
+    _distinct(source, output, rejects, audit_log, keyset, kek_file, audit_key)
     opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
     log = open_audit(audit_log, audit_key, audit_passphrase_env)
     sink = log if log is not None else MemoryAudit()
@@ -191,6 +224,10 @@ def serials(population: Path, key_list: Path, column: str, project: str, keyset:
 
     The key list belongs in the operator's private store only.
     """
+    ensure_distinct(
+        {"KEY_LIST": key_list},
+        {"POPULATION": population, "--keyset": keyset, "--kek-file": kek_file},
+    )
     opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
     frame = read_table(population)
     table = assign_serials(opened, project, require_column(frame, column, population),

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from koble.cli._secrets import kek_options, randbytes, resolve_kek, utc_now
+from koble.cli._secrets import kek_options, print_audit_head, randbytes, resolve_kek, utc_now
 from koble.errors import UsageError
 from koble.linkage.executor import RunResult, StepEvent, run_job
 from koble.linkage.job import JobError
@@ -87,6 +87,7 @@ def resolve_run(
         "catalogue": catalogue,
         "now": utc_now,
         "randbytes": randbytes,
+        "on_audit_close": print_audit_head,
     }
 
 

@@ -8,9 +8,17 @@ from pathlib import Path
 
 import click
 
-from koble.cli._secrets import AUDIT_PASSPHRASE, kek_options, randbytes, resolve_kek, utc_now
+from koble.cli._secrets import (
+    AUDIT_PASSPHRASE,
+    kek_options,
+    print_audit_head,
+    randbytes,
+    resolve_kek,
+    utc_now,
+)
 from koble.errors import UsageError
 from koble.pseudonym.audit import AuditLog
+from koble.pseudonym.opening import opening
 from koble.pseudonym.service.auth import hash_token, new_token
 from koble.pseudonym.service.config import NEVER, load_config
 from koble.pseudonym.signing import Ed25519Signer
@@ -42,7 +50,8 @@ def serve(
 
     Binds to loopback unless the config says otherwise; TLS is on unless the config sets
     insecure_http on loopback. SIGTERM or Ctrl-C stops taking new requests, lets in-flight
-    ones finish, then closes the audit log with a signed checkpoint.
+    ones finish, then closes the audit log with a signed checkpoint and prints its head and
+    entry count to stderr (to record for `koble audit verify-log --expect-head/--expect-entries`).
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -58,9 +67,10 @@ def serve(
         raise UsageError(f"set {audit_passphrase_env} to the audit key's passphrase")
     if not config.audit_key.is_file():
         raise UsageError(f"no such audit key file: {config.audit_key}")
-    signer = Ed25519Signer.from_pem(config.audit_key.read_bytes(), passphrase.encode())
+    with opening("audit key", config.audit_key, f"the passphrase from {audit_passphrase_env}"):
+        signer = Ed25519Signer.from_pem(config.audit_key.read_bytes(), passphrase.encode())
     party = os.environ.get(PARTY_PASSPHRASE)
-    with AuditLog(config.audit_log, signer, utc_now) as audit:
+    with AuditLog(config.audit_log, signer, utc_now, on_close=print_audit_head) as audit:
         state = open_state(
             config,
             kek=resolve_kek(passphrase_env, kek_file, kek_env),

@@ -21,6 +21,9 @@ from pathlib import Path
 
 import polars as pl
 
+from koble.files import write_text
+from koble.tables import write_table
+
 __all__ = ["DEMO_CATALOGUE", "write_demo_jobs"]
 
 DEMO_CATALOGUE = Path(str(files("koble.linkage") / "data" / "demo_catalogue.toml"))
@@ -112,15 +115,15 @@ def write_demo_jobs(world: Path, *, fmt: str = "stata") -> tuple[Path, Path]:
     cutoff = datetime.date(1957, 1, 1)
     old = population.filter((pl.col("birth_date") < cutoff) & pl.col("kind").is_in(["fnr", "dnr"]))
     elderly = old.filter(pl.col("death_date").is_null()).select("person_id")
-    elderly.write_parquet(world / "population_67.parquet")
+    write_table(elderly, world / "population_67.parquet")
     cohort = pl.read_parquet(world / "cohort.parquet").select("fnr")
     sample = old.select("person_id").sample(
         n=min(old.height, max(1, cohort.height // 2)), seed=2026
     )
     study = pl.concat([cohort, sample.select(pl.col("person_id").alias("fnr"))])
-    study.write_parquet(world / "study_population.parquet")
+    write_table(study, world / "study_population.parquet")
     distributed = world / "job_distributed.toml"
     central = world / "job_central.toml"
-    distributed.write_text(DISTRIBUTED.format(format=fmt), encoding="utf-8")
-    central.write_text(CENTRAL.format(format=fmt), encoding="utf-8")
+    write_text(distributed, DISTRIBUTED.format(format=fmt))
+    write_text(central, CENTRAL.format(format=fmt))
     return distributed, central

@@ -22,12 +22,13 @@ the action, counts, key ids and output hashes, never an identifier.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from koble.errors import UsageError
 from koble.files import sha256_file
@@ -44,7 +45,8 @@ from koble.linkage.steps_keys import assign_serials_step, pseudonymise_step, sen
 from koble.linkage.steps_registry import consent_step, extract_step, load_feed
 from koble.linkage.transfer import open_transfer, seal_transfer
 from koble.linkage.workspace import STATE, Workspace
-from koble.pseudonym.audit import AuditLog
+from koble.locking import directory_lock
+from koble.pseudonym.audit import AuditHead, AuditLog
 from koble.pseudonym.keys import Clock, RandBytes
 from koble.pseudonym.keystore import KeyWrapper
 from koble.registries.catalogue import Catalogue
@@ -239,6 +241,24 @@ def _ingest(
         on_step(step, "done", 0, total)
 
 
+_Run = TypeVar("_Run", bound=Callable[..., "RunResult"])
+
+
+def _one_run_per_workspace(run: _Run) -> _Run:
+    """Hold the workspace's lock for the whole run: a second ``koble run`` (or reproduction)
+    in the same workspace is refused at once rather than racing this one over ``run.json``,
+    the parties' keys and the audit log."""
+
+    @functools.wraps(run)
+    def locked(job_path: Path, workspace: Path, **options: Any) -> RunResult:
+        with directory_lock(workspace):
+            result: RunResult = run(job_path, workspace, **options)
+        return result
+
+    return cast(_Run, locked)
+
+
+@_one_run_per_workspace
 def run_job(
     job_path: Path,
     workspace: Path,
@@ -254,11 +274,14 @@ def run_job(
     created: datetime.datetime | None = None,
     on_step: StepEvent | None = None,
     stop_after: str | None = None,
+    on_audit_close: Callable[[AuditHead], None] | None = None,
 ) -> RunResult:
     """Run (or resume) the job at ``job_path`` in ``workspace``; see the module docstring.
 
     ``created`` fixes the run's clock value (a reproduction passes the original's);
-    ``stop_after`` stops after the named step, as a crash there would (for tests).
+    ``stop_after`` stops after the named step, as a crash there would (for tests);
+    ``on_audit_close`` gets the head and entry count of the run's audit log once it is
+    closed (the CLI prints them). One run at a time per workspace: a second is refused.
     """
     started = time.perf_counter()
     catalogue = catalogue or Catalogue.load()
@@ -290,7 +313,7 @@ def run_job(
         test_numbers,
     )
     result = RunResult(workspace, ws.party_root(RESEARCHER) / DELIVERY, plan)
-    log = AuditLog(workspace / AUDIT_LOG, keys.signer, now)
+    log = AuditLog(workspace / AUDIT_LOG, keys.signer, now, on_close=on_audit_close)
     try:
         total = len(plan.steps)
         for request in job.requests:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pyreadstat
 
-from koble.errors import FileFormatError, UsageError, redact
+from koble.errors import FileFormatError, OutputError, UsageError, redact
+from koble.files import atomic_write, os_failure
+from koble.tables import refuse_duplicate_names
 
 __all__ = ["FORMATS", "SUFFIX", "count_rows", "delivery_name", "read_delivery", "write_delivery"]
 
@@ -177,11 +177,9 @@ def write_delivery(
         raise UsageError(f"a {fmt} delivery file must end in .{SUFFIX[fmt]}", path=path)
     data, labs, codes = _prepare(frame, fmt, labels, value_labels or {})
     ts = timestamp.astimezone(UTC) if timestamp.tzinfo else timestamp
-    with _guard(path, "cannot write", FileFormatError):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with _guard(path, f"cannot write as {fmt}", UsageError):
+    with atomic_write(path) as temp:
+        tmp = str(temp)
+        with _guard(path, f"cannot write as {fmt}", UsageError, writing=True):
             if fmt == "parquet":
                 _write_parquet(data, tmp, labs, codes)
             elif fmt == "csv":
@@ -198,19 +196,20 @@ def write_delivery(
                 for at, text in _stamps(fmt, fh.read(512), ts):
                     fh.seek(at)
                     fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
     return data.height
 
 
 @contextlib.contextmanager
-def _guard(path: Path, what: str, error: type[UsageError | FileFormatError]) -> Iterator[None]:
-    """Turn a library's error into ``error`` with a redacted message, never a traceback."""
+def _guard(path: Path, what: str, error: type[UsageError | FileFormatError], *,
+           writing: bool = False) -> Iterator[None]:  # fmt: skip
+    """Turn a library's error into ``error`` with a redacted message, never a traceback.
+    When ``writing``, an OS failure (disk full, size limit) is an OutputError instead."""
     try:
         yield
     except _ERRORS as exc:
+        reason = os_failure(exc) if writing else None
+        if reason is not None:
+            raise OutputError(f"cannot write: {reason}", path=path) from None
         kind = FileFormatError if isinstance(exc, OSError) else error
         raise kind(f"{what}: {redact(str(exc))}", path=path) from None
 
@@ -232,6 +231,8 @@ def read_delivery(path: Path) -> pl.DataFrame:
         if fmt == "parquet":
             return pl.read_parquet(path)
         if fmt == "csv":
+            header = pl.read_csv(path, separator=";", has_header=False, n_rows=1)
+            refuse_duplicate_names([str(v) for v in header.row(0)] if header.height else [], path)
             return pl.read_csv(path, separator=";", infer_schema=False)
         frame: pl.DataFrame = _READERS[fmt](path, output_format="polars")[0]
         return frame.with_columns(pl.col(pl.String).replace("", None))

@@ -49,10 +49,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
 
-from koble.errors import FileFormatError, UsageError
+from koble.errors import FileFormatError, UsageError, sanitise
 from koble.files import read_text
 from koble.linkage.toml_lines import Lines
 from koble.registries.catalogue import Catalogue, Registry
+from koble.registries.identifiers.scan import contains_person_number
 
 __all__ = [
     "APPROVAL_KINDS",
@@ -125,7 +126,7 @@ class Problem:
     message: str
 
     def render(self, path: str | None) -> str:
-        return f"{path or '<job>'}:{self.line}: {self.message}"
+        return sanitise(f"{path or '<job>'}:{self.line}: {self.message}")
 
 
 class JobError(FileFormatError):
@@ -473,6 +474,34 @@ def _anonymity(
     return Anonymity(k, tuple(qis), float(limit), dict(hierarchies))
 
 
+def _person_numbers(reader: _Reader, value: object, path: tuple[str, ...]) -> None:
+    """Report every value (and key) of the job that holds a person number, by the audit log's
+    rule (:func:`~koble.registries.identifiers.scan.contains_person_number`): the project id,
+    title, recipient and every other field end up in the researcher's manifest and quality
+    report, which must never hold an identifier. Problems name the field, never the value."""
+    where = ".".join(path) or "the job"
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if contains_person_number(str(key)):
+                reader.problem(
+                    reader.at.line(*path), f"a key in {where} holds a person number; {_NEVER}"
+                )
+            else:
+                _person_numbers(reader, item, (*path, str(key)))
+    elif isinstance(value, list):
+        for item in value:
+            _person_numbers(reader, item, path)
+    elif (
+        isinstance(value, str | int)
+        and not isinstance(value, bool)
+        and contains_person_number(str(value))
+    ):
+        reader.problem(reader.at.line(*path), f"{where} holds a person number; {_NEVER}")
+
+
+_NEVER = "a job's fields go into the delivery and must never hold an identifier"
+
+
 def parse_job(text: str, catalogue: Catalogue, *, path: str | Path | None = None) -> Job:
     """Read and validate a job; every problem is reported in one :class:`JobError`."""
     label = None if path is None else str(path)
@@ -485,6 +514,7 @@ def parse_job(text: str, catalogue: Catalogue, *, path: str | Path | None = None
             [Problem(int(match.group(1)) if match else 1, f"not valid TOML: {exc}")], path=path
         ) from None
     reader.unknown_keys(data, set(_TOP))
+    _person_numbers(reader, data, ())
     project = reader.table(data, "project", required=True)
     reader.unknown_keys(project, {"id", "title"}, "project")
     project_id = reader.text(project, "project", "id")

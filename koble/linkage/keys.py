@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +26,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from koble.errors import CryptoError, UsageError
+from koble.files import write_bytes, write_text
 from koble.pseudonym.hazmat.primitives import NONCE_BYTES, aead_open, aead_seal
 from koble.pseudonym.keys import Clock, Keyset, RandBytes
-from koble.pseudonym.keystore import KeyWrapper, load_keyset, save_keyset
+from koble.pseudonym.keystore import KeyWrapper, keyset_lock, load_keyset, save_keyset
+from koble.pseudonym.opening import opening
 from koble.pseudonym.signing import Ed25519Signer
 
 __all__ = ["LinkageKeys", "read_json", "unwrap", "wrap", "write_json"]
@@ -38,15 +39,9 @@ _FORMAT = "koble-wrapped/1"
 
 
 def write_json(path: Path, document: object, *, mode: int | None = None) -> None:
-    """Write ``document`` as sorted, indented JSON, atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(
-        json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n", "utf-8"
-    )
-    if mode is not None:
-        os.chmod(partial, mode)
-    os.replace(partial, path)
+    """Write ``document`` as sorted, indented JSON, atomically (:func:`koble.files.write_text`)."""
+    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    write_text(path, text, mode=mode)
 
 
 def read_json(path: Path) -> Any:
@@ -134,7 +129,7 @@ class LinkageKeys:
         public = {"key_id": keys.signer.key_id, "public_key": keys.signer.public_key_bytes().hex()}
         document = wrap({"ed25519": raw}, kek, randbytes=randbytes, public=public)
         write_json(directory / cls.SIGNER_FILE, document, mode=0o600)
-        (directory / "operator.signing.pub.pem").write_bytes(keys.signer.public_pem())
+        write_bytes(directory / "operator.signing.pub.pem", keys.signer.public_pem())
         return keys
 
     @classmethod
@@ -142,14 +137,15 @@ class LinkageKeys:
         operator = load_keyset(directory / cls.OPERATOR_FILE, kek)
         ttp = load_keyset(directory / cls.TTP_FILE, kek)
         path = directory / cls.SIGNER_FILE
-        try:
-            document = read_json(path)
-        except (OSError, ValueError):
-            raise CryptoError() from None
-        raw = unwrap(document, kek)["ed25519"]
-        signer = Ed25519Signer(Ed25519PrivateKey.from_private_bytes(raw))
-        if signer.key_id != document["public"].get("key_id"):
-            raise CryptoError()
+        with opening("signing key", path, getattr(kek, "source", "the key-encryption key")):
+            try:
+                document = read_json(path)
+            except (OSError, ValueError):
+                raise CryptoError() from None
+            raw = unwrap(document, kek)["ed25519"]
+            signer = Ed25519Signer(Ed25519PrivateKey.from_private_bytes(raw))
+            if signer.key_id != document["public"].get("key_id"):
+                raise CryptoError()
         return cls(operator, ttp, signer)
 
     @classmethod
@@ -160,9 +156,13 @@ class LinkageKeys:
     def open_or_create(
         cls, directory: Path, kek: KeyWrapper, *, randbytes: RandBytes, now: Clock
     ) -> LinkageKeys:
-        if cls.exists(directory):
-            return cls.load(directory, kek)
-        return cls.create(directory, kek, randbytes=randbytes, now=now)
+        """The keys in ``directory``, created first if it holds none. Under the operator
+        keyset's lock: two runs sharing a new key directory must not both create keys (the
+        second would replace the first's, and its deliveries could never be reproduced)."""
+        with keyset_lock(directory / cls.OPERATOR_FILE):
+            if cls.exists(directory):
+                return cls.load(directory, kek)
+            return cls.create(directory, kek, randbytes=randbytes, now=now)
 
     def fingerprints(self) -> dict[str, str]:
         """Key ids only (never keys), as the manifest records them."""

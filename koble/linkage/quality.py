@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from koble.anonymity.charts import bar_chart, paired_bar_chart
+from koble.files import OutputSet
 
 __all__ = ["render_html", "render_markdown", "verdict", "write_quality_report"]
 
@@ -250,11 +251,12 @@ th{{background:#f6f6f6;text-align:left}}.num{{text-align:right}}figure{{margin:1
 def write_quality_report(data: Mapping[str, Any], directory: str | Path) -> dict[str, Path]:
     """Write quality.md, quality.json and quality.html into ``directory``; return their paths."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
     text = json.dumps(dict(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     outputs = [("markdown", "md", render_markdown(data)), ("json", "json", text),
                ("html", "html", render_html(data))]  # fmt: skip
     files = {name: directory / f"quality.{suffix}" for name, suffix, _ in outputs}
-    for name, _, content in outputs:
-        files[name].write_text(content, encoding="utf-8", newline="\n")
+    with OutputSet() as staged:  # the three together or none
+        for name, _, content in outputs:
+            with staged.file(files[name]) as temp:
+                temp.write_bytes(content.encode("utf-8"))
     return files

@@ -16,6 +16,7 @@ from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.release import anonymise_file
 from koble.anonymity.report import write_report
 from koble.errors import KobleError
+from koble.files import OutputSet, atomic_write
 from koble.linkage.context import Context
 from koble.linkage.plan import SERIAL, Step
 
@@ -57,7 +58,8 @@ def link_step(ctx: Context, step: Step) -> dict[str, Any]:
         multiplied[registry] = int(frame[SERIAL].is_duplicated().sum())
         linked = linked.join(frame, on=SERIAL, how="left", coalesce=True)
     linked = linked.sort(linked.columns, nulls_last=True)
-    linked.write_parquet(store / LINKED)
+    with atomic_write(store / LINKED) as temp:
+        linked.write_parquet(temp)
     return {
         "base": base_name,
         "rows": linked.height,
@@ -96,10 +98,10 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
         person=SERIAL,
         base_dir=ctx.job_path.parent,
     )
-    release = anonymise_file(
-        store / step.inputs[0], config, store / step.outputs[0], store / WITHHELD
-    )
-    write_report(release, store / REPORT_DIR)
+    with OutputSet() as outputs:  # release, withheld rows and report together or not at all
+        release = anonymise_file(store / step.inputs[0], config, store / step.outputs[0],
+                                 store / WITHHELD, outputs=outputs)  # fmt: skip
+        write_report(release, store / REPORT_DIR, outputs=outputs)
     result = release.result
     summary = {
         "k": anonymity.k,

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from koble.errors import KobleError
-from koble.files import sha256_file
+from koble.files import atomic_write, sha256_file, write_text
 from koble.linkage.codebook import codebook, render_codebook_markdown
 from koble.linkage.context import Context
 from koble.linkage.formats import write_delivery
@@ -143,7 +143,8 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
             value_labels=value_labels,
             identifying=set(IDENTIFYING),
         )
-        shutil.copyfile(store / REPORT_DIR / "report.md", store / "anonymity.md")
+        with atomic_write(store / "anonymity.md") as temp:
+            shutil.copyfile(store / REPORT_DIR / "report.md", temp)
     else:
         for r in reports:
             book["files"] += r["codebook"]["files"]
@@ -170,7 +171,7 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
         "reconciliation": checks,
     }
     write_quality_report(quality, store)
-    (store / "codebook.md").write_text(render_codebook_markdown(book), encoding="utf-8")
+    write_text(store / "codebook.md", render_codebook_markdown(book))
     docs = [
         d for d in step.outputs if d != "manifest.json" and d not in {o["file"] for o in outputs}
     ]

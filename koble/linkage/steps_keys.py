@@ -14,7 +14,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from koble.errors import FileFormatError
-from koble.files import sha256_file
+from koble.files import atomic_write, sha256_file
 from koble.linkage.context import Context, registry_domain
 from koble.linkage.plan import FNR, SERIAL, Step
 from koble.pseudonym.identity import IdentityHistory
@@ -80,7 +80,8 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
     good = reason.is_null()
     store = ctx.store(step.party)
     rejects = rejects_table(frame, reason, _MESSAGES)
-    rejects.write_parquet(store / REJECTS)
+    with atomic_write(store / REJECTS) as temp:
+        rejects.write_parquet(temp)
     keys = assign_serials(ctx.keys.operator, ctx.job.project_id, compact.filter(good).alias(FNR))
     keys = keys.rename({SERIALS_COLUMN: SERIAL}).with_columns(pl.lit(True).alias("current"))
     if history is not None:
@@ -89,7 +90,8 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
         )
         old = aliases.select(pl.col("old").alias(FNR), SERIAL, pl.lit(False).alias("current"))
         keys = pl.concat([keys, old.sort(SERIAL, FNR)])
-    keys.write_parquet(store / KEY_LIST)
+    with atomic_write(store / KEY_LIST) as temp:
+        keys.write_parquet(temp)
     counts = reason.drop_nulls().value_counts(sort=True)
     reasons = dict(zip(counts[reason.name].to_list(), counts["count"].to_list(), strict=True))
     persons = int(good.sum())
@@ -123,7 +125,8 @@ def send_persons_step(ctx: Context, step: Step) -> dict[str, Any]:
     via_ttp = ctx.route(step.registry).pseudonymous
     persons = keys.filter(pl.col("current")) if via_ttp else keys
     out = persons.select(FNR, SERIAL)
-    out.write_parquet(ctx.store(step.party) / step.outputs[0])
+    with atomic_write(ctx.store(step.party) / step.outputs[0]) as temp:
+        out.write_parquet(temp)
     return {"rows": out.height, "persons": int(out[SERIAL].n_unique())}
 
 
@@ -143,7 +146,8 @@ def pseudonymise_step(ctx: Context, step: Step) -> dict[str, Any]:
         output_column=column,
         path=step.inputs[0],
     )
-    done.table.select(column, SERIAL).write_parquet(store / step.outputs[0])
+    with atomic_write(store / step.outputs[0]) as temp:
+        done.table.select(column, SERIAL).write_parquet(temp)
     report = {
         "registry": step.registry,
         "persons_received": persons.height,

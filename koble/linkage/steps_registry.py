@@ -17,8 +17,8 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from koble.errors import ColumnError, FileFormatError
-from koble.files import sha256_file
+from koble.errors import ColumnError, FileFormatError, redact
+from koble.files import atomic_write, sha256_file
 from koble.linkage.codebook import codebook, sorted_duplicates
 from koble.linkage.context import Context
 from koble.linkage.engine import quote
@@ -29,6 +29,7 @@ from koble.linkage.sources import RegistrySource
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest_feed import feed_domains, ingest_feed
 from koble.pseudonym.scheme import IdScheme
+from koble.tables import refuse_duplicate_names
 
 __all__ = ["consent_step", "extract_step", "load_feed", "registry_table"]
 
@@ -87,6 +88,7 @@ def load_feed(
         feed = pq.ParquetFile(source.file)
     except (OSError, ValueError) as exc:
         raise FileFormatError(f"cannot read the registry's feed: {exc}", path=source.file) from None
+    refuse_duplicate_names(feed.schema_arrow.names, source.file)
     schemes: dict[str, IdScheme] = {c: s for c, s in source.id_columns.items()}  # type: ignore[misc]
     history = (
         None if ctx.sources.ttp_history is None else IdentityHistory.read(ctx.sources.ttp_history)
@@ -134,23 +136,23 @@ def load_feed(
             f"{rejected} rejected",
             path=source.file,
         )
-    pl.concat(rejects).write_parquet(work / "sender" / "rejects.parquet", mkdir=True)
+    with atomic_write(work / "sender" / "rejects.parquet") as temp:
+        pl.concat(rejects).write_parquet(temp)
     # The registry's table in one file, written by the engine that will read it.
-    partial = target.with_name(target.name + ".part")
-    written = ctx.engine.write_parquet("SELECT * FROM parts", {"parts": parts}, partial)
-    if written != stored:
-        raise FileFormatError(f"{written} rows written, {stored} stored", path=partial)
-    counts = {
-        "rows_sent": sent,
-        "rows_stored": stored,
-        "rows_rejected": rejected,
-        "by_reason": dict(sorted(by_reason.items())),
-        "feed_file": source.file.name,
-        "feed_sha256": sha256_file(source.file),
-        "table_sha256": sha256_file(partial),
-    }
-    ctx.write_json(counts_file, counts)  # before the table: a loaded table always has counts
-    partial.replace(target)
+    with atomic_write(target) as partial:
+        written = ctx.engine.write_parquet("SELECT * FROM parts", {"parts": parts}, partial)
+        if written != stored:
+            raise FileFormatError(f"{written} rows written, {stored} stored", path=target)
+        counts = {
+            "rows_sent": sent,
+            "rows_stored": stored,
+            "rows_rejected": rejected,
+            "by_reason": dict(sorted(by_reason.items())),
+            "feed_file": source.file.name,
+            "feed_sha256": sha256_file(source.file),
+            "table_sha256": sha256_file(partial),
+        }
+        ctx.write_json(counts_file, counts)  # before the table: a loaded table has counts
     for path in parts:
         path.unlink()
     return {**counts, "loaded": True}
@@ -165,10 +167,11 @@ def _require(path: Path, columns: list[str]) -> None:
         names = pq.read_schema(path).names
     except (OSError, ValueError) as exc:
         raise FileFormatError(f"cannot read the registry's table: {exc}", path=path) from None
+    refuse_duplicate_names(names, path)
     for column in columns:
         if column not in names:
             raise ColumnError(
-                f"the registry's table has no such column (it has {', '.join(names[:20])})",
+                f"the registry's table has no such column (it has {redact(', '.join(names[:20]))})",
                 path=path,
                 column=column,
             )
@@ -207,7 +210,8 @@ def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
     keep = found.filter(pl.col("consented") == 1)
     persons = pl.read_parquet(store / step.inputs[0])
     kept = persons.join(keep.select(pl.col("key").alias(key)), on=key, how="semi")
-    kept.write_parquet(store / step.outputs[0])
+    with atomic_write(store / step.outputs[0]) as temp:
+        kept.write_parquet(temp)
     without = int(found.filter(pl.col("consented") == 0)[SERIAL].n_unique())
     stats = {
         "persons_without_consent": without,
@@ -270,7 +274,8 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     recipient = next(t.target for t in ctx.plan.transfers_after(step.id) if t.file == out.name)
     labels, value_labels = labels_for(extract.columns)
     if recipient == OPERATOR:  # the central route's input to linkage, not a delivery
-        extract.write_parquet(out)
+        with atomic_write(out) as temp:
+            extract.write_parquet(temp)
     else:  # the researcher's file: delivered names, labels and code lists (design.md §1.5)
         write_delivery(
             extract,

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from typing import Any, BinaryIO, Final
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from koble.errors import CryptoError, FileFormatError
+from koble.files import atomic_write
 from koble.pseudonym.hazmat import primitives
 from koble.pseudonym.keys import RandBytes
 from koble.pseudonym.sealed import PartyKey, PartyPublicKey
@@ -135,16 +135,13 @@ def seal_transfer(
         }
     )
     digest = hashlib.sha256(MAGIC + struct.pack(">I", len(head)) + head)
-    partial = target.with_name(target.name + ".partial")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with source.open("rb") as src, partial.open("wb") as out:
+    with source.open("rb") as src, atomic_write(target) as partial, partial.open("wb") as out:
         out.write(MAGIC + struct.pack(">I", len(head)) + head)
         for index, data, last in _chunks(src, length):
             sealed = primitives.aead_seal(key, _nonce(prefix, index, last), data, head)
             digest.update(sealed)
             out.write(sealed)
         out.write(sender.sign(digest.digest()))
-    os.replace(partial, target)
     return header
 
 
@@ -203,17 +200,10 @@ def open_transfer(
         )
         prefix = bytes.fromhex(f["prefix"])
         handle.seek(12 + len(head))
-        partial = target.with_name(target.name + ".partial")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with partial.open("wb") as out:
-                for index in range(segments):
-                    last = index == segments - 1
-                    chunk = handle.read(min(SEGMENT, length - index * SEGMENT) + _TAG)
-                    nonce = _nonce(prefix, index, last)
-                    out.write(primitives.aead_open(aes_key, nonce, chunk, head))
-        except BaseException:
-            partial.unlink(missing_ok=True)
-            raise
-    os.replace(partial, target)
+        with atomic_write(target) as partial, partial.open("wb") as out:
+            for index in range(segments):
+                last = index == segments - 1
+                chunk = handle.read(min(SEGMENT, length - index * SEGMENT) + _TAG)
+                nonce = _nonce(prefix, index, last)
+                out.write(primitives.aead_open(aes_key, nonce, chunk, head))
     return TransferHeader(f["transfer"], f["file"], f["sender"], f["recipient"], length, segments)

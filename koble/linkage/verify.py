@@ -8,8 +8,12 @@
 * the manifest's own reconciliation checks all passed;
 * every column of every data file holds no valid fødselsnummer, D- or H-number, and no
   koble pseudonym (the researcher may receive neither);
-* with a workspace: the same identifier scan over every file a pseudonymous registry
+* every other file, the manifest, quality report and codebook included, read as text, holds
+  no valid person number standing alone (a digit run inside a hash does not count);
+* with a workspace: the same identifier scans over every file a pseudonymous registry
   holds (its store and opened transfers).
+
+A failed scan names the file, the column or line and how many, never the value.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from koble.errors import InputError
+from koble.errors import InputError, sanitise
 from koble.files import sha256_file
 from koble.linkage.formats import count_rows, read_delivery
 from koble.linkage.manifest import read_manifest, signature_ok
 from koble.linkage.scan import scan_file, scan_pseudonyms
+from koble.registries.identifiers.scan import describe, scan_text
 
 __all__ = ["Check", "VerifyReport", "verify_delivery"]
 
@@ -52,7 +57,8 @@ class VerifyReport:
         return bool(self.checks) and all(c.ok for c in self.checks)
 
     def add(self, name: str, ok: bool, detail: str) -> None:
-        self.checks.append(Check(name, ok, detail))
+        """Record a check; file names come from the delivery, so both texts are sanitised."""
+        self.checks.append(Check(sanitise(name), ok, sanitise(detail)))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +90,29 @@ def _scan(report: VerifyReport, path: Path, label: str) -> None:
         report.add(f"identifier scan {label}", True, "no fødselsnummer, D- or H-number")
 
 
+def _scan_text(report: VerifyReport, path: Path, label: str) -> None:
+    """Scan a file that is not a data table (JSON, Markdown, anything) as text, line by line.
+    Its bytes are read as latin-1: every byte decodes, and digits are ASCII in any encoding."""
+    try:
+        text = path.read_bytes().decode("latin-1")
+    except OSError as exc:
+        report.add(f"identifier scan {label}", False, f"cannot read: {exc.strerror}")
+        return
+    found = scan_text(text, label="lines")
+    if found is not None:
+        report.add(f"identifier scan {label}", False, f"person numbers in {describe([found])}")
+    else:
+        report.add(f"identifier scan {label}", True, "no fødselsnummer, D- or H-number")
+
+
+def _scan_any(report: VerifyReport, path: Path, label: str) -> None:
+    """A data table column by column (:func:`_scan`), any other file as text."""
+    if path.suffix in _DATA:
+        _scan(report, path, label)
+    else:
+        _scan_text(report, path, label)
+
+
 def verify_delivery(
     directory: Path, *, key_id: str | None = None, workspace: Path | None = None
 ) -> VerifyReport:
@@ -91,8 +120,10 @@ def verify_delivery(
     report = VerifyReport(str(directory))
     document = read_manifest(directory / MANIFEST)
     body = document["manifest"]
-    report.project = str(body.get("project", {}).get("id", ""))
-    report.key_id = str(document["signature"].get("key_id", ""))
+    # Shown to whoever runs the check: a forged or careless manifest may hold a person number
+    # or terminal control characters here, and the report must not repeat them.
+    report.project = sanitise(str(body.get("project", {}).get("id", "")))
+    report.key_id = sanitise(str(document["signature"].get("key_id", "")))
     ok, detail = signature_ok(document, key_id=key_id)
     report.add("signature", ok, detail)
     report.add(
@@ -149,6 +180,10 @@ def verify_delivery(
                 not columns,
                 f"pseudonym-like columns: {', '.join(columns)}" if columns else "none",
             )
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        name = path.relative_to(directory).as_posix()
+        if not (name in listed and path.suffix in _DATA):  # those were scanned above
+            _scan_any(report, path, name)
     if workspace is not None:
         _scan_workspace(report, workspace, body)
     return report
@@ -164,6 +199,6 @@ def _scan_workspace(report: VerifyReport, workspace: Path, body: dict[str, Any])
     }
     for party in sorted(pseudonymous | ({"researcher"} & parties)):
         store = workspace / party.replace(":", "-") / "store"
-        files = sorted(p for p in store.rglob("*") if p.suffix in _DATA) if store.is_dir() else []
+        files = sorted(p for p in store.rglob("*") if p.is_file()) if store.is_dir() else []
         for path in files:
-            _scan(report, path, f"{party}:{path.relative_to(store)}")
+            _scan_any(report, path, f"{party}:{path.relative_to(store)}")

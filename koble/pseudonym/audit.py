@@ -38,8 +38,11 @@ complete (the default for verification) and is not closed has been truncated, or
 died. A file whose last line lacks ``\\n`` was cut mid-line. The signature stops anyone
 without the signing key from rewriting the chain and its checkpoints together. Cutting a log
 back to an earlier closing checkpoint (after it was reopened and extended) cannot be detected
-from the file alone: keep the ``head`` and ``count`` of the latest checkpoint elsewhere. A log
-has one signing key; when the key changes, start a new log.
+from the file alone: keep the head and entry count that :meth:`AuditLog.close` returns (the
+CLI prints them on every close) somewhere the attacker cannot change, and give them to
+:func:`verify_log` (``expect_head``, ``expect_entries``; ``koble audit verify-log
+--expect-head/--expect-entries``). A log has one signing key; when the key changes, start a
+new log.
 """
 
 from __future__ import annotations
@@ -80,7 +83,15 @@ from koble.pseudonym.signing import Signer, load_public_key
 if sys.platform != "win32":
     import fcntl
 
-__all__ = ["AuditEntry", "AuditLog", "DetailValue", "VerifyReport", "sha256_file", "verify_log"]
+__all__ = [
+    "AuditEntry",
+    "AuditHead",
+    "AuditLog",
+    "DetailValue",
+    "VerifyReport",
+    "sha256_file",
+    "verify_log",
+]
 
 
 @dataclass(frozen=True)
@@ -104,6 +115,25 @@ class AuditEntry:
     hash: str
 
 
+@dataclass(frozen=True)
+class AuditHead:
+    """Where a closed log ends: what to record elsewhere to detect a later rollback.
+
+    ``head`` is the ``hash`` of the log's last line (its closing checkpoint) and ``entries``
+    the number of events in the whole log: the ``head`` and ``entries`` that
+    :func:`verify_log` reports for the file as it is now, and what ``koble audit verify-log
+    --expect-head/--expect-entries`` checks.
+    """
+
+    path: Path
+    entries: int
+    head: str
+
+    def describe(self) -> str:
+        """One line for an operator to record: ``audit log PATH: N entries, head HASH``."""
+        return f"audit log {self.path}: {self.entries} entries, head {self.head}"
+
+
 class AuditLog:
     """An open audit log, appended to through :meth:`append` and closed with a signed
     checkpoint. Use it as a context manager.
@@ -113,7 +143,8 @@ class AuditLog:
     (hash chain, and checkpoint signatures against ``signer``'s public key) and continues its
     chain; a log that does not verify is refused, naming file and line. The file is locked
     against a second writer while open. One append is one line, flushed and fsynced before
-    :meth:`append` returns. Appends from several threads are serialised.
+    :meth:`append` returns. Appends from several threads are serialised. ``on_close`` is
+    called once with the :class:`AuditHead` when the log is closed (the CLI prints it).
     """
 
     def __init__(
@@ -122,6 +153,7 @@ class AuditLog:
         signer: Signer,
         clock: Callable[[], datetime],
         checkpoint_every: int = 100,
+        on_close: Callable[[AuditHead], None] | None = None,
     ) -> None:
         if isinstance(checkpoint_every, bool) or checkpoint_every < 1:
             raise UsageError("checkpoint_every must be a positive integer")
@@ -129,6 +161,8 @@ class AuditLog:
         self._signer = signer
         self._clock = clock
         self._checkpoint_every = checkpoint_every
+        self._on_close = on_close
+        self._closed_at: AuditHead | None = None
         self._lock = threading.Lock()
         self._handle = self._open()
         try:
@@ -151,6 +185,7 @@ class AuditLog:
 
     def _open(self) -> BinaryIO:
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # as for every output
             handle = self.path.open("a+b")
         except OSError as exc:
             raise FileFormatError(
@@ -218,18 +253,24 @@ class AuditLog:
         with self._lock:
             self._checkpoint(final=False)
 
-    def close(self) -> None:
-        """Write the closing checkpoint (unless the log already ends with one) and close the
-        file. Closing twice does nothing."""
+    def close(self) -> AuditHead | None:
+        """Write the closing checkpoint (unless the log already ends with one), close the file
+        and return where the log now ends (also given to ``on_close``). Closing twice does
+        nothing more and returns the same; None when the log could not be closed (a failed
+        write left it without a closing checkpoint)."""
         with self._lock:
             if not self._open_state:
-                return
+                return self._closed_at
             try:
                 if not self._last_closed:
                     self._checkpoint(final=True)
+                self._closed_at = AuditHead(self.path, self._events, self._prev)
             finally:
                 self._open_state = False
                 self._handle.close()
+        if self._on_close is not None:
+            self._on_close(self._closed_at)
+        return self._closed_at
 
     def __enter__(self) -> AuditLog:
         return self

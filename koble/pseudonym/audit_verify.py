@@ -14,14 +14,14 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from koble.errors import FileFormatError
+from koble.errors import FileFormatError, UsageError
 from koble.pseudonym.signing import key_id_of, load_public_key, verify_signature
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "ZERO_HASH",
     "VerifyReport",
     "canonical",
+    "check_expected",
     "entry_hash",
     "signed_bytes",
     "verify_log",
@@ -313,8 +314,53 @@ def verify_lines(
     return state.report(None, signatures_checked=checked), state
 
 
+def _check_expectations(expect_head: str | None, expect_entries: int | None) -> None:
+    """UsageError, naming the parameter (never its value), for an unusable expectation."""
+    if expect_head is not None and SHA256_HEX.fullmatch(expect_head.lower()) is None:
+        raise UsageError("expect_head must be a SHA-256 hash (64 hex digits)")
+    if expect_entries is not None and (
+        isinstance(expect_entries, bool)
+        or not isinstance(expect_entries, int)
+        or expect_entries < 0
+    ):
+        raise UsageError("expect_entries must be a non-negative integer")
+
+
+def check_expected(
+    report: VerifyReport, *, expect_head: str | None = None, expect_entries: int | None = None
+) -> VerifyReport:
+    """``report``, failed when the log does not end where the operator recorded it ended.
+
+    A log cut back to an earlier closing checkpoint verifies on its own; only the ``head``
+    and entry count recorded when it was last closed (see
+    :class:`~koble.pseudonym.audit.AuditHead`) show that lines are missing. The problem
+    says what was expected and what was found; the first bad line is the one after the
+    last, where the missing lines would be. A report that already failed is returned as is.
+    """
+    _check_expectations(expect_head, expect_entries)
+    if not report.ok:
+        return report
+    problems = []
+    if expect_entries is not None and report.entries != expect_entries:
+        problems.append(f"expected {expect_entries} entries, found {report.entries}")
+    if expect_head is not None and report.head != expect_head.lower():
+        problems.append(f"expected head {expect_head.lower()}, found {report.head}")
+    if not problems:
+        return report
+    problem = (
+        "; ".join(problems) + " (the log does not end where it was recorded to end: cut back "
+        "to an earlier checkpoint, replaced, or extended since)"
+    )
+    return replace(report, ok=False, problem=problem, first_bad_line=report.last_seq + 1)
+
+
 def verify_log(
-    path: str | Path, public_key: bytes | None = None, *, require_closed: bool = True
+    path: str | Path,
+    public_key: bytes | None = None,
+    *,
+    require_closed: bool = True,
+    expect_head: str | None = None,
+    expect_entries: int | None = None,
 ) -> VerifyReport:
     """Verify the audit log at ``path`` and name its first bad line.
 
@@ -322,16 +368,19 @@ def verify_log(
     only the hash chain and the checkpoints' counts are checked, and the report says that
     signatures were not checked. With ``require_closed`` (the default) the log must end with a
     closing checkpoint, which is how truncation at a line boundary is detected; pass False to
-    check a log that is still being written.
+    check a log that is still being written. ``expect_head`` and ``expect_entries`` (see
+    :func:`check_expected`) also require the log to end exactly where it ended when last
+    recorded, which is how a log cut back to an earlier closing checkpoint is detected.
 
     Raises :class:`~koble.errors.FileFormatError` when the file cannot be read at all and
     :class:`~koble.errors.CryptoError` when ``public_key`` is not an Ed25519 public key; a
     log that can be read but is wrong is a report with ``ok`` False, not an exception.
     """
+    _check_expectations(expect_head, expect_entries)
     key = None if public_key is None else load_public_key(public_key)
     try:
         with Path(path).open("rb") as handle:
             report, _ = verify_lines(handle, key, require_closed=require_closed)
     except OSError as exc:
         raise FileFormatError(f"cannot read the audit log: {exc.strerror}", path=path) from None
-    return report
+    return check_expected(report, expect_head=expect_head, expect_entries=expect_entries)

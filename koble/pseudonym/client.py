@@ -15,7 +15,7 @@ reason. The token is sent only as an ``Authorization`` header and never appears 
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -293,13 +293,18 @@ def pseudonymise_file_remote(
     id_scheme: str = "fnr",
     test_numbers: bool = False,
     output_column: str | None = None,
+    allow_identifiers: Collection[str] = (),
 ) -> dict[str, Any]:
     """:func:`koble.pseudonym.operations.pseudonymise_file` through the service: the same
     output and rejects files, the keys staying at the TTP. A column that is not text is
-    refused as the local command refuses it (a ColumnError), before anything is sent."""
+    refused as the local command refuses it (a ColumnError), before anything is sent, and so
+    is a pass-through column holding person numbers that ``allow_identifiers`` does not name
+    (:func:`~koble.registries.identifiers.scan.refuse_identifiers`)."""
+    from koble.files import OutputSet
     from koble.pseudonym.operations import default_rejects_path
     from koble.pseudonym.pseudonymise import EXTRA_MESSAGES
     from koble.registries.identifiers.check import reject_messages, rejects_table
+    from koble.registries.identifiers.scan import check_column_name, refuse_identifiers
     from koble.tables import read_table as read_file
     from koble.tables import require_column, write_table
 
@@ -309,16 +314,21 @@ def pseudonymise_file_remote(
         raise ColumnError(
             f"identifiers must be text, the column is {values.dtype}", path=source, column=column
         )
+    if output_column is not None:
+        check_column_name(output_column, "--output-column")
+    refuse_identifiers(frame, skip=[column], allowed=allow_identifiers, path=source)
     result = client.pseudonymise(
         values, domain=domain, scheme=id_scheme, partial=True, test_numbers=test_numbers
     )
     good = result["reason"].is_null()
     table = frame.filter(good).with_columns(result["pseudonym"].filter(good).alias(column))
-    write_table(table.rename({column: output_column or column}), output)
     rejects_path = rejects or default_rejects_path(output)
     known = reject_messages(EXTRA_MESSAGES)
     messages = {r: known.get(r, r) for r in result["reason"].drop_nulls().unique().to_list()}
-    write_table(rejects_table(frame, result["reason"], messages), rejects_path)
+    with OutputSet() as outputs:  # both or neither; the output last
+        write_table(rejects_table(frame, result["reason"], messages), rejects_path, outputs=outputs)
+        write_table(table.rename({column: output_column or column}), output, outputs=outputs,
+                    last=True)  # fmt: skip
     return {
         "rows": frame.height,
         "pseudonymised": table.height,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, get_args
 
@@ -47,6 +47,8 @@ from koble.pseudonym.sealed import (
 )
 from koble.registries.identifiers.check import reject_messages
 from koble.registries.identifiers.column import validate_column
+from koble.registries.identifiers.scan import refuse_identifiers
+from koble.tables import refuse_duplicate_names
 
 __all__ = [
     "PSEUDONYM_SUFFIX",
@@ -160,9 +162,17 @@ def seal(
     registry_public: PartyPublicKey,
     randbytes: RandBytes,
     path: str = "<batch>",
+    allow_identifiers: Collection[str] = (),
 ) -> SealedBatch:
-    """Seal one batch: ``id_columns`` (column → scheme) to the TTP, the rest to the registry."""
+    """Seal one batch: ``id_columns`` (column → scheme) to the TTP, the rest to the registry.
+
+    The payload is opaque once sealed, so it is checked here: a payload column holding a
+    valid person number is refused (nothing is sealed) unless ``allow_identifiers`` names it,
+    and so is a column name holding one or two columns of one name
+    (:func:`~koble.registries.identifiers.scan.refuse_identifiers`).
+    """
     arrow = _as_arrow(table)
+    refuse_duplicate_names(arrow.column_names, path)
     if not id_columns:
         raise UsageError("name at least one identifier column")
     for column, id_scheme in id_columns.items():
@@ -185,6 +195,10 @@ def seal(
     clash = sorted(reserved & set(payload_columns))
     if clash:
         raise ColumnError("payload column names clash with pseudonym columns", column=clash[0])
+    payload = arrow.select(payload_columns)
+    scanned = pl.from_arrow(payload)
+    assert isinstance(scanned, pl.DataFrame)
+    refuse_identifiers(scanned, allowed=allow_identifiers, path=path, what="the payload")
     schema = pa.schema(
         [
             pa.field(c, pa.large_string(), metadata={SCHEME_KEY: s.encode()})
@@ -200,7 +214,7 @@ def seal(
         randbytes=randbytes,
     )  # fmt: skip
     payload_part = seal_table(
-        arrow.select(payload_columns), name="payload", batch_id=batch_id,
+        payload, name="payload", batch_id=batch_id,
         recipient=registry_public, randbytes=randbytes,
     )  # fmt: skip
     return SealedBatch(batch_id, arrow.num_rows, (ids_part, payload_part))

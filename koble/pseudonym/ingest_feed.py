@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from koble.errors import UsageError
+from koble.files import atomic_write, write_text
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest import (
     _NAME,
@@ -33,6 +34,7 @@ from koble.pseudonym.ingest import (
 from koble.pseudonym.keys import Keyset, RandBytes
 from koble.pseudonym.scheme import IdScheme
 from koble.pseudonym.sealed import ForwardedBatch, PartyKey, PartyPublicKey, SealedBatch
+from koble.registries.identifiers.scan import refuse_identifiers
 
 __all__ = ["FeedReport", "by_month", "ingest_feed"]
 
@@ -102,14 +104,19 @@ def _batches(
 
 
 def _write_json(path: Path, document: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    with atomic_write(path) as temp:
+        frame.write_parquet(temp)
 
 
 def _transfer(source: Path, inbox: Path) -> Path:
     """Move a file from one party's outbox to another's inbox (a copy, as over the wire)."""
-    inbox.mkdir(parents=True, exist_ok=True)
-    return Path(shutil.copyfile(source, inbox / source.name))
+    with atomic_write(inbox / source.name) as temp:
+        shutil.copyfile(source, temp)
+    return inbox / source.name
 
 
 def ingest_feed(
@@ -127,6 +134,7 @@ def ingest_feed(
     batch_rows: int | None = None,
     randbytes: RandBytes = os.urandom,
     test_numbers: bool = False,
+    allow_identifiers: Collection[str] = (),
 ) -> FeedReport:
     """Run a whole feed through sender, TTP and registry, each in its own directory.
 
@@ -137,6 +145,10 @@ def ingest_feed(
     ``ttp/<name>.report.json`` and ``sender/<name>.rejects.parquet`` (the TTP's rejects,
     returned to the sender and joined to feed row numbers). Batches are made by a key
     (``batch_by``, e.g. :func:`by_month`), by row count (``batch_rows``) or not at all.
+
+    Before anything is sealed, the whole feed's payload is checked as :func:`seal` checks a
+    batch: a payload column holding a person number is refused unless ``allow_identifiers``
+    names it, so a bad feed leaves no batch behind.
     """
     if not _NAME.match(name):
         raise UsageError(f"invalid feed name {name!r}: lowercase letters, digits and _.-")
@@ -148,6 +160,10 @@ def ingest_feed(
     if target.exists():
         raise UsageError(f"{target} exists already; choose another output directory or name")
     seconds: dict[str, float] = {}
+    payload = [c for c in feed.columns if c not in id_columns]
+    refuse_identifiers(
+        feed.select(payload), allowed=allow_identifiers, path=name, what="the feed's payload"
+    )
 
     # Sender: seal each batch and keep, in its own store, which feed rows went into it.
     started = time.perf_counter()
@@ -157,12 +173,11 @@ def ingest_feed(
         sealed = seal(
             frame.drop("_feed_row"), id_columns, ttp_public=ttp_key.public,
             registry_public=registry_key.public, randbytes=randbytes,
+            allow_identifiers=payload,  # checked above, once for the whole feed
         )  # fmt: skip
         stem = f"{name}-{i:04d}"
         sealed.write(sender / "outbox" / f"{stem}.sealed")
-        frame.select("_feed_row").write_parquet(
-            sender / "store" / f"{stem}.rows.parquet", mkdir=True
-        )
+        _write_parquet(frame.select("_feed_row"), sender / "store" / f"{stem}.rows.parquet")
         manifest.append(
             {"file": stem, "key": label, "batch_id": sealed.batch_hex, "rows": frame.height}
         )
@@ -188,7 +203,7 @@ def ingest_feed(
 
     started = time.perf_counter()
     stored, registry_reports = _registry_step(forwarded, registry_key=registry_key)
-    stored.write_parquet(target)
+    _write_parquet(stored, target)
     _write_json(registry / f"{name}.report.json", [r.to_dict() for r in registry_reports])
     seconds["registry"] = time.perf_counter() - started
 
@@ -206,7 +221,7 @@ def ingest_feed(
         pl.col("_feed_row").alias("feed_row"), *REJECT_COLUMNS
     )
     rejects_path = sender / f"{name}.rejects.parquet"
-    rejects.write_parquet(rejects_path)
+    _write_parquet(rejects, rejects_path)
 
     by_reason: dict[str, int] = {}
     for r in registry_reports:
@@ -245,7 +260,7 @@ def _ttp_step(
         )  # fmt: skip
         stem = path.name.removesuffix(".sealed")
         result.forwarded.write(ttp_dir / "outbox" / f"{stem}.forwarded")
-        result.rejects.write_parquet(ttp_dir / "outbox" / f"{stem}.rejects.parquet")
+        _write_parquet(result.rejects, ttp_dir / "outbox" / f"{stem}.rejects.parquet")
         reports.append(result.report)
     return reports
 

@@ -24,6 +24,7 @@ from typing import NoReturn
 
 from koble.errors import UsageError
 from koble.pseudonym.hazmat.primitives import KEY_BYTES, hkdf_sha256
+from koble.registries.identifiers.scan import contains_person_number
 
 __all__ = ["DOMAIN_PATTERN", "KeyInfo", "KeyStatus", "Keyset", "RandBytes", "check_domain"]
 
@@ -63,6 +64,9 @@ def check_domain(domain: str) -> str:
             f"invalid domain name {domain!r}: use 1-64 lowercase letters, digits and _.:- "
             "starting with a letter or digit"
         )
+    # A domain is printed, audited and written into reports: it must never hold an identifier.
+    if contains_person_number(domain):
+        raise UsageError("invalid domain name: it holds a person number")
     return domain
 
 

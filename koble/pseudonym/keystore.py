@@ -12,6 +12,9 @@ The key material is sealed with AES-256-GCM under the KEK; everything else in th
 the *associated data*, so changing a status, the primary or a fingerprint makes the file fail
 to open. A wrong passphrase, a wrong KEK and a corrupted file all give the same
 :class:`~koble.errors.CryptoError`. Writes are atomic (temporary file, fsync, rename).
+Every change (create, rotate, enable, disable, destroy, set primary) loads, changes and saves
+the file inside :func:`keyset_lock`, so that two commands changing one keyset at once never
+both start from the same old file and lose a key.
 
 KEKs come from a passphrase (scrypt), from 32 raw key bytes (a key file or an environment
 variable, read by the caller) or from an external KMS/HSM through the :class:`KeyWrapper`
@@ -22,13 +25,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import tempfile
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
 from koble.errors import CryptoError, FileFormatError
+from koble.files import write_text
+from koble.locking import DEFAULT_TIMEOUT, file_lock
 from koble.pseudonym.hazmat.primitives import (
     KEY_BYTES,
     NONCE_BYTES,
@@ -38,7 +42,15 @@ from koble.pseudonym.hazmat.primitives import (
 )
 from koble.pseudonym.keys import KeyInfo, Keyset, KeyStatus, RandBytes
 
-__all__ = ["FORMAT", "KeyWrapper", "PassphraseKek", "RawKek", "load_keyset", "save_keyset"]
+__all__ = [
+    "FORMAT",
+    "KeyWrapper",
+    "PassphraseKek",
+    "RawKek",
+    "keyset_lock",
+    "load_keyset",
+    "save_keyset",
+]
 
 FORMAT = "koble-keyset/1"
 SCRYPT = {"n": 2**15, "r": 8, "p": 1}
@@ -58,7 +70,11 @@ def _unb64(text: object) -> bytes:
 
 
 class KeyWrapper(Protocol):
-    """Something that seals and opens a keyset's material: a passphrase, a raw key, a KMS."""
+    """Something that seals and opens a keyset's material: a passphrase, a raw key, a KMS.
+
+    An optional ``source`` attribute says where the secret came from ("the passphrase from
+    KOBLE_KEYSET_PASSPHRASE"); a keyset that fails to open names it, never the secret.
+    """
 
     def params(self, randbytes: RandBytes) -> dict[str, Any]:
         """Fresh public parameters to store in the file (e.g. a salt)."""
@@ -70,10 +86,12 @@ class KeyWrapper(Protocol):
 class PassphraseKek:
     """A KEK derived from a passphrase with scrypt (N=2^15, r=8, p=1) and a per-file salt."""
 
-    def __init__(self, passphrase: bytes) -> None:
+    def __init__(self, passphrase: bytes, *, source: str = "the passphrase") -> None:
         if not passphrase:
             raise CryptoError("an empty passphrase is not allowed")
         self._passphrase = passphrase
+        #: Where the passphrase came from (e.g. an environment variable's name), for errors.
+        self.source = source
 
     def params(self, randbytes: RandBytes) -> dict[str, Any]:
         return {"kind": "scrypt", "salt": _b64(randbytes(16)), **SCRYPT}
@@ -98,10 +116,12 @@ class PassphraseKek:
 class RawKek:
     """A KEK given as 32 raw bytes (from a key file or an environment variable)."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, *, source: str = "the key-encryption key") -> None:
         if len(key) != KEY_BYTES:
             raise CryptoError("a raw KEK must be 32 bytes")
         self._key = key
+        #: Where the key came from (a file or an environment variable's name), for errors.
+        self.source = source
 
     def params(self, randbytes: RandBytes) -> dict[str, Any]:
         del randbytes
@@ -150,20 +170,20 @@ def save_keyset(keyset: Keyset, path: str | Path, kek: KeyWrapper, *, randbytes:
     nonce = randbytes(NONCE_BYTES)
     sealed = aead_seal(kek.key(header["kek"]), nonce, json.dumps(material).encode(), _aad(header))
     document = {**header, "nonce": _b64(nonce), "ciphertext": _b64(sealed)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n", mode=0o600)
     return path
+
+
+def keyset_lock(
+    path: str | Path, *, timeout: float = DEFAULT_TIMEOUT
+) -> AbstractContextManager[None]:
+    """The exclusive lock of the keyset file ``path``, for one read-modify-write.
+
+    Hold it from before :func:`load_keyset` until after :func:`save_keyset` (and the audit
+    event recording the change): a command that waited for it then reads the keyset as the
+    previous one left it. Waits up to ``timeout`` seconds, then raises UsageError.
+    """
+    return file_lock(path, timeout=timeout)
 
 
 def load_keyset(path: str | Path, kek: KeyWrapper) -> Keyset:
@@ -191,7 +211,7 @@ def load_keyset(path: str | Path, kek: KeyWrapper) -> Keyset:
             for k in header["keys"]
         }
         return Keyset(infos, material, int(header["primary"]))
-    except CryptoError:
-        raise CryptoError() from None
     except Exception:  # noqa: BLE001 - any malformation is the same uninformative failure
-        raise CryptoError() from None
+        # Which secret failed to open which file, never why (CryptoError's own message).
+        source = getattr(kek, "source", "the key-encryption key")
+        raise CryptoError(f"cannot open keyset {path} with {source}: {CryptoError()}") from None

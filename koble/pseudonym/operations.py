@@ -10,14 +10,14 @@ lost by forgetting an option.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from koble.files import sha256_file
+from koble.files import OutputSet, sha256_file
 from koble.pseudonym.auditing import AuditSink
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.keys import Keyset
@@ -25,6 +25,7 @@ from koble.pseudonym.pseudonymise import PseudonymiseReport, pseudonymise_frame
 from koble.pseudonym.reverse import MESSAGES, Authorisation, Reversed, reidentify, rekey
 from koble.pseudonym.scheme import IdScheme
 from koble.registries.identifiers.check import rejects_table
+from koble.registries.identifiers.scan import check_column_name, refuse_identifiers
 from koble.tables import read_table, require_column, write_table
 
 __all__ = [
@@ -78,10 +79,21 @@ def pseudonymise_file(
     test_numbers: bool = False,
     output_column: str | None = None,
     encoding: str = "utf-8",
+    allow_identifiers: Collection[str] = (),
 ) -> tuple[PseudonymiseReport, Path]:
-    """Pseudonymise ``column`` of ``source`` into ``output``; return the report and rejects path."""
+    """Pseudonymise ``column`` of ``source`` into ``output``; return the report and rejects path.
+
+    Nothing is written when a column passed through (any but ``column``) holds a valid person
+    number, unless ``allow_identifiers`` names it, or when a column name holds one
+    (:func:`~koble.registries.identifiers.scan.refuse_identifiers`). The rejects file keeps
+    every column as it came: it is the TTP's own and holds the identifiers it could not use.
+    """
     source, output = Path(source), Path(output)
     frame = read_table(source, encoding=encoding)
+    require_column(frame, column, source)
+    if output_column is not None:
+        check_column_name(output_column, "--output-column")
+    refuse_identifiers(frame, skip=[column], allowed=allow_identifiers, path=source)
     resolver = IdentityHistory.read(history) if history is not None else None
     known = None
     if population is not None:
@@ -91,9 +103,10 @@ def pseudonymise_file(
         population=known, test_numbers=test_numbers, output_column=output_column,
         path=str(source),
     )  # fmt: skip
-    write_table(result.table, output)
     rejects_path = Path(rejects) if rejects is not None else default_rejects_path(output)
-    write_table(result.rejects, rejects_path)
+    with OutputSet() as outputs:  # both or neither; the output last
+        write_table(result.rejects, rejects_path, outputs=outputs)
+        write_table(result.table, output, outputs=outputs, last=True)
     if audit is not None:
         report = result.report
         audit.append(
@@ -119,13 +132,17 @@ def _reverse_file(
     """Read ``source``, convert ``column``, write the converted rows and the rejects."""
     source, output = Path(source), Path(output)
     frame = read_table(source)
-    result = convert(require_column(frame, column, source))
+    values = require_column(frame, column, source)
+    if output_column != column:
+        check_column_name(output_column, "--output-column")
+    result = convert(values)
     good = result.reason.is_null()
     table = frame.filter(good).with_columns(result.values.filter(good).alias(column))
-    write_table(table.rename({column: output_column}), output)
     rejects_path = Path(rejects) if rejects is not None else default_rejects_path(output)
     bad = rejects_table(frame, result.reason, MESSAGES)
-    write_table(bad, rejects_path)
+    with OutputSet() as outputs:  # both or neither; the output last
+        write_table(bad, rejects_path, outputs=outputs)
+        write_table(table.rename({column: output_column}), output, outputs=outputs, last=True)
     counts = result.reason.drop_nulls().value_counts(sort=True)
     reasons = {str(k): int(v) for k, v in counts.iter_rows()}
     return ReverseReport(operation, column, domain, frame.height, result.ok, bad.height,

@@ -19,7 +19,7 @@ from koble.pseudonym import scheme
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.keys import Keyset, check_domain
 from koble.registries.identifiers.check import reject_messages, rejects_table
-from koble.registries.identifiers.column import validate_column
+from koble.registries.identifiers.column import dropped_leading_zero, validate_column
 
 __all__ = ["PseudonymiseReport", "Pseudonymised", "pseudonymise_frame", "pseudonymise_values"]
 
@@ -130,7 +130,8 @@ def pseudonymise_frame(
     name = output_column or column
     pseudonyms = pseudonymise_values(keyset, domain, compact.filter(good), id_scheme)
     table = frame.filter(good).with_columns(pseudonyms.alias(column)).rename({column: name})
-    rejects = rejects_table(frame, reason, reject_messages(EXTRA_MESSAGES))
+    dropped = dropped_leading_zero(checked) if id_scheme == "fnr" else None
+    rejects = rejects_table(frame, reason, reject_messages(EXTRA_MESSAGES), dropped_zero=dropped)
     counts = reason.drop_nulls().value_counts(sort=True)
     report = PseudonymiseReport(
         column=column,

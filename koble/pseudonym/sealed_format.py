@@ -11,15 +11,14 @@ naming the file, so a damaged transfer is reported and never becomes a traceback
 from __future__ import annotations
 
 import json
-import os
 import re
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from koble.errors import FileFormatError
+from koble.files import write_bytes
 
 __all__ = [
     "FORMAT",
@@ -148,19 +147,7 @@ class _Batch:
 
     def write(self, path: str | Path) -> Path:
         """Write atomically (temporary file in the same directory, fsync, rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(self.to_bytes())
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return path
+        return write_bytes(path, self.to_bytes())
 
 
 @dataclass(frozen=True, repr=False)

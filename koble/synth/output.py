@@ -8,6 +8,7 @@ no timestamps, fixed compression, fixed schema.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from koble.files import sha256_file
+from koble.files import atomic_write, sha256_file, write_text
 
 __all__ = ["TableWriter", "labels", "write_manifest"]
 
@@ -29,10 +30,12 @@ class TableWriter:
     def __init__(self, out_dir: Path, relpath: str, schema: pa.Schema) -> None:
         self.relpath = relpath
         self.path = out_dir / relpath
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.schema = schema
         self.rows = 0
-        self._writer = pq.ParquetWriter(self.path, schema, compression="zstd")
+        # Written under a temporary name, renamed into place by close(): never half a table.
+        self._stack = contextlib.ExitStack()
+        temp = self._stack.enter_context(atomic_write(self.path))
+        self._writer = pq.ParquetWriter(temp, schema, compression="zstd")
 
     def write(self, columns: dict[str, pa.Array]) -> None:
         """Append one batch given as column name -> Arrow array (schema order enforced)."""
@@ -44,6 +47,7 @@ class TableWriter:
     def close(self) -> dict[str, Any]:
         """Finish the file; return its manifest entry."""
         self._writer.close()
+        self._stack.close()
         return {
             "path": self.relpath,
             "rows": self.rows,
@@ -53,8 +57,8 @@ class TableWriter:
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
-    """Deterministic JSON: sorted keys, fixed indentation, trailing newline."""
-    path.write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n", encoding="utf-8")
+    """Deterministic JSON: sorted keys, fixed indentation, trailing newline; atomically."""
+    write_text(path, json.dumps(manifest, sort_keys=True, indent=2) + "\n")
 
 
 def labels(values: Sequence[str], index: npt.NDArray[Any]) -> pa.Array:

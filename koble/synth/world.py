@@ -78,11 +78,14 @@ def generate_world(
 ) -> dict[str, Any]:
     """Write the synthetic world for ``config`` into ``out_dir``; return the manifest.
 
-    ``out_dir`` is created if needed; files of an earlier world there are overwritten.
+    ``out_dir`` is created if needed; files of an earlier world there are overwritten. Each
+    file appears whole (written under a temporary name, then renamed), and manifest.json
+    last: a world without one is incomplete (an earlier world's is removed first).
     """
     report = progress or _noop
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
     shutil.rmtree(out / "feeds", ignore_errors=True)
     n = config.persons
     n_chunks = -(-n // config.chunk_size)

@@ -212,8 +212,11 @@ def test_bad_requests(tmp_path: Path) -> None:
         write_delivery(df, tmp_path / "x.csv", "stata", labels={}, timestamp=STAMP)
     with pytest.raises(UsageError, match="too long"):
         write_delivery(df, tmp_path / "x.dta", "stata", labels={"ddd": "x" * 81}, timestamp=STAMP)
-    with pytest.raises(FileFormatError):
-        write_delivery(df, tmp_path / "no" / "x.csv", "csv", labels={}, timestamp=STAMP)
+    # a missing directory is created, as for every file koble writes (koble.files.atomic_write)
+    assert write_delivery(df, tmp_path / "no" / "x.csv", "csv", labels={}, timestamp=STAMP)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileFormatError):  # OutputError: cannot write under a regular file
+        write_delivery(df, tmp_path / "file" / "x.csv", "csv", labels={}, timestamp=STAMP)
     with pytest.raises(UsageError):
         read_delivery(tmp_path / "x.txt")
 

@@ -698,8 +698,10 @@ def test_one_writer_at_a_time_and_no_appends_after_close(tmp_path: Path) -> None
     assert SIGNER.key_id in repr(log)
     with pytest.raises(UsageError):
         AuditLog(tmp_path / "b.log", SIGNER, Clock(), checkpoint_every=0)
+    AuditLog(tmp_path / "new" / "dir" / "a.log", SIGNER, Clock()).close()  # parents created
+    (tmp_path / "file").write_text("not a directory")
     with pytest.raises(FileFormatError):
-        AuditLog(tmp_path / "no" / "such" / "dir.log", SIGNER, Clock())
+        AuditLog(tmp_path / "file" / "dir.log", SIGNER, Clock())
 
 
 def test_sha256_file(tmp_path: Path) -> None:

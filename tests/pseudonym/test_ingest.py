@@ -648,7 +648,10 @@ def test_cli_errors_are_one_line_koble_errors(cli_setup: dict[str, Path]) -> Non
         "pseudonymise", sealed, forwarded, *ttp_args,
         env={**ENV, "KOBLE_PARTY_PASSPHRASE": "nope"},
     )  # fmt: skip
-    assert bad.exit_code == 2 and bad.stderr.strip() == f"koble: error: {GENERIC}"
+    assert bad.exit_code == 2 and bad.stderr.strip() == (
+        f"koble: error: cannot open party key {keys / 'ttp.key.pem'} with the passphrase from "
+        f"KOBLE_PARTY_PASSPHRASE: {GENERIC}"
+    )
     missing_domain = run("pseudonymise", sealed, forwarded, *ttp_args[:-4], *ttp_args[-2:])
     assert (
         missing_domain.exit_code == 2 and "exactly the identifier columns" in missing_domain.stderr

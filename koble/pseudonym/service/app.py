@@ -22,6 +22,7 @@ the operation somewhere (others get 403). Back-pressure and work slots: :mod:`.g
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -32,6 +33,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from koble.errors import (
     AuthorisationError,
@@ -42,12 +44,24 @@ from koble.errors import (
     redact,
 )
 from koble.pseudonym.audit import DetailValue
-from koble.pseudonym.service.arrowio import TooLargeError
-from koble.pseudonym.service.auth import AuthenticationError, Principal
-from koble.pseudonym.service.gate import RETRY_AFTER_SECONDS, BusyError, Gate
+from koble.pseudonym.service.arrowio import ClientAbortedError, TooLargeError
+from koble.pseudonym.service.auth import AuthenticationError, Principal, token_expiry
+from koble.pseudonym.service.gate import (
+    RETRY_AFTER_SECONDS,
+    BusyError,
+    Gate,
+    PartyBusyError,
+    SlowBodyError,
+    StoppingError,
+)
 from koble.pseudonym.service.openapi import ERROR_SCHEMA, Ready, responses
 from koble.pseudonym.service.operations import ServiceState
-from koble.pseudonym.service.reid import DeskFullError, NotApprovedError, NotFoundError
+from koble.pseudonym.service.reid import (
+    DeskFullError,
+    NotApprovedError,
+    NotFoundError,
+    OfficerQuotaError,
+)
 from koble.pseudonym.service.routes_bulk import add_bulk_routes
 from koble.pseudonym.service.routes_reid import add_reidentification_routes
 
@@ -69,9 +83,13 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (AuthorisationError, 403),
     (NotFoundError, 404),
     (NotApprovedError, 409),
+    (SlowBodyError, 408),
     (TooLargeError, 413),
+    (PartyBusyError, 429),
+    (OfficerQuotaError, 429),
     (BusyError, 503),
     (DeskFullError, 503),
+    (ClientAbortedError, 400),
     (InputError, 400),
     (CryptoError, 400),
 )
@@ -92,9 +110,11 @@ def _route(request: Request) -> str:
 def error_response(exc: KobleError) -> JSONResponse:
     status = _status(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
-    if status == 503:  # a full desk empties slowly: approvals are people
-        retry = 60 if isinstance(exc, DeskFullError) else RETRY_AFTER_SECONDS
-        headers["Retry-After"] = str(retry)
+    if status in (429, 503):  # the desk empties slowly: approvals are people
+        slow = isinstance(exc, DeskFullError | OfficerQuotaError)
+        headers["Retry-After"] = str(60 if slow else RETRY_AFTER_SECONDS)
+    if isinstance(exc, SlowBodyError | ClientAbortedError | StoppingError):
+        headers["Connection"] = "close"  # the rest of the body is never read
     return JSONResponse({"error": type(exc).__name__, "message": str(exc)}, status, headers)
 
 
@@ -134,25 +154,21 @@ def create_app(state: ServiceState) -> FastAPI:
     app.state.koble = state
     app.state.gate = gate = Gate(state)
 
-    @app.middleware("http")
-    async def audit_every_request(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # noqa: BLE001 - mapped to 500, never leaked
-            log.error("unexpected error: %s", redact(str(exc).splitlines()[0] if str(exc) else ""))
-            response = JSONResponse({"error": "internal", "message": "internal error"}, 500)
+    def record(request: Request, status: int | None) -> bool:
+        """Append the request's audit event (``status`` is what the client was sent, None
+        when nothing was); False when the audit log could not take it."""
         info: dict[str, Any] = getattr(request.state, "audit", {})
         principal: Principal | None = getattr(request.state, "principal", None)
         details: dict[str, DetailValue] = {
-            "status": response.status_code,
+            "status": status,
             "method": request.method,
             "path": _route(request),
             "via": principal.method if principal else None,
         }
         if info.get("request_id"):
             details["request"] = info["request_id"]
+        if info.get("outcome"):  # "client-aborted", "cancelled": not a normal answer
+            details["outcome"] = info["outcome"]
         entry: dict[str, Any] = {
             "actor": principal.party if principal else "unauthenticated",
             "operation": f"http.{info.get('operation', 'request')}",
@@ -174,11 +190,38 @@ def create_app(state: ServiceState) -> FastAPI:
                 state.audit.append(**entry)
         except KobleError:
             log.error("could not audit a request to %s", _route(request))
+            return False
+        return True
+
+    def outcome(request: Request, what: str) -> None:
+        request.state.audit = {**getattr(request.state, "audit", {}), "outcome": what}
+
+    @app.middleware("http")
+    async def audit_every_request(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        try:
+            response = await call_next(request)
+        except ClientDisconnect:  # the client went away: its fault, not a server error
+            outcome(request, "client-aborted")
+            response = error_response(ClientAbortedError())
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when the shutdown grace period ends: the
+            # client is sent nothing, and the trail says so rather than nothing at all.
+            outcome(request, "cancelled")
+            record(request, None)
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to 500, never leaked
+            log.error("unexpected error: %s", redact(str(exc).splitlines()[0] if str(exc) else ""))
+            response = JSONResponse({"error": "internal", "message": "internal error"}, 500)
+        if not record(request, response.status_code):
             return JSONResponse({"error": "audit", "message": "audit log unavailable"}, 503)
         return response
 
     @app.exception_handler(KobleError)
     async def koble_error(request: Request, exc: KobleError) -> Response:
+        if isinstance(exc, ClientAbortedError):
+            outcome(request, "client-aborted")
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -211,8 +254,29 @@ def create_app(state: ServiceState) -> FastAPI:
 
     @app.get("/ready", response_model=Ready, responses=ready_responses)
     async def ready() -> Response:
-        ok = state.keyset.primary is not None
-        return JSONResponse({"ready": ok}, 200 if ok else 503)
+        """Ready unless the keyset has no primary key or every work slot is busy; the
+        details say which, and count tokens expired or expiring soon (no party names: this
+        route needs no credentials; the service log at start names them)."""
+        load = gate.load()
+        problems = []
+        if state.keyset.primary is None:
+            problems.append("the keyset has no primary key")
+        if load["saturated"]:
+            problems.append(f"all {load['total']} work slots are busy ({load['waiting']} waiting)")
+        now = state.now()
+        tokens = token_expiry(state.config, now)
+        expired = sum(t.expired for t in tokens)
+        body = {
+            "ready": not problems,
+            "problems": problems,
+            "slots": load,
+            "tokens": {
+                "expired": expired,
+                "expiring_soon": len(tokens) - expired,
+                "warning_days": state.config.token_warning_days,
+            },
+        }
+        return JSONResponse(body, 503 if problems else 200)
 
     add_bulk_routes(app, gate)
     add_reidentification_routes(app, gate)

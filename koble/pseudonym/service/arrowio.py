@@ -11,10 +11,18 @@ from collections.abc import AsyncIterator
 
 import polars as pl
 import pyarrow as pa
+from starlette.requests import ClientDisconnect
 
 from koble.errors import FileFormatError, KobleError, redact
 
-__all__ = ["ARROW", "TooLargeError", "arrow_bytes", "read_body", "read_table"]
+__all__ = [
+    "ARROW",
+    "ClientAbortedError",
+    "TooLargeError",
+    "arrow_bytes",
+    "read_body",
+    "read_table",
+]
 
 ARROW = "application/vnd.apache.arrow.stream"
 
@@ -25,15 +33,32 @@ class TooLargeError(KobleError):
     exit_code = 2
 
 
+class ClientAbortedError(KobleError):
+    """The body never arrived whole: the client closed the connection, or sent a body the
+    HTTP layer could not parse (malformed chunks), which uvicorn answers with 400 itself.
+    Recorded as 400 with the outcome "client-aborted", never as a server error."""
+
+    exit_code = 2
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the request body did not arrive whole (connection closed, or malformed framing)"
+        )
+
+
 async def read_body(stream: AsyncIterator[bytes], limit: int) -> bytes:
-    """The whole body, refusing it as soon as it passes ``limit`` bytes."""
+    """The whole body, refusing it as soon as it passes ``limit`` bytes;
+    :class:`ClientAbortedError` when the connection ends before the body does."""
     chunks: list[bytes] = []
     size = 0
-    async for chunk in stream:
-        size += len(chunk)
-        if size > limit:
-            raise TooLargeError(f"request body over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > limit:
+                raise TooLargeError(f"request body over the limit of {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ClientAbortedError() from None
     return b"".join(chunks)
 
 

@@ -30,11 +30,13 @@ from koble.pseudonym.service.config import PartyConfig, ServiceConfig
 __all__ = [
     "AuthenticationError",
     "Principal",
+    "TokenExpiry",
     "authenticate",
     "authorise",
     "authorise_anywhere",
     "hash_token",
     "new_token",
+    "token_expiry",
 ]
 
 OFFICER = "officer"
@@ -56,6 +58,38 @@ class Principal:
     party: str
     roles: tuple[str, ...]
     method: str  # "certificate" or "token"
+
+
+@dataclass(frozen=True)
+class TokenExpiry:
+    """A configured token that has expired or expires soon: the party, the token's number
+    in its list (1-based) and when; never the token or its hash."""
+
+    party: str
+    number: int
+    expires: datetime.datetime
+    expired: bool
+
+    def message(self, now: datetime.datetime) -> str:
+        when = self.expires.isoformat()
+        if self.expired:
+            days = (now - self.expires).days
+            return f"token {self.number} of party {self.party!r} expired {days} days ago ({when})"
+        days = (self.expires - now).days
+        return f"token {self.number} of party {self.party!r} expires in {days} days ({when})"
+
+
+def token_expiry(config: ServiceConfig, now: datetime.datetime) -> list[TokenExpiry]:
+    """Tokens that have expired, or expire within ``config.token_warning_days`` of ``now``:
+    a party whose token has quietly expired is locked out, so the operator is told at start
+    and in ``/ready``. ``now`` is the caller's clock."""
+    soon = now + datetime.timedelta(days=config.token_warning_days)
+    found = []
+    for party in config.parties:
+        for number, token in enumerate(party.tokens, 1):
+            if token.expires is not None and token.expires <= soon:
+                found.append(TokenExpiry(party.id, number, token.expires, token.expires <= now))
+    return found
 
 
 def new_token(randbytes: RandBytes) -> str:

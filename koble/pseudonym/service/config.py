@@ -13,6 +13,10 @@
     max_request_bytes = 268435456   # 256 MiB per request
     max_concurrent = 2              # bulk operations at once; others wait ...
     queue_timeout_seconds = 30      # ... this long, then 503 with Retry-After
+    max_per_party = 1               # bulk requests of one party at once (default:
+                                    # max_concurrent - 1, at least 1); its others wait
+    body_timeout_seconds = 60       # a body not arrived whole by then: 408
+    token_warning_days = 14         # warn about tokens expiring within this many days
 
     [keys]
     keyset = "ttp.keyset"           # opened with the KEK (KOBLE_KEYSET_PASSPHRASE, ...)
@@ -30,6 +34,7 @@
     second_approval = true          # a second officer approves before the result is released
     pending_expiry_hours = 24       # a request not collected by then is dropped (and audited)
     max_pending = 100               # requests held at once; beyond, 503
+    max_pending_per_officer = 10    # requests one officer may have pending; beyond, 429
 
     [[party]]
     id = "ssb"
@@ -107,6 +112,9 @@ class ServiceConfig:
     max_request_bytes: int = 256 << 20
     max_concurrent: int = 2
     queue_timeout_seconds: float = 30.0
+    max_per_party: int = 1
+    body_timeout_seconds: float = 60.0
+    token_warning_days: float = 14.0
     identity_history: Path | None = None
     ttp_party_key: Path | None = None
     audit_log: Path | None = None
@@ -114,6 +122,7 @@ class ServiceConfig:
     second_approval: bool = True
     pending_expiry_hours: float = 24.0
     max_pending: int = 100
+    max_pending_per_officer: int = 10
     registry_keys: Mapping[str, Path] = field(default_factory=dict)
     source: str = field(default="<config>", compare=False)
 
@@ -257,12 +266,17 @@ def load_config(path: Path) -> ServiceConfig:
             "max_request_bytes",
             "max_concurrent",
             "queue_timeout_seconds",
+            "max_per_party",
+            "body_timeout_seconds",
+            "token_warning_days",
         },
     )
     keys = r.table(data, "keys", {"keyset", "identity_history", "ttp_party_key"})
     audit = r.table(data, "audit", {"log", "key"})
     reid = r.table(
-        data, "reidentification", {"second_approval", "pending_expiry_hours", "max_pending"}
+        data,
+        "reidentification",
+        {"second_approval", "pending_expiry_hours", "max_pending", "max_pending_per_officer"},
     )
     registries = r.table(data, "registries", set(data.get("registries", {})))
     registry_keys = {
@@ -299,19 +313,29 @@ def load_config(path: Path) -> ServiceConfig:
     max_bytes = r.typed(server, "max_request_bytes", int, 256 << 20, "server")
     concurrent = r.typed(server, "max_concurrent", int, 2, "server")
     queue = r.typed(server, "queue_timeout_seconds", float, 30.0, "server")
+    per_party = r.typed(server, "max_per_party", int, max(1, concurrent - 1), "server")
+    body_timeout = r.typed(server, "body_timeout_seconds", float, 60.0, "server")
+    warning_days = r.typed(server, "token_warning_days", float, 14.0, "server")
     second = r.typed(reid, "second_approval", bool, True, "reidentification")
     expiry = r.typed(reid, "pending_expiry_hours", float, 24.0, "reidentification")
     pending = r.typed(reid, "max_pending", int, 100, "reidentification")
+    per_officer = r.typed(reid, "max_pending_per_officer", int, 10, "reidentification")
     if expiry <= 0:
         r.problems.append("reidentification.pending_expiry_hours must be positive")
     if pending < 1:
         r.problems.append("reidentification.max_pending must be at least 1")
+    if per_officer < 1:
+        r.problems.append("reidentification.max_pending_per_officer must be at least 1")
     for name, value, low in (("port", port, 0), ("max_request_bytes", max_bytes, 1024),
-                             ("max_concurrent", concurrent, 1)):  # fmt: skip
+                             ("max_concurrent", concurrent, 1),
+                             ("max_per_party", per_party, 1)):  # fmt: skip
         if value < low or (name == "port" and value > 65535):
             r.problems.append(f"server.{name} = {value} is out of range")
-    if queue <= 0:
-        r.problems.append("server.queue_timeout_seconds must be positive")
+    for name, seconds in (("queue_timeout_seconds", queue), ("body_timeout_seconds", body_timeout)):
+        if not seconds > 0 or seconds == float("inf"):
+            r.problems.append(f"server.{name} must be a positive number of seconds")
+    if not 0 <= warning_days < float("inf"):
+        r.problems.append("server.token_warning_days must be zero or more")
     history = r.path(keys, "identity_history", "keys")
     party_key = r.path(keys, "ttp_party_key", "keys")
     audit_log, audit_key = r.path(audit, "log", "audit"), r.path(audit, "key", "audit")
@@ -323,8 +347,11 @@ def load_config(path: Path) -> ServiceConfig:
         certificate=certificate, private_key=private_key, client_ca=client_ca,
         require_client_certificate=require, insecure_http=insecure,
         max_request_bytes=max_bytes, max_concurrent=concurrent, queue_timeout_seconds=queue,
+        max_per_party=per_party, body_timeout_seconds=body_timeout,
+        token_warning_days=warning_days,
         identity_history=history, ttp_party_key=party_key, audit_log=audit_log,
         audit_key=audit_key,
         second_approval=second, pending_expiry_hours=expiry, max_pending=pending,
+        max_pending_per_officer=per_officer,
         registry_keys=registry_keys, source=str(path),
     )  # fmt: skip

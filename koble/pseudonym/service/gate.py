@@ -8,23 +8,36 @@ Who calls
 Back-pressure, in this order, for every request with a body
     1. a ``Content-Length`` over ``max_request_bytes`` is refused (413) before a byte of the
        body is read;
-    2. the request waits for one of ``max_concurrent`` work slots, at most
-       ``queue_timeout_seconds`` (then 503 with ``Retry-After``);
-    3. only then is the body read, with the same hard limit (a chunked body is cut off as
-       soon as it passes it); a waiting request holds at most uvicorn's 64 KiB read buffer,
-       beyond which uvicorn stops reading the socket and TCP flow control holds the client;
-    4. the work runs in a worker thread: parsing the Arrow stream, the operation, encoding
+    2. the request waits for one of its party's ``max_per_party`` places, at most
+       ``queue_timeout_seconds`` (then 429 with ``Retry-After``): one party's requests,
+       however slow or many, never hold more than that many places, so it cannot starve
+       the others. A waiting request holds at most uvicorn's 64 KiB read buffer, beyond
+       which uvicorn stops reading the socket and TCP flow control holds the client;
+    3. the body is read with the hard size limit (a chunked body is cut off as soon as it
+       passes it) and a deadline, ``body_timeout_seconds`` for the whole body (then 408 and
+       the connection is closed): a stalled or trickling upload ends, and frees its place;
+    4. only with the whole body in hand does the request wait for one of ``max_concurrent``
+       work slots, at most ``queue_timeout_seconds`` (then 503 with ``Retry-After``), so a
+       slow upload never holds a work slot;
+    5. the work runs in a worker thread: parsing the Arrow stream, the operation, encoding
        the answer. The event loop only moves bytes.
 
-A slot is held while the body arrives, so a slow upload occupies one; ``max_concurrent``
-bounds the memory of bodies in flight to ``max_concurrent × max_request_bytes``.
+Bodies in memory are bounded by the number of parties × ``max_per_party`` ×
+``max_request_bytes``. ``/ready`` reports the slots (:meth:`Gate.load`).
+
+Shutdown (:meth:`Gate.stop`, called when the server starts to shut down): an upload that
+has sent nothing for :data:`SHUTDOWN_IDLE_SECONDS` is cut (503, connection closed) rather
+than held until its deadline, so a stalled client cannot hold a graceful shutdown for its
+whole grace period; uploads still moving, and work, finish.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -37,14 +50,35 @@ from koble.pseudonym.service.operations import Outcome, ServiceState, service_do
 from koble.pseudonym.service.pki import party_of_certificate
 from koble.pseudonym.service.tls import client_cert_der
 
-__all__ = ["BusyError", "Gate"]
+__all__ = ["BusyError", "Gate", "PartyBusyError", "SlowBodyError", "StoppingError"]
 
 T = TypeVar("T")
 RETRY_AFTER_SECONDS = 5
+SHUTDOWN_IDLE_SECONDS = 3.0
 
 
 class BusyError(KobleError):
     """Too many bulk requests in flight; try again (HTTP 503)."""
+
+
+class PartyBusyError(BusyError):
+    """The calling party has as many requests in flight as it may; try again (HTTP 429)."""
+
+
+class SlowBodyError(KobleError):
+    """The request body did not arrive within the deadline (HTTP 408)."""
+
+
+class StoppingError(BusyError):
+    """The service is shutting down and the upload had stalled (HTTP 503)."""
+
+
+@dataclass(eq=False)
+class _Upload:
+    """A body being received: its cancel scope and when its last bytes came (monotonic)."""
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    last: float = field(default_factory=time.monotonic)
 
 
 def _in_thread(function: Callable[[], T]) -> T:
@@ -61,8 +95,12 @@ class Gate:
     def __init__(self, state: ServiceState) -> None:
         self.state = state
         self._slots = asyncio.Semaphore(state.config.max_concurrent)
+        self._parties: dict[str, asyncio.Semaphore] = {}
         self.in_use = 0  #: work slots held now (read-only outside the event loop)
-        self.waiting = 0  #: requests waiting for a slot now
+        self.waiting = 0  #: requests waiting for a work slot or their party's place now
+        self.receiving = 0  #: requests whose body is arriving now
+        self.stopping = False
+        self._uploads: set[_Upload] = set()
 
     # --- who calls ------------------------------------------------------------------------
     def caller(self, request: Request, operation: str) -> Principal:
@@ -99,17 +137,21 @@ class Gate:
         request.state.audit.update(values)
 
     # --- work -----------------------------------------------------------------------------
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """One of the ``max_concurrent`` work slots, or BusyError after the queue timeout."""
+    async def _acquire(self, semaphore: asyncio.Semaphore, busy: BusyError) -> None:
+        """Take ``semaphore`` within the queue timeout, or raise ``busy``."""
         self.waiting += 1
         try:
             with anyio.fail_after(self.state.config.queue_timeout_seconds):
-                await self._slots.acquire()
+                await semaphore.acquire()
         except TimeoutError:
-            raise BusyError("the service is busy; retry later") from None
+            raise busy from None
         finally:
             self.waiting -= 1
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One of the ``max_concurrent`` work slots, or BusyError after the queue timeout."""
+        await self._acquire(self._slots, BusyError("the service is busy; retry later"))
         self.in_use += 1
         try:
             yield
@@ -117,20 +159,96 @@ class Gate:
             self.in_use -= 1
             self._slots.release()
 
+    @contextlib.asynccontextmanager
+    async def party_place(self, party: str) -> AsyncIterator[None]:
+        """One of ``party``'s ``max_per_party`` places, or PartyBusyError after the queue
+        timeout. Parties are configured, so the table of semaphores is bounded."""
+        limit = self.state.config.max_per_party
+        semaphore = self._parties.setdefault(party, asyncio.Semaphore(limit))
+        busy = PartyBusyError(
+            f"party {party} has {limit} bulk request(s) in flight, the most one party may "
+            "have at once; retry when one has finished"
+        )
+        await self._acquire(semaphore, busy)
+        try:
+            yield
+        finally:
+            semaphore.release()
+
+    async def _receive(self, request: Request) -> bytes:
+        """The whole body, within the size limit and the body deadline (and, once the
+        service is stopping, cut if it stalls: :meth:`stop`)."""
+        seconds = self.state.config.body_timeout_seconds
+        upload = _Upload()
+
+        async def tracked() -> AsyncIterator[bytes]:
+            async for chunk in request.stream():
+                upload.last = time.monotonic()
+                yield chunk
+
+        self.receiving += 1
+        self._uploads.add(upload)
+        try:
+            with anyio.fail_after(seconds), upload.scope:
+                return await read_body(tracked(), self.state.config.max_request_bytes)
+            raise StoppingError("the service is stopping; retry later")  # cut by stop()
+        except TimeoutError:
+            raise SlowBodyError(
+                f"the request body did not arrive within {seconds:g} seconds; send it faster "
+                "or in smaller requests"
+            ) from None
+        finally:
+            self._uploads.discard(upload)
+            self.receiving -= 1
+
+    def stop(self) -> None:
+        """The server is shutting down: from now on, cut uploads that stall for
+        :data:`SHUTDOWN_IDLE_SECONDS` (checked twice a second, on the event loop)."""
+        self.stopping = True
+        loop = asyncio.get_running_loop()
+
+        def cut_idle() -> None:
+            now = time.monotonic()
+            for upload in list(self._uploads):
+                if now - upload.last >= SHUTDOWN_IDLE_SECONDS:
+                    upload.scope.cancel()
+            loop.call_later(0.5, cut_idle)
+
+        cut_idle()
+
+    @staticmethod
+    def _party(request: Request) -> str:
+        principal: Principal | None = getattr(request.state, "principal", None)
+        assert principal is not None, "authenticate (Gate.caller) before taking a slot"
+        return principal.party
+
     async def work(self, request: Request, function: Callable[[bytes], T]) -> T:
         """``function(body)`` in a worker thread, after the back-pressure steps above."""
         limit = self.state.config.max_request_bytes
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise TooLargeError(f"request body over the limit of {limit} bytes")
-        async with self.slot():
-            body = await read_body(request.stream(), limit)
-            return await anyio.to_thread.run_sync(_in_thread, lambda: function(body))
+        async with self.party_place(self._party(request)):
+            body = await self._receive(request)
+            async with self.slot():
+                return await anyio.to_thread.run_sync(_in_thread, lambda: function(body))
 
-    async def run(self, function: Callable[[], T]) -> T:
-        """``function()`` in a worker thread, holding a work slot."""
-        async with self.slot():
+    async def run(self, request: Request, function: Callable[[], T]) -> T:
+        """``function()`` in a worker thread, holding one of the caller's places and a work
+        slot."""
+        async with self.party_place(self._party(request)), self.slot():
             return await anyio.to_thread.run_sync(_in_thread, function)
+
+    def load(self) -> dict[str, int | bool]:
+        """The work slots now, for ``/ready``: saturated when every one is in use."""
+        total = self.state.config.max_concurrent
+        return {
+            "total": total,
+            "in_use": self.in_use,
+            "waiting": self.waiting,
+            "receiving": self.receiving,
+            "saturated": self.in_use >= total,
+        }
 
     @staticmethod
     async def off_loop(function: Callable[[], T]) -> T:

@@ -54,8 +54,28 @@ ERROR_SCHEMA: dict[str, Any] = {
 _ERROR_JSON = {"application/json": {"schema": ERROR_SCHEMA}}
 
 
+class Slots(BaseModel):
+    total: int
+    in_use: int
+    waiting: int
+    receiving: int
+    saturated: bool
+
+
+class TokenWarnings(BaseModel):
+    expired: int
+    expiring_soon: int
+    warning_days: float
+
+
 class Ready(BaseModel):
+    """``/ready``: ready, or the problems that make it not ready (503); the work slots and
+    counts of configured tokens that have expired or expire within ``warning_days``."""
+
     ready: bool
+    problems: list[str]
+    slots: Slots
+    tokens: TokenWarnings
 
 
 class ArrowResponse(Response):
@@ -71,8 +91,10 @@ _WHY = {
     401: "no valid credentials",
     403: "the party may not do this",
     404: "no such re-identification request",
+    408: "the request body did not arrive within the deadline",
     409: "the re-identification request is not approved yet, or approved already",
     413: "request body over the size limit",
+    429: "the party has as many requests in flight, or pending, as it may",
     422: "invalid parameters",
     503: "busy, too many pending requests, or the audit log unavailable",
 }
@@ -94,7 +116,7 @@ def responses(
         }
     for code in codes:
         entry: dict[str, Any] = {"description": _WHY[code], "content": dict(_ERROR_JSON)}
-        if code == 503:
+        if code in (429, 503):
             entry["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
         if code == 422 and rejects:
             entry["description"] = "invalid identifiers (the rejects, Arrow) or parameters"

@@ -124,9 +124,11 @@ def pseudonymise(
     """One output row per input row: (row, pseudonym, reason); or the rejects alone."""
     check_domain(domain)
     if column not in frame.columns:
-        # redacted: names can be a header-less file's first row of identifiers
+        # Name the parameter, never its value (the caller's text: it could be an
+        # identifier); the stream's names are redacted, since they can be a header-less
+        # file's first row of identifiers.
         names = redact(", ".join(frame.columns[:20]))
-        raise ColumnError(f"no such column; the stream has {names}", column=column)
+        raise ColumnError(f"the stream has no column named by parameter 'column'; it has {names}")
     done = pseudonymise_frame(
         frame.select(column),
         column,
@@ -170,7 +172,9 @@ def ingest(
         raise UsageError("this service has no TTP party key: sealed ingest is not configured")
     public = state.registry_keys.get(registry)
     if public is None:
-        raise UsageError(f"no public key configured for registry {registry!r}")
+        raise UsageError(
+            "no public key is configured for the registry named by parameter 'registry'"
+        )
     batch = SealedBatch.from_bytes(body, path="<request>")
     domains = feed_domains(registry, batch.identifiers.columns)
     result = ttp_pseudonymise(

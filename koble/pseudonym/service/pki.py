@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from koble.errors import CryptoError, FileFormatError, UsageError, redact
+from koble.files import write_bytes
 
 __all__ = [
     "PARTY_PATTERN",
@@ -155,7 +156,10 @@ def issue_party_certificate(
         if not isinstance(key, ec.EllipticCurvePrivateKey):
             raise TypeError("not a P-256 CA key")
     except (ValueError, TypeError):
-        raise CryptoError() from None
+        where = directory / "ca.key"
+        raise CryptoError(
+            f"cannot open CA key {where} with the passphrase given: {CryptoError()}"
+        ) from None
     return _Issuer(ca_cert.subject, key, now, days, randbytes).party(directory, party)
 
 
@@ -248,13 +252,6 @@ def _fresh(directory: Path, *names: str) -> list[Path]:
 
 
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
-    """Create ``path`` exclusively (mode 0600 if ``private``); an existing file is refused."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600 if private else 0o644)
-    except FileExistsError:
-        raise UsageError("refusing to overwrite an existing file", path=path) from None
-    with os.fdopen(fd, "wb") as handle:
-        if private:
-            os.fchmod(handle.fileno(), 0o600)  # whatever the umask did
-        handle.write(data)
+    """Create ``path`` whole and exclusively (mode 0600 if ``private``, else 0644); an
+    existing file is refused (:func:`koble.files.write_bytes`)."""
+    write_bytes(path, data, mode=0o600 if private else 0o644, exclusive=True)

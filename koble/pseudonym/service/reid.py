@@ -10,8 +10,10 @@ Library calls behind the ``/v1/reidentify`` routes; nothing here knows about HTT
 * :func:`submit` - one request. With ``second_approval`` it is stored, pending, and its id
   returned; without, it is released at once and never stored, so nothing is left behind
   when the caller gets an error.
-* :func:`has_room` - the bound on pending requests, checked before a body is read (and again
-  when the request is stored);
+* :func:`has_room` - the bounds on pending requests, checked before a body is read (and again
+  when the request is stored): ``max_pending`` in all (:class:`DeskFullError`, 503) and
+  ``max_pending_per_officer`` per requester (:class:`OfficerQuotaError`, 429), so that one
+  officer cannot fill the desk for every other;
 * :func:`lookup`, :func:`check_collect` - what a route needs to authorise the caller in the
   request's domain, and to refuse early (403, 409) without taking a work slot.
 * :func:`approve` - by another officer, once.
@@ -49,6 +51,7 @@ __all__ = [
     "DeskFullError",
     "NotApprovedError",
     "NotFoundError",
+    "OfficerQuotaError",
     "ReidRequest",
     "approve",
     "check_collect",
@@ -79,6 +82,10 @@ class NotApprovedError(KobleError):
 
 class DeskFullError(KobleError):
     """Too many pending requests (HTTP 503)."""
+
+
+class OfficerQuotaError(KobleError):
+    """The requesting officer has as many pending requests as one officer may (HTTP 429)."""
 
 
 @dataclass
@@ -182,8 +189,15 @@ def _audit_request(state: ServiceState, request: ReidRequest) -> None:
     )
 
 
-def _room(state: ServiceState) -> None:
-    """Raise DeskFullError when no further request may be held. Call with the lock held."""
+def _room(state: ServiceState, requester: str) -> None:
+    """Raise OfficerQuotaError when ``requester`` may hold no further request, DeskFullError
+    when the desk may hold none. Call with the lock held."""
+    own = state.config.max_pending_per_officer
+    if sum(r.requester == requester for r in state.requests.values()) >= own:
+        raise OfficerQuotaError(
+            f"{requester} has {own} re-identification requests pending, the most one officer "
+            "may have; retry when some have been approved and collected, or have expired"
+        )
     limit = state.config.max_pending
     if len(state.requests) >= limit:
         raise DeskFullError(
@@ -192,13 +206,14 @@ def _room(state: ServiceState) -> None:
         )
 
 
-def has_room(state: ServiceState) -> None:
-    """Refuse early, before a body is read, when the desk is full (checked again on submit)."""
+def has_room(state: ServiceState, requester: str) -> None:
+    """Refuse early, before a body is read, when the desk or the requester's share of it is
+    full (checked again on submit)."""
     if not state.config.second_approval:
         return
     with state.lock:
         _purge(state, state.now())
-        _room(state)
+        _room(state, requester)
 
 
 def submit(
@@ -219,7 +234,7 @@ def submit(
     with state.lock:
         _purge(state, now)
         if state.config.second_approval:
-            _room(state)
+            _room(state, requester)
         request = ReidRequest(
             _new_id(state), requester, domain, reason, legal_basis, pseudonyms, now, expires
         )

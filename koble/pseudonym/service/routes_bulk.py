@@ -26,7 +26,7 @@ from koble.pseudonym.service.openapi import (
 __all__ = ["add_bulk_routes"]
 
 _DOMAIN = Query(min_length=1, max_length=128, description="pseudonym domain")
-_BULK_ERRORS = (400, 401, 403, 413, 422, 503)
+_BULK_ERRORS = (400, 401, 403, 408, 413, 422, 429, 503)
 
 
 def add_bulk_routes(app: FastAPI, gate: Gate) -> None:

@@ -41,7 +41,7 @@ class Approved(BaseModel):
 def add_reidentification_routes(app: FastAPI, gate: Gate) -> None:
     state = gate.state
 
-    submitted = responses(400, 401, 403, 413, 422, 503, ok=ARROW)
+    submitted = responses(400, 401, 403, 408, 413, 422, 429, 503, ok=ARROW)
     submitted[202] = {
         "description": "pending another officer's approval",
         "content": {"application/json": {"schema": _PENDING}},
@@ -63,7 +63,7 @@ def add_reidentification_routes(app: FastAPI, gate: Gate) -> None:
         (when the service needs no second approval) the result, (row, identifier, reason)."""
         who = gate.caller_in(request, "reidentify", domain)
         reid.check_request(who.party, reason, legal_basis)  # 400 before any body is read
-        await gate.off_loop(lambda: reid.has_room(state))
+        await gate.off_loop(lambda: reid.has_room(state, who.party))
 
         def call(body: bytes) -> reid.ReidRequest | Outcome:
             frame = read_table(body)
@@ -94,7 +94,7 @@ def add_reidentification_routes(app: FastAPI, gate: Gate) -> None:
     @app.get(
         "/v1/reidentify/{request_id}",
         response_class=ArrowResponse,
-        responses=responses(401, 403, 404, 409, 422, 503, ok=ARROW),
+        responses=responses(401, 403, 404, 409, 422, 429, 503, ok=ARROW),
     )
     async def result(request: Request, request_id: str = _ID) -> Response:
         """The result, (row, identifier, reason), to the officer who asked: once."""
@@ -104,5 +104,5 @@ def add_reidentification_routes(app: FastAPI, gate: Gate) -> None:
         gate.authorise(request, who, "reidentify", pending.domain)
         gate.note(request, request_id=pending.id)
         reid.check_collect(state, pending, who.party)  # 403/409 without taking a slot
-        outcome = await gate.run(lambda: reid.collect(state, pending.id, who.party))
+        outcome = await gate.run(request, lambda: reid.collect(state, pending.id, who.party))
         return gate.respond(request, outcome)

@@ -11,6 +11,8 @@ finish after SIGTERM/SIGINT before the audit log is closed with a signed checkpo
 
 from __future__ import annotations
 
+import logging
+import socket
 from pathlib import Path
 
 import uvicorn
@@ -20,15 +22,19 @@ from koble.pseudonym.auditing import AuditSink
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.keys import Clock, RandBytes
 from koble.pseudonym.keystore import KeyWrapper, load_keyset
+from koble.pseudonym.opening import opening
 from koble.pseudonym.sealed import PartyKey, load_public
 from koble.pseudonym.service.app import create_app
+from koble.pseudonym.service.auth import token_expiry
 from koble.pseudonym.service.config import ServiceConfig
+from koble.pseudonym.service.gate import Gate
 from koble.pseudonym.service.operations import ServiceState
 from koble.pseudonym.service.tls import ServerTls, uvicorn_config
 
-__all__ = ["GRACE_SECONDS", "make_server", "open_state"]
+__all__ = ["GRACE_SECONDS", "make_server", "open_state", "warn_about_tokens"]
 
 GRACE_SECONDS = 30
+log = logging.getLogger("koble.service")
 
 
 def _read(path: Path, what: str) -> bytes:
@@ -56,9 +62,11 @@ def open_state(
     if config.ttp_party_key is not None:
         if not party_key_passphrase:
             raise UsageError("the TTP party key needs its passphrase (KOBLE_PARTY_PASSPHRASE)")
-        ttp_key = PartyKey.from_pem(
-            _read(config.ttp_party_key, "TTP party key"), party_key_passphrase
-        )
+        secret = "the passphrase from KOBLE_PARTY_PASSPHRASE"
+        with opening("TTP party key", config.ttp_party_key, secret):
+            ttp_key = PartyKey.from_pem(
+                _read(config.ttp_party_key, "TTP party key"), party_key_passphrase
+            )
     registries = {
         name: load_public(_read(path, f"public key of {name}"))
         for name, path in config.registry_keys.items()
@@ -66,16 +74,43 @@ def open_state(
     return ServiceState(config, keyset, audit, now, randbytes, history, ttp_key, registries)
 
 
+def warn_about_tokens(state: ServiceState) -> list[str]:
+    """Log (and return) one warning per configured token that has expired or expires
+    within ``token_warning_days`` of the state's clock: party and token number, never the
+    token or its hash. A forgotten expiry otherwise shows only as a party's 401s."""
+    now = state.now()
+    warnings = [found.message(now) for found in token_expiry(state.config, now)]
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which tells the app's :class:`Gate` when shutdown begins, so that
+    stalled uploads are cut instead of holding the grace period (:meth:`Gate.stop`)."""
+
+    def __init__(self, config: uvicorn.Config, gate: Gate) -> None:
+        super().__init__(config)
+        self.gate = gate
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.gate.stop()
+        await super().shutdown(sockets)
+
+
 def make_server(state: ServiceState) -> uvicorn.Server:
-    """A uvicorn server for ``state``'s app, configured as :mod:`.config` says."""
+    """A uvicorn server for ``state``'s app, configured as :mod:`.config` says; warns about
+    expired and expiring tokens first (:func:`warn_about_tokens`)."""
+    warn_about_tokens(state)
     c = state.config
     tls = None
     if not c.insecure_http:
         assert c.certificate is not None and c.private_key is not None
         tls = ServerTls(c.certificate, c.private_key, c.client_ca, c.require_client_certificate)
+    app = create_app(state)
     config = uvicorn_config(
-        create_app(state), host=c.host, port=c.port, tls=tls, lifespan="on",
+        app, host=c.host, port=c.port, tls=tls, lifespan="on",
         log_level="warning", access_log=False, timeout_graceful_shutdown=GRACE_SECONDS,
         limit_concurrency=max(64, 8 * c.max_concurrent),
     )  # fmt: skip
-    return uvicorn.Server(config)
+    return _Server(config, app.state.gate)

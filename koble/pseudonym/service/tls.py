@@ -56,6 +56,12 @@ CLIENT_CERT_DER = "client_cert_der"
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 """TLS 1.2 suites: ECDHE key exchange and AEAD only. TLS 1.3 suites are all acceptable."""
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
+TLS_CLOSE_SECONDS = 3.0
+"""How long a closed connection may wait for the client's TLS close_notify before it is cut."""
+HEADER_SECONDS = 10.0
+"""How long an idle connection may take to send a request's headers (whole) before it is
+closed. uvicorn has no such deadline: a connection that sends half a request line and stops
+would be held for ever, and uvicorn's concurrency limit is a handful of such connections."""
 
 
 @dataclass(frozen=True)
@@ -206,6 +212,42 @@ class PeerCertH11Protocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._lost = False
+        self._header_timer = self.loop.call_later(HEADER_SECONDS, self._headers_due, self.cycle)
         ssl_object = transport.get_extra_info("ssl_object")
         if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):  # None: plain HTTP
             self.app = _WithTls(self.app, tls_extension(ssl_object))
+            self._bound_close(transport)
+
+    def _bound_close(self, transport: asyncio.Transport) -> None:
+        """After ``close()``, asyncio waits up to 30 s for the peer's TLS close_notify: a
+        client that never answers (one whose stalled upload was just refused) would hold
+        the connection, and a graceful shutdown, that long. Abort it after
+        :data:`TLS_CLOSE_SECONDS` instead; what was written has been flushed by then."""
+        close = transport.close
+
+        def close_then_abort() -> None:
+            close()
+            self.loop.call_later(TLS_CLOSE_SECONDS, self._abort_if_open, transport)
+
+        transport.close = close_then_abort  # type: ignore[method-assign]
+
+    def _abort_if_open(self, transport: asyncio.Transport) -> None:
+        if not self._lost:
+            transport.abort()
+
+    def _headers_due(self, cycle_before: object) -> None:
+        """Close the connection if it was idle (no request, or the last one answered) for a
+        whole :data:`HEADER_SECONDS` without a new request starting; else look again later.
+        A request being received or worked on is never cut here (the app's body deadline
+        and work are bounded separately)."""
+        idle = self.cycle is None or self.cycle.response_complete
+        if idle and self.cycle is cycle_before and not self.transport.is_closing():
+            self.transport.close()
+            return
+        self._header_timer = self.loop.call_later(HEADER_SECONDS, self._headers_due, self.cycle)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self._header_timer.cancel()
+        super().connection_lost(exc)

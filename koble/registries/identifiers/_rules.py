@@ -72,6 +72,12 @@ MESSAGES: dict[Reason, str] = {
     Reason.TEST_NUMBER: "synthetic test number, accepted only when test numbers are allowed",
 }
 
+#: The message for a fødselsnummer-family value of 10 digits (reason ``wrong_length``): a
+#: spreadsheet that read the column as numbers dropped the leading zero of everyone born on
+#: the 1st to the 9th of a month. Said outright, so the fix (store the column as text) is clear.
+LEADING_ZERO_HINT = "10 digits: a leading zero may have been dropped by a spreadsheet"
+LEADING_ZERO_MESSAGE = f"wrong number of digits ({LEADING_ZERO_HINT})"
+
 #: Days per month; February 29 is checked separately (valid when YY is divisible by 4,
 #: since 2000 was a leap year the century never makes it invalid).
 DAYS_IN_MONTH: tuple[int, ...] = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)

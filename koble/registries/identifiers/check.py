@@ -15,9 +15,13 @@ from typing import Any
 
 import polars as pl
 
-from koble.errors import ColumnError
-from koble.registries.identifiers._rules import MESSAGES
-from koble.registries.identifiers.column import Scheme, validate_column
+from koble.errors import ColumnError, redact
+from koble.registries.identifiers._rules import (
+    LEADING_ZERO_HINT,
+    LEADING_ZERO_MESSAGE,
+    MESSAGES,
+)
+from koble.registries.identifiers.column import Scheme, dropped_leading_zero, validate_column
 from koble.tables import read_table, require_column, write_table
 
 __all__ = ["CheckReport", "check_file", "check_frame"]
@@ -34,18 +38,27 @@ def reject_messages(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def rejects_table(
-    frame: pl.DataFrame, reason: pl.Series, messages: dict[str, str] | None = None
+    frame: pl.DataFrame,
+    reason: pl.Series,
+    messages: dict[str, str] | None = None,
+    *,
+    dropped_zero: pl.Series | None = None,
 ) -> pl.DataFrame:
     """The rows of ``frame`` whose ``reason`` is not null, as ``row`` (1-based), ``reason``,
-    ``message`` and the original columns: the shape of every rejects file koble writes."""
+    ``message`` and the original columns: the shape of every rejects file koble writes.
+
+    ``dropped_zero`` (from :func:`~koble.registries.identifiers.column.dropped_leading_zero`)
+    marks rows whose message says a spreadsheet may have dropped a leading zero.
+    """
     messages = reject_messages() if messages is None else messages
+    message = pl.col(REASON).replace_strict(messages, return_dtype=pl.String)
+    if dropped_zero is not None:
+        message = pl.when(dropped_zero).then(pl.lit(LEADING_ZERO_MESSAGE)).otherwise(message)
     return (
         frame.with_row_index(ROW, offset=1)
         .with_columns(reason.cast(pl.String).alias(REASON))
+        .with_columns(message.alias(MESSAGE))
         .filter(pl.col(REASON).is_not_null())
-        .with_columns(
-            pl.col(REASON).replace_strict(messages, return_dtype=pl.String).alias(MESSAGE)
-        )
         .select(ROW, REASON, MESSAGE, *frame.columns)
     )
 
@@ -114,10 +127,14 @@ def check_frame(
     result = validate_column(values, scheme=scheme, test_numbers=test_numbers)
     valid = result["valid"]
     good = result.filter(valid)
-    rejects = rejects_table(frame, result["reason"])
+    dropped = dropped_leading_zero(result) if scheme == "fnr" else None
+    rejects = rejects_table(frame, result["reason"], dropped_zero=dropped)
+    if dropped is not None and dropped.any():
+        warnings = [*warnings, f"{int(dropped.sum()):,} rows have {LEADING_ZERO_HINT}; store "
+                    "the identifiers as text"]  # fmt: skip
     report = CheckReport(
         path=str(path),
-        column=column,
+        column=redact(column),  # printed and in --json: a headerless file's names are data
         scheme=scheme,
         rows=frame.height,
         valid=good.height,

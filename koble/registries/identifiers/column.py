@@ -36,7 +36,14 @@ from koble.registries.identifiers._rules import (
     Rule,
 )
 
-__all__ = ["KIND_DTYPE", "REASON_DTYPE", "RULE_DTYPE", "Scheme", "validate_column"]
+__all__ = [
+    "KIND_DTYPE",
+    "REASON_DTYPE",
+    "RULE_DTYPE",
+    "Scheme",
+    "dropped_leading_zero",
+    "validate_column",
+]
 
 Scheme = Literal["fnr", "hpr", "orgnr"]
 ColumnLike: TypeAlias = "pl.Series | pa.Array | pa.ChunkedArray | Sequence[str | None]"
@@ -215,6 +222,18 @@ def validate_column(
         columns += [_enum(kind, KIND_DTYPE, "kind"), _enum(rule, RULE_DTYPE, "rule")]
     columns += [pl.Series("valid", reason == _NONE), _enum(reason, REASON_DTYPE, "reason")]
     return pl.DataFrame(columns)
+
+
+def dropped_leading_zero(result: pl.DataFrame) -> pl.Series:
+    """Per row of a fødselsnummer :func:`validate_column` result: rejected for its length
+    with exactly 10 digits, not starting with 0. The mark of a spreadsheet that read the
+    column as numbers and dropped the leading zero (everyone born on the 1st to the 9th of a
+    month). Column-wise; the reason code stays ``wrong_length``, only the message says so
+    (:data:`~koble.registries.identifiers._rules.LEADING_ZERO_MESSAGE`)."""
+    length = result["reason"].cast(pl.String) == Reason.LENGTH.value
+    compact = result["compact"]  # all digits where the reason is wrong_length
+    ten = (compact.str.len_bytes() == 10) & ~compact.str.starts_with("0")
+    return (length & ten).fill_null(False).alias("dropped_leading_zero")
 
 
 def _words(

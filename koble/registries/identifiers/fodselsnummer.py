@@ -30,6 +30,7 @@ from koble.registries.identifiers._rules import (
     K1_WEIGHTS,
     K2_WEIGHTS,
     KINDS_2032,
+    LEADING_ZERO_MESSAGE,
     MESSAGES,
     RESIDUES_2032,
     SEPARATORS,
@@ -136,6 +137,9 @@ def validate(number: str, *, test_numbers: bool = False) -> str:
     The error names the reason and never contains the number.
     """
     result = analyse(number, test_numbers=test_numbers)
+    value = result.compact or ""
+    if result.reason is Reason.LENGTH and len(value) == 10 and not value.startswith("0"):
+        raise InvalidIdentifier(result.reason, LEADING_ZERO_MESSAGE)
     if result.reason is not None:
         raise InvalidIdentifier(result.reason, MESSAGES[result.reason])
     assert result.compact is not None

@@ -22,7 +22,9 @@ and ``other_pki`` is a second CA whose certificates the server must refuse in th
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import datetime
 import json
@@ -36,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.to_thread
 import httpx
 import numpy as np
 import polars as pl
@@ -451,40 +455,29 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) 
 
 
 class HeldSlot:
-    """Holds one work slot of ``service``: a blind-mode request that sends the first bytes of
-    its body and then waits, holding the slot it took before reading the body, until the
-    context ends. Deterministic and cheap, unlike a request that is merely slow."""
+    """Holds one work slot of ``service`` until the context ends: taken on the server's own
+    event loop, as a request does once its body has arrived. Deterministic and cheap, unlike
+    a request that is merely slow (a request whose body is slow holds no work slot)."""
 
     def __init__(self, service: Service) -> None:
         self.service = service
         self.release = threading.Event()
-        self.status: int | None = None
-        self._thread = threading.Thread(target=self._post, daemon=True)
+        self._held: concurrent.futures.Future[None] | None = None
 
-    def _body(self) -> Iterator[bytes]:
-        body = slow_oprf_body(1)
-        yield body[:16]
-        self.release.wait(30)
-        yield body[16:]
-
-    def _post(self) -> None:
-        with self.service.client(token=self.service.tokens["operator"]) as http:
-            response = http.post(
-                "/v1/oprf/evaluate",
-                params={"domain": "project:held"},
-                content=self._body(),
-                headers=ARROW_HEADERS,
-            )
-        self.status = response.status_code
+    async def _hold(self) -> None:
+        async with gate_of(self.service).slot():
+            await anyio.to_thread.run_sync(self.release.wait, 30)
 
     def __enter__(self) -> HeldSlot:
+        assert self.service.server is not None
         gate = gate_of(self.service)
         held = gate.in_use
-        self._thread.start()
-        wait_until(lambda: gate.in_use > held, "the held request has its slot")
+        loop = self.service.server.servers[0].get_loop()
+        self._held = asyncio.run_coroutine_threadsafe(self._hold(), loop)
+        wait_until(lambda: gate.in_use > held, "the held slot is taken")
         return self
 
     def __exit__(self, *_: object) -> None:
         self.release.set()
-        self._thread.join(timeout=30)
-        assert self.status == 200, self.status
+        assert self._held is not None
+        self._held.result(timeout=30)

@@ -93,7 +93,7 @@ def test_pending_requests_are_bounded_until_some_leave(tmp_path: Path) -> None:
     with pytest.raises(reid.DeskFullError, match="2 re-identification requests are pending"):
         ask(service)
     with pytest.raises(reid.DeskFullError):
-        reid.has_room(service.state)  # the early check the route makes
+        reid.has_room(service.state, "officer-b")  # the early check the route makes
     reid.approve(service.state, first.id, "officer-b")
     reid.collect(service.state, first.id, "officer-a")
     ask(service)  # room again after a collection
@@ -103,7 +103,8 @@ def test_pending_requests_are_bounded_until_some_leave(tmp_path: Path) -> None:
 
 
 def test_request_ids_are_short_hex_the_audit_log_accepts(tmp_path: Path) -> None:
-    service = build_service(tmp_path / "svc")  # the real AuditLog, with its guard
+    # the real AuditLog, with its guard; room for 21 requests by one officer
+    service = build_service(tmp_path / "svc", reidentification={"max_pending_per_officer": 25})
     person = IDS[0] + "00000"  # 16 hex digits holding a valid fødselsnummer
     drawn = iter([bytes.fromhex(person), b"\xab" * 8])
     service.state.randbytes = lambda n: next(drawn) if n == 8 else os.urandom(n)
