@@ -22,7 +22,7 @@ from koble.pseudonym.pseudonymise import AMBIGUOUS, EXTRA_MESSAGES, pseudonymise
 from koble.pseudonym.serials import SERIAL as SERIALS_COLUMN
 from koble.pseudonym.serials import assign_serials
 from koble.registries.identifiers.check import reject_messages, rejects_table
-from koble.registries.identifiers.column import validate_column
+from koble.registries.identifiers.column import dropped_leading_zero, validate_column
 from koble.tables import read_table, require_column
 
 __all__ = ["KEY_LIST", "assign_serials_step", "pseudonymise_step", "send_persons_step"]
@@ -79,7 +79,7 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
     reason = pl.select(pl.when(repeated).then(pl.lit(DUPLICATE)).otherwise(reason)).to_series()
     good = reason.is_null()
     store = ctx.store(step.party)
-    rejects = rejects_table(frame, reason, _MESSAGES)
+    rejects = rejects_table(frame, reason, _MESSAGES, dropped_zero=dropped_leading_zero(checked))
     with atomic_write(store / REJECTS) as temp:
         rejects.write_parquet(temp)
     keys = assign_serials(ctx.keys.operator, ctx.job.project_id, compact.filter(good).alias(FNR))

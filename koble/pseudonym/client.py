@@ -304,6 +304,7 @@ def pseudonymise_file_remote(
     from koble.pseudonym.operations import default_rejects_path
     from koble.pseudonym.pseudonymise import EXTRA_MESSAGES
     from koble.registries.identifiers.check import reject_messages, rejects_table
+    from koble.registries.identifiers.column import dropped_leading_zero, validate_column
     from koble.registries.identifiers.scan import check_column_name, refuse_identifiers
     from koble.tables import read_table as read_file
     from koble.tables import require_column, write_table
@@ -325,8 +326,12 @@ def pseudonymise_file_remote(
     rejects_path = rejects or default_rejects_path(output)
     known = reject_messages(EXTRA_MESSAGES)
     messages = {r: known.get(r, r) for r in result["reason"].drop_nulls().unique().to_list()}
+    dropped = None  # the rejects say where a spreadsheet may have dropped a leading zero
+    if id_scheme == "fnr":
+        dropped = dropped_leading_zero(validate_column(values, test_numbers=test_numbers))
     with OutputSet() as outputs:  # both or neither; the output last
-        write_table(rejects_table(frame, result["reason"], messages), rejects_path, outputs=outputs)
+        bad = rejects_table(frame, result["reason"], messages, dropped_zero=dropped)
+        write_table(bad, rejects_path, outputs=outputs)
         write_table(table.rename({column: output_column or column}), output, outputs=outputs,
                     last=True)  # fmt: skip
     return {

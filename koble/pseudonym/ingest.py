@@ -45,8 +45,9 @@ from koble.pseudonym.sealed import (
     open_table,
     seal_table,
 )
+from koble.registries.identifiers._rules import LEADING_ZERO_MESSAGE
 from koble.registries.identifiers.check import reject_messages
-from koble.registries.identifiers.column import validate_column
+from koble.registries.identifiers.column import dropped_leading_zero, validate_column
 from koble.registries.identifiers.scan import refuse_identifiers
 from koble.tables import refuse_duplicate_names
 
@@ -269,6 +270,7 @@ def ttp_pseudonymise(
     compacts: dict[str, pl.Series] = {}
     schemes: dict[str, IdScheme] = {}
     changed: dict[str, int] = {}
+    dropped: dict[str, pl.Series] = {}
     for column in ids.column_names:
         id_scheme = _scheme_of(ids.schema.field(column), path)
         raw = _series(ids[column])
@@ -276,6 +278,8 @@ def ttp_pseudonymise(
         reason = checked["reason"].cast(pl.String)
         compact = checked["compact"]
         changed[column] = 0
+        zero = dropped_leading_zero(checked) if id_scheme == "fnr" else None
+        dropped[column] = pl.repeat(False, n, eager=True) if zero is None else zero
         if history is not None and id_scheme == "fnr":
             resolution = history.resolve(compact)
             reason = pl.select(
@@ -325,7 +329,7 @@ def ttp_pseudonymise(
         randbytes=randbytes,
     )  # fmt: skip
     forwarded = ForwardedBatch(batch.batch_id, n, (part, batch.payload))
-    rejects = _rejects(batch.batch_hex, ids, reasons)
+    rejects = _rejects(batch.batch_hex, ids, reasons, dropped)
     report = TtpReport(
         batch_id=batch.batch_hex, rows=n, pseudonymised=len(good_rows), rejected=n - len(good_rows),
         columns=reports,
@@ -339,8 +343,16 @@ def _series(column: pa.ChunkedArray) -> pl.Series:
     return series.cast(pl.String)
 
 
-def _rejects(batch_hex: str, ids: pa.Table, reasons: Mapping[str, pl.Series]) -> pl.DataFrame:
-    """One row per rejected identifier: batch, 1-based row, column, reason, message, value."""
+def _rejects(
+    batch_hex: str,
+    ids: pa.Table,
+    reasons: Mapping[str, pl.Series],
+    dropped: Mapping[str, pl.Series],
+) -> pl.DataFrame:
+    """One row per rejected identifier: batch, 1-based row, column, reason, message, value.
+
+    ``dropped`` marks, per column, the 10-digit numbers a spreadsheet may have cut a leading
+    zero from; their message says so."""
     messages = reject_messages(EXTRA_MESSAGES)
     frames = [
         pl.DataFrame(
@@ -349,6 +361,7 @@ def _rejects(batch_hex: str, ids: pa.Table, reasons: Mapping[str, pl.Series]) ->
                 "_order": pl.repeat(order, ids.num_rows, eager=True, dtype=pl.Int64),
                 "column": pl.repeat(column, ids.num_rows, eager=True, dtype=pl.String),
                 "reason": reason,
+                "_dropped": dropped[column],
                 "identifier": _series(ids[column]),
             }
         ).filter(pl.col("reason").is_not_null())
@@ -359,8 +372,11 @@ def _rejects(batch_hex: str, ids: pa.Table, reasons: Mapping[str, pl.Series]) ->
         .sort("row", "_order")
         .with_columns(
             pl.lit(batch_hex).alias("batch_id"),
-            pl.col("reason")
-            .replace_strict(messages, default="", return_dtype=pl.String)
+            pl.when(pl.col("_dropped"))
+            .then(pl.lit(LEADING_ZERO_MESSAGE))
+            .otherwise(
+                pl.col("reason").replace_strict(messages, default="", return_dtype=pl.String)
+            )
             .alias("message"),
         )
         .select(REJECT_COLUMNS)

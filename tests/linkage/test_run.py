@@ -371,3 +371,29 @@ def test_central_labels_say_what_was_coarsened(central_run: RunResult) -> None:
     codebook = (central_run.delivery / "codebook.md").read_text("utf-8")
     for qi in coarsened:
         assert f"(coarsened: {gate['levels'][qi]})" in codebook
+
+
+def test_population_rejects_say_where_a_spreadsheet_dropped_a_leading_zero(
+    world: World, job_variant: JobWriter, tmp_path: Path
+) -> None:
+    study = pl.read_parquet(world.path / "study_population.parquet")
+    row = study["fnr"].str.starts_with("0").arg_true()[0]
+    cut = study.with_columns(
+        pl.when(pl.int_range(pl.len()) == row)
+        .then(pl.col("fnr").str.slice(1))
+        .otherwise(pl.col("fnr"))
+        .alias("fnr")
+    )
+    path = world.path / f"cut_population_{tmp_path.name}.parquet"
+    cut.write_parquet(path)
+    text = world.distributed.read_text("utf-8").replace("study_population.parquet", path.name)
+    result = world.run(job_variant("cut", text), tmp_path / "ws")
+    rejects = pl.read_parquet(
+        result.workspace / "operator" / "store" / "population_rejects.parquet"
+    )
+    hit = rejects.filter(pl.col("row") == row + 1)
+    assert hit["reason"].to_list() == ["wrong_length"]
+    assert hit["message"][0].endswith(
+        "(10 digits: a leading zero may have been dropped by a spreadsheet)"
+    )
+    assert not rejects.filter(pl.col("row") != row + 1)["message"].str.contains("spreadsheet").any()

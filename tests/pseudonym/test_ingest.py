@@ -467,6 +467,19 @@ def test_ambiguous_history_rejects_the_row(world: World) -> None:
     assert table.height == frame.height - ambiguous == report.stored
 
 
+def test_ttp_rejects_say_where_a_spreadsheet_dropped_a_leading_zero(world: World) -> None:
+    frame = world.resept.head(4).with_columns(
+        pl.Series("fnr", ["1019012345", "123", *world.resept["fnr"].slice(2, 2).to_list()])
+    )
+    result = run_ttp(sealed_batch(frame))
+    messages = dict(zip(result.rejects["row"], result.rejects["message"], strict=True))
+    assert messages[1].endswith(
+        "(10 digits: a leading zero may have been dropped by a spreadsheet)"
+    )
+    assert "spreadsheet" not in messages[2]
+    assert set(result.rejects["reason"].to_list()) == {"wrong_length"}
+
+
 def test_registry_refuses_wrong_key_and_swapped_payload(world: World) -> None:
     first = run_ttp(sealed_batch(world.resept.slice(0, 8), seed=1)).forwarded
     second = run_ttp(sealed_batch(world.resept.slice(8, 8), seed=2)).forwarded

@@ -72,11 +72,20 @@ class TokenExpiry:
 
     def message(self, now: datetime.datetime) -> str:
         when = self.expires.isoformat()
+        token = f"token {self.number} of party {self.party!r}"
         if self.expired:
-            days = (now - self.expires).days
-            return f"token {self.number} of party {self.party!r} expired {days} days ago ({when})"
-        days = (self.expires - now).days
-        return f"token {self.number} of party {self.party!r} expires in {days} days ({when})"
+            return f"{token} expired {_span(now - self.expires)} ago ({when})"
+        return f"{token} expires in {_span(self.expires - now)} ({when})"
+
+
+def _span(delta: datetime.timedelta) -> str:
+    """A duration as an operator reads it: "3 days", "1 day", "5 hours", "under an hour"."""
+    if delta.days >= 1:
+        return f"{delta.days} day{'s' if delta.days != 1 else ''}"
+    hours = delta.seconds // 3600
+    if hours >= 1:
+        return f"{hours} hour{'s' if hours != 1 else ''}"
+    return "under an hour"
 
 
 def token_expiry(config: ServiceConfig, now: datetime.datetime) -> list[TokenExpiry]:

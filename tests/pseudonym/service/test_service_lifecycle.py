@@ -486,3 +486,26 @@ def test_serve_token_never_expires_only_when_asked(tmp_path: Path) -> None:
     config = load_config(_parties(tmp_path, f'[[party]]\nid = "ssb"\n{line}\n'))
     assert config.parties[0].tokens[0].expires is None
     assert run("serve", "token", "--party", "ssb", "--days", "0").exit_code == 2
+
+
+def test_pseudonymise_remote_rejects_name_a_dropped_leading_zero_like_local(
+    service: Service, tmp_path: Path
+) -> None:
+    numbers = synthetic_fnr(5, seed=23)
+    numbers[0] = "0" + numbers[0][1:]
+    source = tmp_path / "ids.csv"
+    source.write_text("fnr\n" + "\n".join([numbers[0][1:], "123", *numbers[1:]]) + "\n")
+    common: list[str | Path] = ["pseudonymise", source, "-c", "fnr", "--domain", DOMAIN]
+    local = run(*common, tmp_path / "local.csv", "--keyset", service.keyset_path,
+                "--kek-env", "KOBLE_TEST_KEK",
+                env={"KOBLE_ACTOR": "ola", "KOBLE_TEST_KEK": b64(service.kek)})  # fmt: skip
+    remote = run(*common, tmp_path / "remote.csv", "--remote", service.url,
+                 "--ca", service.pki.ca_cert,
+                 env={"KOBLE_SERVICE_TOKEN": service.tokens["operator"]})  # fmt: skip
+    assert local.exit_code == remote.exit_code == 1, (local.output, remote.output)  # rejects
+    for name in ("local", "remote"):
+        rejects = pl.read_csv(tmp_path / f"{name}.rejects.csv", separator=";", infer_schema=False)
+        assert rejects["message"][0].endswith(
+            "(10 digits: a leading zero may have been dropped by a spreadsheet)"
+        ), name
+        assert "spreadsheet" not in rejects["message"][1]
