@@ -28,7 +28,8 @@ from koble.linkage.executor import StepEvent
 from koble.pseudonym.keys import Clock, RandBytes
 from koble.pseudonym.keystore import KeyWrapper
 from koble.registries.identifiers.check import CheckReport, check_frame
-from koble.registries.identifiers.column import Scheme, validate_column
+from koble.registries.identifiers.column import Scheme
+from koble.registries.identifiers.scan import scan_frame
 from koble.synth import SynthConfig, generate_world
 from koble.tables import write_table
 
@@ -130,12 +131,10 @@ def _expectations(truth: dict[str, Any]) -> list[Expectation]:
 
 
 def _scan_for_fnr(frame: pl.DataFrame) -> int:
-    """Valid fødselsnummer-family numbers anywhere in ``frame`` (every column, as text)."""
-    found = 0
-    for name in frame.columns:
-        values = frame[name].cast(pl.String)
-        found += int(validate_column(values, test_numbers=True)["valid"].sum())
-    return found
+    """Rows holding a valid fødselsnummer-family number, summed over every column of
+    ``frame`` (inside text, in number columns that lost a leading zero, and in names): the
+    auditor's scan (:func:`~koble.registries.identifiers.scan.scan_frame`)."""
+    return sum(finding.rows for finding in scan_frame(frame))
 
 
 def run_demo(

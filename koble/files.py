@@ -24,6 +24,7 @@ __all__ = [
     "atomic_write",
     "ensure_distinct",
     "os_failure",
+    "publish_directory",
     "read_text",
     "sha256_file",
     "write_bytes",
@@ -102,6 +103,20 @@ def _fsync(path: Path, *, directory: bool = False) -> None:
             raise  # some file systems cannot fsync a directory; the rename is done anyway
     finally:
         os.close(fd)
+
+
+def publish_directory(staging: Path, final: Path) -> None:
+    """Make a filled ``staging`` directory appear as ``final`` whole: fsync every file in it
+    and the directory itself, rename it (``final`` must not exist) and fsync the parent, so a
+    crash leaves either no ``final`` or a complete one, never a directory of empty files."""
+    try:
+        for file in sorted(p for p in staging.iterdir() if p.is_file()):
+            _fsync(file)
+        _fsync(staging, directory=True)
+        staging.rename(final)
+        _fsync(final.parent, directory=True)
+    except OSError as exc:
+        raise OutputError(f"cannot write: {os_failure(exc)}", path=final) from None
 
 
 @contextlib.contextmanager

@@ -272,3 +272,37 @@ def test_ensure_distinct_catches_links_and_detours(tmp_path: Path) -> None:
         ensure_distinct({"OUTPUT": tmp_path / "o.csv", "--rejects": tmp_path / "o.csv"})
     ensure_distinct({"OUTPUT": tmp_path / "o.csv", "--rejects": None},
                     {"SOURCE": source, "--population": source})  # fmt: skip
+
+
+def test_a_published_directory_is_synced_before_it_appears(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The researcher's delivery directory is renamed into place only after every file in
+    it and the directory itself are on disk (before: copied files were renamed unsynced)."""
+    from koble import files
+    from koble.linkage import steps_deliver
+
+    assert vars(steps_deliver)["publish_directory"] is files.publish_directory  # used by receive
+    staging, final = tmp_path / "delivery.partial", tmp_path / "delivery"
+    staging.mkdir()
+    for name in ("a.csv", "manifest.json"):
+        (staging / name).write_text(name)
+    events: list[str] = []
+    real_fsync, real_rename = os.fsync, Path.rename
+
+    def fsync(fd: int) -> None:
+        events.append("sync " + Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        real_fsync(fd)
+
+    def rename(self: Path, target: Path) -> Path:  # type: ignore[override]
+        events.append("rename")
+        return real_rename(self, target)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(Path, "rename", rename)
+    files.publish_directory(staging, final)
+    assert events[:4] == ["sync a.csv", "sync manifest.json", "sync delivery.partial", "rename"]
+    assert events[4] == f"sync {tmp_path.name}"
+    assert sorted(p.name for p in final.iterdir()) == ["a.csv", "manifest.json"]
+    with pytest.raises(OutputError, match="cannot write"):
+        files.publish_directory(tmp_path / "missing", tmp_path / "other")

@@ -10,6 +10,7 @@ one; every error message is one line without control characters.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -325,3 +326,55 @@ def test_a_domain_holding_a_person_number_is_refused(tmp_path: Path, keyset: Pat
     assert result.exit_code == 2, result.output
     assert "holds a person number" in result.stderr and no_number(result.output)
     assert not out.exists()
+
+
+# -- anonymity anonymise: a release never carries a person number -----------------------------
+def _anonymise_input(tmp_path: Path, person: str | None) -> tuple[Path, Path]:
+    numbers = [FNR, OTHER, LEADING_ZERO]
+    rows = [f"{numbers[i % 3]};{20 + (i * 7) % 60};{'MK'[i % 2]}" for i in range(60)]
+    source = write_csv(tmp_path / "data.csv", "id;age;sex\n" + "\n".join(rows) + "\n")
+    config = tmp_path / "anon.toml"
+    config.write_text(
+        "[requirements]\nk = 2\nsuppression = 0.5\n"
+        + (f'person = "{person}"\n' if person else "")
+        + '[quasi_identifiers]\nage = "age"\nsex = "categorical"\n'
+    )
+    return source, config
+
+
+def test_anonymise_refuses_a_release_holding_person_numbers(tmp_path: Path) -> None:
+    """Before: exit 0, and the 'anonymous' release kept the id column in clear."""
+    source, config = _anonymise_input(tmp_path, person=None)
+    out = tmp_path / "release.csv"
+    result = run("anonymity", "anonymise", source, "--config", config, "--out", out,
+                 "--report", tmp_path / "report")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "valid fødselsnummer-family numbers in id (60 rows, first row 1)" in result.output
+    assert no_number(result.output)
+    assert not out.exists() and not (tmp_path / "report").exists()
+
+
+def test_anonymise_drops_a_person_column_holding_person_numbers(tmp_path: Path) -> None:
+    source, config = _anonymise_input(tmp_path, person="id")
+    out = tmp_path / "release.csv"
+    result = run("anonymity", "anonymise", source, "--config", config, "--out", out,
+                 "--report", tmp_path / "report")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert pl.read_csv(out, separator=";").columns == ["age", "sex"]
+    assert no_number(out.read_text())
+
+
+def test_anonymity_check_fails_a_file_holding_person_numbers(tmp_path: Path) -> None:
+    """Before: 'meets the requirements' (exit 0) for a k-anonymous file with an fnr column."""
+    rows = [f"{(FNR, OTHER)[i % 2]};{20 + i % 3};{'MK'[i % 2]}" for i in range(60)]
+    source = write_csv(tmp_path / "data.csv", "id;age;sex\n" + "\n".join(rows) + "\n")
+    result = run("anonymity", "check", source, "--qi", "age,sex", "--k", "5")
+    assert result.exit_code == 1, result.output
+    assert "numbers in id (60 rows, first row 1); not anonymous" in result.output.replace("\n", " ")
+    assert no_number(result.output)
+    as_json = run("anonymity", "check", source, "--qi", "age,sex", "--k", "5", "--json")
+    report = json.loads(as_json.stdout)
+    assert report["meets"] is False and report["smallest_class"] >= 5
+    assert report["direct_identifiers"] == "id (60 rows, first row 1)"
+    clean = write_csv(tmp_path / "clean.csv", "age;sex\n" + "\n".join(r[12:] for r in rows) + "\n")
+    assert run("anonymity", "check", clean, "--qi", "age,sex", "--k", "5").exit_code == 0

@@ -38,6 +38,7 @@ from koble.anonymity.risk import RiskReport, assess_risk
 from koble.anonymity.search import SearchResult, find_optimal
 from koble.errors import ColumnError
 from koble.files import OutputSet, sha256_file
+from koble.registries.identifiers.scan import describe, scan_frame
 from koble.tables import read_table, require_column, write_table
 
 __all__ = ["AnonymityCheck", "Release", "anonymise_file", "check_frame", "class_size_bins"]
@@ -81,12 +82,16 @@ class AnonymityCheck:
     person: str | None = None
     #: With ``person``: the fewest distinct persons in any class (k counts persons then).
     smallest_class_persons: int | None = None
+    #: Columns holding valid fødselsnummer-family numbers, where and how many (never a
+    #: value), or None. A file with direct identifiers is not anonymous, whatever its classes.
+    direct_identifiers: str | None = None
 
     @property
     def meets(self) -> bool:
         diverse = self.l is None or (self.least_distinct_sensitive or 0) >= self.l
         persons = self.person is None or (self.smallest_class_persons or 0) >= self.k
-        return self.smallest_class >= self.k and diverse and persons
+        identified = self.direct_identifiers is not None
+        return self.smallest_class >= self.k and diverse and persons and not identified
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "meets": self.meets}
@@ -122,7 +127,8 @@ def check_frame(
     population: pl.DataFrame | None = None,
     person: str | None = None,
 ) -> AnonymityCheck:
-    """Equivalence classes of ``frame`` over ``qis`` exactly as they are (no generalisation).
+    """Equivalence classes of ``frame`` over ``qis`` exactly as they are (no generalisation),
+    and a scan of every column but ``person`` for fødselsnummer-family numbers.
 
     With ``person`` (a file with several rows per person) k is also judged in persons, and
     risk is that of a person: one record per (class, person), so a class's size for the
@@ -144,6 +150,7 @@ def check_frame(
     classes = frame.group_by(keys).agg(aggregations)
     sizes = classes["n"]
     at_risk = frame if person is None else frame.unique([*qis, person], maintain_order=True)
+    findings = scan_frame(frame, values_of=[c for c in frame.columns if c != person])
     return AnonymityCheck(
         path=path,
         quasi_identifiers=list(qis),
@@ -159,6 +166,7 @@ def check_frame(
         risk=assess_risk(at_risk, qis, threshold=risk_threshold, population=population),
         person=person,
         smallest_class_persons=None if person is None else int(classes["persons"].min() or 0),  # type: ignore[arg-type]
+        direct_identifiers=describe(findings) if findings else None,
     )
 
 
@@ -223,6 +231,21 @@ def _generalise(frame: pl.DataFrame, config: AnonymiseConfig, path: str) -> list
     return out
 
 
+def _refuse_person_numbers(frame: pl.DataFrame, config: AnonymiseConfig, path: str) -> None:
+    """A release is anonymous or it is nothing: refuse, before the search, an input that
+    would release a fødselsnummer-family number in any column (or column name). The person
+    column is exempt: it is never released. Names where and how many, never a value."""
+    skip = [] if config.person is None else [config.person]
+    findings = scan_frame(frame, values_of=[c for c in frame.columns if c not in skip])
+    if findings:
+        raise ColumnError(
+            f"the release would hold valid fødselsnummer-family numbers in {describe(findings)}"
+            "; an anonymous file cannot carry direct identifiers: drop those columns first (or "
+            "name a person column as requirements.person, which is never released)",
+            path=path,
+        )
+
+
 def anonymise_file(
     source: str | Path,
     config: AnonymiseConfig,
@@ -245,6 +268,7 @@ def anonymise_file(
     path = str(source)
     extra = [c for c in (config.sensitive, config.person) if c is not None]
     check_columns(frame, [*config.quasi_identifiers, *extra], path)
+    _refuse_person_numbers(frame, config, path)
     qis = _generalise(frame, config, path)
     sensitive = None
     slot = config.sensitive if config.person is None else config.person

@@ -64,6 +64,9 @@ def check(file: Path, qi: list[str], k: int, sensitive: str | None, l_: int | No
             j = result.risk.journalist
             console.print(f"journalist risk: highest {j.highest:.3f}, average {j.average:.4f}, "
                           f"{j.uniques:,} population uniques")  # fmt: skip
+        if result.direct_identifiers is not None:
+            console.print(f"[red]direct identifiers[/]: valid fødselsnummer-family numbers in "
+                          f"{result.direct_identifiers}; not anonymous")  # fmt: skip
         console.print("meets the requirements" if result.meets else "does NOT meet them")
     raise SystemExit(EXIT_MEETS if result.meets else EXIT_FAILS)
 

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from koble.errors import KobleError
-from koble.files import atomic_write, sha256_file, write_text
+from koble.files import atomic_write, publish_directory, sha256_file, write_text
 from koble.linkage.codebook import codebook, render_codebook_markdown
 from koble.linkage.context import Context
 from koble.linkage.formats import write_delivery
@@ -256,7 +256,7 @@ def receive_step(ctx: Context, step: Step) -> dict[str, Any]:
     if not report.ok:
         failed = "; ".join(c.detail for c in report.checks if not c.ok)
         raise DeliveryRejectedError(f"the researcher's check of the delivery failed: {failed}")
-    staging.rename(final)
+    publish_directory(staging, final)
     return {"files": len(step.inputs), "checks": len(report.checks)}
 
 
