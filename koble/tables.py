@@ -92,6 +92,23 @@ def _header(text: str, delimiter: str) -> tuple[str, ...]:
     return tuple("" if v is None else str(v) for v in first.row(0)) if first.height else ()
 
 
+def _line_ends(text: str, path: Path) -> str:
+    """``text`` with LF line ends: a file whose lines all end in a bare CR (classic Mac OS,
+    some old exports) is read as such; a header that mixes a bare CR with LF line ends is
+    refused, since reading it would glue the first rows into column names."""
+    if "\r" not in text:
+        return text
+    if "\n" not in text:
+        return text.replace("\r", "\n")
+    if "\r" in text.split("\n", 1)[0].removesuffix("\r"):
+        raise FileFormatError(
+            "line 1 holds a bare carriage return (CR) where other lines end in LF; "
+            "save the file with one kind of line ending (LF or CRLF)",
+            path=path,
+        )
+    return text
+
+
 def read_table(path: str | Path, *, encoding: str = "utf-8") -> pl.DataFrame:
     """Read a CSV or Parquet file into a DataFrame (CSV columns all as strings). A file with
     two columns of one name is refused (:func:`refuse_duplicate_names`)."""
@@ -112,7 +129,7 @@ def read_table(path: str | Path, *, encoding: str = "utf-8") -> pl.DataFrame:
                 "(e.g. --encoding cp1252)",
                 path=path,
             ) from None
-        text = text.removeprefix("\ufeff")
+        text = _line_ends(text.removeprefix("\ufeff"), path)
         if not text.strip():
             raise FileFormatError("the file is empty", path=path)
         delimiter = _sniff_delimiter(text.split("\n", 1)[0])

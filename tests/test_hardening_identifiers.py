@@ -260,16 +260,37 @@ def test_a_bad_option_value_is_not_echoed() -> None:
 
 
 # -- 5. control characters -------------------------------------------------------------------
-def test_bare_cr_line_endings_print_no_raw_control_characters(tmp_path: Path) -> None:
-    """Before: the error line held raw ``\\r``, which a terminal turns into an overwrite."""
-    source = tmp_path / "mac.csv"
-    source.write_bytes(f"fnr\r{FNR}\r\x1b[2Jx\r".encode())
-    result = run("ids", "check", source, "-c", "fnr")
+def test_control_characters_from_a_file_are_escaped_in_the_message(tmp_path: Path) -> None:
+    """Before: the error line held raw control characters (backspace, ESC), which a terminal
+    obeys."""
+    source = tmp_path / "odd.csv"
+    source.write_bytes(f"fnr;a\x08b\x1b[2J\n{FNR};x\n".encode())
+    result = run("ids", "check", source, "-c", "nope")
     assert result.exit_code == 2
     line = result.stderr
     assert line.endswith("\n") and line.count("\n") == 1
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", line), repr(line)
-    assert "\\r" in line and "\\x1b" in line and no_number(line)
+    assert "\\x08" in line and "\\x1b" in line and no_number(line)
+
+
+def test_bare_cr_line_endings_are_read_as_lines(tmp_path: Path) -> None:
+    """Before: a file whose lines end in a bare CR read as one header of glued rows and
+    0 rows, and ``ids check`` said 'counts reconcile' with exit 0."""
+    source = tmp_path / "mac.csv"
+    source.write_bytes(f"fnr;x\r{FNR};a\r{OTHER};b\r123;c\r".encode())
+    result = run("ids", "check", source, "-c", "fnr", "--json")
+    assert result.exit_code == 1, result.output  # one reject
+    report = json.loads(result.stdout)
+    assert (report["rows"], report["valid"], report["rejected"]) == (3, 2, 1)
+
+
+def test_a_header_mixing_bare_cr_and_lf_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "mixed.csv"
+    source.write_bytes(f"fnr;x\r{FNR};a\n{OTHER};b\n".encode())
+    result = run("ids", "check", source, "-c", "fnr")
+    assert result.exit_code == 2
+    assert "line 1 holds a bare carriage return (CR)" in result.stderr
+    assert no_number(result.stderr)
 
 
 def test_a_path_with_control_characters_is_escaped(tmp_path: Path) -> None:
