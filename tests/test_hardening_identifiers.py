@@ -399,3 +399,17 @@ def test_anonymity_check_fails_a_file_holding_person_numbers(tmp_path: Path) -> 
     assert report["direct_identifiers"] == "id (60 rows, first row 1)"
     clean = write_csv(tmp_path / "clean.csv", "age;sex\n" + "\n".join(r[12:] for r in rows) + "\n")
     assert run("anonymity", "check", clean, "--qi", "age,sex", "--k", "5").exit_code == 0
+
+
+def test_anonymity_table_refuses_labels_holding_person_numbers(tmp_path: Path) -> None:
+    """Before: exit 0 and every fødselsnummer published as a row label."""
+    rows = [f"{(FNR, OTHER)[i % 2]};{'MK'[i % 2]};{i % 2}" for i in range(40)]
+    source = write_csv(tmp_path / "data.csv", "id;sex;grp\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "table.csv"
+    result = run("anonymity", "table", source, "--rows", "id", "--cols", "sex", "--out", out)
+    assert result.exit_code == 2, result.output
+    assert "labels would hold valid fødselsnummer-family numbers in id (40 rows" in result.output
+    assert no_number(result.output) and not out.exists()
+    fine = run("anonymity", "table", source, "--rows", "sex", "--cols", "grp", "--out", out)
+    assert fine.exit_code == 0, fine.output
+    assert out.is_file() and no_number(out.read_text())

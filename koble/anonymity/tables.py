@@ -27,7 +27,8 @@ import numpy.typing as npt
 import polars as pl
 
 from koble.anonymity.parameters import check_columns
-from koble.errors import UsageError
+from koble.errors import ColumnError, UsageError
+from koble.registries.identifiers.scan import describe, scan_frame
 
 __all__ = ["SafeTable", "crosstab", "determined_cells", "suppress"]
 
@@ -199,7 +200,17 @@ def determined_cells(counts: Counts, hidden: Mask) -> list[tuple[int, int]]:
 
 def safe_table(frame: pl.DataFrame, rows: str, cols: str, *, threshold: int = 5,
                zeros: bool = False, path: str = "<table>") -> SafeTable:  # fmt: skip
-    """The publishable two-way table of ``rows`` × ``cols`` in ``frame`` (read from ``path``)."""
+    """The publishable two-way table of ``rows`` × ``cols`` in ``frame`` (read from ``path``).
+
+    Its labels are published: a row or column variable holding a fødselsnummer-family number
+    is refused (a :class:`ColumnError` naming where, never what), whatever the counts."""
     row_labels, col_labels, counts = crosstab(frame, rows, cols, path=path)
+    findings = scan_frame(frame.select(rows, cols))
+    if findings:
+        raise ColumnError(
+            f"the table's labels would hold valid fødselsnummer-family numbers in "
+            f"{describe(findings)}; tabulate a variable that identifies no one",
+            path=path,
+        )
     hidden, primary = suppress(counts, threshold=threshold, zeros=zeros)
     return SafeTable(row_labels, col_labels, counts, hidden, primary, threshold)
