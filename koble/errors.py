@@ -20,6 +20,7 @@ be used as an oracle.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
@@ -37,26 +38,38 @@ __all__ = [
     "sanitise",
 ]
 
-# Runs of 6 or more digits (possibly split by one space or hyphen) can be identifiers.
-_DIGIT_RUN = re.compile(r"\d(?:[ \-]?\d){5,}")
+
+@functools.cache
+def _patterns() -> tuple[re.Pattern[str], re.Pattern[str]]:
+    """The redaction patterns, built from THE person-number shapes
+    (:func:`koble.registries.identifiers.scan.shapes`, imported here lazily: that module
+    raises errors from this one). With ``\\d`` as the digit, Unicode digits count too."""
+    from koble.registries.identifiers.scan import shapes
+
+    _, separated, dotted = shapes(r"\d")
+    written = rf"(?:{separated}|{dotted})\d*"  # a person number written with separators
+    # Runs of 6 or more digits (possibly split by one space or hyphen) can be identifiers.
+    digit_run = re.compile(rf"{written}|\d(?:[ \-]?\d){{5,}}")
+    # Shaped like a person number, or 11 digits or more; unless inside a hex token of 16 or
+    # more characters with a letter in it (a key id, hash, fingerprint or pseudonym), whose
+    # digit runs are part of it, not an identifier.
+    person_shape = re.compile(
+        r"(?P<hex>(?<![0-9A-Za-z])(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{16,}(?![0-9A-Za-z]))"
+        rf"|{written}|\d{{11,}}"
+    )
+    return digit_run, person_shape
 
 
 def redact(text: str) -> str:
-    """Replace every run of six or more digits in ``text`` by ``<redacted>``.
+    """Replace every run of six or more digits in ``text``, and anything written in a person
+    number's shape (``DD.MM.YY NNNNN``, ``DDMMYY  NNNNN``), by ``<redacted>``.
 
     Used on messages koble did not write itself (from polars, pyarrow, the OS) before they
     are shown, since such messages may quote the data that caused them.
     """
-    return _DIGIT_RUN.sub("<redacted>", text)
+    return _patterns()[0].sub("<redacted>", text)
 
 
-# Eleven digits or more, at most one separator after the sixth: shaped like a person number;
-# unless inside a hex token of 16 or more characters with a letter in it (a key id, hash,
-# fingerprint or pseudonym), whose digit runs are part of it, not an identifier.
-_PERSON_SHAPE = re.compile(
-    r"(?P<hex>(?<![0-9A-Za-z])(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{16,}(?![0-9A-Za-z]))"
-    r"|\d{6}[ \-.\u00a0\u2009\u202f]?\d{5,}"
-)
 # C0 and C1 control characters, DEL, and the Unicode line and paragraph separators.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ESCAPES = {"\r": "\\r", "\n": "\\n", "\t": "\\t"}
@@ -72,13 +85,14 @@ def _escape(match: re.Match[str]) -> str:
 def sanitise(text: str) -> str:
     """``text`` made safe to print as one line: control characters (a bare CR from a file's
     line endings, an ESC starting a terminal sequence) shown as escapes such as ``\\r``,
-    and anything shaped like a person number (11 or more digits) replaced by ``<redacted>``
-    (a hash, key id or pseudonym in hex is kept whole).
+    and anything shaped like a person number (the shapes of
+    :func:`~koble.registries.identifiers.scan.shapes`, valid or not, or 11 or more digits)
+    replaced by ``<redacted>`` (a hash, key id or pseudonym in hex is kept whole).
 
     Every koble error goes through this when it is turned into text (``str(exc)``), so no
     message a user, a log or an HTTP client sees can carry either, whoever wrote it.
     """
-    numbers = _PERSON_SHAPE.sub(lambda m: m.group("hex") or "<redacted>", text)
+    numbers = _patterns()[1].sub(lambda m: m.group("hex") or "<redacted>", text)
     return _CONTROL.sub(_escape, numbers)
 
 

@@ -2,7 +2,8 @@
 
 Every file koble writes goes through :func:`atomic_write` (or :class:`OutputSet` for a
 command's several outputs): a temporary name in the same directory, fsync, rename, fsync of
-the directory. :func:`ensure_distinct` refuses a command whose paths name one file twice.
+the directory. :func:`ensure_distinct` refuses a command whose paths name one file twice, and
+:func:`ensure_apart` one whose output directory nests with another path it names.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import os
 import re
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
 from koble.errors import FileFormatError, KobleError, OutputError, UsageError, redact
@@ -22,11 +23,13 @@ __all__ = [
     "TEMP_MARK",
     "OutputSet",
     "atomic_write",
+    "ensure_apart",
     "ensure_distinct",
     "os_failure",
     "publish_directory",
     "read_text",
     "sha256_file",
+    "shared_file",
     "write_bytes",
     "write_text",
 ]
@@ -191,6 +194,18 @@ def atomic_write(
     _commit(temp, path, exclusive=exclusive)
 
 
+def shared_file(path: str | Path) -> Path:
+    """The file a read-modify-write of ``path`` must lock and write: symlinks followed.
+
+    :func:`atomic_write` replaces a symlink at an output's name (a plain output never writes
+    through a link). A shared file that is read, changed and written back (a keyset, a key
+    directory's files) is different: every reader reaches it through the link, so the change
+    must land on the target, and the lock be the target's; otherwise the link is silently
+    replaced by a private copy and the real file forks from it.
+    """
+    return Path(os.path.realpath(path))
+
+
 def write_bytes(path: str | Path, data: bytes, *, mode: int | None = None,
                 exclusive: bool = False) -> Path:  # fmt: skip
     """Write ``data`` to ``path`` atomically (see :func:`atomic_write`); returns ``path``."""
@@ -213,11 +228,13 @@ class OutputSet:
     block ends without error, all are renamed into place (``last=True`` ones after the
     others), and on any failure every temporary file is removed and nothing appears under
     a final name. Only the renames themselves are not one atomic step: order them so the
-    file that others depend on (a release, a command's main output) comes last.
+    file that others depend on (a release, a command's main output) comes last. Stale files
+    that the new set would contradict (:meth:`remove`) are removed first.
     """
 
     def __init__(self) -> None:
         self._staged: list[tuple[Path, Path, bool]] = []
+        self._removed: list[Path] = []
 
     def __enter__(self) -> OutputSet:
         return self
@@ -233,6 +250,12 @@ class OutputSet:
             self._staged.append((path, temp, last))
             yield temp
 
+    def remove(self, path: str | Path) -> None:
+        """Remove ``path`` (a stale output of an earlier run that this one's outputs would
+        contradict) when the set commits, before the new files are renamed into place; a
+        symlink is removed itself. Nothing is removed if the set fails."""
+        self._removed.append(Path(path))
+
     def current(self, path: str | Path) -> Path:
         """Where ``path``'s new content is now: its temporary file until the set commits."""
         path = Path(path)
@@ -240,14 +263,27 @@ class OutputSet:
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         staged, self._staged = self._staged, []
+        removed, self._removed = self._removed, []
         try:
             if kind is None:
+                for path in removed:
+                    _remove(path)
                 for final, temp, _last in sorted(staged, key=lambda s: s[2]):
                     _commit(temp, final, exclusive=False)
         finally:
             for _final, temp, _last in staged:
                 with contextlib.suppress(OSError):
                     temp.unlink(missing_ok=True)
+
+
+def _remove(path: Path) -> None:
+    """Unlink ``path`` (if there), fsync its directory; OS errors as :class:`OutputError`."""
+    try:
+        path.unlink(missing_ok=True)
+        if path.parent.is_dir():
+            _fsync(path.parent, directory=True)
+    except OSError as exc:
+        raise OutputError(f"cannot remove the stale file: {os_failure(exc)}", path=path) from None
 
 
 def _identity(path: Path) -> tuple[Path, tuple[int, int] | None]:
@@ -286,3 +322,41 @@ def ensure_distinct(
                     )
             if is_output:
                 seen.append((name, Path(given), resolved, inode))
+
+
+def ensure_apart(
+    directories: Mapping[str, str | Path | None],
+    others: Mapping[str, str | Path | None],
+    *,
+    may_hold: Collection[str] = (),
+) -> None:
+    """Refuse, with a :class:`UsageError` (exit 2) naming both options, a command whose
+    output ``directories`` (a workspace) are, contain or lie inside one another or one of
+    the ``others`` it names (input files and directories such as ``--against``, ``--keys``,
+    ``--world``).
+
+    :func:`ensure_distinct` compares files; a directory a command fills must also keep apart
+    from what it reads or compares with: a workspace inside a delivery writes clear
+    identifiers into the researcher's directory, one around it reads its own output. Paths
+    are compared with symlinks resolved. ``may_hold`` names ``others`` that may lie inside
+    an output directory (``koble run``'s keys, WORKSPACE/keys by default).
+    """
+    named = [(name, Path(given)) for name, given in directories.items() if given is not None]
+    rest = [(name, Path(given)) for name, given in others.items() if given is not None]
+    for index, (name, directory) in enumerate(named):
+        home = shared_file(directory)
+        for other, path in [*named[index + 1 :], *rest]:
+            there = shared_file(path)
+            if there == home:
+                problem = f"{name} and {other} name the same directory"
+            elif there.is_relative_to(home):
+                if other in may_hold:
+                    continue
+                problem = f"{other} lies inside {name}"
+            elif home.is_relative_to(there):
+                problem = f"{name} lies inside {other}"
+            else:
+                continue
+            raise UsageError(
+                f"{problem}; give {name} a directory apart from the paths it reads", path=directory
+            )

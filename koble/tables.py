@@ -8,6 +8,7 @@ that come from the reader (they may quote the data).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections import Counter
@@ -18,15 +19,17 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from koble.errors import ColumnError, FileFormatError, redact
+from koble.errors import ColumnError, FileFormatError, UsageError, redact
 from koble.files import OutputSet, atomic_write
 
 __all__ = [
     "CSV_SUFFIXES",
     "PARQUET_SUFFIXES",
+    "check_encoding",
     "read_table",
     "refuse_duplicate_names",
     "require_column",
+    "require_new_column",
     "write_table",
 ]
 
@@ -109,10 +112,29 @@ def _line_ends(text: str, path: Path) -> str:
     return text
 
 
+def check_encoding(encoding: str, name: str = "--encoding") -> str:
+    """``encoding`` if it names a text encoding Python has (``utf-8``, ``cp1252``,
+    ``latin-1``); otherwise a :class:`UsageError` naming the option ``name``.
+
+    An unknown name (``nope``) and a codec that is not a text encoding (``rot13``,
+    ``base64``, ``zlib``: bytes-to-bytes or text-to-text transforms) are refused here,
+    before any file is read, rather than as a LookupError deep in a decode.
+    """
+    try:
+        info = codecs.lookup(encoding)
+    except (LookupError, TypeError, ValueError):
+        info = None
+    if info is None or not getattr(info, "_is_text_encoding", True):
+        raise UsageError(f"{name} must name a text encoding (e.g. utf-8, cp1252, latin-1)")
+    return encoding
+
+
 def read_table(path: str | Path, *, encoding: str = "utf-8") -> pl.DataFrame:
     """Read a CSV or Parquet file into a DataFrame (CSV columns all as strings). A file with
-    two columns of one name is refused (:func:`refuse_duplicate_names`)."""
+    two columns of one name is refused (:func:`refuse_duplicate_names`); an ``encoding``
+    that is not a text encoding too (:func:`check_encoding`)."""
     path = Path(path)
+    check_encoding(encoding)
     kind = _format(path)
     if not path.is_file():
         raise FileFormatError("no such file", path=path)
@@ -155,6 +177,18 @@ def require_column(frame: pl.DataFrame, column: str, path: str | Path) -> pl.Ser
         )
         raise ColumnError(f"no such column; the file has: {available}", path=path, column=column)
     return frame[column]
+
+
+def require_new_column(frame: pl.DataFrame, name: str | None, replaces: str, option: str,
+                       path: str | Path) -> None:  # fmt: skip
+    """Refuse (:class:`UsageError`, exit 2) a new column ``name`` (given by ``option``) that
+    the file already has, unless it is ``replaces``, the column it takes the place of.
+    Called before any work or audit, since renaming onto an existing column fails only once
+    the output is being written. The message names the option, never the value."""
+    if name is not None and name != replaces and name in frame.columns:
+        raise UsageError(
+            f"{option} names a column the file already has; choose a new name", path=path
+        )
 
 
 def write_table(

@@ -141,6 +141,8 @@ class AnonymiseConfig:
     #: counts distinct persons per class, not rows, and the column is dropped from the release.
     person: str | None = None
     base_dir: Path = field(default=Path("."), compare=False)
+    #: Where the config came from (its file), for messages about data that does not fit it.
+    source: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         """A config built directly is held to the same rules as one read from a file."""
@@ -204,6 +206,7 @@ class AnonymiseConfig:
             population=None if population is None else base_dir / str(population),
             person=None if person is None else str(person),
             base_dir=base_dir,
+            source=source,
         )
 
     @classmethod

@@ -8,8 +8,10 @@ records apart (counted, never silently dropped) and returns everything the repor
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +38,7 @@ from koble.anonymity.parameters import (
 )
 from koble.anonymity.risk import RiskReport, assess_risk
 from koble.anonymity.search import SearchResult, find_optimal
-from koble.errors import ColumnError
+from koble.errors import ColumnError, InputError
 from koble.files import OutputSet, sha256_file
 from koble.registries.identifiers.scan import describe, scan_frame
 from koble.tables import read_table, require_column, write_table
@@ -158,7 +160,9 @@ def check_frame(
         rows=frame.height,
         classes=classes.height,
         smallest_class=int(sizes.min() or 0),  # type: ignore[arg-type]
-        records_in_small_classes=int(sizes.filter(sizes < k).sum()),
+        # capped: no class exceeds the row count, and a k past the column type's range
+        # (k = 25124940411 against UInt32 sizes) would overflow the comparison
+        records_in_small_classes=int(sizes.filter(sizes < min(k, frame.height + 1)).sum()),
         class_sizes=class_size_bins(frame, qis),
         sensitive=sensitive,
         l=l,
@@ -200,7 +204,8 @@ class Release:
             "parameters": self.config.to_dict(),
             "levels": {name: {"level": level, "name": self.level_names[name]}
                        for name, level in r.chosen.items()},
-            "figures": {"feasible": r.feasible, "metric": r.metric, "loss": r.loss,
+            "figures": {"feasible": r.feasible, "metric": r.metric,
+                        "loss": r.loss if math.isfinite(r.loss) else None,
                         "classes": r.classes, "min_class_size": r.min_class_size,
                         "suppressed": r.suppressed, "allowed": r.allowed,
                         "criteria": list(r.criteria)},
@@ -224,10 +229,21 @@ def _criteria(config: AnonymiseConfig) -> list[Criterion]:
 
 
 def _generalise(frame: pl.DataFrame, config: AnonymiseConfig, path: str) -> list[Generalisation]:
-    out = []
+    """Every quasi-identifier through its hierarchy. Values a hierarchy cannot take are
+    reported for every column at once, naming the config, the data file, the column and the
+    first bad row of each (never a value)."""
+    out, problems = [], []
     for column, spec in config.quasi_identifiers.items():
         values = require_column(frame, column, path)
-        out.append(hierarchy_for(spec, base_dir=config.base_dir).apply(values))
+        try:
+            out.append(hierarchy_for(spec, base_dir=config.base_dir).apply(values))
+        except InputError as exc:
+            problems.append(f"quasi_identifiers.{column}: {exc}")
+    if problems:
+        config_file = "the config" if config.source is None else config.source
+        raise ColumnError(
+            f"does not fit the hierarchies of {config_file}: " + "; ".join(problems), path=path
+        )
     return out
 
 
@@ -256,8 +272,10 @@ def anonymise_file(
 ) -> Release:
     """Coarsen ``source`` optimally under ``config``; write the release and withheld records.
 
-    When no generalisation meets the requirements nothing is written, and the release says
+    When no generalisation meets the requirements no release is written, and the release says
     so (``result.feasible`` is False): the job goes back to the applicant with the report.
+    A release or withheld file of an earlier run at ``output``/``withheld`` is then removed
+    (with ``outputs``: when the set commits), so no stale release stands beside that report.
     With ``outputs`` both files are part of that set (the release renamed last), so they
     appear only with the report and certificate
     (:func:`koble.anonymity.report.anonymise_with_report`).
@@ -295,6 +313,11 @@ def anonymise_file(
     release = Release(str(source), None, None, config, result, level_names, before, None,
                       {}, hashes, timings)  # fmt: skip
     if not result.feasible:
+        # A release and withheld records of an earlier run at these paths would stand beside
+        # a report saying none was made: they go, in the same commit as that report.
+        with OutputSet() if outputs is None else nullcontext(outputs) as stale:
+            stale.remove(withheld)
+            stale.remove(output)
         return release
     started = time.perf_counter()
     released, held = result.apply(frame, qis, sensitive)

@@ -83,7 +83,8 @@ def _markdown(data: dict[str, Any]) -> str:
         "|---|---:|---|",
         *(f"| {n} | {v['level']} | {v['name']} |" for n, v in cert["levels"].items()),
         "",
-        f"- loss ({figures['metric']}): {figures['loss']:.6g}",
+        f"- loss ({figures['metric']}): "
+        + ("none met the requirements" if figures["loss"] is None else f"{figures['loss']:.6g}"),
         f"- released classes: {figures['classes']:,}; smallest: {figures['min_class_size']:,}",
         *_persons_line(data),
         f"- withheld records: {figures['suppressed']:,} of {cert['input']['rows']:,} "
@@ -156,7 +157,7 @@ pre{{background:#f6f6f6;padding:1rem;overflow:auto}}figure{{margin:1.5rem 0}}</s
 <body><h1>Anonymisation report</h1><p><strong>{escape(data["verdict"])}</strong></p>
 {body}
 <h2>Details</h2><pre>{escape(markdown)}</pre>
-<h2>Certificate</h2><pre>{escape(json.dumps(cert, indent=2, sort_keys=True))}</pre>
+<h2>Certificate</h2><pre>{escape(json.dumps(cert, indent=2, sort_keys=True, allow_nan=False))}</pre>
 </body></html>
 """
 
@@ -185,10 +186,10 @@ def write_report(
     data = report_data(release)
     markdown = _markdown(data)
     files = {kind: directory / name for kind, name in _REPORT_NAMES.items()}
-    certificate = json.dumps(data["certificate"], indent=2, sort_keys=True) + "\n"
+    certificate = json.dumps(data["certificate"], indent=2, sort_keys=True, allow_nan=False) + "\n"
     texts = {
         "markdown": markdown,
-        "json": json.dumps(data, indent=2, sort_keys=True) + "\n",
+        "json": json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n",
         "html": _html(data, markdown),
         "certificate": certificate,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +18,13 @@ from typing import Any, TypeVar
 import click
 
 from koble.errors import UsageError
+from koble.files import ensure_distinct
 from koble.pseudonym.audit import AuditHead, AuditLog
 from koble.pseudonym.keys import Keyset
 from koble.pseudonym.keystore import KeyWrapper, PassphraseKek, RawKek, load_keyset
 from koble.pseudonym.opening import opening
 from koble.pseudonym.signing import Ed25519Signer
+from koble.registries.identifiers.scan import check_name
 
 F = TypeVar("F", bound=Callable[..., Any])
 KEYSET_PASSPHRASE = "KOBLE_KEYSET_PASSPHRASE"
@@ -94,12 +97,18 @@ def open_keyset(path: Path, passphrase_env: str, kek_file: Path | None,
     return load_keyset(path, resolve_kek(passphrase_env, kek_file, kek_env))
 
 
+def _actor(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``--actor`` as given, refused (exit 2, naming the option) when empty or holding a
+    person number: it is written into the audit log, which would refuse it only at the end."""
+    return None if value is None else check_name(value, "--actor", what="an actor name")
+
+
 def audit_options(*, required: bool) -> Callable[[F], F]:
     """``--actor``, ``--audit-log``, ``--audit-key`` and ``--audit-passphrase-env``."""
 
     def decorate(function: F) -> F:
         options = [
-            click.option("--actor", envvar="KOBLE_ACTOR", required=True,
+            click.option("--actor", envvar="KOBLE_ACTOR", required=True, callback=_actor,
                          help="Who runs this (recorded in the audit log) [env KOBLE_ACTOR]."),
             click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path),
                          required=required, envvar="KOBLE_AUDIT_LOG",
@@ -110,11 +119,35 @@ def audit_options(*, required: bool) -> Callable[[F], F]:
             click.option("--audit-passphrase-env", default=AUDIT_PASSPHRASE, show_default=True,
                          help="Environment variable holding the audit key's passphrase."),
         ]  # fmt: skip
+        checked = _audit_log_apart(function)
         for option in reversed(options):
-            function = option(function)
-        return function
+            checked = option(checked)
+        return checked
 
     return decorate
+
+
+def _audit_log_apart(function: F) -> F:
+    """``function`` refusing (exit 2, naming both options) an ``--audit-log`` that names
+    another file of the command (``koble keys create K --audit-log K``): one would overwrite
+    the other, and the audit record or the data would be lost while the command says done."""
+
+    @functools.wraps(function)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        command = click.get_current_context().command
+        label = {p.name: p.human_readable_name if isinstance(p, click.Argument)
+                 else max(p.opts, key=len) for p in command.params}  # fmt: skip
+        others: dict[str, Path | None] = {}
+        for name, value in kwargs.items():
+            values = value if isinstance(value, tuple) else (value,)
+            for one in values:
+                if isinstance(one, Path) and name != "audit_log":
+                    shown = label.get(name, name)
+                    others[shown if len(values) == 1 else f"{shown} ({one})"] = one
+        ensure_distinct({"--audit-log": kwargs.get("audit_log")}, others)
+        return function(*args, **kwargs)
+
+    return checked  # type: ignore[return-value]
 
 
 def print_audit_head(head: AuditHead) -> None:

@@ -97,7 +97,7 @@ def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bo
     release, files = anonymise_with_report(file, settings, out, report_dir)
     certificate = release.certificate()
     if as_json:
-        click.echo(json.dumps(certificate, indent=2, sort_keys=True))
+        click.echo(json.dumps(certificate, indent=2, sort_keys=True, allow_nan=False))
     else:
         console = Console(highlight=False)
         r = release.result

@@ -12,6 +12,7 @@ from koble.cli.run import common_run_options, resolve_run
 from koble.errors import FileFormatError, UsageError
 from koble.files import ensure_distinct
 from koble.pseudonym.audit import VerifyReport, verify_log
+from koble.pseudonym.public_keys import read_signing_public_key
 
 EXIT_OK = 0
 EXIT_BAD_LOG = 1
@@ -60,7 +61,7 @@ def verify_log_command(
     (--expect-head, --expect-entries) to catch that. Exit code 0 when the log verifies, 1
     when it does not, 2 for unusable input (missing file, unreadable key).
     """
-    key = None if public_key is None else _read(public_key)
+    key = None if public_key is None else read_signing_public_key(public_key, "--public-key")
     report = verify_log(
         log,
         key,
@@ -82,13 +83,6 @@ def _hash(value: str | None) -> str | None:
     if _HASH.fullmatch(value.strip()) is None:
         raise click.BadParameter("must be a SHA-256 hash (64 hex digits)")
     return value.strip().lower()
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise FileFormatError(f"cannot read the public key: {exc.strerror}", path=path) from None
 
 
 def _verdict(report: VerifyReport) -> str:
@@ -137,7 +131,7 @@ def verify_delivery_command(
     if not delivery.is_dir():
         raise FileFormatError("no such delivery directory", path=delivery)
     if public_key is not None:
-        pinned = key_id_of(_read(public_key))
+        pinned = key_id_of(read_signing_public_key(public_key, "--public-key"))
         if key_id is not None and key_id != pinned:
             raise UsageError(f"--key-id {key_id} is not the key in {public_key} ({pinned})")
         key_id = pinned
@@ -187,8 +181,9 @@ def reproduce_command(
         raise UsageError("give --keys: the directory of the original run's keys")
     ensure_distinct({"--workspace": workspace}, {"--against": against, "--keys": keys_dir})
     kwargs = resolve_run(
-        job_file, workspace, keys_dir, sources, world, extra, passphrase_env, kek_file, kek_env
-    )
+        job_file, workspace, keys_dir, sources, world, extra, passphrase_env, kek_file, kek_env,
+        against=against,
+    )  # fmt: skip
     report = reproduce_job(job_file, workspace, against, test_numbers=test_numbers, **kwargs)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True, ensure_ascii=False))

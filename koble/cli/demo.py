@@ -154,6 +154,8 @@ def _print_linkage(console: Console, result: DemoResult) -> None:
         console.print(line)
         timings = ", ".join(f"{k} {v:.1f} s" for k, v in outcome.seconds.items())
         console.print(f"  delivery: {run.delivery}; {timings}")
+        for head in outcome.audit_logs:  # to record, for verify-log --expect-head/-entries
+            console.print(f"  {head.describe()}", soft_wrap=True)
 
 
 def _registries(stats: dict[str, Any]) -> list[dict[str, Any]]:

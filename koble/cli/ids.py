@@ -10,6 +10,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from koble.errors import redact
 from koble.files import ensure_distinct
 from koble.registries.identifiers.check import CheckReport, check_file
 from koble.registries.identifiers.column import Scheme
@@ -73,7 +74,9 @@ def check(
 
 def _print(report: CheckReport) -> None:
     console = Console(highlight=False)
-    table = Table(title=f"{report.path} · column {report.column!r} · scheme {report.scheme}")
+    table = Table(
+        title=f"{report.path} · column {redact(report.column)!r} · scheme {report.scheme}"
+    )
     table.add_column("", style="bold")
     table.add_column("rows", justify="right")
     table.add_row("rows in", f"{report.rows:,}")

@@ -17,29 +17,27 @@ from pathlib import Path
 from typing import Any, TypeVar, get_args
 
 import click
-import polars as pl
 
 from koble.errors import FileFormatError, UsageError
 from koble.files import OutputSet, ensure_distinct, write_bytes
 from koble.pseudonym.client import RejectedError
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest import (
-    RegistryReport,
-    registry_open,
+    registry_open_files,
     seal,
     ttp_pseudonymise,
 )
 from koble.pseudonym.keys import Keyset
 from koble.pseudonym.keystore import PassphraseKek, load_keyset
 from koble.pseudonym.opening import opening
+from koble.pseudonym.public_keys import read_party_public_key
 from koble.pseudonym.scheme import IdScheme
 from koble.pseudonym.sealed import (
-    ForwardedBatch,
     PartyKey,
     PartyPublicKey,
     SealedBatch,
-    load_public,
 )
+from koble.registries.identifiers.scan import check_name
 from koble.tables import read_table, write_table
 
 from ._remote import remote_options, service_client
@@ -69,8 +67,8 @@ def _read_bytes(path: Path, what: str) -> bytes:
         raise FileFormatError(f"cannot read the {what} file ({exc.strerror})", path=path) from None
 
 
-def _public(path: Path) -> PartyPublicKey:
-    return load_public(_read_bytes(path, "public key"))
+def _public(path: Path, option: str) -> PartyPublicKey:
+    return read_party_public_key(path, option)
 
 
 def _keyset(path: Path, variable: str) -> Keyset:
@@ -109,8 +107,9 @@ def ingest() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def keygen(name: str, out_dir: Path, passphrase_env: str, as_json: bool) -> None:
     """Make a party key pair: NAME.key.pem (encrypted) and NAME.pub.pem in DIR."""
+    check_name(name, "NAME", what="a key name")
     if not _KEY_NAME.match(name):
-        raise UsageError(f"invalid key name {name!r}: use letters, digits and _.-")
+        raise UsageError("NAME: invalid key name: use letters, digits and _.-")
     passphrase = _passphrase(passphrase_env)
     private, public = out_dir / f"{name}.key.pem", out_dir / f"{name}.pub.pem"
     for path in (private, public):
@@ -133,9 +132,9 @@ def _id_columns(specs: tuple[str, ...]) -> dict[str, IdScheme]:
         column, _, scheme = spec.partition(":")
         scheme = scheme or "fnr"
         if not column or scheme not in schemes:
-            raise UsageError(f"--id-column {spec!r}: use COLUMN or COLUMN:SCHEME with {schemes}")
+            raise UsageError(f"--id-column: use COLUMN or COLUMN:SCHEME with {schemes}")
         if column in columns:
-            raise UsageError(f"--id-column {column!r} given twice")
+            raise UsageError("--id-column: a column is given twice")
         columns[column] = scheme  # type: ignore[assignment]
     return columns
 
@@ -182,8 +181,8 @@ def seal_command(
     batch = seal(
         table,
         _id_columns(id_specs),
-        ttp_public=_public(ttp_public),
-        registry_public=_public(registry_public),
+        ttp_public=_public(ttp_public, "--ttp-public"),
+        registry_public=_public(registry_public, "--registry-public"),
         randbytes=os.urandom,
         path=str(infile),
         allow_identifiers=allow_identifiers,
@@ -211,9 +210,9 @@ def _domains(specs: tuple[str, ...]) -> dict[str, str]:
     for spec in specs:
         column, sep, domain = spec.partition("=")
         if not (column and sep and domain):
-            raise UsageError(f"--domain {spec!r}: use COLUMN=DOMAIN")
+            raise UsageError("--domain: use COLUMN=DOMAIN")
         if column in domains:
-            raise UsageError(f"--domain for {column!r} given twice")
+            raise UsageError("--domain: a column is given twice")
         domains[column] = domain
     return domains
 
@@ -272,7 +271,7 @@ def pseudonymise_command(
         ttp_key=_private(ttp_key, passphrase_env),
         keyset=_keyset(keyset, keyset_passphrase_env),
         domains=_domains(domain_specs),
-        registry_public=_public(registry_public),
+        registry_public=_public(registry_public, "--registry-public"),
         history=None if history is None else IdentityHistory.read(history),
         randbytes=os.urandom,
         test_numbers=test_numbers,
@@ -389,16 +388,7 @@ def open_command(
     ensure_distinct({"OUT": outfile}, {**{f"IN ({p})": p for p in infiles},
                                        "--registry-key": registry_key})  # fmt: skip
     key = _private(registry_key, passphrase_env)
-    tables: list[pl.DataFrame] = []
-    reports: list[RegistryReport] = []
-    for path in infiles:
-        result = registry_open(ForwardedBatch.read(path), key, path=str(path))
-        tables.append(result.table)
-        reports.append(result.report)
-    try:
-        table = pl.concat(tables, how="vertical")
-    except pl.exceptions.PolarsError:
-        raise UsageError("the batches do not have the same columns and types") from None
+    table, reports = registry_open_files(infiles, key)
     write_table(table, outfile)
     rows = sum(r.rows for r in reports)
     stored = sum(r.stored for r in reports)

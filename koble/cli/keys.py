@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import click
 
 from koble.errors import UsageError
 from koble.files import write_bytes
+from koble.pseudonym.auditing import AuditSink
+from koble.pseudonym.keychange import change_keyset, create_keyset
 from koble.pseudonym.keys import Keyset
-from koble.pseudonym.keystore import keyset_lock, load_keyset, save_keyset
 from koble.pseudonym.signing import Ed25519Signer
 
 from ._secrets import (
@@ -49,7 +50,8 @@ def _show(keyset: Keyset, as_json: bool) -> None:
         click.echo(f"{mark} {row['key_id']:<22} {row['status']:<9} created {row['created']}")
 
 
-def _audited(audit_log: Path | None, audit_key: Path | None, passphrase_env: str):  # type: ignore[no-untyped-def]
+def _audited(audit_log: Path | None, audit_key: Path | None,
+             passphrase_env: str) -> AbstractContextManager[AuditSink | None]:  # fmt: skip
     log = open_audit(audit_log, audit_key, passphrase_env)
     return nullcontext(None) if log is None else log
 
@@ -66,14 +68,10 @@ def create(keyset: Path, passphrase_env: str, kek_file: Path | None, kek_env: st
     if keyset.exists():
         raise UsageError(f"{keyset} exists already; koble never overwrites a keyset")
     kek = resolve_kek(passphrase_env, kek_file, kek_env)
-    with keyset_lock(keyset):
-        if keyset.exists():  # made by another command while this one waited for the lock
-            raise UsageError(f"{keyset} exists already; koble never overwrites a keyset")
-        created = Keyset.create(randbytes=randbytes, now=utc_now)
-        with _audited(audit_log, audit_key, audit_passphrase_env) as log:
-            save_keyset(created, keyset, kek, randbytes=randbytes)
-            if log is not None:
-                log.append(actor=actor, operation="keys-create", key_id=created.primary.key_id)
+    created = create_keyset(
+        keyset, kek, actor=actor, randbytes=randbytes, now=utc_now,
+        open_audit=lambda: _audited(audit_log, audit_key, audit_passphrase_env),
+    )  # fmt: skip
     _show(created, as_json)
 
 
@@ -81,21 +79,10 @@ def _change(keyset: Path, passphrase_env: str, kek_file: Path | None, kek_env: s
             actor: str, audit_log: Path | None, audit_key: Path | None,
             audit_passphrase_env: str, operation: str, version: int | None) -> Keyset:  # fmt: skip
     kek = resolve_kek(passphrase_env, kek_file, kek_env)
-    # Read, change, save and audit under the keyset's lock: a concurrent command waits and
-    # then reads what this one saved, so no change is lost.
-    with keyset_lock(keyset):
-        opened = load_keyset(keyset, kek)
-        with _audited(audit_log, audit_key, audit_passphrase_env) as log:
-            if operation == "rotate":
-                info = opened.rotate(randbytes=randbytes, now=utc_now)
-            else:
-                assert version is not None
-                getattr(opened, operation.replace("-", "_"))(version)
-                info = opened.info(version)
-            save_keyset(opened, keyset, kek, randbytes=randbytes)
-            if log is not None:
-                log.append(actor=actor, operation=f"keys-{operation}", key_id=info.key_id)
-    return opened
+    return change_keyset(
+        keyset, kek, operation, version, actor=actor, randbytes=randbytes,  # type: ignore[arg-type]
+        now=utc_now, open_audit=lambda: _audited(audit_log, audit_key, audit_passphrase_env),
+    )  # fmt: skip
 
 
 @keys.command()

@@ -12,7 +12,6 @@ from rich.console import Console
 
 from koble.errors import UsageError
 from koble.files import ensure_distinct
-from koble.pseudonym.auditing import MemoryAudit
 from koble.pseudonym.client import pseudonymise_file_remote
 from koble.pseudonym.operations import (
     default_rejects_path,
@@ -117,6 +116,7 @@ def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: P
             f"{remote} into {output} (domain {domain}), {summary['rejected']:,} rejected into "
             f"{summary['rejects_path']}",
             f"counts reconcile: {'yes' if summary['reconciled'] else 'NO'}",
+            *(f"[yellow]warning:[/] {warning}" for warning in summary["warnings"]),
         ]
         _finish(summary, as_json, lines, summary["rejected"])
     assert keyset is not None
@@ -138,6 +138,7 @@ def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: P
         f"distinct pseudonyms: {report.distinct_pseudonyms:,}",
         *(f"  {reason}: {count:,}" for reason, count in report.by_reason.items()),
         f"counts reconcile: {'yes' if report.reconciled else 'NO'}",
+        *(f"[yellow]warning:[/] {warning}" for warning in report.warnings),
     ]
     _finish(summary, as_json, lines, report.rejected)
 
@@ -199,10 +200,9 @@ def rekey(source: Path, output: Path, column: str, domain: str, keyset: Path,
     _distinct(source, output, rejects, audit_log, keyset, kek_file, audit_key)
     opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
     log = open_audit(audit_log, audit_key, audit_passphrase_env)
-    sink = log if log is not None else MemoryAudit()
     with log if log is not None else nullcontext():
         report = rekey_file(source, output, column=column, keyset=opened, domain=domain,
-                            actor=actor, audit=sink, rejects=rejects,
+                            actor=actor, audit=log, rejects=rejects,
                             id_scheme=id_scheme)  # type: ignore[arg-type]  # fmt: skip
     lines = [
         f"{report.rows:,} rows in: {report.converted:,} re-keyed to {opened.primary.key_id} "

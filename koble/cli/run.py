@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from koble.cli._secrets import kek_options, print_audit_head, randbytes, resolve_kek, utc_now
 from koble.errors import UsageError
+from koble.files import ensure_apart
 from koble.linkage.executor import RunResult, StepEvent, run_job
 from koble.linkage.job import JobError
 from koble.linkage.plan import Step
@@ -64,17 +65,27 @@ def resolve_run(
     passphrase_env: str,
     kek_file: Path | None,
     kek_env: str | None,
+    *,
+    against: Path | None = None,
 ) -> dict[str, Any]:
-    """The keyword arguments of :func:`run_job` the options name."""
+    """The keyword arguments of :func:`run_job` the options name. The workspace must keep
+    apart from every directory the command reads (``against``: a reproduction's delivery);
+    only ``koble run``'s own keys may lie inside it."""
     if sources is not None and world is not None:
         raise UsageError("give --sources or --world, not both")
+    reads: dict[str, Path | None] = {
+        "--against": against, "--keys": keys_dir, "--world": world, "--sources": sources,
+        "--catalogue": extra,
+    }  # fmt: skip
+    if sources is None and world is None and (job_file.parent / "manifest.json").is_file():
+        reads["the world in JOB.toml's directory"] = world = job_file.parent
+    ensure_apart({"--workspace": workspace}, reads,
+                 may_hold=("--keys",) if against is None else ())  # fmt: skip
     found: Sources
     if sources is not None:
         found = load_sources(sources)
     elif world is not None:
         found = synthetic_sources(world)
-    elif (job_file.parent / "manifest.json").is_file():
-        found = synthetic_sources(job_file.parent)
     else:
         raise UsageError("say where the parties' data are: --sources FILE or --world DIR")
     catalogue = Catalogue.load()

@@ -94,8 +94,10 @@ def serve(
 @click.option("--days", type=int, default=30, show_default=True)
 def pki(out: Path, parties: tuple[str, ...], days: int) -> None:
     """Create a TEST certificate authority, a server certificate and party certificates."""
-    from koble.pseudonym.service.pki import create_test_pki
+    from koble.pseudonym.service.pki import check_party_id, create_test_pki
 
+    for party in parties:
+        check_party_id(party, "--party")
     # valid from a minute ago, so a client whose clock lags a little still accepts them
     made = create_test_pki(out, parties, now=utc_now() - datetime.timedelta(minutes=1), days=days)
     click.echo(
@@ -115,6 +117,9 @@ def pki(out: Path, parties: tuple[str, ...], days: int) -> None:
 )
 def token(party: str, days: int, never_expires: bool) -> None:
     """Make a bearer token: printed once; put only its hash in the config."""
+    from koble.pseudonym.service.pki import check_party_id
+
+    check_party_id(party, "--party")
     if days < 1 and not never_expires:
         raise UsageError("--days must be at least 1 (or give --never-expires)")
     value = new_token(randbytes)

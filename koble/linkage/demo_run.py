@@ -20,6 +20,7 @@ from koble.linkage.executor import RunResult, StepEvent, run_job
 from koble.linkage.reproduce import ReproduceReport, reproduce_job
 from koble.linkage.sources import synthetic_sources
 from koble.linkage.verify import VerifyReport, verify_delivery
+from koble.pseudonym.audit import AuditHead
 from koble.pseudonym.keys import Clock, RandBytes
 from koble.pseudonym.keystore import KeyWrapper
 from koble.pseudonym.signing import key_id_of
@@ -35,6 +36,8 @@ class JobOutcome:
     verify: VerifyReport
     reproduce: ReproduceReport | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    #: Where each audit log the job's run (and reproduction) closed ends, in closing order.
+    audit_logs: list[AuditHead] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -58,6 +61,9 @@ class JobOutcome:
             "verify": self.verify.to_dict(),
             "reproduce": None if self.reproduce is None else self.reproduce.to_dict(),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+            "audit_logs": [
+                {"path": str(h.path), "entries": h.entries, "head": h.head} for h in self.audit_logs
+            ],
         }
 
 
@@ -83,6 +89,8 @@ def run_linkage_demo(
     outcomes = []
     for name, job in (("distributed", distributed), ("central", central)):
         workspace = out / name
+        heads: list[AuditHead] = []
+        common["on_audit_close"] = heads.append
         tick = time.perf_counter()
         result = run_job(job, workspace, **common)
         seconds = {"run": time.perf_counter() - tick}
@@ -91,7 +99,7 @@ def run_linkage_demo(
         pinned = key_id_of((out / "keys" / "operator.signing.pub.pem").read_bytes())
         report = verify_delivery(result.delivery, key_id=pinned, workspace=workspace)
         seconds["verify"] = time.perf_counter() - tick
-        outcome = JobOutcome(name, result, report, seconds=seconds)
+        outcome = JobOutcome(name, result, report, seconds=seconds, audit_logs=heads)
         if name == "distributed":
             tick = time.perf_counter()
             outcome.reproduce = reproduce_job(

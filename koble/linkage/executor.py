@@ -46,7 +46,7 @@ from koble.linkage.steps_registry import consent_step, extract_step, load_feed
 from koble.linkage.transfer import open_transfer, seal_transfer
 from koble.linkage.workspace import STATE, Workspace
 from koble.locking import directory_lock
-from koble.pseudonym.audit import AuditHead, AuditLog
+from koble.pseudonym.audit import AuditHead, AuditLog, check_event
 from koble.pseudonym.keys import Clock, RandBytes
 from koble.pseudonym.keystore import KeyWrapper
 from koble.registries.catalogue import Catalogue
@@ -186,10 +186,16 @@ def _transfer(ctx: Context, step: Step) -> None:
         )
 
 
-def _audit(log: AuditLog, step: Step, stats: dict[str, Any], written: dict[str, str]) -> None:
-    """One audit event per completed step: who, what, counts and hashes; never identifiers."""
+def _audit(log: AuditLog | None, step: Step, stats: dict[str, Any],
+           written: dict[str, str]) -> None:  # fmt: skip
+    """One audit event per completed step: who, what, counts and hashes; never identifiers.
+
+    With ``log`` None the event is only checked (:func:`check_event`): the run calls that
+    before a step starts, so a step whose event the log would refuse (a party or registry name
+    it cannot hold) is stopped before it does any work, not after, unaudited.
+    """
     counts = {k: v for k, v in stats.items() if isinstance(v, int) and not isinstance(v, bool)}
-    log.append(
+    (log.append if log is not None else check_event)(
         actor=step.party,
         operation=f"linkage.{step.action}",
         domain=stats.get("domain") if isinstance(stats.get("domain"), str) else None,
@@ -221,22 +227,26 @@ def _ingest(
         if on_step:
             on_step(step, "rows", done, of)
 
+    event: dict[str, Any] = {
+        "actor": "ttp",
+        "operation": "linkage.sealed_ingest",
+        "domain": f"registry:{reg}",
+        "key_id": ctx.keys.ttp.primary.key_id,
+        "details": {"step": step.id, "registry": reg},
+    }
+    check_event(**event)  # refused before the feed is loaded, not after
     counts = load_feed(ctx, source, on_rows=rows)
-    if counts.get("loaded") or reg not in state["setup"]:
-        state["setup"][reg] = counts
-        write_json(ctx.workspace.root / STATE, state)
-    if counts.get("loaded"):
+    if counts.get("loaded"):  # audited before run.json records it
         result.seconds[step.id] = time.perf_counter() - tick
         log.append(
-            actor="ttp",
-            operation="linkage.sealed_ingest",
-            domain=f"registry:{reg}",
-            key_id=ctx.keys.ttp.primary.key_id,
+            **event,
             rows_in=counts["rows_sent"],
             rows_out=counts["rows_stored"],
             rejected=counts["rows_rejected"],
-            details={"step": step.id, "registry": reg},
         )
+    if counts.get("loaded") or reg not in state["setup"]:
+        state["setup"][reg] = counts
+        write_json(ctx.workspace.root / STATE, state)
     if on_step:
         on_step(step, "done", 0, total)
 
@@ -329,18 +339,21 @@ def run_job(
             if on_step:
                 on_step(step, "start", index, total)
             tick = time.perf_counter()
+            _audit(None, step, {}, {})  # an event the log refuses stops the step before it runs
             stats = HANDLERS[step.action](ctx, step)
             _transfer(ctx, step)
             seconds = time.perf_counter() - tick
             store = ws.store(step.party)
             written = {o: sha256_file(store / o) for o in step.outputs if (store / o).is_file()}
+            # Audited before run.json marks it done: a kill in between reruns the step (and
+            # records it again), never leaves a done step without its event.
+            _audit(log, step, stats, written)
             state["done"][step.id] = {
                 "seconds": round(seconds, 3),
                 "stats": stats,
                 "outputs": written,
             }
             write_json(workspace / STATE, state)
-            _audit(log, step, stats, written)
             result.seconds[step.id] = seconds
             if on_step:
                 on_step(step, "done", index, total)

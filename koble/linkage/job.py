@@ -483,8 +483,9 @@ def _person_numbers(reader: _Reader, value: object, path: tuple[str, ...]) -> No
     if isinstance(value, Mapping):
         for key, item in value.items():
             if contains_person_number(str(key)):
-                reader.problem(
-                    reader.at.line(*path), f"a key in {where} holds a person number; {_NEVER}"
+                reader.problem(  # the key's own line: a table header or a key = value
+                    reader.at.line(*path, str(key)),
+                    f"a key in {where} holds a person number; {_NEVER}",
                 )
             else:
                 _person_numbers(reader, item, (*path, str(key)))

@@ -29,6 +29,7 @@ from koble.linkage.sources import RegistrySource
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest_feed import feed_domains, ingest_feed
 from koble.pseudonym.scheme import IdScheme
+from koble.registries.identifiers.scan import describe, scan_chunks
 from koble.tables import refuse_duplicate_names
 
 __all__ = ["consent_step", "extract_step", "load_feed", "registry_table"]
@@ -95,11 +96,14 @@ def load_feed(
     )
     ttp_key, registry_key = ctx.workspace.keys("ttp").receive, ctx.workspace.keys(party).receive
     domains = feed_domains(source.registry, schemes)
+    rows = chunk_rows or FEED_CHUNK_ROWS
+    payload = [c for c in feed.schema_arrow.names if c not in schemes]
+    _refuse_identifiers(feed, payload, list(schemes), rows, source.file)
     parts: list[Path] = []
     rejects: list[pl.DataFrame] = []
     sent = stored = rejected = 0
     by_reason: dict[str, int] = {}
-    for i, batch in enumerate(feed.iter_batches(batch_size=chunk_rows or FEED_CHUNK_ROWS)):
+    for i, batch in enumerate(feed.iter_batches(batch_size=rows)):
         chunk = pl.from_arrow(batch)
         assert isinstance(chunk, pl.DataFrame)
         part = work / f"part-{i:05d}"
@@ -115,6 +119,7 @@ def load_feed(
             history=history,
             randbytes=ctx.randbytes,
             test_numbers=ctx.test_numbers,
+            allow_identifiers=payload,  # the whole feed was scanned above
         )
         parts.append(Path(report.registry_table).replace(work / f"part-{i:05d}.parquet"))
         rejects.append(
@@ -156,6 +161,31 @@ def load_feed(
     for path in parts:
         path.unlink()
     return {**counts, "loaded": True}
+
+
+def _refuse_identifiers(
+    feed: pq.ParquetFile, payload: list[str], id_columns: list[str], rows: int, path: Path
+) -> None:
+    """Refuse a feed whose payload holds a person number, before anything is written.
+
+    The whole feed is scanned, ``rows`` at a time (memory stays bounded), so the rows named
+    are rows of the feed file. ``koble run`` has no option to let such a column through: the
+    registry's store, which the run builds, must hold no identifier in clear. The sender
+    removes the column, or pseudonymises it before the feed reaches the run.
+    """
+    if not payload:
+        return
+    chunks = (pl.DataFrame(batch) for batch in feed.iter_batches(batch_size=rows, columns=payload))
+    findings = scan_chunks(chunks)
+    if findings:
+        raise ColumnError(
+            f"the feed's payload holds valid fødselsnummer-family numbers in "
+            f"{describe(findings)}; nothing was written. A feed loaded by `koble run` may carry "
+            f"person numbers only in its identifier columns ({', '.join(id_columns)}), which "
+            "the TTP pseudonymises: remove such a column from the feed (`koble run` has no "
+            "option to pass identifiers to a registry)",
+            path=path,
+        )
 
 
 def _key(ctx: Context, registry: str) -> str:

@@ -48,6 +48,7 @@ new log.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import sys
 import threading
@@ -58,8 +59,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
-from koble.errors import FileFormatError, UsageError
-from koble.files import sha256_file
+from koble.errors import FileFormatError, OutputError, UsageError
+from koble.files import os_failure, sha256_file
 from koble.pseudonym.audit_guard import (
     DetailValue,
     check_count,
@@ -89,6 +90,7 @@ __all__ = [
     "AuditLog",
     "DetailValue",
     "VerifyReport",
+    "check_event",
     "sha256_file",
     "verify_log",
 ]
@@ -130,8 +132,46 @@ class AuditHead:
     head: str
 
     def describe(self) -> str:
-        """One line for an operator to record: ``audit log PATH: N entries, head HASH``."""
-        return f"audit log {self.path}: {self.entries} entries, head {self.head}"
+        """One line for an operator to record: ``audit log PATH: N entries, head HASH``
+        (``1 entry``)."""
+        entries = "1 entry" if self.entries == 1 else f"{self.entries} entries"
+        return f"audit log {self.path}: {entries}, head {self.head}"
+
+
+def check_event(
+    *,
+    actor: str,
+    operation: str,
+    domain: str | None = None,
+    key_id: str | None = None,
+    rows_in: int | None = None,
+    rows_out: int | None = None,
+    rejected: int | None = None,
+    input_sha256: str | None = None,
+    output_sha256: str | None = None,
+    details: Mapping[str, DetailValue] | None = None,
+) -> dict[str, Any]:
+    """The fields of one event as :meth:`AuditLog.append` would write them, checked; nothing
+    is written. Raises :class:`UsageError` naming the field (never the value) for anything
+    the log refuses.
+
+    A command that changes state checks its event with this first and appends it only once
+    the change is ready to commit: a change the log would refuse is then never made.
+    """
+    sha = "64 lower-case hex digits"
+    return {
+        "type": "event",
+        "actor": check_text("actor", actor, optional=False),
+        "operation": check_text("operation", operation, optional=False),
+        "domain": check_domain_text(domain),
+        "key_id": check_pattern("key_id", key_id, KEY_ID, "a key id ([A-Za-z0-9_.:-]{1,40})"),
+        "rows_in": check_count("rows_in", rows_in),
+        "rows_out": check_count("rows_out", rows_out),
+        "rejected": check_count("rejected", rejected),
+        "input_sha256": check_pattern("input_sha256", input_sha256, SHA256_HEX, sha),
+        "output_sha256": check_pattern("output_sha256", output_sha256, SHA256_HEX, sha),
+        "details": check_details(details),
+    }
 
 
 class AuditLog:
@@ -225,21 +265,14 @@ class AuditLog:
         Raises :class:`UsageError` (naming the field, never the value) for a value of the
         wrong type or one that holds a person number or looks like key material; hashes go in
         ``input_sha256``/``output_sha256`` (64 lower-case hex) and key ids in ``key_id``.
+        :func:`check_event` applies the same checks without writing: call it before making
+        a change the event will record, so a change is never made that cannot be audited.
         """
-        sha = "64 lower-case hex digits"
-        fields: dict[str, Any] = {
-            "type": "event",
-            "actor": check_text("actor", actor, optional=False),
-            "operation": check_text("operation", operation, optional=False),
-            "domain": check_domain_text(domain),
-            "key_id": check_pattern("key_id", key_id, KEY_ID, "a key id ([A-Za-z0-9_.:-]{1,40})"),
-            "rows_in": check_count("rows_in", rows_in),
-            "rows_out": check_count("rows_out", rows_out),
-            "rejected": check_count("rejected", rejected),
-            "input_sha256": check_pattern("input_sha256", input_sha256, SHA256_HEX, sha),
-            "output_sha256": check_pattern("output_sha256", output_sha256, SHA256_HEX, sha),
-            "details": check_details(details),
-        }
+        fields = check_event(
+            actor=actor, operation=operation, domain=domain, key_id=key_id, rows_in=rows_in,
+            rows_out=rows_out, rejected=rejected, input_sha256=input_sha256,
+            output_sha256=output_sha256, details=details,
+        )  # fmt: skip
         with self._lock:
             entry = self._write(fields)
             self._events += 1
@@ -307,21 +340,44 @@ class AuditLog:
             signature = self._signer.sign(signed_bytes(entry))
             entry["signature"] = base64.b64encode(signature).decode("ascii")
         entry["hash"] = entry_hash(entry)
-        line = canonical(entry) + b"\n"
-        try:
-            self._handle.write(line)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-        except OSError as exc:
-            # The file may now end in a partial line: stop writing to it.
-            self._open_state = False
-            self._handle.close()
-            raise FileFormatError(
-                f"cannot write the audit log: {exc.strerror}", path=self.path
-            ) from None
+        self._append_line(canonical(entry) + b"\n")
         self._seq, self._prev = entry["seq"], entry["hash"]
         self._last_closed = False
         return entry
+
+    def _append_line(self, line: bytes) -> None:
+        """Append ``line`` durably, or leave the file exactly as it was before.
+
+        The line goes straight to the descriptor (``os.write``, no buffer that closing the
+        file would flush again) and is fsynced. On an OS error (disk full, file-size limit,
+        I/O error) the file is cut back to its previous length and fsynced, so it never ends
+        in a partial line: the log still verifies and the next command can append to it.
+        This log object then accepts no more writes; the error is an :class:`OutputError`
+        naming the log and what the system said.
+        """
+        fd = self._handle.fileno()
+        before: int | None = None
+        try:
+            self._handle.flush()  # empty: lines never go through the buffer
+            before = os.fstat(fd).st_size
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError as exc:
+            self._open_state = False
+            restored = before is None
+            if before is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, before)
+                    os.fsync(fd)
+                    restored = True
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            damage = "" if restored else "; it may now end in a partial line"
+            raise OutputError(
+                f"cannot write the audit log: {os_failure(exc)}{damage}", path=self.path
+            ) from None
 
     def _now(self) -> str:
         now = self._clock()

@@ -2,8 +2,9 @@
 
 :class:`~koble.pseudonym.audit.AuditLog` passes every value through these checks before it
 writes a line. A value is refused when it contains a valid fødselsnummer, D-, H-, FH- or test
-number (any 11 digits, with at most one separator after the sixth, that pass
-:func:`koble.registries.identifiers.fodselsnummer.is_valid`; Unicode digits count as digits),
+number (koble's one rule, :func:`koble.registries.identifiers.scan.contains_person_number`:
+11 digits, ``DDMMYY NNNNN`` or ``DD.MM.YY NNNNN`` with up to three separators, passing the
+check-digit and date rules; Unicode digits count as digits),
 or, outside the fields made for them, a run of 32 or more hex digits or 40 or more base64
 characters (standard or URL-safe alphabet) that could be a key, a hash or a token. Hashes go
 in ``input_sha256``/``output_sha256`` and key ids in ``key_id``, which are checked against
@@ -17,14 +18,12 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Mapping
 
 from koble.errors import UsageError
 from koble.pseudonym.audit_verify import DETAIL_KEY
 from koble.pseudonym.keys import DOMAIN_PATTERN
-from koble.registries.identifiers import fodselsnummer
-from koble.registries.identifiers.scan import contains_person_number
+from koble.registries.identifiers.scan import ascii_digits, contains_person_number
 
 __all__ = [
     "DetailValue",
@@ -42,13 +41,6 @@ _HEX_RUN = re.compile(r"[0-9A-Fa-f]{32,}")
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{40,}")
 
 
-def _ascii_digits(text: str) -> str:
-    """``text`` with every Unicode decimal digit (fullwidth, Arabic-Indic, …) made ASCII."""
-    if text.isascii():
-        return text
-    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
-
-
 def refuse_sensitive(field: str, value: str, *, key_like: bool = True) -> None:
     """Raise :class:`UsageError` when ``value`` holds a person number or, with ``key_like``,
     something that could be key material. The message names the field, never the value."""
@@ -57,7 +49,7 @@ def refuse_sensitive(field: str, value: str, *, key_like: bool = True) -> None:
             f"audit field {field!r} contains a person number; "
             "the audit log must never hold identifiers"
         )
-    text = _ascii_digits(value)
+    text = ascii_digits(value)
     if key_like and (_HEX_RUN.search(text) or _BASE64_RUN.search(text)):
         raise UsageError(
             f"audit field {field!r} contains a long hex or base64 run that could be key "
@@ -96,9 +88,6 @@ def check_count(field: str, value: object) -> int | None:
     return value
 
 
-_STANDALONE = re.compile(r"(?<![0-9A-Za-z])(\d{6})[ \-\u00a0\u2009\u202f]?(\d{5})(?![0-9A-Za-z])")
-
-
 def check_pattern(field: str, value: object, pattern: re.Pattern[str], what: str) -> str | None:
     """A field with an exact format (key id, SHA-256 hex), exempt from the key-material rule
     because the format already bounds what it can hold; None passes.
@@ -112,12 +101,11 @@ def check_pattern(field: str, value: object, pattern: re.Pattern[str], what: str
         return None
     if not isinstance(value, str) or pattern.fullmatch(value) is None:
         raise UsageError(f"audit field {field!r} must be {what}")
-    for match in _STANDALONE.finditer(_ascii_digits(value)):
-        if fodselsnummer.is_valid(match.group(1) + match.group(2), test_numbers=True):
-            raise UsageError(
-                f"audit field {field!r} contains a person number; "
-                "the audit log must never hold identifiers"
-            )
+    if contains_person_number(value, standalone=True):
+        raise UsageError(
+            f"audit field {field!r} contains a person number; "
+            "the audit log must never hold identifiers"
+        )
     return value
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-__all__ = ["AuditSink", "Detail", "MemoryAudit"]
+__all__ = ["AuditSink", "DeferredAudit", "Detail", "MemoryAudit"]
 
 Detail = str | int | float | bool | None
 
@@ -43,3 +43,30 @@ class MemoryAudit:
         entry = {k: v for k, v in fields.items() if v is not None}
         self.entries.append(entry)
         return entry
+
+
+class DeferredAudit:
+    """An :class:`AuditSink` that checks each event at once and holds it until :meth:`flush`.
+
+    For an operation that audits itself before its outputs exist (``reidentify``, ``rekey``):
+    the caller passes this in, writes its outputs under temporary names, then flushes into
+    the real sink and only then commits the outputs. An event the log refuses (an actor
+    holding a person number) fails at :meth:`append`, before any output is written; a write
+    that fails leaves no event claiming an operation whose output never appeared.
+    """
+
+    def __init__(self, sink: AuditSink) -> None:
+        self._sink = sink
+        self._held: list[dict[str, Any]] = []
+
+    def append(self, **fields: Any) -> None:
+        from koble.pseudonym.audit import check_event  # audit imports the identifier scan
+
+        check_event(**fields)
+        self._held.append(fields)
+
+    def flush(self) -> None:
+        """Append every held event to the real sink, in order."""
+        held, self._held = self._held, []
+        for fields in held:
+            self._sink.append(**fields)

@@ -303,14 +303,19 @@ def pseudonymise_file_remote(
     from koble.files import OutputSet
     from koble.pseudonym.operations import default_rejects_path
     from koble.pseudonym.pseudonymise import EXTRA_MESSAGES
-    from koble.registries.identifiers.check import reject_messages, rejects_table
+    from koble.registries.identifiers.check import (
+        dropped_zero_warnings,
+        reject_messages,
+        rejects_table,
+    )
     from koble.registries.identifiers.column import dropped_leading_zero, validate_column
     from koble.registries.identifiers.scan import check_column_name, refuse_identifiers
     from koble.tables import read_table as read_file
-    from koble.tables import require_column, write_table
+    from koble.tables import require_column, require_new_column, write_table
 
     frame = read_file(source)
     values = require_column(frame, column, source)
+    require_new_column(frame, output_column, column, "--output-column", source)
     if values.dtype != pl.String:
         raise ColumnError(
             f"identifiers must be text, the column is {values.dtype}", path=source, column=column
@@ -342,4 +347,5 @@ def pseudonymise_file_remote(
         "output": str(output),
         "rejects_path": str(rejects_path),
         "reconciled": frame.height == table.height + int((~good).sum()),
+        "warnings": dropped_zero_warnings(dropped),  # as ``koble ids check`` warns
     }

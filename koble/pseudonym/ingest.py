@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, NamedTuple, get_args
 
 import polars as pl
@@ -60,6 +61,7 @@ __all__ = [
     "TtpReport",
     "TtpResult",
     "registry_open",
+    "registry_open_files",
     "seal",
     "ttp_pseudonymise",
 ]
@@ -423,3 +425,33 @@ def registry_open(
         domains={str(k): {str(a): str(b) for a, b in v.items()} for k, v in domains.items()},
     )  # fmt: skip
     return RegistryResult(table, report)
+
+
+def registry_open_files(
+    paths: Sequence[str | Path], registry_key: PartyKey
+) -> tuple[pl.DataFrame, list[RegistryReport]]:
+    """The registry's step over forwarded batch files: the good rows of all of them, in the
+    order given, and one report per file.
+
+    A batch given twice (the same file named twice, a link or a byte copy) is refused with a
+    :class:`UsageError` naming both paths: every batch carries a random id, and storing its
+    rows twice would still reconcile, so nothing else would notice.
+    """
+    seen: dict[bytes, str] = {}
+    tables: list[pl.DataFrame] = []
+    reports: list[RegistryReport] = []
+    for path in paths:
+        forwarded = ForwardedBatch.read(path)
+        if forwarded.batch_id in seen:
+            raise UsageError(
+                f"{seen[forwarded.batch_id]} and {path} hold the same batch; give each batch once"
+            )
+        seen[forwarded.batch_id] = str(path)
+        result = registry_open(forwarded, registry_key, path=str(path))
+        tables.append(result.table)
+        reports.append(result.report)
+    try:
+        table = pl.concat(tables, how="vertical")
+    except pl.exceptions.PolarsError:
+        raise UsageError("the batches do not have the same columns and types") from None
+    return table, reports

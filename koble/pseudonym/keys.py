@@ -60,8 +60,8 @@ class KeyInfo:
 def check_domain(domain: str) -> str:
     """A domain is a registry or project name: lowercase letters, digits and ``_.:-``."""
     if not DOMAIN_PATTERN.match(domain):
-        raise UsageError(
-            f"invalid domain name {domain!r}: use 1-64 lowercase letters, digits and _.:- "
+        raise UsageError(  # never the value: it may be an identifier typed in the wrong place
+            "invalid domain name: use 1-64 lowercase letters, digits and _.:- "
             "starting with a letter or digit"
         )
     # A domain is printed, audited and written into reports: it must never hold an identifier.

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from koble.errors import CryptoError, FileFormatError
-from koble.files import write_text
+from koble.files import shared_file, write_text
 from koble.locking import DEFAULT_TIMEOUT, file_lock
 from koble.pseudonym.hazmat.primitives import (
     KEY_BYTES,
@@ -47,6 +47,7 @@ __all__ = [
     "KeyWrapper",
     "PassphraseKek",
     "RawKek",
+    "keyset_document",
     "keyset_lock",
     "load_keyset",
     "save_keyset",
@@ -159,8 +160,16 @@ def _aad(header: Mapping[str, Any]) -> bytes:
 
 
 def save_keyset(keyset: Keyset, path: str | Path, kek: KeyWrapper, *, randbytes: RandBytes) -> Path:
-    """Encrypt ``keyset`` under ``kek`` and write it atomically to ``path``."""
+    """Encrypt ``keyset`` under ``kek`` and write it atomically to ``path`` (through a
+    symlink to its target: :func:`~koble.files.shared_file`)."""
     path = Path(path)
+    write_text(shared_file(path), keyset_document(keyset, kek, randbytes=randbytes), mode=0o600)
+    return path
+
+
+def keyset_document(keyset: Keyset, kek: KeyWrapper, *, randbytes: RandBytes) -> str:
+    """The text of the keyset file for ``keyset`` sealed under ``kek``, for a caller that
+    writes it itself (staged with other outputs, committed after its audit event)."""
     header = _header(kek.params(randbytes), keyset.keys, keyset.primary.version)
     material = {
         str(i.version): _b64(keyset._material_any(i.version))
@@ -170,8 +179,7 @@ def save_keyset(keyset: Keyset, path: str | Path, kek: KeyWrapper, *, randbytes:
     nonce = randbytes(NONCE_BYTES)
     sealed = aead_seal(kek.key(header["kek"]), nonce, json.dumps(material).encode(), _aad(header))
     document = {**header, "nonce": _b64(nonce), "ciphertext": _b64(sealed)}
-    write_text(path, json.dumps(document, indent=2, sort_keys=True) + "\n", mode=0o600)
-    return path
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def keyset_lock(
@@ -181,9 +189,10 @@ def keyset_lock(
 
     Hold it from before :func:`load_keyset` until after :func:`save_keyset` (and the audit
     event recording the change): a command that waited for it then reads the keyset as the
-    previous one left it. Waits up to ``timeout`` seconds, then raises UsageError.
+    previous one left it. Waits up to ``timeout`` seconds, then raises UsageError. A symlink
+    is followed: the lock is the target's, whichever link a command came through.
     """
-    return file_lock(path, timeout=timeout)
+    return file_lock(shared_file(path), timeout=timeout)
 
 
 def load_keyset(path: str | Path, kek: KeyWrapper) -> Keyset:

@@ -17,8 +17,10 @@ from typing import Any
 
 import polars as pl
 
+from koble.errors import AuthorisationError
 from koble.files import OutputSet, sha256_file
-from koble.pseudonym.auditing import AuditSink
+from koble.pseudonym.audit import check_event
+from koble.pseudonym.auditing import AuditSink, DeferredAudit, MemoryAudit
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.keys import Keyset
 from koble.pseudonym.pseudonymise import PseudonymiseReport, pseudonymise_frame
@@ -26,7 +28,7 @@ from koble.pseudonym.reverse import MESSAGES, Authorisation, Reversed, reidentif
 from koble.pseudonym.scheme import IdScheme
 from koble.registries.identifiers.check import rejects_table
 from koble.registries.identifiers.scan import check_column_name, refuse_identifiers
-from koble.tables import read_table, require_column, write_table
+from koble.tables import read_table, require_column, require_new_column, write_table
 
 __all__ = [
     "ReverseReport",
@@ -89,8 +91,13 @@ def pseudonymise_file(
     every column as it came: it is the TTP's own and holds the identifiers it could not use.
     """
     source, output = Path(source), Path(output)
+    if audit is not None:  # an event the log would refuse stops the command before any work
+        check_event(actor=actor, operation="pseudonymise", domain=domain,
+                    key_id=keyset.primary.key_id,
+                    details={"column": column, "resolved_through_history": 0})  # fmt: skip
     frame = read_table(source, encoding=encoding)
     require_column(frame, column, source)
+    require_new_column(frame, output_column, column, "--output-column", source)
     if output_column is not None:
         check_column_name(output_column, "--output-column")
     refuse_identifiers(frame, skip=[column], allowed=allow_identifiers, path=source)
@@ -104,17 +111,19 @@ def pseudonymise_file(
         path=str(source),
     )  # fmt: skip
     rejects_path = Path(rejects) if rejects is not None else default_rejects_path(output)
-    with OutputSet() as outputs:  # both or neither; the output last
+    with OutputSet() as outputs:  # both or neither; the output last; audited before either
         write_table(result.rejects, rejects_path, outputs=outputs)
         write_table(result.table, output, outputs=outputs, last=True)
-    if audit is not None:
-        report = result.report
-        audit.append(
-            actor=actor, operation="pseudonymise", domain=domain, key_id=report.key_id,
-            rows_in=report.rows, rows_out=report.pseudonymised, rejected=report.rejected,
-            input_sha256=sha256_file(source), output_sha256=sha256_file(output),
-            details={"column": column, "resolved_through_history": report.resolved_through_history},
-        )  # fmt: skip
+        if audit is not None:
+            report = result.report
+            audit.append(
+                actor=actor, operation="pseudonymise", domain=domain, key_id=report.key_id,
+                rows_in=report.rows, rows_out=report.pseudonymised, rejected=report.rejected,
+                input_sha256=sha256_file(source),
+                output_sha256=sha256_file(outputs.current(output)),
+                details={"column": column,
+                         "resolved_through_history": report.resolved_through_history},
+            )  # fmt: skip
     return result.report, rejects_path
 
 
@@ -127,22 +136,38 @@ def _reverse_file(
     domain: str,
     rejects: str | Path | None,
     output_column: str,
-    convert: Callable[[pl.Series], Reversed],
+    audit: AuditSink | None,
+    convert: Callable[[pl.Series, AuditSink], Reversed],
 ) -> ReverseReport:
-    """Read ``source``, convert ``column``, write the converted rows and the rejects."""
+    """Read ``source``, convert ``column``, write the converted rows and the rejects.
+
+    The conversion's audit event is checked when it is made but written only once both
+    outputs are staged, and they are committed only after it is written: a refused event
+    writes nothing, a failed write leaves no event (:class:`DeferredAudit`). A refused
+    re-identification is recorded all the same.
+    """
     source, output = Path(source), Path(output)
     frame = read_table(source)
     values = require_column(frame, column, source)
+    require_new_column(frame, output_column, column, "--output-column", source)
     if output_column != column:
         check_column_name(output_column, "--output-column")
-    result = convert(values)
+    deferred = DeferredAudit(audit) if audit is not None else None
+    try:
+        result = convert(values, deferred if deferred is not None else MemoryAudit())
+    except AuthorisationError:
+        if deferred is not None:
+            deferred.flush()
+        raise
     good = result.reason.is_null()
     table = frame.filter(good).with_columns(result.values.filter(good).alias(column))
     rejects_path = Path(rejects) if rejects is not None else default_rejects_path(output)
     bad = rejects_table(frame, result.reason, MESSAGES)
-    with OutputSet() as outputs:  # both or neither; the output last
+    with OutputSet() as outputs:  # both or neither; the output last; audited before either
         write_table(bad, rejects_path, outputs=outputs)
         write_table(table.rename({column: output_column}), output, outputs=outputs, last=True)
+        if deferred is not None:
+            deferred.flush()
     counts = result.reason.drop_nulls().value_counts(sort=True)
     reasons = {str(k): int(v) for k, v in counts.iter_rows()}
     return ReverseReport(operation, column, domain, frame.height, result.ok, bad.height,
@@ -165,9 +190,9 @@ def reidentify_file(
     """Re-identify ``column`` of ``source`` (authorised and audited)."""
     return _reverse_file(
         "reidentify", source, output, column=column, domain=domain, rejects=rejects,
-        output_column=output_column,
-        convert=lambda values: reidentify(
-            keyset, domain, values, authorisation, audit, id_scheme=id_scheme
+        output_column=output_column, audit=audit,
+        convert=lambda values, sink: reidentify(
+            keyset, domain, values, authorisation, sink, id_scheme=id_scheme
         ),
     )  # fmt: skip
 
@@ -180,14 +205,15 @@ def rekey_file(
     keyset: Keyset,
     domain: str,
     actor: str,
-    audit: AuditSink,
+    audit: AuditSink | None,
     rejects: str | Path | None = None,
     id_scheme: IdScheme = "fnr",
 ) -> ReverseReport:
-    """Convert ``column`` of ``source`` to pseudonyms under the primary key."""
+    """Convert ``column`` of ``source`` to pseudonyms under the primary key (audited when
+    ``audit`` is given)."""
     return _reverse_file(
         "rekey", source, output, column=column, domain=domain, rejects=rejects,
-        output_column=column,
-        convert=lambda values: rekey(keyset, domain, values, audit, actor=actor,
-                                     id_scheme=id_scheme),
+        output_column=column, audit=audit,
+        convert=lambda values, sink: rekey(keyset, domain, values, sink, actor=actor,
+                                           id_scheme=id_scheme),
     )  # fmt: skip

@@ -18,7 +18,11 @@ from koble.errors import ColumnError, redact
 from koble.pseudonym import scheme
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.keys import Keyset, check_domain
-from koble.registries.identifiers.check import reject_messages, rejects_table
+from koble.registries.identifiers.check import (
+    dropped_zero_warnings,
+    reject_messages,
+    rejects_table,
+)
 from koble.registries.identifiers.column import dropped_leading_zero, validate_column
 
 __all__ = ["PseudonymiseReport", "Pseudonymised", "pseudonymise_frame", "pseudonymise_values"]
@@ -143,5 +147,6 @@ def pseudonymise_frame(
         by_reason={str(k): int(v) for k, v in counts.iter_rows()},
         resolved_through_history=int(changed.sum()),
         distinct_pseudonyms=pseudonyms.n_unique(),
+        warnings=dropped_zero_warnings(dropped),  # as ``koble ids check`` warns
     )
     return Pseudonymised(table, rejects, report)

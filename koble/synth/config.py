@@ -13,7 +13,10 @@ from typing import Any
 
 from koble.errors import UsageError
 
-__all__ = ["SynthConfig"]
+__all__ = ["MAX_PERSONS", "SynthConfig"]
+
+#: The largest synthetic population: ten times Norway's, far beyond any test's need.
+MAX_PERSONS = 60_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,12 +69,13 @@ class SynthConfig:
         problems: list[str] = []
         if isinstance(self.persons, bool) or not isinstance(self.persons, int):
             problems.append("persons must be an integer")
-        elif self.persons < 1:
-            problems.append("persons must be at least 1")
+        elif not 1 <= self.persons <= MAX_PERSONS:
+            # past it the arrays do not fit any machine: a MemoryError, not an answer
+            problems.append(f"persons must be at least 1 and at most {MAX_PERSONS:,}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             problems.append("seed must be a non-negative integer")
-        if self.cohort_size is not None and self.cohort_size < 1:
-            problems.append("cohort_size must be at least 1")
+        if self.cohort_size is not None and not 1 <= self.cohort_size <= MAX_PERSONS:
+            problems.append(f"cohort_size must be at least 1 and at most {MAX_PERSONS:,}")
         if self.chunk_size < 1:
             problems.append("chunk_size must be at least 1")
         if not 0 < self.event_scale <= 100:

@@ -12,7 +12,7 @@ import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -41,12 +41,18 @@ class TableWriter:
         """Append one batch given as column name -> Arrow array (schema order enforced)."""
         table = pa.Table.from_arrays([columns[f.name] for f in self.schema], schema=self.schema)
         if table.num_rows:
-            self._writer.write_table(table)
+            try:
+                self._writer.write_table(table)
+            except (OSError, pa.ArrowException) as exc:
+                self._abandon(exc)
             self.rows += table.num_rows
 
     def close(self) -> dict[str, Any]:
         """Finish the file; return its manifest entry."""
-        self._writer.close()
+        try:
+            self._writer.close()
+        except (OSError, pa.ArrowException) as exc:
+            self._abandon(exc)
         self._stack.close()
         return {
             "path": self.relpath,
@@ -54,6 +60,15 @@ class TableWriter:
             "sha256": sha256_file(self.path),
             "columns": self.schema.names,
         }
+
+    def _abandon(self, exc: BaseException) -> NoReturn:
+        """Give the file up after ``exc``: it goes through :func:`atomic_write`, which removes
+        the temporary file and turns an OS error (disk full, file-size limit) into an
+        :class:`~koble.errors.OutputError` naming this table's file."""
+        with contextlib.suppress(Exception):
+            self._writer.close()  # release the handle; the footer may fail to write too
+        self._stack.__exit__(type(exc), exc, exc.__traceback__)
+        raise exc
 
 
 def write_manifest(path: Path, manifest: dict[str, Any]) -> None:

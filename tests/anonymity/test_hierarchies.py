@@ -203,10 +203,11 @@ def test_kommune_integer_column_gets_its_leading_zero() -> None:
     assert g.column(0).to_list() == ["0301", "1201"]
 
 
-def test_unknown_kommune_names_column_row_and_value() -> None:
-    with pytest.raises(ColumnError, match="'9999' is not a kommunenummer") as info:
+def test_unknown_kommune_names_column_and_row_never_the_value() -> None:
+    with pytest.raises(ColumnError, match="the value is not a kommunenummer") as info:
         KommuneHierarchy().apply(pl.Series("bosted", ["0301", "4601", "9999"]))
     assert (info.value.column, info.value.row) == ("bosted", 3)
+    assert "9999" not in str(info.value)
 
 
 def test_kommune_table_covers_2024_and_every_fylke() -> None:
@@ -461,9 +462,10 @@ def test_adult_age_labels(adult: pl.DataFrame) -> None:
 def test_csv_value_missing_from_hierarchy(tmp_path: Path) -> None:
     path = tmp_path / "h.csv"
     path.write_text("Male;*\nFemale;*\n", encoding="utf-8")
-    with pytest.raises(ColumnError, match="'Other' is not in the hierarchy") as info:
+    with pytest.raises(ColumnError, match="the value is not in the hierarchy") as info:
         CsvHierarchy(path).apply(pl.Series("sex", ["Male", "Other"]))
     assert (info.value.column, info.value.row) == ("sex", 2)
+    assert "Other" not in str(info.value)
 
 
 def test_csv_inconsistent_hierarchy_names_the_label(tmp_path: Path) -> None:

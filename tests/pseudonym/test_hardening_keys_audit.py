@@ -39,7 +39,7 @@ ENV = {
 }
 ROOT = Path(__file__).resolve().parents[2]
 SIGNER = Ed25519Signer(Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
-CLOSE_LINE = re.compile(r"audit log (.+): (\d+) entries, head ([0-9a-f]{64})")
+CLOSE_LINE = re.compile(r"audit log (.+): (\d+) entr(?:y|ies), head ([0-9a-f]{64})")
 
 
 def run(*args: str | Path) -> Result:

@@ -625,10 +625,15 @@ def test_cli_end_to_end(cli_setup: dict[str, Path]) -> None:
     assert table.height == 24 and valid_fnr_in_frame(table) == 0
     assert table.columns[:2] == ["fnr_pseudonym", "prescriber_hpr_pseudonym"]
     plain = run(
+        "open", str(d / "b.forwarded"), str(d / "plain.csv"),
+        "--registry-key", str(keys / "registry.key.pem"),
+    )  # fmt: skip
+    assert plain.exit_code == 0 and "24 stored" in plain.stdout
+    twice = run(
         "open", str(d / "b.forwarded"), str(d / "b.forwarded"), str(d / "twice.csv"),
         "--registry-key", str(keys / "registry.key.pem"),
     )  # fmt: skip
-    assert plain.exit_code == 0 and "48 stored" in plain.stdout and "reconcile" in plain.stdout
+    assert twice.exit_code == 2 and "hold the same batch" in twice.stderr
 
 
 def test_cli_errors_are_one_line_koble_errors(cli_setup: dict[str, Path]) -> None:

@@ -41,7 +41,10 @@ from koble.anonymity.hierarchies.base import TOP, Canonicaliser, build, reject
 from koble.anonymity.hierarchies.dates import to_dates
 from koble.errors import ColumnError, UsageError
 
-__all__ = ["AgeHierarchy"]
+__all__ = ["MAX_AGE", "AgeHierarchy"]
+
+#: The widest age band and the highest top code: older than anyone has lived.
+MAX_AGE = 150
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class AgeHierarchy:
     def __post_init__(self) -> None:
         if any(width < 1 for width in self.bands):
             raise UsageError(f"age bands must be positive, got {self.bands}")
+        if any(width > MAX_AGE for width in self.bands) or (self.top or 0) > MAX_AGE:
+            # wider bands say nothing more, and past Int64 they overflow the labels
+            raise UsageError(f"age bands and the top code must be at most {MAX_AGE} years")
         for narrow, wide in zip(self.bands, self.bands[1:], strict=False):
             if wide <= narrow or wide % narrow:
                 raise UsageError(

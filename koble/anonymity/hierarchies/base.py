@@ -57,7 +57,8 @@ def shown(value: object) -> str:
 
 
 def reject(column: pl.Series, bad: pl.Series, problem: str) -> ColumnError:
-    """The error for the first row of ``column`` whose value is in ``bad``.
+    """The error for the first row of ``column`` whose value is in ``bad``, naming the
+    column and row, never the value.
 
     ``bad`` holds offending *raw* values (from the distinct values, so cheap to find); the
     row is located with one vectorised pass, only on the error path. Rows are 1-based, as
@@ -67,8 +68,8 @@ def reject(column: pl.Series, bad: pl.Series, problem: str) -> ColumnError:
         column = column.cast(pl.String)
     hits = column.is_in(bad.cast(column.dtype).implode()).arg_true()
     row = int(hits[0]) + 1 if len(hits) else None
-    value = column[row - 1] if row is not None else bad[0]
-    return ColumnError(f"{shown(value)} {problem}", column=column.name, row=row)
+    # the value itself is never quoted: it is data (a mistyped column may hold identifiers)
+    return ColumnError(f"the value {problem}", column=column.name, row=row)
 
 
 def to_text(column: pl.Series) -> pl.Series:

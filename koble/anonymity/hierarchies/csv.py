@@ -33,6 +33,7 @@ import polars as pl
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies.base import Canonicaliser, build, reject, shown, to_text
 from koble.errors import FileFormatError
+from koble.tables import check_encoding
 
 __all__ = ["CsvHierarchy"]
 
@@ -46,7 +47,7 @@ class CsvHierarchy:
 
     def __init__(self, path: str | Path, *, encoding: str = "utf-8") -> None:
         self.path = Path(path)
-        rows = _read_rows(self.path, encoding)
+        rows = _read_rows(self.path, check_encoding(encoding, "the csv hierarchy's encoding"))
         _check_levels(rows, self.path)
         table = _unique_values(rows, self.path)
         _check_nested(table, self.path)

@@ -67,6 +67,10 @@ class DateHierarchy:
                 f"a period must span at least two years, got {self.period_years} "
                 "(the year level already covers one)"
             )
+        # years are 1-9999 (Python's and Polars' dates): a period or start past them says
+        # nothing more, and overflows the labels
+        if self.period_years > 9999 or not -9999 <= self.period_start <= 9999:
+            raise UsageError("a period must be at most 9999 years and start in a year -9999..9999")
 
     @property
     def level_names(self) -> tuple[str, ...]:

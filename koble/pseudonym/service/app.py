@@ -22,18 +22,16 @@ the operation somewhere (others get 403). Back-pressure and work slots: :mod:`.g
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 
 from koble.errors import (
     AuthorisationError,
@@ -46,6 +44,7 @@ from koble.errors import (
 from koble.pseudonym.audit import DetailValue
 from koble.pseudonym.service.arrowio import ClientAbortedError, TooLargeError
 from koble.pseudonym.service.auth import AuthenticationError, Principal, token_expiry
+from koble.pseudonym.service.delivery import AuditTrail, ClientGoneError, InFlight
 from koble.pseudonym.service.gate import (
     RETRY_AFTER_SECONDS,
     BusyError,
@@ -90,6 +89,7 @@ _STATUS: tuple[tuple[type[Exception], int], ...] = (
     (BusyError, 503),
     (DeskFullError, 503),
     (ClientAbortedError, 400),
+    (ClientGoneError, 499),  # never sent: the client has gone
     (InputError, 400),
     (CryptoError, 400),
 )
@@ -141,6 +141,7 @@ def create_app(state: ServiceState) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await inflight.settle(2.0)  # requests cancelled a moment ago record that they were
         # Graceful shutdown: in-flight requests have finished; seal the audit log now, since
         # uvicorn re-raises the stopping signal once it has shut down.
         close = getattr(state.audit, "close", None)
@@ -152,6 +153,7 @@ def create_app(state: ServiceState) -> FastAPI:
         lifespan=lifespan,
     )  # fmt: skip
     app.state.koble = state
+    inflight = InFlight()
     app.state.gate = gate = Gate(state)
 
     def record(request: Request, status: int | None) -> bool:
@@ -167,15 +169,16 @@ def create_app(state: ServiceState) -> FastAPI:
         }
         if info.get("request_id"):
             details["request"] = info["request_id"]
-        if info.get("outcome"):  # "client-aborted", "cancelled": not a normal answer
+        if info.get("outcome"):  # "client-aborted", "client-gone", "send-timeout", "cancelled"
             details["outcome"] = info["outcome"]
+        delivered = info.get("outcome") not in ("client-gone", "send-timeout", "cancelled")
         entry: dict[str, Any] = {
             "actor": principal.party if principal else "unauthenticated",
             "operation": f"http.{info.get('operation', 'request')}",
             "domain": info.get("domain"),
             "key_id": info.get("key_id"),
             "rows_in": info.get("rows"),
-            "rows_out": info.get("rows_out"),
+            "rows_out": info.get("rows_out") if delivered else None,
             "rejected": info.get("rejected"),
             "details": details,
         }
@@ -196,32 +199,20 @@ def create_app(state: ServiceState) -> FastAPI:
     def outcome(request: Request, what: str) -> None:
         request.state.audit = {**getattr(request.state, "audit", {}), "outcome": what}
 
-    @app.middleware("http")
-    async def audit_every_request(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        try:
-            response = await call_next(request)
-        except ClientDisconnect:  # the client went away: its fault, not a server error
-            outcome(request, "client-aborted")
-            response = error_response(ClientAbortedError())
-        except asyncio.CancelledError:
-            # uvicorn cancels what still runs when the shutdown grace period ends: the
-            # client is sent nothing, and the trail says so rather than nothing at all.
-            outcome(request, "cancelled")
-            record(request, None)
-            raise
-        except Exception as exc:  # noqa: BLE001 - mapped to 500, never leaked
-            log.error("unexpected error: %s", redact(str(exc).splitlines()[0] if str(exc) else ""))
-            response = JSONResponse({"error": "internal", "message": "internal error"}, 500)
-        if not record(request, response.status_code):
-            return JSONResponse({"error": "audit", "message": "audit log unavailable"}, 503)
-        return response
+    # Every request is audited as its answer starts; the answer's delivery too (:mod:`.delivery`).
+    app.add_middleware(
+        AuditTrail,
+        record=record,
+        aborted=lambda: error_response(ClientAbortedError()),
+        inflight=inflight,
+    )
 
     @app.exception_handler(KobleError)
     async def koble_error(request: Request, exc: KobleError) -> Response:
         if isinstance(exc, ClientAbortedError):
             outcome(request, "client-aborted")
+        if isinstance(exc, ClientGoneError):  # nothing is sent (AuditTrail): status null
+            outcome(request, "client-gone")
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -263,6 +254,9 @@ def create_app(state: ServiceState) -> FastAPI:
             problems.append("the keyset has no primary key")
         if load["saturated"]:
             problems.append(f"all {load['total']} work slots are busy ({load['waiting']} waiting)")
+        connections = gate.connections.load() if gate.connections is not None else None
+        if connections is not None and connections["open"] >= connections["limit"]:
+            problems.append(f"all {connections['limit']} connections are open")
         now = state.now()
         tokens = token_expiry(state.config, now)
         expired = sum(t.expired for t in tokens)
@@ -270,6 +264,7 @@ def create_app(state: ServiceState) -> FastAPI:
             "ready": not problems,
             "problems": problems,
             "slots": load,
+            "connections": connections,
             "tokens": {
                 "expired": expired,
                 "expiring_soon": len(tokens) - expired,

@@ -7,6 +7,7 @@ body is read with a hard byte limit (413 beyond it) before it is parsed.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator
 
 import polars as pl
@@ -71,6 +72,7 @@ def read_table(body: bytes, *, what: str = "request body") -> pl.DataFrame:
         table.validate(full=True)
     except (pa.ArrowException, ValueError, OSError):
         raise FileFormatError(f"the {what} is not an Arrow IPC stream ({ARROW})") from None
+    _refuse_repeated_names(table.schema.names, what)
     for index, field in enumerate(table.schema):
         if not _allowed(field.type):
             raise FileFormatError(
@@ -86,6 +88,21 @@ def read_table(body: bytes, *, what: str = "request body") -> pl.DataFrame:
     if not isinstance(frame, pl.DataFrame):
         raise FileFormatError(f"the {what} is not a table")
     return frame
+
+
+def _refuse_repeated_names(names: list[str], what: str) -> None:
+    """Refuse a body that names a column twice (polars cannot read it, and a renamed copy of
+    an identifier column would pass through). The names are shown unless one holds a digit:
+    a name is data, and a caller may have put an identifier there."""
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        if any(char.isdigit() for name in repeated for char in name):
+            listed = f"{len(repeated)} names, withheld: they hold digits"
+        else:
+            listed = ", ".join(repr(name) for name in repeated)
+        raise FileFormatError(
+            f"the {what} has repeated column names ({listed}): every column needs a name of its own"
+        )
 
 
 def _allowed(kind: pa.DataType) -> bool:

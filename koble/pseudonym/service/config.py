@@ -16,6 +16,11 @@
     max_per_party = 1               # bulk requests of one party at once (default:
                                     # max_concurrent - 1, at least 1); its others wait
     body_timeout_seconds = 60       # a body not arrived whole by then: 408
+    send_timeout_seconds = 300      # an answer not taken whole by then: connection cut
+    header_timeout_seconds = 5      # a connection's request headers, whole, by then
+    max_connections = 1000          # open connections before uvicorn answers 503
+    max_unproven_per_address = 16   # connections one address may hold before one of them
+                                    # has authenticated; beyond, new ones are closed
     token_warning_days = 14         # warn about tokens expiring within this many days
 
     [keys]
@@ -114,6 +119,10 @@ class ServiceConfig:
     queue_timeout_seconds: float = 30.0
     max_per_party: int = 1
     body_timeout_seconds: float = 60.0
+    send_timeout_seconds: float = 300.0
+    header_timeout_seconds: float | None = None  # None: tls.HEADER_SECONDS (5 s)
+    max_connections: int = 1000
+    max_unproven_per_address: int = 16
     token_warning_days: float = 14.0
     identity_history: Path | None = None
     ttp_party_key: Path | None = None
@@ -269,6 +278,10 @@ def load_config(path: Path) -> ServiceConfig:
             "max_per_party",
             "body_timeout_seconds",
             "token_warning_days",
+            "send_timeout_seconds",
+            "header_timeout_seconds",
+            "max_connections",
+            "max_unproven_per_address",
         },
     )
     keys = r.table(data, "keys", {"keyset", "identity_history", "ttp_party_key"})
@@ -316,6 +329,14 @@ def load_config(path: Path) -> ServiceConfig:
     per_party = r.typed(server, "max_per_party", int, max(1, concurrent - 1), "server")
     body_timeout = r.typed(server, "body_timeout_seconds", float, 60.0, "server")
     warning_days = r.typed(server, "token_warning_days", float, 14.0, "server")
+    send_timeout = r.typed(server, "send_timeout_seconds", float, 300.0, "server")
+    header_timeout = (
+        r.typed(server, "header_timeout_seconds", float, None, "server")
+        if "header_timeout_seconds" in server
+        else None
+    )
+    connections = r.typed(server, "max_connections", int, 1000, "server")
+    unproven = r.typed(server, "max_unproven_per_address", int, 16, "server")
     second = r.typed(reid, "second_approval", bool, True, "reidentification")
     expiry = r.typed(reid, "pending_expiry_hours", float, 24.0, "reidentification")
     pending = r.typed(reid, "max_pending", int, 100, "reidentification")
@@ -328,11 +349,15 @@ def load_config(path: Path) -> ServiceConfig:
         r.problems.append("reidentification.max_pending_per_officer must be at least 1")
     for name, value, low in (("port", port, 0), ("max_request_bytes", max_bytes, 1024),
                              ("max_concurrent", concurrent, 1),
-                             ("max_per_party", per_party, 1)):  # fmt: skip
+                             ("max_per_party", per_party, 1),
+                             ("max_connections", connections, 1),
+                             ("max_unproven_per_address", unproven, 1)):  # fmt: skip
         if value < low or (name == "port" and value > 65535):
             r.problems.append(f"server.{name} = {value} is out of range")
-    for name, seconds in (("queue_timeout_seconds", queue), ("body_timeout_seconds", body_timeout)):
-        if not seconds > 0 or seconds == float("inf"):
+    for name, seconds in (("queue_timeout_seconds", queue), ("body_timeout_seconds", body_timeout),
+                          ("send_timeout_seconds", send_timeout),
+                          ("header_timeout_seconds", header_timeout)):  # fmt: skip
+        if seconds is not None and (not seconds > 0 or seconds == float("inf")):
             r.problems.append(f"server.{name} must be a positive number of seconds")
     if not 0 <= warning_days < float("inf"):
         r.problems.append("server.token_warning_days must be zero or more")
@@ -348,7 +373,9 @@ def load_config(path: Path) -> ServiceConfig:
         require_client_certificate=require, insecure_http=insecure,
         max_request_bytes=max_bytes, max_concurrent=concurrent, queue_timeout_seconds=queue,
         max_per_party=per_party, body_timeout_seconds=body_timeout,
-        token_warning_days=warning_days,
+        token_warning_days=warning_days, send_timeout_seconds=send_timeout,
+        header_timeout_seconds=header_timeout, max_connections=connections,
+        max_unproven_per_address=unproven,
         identity_history=history, ttp_party_key=party_key, audit_log=audit_log,
         audit_key=audit_key,
         second_approval=second, pending_expiry_hours=expiry, max_pending=pending,

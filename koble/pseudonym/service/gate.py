@@ -20,10 +20,14 @@ Back-pressure, in this order, for every request with a body
        work slots, at most ``queue_timeout_seconds`` (then 503 with ``Retry-After``), so a
        slow upload never holds a work slot;
     5. the work runs in a worker thread: parsing the Arrow stream, the operation, encoding
-       the answer. The event loop only moves bytes.
+       the answer. The event loop only moves bytes. A client that hangs up meanwhile is
+       noticed: work not yet started is skipped (:func:`.delivery.watching`);
+    6. the answer is sent within ``send_timeout_seconds``, and the party's place is held
+       until it has been: a client that does not read its answers holds its own places,
+       and no more than they allow (:class:`.delivery.Delivered`).
 
-Bodies in memory are bounded by the number of parties × ``max_per_party`` ×
-``max_request_bytes``. ``/ready`` reports the slots (:meth:`Gate.load`).
+Bodies and answers in memory are bounded by the number of parties × ``max_per_party`` ×
+(``max_request_bytes`` + the answer). ``/ready`` reports the slots (:meth:`Gate.load`).
 
 Shutdown (:meth:`Gate.stop`, called when the server starts to shut down): an upload that
 has sent nothing for :data:`SHUTDOWN_IDLE_SECONDS` is cut (503, connection closed) rather
@@ -46,6 +50,8 @@ from fastapi import Request, Response
 from koble.errors import KobleError
 from koble.pseudonym.service.arrowio import TooLargeError, read_body
 from koble.pseudonym.service.auth import Principal, authenticate, authorise, authorise_anywhere
+from koble.pseudonym.service.connections import ConnectionGuard, connection_of
+from koble.pseudonym.service.delivery import HELD, ClientGoneError, Delivered, watching
 from koble.pseudonym.service.operations import Outcome, ServiceState, service_domain
 from koble.pseudonym.service.pki import party_of_certificate
 from koble.pseudonym.service.tls import client_cert_der
@@ -101,6 +107,8 @@ class Gate:
         self.receiving = 0  #: requests whose body is arriving now
         self.stopping = False
         self._uploads: set[_Upload] = set()
+        #: the server's connection guard, for ``/ready`` (set by :func:`.server.make_server`)
+        self.connections: ConnectionGuard | None = None
 
     # --- who calls ------------------------------------------------------------------------
     def caller(self, request: Request, operation: str) -> Principal:
@@ -113,6 +121,9 @@ class Gate:
             now=self.state.now(),
         )
         request.state.principal = who
+        connection = connection_of(request.scope)
+        if connection is not None:  # it no longer counts against its address's cap
+            connection.prove()
         return who
 
     def authorise(self, request: Request, who: Principal, operation: str, domain: str) -> None:
@@ -228,16 +239,38 @@ class Gate:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise TooLargeError(f"request body over the limit of {limit} bytes")
-        async with self.party_place(self._party(request)):
-            body = await self._receive(request)
-            async with self.slot():
-                return await anyio.to_thread.run_sync(_in_thread, lambda: function(body))
+        await self._hold(request, self.party_place(self._party(request)))
+        body = await self._receive(request)
+        return await self._at_work(request, lambda: function(body))
 
     async def run(self, request: Request, function: Callable[[], T]) -> T:
-        """``function()`` in a worker thread, holding one of the caller's places and a work
-        slot."""
-        async with self.party_place(self._party(request)), self.slot():
-            return await anyio.to_thread.run_sync(_in_thread, function)
+        """``function()`` in a worker thread, holding one of the caller's places (until the
+        answer has been sent) and a work slot."""
+        await self._hold(request, self.party_place(self._party(request)))
+        return await self._at_work(request, function)
+
+    @staticmethod
+    async def _hold(request: Request, place: contextlib.AbstractAsyncContextManager[None]) -> None:
+        """Take ``place`` and hold it until the request's answer has been sent (or has
+        failed): :class:`.delivery.AuditTrail` releases it. A slow reader's answers in flight
+        are thus bounded by its party's places."""
+        held: contextlib.AsyncExitStack | None = getattr(request.state, HELD, None)
+        assert held is not None, "the app runs under AuditTrail, which holds places"
+        await held.enter_async_context(place)
+
+    async def _at_work(self, request: Request, function: Callable[[], T]) -> T:
+        """``function()`` in a worker thread with a work slot, unless the client hangs up
+        first (:class:`ClientGoneError`: waiting for the slot ends, the work is skipped). Work
+        already running finishes (a thread cannot be stopped), and its answer is dropped."""
+        done: list[T] = []
+        async with watching(request.receive) as watch:
+            with watch.scope:
+                async with self.slot():
+                    if not watch.gone:
+                        done.append(await anyio.to_thread.run_sync(_in_thread, function))
+        if watch.gone or not done:
+            raise ClientGoneError()
+        return done[0]
 
     def load(self) -> dict[str, int | bool]:
         """The work slots now, for ``/ready``: saturated when every one is in use."""
@@ -258,7 +291,8 @@ class Gate:
 
     # --- responses ------------------------------------------------------------------------
     def respond(self, request: Request, outcome: Outcome) -> Response:
-        """200 with the outcome's body, or 422 when it is a list of rejects."""
+        """200 with the outcome's body, or 422 when it is a list of rejects; sent within
+        ``send_timeout_seconds`` (:class:`.delivery.Delivered`)."""
         self.note(
             request,
             rows=outcome.rows,
@@ -270,4 +304,7 @@ class Gate:
         if outcome.key_id is not None:
             headers["X-Koble-Key-Id"] = outcome.key_id
         body = outcome.encode().body
-        return Response(body, 200 if outcome.ok else 422, headers, media_type=outcome.media_type)
+        assert body is not None
+        status = 200 if outcome.ok else 422
+        deadline = self.state.config.send_timeout_seconds
+        return Delivered(body, status, headers, outcome.media_type, deadline=deadline)

@@ -68,13 +68,26 @@ class TokenWarnings(BaseModel):
     warning_days: float
 
 
+class Connections(BaseModel):
+    """Open connections and their limit, those not yet authenticated, the cap on those per
+    client address, and connections refused over it since start (:mod:`.connections`)."""
+
+    open: int
+    limit: int
+    unproven: int
+    unproven_per_address_limit: int
+    refused: int
+
+
 class Ready(BaseModel):
-    """``/ready``: ready, or the problems that make it not ready (503); the work slots and
-    counts of configured tokens that have expired or expire within ``warning_days``."""
+    """``/ready``: ready, or the problems that make it not ready (503); the work slots, the
+    connections (null when the app runs without the service's server) and counts of
+    configured tokens that have expired or expire within ``warning_days``."""
 
     ready: bool
     problems: list[str]
     slots: Slots
+    connections: Connections | None = None
     tokens: TokenWarnings
 
 

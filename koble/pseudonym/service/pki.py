@@ -30,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from koble.errors import CryptoError, FileFormatError, UsageError, redact
 from koble.files import write_bytes
+from koble.registries.identifiers.scan import check_name
 
 __all__ = [
     "PARTY_PATTERN",
@@ -75,11 +76,14 @@ class TestPki:
     parties: Mapping[str, PartyCredentials]
 
 
-def check_party_id(party: str) -> str:
-    """Return ``party`` if it is a valid party id (``[a-z0-9][a-z0-9._-]{0,62}``)."""
+def check_party_id(party: str, parameter: str = "party id") -> str:
+    """Return ``party`` if it is a valid party id (``[a-z0-9][a-z0-9._-]{0,62}``) without a
+    person number in it (:func:`~koble.registries.identifiers.scan.check_name`: the id is
+    written into certificates, configs and the audit log). Errors name ``parameter``, never
+    the value."""
     if not isinstance(party, str) or not PARTY_PATTERN.fullmatch(party):
-        raise UsageError(f"invalid party id {party!r}: use 1-63 of a-z 0-9 . _ - (start a-z0-9)")
-    return party
+        raise UsageError(f"{parameter}: invalid party id: use 1-63 of a-z 0-9 . _ - (start a-z0-9)")
+    return check_name(party, parameter, what="a party id")
 
 
 def create_test_pki(

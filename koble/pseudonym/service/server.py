@@ -5,7 +5,8 @@ gracefully.
 serves (keys opened with the KEK the caller passes in, the audit log opened for appending).
 :func:`make_server` builds the uvicorn server: TLS 1.2+ with the configured certificate,
 client certificates verified against ``client_ca`` (required or optional), the client's
-certificate passed to the app (:mod:`.tls`), and a grace period in which in-flight requests
+certificate passed to the app (:mod:`.tls`), connections capped per client address
+(:mod:`.connections`), and a grace period in which in-flight requests
 finish after SIGTERM/SIGINT before the audit log is closed with a signed checkpoint.
 """
 
@@ -23,13 +24,15 @@ from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.keys import Clock, RandBytes
 from koble.pseudonym.keystore import KeyWrapper, load_keyset
 from koble.pseudonym.opening import opening
-from koble.pseudonym.sealed import PartyKey, load_public
+from koble.pseudonym.public_keys import read_party_public_key
+from koble.pseudonym.sealed import PartyKey
 from koble.pseudonym.service.app import create_app
 from koble.pseudonym.service.auth import token_expiry
 from koble.pseudonym.service.config import ServiceConfig
+from koble.pseudonym.service.connections import ConnectionGuard
 from koble.pseudonym.service.gate import Gate
 from koble.pseudonym.service.operations import ServiceState
-from koble.pseudonym.service.tls import ServerTls, uvicorn_config
+from koble.pseudonym.service.tls import ServerTls, guarded_protocol, uvicorn_config
 
 __all__ = ["GRACE_SECONDS", "make_server", "open_state", "warn_about_tokens"]
 
@@ -68,7 +71,7 @@ def open_state(
                 _read(config.ttp_party_key, "TTP party key"), party_key_passphrase
             )
     registries = {
-        name: load_public(_read(path, f"public key of {name}"))
+        name: read_party_public_key(path, f"the public key of registry {name}")
         for name, path in config.registry_keys.items()
     }
     return ServiceState(config, keyset, audit, now, randbytes, history, ttp_key, registries)
@@ -108,9 +111,14 @@ def make_server(state: ServiceState) -> uvicorn.Server:
         assert c.certificate is not None and c.private_key is not None
         tls = ServerTls(c.certificate, c.private_key, c.client_ca, c.require_client_certificate)
     app = create_app(state)
+    guard = ConnectionGuard(
+        max_connections=c.max_connections, max_unproven_per_address=c.max_unproven_per_address,
+        header_seconds=c.header_timeout_seconds, audit=state.audit,
+    )  # fmt: skip
+    app.state.gate.connections = guard  # for /ready
     config = uvicorn_config(
-        app, host=c.host, port=c.port, tls=tls, lifespan="on",
-        log_level="warning", access_log=False, timeout_graceful_shutdown=GRACE_SECONDS,
-        limit_concurrency=max(64, 8 * c.max_concurrent),
+        app, host=c.host, port=c.port, tls=tls, protocol=guarded_protocol(guard),
+        lifespan="on", log_level="warning", access_log=False,
+        timeout_graceful_shutdown=GRACE_SECONDS, limit_concurrency=c.max_connections,
     )  # fmt: skip
     return _Server(config, app.state.gate)

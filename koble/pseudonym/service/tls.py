@@ -39,6 +39,7 @@ from cryptography import x509
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from koble.errors import FileFormatError, UsageError, redact
+from koble.pseudonym.service.connections import EXTENSION, Connection, ConnectionGuard
 
 __all__ = [
     "CIPHERS",
@@ -46,6 +47,7 @@ __all__ = [
     "PeerCertH11Protocol",
     "ServerTls",
     "client_cert_der",
+    "guarded_protocol",
     "server_ssl_context",
     "tls_extension",
     "uvicorn_config",
@@ -58,10 +60,10 @@ CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 _TLS_VERSIONS = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}
 TLS_CLOSE_SECONDS = 3.0
 """How long a closed connection may wait for the client's TLS close_notify before it is cut."""
-HEADER_SECONDS = 10.0
+HEADER_SECONDS = 5.0
 """How long an idle connection may take to send a request's headers (whole) before it is
-closed. uvicorn has no such deadline: a connection that sends half a request line and stops
-would be held for ever, and uvicorn's concurrency limit is a handful of such connections."""
+closed, unless ``server.header_timeout_seconds`` says otherwise. uvicorn has no such
+deadline: a connection that sends half a request line and stops would be held for ever."""
 
 
 @dataclass(frozen=True)
@@ -132,17 +134,26 @@ def server_ssl_context(
 
 
 def uvicorn_config(
-    app: Any, *, host: str, port: int, tls: ServerTls | None, **options: Any
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    tls: ServerTls | None,
+    protocol: type[PeerCertH11Protocol] | None = None,
+    **options: Any,
 ) -> uvicorn.Config:
     """A ``uvicorn.Config`` serving ``app`` through :class:`PeerCertH11Protocol`.
 
     ``tls=None`` is plain HTTP (no ``tls`` extension; for loopback tests only). Otherwise the
     SSL context is built now - so a bad file fails here, not in the server task - and given
     to uvicorn through ``ssl_context_factory``; the equivalent ``ssl_*`` file settings are
-    passed too, for uvicorn versions without that hook. ``options`` go to ``uvicorn.Config``.
+    passed too, for uvicorn versions without that hook. ``protocol`` is the HTTP protocol
+    class (default :class:`PeerCertH11Protocol`; :func:`guarded_protocol` makes one that caps
+    connections). ``options`` go to ``uvicorn.Config``.
     """
+    http = protocol or PeerCertH11Protocol
     if tls is None:
-        return uvicorn.Config(app, host=host, port=port, http=PeerCertH11Protocol, **options)
+        return uvicorn.Config(app, host=host, port=port, http=http, **options)
     context = tls.context()
     settings: dict[str, Any] = {
         "ssl_certfile": str(tls.cert),
@@ -154,9 +165,7 @@ def uvicorn_config(
     }
     if "ssl_context_factory" in inspect.signature(uvicorn.Config).parameters:
         settings["ssl_context_factory"] = lambda _config, _default: context
-    return uvicorn.Config(
-        app, host=host, port=port, http=PeerCertH11Protocol, **settings, **options
-    )
+    return uvicorn.Config(app, host=host, port=port, http=http, **settings, **options)
 
 
 def client_cert_der(scope: Mapping[str, Any]) -> bytes | None:
@@ -203,6 +212,20 @@ class _WithTls:
         await self.app(scope, receive, send)
 
 
+class _WithConnection:
+    """ASGI middleware putting the connection's :class:`Connection` in each HTTP scope."""
+
+    def __init__(self, app: Any, connection: Connection) -> None:
+        self.app = app
+        self.connection = connection
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope.get("type") == "http":
+            extensions = {**(scope.get("extensions") or {}), EXTENSION: self.connection}
+            scope = {**scope, "extensions": extensions}
+        await self.app(scope, receive, send)
+
+
 class PeerCertH11Protocol(H11Protocol):
     """uvicorn's h11 protocol, plus the ASGI ``tls`` extension carrying the client certificate.
 
@@ -210,10 +233,27 @@ class PeerCertH11Protocol(H11Protocol):
     peer certificate (if any) is known and verified by then; it is read once per connection.
     """
 
+    #: Set on a per-server subclass (:func:`guarded_protocol`): admits, counts and refuses
+    #: connections (:mod:`.connections`). None: no per-address cap.
+    guard: ConnectionGuard | None = None
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._lost = False
-        self._header_timer = self.loop.call_later(HEADER_SECONDS, self._headers_due, self.cycle)
+        self._connection: Connection | None = None
+        guard = self.guard
+        seconds = HEADER_SECONDS
+        if guard is not None:
+            address = self.client[0] if self.client else "(unknown)"
+            if not guard.admit(address, self.loop):
+                self._header_timer = self.loop.call_later(0, lambda: None)
+                transport.abort()  # over its address's cap: closed before a byte is read
+                return
+            self._connection = Connection(guard, address, transport)
+            self.app = _WithConnection(self.app, self._connection)
+            seconds = guard.header_seconds or HEADER_SECONDS
+        self._header_seconds = seconds
+        self._header_timer = self.loop.call_later(seconds, self._headers_due, self.cycle)
         ssl_object = transport.get_extra_info("ssl_object")
         if isinstance(ssl_object, ssl.SSLObject | ssl.SSLSocket):  # None: plain HTTP
             self.app = _WithTls(self.app, tls_extension(ssl_object))
@@ -245,9 +285,18 @@ class PeerCertH11Protocol(H11Protocol):
         if idle and self.cycle is cycle_before and not self.transport.is_closing():
             self.transport.close()
             return
-        self._header_timer = self.loop.call_later(HEADER_SECONDS, self._headers_due, self.cycle)
+        self._header_timer = self.loop.call_later(
+            self._header_seconds, self._headers_due, self.cycle
+        )
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._header_timer.cancel()
+        if self._connection is not None:
+            self._connection.connection_lost()
         super().connection_lost(exc)
+
+
+def guarded_protocol(guard: ConnectionGuard) -> type[PeerCertH11Protocol]:
+    """:class:`PeerCertH11Protocol` for one server, whose connections ``guard`` admits."""
+    return type("GuardedH11Protocol", (PeerCertH11Protocol,), {"guard": guard})

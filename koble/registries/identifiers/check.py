@@ -24,7 +24,7 @@ from koble.registries.identifiers._rules import (
 from koble.registries.identifiers.column import Scheme, dropped_leading_zero, validate_column
 from koble.tables import read_table, require_column, write_table
 
-__all__ = ["CheckReport", "check_file", "check_frame"]
+__all__ = ["CheckReport", "check_file", "check_frame", "dropped_zero_warnings"]
 
 ROW = "row"
 REASON = "reason"
@@ -110,6 +110,15 @@ def _as_identifier_strings(values: pl.Series, scheme: Scheme) -> tuple[pl.Series
     raise ColumnError(f"identifiers must be text, the column is {values.dtype}")
 
 
+def dropped_zero_warnings(dropped: pl.Series | None) -> list[str]:
+    """The warning for rows of 10 digits whose leading zero a spreadsheet may have dropped
+    (:func:`~koble.registries.identifiers.column.dropped_leading_zero`), or none: one
+    sentence for ``koble ids check`` and every ``pseudonymise`` summary alike."""
+    if dropped is None or not dropped.any():
+        return []
+    return [f"{int(dropped.sum()):,} rows have {LEADING_ZERO_HINT}; store the identifiers as text"]
+
+
 def check_frame(
     frame: pl.DataFrame,
     column: str,
@@ -129,9 +138,7 @@ def check_frame(
     good = result.filter(valid)
     dropped = dropped_leading_zero(result) if scheme == "fnr" else None
     rejects = rejects_table(frame, result["reason"], dropped_zero=dropped)
-    if dropped is not None and dropped.any():
-        warnings = [*warnings, f"{int(dropped.sum()):,} rows have {LEADING_ZERO_HINT}; store "
-                    "the identifiers as text"]  # fmt: skip
+    warnings = [*warnings, *dropped_zero_warnings(dropped)]
     report = CheckReport(
         path=str(path),
         column=redact(column),  # printed and in --json: a headerless file's names are data

@@ -5,11 +5,19 @@ a delivery (:mod:`koble.linkage.scan`, :mod:`koble.linkage.verify`), the output 
 ``koble pseudonymise`` and of sealed ingest (:func:`refuse_identifiers`), and the refusal of
 a column name that could be an identifier (:func:`check_column_name`).
 
+It holds THE rule for what a person number is (:func:`shapes`, checked by the full
+check-digit and date rules): the same shapes serve the scan of data below, the check of names
+and fields (:func:`contains_person_number`, :func:`check_name`, :func:`check_column_name`:
+job files, audit log fields, party, actor, key and domain names) and the redaction of
+messages (:func:`koble.errors.sanitise`, :func:`koble.errors.redact`).
+
 A table is scanned column by column for valid person numbers (fødselsnummer, D-, H- and
 FH-numbers, and by default the synthetic test numbers): in text, where a number may sit
-inside other text or be written ``010101 12345``; in integer and integral float columns,
-where a careless export dropped the leading zero (Stata and SPSS store every number as a
-double); in nested columns, read as JSON text; and in the column names themselves.
+inside other text or be written ``010101 12345`` or ``01.01.01 12345``, and where a whole
+cell of exactly 10 digits lost its leading zero (a spreadsheet's CSV); in integer and
+integral float columns, where a careless export dropped the leading zero (Stata and SPSS
+store every number as a double); in nested columns, read as JSON text; and in the column
+names themselves.
 Candidates are checked with the full check-digit and date rules of
 :func:`~koble.registries.identifiers.column.validate_column`, so ordinary 11-digit numbers
 rarely count. Everything is vectorised; nothing runs per row in Python.
@@ -22,7 +30,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,23 +44,40 @@ from koble.registries.identifiers.column import validate_column
 
 __all__ = [
     "Finding",
+    "ascii_digits",
     "check_column_name",
+    "check_name",
     "contains_person_number",
     "describe",
+    "has_number_shape",
     "refuse_identifiers",
+    "scan_chunks",
     "scan_frame",
     "scan_text",
+    "shapes",
 ]
 
+#: One to three separators people write inside a person number: space, hyphen, dot, and the
+#: no-break and thin spaces.
 _SEP = r"[ \-.\u00a0\u2009\u202f]{1,3}"
-#: A person number as people write it: 11 digits, DDMMYY NNNNN or DD.MM.YY NNNNN, standing alone.
-#: Every other character is first replaced by ``#`` so that ``\b`` means "no digit or letter
-#: next to it".
-_SHAPES = (
-    "[0-9]{11}",
-    f"[0-9]{{6}}{_SEP}[0-9]{{5}}",
-    rf"[0-9]{{2}}\.[0-9]{{2}}\.[0-9]{{2}}{_SEP}[0-9]{{5}}",
-)
+
+
+def shapes(digit: str = "[0-9]") -> tuple[str, str, str]:
+    """THE shapes of a person number as people write it, as regular expressions with ``digit``
+    as the digit class: 11 digits, ``DDMMYY NNNNN`` and ``DD.MM.YY NNNNN`` (one to three
+    separators before the last five). Every rule in koble that asks "is there a person number
+    here" starts from these: the delivery scan, the output scan, job fields, audit log fields,
+    names a user gives, and the redaction of messages (:func:`koble.errors.sanitise`)."""
+    return (
+        f"{digit}{{11}}",
+        f"{digit}{{6}}{_SEP}{digit}{{5}}",
+        rf"{digit}{{2}}\.{digit}{{2}}\.{digit}{{2}}{_SEP}{digit}{{5}}",
+    )
+
+
+#: A person number standing alone (the delivery scan's form). Every other character is first
+#: replaced by ``#`` so that ``\b`` means "no digit or letter next to it".
+_SHAPES = shapes()
 _NUMBER = rf"\b(?:{'|'.join(_SHAPES)})\b"
 #: Letters stay word characters, so digits touching a letter (as in a hex pseudonym or a
 #: code like ``A12345678901``) are not a person number standing alone.
@@ -106,6 +131,25 @@ def _lost_zero(values: pl.Series) -> pl.DataFrame:
     )
 
 
+def _text_lost_zero(values: pl.Series) -> pl.DataFrame:
+    """(row, candidate) pairs for cells that are exactly 10 digits (after trimming), with the
+    leading "0" a spreadsheet dropped put back: the text form of :func:`_lost_zero`. Only a
+    whole cell counts, and the check-digit and date rules decide, so false positives stay
+    rare (a 10-digit phone or account number rarely passes both check digits and a date)."""
+    return (
+        pl.DataFrame({"number": values})
+        .with_row_index("row")
+        .select("row", pl.col("number").str.extract(r"^\s*([0-9]{10})\s*$"))
+        .drop_nulls("number")
+        .select("row", pl.col("number").str.zfill(11))
+    )
+
+
+def _text_candidates(values: pl.Series) -> pl.DataFrame:
+    """Every candidate in a text column: numbers written in text, and whole 10-digit cells."""
+    return pl.concat([_candidates(values), _text_lost_zero(values)])
+
+
 def _binary_as_text(values: pl.Series) -> pl.Series:
     """Bytes as text, every non-ASCII byte replaced by ``#`` (digits are ASCII in any encoding)."""
     array = values.rechunk().to_arrow().cast(pa.large_binary())
@@ -124,11 +168,11 @@ def _column_candidates(values: pl.Series) -> pl.DataFrame | None:
     """Candidates for one column by its type; None for types that cannot hold a number."""
     dtype = values.dtype
     if dtype == pl.String:
-        return _candidates(values)
+        return _text_candidates(values)
     if dtype in (pl.Categorical, pl.Enum):
-        return _candidates(values.cast(pl.String))
+        return _text_candidates(values.cast(pl.String))
     if dtype == pl.Binary:
-        return _candidates(_binary_as_text(values))
+        return _text_candidates(_binary_as_text(values))
     if dtype.is_integer() or dtype.is_float() or dtype == pl.Decimal:
         return _lost_zero(values)
     if dtype.is_nested():
@@ -184,6 +228,28 @@ def scan_frame(
             if rows:
                 findings.append(Finding(label, rows, first + 1, kinds))
     return findings
+
+
+def scan_chunks(chunks: Iterable[pl.DataFrame], *, test_numbers: bool = True) -> list[Finding]:
+    """:func:`scan_frame` over a table read in consecutive chunks (a feed too large to hold
+    at once), with rows counted and numbered in the whole table, not the chunk. A name
+    holding a number is reported once, as in :func:`scan_frame`."""
+    merged: dict[str, Finding] = {}
+    offset = 0
+    for chunk in chunks:
+        for found in scan_frame(chunk, test_numbers=test_numbers):
+            key = f"{found.column}\0{found.first_row == 0}"
+            first = found.first_row if found.first_row == 0 else found.first_row + offset
+            kept = merged.get(key)
+            if kept is None:
+                merged[key] = Finding(found.column, found.rows, first, dict(found.kinds))
+            elif found.first_row != 0:
+                kinds = dict(kept.kinds)
+                for kind, rows in found.kinds.items():
+                    kinds[kind] = kinds.get(kind, 0) + rows
+                merged[key] = Finding(kept.column, kept.rows + found.rows, kept.first_row, kinds)
+        offset += chunk.height
+    return list(merged.values())
 
 
 def scan_text(text: str, *, label: str, test_numbers: bool = True) -> Finding | None:
@@ -242,30 +308,66 @@ def refuse_identifiers(
         )
 
 
-# 11 digits with at most one separator after the sixth, at every start position (overlapping).
-_PERSON_NUMBER = re.compile(r"(?=(\d{6}[ \-\u00a0\u2009\u202f]?\d{5}))")
+#: The shapes at every start position (overlapping), for names and fields: glued to letters or
+#: inside a longer digit run they still count, since a name has no hashes to confuse them with.
+_ANYWHERE = re.compile(f"(?=({'|'.join(_SHAPES)}))")
+#: Anything shaped like a person number, valid or not (ASCII digits; see :func:`ascii_digits`).
+_ANY_SHAPE = re.compile("|".join(_SHAPES))
 
 
-def contains_person_number(value: str) -> bool:
-    """Whether ``value`` holds a valid fødselsnummer, D-, H-, FH- or test number anywhere
-    (11 digits, at most one separator after the sixth; Unicode digits count). The rule the
-    audit log applies to its fields, and job files and pseudonym domains to theirs."""
-    if not value.isascii():
-        value = "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in value)
+def ascii_digits(text: str) -> str:
+    """``text`` with every Unicode decimal digit (fullwidth, Arabic-Indic, …) made ASCII."""
+    if text.isascii():
+        return text
+    return "".join(str(unicodedata.decimal(c)) if c.isdecimal() else c for c in text)
+
+
+def contains_person_number(value: str, *, standalone: bool = False) -> bool:
+    """Whether ``value`` holds a valid fødselsnummer, D-, H-, FH- or test number written in
+    one of the :func:`shapes` (Unicode digits count), checked by the full check-digit and date
+    rules. THE rule for everything a person writes that koble keeps or echoes: job fields,
+    audit log fields, party, actor, domain and column names, parameters.
+
+    By default a number counts wherever it sits, glued to letters or inside a longer run of
+    digits. With ``standalone`` only a number no letter or digit touches counts: the delivery
+    scan's form (:func:`scan_text`), for text where long hex hashes are expected.
+    """
+    value = ascii_digits(value)
+    if standalone:
+        return scan_text(value, label="value") is not None
     return any(
-        fodselsnummer.is_valid(match.group(1), test_numbers=True)
-        for match in _PERSON_NUMBER.finditer(value)
+        fodselsnummer.is_valid(re.sub("[^0-9]", "", match.group(1)), test_numbers=True)
+        for match in _ANYWHERE.finditer(value)
     )
 
 
-#: Something shaped like a person number: 11 digits, at most one separator after the sixth.
-_NUMBER_SHAPE = re.compile(r"\d{6}[ \-.\u00a0\u2009\u202f]?\d{5}")
+def has_number_shape(value: str) -> bool:
+    """Whether ``value`` holds anything in one of the :func:`shapes`, valid or not."""
+    return _ANY_SHAPE.search(ascii_digits(value)) is not None
+
+
+def check_name(name: str, parameter: str, *, what: str = "a name") -> str:
+    """``name``, as given for ``parameter``, refused (exit 2, naming the parameter, never the
+    value) when it is empty or blank, or holds a person number (:func:`contains_person_number`).
+    For every name a user gives that koble writes into a file or echoes: party, actor, key and
+    domain names."""
+    if not name.strip():
+        raise UsageError(f"{parameter}: {what} must not be empty")
+    if contains_person_number(name):
+        raise UsageError(
+            f"{parameter}: {what} must not hold a person number (it would be written and shown)"
+        )
+    return name
 
 
 def check_column_name(name: str, parameter: str) -> str:
     """``name`` for a column koble writes, refused (naming ``parameter``, never the value)
-    when it holds anything shaped like a person number, valid or not."""
-    if _NUMBER_SHAPE.search(name):
+    when it is empty or blank, or holds anything shaped like a person number, valid or not
+    (:func:`has_number_shape`: broader than :func:`check_name`, since a column name is data
+    every reader of the file sees)."""
+    if not name.strip():
+        raise UsageError(f"{parameter}: a column name must not be empty")
+    if has_number_shape(name):
         raise UsageError(
             f"{parameter}: a column name must not hold an 11-digit number "
             "(it could be an identifier)"
