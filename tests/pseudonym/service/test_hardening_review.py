@@ -76,7 +76,11 @@ def _pseudonymise(http: httpx.Client, body: bytes) -> httpx.Response:
 @pytest.fixture
 def capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
     monkeypatch.setattr(connections, "REPORT_SECONDS", 0.3)
-    built = build_service(tmp_path, server={"max_unproven_per_address": 4})
+    # a long header deadline: on a busy machine the flood's handshakes may take seconds, and
+    # no connection may be closed by the deadline while the counts are taken
+    built = build_service(
+        tmp_path, server={"max_unproven_per_address": 4, "header_timeout_seconds": 60}
+    )
     with running(built) as live:
         yield live
 
@@ -121,7 +125,9 @@ def test_a_flood_from_one_address_is_capped_and_an_authenticated_client_is_serve
 def test_idle_connections_under_the_cap_do_not_exhaust_the_server(tmp_path: Path) -> None:
     """With a cap above the flood, 70 idle connections are held, and a fresh authenticated
     request is still answered (uvicorn's limit was 64 connections: 503 for everyone)."""
-    built = build_service(tmp_path, server={"max_unproven_per_address": 100})
+    built = build_service(
+        tmp_path, server={"max_unproven_per_address": 100, "header_timeout_seconds": 60}
+    )
     with running(built) as live:
         flood = _flood(live, 70)
         try:
