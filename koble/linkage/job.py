@@ -45,12 +45,24 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Any, Final
 
-from koble.errors import FileFormatError, UsageError, sanitise
+from koble.errors import UsageError
 from koble.files import read_text
+from koble.linkage.job_model import (
+    APPROVAL_KINDS,
+    FORMATS,
+    SYNTHETIC_ALIASES,
+    SYNTHETIC_SCHEMAS,
+    Anonymity,
+    Approval,
+    Job,
+    JobError,
+    Problem,
+    Request,
+    valid_variable_name,
+)
 from koble.linkage.toml_lines import Lines
 from koble.registries.catalogue import Catalogue, Registry
 from koble.registries.identifiers.scan import contains_person_number
@@ -71,120 +83,10 @@ __all__ = [
     "valid_variable_name",
 ]
 
-APPROVAL_KINDS: Final = ("rek", "helsedataservice", "registry")
-FORMATS: Final = ("parquet", "csv", "stata", "spss", "sas")
-ApprovalKind = Literal["rek", "helsedataservice", "registry"]
 _FIRST_YEAR, _LAST_YEAR = 1900, 2100
-_VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]{0,31}")
-
-#: Columns of koble.synth's tables (koble/synth/*.py schemas) that a registry may deliver,
-#: by catalogue id. Identifier columns (fnr, mother_fnr, child_fnr) are not variables: the
-#: planner handles identity, never the researcher.
-SYNTHETIC_SCHEMAS: Final[Mapping[str, tuple[str, ...]]] = {
-    "npr": ("episode_id", "start_date", "end_date", "care_level", "icd10_main",
-            "institution_orgnr"),
-    "dodsarsaksregisteret": ("death_date", "underlying_cause"),
-    "mfr": ("birth_date", "child_sex", "plurality", "gestational_week", "birth_weight_g",
-            "mother_age", "delivery"),
-    "kreftregisteret": ("diagnosis_date", "icd10", "morphology", "stage"),
-    "hoftebruddregisteret": ("procedure_date", "fracture_type", "operation", "asa_class",
-                             "consent", "consent_date"),
-    "ssb-utdanning": ("nus_level", "year"),
-    "ssb-inntekt": ("year", "income"),
-    "reseptregisteret": ("prescriber_hpr", "atc", "ddd", "quantity", "dispensing_date",
-                         "pharmacy_id"),
-    "iplos": ("kommune", "service_type", "start_date", "end_date", "social_participation",
-              "household", "shopping", "cooking", "personal_hygiene", "dressing", "eating",
-              "toilet", "mobility_indoor", "memory"),
-    "abortregisteret": ("year", "age_group", "fylke", "gestational_week", "method"),
-}  # fmt: skip
-
-#: The synthetic world's file names, as job keys, for their catalogue ids.
-SYNTHETIC_ALIASES: Final[Mapping[str, str]] = {
-    "dar": "dodsarsaksregisteret",
-    "quality_registry": "hoftebruddregisteret",
-    "ssb_education": "ssb-utdanning",
-    "ssb_income": "ssb-inntekt",
-}
-
 _TOP: Final = {"project", "population", "recipient", "delivery", "registries", "anonymity",
                "schemas", "schema_file"}  # fmt: skip
 _REQUEST_KEYS: Final = {"approval", "variables", "period"}
-
-
-def valid_variable_name(name: str) -> bool:
-    """Whether ``name`` is a delivery variable name (§1.5): A–Z, 0–9, ``_``, not starting
-    with a digit, at most 32 characters; case-insensitive."""
-    return _VARIABLE.fullmatch(name.upper()) is not None
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One problem in a job file, at ``line`` (1-based)."""
-
-    line: int
-    message: str
-
-    def render(self, path: str | None) -> str:
-        return sanitise(f"{path or '<job>'}:{self.line}: {self.message}")
-
-
-class JobError(FileFormatError):
-    """A job with problems; ``problems`` holds all of them, in line order."""
-
-    def __init__(self, problems: list[Problem], *, path: str | Path | None = None) -> None:
-        self.problems = tuple(sorted(problems, key=lambda p: p.line))
-        self.job_path = None if path is None else str(path)
-        count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        text = "; ".join(f"line {p.line}: {p.message}" for p in self.problems)
-        super().__init__(f"job has {count}: {text}", path=path)
-
-    def lines(self) -> list[str]:
-        """One line per problem, ``path:line: message``."""
-        return [p.render(self.job_path) for p in self.problems]
-
-
-@dataclass(frozen=True)
-class Approval:
-    kind: ApprovalKind
-    reference: str
-
-
-@dataclass(frozen=True)
-class Request:
-    """The variables and period asked of one registry, under one approval."""
-
-    registry: str
-    variables: tuple[str, ...]
-    start: int
-    end: int
-    approval: Approval
-    line: int
-
-
-@dataclass(frozen=True)
-class Anonymity:
-    """What the anonymity gate must reach (design.md §2.4)."""
-
-    k: int
-    quasi_identifiers: tuple[str, ...]
-    max_suppression: float = 0.0
-    #: Hierarchy per quasi-identifier (``koble.anonymity`` spec strings); inferred if absent.
-    hierarchies: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Job:
-    project_id: str
-    title: str
-    population_file: str
-    id_column: str
-    recipient: str
-    organisation: str
-    delivery_format: str
-    requests: tuple[Request, ...]
-    anonymity: Anonymity | None = None
-    source: str | None = None
 
 
 # --- parsing ------------------------------------------------------------------------------
