@@ -27,13 +27,13 @@ from koble.pseudonym.ingest import (
     REJECT_COLUMNS,
     RegistryReport,
     TtpReport,
-    registry_open,
+    registry_open_files,
     seal,
     ttp_pseudonymise,
 )
 from koble.pseudonym.keys import Keyset, RandBytes
 from koble.pseudonym.scheme import IdScheme
-from koble.pseudonym.sealed import ForwardedBatch, PartyKey, PartyPublicKey, SealedBatch
+from koble.pseudonym.sealed import PartyKey, PartyPublicKey, SealedBatch
 from koble.registries.identifiers.scan import refuse_identifiers
 
 __all__ = ["FeedReport", "by_month", "ingest_feed"]
@@ -268,10 +268,6 @@ def _ttp_step(
 def _registry_step(
     inbox: list[Path], *, registry_key: PartyKey
 ) -> tuple[pl.DataFrame, list[RegistryReport]]:
-    """The registry's work on its inbox: it holds only its own key."""
-    tables, reports = [], []
-    for path in inbox:
-        result = registry_open(ForwardedBatch.read(path), registry_key, path=str(path))
-        tables.append(result.table)
-        reports.append(result.report)
-    return pl.concat(tables, how="vertical"), reports
+    """The registry's work on its inbox: it holds only its own key. A batch found twice in
+    the inbox is refused, as ``koble ingest open`` refuses it (:func:`registry_open_files`)."""
+    return registry_open_files(inbox, registry_key)

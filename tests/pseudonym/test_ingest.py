@@ -687,3 +687,16 @@ def test_cli_errors_are_one_line_koble_errors(cli_setup: dict[str, Path]) -> Non
     )  # fmt: skip
     assert broken.exit_code == 2 and broken.stderr.strip() == f"koble: error: {GENERIC}"
     assert not (d / "o.parquet").exists()
+
+
+def test_the_feed_registry_step_refuses_a_batch_found_twice(world: World, tmp_path: Path) -> None:
+    """The monthly feed's registry step opens its inbox as `koble ingest open` does: a batch
+    found twice (here a byte copy) would store its rows twice and still reconcile."""
+    forwarded = run_ttp(sealed_batch(world.resept.head(10))).forwarded
+    first, copy = tmp_path / "a.forwarded", tmp_path / "b.forwarded"
+    first.write_bytes(forwarded.to_bytes())
+    copy.write_bytes(forwarded.to_bytes())
+    stored, _ = ingest_module._registry_step([first], registry_key=PARTIES.registry)
+    assert stored.height == 10
+    with pytest.raises(UsageError, match="hold the same batch"):
+        ingest_module._registry_step([first, copy], registry_key=PARTIES.registry)
