@@ -168,7 +168,7 @@ def test_ids_check_rejects_and_summary_say_so(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     assert report["by_reason"] == {"wrong_length": 2}
-    assert any("1 rows have 10 digits: a leading zero may have been dropped" in w
+    assert any("1 row has 10 digits: a leading zero may have been dropped" in w
                for w in report["warnings"])  # fmt: skip
     table = pl.read_csv(rejects, separator=";", infer_schema=False)
     messages = dict(zip(table["row"].to_list(), table["message"].to_list(), strict=True))

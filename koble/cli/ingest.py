@@ -297,6 +297,8 @@ def pseudonymise_command(
                 f"{column.key_id}: {column.valid:,} valid; rejected: {reasons}"
             )
         click.echo(f"counts reconcile (rows = pseudonymised + rejected): {_yes(report.reconciled)}")
+        for warning in report.warnings:
+            click.echo(f"warning: {warning}", err=True)
     if report.rejected and rejects is None:
         click.echo(
             f"warning: {report.rejected:,} rows rejected; give --rejects to list them", err=True

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple, get_args
 
@@ -47,7 +47,7 @@ from koble.pseudonym.sealed import (
     seal_table,
 )
 from koble.registries.identifiers._rules import LEADING_ZERO_MESSAGE
-from koble.registries.identifiers.check import reject_messages
+from koble.registries.identifiers.check import dropped_zero_warnings, reject_messages
 from koble.registries.identifiers.column import dropped_leading_zero, validate_column
 from koble.registries.identifiers.scan import refuse_identifiers
 from koble.tables import refuse_duplicate_names
@@ -100,6 +100,8 @@ class TtpReport:
     pseudonymised: int
     rejected: int
     columns: list[ColumnReport]
+    #: Hints for the sender, e.g. rows whose leading zero a spreadsheet may have dropped.
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def reconciled(self) -> bool:
@@ -332,9 +334,13 @@ def ttp_pseudonymise(
     )  # fmt: skip
     forwarded = ForwardedBatch(batch.batch_id, n, (part, batch.payload))
     rejects = _rejects(batch.batch_hex, ids, reasons, dropped)
+    warnings = [
+        f"{column}: {warning}" for column, zero in dropped.items()
+        for warning in dropped_zero_warnings(zero)
+    ]  # fmt: skip
     report = TtpReport(
         batch_id=batch.batch_hex, rows=n, pseudonymised=len(good_rows), rejected=n - len(good_rows),
-        columns=reports,
+        columns=reports, warnings=warnings,
     )  # fmt: skip
     return TtpResult(forwarded, rejects, report)
 

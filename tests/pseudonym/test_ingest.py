@@ -478,6 +478,11 @@ def test_ttp_rejects_say_where_a_spreadsheet_dropped_a_leading_zero(world: World
     )
     assert "spreadsheet" not in messages[2]
     assert set(result.rejects["reason"].to_list()) == {"wrong_length"}
+    assert result.report.warnings == [
+        "fnr: 1 row has 10 digits: a leading zero may have been dropped by a spreadsheet; "
+        "store the identifiers as text"
+    ]
+    assert run_ttp(sealed_batch(world.resept.head(4))).report.warnings == []
 
 
 def test_registry_refuses_wrong_key_and_swapped_payload(world: World) -> None:

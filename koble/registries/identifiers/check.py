@@ -116,7 +116,9 @@ def dropped_zero_warnings(dropped: pl.Series | None) -> list[str]:
     sentence for ``koble ids check`` and every ``pseudonymise`` summary alike."""
     if dropped is None or not dropped.any():
         return []
-    return [f"{int(dropped.sum()):,} rows have {LEADING_ZERO_HINT}; store the identifiers as text"]
+    count = int(dropped.sum())
+    rows = "1 row has" if count == 1 else f"{count:,} rows have"
+    return [f"{rows} {LEADING_ZERO_HINT}; store the identifiers as text"]
 
 
 def check_frame(
