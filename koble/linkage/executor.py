@@ -235,15 +235,18 @@ def _ingest(
         "details": {"step": step.id, "registry": reg},
     }
     check_event(**event)  # refused before the feed is loaded, not after
-    counts = load_feed(ctx, source, on_rows=rows)
-    if counts.get("loaded"):  # audited before run.json records it
-        result.seconds[step.id] = time.perf_counter() - tick
+
+    def audit(counts: dict[str, Any]) -> None:  # before the table appears: never unrecorded
         log.append(
             **event,
             rows_in=counts["rows_sent"],
             rows_out=counts["rows_stored"],
             rejected=counts["rows_rejected"],
         )
+
+    counts = load_feed(ctx, source, on_rows=rows, before_commit=audit)
+    if counts.get("loaded"):
+        result.seconds[step.id] = time.perf_counter() - tick
     if counts.get("loaded") or reg not in state["setup"]:
         state["setup"][reg] = counts
         write_json(ctx.workspace.root / STATE, state)

@@ -60,6 +60,7 @@ def load_feed(
     *,
     chunk_rows: int | None = None,
     on_rows: Callable[[int, int], None] | None = None,
+    before_commit: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Before the job: a pseudonymous registry's feed goes through sealed ingest at the TTP.
 
@@ -74,7 +75,10 @@ def load_feed(
     identifier, in ``ingest/<registry>/sender/rejects.parquet``; sent = stored + rejected
     is checked. ``on_rows(done, total)`` is told after each chunk. The counts are kept beside
     the table, so a later run that finds the table loaded reports them too (``loaded``
-    says whether this call loaded it).
+    says whether this call loaded it). ``before_commit(counts)`` runs once the table is
+    whole under its temporary name and before it is renamed into place (the run audits the
+    load there): if it fails, the table does not appear, so no table is ever loaded
+    unrecorded.
     """
     party = f"registry:{source.registry}"
     target = ctx.store(party) / f"{source.registry}.parquet"
@@ -158,6 +162,8 @@ def load_feed(
             "table_sha256": sha256_file(partial),
         }
         ctx.write_json(counts_file, counts)  # before the table: a loaded table has counts
+        if before_commit is not None:
+            before_commit(counts)
     for path in parts:
         path.unlink()
     return {**counts, "loaded": True}

@@ -176,3 +176,36 @@ def test_a_table_loaded_without_counts_is_used_and_said_so(
     setup = json.loads((workspace / "run.json").read_text("utf-8"))["setup"]
     assert setup["reseptregisteret"] == {"counts": "unknown", "loaded": False}
     assert "ingest-reseptregisteret" not in resumed.seconds and resumed.delivery.is_dir()
+
+
+def test_a_feed_load_interrupted_at_its_audit_leaves_no_table_and_is_recorded_on_resume(
+    world: World, reference: tuple[Path, RunResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sealed ingest is audited before its table is renamed into place: stopped at that
+    moment (before: after the rename), no table is left that the audit log does not record,
+    and the resumed run loads and audits it once."""
+    from koble.pseudonym.audit import AuditLog, verify_log
+
+    keys, full = reference
+    workspace = tmp_path / "ws"
+    real = AuditLog.append
+
+    def killed_at_the_ingest_event(self: AuditLog, **event: object) -> object:
+        if event.get("operation") == "linkage.sealed_ingest":
+            raise KeyboardInterrupt  # as a kill at that moment
+        return real(self, **event)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AuditLog, "append", killed_at_the_ingest_event)
+    with pytest.raises(KeyboardInterrupt):
+        world.run(world.distributed, workspace, keys=keys)
+    table = workspace / "registry-reseptregisteret" / "store" / "reseptregisteret.parquet"
+    assert not table.exists()
+    monkeypatch.setattr(AuditLog, "append", real)
+    resumed = world.run(world.distributed, workspace, keys=keys)
+    assert table.is_file() and delivered(resumed) == delivered(full)
+    pem = (keys / "operator.signing.pub.pem").read_bytes()
+    report = verify_log(workspace / "audit.log", public_key=pem)
+    assert report.ok
+    lines = [json.loads(x) for x in (workspace / "audit.log").read_text("utf-8").splitlines()]
+    ingests = [e for e in lines if e.get("operation") == "linkage.sealed_ingest"]
+    assert len(ingests) == 1 and ingests[0]["rows_out"] > 0
