@@ -36,6 +36,7 @@ __all__ = [
     "UsageError",
     "redact",
     "sanitise",
+    "show_path",
 ]
 
 
@@ -96,6 +97,21 @@ def sanitise(text: str) -> str:
     return _CONTROL.sub(_escape, numbers)
 
 
+def show_path(path: str) -> str:
+    """A path a user gave, made safe to print but shown whole: control characters escaped,
+    and only digit runs that hold a valid person number (THE rule,
+    :func:`~koble.registries.identifiers.scan.contains_person_number`) replaced by
+    ``<redacted>``. Paths are the user's own words, and an operator with several
+    timestamped exports (``export_20241205235959.csv``) must see which one failed; the broad
+    redaction of :func:`sanitise` is for text that may quote data."""
+    from koble.registries.identifiers.scan import contains_person_number
+
+    def hide(match: re.Match[str]) -> str:
+        return "<redacted>" if contains_person_number(match.group()) else match.group()
+
+    return _CONTROL.sub(_escape, _patterns()[0].sub(hide, path))
+
+
 class KobleError(Exception):
     """Root of every error koble raises on purpose. ``exit_code`` is what the CLI returns.
 
@@ -126,15 +142,21 @@ class InputError(KobleError):
         self.row = row
         super().__init__(self._render())
 
-    def _render(self) -> str:
+    def _render(self, *, with_path: bool = True) -> str:
         where = []
-        if self.path is not None:
+        if self.path is not None and with_path:
             where.append(self.path)
         if self.column is not None:  # a name is data: it may hold an identifier
             where.append(f"column {redact(self.column)!r}")
         if self.row is not None:
             where.append(f"row {self.row}")
         return f"{': '.join(where)}: {self.message}" if where else self.message
+
+    def __str__(self) -> str:
+        """The message sanitised as every koble error's is, but the path shown whole unless
+        it holds a valid person number (:func:`show_path`)."""
+        rest = sanitise(self._render(with_path=False))
+        return rest if self.path is None else f"{show_path(self.path)}: {rest}"
 
 
 class UsageError(InputError):

@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import secrets
+import stat
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 
@@ -122,16 +123,48 @@ def publish_directory(staging: Path, final: Path) -> None:
         raise OutputError(f"cannot write: {os_failure(exc)}", path=final) from None
 
 
+def _existing(path: Path) -> os.stat_result | None:
+    """What is at ``path`` now (the link itself for a symlink), or None; refuses anything an
+    output must not replace: a FIFO, a device node, a socket or a directory. Replacing a FIFO
+    or ``/dev/null``-like node with a regular file would silently break whatever reads it (or
+    leave identifiers where the user expected them to vanish). A symlink is replaced itself."""
+    try:
+        found = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return None  # unreachable parent and the like: the write itself says what is wrong
+    if not (stat.S_ISREG(found.st_mode) or stat.S_ISLNK(found.st_mode)):
+        kind = "a directory" if stat.S_ISDIR(found.st_mode) else "a FIFO, device or socket"
+        raise UsageError(
+            f"is {kind}, not a regular file; refusing to replace it with an output", path=path
+        )
+    return found
+
+
+def _keep_permissions(temp: Path, existing: os.stat_result | None) -> None:
+    """Give ``temp`` the permissions (and, where allowed, owner and group) of the regular file
+    it replaces, as writing in place did: an output the user made private (``chmod 600``)
+    stays private when a command writes it again."""
+    if existing is None or not stat.S_ISREG(existing.st_mode):
+        return
+    with contextlib.suppress(OSError):  # only root may give a file away (EPERM)
+        os.chown(temp, existing.st_uid, existing.st_gid)
+    os.chmod(temp, stat.S_IMODE(existing.st_mode) & 0o777)
+
+
 @contextlib.contextmanager
 def _staged(path: Path, mode: int | None) -> Iterator[Path]:
     """A fresh temporary file beside ``path``, fsynced after the body; removed on any failure.
 
     An OS error (disk full, read-only or missing directory, file-size limit) becomes an
     :class:`OutputError` naming ``path``; a koble error passes through; anything else is
-    re-raised as it is, after the temporary file is gone.
+    re-raised as it is, after the temporary file is gone. Without ``mode``, a regular file
+    replaced keeps its permissions; an existing FIFO, device or directory is refused.
     """
     temp: Path | None = None
     try:
+        existing = _existing(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except FileExistsError:  # a file where a directory should be
@@ -140,6 +173,8 @@ def _staged(path: Path, mode: int | None) -> Iterator[Path]:
         yield temp
         if mode is not None:
             os.chmod(temp, mode)
+        else:
+            _keep_permissions(temp, existing)
         _fsync(temp)
     except BaseException as exc:
         if temp is not None:
@@ -290,8 +325,8 @@ def _identity(path: Path) -> tuple[Path, tuple[int, int] | None]:
     """A path's resolved form and, if it exists, its (device, inode): hard links, symlinks
     and ``..`` detours all meet in one of the two."""
     try:
-        stat = path.stat()
-        inode: tuple[int, int] | None = (stat.st_dev, stat.st_ino)
+        info = path.stat()
+        inode: tuple[int, int] | None = (info.st_dev, info.st_ino)
     except OSError:
         inode = None
     return path.resolve(strict=False), inode

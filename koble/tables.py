@@ -30,6 +30,7 @@ __all__ = [
     "refuse_duplicate_names",
     "require_column",
     "require_new_column",
+    "require_text_column",
     "write_table",
 ]
 
@@ -177,6 +178,20 @@ def require_column(frame: pl.DataFrame, column: str, path: str | Path) -> pl.Ser
         )
         raise ColumnError(f"no such column; the file has: {available}", path=path, column=column)
     return frame[column]
+
+
+def require_text_column(
+    frame: pl.DataFrame, column: str, path: str | Path, what: str, *, integers: bool = False
+) -> pl.Series:
+    """The column named ``column`` (:func:`require_column`), which must hold ``what``
+    ("pseudonyms", "identifiers") as text: text, dictionary-coded text or an all-null column,
+    and with ``integers`` also whole numbers. Anything else (lists, structs, bytes, floats,
+    dates) is a :class:`ColumnError` naming the type, not a failed cast (exit 3)."""
+    values = require_column(frame, column, path)
+    dtype = values.dtype
+    if dtype in (pl.String, pl.Categorical, pl.Enum, pl.Null) or (integers and dtype.is_integer()):
+        return values
+    raise ColumnError(f"{what} must be text, the column is {dtype}", path=path, column=column)
 
 
 def require_new_column(frame: pl.DataFrame, name: str | None, replaces: str, option: str,

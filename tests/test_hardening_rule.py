@@ -168,9 +168,12 @@ def test_reidentify_cli_refuses_a_reason_in_a_written_shape(tmp_path: Path) -> N
                  "--role", "reidentification-officer",
                  "--reason", "patient 25.12.49 40411 asked",
                  "--legal-basis", "helseregisterloven § 19 e")  # fmt: skip
-    assert result.exit_code == 2, result.output
+    # refused (exit 4) and recorded, the reason withheld: a refusal is never unaudited
+    assert result.exit_code == 4, result.output
     assert not (tmp_path / "back.csv").exists()
-    assert not leaks((tmp_path / "audit.log").read_text("utf-8") + result.output, OTHER)
+    log = (tmp_path / "audit.log").read_text("utf-8")
+    assert not leaks(log + result.output, OTHER)
+    assert "reidentify-refused" in log and "<withheld: held a person number>" in log
 
 
 @pytest.mark.parametrize("name", [*WRITTEN, "", " "])

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from koble.anonymity.hierarchies import hierarchy_for
+from koble.anonymity.hierarchies.registry import hierarchy_file, hierarchy_for
 from koble.anonymity.metrics import Metric
 from koble.anonymity.parameters import (
     at_least,
@@ -219,6 +219,19 @@ class AnonymiseConfig:
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise FileFormatError(f"not valid TOML: {exc}", path=path) from None
         return cls.from_mapping(data, base_dir=path.parent, source=str(path))
+
+    def input_files(self) -> dict[str, Path]:
+        """Every file this config reads besides the data, keyed by where the config names it
+        (``quasi_identifiers.occupation``, ``risk.population``): CSV hierarchies and the
+        population table. A command must never write an output over one of them."""
+        files = {
+            f"quasi_identifiers.{column}": path
+            for column, spec in self.quasi_identifiers.items()
+            if (path := hierarchy_file(spec, base_dir=self.base_dir)) is not None
+        }
+        if self.population is not None:
+            files["risk.population"] = self.population
+        return files
 
     def to_dict(self) -> dict[str, Any]:
         """The config as the certificate records it (paths as given, no base directory)."""

@@ -24,6 +24,7 @@ __all__ = [
     "at_least",
     "check_columns",
     "column_list",
+    "grouping_keys",
     "raise_problems",
     "share",
     "whole_number",
@@ -36,6 +37,7 @@ UNSUPPORTED_TYPES: tuple[type[pl.DataType], ...] = (
     pl.Struct,
     pl.Binary,
     pl.Object,
+    pl.Duration,  # polars cannot compare durations as text
 )
 
 
@@ -83,6 +85,13 @@ def column_list(columns: Sequence[object], name: str) -> list[str]:
         names = ", ".join(redact(repr(c)) for c in repeated)
         problems.append(f"{name} names a column more than once ({names})")
     return problems
+
+
+def grouping_keys(columns: Sequence[str]) -> list[pl.Expr]:
+    """``columns`` as text under names no user column can have (``\0qi0``, ``\0qi1``, ...),
+    for a ``group_by`` whose aggregations (``n``, ``len``, ``distinct``) must never collide
+    with a quasi-identifier of the same name."""
+    return [pl.col(c).cast(pl.String).alias(f"\0qi{i}") for i, c in enumerate(columns)]
 
 
 def raise_problems(problems: Iterable[str | None], *, source: str | None = None) -> None:

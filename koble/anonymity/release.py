@@ -32,6 +32,7 @@ from koble.anonymity.hierarchies import hierarchy_for
 from koble.anonymity.parameters import (
     check_columns,
     column_list,
+    grouping_keys,
     raise_problems,
     share,
     whole_number,
@@ -51,7 +52,7 @@ TOP_VALUES = 15
 
 def class_size_bins(frame: pl.DataFrame, qis: Sequence[str]) -> dict[str, int]:
     """Records per equivalence-class size band (1, 2, 3-4, 5-9, 10-19, 20-49, 50+)."""
-    sizes = frame.group_by([pl.col(c).cast(pl.String) for c in qis]).len()["len"]
+    sizes = frame.group_by(grouping_keys(qis)).len()["len"]
     out = {}
     for low, high in BINS:
         label = f"{low}+" if high is None else (str(low) if low == high else f"{low}-{high}")
@@ -143,7 +144,7 @@ def check_frame(
     )
     if population is not None:
         check_columns(population, qis, "the population table")
-    keys = [pl.col(c).cast(pl.String) for c in qis]
+    keys = grouping_keys(qis)  # renamed: a QI named "n" or "distinct" must not collide
     aggregations = [pl.len().alias("n")]
     if sensitive is not None:
         aggregations.append(pl.col(sensitive).n_unique().alias("distinct"))

@@ -21,7 +21,7 @@ from typing import Any
 
 import polars as pl
 
-from koble.anonymity.parameters import column_list, raise_problems, share
+from koble.anonymity.parameters import column_list, grouping_keys, raise_problems, share
 from koble.errors import ColumnError
 
 __all__ = ["RiskReport", "assess_risk"]
@@ -92,15 +92,16 @@ def assess_risk(
     raise_problems([*column_list(qis, "quasi_identifiers"),
                     share(threshold, "threshold", open_low=True)])  # fmt: skip
     _check(frame, qis, "the file")
-    as_text = [pl.col(c).cast(pl.String) for c in qis]
-    classes = frame.select(as_text).group_by(qis).agg(pl.len().alias(_F))
+    as_text = grouping_keys(qis)  # renamed: a QI named like _F or _POP must not collide
+    keys = [key.meta.output_name() for key in as_text]
+    classes = frame.select(as_text).group_by(keys).agg(pl.len().alias(_F))
     prosecutor = _model(classes[_F], classes[_F], threshold)
     journalist = None
     unmatched = 0
     if population is not None:
         _check(population, qis, "the population")
-        sizes = population.select(as_text).group_by(qis).agg(pl.len().alias(_POP))
-        joined = classes.join(sizes, on=qis, how="left", nulls_equal=True)
+        sizes = population.select(as_text).group_by(keys).agg(pl.len().alias(_POP))
+        joined = classes.join(sizes, on=keys, how="left", nulls_equal=True)
         unmatched = int(joined.filter(pl.col(_POP).is_null())[_F].sum())
         big = joined.select(pl.max_horizontal(pl.col(_POP).fill_null(0), pl.col(_F)))
         journalist = _model(big.to_series(), joined[_F], threshold)

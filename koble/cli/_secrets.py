@@ -12,14 +12,16 @@ import datetime
 import functools
 import os
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+from types import TracebackType
 from typing import Any, TypeVar
 
 import click
 
 from koble.errors import UsageError
 from koble.files import ensure_distinct
-from koble.pseudonym.audit import AuditHead, AuditLog
+from koble.pseudonym.audit import AuditHead, AuditLog, AuditNotClosedError
 from koble.pseudonym.keys import Keyset
 from koble.pseudonym.keystore import KeyWrapper, PassphraseKek, RawKek, load_keyset
 from koble.pseudonym.opening import opening
@@ -157,6 +159,49 @@ def print_audit_head(head: AuditHead) -> None:
     --expect-head/--expect-entries`` catch a log later cut back to an earlier checkpoint.
     """
     click.echo(head.describe(), err=True)
+
+
+class ClosingAudit(AbstractContextManager[AuditLog | None]):
+    """The audit log of a command (or None), opened by ``opener`` on entry, whose closing
+    checkpoint may fail only after the command's work is done.
+
+    When the block succeeds and only the closing checkpoint cannot be written
+    (:class:`AuditNotClosedError`), the error is held: the command prints its normal result
+    and then calls :meth:`finish`, which raises it with ``done`` (what was saved) in front,
+    so the operator learns that the work WAS done and is not tempted to repeat it (and rotate
+    a keyset twice). When the block fails, its own error is raised, as by the log itself.
+    """
+
+    def __init__(self, opener: Callable[[], AuditLog | None], done: str) -> None:
+        self._opener = opener
+        self._done = done
+        self._log: AuditLog | None = None
+        self._failure: AuditNotClosedError | None = None
+
+    def __enter__(self) -> AuditLog | None:
+        self._log = self._opener()
+        return self._log
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> None:  # fmt: skip
+        if self._log is None:
+            return
+        if exc_type is not None:
+            self._log.__exit__(exc_type, exc, traceback)
+            return
+        try:
+            self._log.close()
+        except AuditNotClosedError as failure:
+            self._failure = failure
+
+    def finish(self) -> None:
+        """Raise the held closing failure (exit 2), saying what was done; else nothing."""
+        if self._failure is not None:
+            raise AuditNotClosedError(
+                f"{self._done}; do not repeat the command. Only the audit log could not be "
+                f"closed: {self._failure.message}",
+                path=self._failure.path,
+            )
 
 
 def open_audit(log: Path | None, key: Path | None, passphrase_env: str) -> AuditLog | None:

@@ -92,7 +92,7 @@ def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bo
     settings = AnonymiseConfig.read(config)
     ensure_distinct(
         {"--out": out, **{f"--report ({n})": report_dir / n for n in REPORT_FILES}},
-        {"FILE": file, "--config": config, "population": settings.population},
+        {"FILE": file, "--config": config, **settings.input_files()},
     )
     release, files = anonymise_with_report(file, settings, out, report_dir)
     certificate = release.certificate()

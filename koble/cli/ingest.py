@@ -37,7 +37,7 @@ from koble.pseudonym.sealed import (
     PartyPublicKey,
     SealedBatch,
 )
-from koble.registries.identifiers.scan import check_name
+from koble.registries.identifiers.scan import check_column_name, check_name
 from koble.tables import read_table, write_table
 
 from ._remote import remote_options, service_client
@@ -135,6 +135,7 @@ def _id_columns(specs: tuple[str, ...]) -> dict[str, IdScheme]:
             raise UsageError(f"--id-column: use COLUMN or COLUMN:SCHEME with {schemes}")
         if column in columns:
             raise UsageError("--id-column: a column is given twice")
+        check_column_name(column, "--id-column")  # e.g. a header-less file's first number
         columns[column] = scheme  # type: ignore[assignment]
     return columns
 
@@ -213,6 +214,7 @@ def _domains(specs: tuple[str, ...]) -> dict[str, str]:
             raise UsageError("--domain: use COLUMN=DOMAIN")
         if column in domains:
             raise UsageError("--domain: a column is given twice")
+        check_column_name(column, "--domain")
         domains[column] = domain
     return domains
 

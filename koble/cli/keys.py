@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 import click
 
 from koble.errors import UsageError
 from koble.files import write_bytes
-from koble.pseudonym.auditing import AuditSink
 from koble.pseudonym.keychange import change_keyset, create_keyset
 from koble.pseudonym.keys import Keyset
 from koble.pseudonym.signing import Ed25519Signer
 
 from ._secrets import (
     AUDIT_PASSPHRASE,
+    ClosingAudit,
     audit_options,
     kek_options,
     open_audit,
@@ -50,10 +49,13 @@ def _show(keyset: Keyset, as_json: bool) -> None:
         click.echo(f"{mark} {row['key_id']:<22} {row['status']:<9} created {row['created']}")
 
 
-def _audited(audit_log: Path | None, audit_key: Path | None,
-             passphrase_env: str) -> AbstractContextManager[AuditSink | None]:  # fmt: skip
-    log = open_audit(audit_log, audit_key, passphrase_env)
-    return nullcontext(None) if log is None else log
+_SAVED = "the keyset change was saved and recorded in the audit log"
+
+
+def _audited(audit_log: Path | None, audit_key: Path | None, passphrase_env: str) -> ClosingAudit:
+    """The command's audit log, opened when the keyset is locked; a closing checkpoint that
+    fails after the change is saved is reported after the result (:class:`ClosingAudit`)."""
+    return ClosingAudit(lambda: open_audit(audit_log, audit_key, passphrase_env), _SAVED)
 
 
 @keys.command()
@@ -68,21 +70,27 @@ def create(keyset: Path, passphrase_env: str, kek_file: Path | None, kek_env: st
     if keyset.exists():
         raise UsageError(f"{keyset} exists already; koble never overwrites a keyset")
     kek = resolve_kek(passphrase_env, kek_file, kek_env)
+    closing = _audited(audit_log, audit_key, audit_passphrase_env)
     created = create_keyset(
-        keyset, kek, actor=actor, randbytes=randbytes, now=utc_now,
-        open_audit=lambda: _audited(audit_log, audit_key, audit_passphrase_env),
+        keyset, kek, actor=actor, randbytes=randbytes, now=utc_now, open_audit=lambda: closing
     )  # fmt: skip
     _show(created, as_json)
+    closing.finish()
 
 
 def _change(keyset: Path, passphrase_env: str, kek_file: Path | None, kek_env: str | None,
             actor: str, audit_log: Path | None, audit_key: Path | None,
-            audit_passphrase_env: str, operation: str, version: int | None) -> Keyset:  # fmt: skip
+            audit_passphrase_env: str, operation: str, version: int | None,
+            as_json: bool) -> None:  # fmt: skip
+    """Make the change and show the keyset as saved."""
     kek = resolve_kek(passphrase_env, kek_file, kek_env)
-    return change_keyset(
+    closing = _audited(audit_log, audit_key, audit_passphrase_env)
+    changed = change_keyset(
         keyset, kek, operation, version, actor=actor, randbytes=randbytes,  # type: ignore[arg-type]
-        now=utc_now, open_audit=lambda: _audited(audit_log, audit_key, audit_passphrase_env),
+        now=utc_now, open_audit=lambda: closing,
     )  # fmt: skip
+    _show(changed, as_json)
+    closing.finish()
 
 
 @keys.command()
@@ -92,7 +100,7 @@ def _change(keyset: Path, passphrase_env: str, kek_file: Path | None, kek_env: s
 @click.option("--json", "as_json", is_flag=True)
 def rotate(keyset: Path, as_json: bool, **options: str) -> None:
     """Add a new key to KEYSET and make it primary; older keys stay usable for reversing."""
-    _show(_change(keyset, operation="rotate", version=None, **options), as_json)  # type: ignore[arg-type]
+    _change(keyset, operation="rotate", version=None, as_json=as_json, **options)  # type: ignore[arg-type]
 
 
 def _versioned(operation: str, doc: str) -> None:
@@ -106,7 +114,7 @@ def _versioned(operation: str, doc: str) -> None:
     def command(keyset: Path, version: int, yes: bool, as_json: bool, **options: str) -> None:
         if operation == "destroy" and not yes:
             raise UsageError("destroying a key cannot be undone: pass --yes")
-        _show(_change(keyset, operation=operation, version=version, **options), as_json)  # type: ignore[arg-type]
+        _change(keyset, operation=operation, version=version, as_json=as_json, **options)  # type: ignore[arg-type]
 
 
 _versioned("disable", "Disable key VERSION of KEYSET (refused for every use until enabled).")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,23 +20,27 @@ from koble.pseudonym.operations import (
 )
 from koble.pseudonym.reverse import REIDENTIFICATION_ROLE, Authorisation
 from koble.pseudonym.serials import SERIAL, assign_serials
-from koble.tables import read_table, require_column, write_table
+from koble.tables import read_table, require_text_column, write_table
 
 from ._remote import actor_only_for_local, remote_options, require_actor, service_client
-from ._secrets import audit_options, kek_options, open_audit, open_keyset
+from ._secrets import ClosingAudit, audit_options, kek_options, open_audit, open_keyset
 
 EXIT_ALL = 0
 EXIT_SOME_REJECTED = 1
 PATH = click.Path(dir_okay=False, path_type=Path)
 
 
-def _finish(summary: dict[str, Any], as_json: bool, lines: list[str], rejected: int) -> None:
+def _finish(summary: dict[str, Any], as_json: bool, lines: list[str], rejected: int,
+            closing: ClosingAudit | None = None) -> None:  # fmt: skip
+    """Print the result, then fail (exit 2) if only the audit log's closing checkpoint failed."""
     if as_json:
         click.echo(json.dumps(summary, indent=2, sort_keys=True))
     else:
         console = Console(highlight=False)
         for line in lines:
             console.print(line)
+    if closing is not None:
+        closing.finish()
     raise SystemExit(EXIT_ALL if rejected == 0 else EXIT_SOME_REJECTED)
 
 
@@ -123,7 +126,8 @@ def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: P
     actor = require_actor(actor)
     opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
     log = open_audit(audit_log, audit_key, audit_passphrase_env)
-    with log if log is not None else nullcontext():
+    closing = ClosingAudit(lambda: log, f"{output} was written and recorded in the audit log")
+    with closing:
         report, rejects_path = pseudonymise_file(
             source, output, column=column, keyset=opened, domain=domain, actor=actor, audit=log,
             history=history, population=population, population_column=population_column,
@@ -140,7 +144,7 @@ def pseudonymise(source: Path, output: Path, column: str, domain: str, keyset: P
         f"counts reconcile: {'yes' if report.reconciled else 'NO'}",
         *(f"[yellow]warning:[/] {warning}" for warning in report.warnings),
     ]
-    _finish(summary, as_json, lines, report.rejected)
+    _finish(summary, as_json, lines, report.rejected, closing)
 
 
 @click.command()
@@ -168,7 +172,8 @@ def reidentify(source: Path, output: Path, column: str, domain: str, keyset: Pat
     opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
     log = open_audit(audit_log, audit_key, audit_passphrase_env)
     assert log is not None
-    with log:
+    closing = ClosingAudit(lambda: log, f"{output} was written and recorded in the audit log")
+    with closing:
         report = reidentify_file(
             source, output, column=column, keyset=opened, domain=domain,
             authorisation=Authorisation(actor, role, reason, legal_basis), audit=log,
@@ -178,7 +183,7 @@ def reidentify(source: Path, output: Path, column: str, domain: str, keyset: Pat
         f"{report.rows:,} rows in: {report.converted:,} re-identified into {output}, "
         f"{report.rejected:,} rejected into {report.rejects_path}; recorded in {audit_log}",
     ]
-    _finish(report.to_dict(), as_json, lines, report.rejected)
+    _finish(report.to_dict(), as_json, lines, report.rejected, closing)
 
 
 @click.command()
@@ -200,7 +205,8 @@ def rekey(source: Path, output: Path, column: str, domain: str, keyset: Path,
     _distinct(source, output, rejects, audit_log, keyset, kek_file, audit_key)
     opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
     log = open_audit(audit_log, audit_key, audit_passphrase_env)
-    with log if log is not None else nullcontext():
+    closing = ClosingAudit(lambda: log, f"{output} was written and recorded in the audit log")
+    with closing:
         report = rekey_file(source, output, column=column, keyset=opened, domain=domain,
                             actor=actor, audit=log, rejects=rejects,
                             id_scheme=id_scheme)  # type: ignore[arg-type]  # fmt: skip
@@ -208,7 +214,7 @@ def rekey(source: Path, output: Path, column: str, domain: str, keyset: Path,
         f"{report.rows:,} rows in: {report.converted:,} re-keyed to {opened.primary.key_id} "
         f"into {output}, {report.rejected:,} rejected into {report.rejects_path}",
     ]
-    _finish(report.to_dict(), as_json, lines, report.rejected)
+    _finish(report.to_dict(), as_json, lines, report.rejected, closing)
 
 
 @click.command()
@@ -230,7 +236,9 @@ def serials(population: Path, key_list: Path, column: str, project: str, keyset:
     )
     opened = open_keyset(keyset, passphrase_env, kek_file, kek_env)
     frame = read_table(population)
-    table = assign_serials(opened, project, require_column(frame, column, population),
+    table = assign_serials(opened, project,
+                           require_text_column(frame, column, population, "identifiers",
+                                               integers=True),
                            path=str(population))  # fmt: skip
     write_table(table, key_list)
     click.echo(f"{table.height:,} persons numbered 1..{table.height:,} ({SERIAL}) in {key_list}")

@@ -21,6 +21,7 @@ the action, counts, key ids and output hashes, never an identifier.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -46,7 +47,7 @@ from koble.linkage.steps_registry import consent_step, extract_step, load_feed
 from koble.linkage.transfer import open_transfer, seal_transfer
 from koble.linkage.workspace import STATE, Workspace
 from koble.locking import directory_lock
-from koble.pseudonym.audit import AuditHead, AuditLog, check_event
+from koble.pseudonym.audit import AuditHead, AuditLog, AuditNotClosedError, check_event
 from koble.pseudonym.keys import Clock, RandBytes
 from koble.pseudonym.keystore import KeyWrapper
 from koble.registries.catalogue import Catalogue
@@ -362,6 +363,10 @@ def run_job(
                 on_step(step, "done", index, total)
             if stop_after == step.id:
                 break
+    except BaseException:
+        with contextlib.suppress(AuditNotClosedError):  # the run's own error is the one to see
+            log.close()
+        raise
     finally:
         ctx.engine.close()
         log.close()

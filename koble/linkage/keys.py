@@ -25,11 +25,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from koble.errors import CryptoError, UsageError
-from koble.files import write_bytes, write_text
+from koble.errors import CryptoError, FileFormatError, UsageError
+from koble.files import OutputSet, write_bytes, write_text
 from koble.pseudonym.hazmat.primitives import NONCE_BYTES, aead_open, aead_seal
 from koble.pseudonym.keys import Clock, Keyset, RandBytes
-from koble.pseudonym.keystore import KeyWrapper, keyset_lock, load_keyset, save_keyset
+from koble.pseudonym.keystore import KeyWrapper, keyset_document, keyset_lock, load_keyset
 from koble.pseudonym.opening import opening
 from koble.pseudonym.signing import Ed25519Signer
 
@@ -38,10 +38,13 @@ __all__ = ["LinkageKeys", "read_json", "unwrap", "wrap", "write_json"]
 _FORMAT = "koble-wrapped/1"
 
 
+def _json_text(document: object) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def write_json(path: Path, document: object, *, mode: int | None = None) -> None:
     """Write ``document`` as sorted, indented JSON, atomically (:func:`koble.files.write_text`)."""
-    text = json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    write_text(path, text, mode=mode)
+    write_text(path, _json_text(document), mode=mode)
 
 
 def read_json(path: Path) -> Any:
@@ -105,35 +108,71 @@ class LinkageKeys:
     OPERATOR_FILE = "operator.keyset"
     TTP_FILE = "ttp.keyset"
     SIGNER_FILE = "operator.signing.json"
+    PUBLIC_FILE = "operator.signing.pub.pem"
+    #: Every file of a key directory, in the order they appear when it is created: the
+    #: operator's keyset last, so that a directory holding it holds all of them.
+    FILES = (TTP_FILE, SIGNER_FILE, PUBLIC_FILE, OPERATOR_FILE)
 
     @classmethod
     def create(
         cls, directory: Path, kek: KeyWrapper, *, randbytes: RandBytes, now: Clock
     ) -> LinkageKeys:
-        """New keys, saved under ``directory`` (which must not hold keys already)."""
-        existing = [f for f in (cls.OPERATOR_FILE, cls.TTP_FILE, cls.SIGNER_FILE)
-                    if (directory / f).exists()]  # fmt: skip
+        """New keys, saved under ``directory`` (which must not hold keys already).
+
+        The files are written as one set (:class:`~koble.files.OutputSet`): all are staged
+        under temporary names and fsynced, then renamed into place with the operator's keyset
+        last. A run killed or failing while it creates keys leaves no key file (at most a
+        hidden temporary one), so the next run creates the keys afresh.
+        """
+        existing = [f for f in cls.FILES if (directory / f).exists()]
         if existing:
             raise UsageError(
-                f"{directory} already holds {', '.join(existing)}; refusing to replace "
-                "long-lived keys (deliveries made with them could no longer be reproduced)"
+                f"already holds {', '.join(existing)}; refusing to replace long-lived keys "
+                "(deliveries made with them could no longer be reproduced)"
+                + ("" if cls.OPERATOR_FILE in existing else f"; {cls._incomplete(directory)}"),
+                path=directory,
             )
         keys = cls(
             Keyset.create(randbytes=randbytes, now=now),
             Keyset.create(randbytes=randbytes, now=now),
             Ed25519Signer(Ed25519PrivateKey.from_private_bytes(randbytes(32))),
         )
-        save_keyset(keys.operator, directory / cls.OPERATOR_FILE, kek, randbytes=randbytes)
-        save_keyset(keys.ttp, directory / cls.TTP_FILE, kek, randbytes=randbytes)
         raw = keys.signer._key.private_bytes_raw()
         public = {"key_id": keys.signer.key_id, "public_key": keys.signer.public_key_bytes().hex()}
-        document = wrap({"ed25519": raw}, kek, randbytes=randbytes, public=public)
-        write_json(directory / cls.SIGNER_FILE, document, mode=0o600)
-        write_bytes(directory / "operator.signing.pub.pem", keys.signer.public_pem())
+        signer = wrap({"ed25519": raw}, kek, randbytes=randbytes, public=public)
+        texts = {
+            cls.TTP_FILE: keyset_document(keys.ttp, kek, randbytes=randbytes),
+            cls.SIGNER_FILE: _json_text(signer),
+            cls.PUBLIC_FILE: keys.signer.public_pem().decode("ascii"),
+            cls.OPERATOR_FILE: keyset_document(keys.operator, kek, randbytes=randbytes),
+        }
+        with OutputSet() as outputs:
+            for name, text in texts.items():
+                mode = None if name == cls.PUBLIC_FILE else 0o600
+                with outputs.file(directory / name, mode=mode,
+                                  last=name == cls.OPERATOR_FILE) as temp:  # fmt: skip
+                    temp.write_text(text, encoding="utf-8")
         return keys
 
     @classmethod
+    def _incomplete(cls, directory: Path) -> str:
+        """What to tell an operator whose key directory holds only some of :attr:`FILES`."""
+        missing = [f for f in cls.FILES if not (directory / f).exists()]
+        return (
+            f"the key directory is incomplete: {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} missing (restore the directory from its "
+            "backup; if no delivery was ever made with these keys, remove its key files "
+            "and run again to create new ones)"
+        )
+
+    @classmethod
     def load(cls, directory: Path, kek: KeyWrapper) -> LinkageKeys:
+        """The keys in ``directory``. A directory lacking one of the secret files (made by an
+        older koble that was stopped while creating it, or damaged since) is a clear
+        :class:`~koble.errors.FileFormatError` naming what is missing, not a failure to open
+        a key that would send the operator to the passphrase."""
+        if any(not (directory / f).is_file() for f in cls.FILES if f != cls.PUBLIC_FILE):
+            raise FileFormatError(cls._incomplete(directory), path=directory)
         operator = load_keyset(directory / cls.OPERATOR_FILE, kek)
         ttp = load_keyset(directory / cls.TTP_FILE, kek)
         path = directory / cls.SIGNER_FILE
@@ -158,11 +197,15 @@ class LinkageKeys:
     ) -> LinkageKeys:
         """The keys in ``directory``, created first if it holds none. Under the operator
         keyset's lock: two runs sharing a new key directory must not both create keys (the
-        second would replace the first's, and its deliveries could never be reproduced)."""
+        second would replace the first's, and its deliveries could never be reproduced).
+        A missing public key (it can be derived from the signing key) is written again."""
         with keyset_lock(directory / cls.OPERATOR_FILE):
-            if cls.exists(directory):
-                return cls.load(directory, kek)
-            return cls.create(directory, kek, randbytes=randbytes, now=now)
+            if not cls.exists(directory):
+                return cls.create(directory, kek, randbytes=randbytes, now=now)
+            keys = cls.load(directory, kek)
+            if not (directory / cls.PUBLIC_FILE).exists():
+                write_bytes(directory / cls.PUBLIC_FILE, keys.signer.public_pem())
+            return keys
 
     def fingerprints(self) -> dict[str, str]:
         """Key ids only (never keys), as the manifest records them."""

@@ -88,12 +88,21 @@ __all__ = [
     "AuditEntry",
     "AuditHead",
     "AuditLog",
+    "AuditNotClosedError",
     "DetailValue",
     "VerifyReport",
     "check_event",
     "sha256_file",
     "verify_log",
 ]
+
+
+class AuditNotClosedError(OutputError):
+    """The log's closing checkpoint could not be written (disk full, file-size limit) after
+    every event was: what the events record was done and is recorded, and the log verifies
+    up to its last event, but it is not closed. Exit 2. A command that gets this after its
+    work is committed must say that the work was done (so nobody repeats it), not that it
+    failed; :meth:`AuditLog.__exit__` raises it only when its block succeeded."""
 
 
 @dataclass(frozen=True)
@@ -182,7 +191,8 @@ class AuditLog:
     datetime; it is never read anywhere else). Opening an existing log verifies it to its end
     (hash chain, and checkpoint signatures against ``signer``'s public key) and continues its
     chain; a log that does not verify is refused, naming file and line. The file is locked
-    against a second writer while open. One append is one line, flushed and fsynced before
+    against a second writer while open. One append is one line (with the periodic
+    checkpoint due after it, in the same write: both or neither), fsynced before
     :meth:`append` returns. Appends from several threads are serialised. ``on_close`` is
     called once with the :class:`AuditHead` when the log is closed (the CLI prints it).
     """
@@ -203,6 +213,7 @@ class AuditLog:
         self._checkpoint_every = checkpoint_every
         self._on_close = on_close
         self._closed_at: AuditHead | None = None
+        self._failure = ""  # what the system said when a write failed
         self._lock = threading.Lock()
         self._handle = self._open()
         try:
@@ -262,6 +273,12 @@ class AuditLog:
     ) -> AuditEntry:
         """Record one event and return it as written.
 
+        An append is all or nothing: when the event is the ``checkpoint_every``-th, the
+        checkpoint due with it is written in the same write, and a failure of either leaves
+        the file as it was (and this log closed to further writes). So a returned append is a
+        durable record, and a raised one recorded nothing: a caller that then abandons its
+        change leaves no record of a change that never happened.
+
         Raises :class:`UsageError` (naming the field, never the value) for a value of the
         wrong type or one that holds a person number or looks like key material; hashes go in
         ``input_sha256``/``output_sha256`` (64 lower-case hex) and key ids in ``key_id``.
@@ -274,11 +291,19 @@ class AuditLog:
             output_sha256=output_sha256, details=details,
         )  # fmt: skip
         with self._lock:
-            entry = self._write(fields)
-            self._events += 1
-            self._head = entry["hash"]
-            if self._events % self._checkpoint_every == 0:
-                self._checkpoint(final=False)
+            self._require_open()
+            state = (self._seq, self._prev, self._events, self._head, self._last_closed)
+            try:
+                entry = self._entry(fields)
+                self._events += 1
+                self._head = entry["hash"]
+                lines = [entry]
+                if self._events % self._checkpoint_every == 0:  # due with it: both or neither
+                    lines.append(self._checkpoint_entry(final=False))
+                self._append_line(b"".join(canonical(line) + b"\n" for line in lines))
+            except BaseException:
+                self._seq, self._prev, self._events, self._head, self._last_closed = state
+                raise
         return AuditEntry(**entry)
 
     def checkpoint(self) -> None:
@@ -289,8 +314,9 @@ class AuditLog:
     def close(self) -> AuditHead | None:
         """Write the closing checkpoint (unless the log already ends with one), close the file
         and return where the log now ends (also given to ``on_close``). Closing twice does
-        nothing more and returns the same; None when the log could not be closed (a failed
-        write left it without a closing checkpoint)."""
+        nothing more and returns the same; None when an earlier write failed (its error was
+        raised then). Raises :class:`AuditNotClosedError` when the closing checkpoint itself
+        cannot be written: the log then ends at its last event, intact but not closed."""
         with self._lock:
             if not self._open_state:
                 return self._closed_at
@@ -298,9 +324,19 @@ class AuditLog:
                 if not self._last_closed:
                     self._checkpoint(final=True)
                 self._closed_at = AuditHead(self.path, self._events, self._prev)
+            except OutputError:
+                pass  # raised below, once the file is closed
             finally:
                 self._open_state = False
                 self._handle.close()
+        if self._closed_at is None:
+            raise AuditNotClosedError(
+                f"the closing checkpoint could not be written ({self._failure}); every event "
+                f"before it is written, and the log verifies up to its last event (koble audit "
+                f"verify-log {self.path} --allow-open) but is not closed: make room, and the "
+                "next command that writes to the log continues and closes it",
+                path=self.path,
+            )
         if self._on_close is not None:
             self._on_close(self._closed_at)
         return self._closed_at
@@ -314,13 +350,30 @@ class AuditLog:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        """Close the log. When the block failed, its error is the one raised: a closing
+        checkpoint that fails too (:class:`AuditNotClosedError`) does not replace it."""
+        if exc_type is None:
+            self.close()
+            return
+        with contextlib.suppress(AuditNotClosedError):
+            self.close()
 
     def __repr__(self) -> str:
         state = "open" if self._open_state else "closed"
         return f"AuditLog({str(self.path)!r}, signer={self._signer.key_id!r}, {state})"
 
     def _checkpoint(self, *, final: bool) -> None:
+        """Write a signed checkpoint of the events so far (the closing one when ``final``)."""
+        self._require_open()
+        state = (self._seq, self._prev, self._last_closed)
+        try:
+            self._append_line(canonical(self._checkpoint_entry(final=final)) + b"\n")
+        except BaseException:
+            self._seq, self._prev, self._last_closed = state
+            raise
+
+    def _checkpoint_entry(self, *, final: bool) -> dict[str, Any]:
+        """The next line as a signed checkpoint of the events so far, chained (not written)."""
         body: dict[str, Any] = {
             "type": "checkpoint",
             "head": self._head,
@@ -328,25 +381,29 @@ class AuditLog:
             "final": final,
             "signer": self._signer.key_id,
         }
-        self._write(body, sign=True)
+        entry = self._entry(body, sign=True)
         self._last_closed = final
+        return entry
 
-    def _write(self, fields: dict[str, Any], *, sign: bool = False) -> dict[str, Any]:
-        """Chain, hash (and sign) ``fields`` and write them as one line; the entry."""
+    def _require_open(self) -> None:
         if not self._open_state:
             raise UsageError("the audit log is closed", path=self.path)
+
+    def _entry(self, fields: dict[str, Any], *, sign: bool = False) -> dict[str, Any]:
+        """Chain, hash (and sign) ``fields`` as the next line and advance the chain to it; the
+        entry. Nothing is written: the caller writes it, and on failure restores the chain."""
         entry = {**fields, "seq": self._seq + 1, "time": self._now(), "prev": self._prev}
         if sign:
             signature = self._signer.sign(signed_bytes(entry))
             entry["signature"] = base64.b64encode(signature).decode("ascii")
         entry["hash"] = entry_hash(entry)
-        self._append_line(canonical(entry) + b"\n")
         self._seq, self._prev = entry["seq"], entry["hash"]
         self._last_closed = False
         return entry
 
     def _append_line(self, line: bytes) -> None:
-        """Append ``line`` durably, or leave the file exactly as it was before.
+        """Append ``line`` (one line, or an event and the checkpoint due with it) durably, or
+        leave the file exactly as it was before.
 
         The line goes straight to the descriptor (``os.write``, no buffer that closing the
         file would flush again) and is fsynced. On an OS error (disk full, file-size limit,
@@ -375,8 +432,9 @@ class AuditLog:
             with contextlib.suppress(OSError):
                 self._handle.close()
             damage = "" if restored else "; it may now end in a partial line"
+            self._failure = f"{os_failure(exc)}{damage}"
             raise OutputError(
-                f"cannot write the audit log: {os_failure(exc)}{damage}", path=self.path
+                f"cannot write the audit log: {self._failure}", path=self.path
             ) from None
 
     def _now(self) -> str:

@@ -49,7 +49,11 @@ from koble.pseudonym.sealed import (
 from koble.registries.identifiers._rules import LEADING_ZERO_MESSAGE
 from koble.registries.identifiers.check import dropped_zero_warnings, reject_messages
 from koble.registries.identifiers.column import dropped_leading_zero, validate_column
-from koble.registries.identifiers.scan import refuse_identifiers
+from koble.registries.identifiers.scan import (
+    contains_person_number,
+    has_number_shape,
+    refuse_identifiers,
+)
 from koble.tables import refuse_duplicate_names
 
 __all__ = [
@@ -174,12 +178,16 @@ def seal(
     The payload is opaque once sealed, so it is checked here: a payload column holding a
     valid person number is refused (nothing is sealed) unless ``allow_identifiers`` names it,
     and so is a column name holding one or two columns of one name
-    (:func:`~koble.registries.identifiers.scan.refuse_identifiers`).
+    (:func:`~koble.registries.identifiers.scan.refuse_identifiers`). An identifier column's
+    name becomes the name of its pseudonym column in the registry: one shaped like a person
+    number (as in a file without a header row, whose first row became the names) is refused
+    (:func:`_refuse_numbered_id_columns`).
     """
     arrow = _as_arrow(table)
     refuse_duplicate_names(arrow.column_names, path)
     if not id_columns:
         raise UsageError("name at least one identifier column")
+    _refuse_numbered_id_columns(list(id_columns), path, "the identifier column")
     for column, id_scheme in id_columns.items():
         if column not in arrow.column_names:
             available = ", ".join(arrow.column_names[:20])
@@ -225,6 +233,20 @@ def seal(
     return SealedBatch(batch_id, arrow.num_rows, (ids_part, payload_part))
 
 
+def _refuse_numbered_id_columns(names: Sequence[str], path: str, what: str) -> None:
+    """Refuse (exit 2, naming the position, never the name) identifier column names shaped
+    like a person number: the rule of
+    :func:`~koble.registries.identifiers.scan.check_column_name`. Such a name would be
+    printed in every report and written into the registry as ``<name>_pseudonym``."""
+    for position, name in enumerate(names, 1):
+        if has_number_shape(name) or not name.strip():
+            raise UsageError(
+                f"{what} #{position} has a name that is empty or holds an 11-digit number (it "
+                "could be an identifier: does the file lack a header row?); nothing was done",
+                path=path,
+            )
+
+
 # -- 2. TTP -----------------------------------------------------------------------------
 def _scheme_of(field_: pa.Field, path: str) -> IdScheme:
     raw = (field_.metadata or {}).get(SCHEME_KEY, b"").decode("ascii", "replace")
@@ -251,8 +273,18 @@ def ttp_pseudonymise(
     ``domains`` maps each identifier column to its pseudonym domain and must cover exactly
     the batch's identifier columns. ``history`` resolves old person numbers (scheme ``fnr``)
     to current ones; an ambiguous history rejects the row. A row is rejected when any of its
-    identifiers is; its pseudonyms are then null and ``_reject_reason`` says why.
+    identifiers is; its pseudonyms are then null and ``_reject_reason`` says why. A batch
+    whose identifier column names hold an 11-digit number is refused first, whoever sealed
+    it, and those names are never echoed.
     """
+    _refuse_numbered_id_columns(batch.identifiers.columns, path, "the batch's identifier column")
+    for position, name in enumerate(batch.payload.columns, 1):  # names are in the clear
+        if contains_person_number(name):
+            raise UsageError(
+                f"the batch's payload column #{position} has a name holding a person number; "
+                "nothing was done",
+                path=path,
+            )
     announced = set(batch.identifiers.columns)
     if set(domains) != announced:
         raise UsageError(

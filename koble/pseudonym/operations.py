@@ -28,7 +28,13 @@ from koble.pseudonym.reverse import MESSAGES, Authorisation, Reversed, reidentif
 from koble.pseudonym.scheme import IdScheme
 from koble.registries.identifiers.check import rejects_table
 from koble.registries.identifiers.scan import check_column_name, refuse_identifiers
-from koble.tables import read_table, require_column, require_new_column, write_table
+from koble.tables import (
+    read_table,
+    require_column,
+    require_new_column,
+    require_text_column,
+    write_table,
+)
 
 __all__ = [
     "ReverseReport",
@@ -104,7 +110,8 @@ def pseudonymise_file(
     resolver = IdentityHistory.read(history) if history is not None else None
     known = None
     if population is not None:
-        known = require_column(read_table(population), population_column, population)
+        known = require_text_column(read_table(population), population_column, population,
+                                    "identifiers", integers=True)  # fmt: skip
     result = pseudonymise_frame(
         frame, column, keyset=keyset, domain=domain, id_scheme=id_scheme, history=resolver,
         population=known, test_numbers=test_numbers, output_column=output_column,
@@ -148,7 +155,7 @@ def _reverse_file(
     """
     source, output = Path(source), Path(output)
     frame = read_table(source)
-    values = require_column(frame, column, source)
+    values = require_text_column(frame, column, source, "pseudonyms")
     require_new_column(frame, output_column, column, "--output-column", source)
     if output_column != column:
         check_column_name(output_column, "--output-column")

@@ -4,7 +4,11 @@ Re-identification turns pseudonyms back into identifiers. It needs an
 :class:`Authorisation`: an actor in the re-identification role, a stated reason and a legal
 basis; without them it is refused with :class:`~koble.errors.AuthorisationError`. Whether
 granted or refused, the attempt is recorded in the audit sink the caller passes in (the
-TTP's audit log), with counts, reason and legal basis, never identifiers.
+TTP's audit log), with counts, reason and legal basis, never identifiers. An actor, reason
+or legal basis the log would refuse (it holds a person number, or a run that looks like key
+material) refuses the attempt too, and the refusal is recorded with that field replaced by
+:data:`WITHHELD` (or :data:`WITHHELD_KEY_LIKE`): a refused attempt is never left unrecorded
+because of what the caller typed.
 
 Re-keying converts pseudonyms made with an older key version into pseudonyms under the
 primary key. The identifiers exist only as blocks in this process's memory between one AES
@@ -19,13 +23,16 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from koble.errors import AuthorisationError
+from koble.errors import AuthorisationError, UsageError
 from koble.pseudonym import scheme
+from koble.pseudonym.audit_guard import contains_person_number, refuse_sensitive
 from koble.pseudonym.auditing import AuditSink, Detail
 from koble.pseudonym.keys import Keyset, KeyStatus, check_domain
 
 __all__ = [
     "REIDENTIFICATION_ROLE",
+    "WITHHELD",
+    "WITHHELD_KEY_LIKE",
     "Authorisation",
     "Reversed",
     "reidentify",
@@ -42,6 +49,9 @@ MESSAGES = {
     NOT_REVERSIBLE: "not a pseudonym of this domain and keyset",
 }
 MIN_TEXT = 10
+#: What a refused attempt's audit event holds instead of a field the log would refuse.
+WITHHELD = "<withheld: held a person number>"
+WITHHELD_KEY_LIKE = "<withheld: looked like key material>"
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,32 @@ class Authorisation:
         if len(self.legal_basis.strip()) < MIN_TEXT:
             found.append(f"a legal basis of at least {MIN_TEXT} characters is required")
         return found
+
+    def recorded(self) -> tuple[str, dict[str, Detail], list[str]]:
+        """The actor and details as the audit log may hold them, and a problem for each field
+        it would refuse: such a field is replaced by :data:`WITHHELD` (a person number) or
+        :data:`WITHHELD_KEY_LIKE` (a long hex or base64 run), never echoed."""
+        fields = {"actor": self.actor.strip() or "(none)", "role": self.role,
+                  "reason": self.reason, "legal_basis": self.legal_basis}  # fmt: skip
+        problems: list[str] = []
+        for name, value in fields.items():
+            label = name.replace("_", " ")
+            if contains_person_number(value):
+                fields[name] = WITHHELD
+                problems.append(f"the {label} must not hold a person number (withheld from the "
+                                "audit log)")  # fmt: skip
+                continue
+            try:
+                refuse_sensitive(name, value)
+            except UsageError:
+                fields[name] = WITHHELD_KEY_LIKE
+                problems.append(f"the {label} must not hold a long run that looks like key "
+                                "material (withheld from the audit log)")  # fmt: skip
+        details: dict[str, Detail] = {
+            "role": fields["role"], "reason": fields["reason"],
+            "legal_basis": fields["legal_basis"],
+        }  # fmt: skip
+        return fields["actor"], details, problems
 
 
 @dataclass(frozen=True)
@@ -120,19 +156,23 @@ def reidentify(
     *,
     id_scheme: scheme.IdScheme = "fnr",
 ) -> Reversed:
-    """Identifiers behind ``pseudonyms``, for an authorised officer only; always audited."""
-    check_domain(domain)
-    problems = authorisation.problems()
-    details: dict[str, Detail] = {
-        "role": authorisation.role,
-        "reason": authorisation.reason,
-        "legal_basis": authorisation.legal_basis,
-    }
+    """Identifiers behind ``pseudonyms``, for an authorised officer only; always audited,
+    a refusal included (with any field the log would refuse withheld, an invalid domain too)."""
+    actor, details, withheld = authorisation.recorded()
+    problems = authorisation.problems() + withheld
+    recorded_domain: str | None = domain
+    try:
+        check_domain(domain)
+    except UsageError as invalid:
+        if not problems:
+            raise  # an authorised request that names no valid domain: nothing was attempted
+        recorded_domain = None
+        problems.append(f"{invalid.message} (withheld from the audit log)")
     if problems:
         audit.append(
-            actor=authorisation.actor.strip() or "(none)",
+            actor=actor,
             operation="reidentify-refused",
-            domain=domain,
+            domain=recorded_domain,
             rows_in=len(pseudonyms),
             details={**details, "problems": "; ".join(problems)},
         )

@@ -45,7 +45,7 @@ from koble.anonymity.hierarchies.icd10 import Icd10Hierarchy
 from koble.anonymity.hierarchies.simple import CategoricalHierarchy, SexHierarchy
 from koble.errors import UsageError
 
-__all__ = ["HIERARCHY_NAMES", "hierarchy_for"]
+__all__ = ["HIERARCHY_NAMES", "hierarchy_file", "hierarchy_for"]
 
 Options = dict[str, object]
 
@@ -130,6 +130,22 @@ def hierarchy_for(spec: str | Mapping[str, object], *, base_dir: Path | None = N
     if options:
         raise UsageError(f"unknown option(s) for {name!r}: {', '.join(sorted(options))}")
     return hierarchy
+
+
+def hierarchy_file(
+    spec: str | Mapping[str, object], *, base_dir: Path | None = None
+) -> Path | None:
+    """The file a hierarchy spec reads (a ``csv`` hierarchy's path, resolved against
+    ``base_dir`` as :func:`hierarchy_for` does), or None: so that a command can refuse to
+    write over it. A spec that cannot be parsed reads no file."""
+    try:
+        name, options = _parse(spec)
+    except UsageError:
+        return None
+    if name != "csv" or "path" not in options:
+        return None
+    path = Path(str(options["path"]))
+    return base_dir / path if base_dir is not None and not path.is_absolute() else path
 
 
 def _parse(spec: str | Mapping[str, object]) -> tuple[str, Options]:

@@ -28,7 +28,9 @@ whose name holds one is named by its position instead.
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 import unicodedata
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -99,10 +101,29 @@ class Finding:
     kinds: dict[str, int] = field(hash=False)
 
 
+@functools.cache
+def _unicode_digits() -> tuple[list[str], list[str]]:
+    """Every non-ASCII Unicode decimal digit (fullwidth ``１``, Arabic-Indic ``٣``, …) and its
+    ASCII digit: the table :func:`ascii_digits` applies, for a whole column at once."""
+    found = [chr(c) for c in range(0x80, sys.maxunicode + 1) if chr(c).isdecimal()]
+    return found, [str(unicodedata.decimal(c)) for c in found]
+
+
+def _with_ascii_digits(values: pl.Series) -> pl.Series:
+    """A string column with every Unicode decimal digit made ASCII (:func:`ascii_digits`,
+    vectorised), so that the scan of data counts what the rule for names and messages
+    counts. Only a column holding non-ASCII text pays for it."""
+    if not (values.str.len_bytes() != values.str.len_chars()).any():
+        return values
+    digits, plain = _unicode_digits()
+    return values.str.replace_many(digits, plain)
+
+
 def _candidates(values: pl.Series) -> pl.DataFrame:
-    """(row, candidate) pairs for every person-number-shaped run in a string column."""
+    """(row, candidate) pairs for every person-number-shaped run in a string column (Unicode
+    digits count, as ASCII ones)."""
     return (
-        pl.DataFrame({"number": values})
+        pl.DataFrame({"number": _with_ascii_digits(values)})
         .with_row_index("row")
         .filter(pl.col("number").str.contains(_PREFILTER))
         .with_columns(
@@ -137,7 +158,7 @@ def _text_lost_zero(values: pl.Series) -> pl.DataFrame:
     whole cell counts, and the check-digit and date rules decide, so false positives stay
     rare (a 10-digit phone or account number rarely passes both check digits and a date)."""
     return (
-        pl.DataFrame({"number": values})
+        pl.DataFrame({"number": _with_ascii_digits(values)})
         .with_row_index("row")
         .select("row", pl.col("number").str.extract(r"^\s*([0-9]{10})\s*$"))
         .drop_nulls("number")
