@@ -42,7 +42,8 @@ from tests.linkage.conftest import World, world  # noqa: F401 - the shared synth
 FNR = "24012065260"  # valid fødselsnummer, written below as 24.01.20 65260 and 240120  65260
 OTHER = "25124940411"  # valid fødselsnummer
 ZERO = "04025523801"  # valid, with a leading zero a spreadsheet drops: 4025523801
-WRITTEN = ["24.01.20 65260", "240120  65260", "24.01.20 - 65260", "240120.65260"]
+WRITTEN = ["24.01.20 65260", "240120  65260", "24.01.20 - 65260", "240120.65260",
+           "240120_65260", "240120:65260", "240120/65260"]  # fmt: skip
 ENV = {
     "KOBLE_KEYSET_PASSPHRASE": "correct horse battery",
     "KOBLE_AUDIT_PASSPHRASE": "audit staple",
@@ -373,3 +374,23 @@ period = {{ start = 2010, end = 2020 }}
 
 def _job(*, title: str, name: str) -> str:
     return _JOB.format(title=title, name=name)
+
+
+@pytest.mark.parametrize("written", ["240120_65260", "240120:65260", "240120/65260"])
+def test_underscore_colon_and_slash_separate_a_person_number_everywhere(
+    tmp_path: Path, written: str
+) -> None:
+    """Before: ``project:240120_65260`` was a valid domain, written to the audit log, and a
+    re-identification reason or job title in these forms passed (second review of the service)."""
+    from koble.pseudonym.keys import check_domain
+
+    with pytest.raises(UsageError):
+        check_domain(f"project:{written}")
+    assert contains_person_number(f"case {written} per REK")
+    assert contains_person_number(f"case {written} per REK", standalone=True)
+    assert scan_frame(pl.DataFrame({"note": [f"case {written}", "ok"]}))
+    assert not leaks(sanitise(f"domain project:{written}"), FNR)
+    with pytest.raises(JobError, match="must never hold an identifier"):
+        parse_job(
+            f'[project]\nid = "P1"\ntitle = "Hip {written}"\n', Catalogue.load(), path="job.toml"
+        )

@@ -59,9 +59,9 @@ __all__ = [
     "shapes",
 ]
 
-#: One to three separators people write inside a person number: space, hyphen, dot, and the
-#: no-break and thin spaces.
-_SEP = r"[ \-.\u00a0\u2009\u202f]{1,3}"
+#: One to three separators people (and systems building names) write inside a person
+#: number: space, hyphen, dot, underscore, colon, slash, and the no-break and thin spaces.
+_SEP = r"[ \-.\u00a0\u2009\u202f_:/]{1,3}"
 
 
 def shapes(digit: str = "[0-9]") -> tuple[str, str, str]:
@@ -84,7 +84,7 @@ _NUMBER = rf"\b(?:{'|'.join(_SHAPES)})\b"
 #: Letters stay word characters, so digits touching a letter (as in a hex pseudonym or a
 #: code like ``A12345678901``) are not a person number standing alone.
 _LETTER = r"\p{L}"
-_OTHER = r"[^0-9a \-.\u00a0\u2009\u202f]"
+_OTHER = r"[^0-9a \-.\u00a0\u2009\u202f:/]"
 _PREFILTER = "[0-9]{5}"  # every candidate has a run of five digits: skips most rows cheaply
 
 
@@ -129,11 +129,13 @@ def _candidates(values: pl.Series) -> pl.DataFrame:
         .with_columns(
             pl.col("number")
             .str.replace_all(_LETTER, "a")
+            .str.replace_all("_", " ", literal=True)  # a separator, but a word character to \b
             .str.replace_all(_OTHER, "#")
             .str.extract_all(_NUMBER)
         )
         .explode("number")
         .drop_nulls("number")
+        .with_columns(pl.col("number").str.replace_all("[^0-9]", ""))  # the 11 digits
     )
 
 
