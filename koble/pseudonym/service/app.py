@@ -14,7 +14,8 @@ Routes (OpenAPI at ``/openapi.json``; bulk bodies are Arrow IPC streams):
   at once when no second approval is configured), ``POST /v1/reidentify/{id}/approve`` by
   another officer, ``GET /v1/reidentify/{id}`` by the requester: the result, once.
 
-Every request is audited (party, operation, domain, status, counts; never identifiers).
+Every authenticated request is audited (party, operation, domain, status, counts; never
+identifiers); unauthenticated ones are counted per client address (:mod:`.tally`).
 Errors are JSON ``{"error", "message"}``; messages never repeat a value the caller sent, and
 a parameter error is reported only to an authenticated caller (others get 401) who may do
 the operation somewhere (others get 403). Back-pressure and work slots: :mod:`.gate`.
@@ -63,6 +64,7 @@ from koble.pseudonym.service.reid import (
 )
 from koble.pseudonym.service.routes_bulk import add_bulk_routes
 from koble.pseudonym.service.routes_reid import add_reidentification_routes
+from koble.pseudonym.service.tally import RequestTally
 
 __all__ = ["create_app"]
 
@@ -104,7 +106,10 @@ def _route(request: Request) -> str:
     """The route's template (``/v1/reidentify/{request_id}``), never values from the URL."""
     route = request.scope.get("route")
     template = getattr(route, "path", None)
-    return template if isinstance(template, str) else "(no route)"
+    if isinstance(template, str):
+        return template
+    # FastAPI serves its schema outside the router: named, as it holds no caller's value
+    return "/openapi.json" if request.scope.get("path") == "/openapi.json" else "(no route)"
 
 
 def error_response(exc: KobleError) -> JSONResponse:
@@ -144,6 +149,7 @@ def create_app(state: ServiceState) -> FastAPI:
         await inflight.settle(2.0)  # requests cancelled a moment ago record that they were
         # Graceful shutdown: in-flight requests have finished; seal the audit log now, since
         # uvicorn re-raises the stopping signal once it has shut down.
+        tally.flush()
         close = getattr(state.audit, "close", None)
         if callable(close):
             close()
@@ -155,12 +161,18 @@ def create_app(state: ServiceState) -> FastAPI:
     app.state.koble = state
     inflight = InFlight()
     app.state.gate = gate = Gate(state)
+    app.state.tally = tally = RequestTally(state.audit)
 
     def record(request: Request, status: int | None) -> bool:
         """Append the request's audit event (``status`` is what the client was sent, None
         when nothing was); False when the audit log could not take it."""
         info: dict[str, Any] = getattr(request.state, "audit", {})
         principal: Principal | None = getattr(request.state, "principal", None)
+        if principal is None:  # counted per address and window, not an event each (.tally)
+            tally.add(
+                request.client.host if request.client else "(unknown)", _route(request), status
+            )
+            return True
         details: dict[str, DetailValue] = {
             "status": status,
             "method": request.method,
@@ -255,8 +267,10 @@ def create_app(state: ServiceState) -> FastAPI:
         if load["saturated"]:
             problems.append(f"all {load['total']} work slots are busy ({load['waiting']} waiting)")
         connections = gate.connections.load() if gate.connections is not None else None
-        if connections is not None and connections["open"] >= connections["limit"]:
+        if connections is not None and (connections["open"] or 0) >= (connections["limit"] or 0):
             problems.append(f"all {connections['limit']} connections are open")
+        if gate.connections is not None and gate.connections.exhausted():
+            problems.append("the process is (nearly) out of file descriptors")
         now = state.now()
         tokens = token_expiry(state.config, now)
         expired = sum(t.expired for t in tokens)

@@ -250,6 +250,11 @@ def _shared_tokens(reader: _Reader, parties: list[PartyConfig]) -> None:
             )
 
 
+_MAX_SECONDS = 86_400.0  # a day: any timeout beyond it is a mistake
+_MAX_HOURS = 24.0 * 366
+_MAX_DAYS = 3_660.0
+
+
 def load_config(path: Path) -> ServiceConfig:
     """Read and check ``path``; every problem is reported in one FileFormatError."""
     try:
@@ -341,26 +346,33 @@ def load_config(path: Path) -> ServiceConfig:
     expiry = r.typed(reid, "pending_expiry_hours", float, 24.0, "reidentification")
     pending = r.typed(reid, "max_pending", int, 100, "reidentification")
     per_officer = r.typed(reid, "max_pending_per_officer", int, 10, "reidentification")
-    if expiry <= 0:
-        r.problems.append("reidentification.pending_expiry_hours must be positive")
-    if pending < 1:
-        r.problems.append("reidentification.max_pending must be at least 1")
-    if per_officer < 1:
-        r.problems.append("reidentification.max_pending_per_officer must be at least 1")
-    for name, value, low in (("port", port, 0), ("max_request_bytes", max_bytes, 1024),
-                             ("max_concurrent", concurrent, 1),
-                             ("max_per_party", per_party, 1),
-                             ("max_connections", connections, 1),
-                             ("max_unproven_per_address", unproven, 1)):  # fmt: skip
-        if value < low or (name == "port" and value > 65535):
-            r.problems.append(f"server.{name} = {value} is out of range")
+    # Every number within sensible bounds (finite: nan, inf and 1e300 otherwise crash the
+    # service at start or make a request a 500), each problem naming its key, never a value.
+    if not 0 < expiry <= _MAX_HOURS:
+        r.problems.append(
+            f"reidentification.pending_expiry_hours must be above 0 and at most {_MAX_HOURS:g}"
+        )
+    if not 0 <= warning_days <= _MAX_DAYS:
+        r.problems.append(f"server.token_warning_days must be from 0 to {_MAX_DAYS:g}")
+    for name, value, low, high in (
+        ("server.port", port, 0, 65_535),
+        ("server.max_request_bytes", max_bytes, 1024, 1 << 40),
+        ("server.max_concurrent", concurrent, 1, 1024),
+        ("server.max_per_party", per_party, 1, 1024),
+        ("server.max_connections", connections, 1, 1_000_000),
+        ("server.max_unproven_per_address", unproven, 1, 1_000_000),
+        ("reidentification.max_pending", pending, 1, 1_000_000),
+        ("reidentification.max_pending_per_officer", per_officer, 1, 1_000_000),
+    ):
+        if not low <= value <= high:
+            r.problems.append(f"{name} must be a whole number from {low} to {high}")
     for name, seconds in (("queue_timeout_seconds", queue), ("body_timeout_seconds", body_timeout),
                           ("send_timeout_seconds", send_timeout),
                           ("header_timeout_seconds", header_timeout)):  # fmt: skip
-        if seconds is not None and (not seconds > 0 or seconds == float("inf")):
-            r.problems.append(f"server.{name} must be a positive number of seconds")
-    if not 0 <= warning_days < float("inf"):
-        r.problems.append("server.token_warning_days must be zero or more")
+        if seconds is not None and not 0 < seconds <= _MAX_SECONDS:
+            r.problems.append(
+                f"server.{name} must be a positive number of seconds, at most {_MAX_SECONDS:g}"
+            )
     history = r.path(keys, "identity_history", "keys")
     party_key = r.path(keys, "ttp_party_key", "keys")
     audit_log, audit_key = r.path(audit, "log", "audit"), r.path(audit, "key", "audit")

@@ -10,8 +10,13 @@ however slowly it reads them.
 :class:`Delivered` sends a bulk answer in pieces of :data:`CHUNK` bytes, each waiting until
 the client has taken the last (uvicorn's flow control), within ``send_timeout_seconds``. A
 client that has not taken its whole answer by then is cut; one that goes away meanwhile is
-noticed. Either way a second event follows the first, with the status that was sent, no
-``rows_out`` and ``"outcome": "send-timeout"`` or ``"client-gone"``.
+noticed (between pieces it yields to the event loop: writes to a dead socket are dropped
+without pausing, so without a yield the loss would be noticed only after the last piece).
+Either way a second event follows the first, with the status that was sent, no
+``rows_out`` and ``"outcome": "send-timeout"`` or ``"client-gone"``. Once the server is
+stopping (:meth:`Sending.stop`) every answer still being sent must be taken within
+:data:`SHUTDOWN_SEND_SECONDS`, well inside the shutdown grace; one cut then, or cancelled by
+uvicorn when the grace ends, gets ``"outcome": "cancelled"`` (no traceback is logged).
 
 :func:`watching` notices a client that hangs up after sending its body (ASGI
 ``http.disconnect``) while its request waits for a work slot or is at work: work not yet
@@ -24,18 +29,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from koble.errors import KobleError, redact
-from koble.pseudonym.service.connections import connection_of
+from koble.pseudonym.service.connections import Connection, connection_of
 
 __all__ = [
     "CHUNK",
@@ -45,11 +51,14 @@ __all__ = [
     "ClientGoneError",
     "Delivered",
     "InFlight",
+    "Sending",
     "Watch",
     "watching",
 ]
 
 CHUNK = 256 << 10
+SHUTDOWN_SEND_SECONDS = 10.0
+"""Once shutdown begins, answers still being sent must be taken within this many seconds."""
 HELD = "held"  #: ``scope["state"]`` key: an AsyncExitStack closed once the answer is sent
 DELIVERY = "delivery"  #: ``scope["state"]`` key: how sending the answer ended, if not whole
 log = logging.getLogger("koble.service")
@@ -98,6 +107,34 @@ async def watching(receive: Receive) -> AsyncIterator[Watch]:
         raise failed
 
 
+class Sending:
+    """The answers being sent now (their deadlines), so that shutdown can shorten them."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self._timers: set[anyio.CancelScope] = set()
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float) -> Iterator[anyio.CancelScope]:
+        """A scope that ends the send after ``seconds`` (fewer once stopping)."""
+        if self.stopping:
+            seconds = min(seconds, SHUTDOWN_SEND_SECONDS)
+        with anyio.move_on_after(seconds) as timer:
+            self._timers.add(timer)
+            try:
+                yield timer
+            finally:
+                self._timers.discard(timer)
+
+    def stop(self) -> None:
+        """Shutdown begins: every answer still being sent ends within
+        :data:`SHUTDOWN_SEND_SECONDS` (call on the event loop)."""
+        self.stopping = True
+        latest = anyio.current_time() + SHUTDOWN_SEND_SECONDS
+        for timer in self._timers:
+            timer.deadline = min(timer.deadline, latest)
+
+
 class Delivered(Response):
     """A bulk answer, sent in pieces within ``deadline`` seconds (see the module)."""
 
@@ -109,29 +146,34 @@ class Delivered(Response):
         media_type: str,
         *,
         deadline: float,
+        sending: Sending | None = None,
     ) -> None:
         super().__init__(content, status_code, headers, media_type)
         self.deadline = deadline
+        self.sending = sending or Sending()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         connection = connection_of(scope)
         start = {"type": "http.response.start", "status": self.status_code}
         await send({**start, "headers": self.raw_headers})
         body, whole = memoryview(self.body), False
-        with anyio.move_on_after(self.deadline) as timer:
-            for offset in range(0, len(body), CHUNK):
-                if connection is not None and connection.lost:
+        with self.sending.deadline(self.deadline) as timer:
+            for offset in [*range(0, len(body), CHUNK), len(body)]:
+                # Yield first: a write to a dead socket is dropped without pausing, and the
+                # loss is noticed (the transport closing) only on the event loop.
+                await anyio.lowlevel.checkpoint()
+                if connection is not None and connection.gone:
                     break
                 piece = bytes(body[offset : offset + CHUNK])
-                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                more = offset < len(body)
+                await send({"type": "http.response.body", "body": piece, "more_body": more})
             else:
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
                 whole = True
         if whole:
             return
         state = scope.setdefault("state", {})
         if timer.cancelled_caught:
-            state[DELIVERY] = "send-timeout"
+            state[DELIVERY] = "cancelled" if self.sending.stopping else "send-timeout"
             if connection is not None:
                 connection.abort()  # what is still buffered for it is dropped
                 with anyio.move_on_after(1):  # until uvicorn knows, so it logs no error
@@ -193,11 +235,16 @@ class AuditTrail:
                 await answer.respond(self.aborted())
             except asyncio.CancelledError:
                 # uvicorn cancels what still runs when the shutdown grace period ends: the
-                # client is sent nothing, and the trail says so rather than nothing at all.
+                # trail says so (nothing sent; or a second event for an answer cut short),
+                # the connection is cut, and the task ends quietly rather than with
+                # uvicorn's "Exception in ASGI application" traceback.
+                _outcome(request, "cancelled")
                 if not answer.started:
-                    _outcome(request, "cancelled")
                     self.record(request, None)
-                raise
+                elif answer.recorded:
+                    self.record(request, answer.status)
+                await _cut(connection_of(scope))
+                return
             except Exception as exc:  # noqa: BLE001 - mapped to 500, never leaked
                 text = str(exc).splitlines()[0] if str(exc) else ""
                 log.error("unexpected error: %s", redact(text))
@@ -208,6 +255,19 @@ class AuditTrail:
         if delivery is not None and answer.recorded:  # the answer did not reach the client whole
             _outcome(request, delivery)
             self.record(request, answer.status)
+
+
+async def _cut(connection: Connection | None) -> None:
+    """Abort ``connection`` and wait (a second at most) until uvicorn has seen it lost, so
+    that it logs no error about an answer left unfinished. Plain asyncio sleeps: the task
+    may have been cancelled already."""
+    if connection is None:
+        return
+    connection.abort()
+    for _ in range(200):
+        if connection.lost:
+            return
+        await asyncio.sleep(0.005)
 
 
 def _outcome(request: Request, what: str) -> None:

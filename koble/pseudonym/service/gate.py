@@ -32,7 +32,8 @@ Bodies and answers in memory are bounded by the number of parties × ``max_per_p
 Shutdown (:meth:`Gate.stop`, called when the server starts to shut down): an upload that
 has sent nothing for :data:`SHUTDOWN_IDLE_SECONDS` is cut (503, connection closed) rather
 than held until its deadline, so a stalled client cannot hold a graceful shutdown for its
-whole grace period; uploads still moving, and work, finish.
+whole grace period; uploads still moving, and work, finish. Answers still being sent must
+be taken within :data:`.delivery.SHUTDOWN_SEND_SECONDS` (:class:`.delivery.Sending`).
 """
 
 from __future__ import annotations
@@ -48,10 +49,16 @@ import anyio
 from fastapi import Request, Response
 
 from koble.errors import KobleError
-from koble.pseudonym.service.arrowio import TooLargeError, read_body
+from koble.pseudonym.service.arrowio import ClientAbortedError, TooLargeError, read_body
 from koble.pseudonym.service.auth import Principal, authenticate, authorise, authorise_anywhere
 from koble.pseudonym.service.connections import ConnectionGuard, connection_of
-from koble.pseudonym.service.delivery import HELD, ClientGoneError, Delivered, watching
+from koble.pseudonym.service.delivery import (
+    HELD,
+    ClientGoneError,
+    Delivered,
+    Sending,
+    watching,
+)
 from koble.pseudonym.service.operations import Outcome, ServiceState, service_domain
 from koble.pseudonym.service.pki import party_of_certificate
 from koble.pseudonym.service.tls import client_cert_der
@@ -107,6 +114,7 @@ class Gate:
         self.receiving = 0  #: requests whose body is arriving now
         self.stopping = False
         self._uploads: set[_Upload] = set()
+        self.sending = Sending()  #: answers being sent, whose deadlines shutdown shortens
         #: the server's connection guard, for ``/ready`` (set by :func:`.server.make_server`)
         self.connections: ConnectionGuard | None = None
 
@@ -216,6 +224,7 @@ class Gate:
         """The server is shutting down: from now on, cut uploads that stall for
         :data:`SHUTDOWN_IDLE_SECONDS` (checked twice a second, on the event loop)."""
         self.stopping = True
+        self.sending.stop()
         loop = asyncio.get_running_loop()
 
         def cut_idle() -> None:
@@ -239,15 +248,48 @@ class Gate:
         declared = request.headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             raise TooLargeError(f"request body over the limit of {limit} bytes")
-        await self._hold(request, self.party_place(self._party(request)))
+        await self._place_unless_gone(request)
         body = await self._receive(request)
         return await self._at_work(request, lambda: function(body))
 
     async def run(self, request: Request, function: Callable[[], T]) -> T:
         """``function()`` in a worker thread, holding one of the caller's places (until the
         answer has been sent) and a work slot."""
-        await self._hold(request, self.party_place(self._party(request)))
+        await self._place_unless_gone(request)
         return await self._at_work(request, function)
+
+    async def _place_unless_gone(self, request: Request) -> None:
+        """Take one of the caller's places (:meth:`_hold`), unless the client hangs up while
+        it waits: then :class:`ClientGoneError` (status null, "client-gone"), whether or not
+        its body had been sent whole. The body is not read while the request waits, and
+        uvicorn drops what it had of it when the connection closes, so the two cannot be
+        told apart; either way nothing is sent. (A place free at once is taken, and a
+        hang-up is then noticed while the body is read: "client-aborted".)"""
+        place = self.party_place(self._party(request))
+        connection = connection_of(request.scope)
+        if connection is None:
+            await self._hold(request, place)
+            return
+        with anyio.CancelScope() as waiting:
+
+            async def cancel_when_lost() -> None:
+                await connection.wait_lost()
+                waiting.cancel()
+
+            failed: Exception | None = None
+            async with anyio.create_task_group() as group:
+                group.start_soon(cancel_when_lost)
+                try:
+                    await self._hold(request, place)
+                except Exception as exc:  # noqa: BLE001 - re-raised as itself, not in a group
+                    failed = exc
+                finally:
+                    group.cancel_scope.cancel()
+        if waiting.cancelled_caught:
+            # malformed framing: uvicorn sent 400 and closed; else nothing was sent
+            raise ClientAbortedError() if connection.refused_by_server else ClientGoneError()
+        if failed is not None:
+            raise failed
 
     @staticmethod
     async def _hold(request: Request, place: contextlib.AbstractAsyncContextManager[None]) -> None:
@@ -307,4 +349,6 @@ class Gate:
         assert body is not None
         status = 200 if outcome.ok else 422
         deadline = self.state.config.send_timeout_seconds
-        return Delivered(body, status, headers, outcome.media_type, deadline=deadline)
+        return Delivered(
+            body, status, headers, outcome.media_type, deadline=deadline, sending=self.sending
+        )

@@ -77,6 +77,9 @@ class Connections(BaseModel):
     unproven: int
     unproven_per_address_limit: int
     refused: int
+    files_open: int | None = None  #: open file descriptors (None: the platform does not say)
+    files_limit: int | None = None  #: their soft limit (-1: none)
+    accept_failures: int = 0  #: accepts that failed for want of descriptors, since start
 
 
 class Ready(BaseModel):

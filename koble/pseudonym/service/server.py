@@ -12,6 +12,7 @@ finish after SIGTERM/SIGINT before the audit log is closed with a signed checkpo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from pathlib import Path
@@ -92,9 +93,14 @@ class _Server(uvicorn.Server):
     """uvicorn's server, which tells the app's :class:`Gate` when shutdown begins, so that
     stalled uploads are cut instead of holding the grace period (:meth:`Gate.stop`)."""
 
-    def __init__(self, config: uvicorn.Config, gate: Gate) -> None:
+    def __init__(self, config: uvicorn.Config, gate: Gate, guard: ConnectionGuard) -> None:
         super().__init__(config)
-        self.gate = gate
+        self.gate, self.guard = gate, guard
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # accepts that fail for want of file descriptors: counted, logged once per period
+        asyncio.get_running_loop().set_exception_handler(self.guard.loop_exception)
+        await super().startup(sockets)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self.gate.stop()
@@ -113,12 +119,13 @@ def make_server(state: ServiceState) -> uvicorn.Server:
     app = create_app(state)
     guard = ConnectionGuard(
         max_connections=c.max_connections, max_unproven_per_address=c.max_unproven_per_address,
-        header_seconds=c.header_timeout_seconds, audit=state.audit,
+        header_seconds=c.header_timeout_seconds, send_seconds=c.send_timeout_seconds,
+        audit=state.audit,
     )  # fmt: skip
     app.state.gate.connections = guard  # for /ready
-    config = uvicorn_config(
-        app, host=c.host, port=c.port, tls=tls, protocol=guarded_protocol(guard),
+    config = uvicorn_config(  # TLS is the guarded protocol's: counted before the handshake
+        app, host=c.host, port=c.port, tls=None, protocol=guarded_protocol(guard, tls),
         lifespan="on", log_level="warning", access_log=False,
         timeout_graceful_shutdown=GRACE_SECONDS, limit_concurrency=c.max_connections,
     )  # fmt: skip
-    return _Server(config, app.state.gate)
+    return _Server(config, app.state.gate, guard)

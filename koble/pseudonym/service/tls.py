@@ -15,6 +15,11 @@ certificate needs exactly that, so this module supplies it:
 * :func:`server_ssl_context` - TLS 1.2+, forward-secret AEAD ciphers, optional or required
   client certificates from one CA bundle.
 * :func:`uvicorn_config` - a ``uvicorn.Config`` with all of the above wired in.
+* :class:`GuardedTlsProtocol` - the service's own TLS layer (:func:`guarded_protocol` with a
+  :class:`ServerTls`): uvicorn then serves plain TCP, and each accepted connection is
+  counted against its client address *before* the TLS handshake, refused at once over the
+  caps, and given ``header_timeout_seconds`` to finish the handshake (asyncio would wait
+  60 s, uncounted: a client that never says hello could exhaust the file descriptors).
 
 Wiring by hand is ``uvicorn.Config(app, http=PeerCertH11Protocol, ssl_certfile=cert,
 ssl_keyfile=key, ssl_ca_certs=client_ca, ssl_cert_reqs=ssl.CERT_REQUIRED)`` (or
@@ -27,12 +32,13 @@ and :func:`client_cert_der` then says None, which fails closed.
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import inspect
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import uvicorn
 from cryptography import x509
@@ -44,6 +50,7 @@ from koble.pseudonym.service.connections import EXTENSION, Connection, Connectio
 __all__ = [
     "CIPHERS",
     "CLIENT_CERT_DER",
+    "GuardedTlsProtocol",
     "PeerCertH11Protocol",
     "ServerTls",
     "client_cert_der",
@@ -139,7 +146,7 @@ def uvicorn_config(
     host: str,
     port: int,
     tls: ServerTls | None,
-    protocol: type[PeerCertH11Protocol] | None = None,
+    protocol: type[asyncio.Protocol] | None = None,
     **options: Any,
 ) -> uvicorn.Config:
     """A ``uvicorn.Config`` serving ``app`` through :class:`PeerCertH11Protocol`.
@@ -236,14 +243,21 @@ class PeerCertH11Protocol(H11Protocol):
     #: Set on a per-server subclass (:func:`guarded_protocol`): admits, counts and refuses
     #: connections (:mod:`.connections`). None: no per-address cap.
     guard: ConnectionGuard | None = None
+    #: Set by :class:`GuardedTlsProtocol`, which admitted the connection at TCP accept.
+    admitted: Connection | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._lost = False
         self._connection: Connection | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None
         guard = self.guard
         seconds = HEADER_SECONDS
-        if guard is not None:
+        if guard is not None and self.admitted is not None:
+            self._connection = self.admitted
+            self.app = _WithConnection(self.app, self._connection)
+            seconds = guard.header_seconds or HEADER_SECONDS
+        elif guard is not None:
             address = self.client[0] if self.client else "(unknown)"
             if not guard.admit(address, self.loop):
                 self._header_timer = self.loop.call_later(0, lambda: None)
@@ -289,14 +303,110 @@ class PeerCertH11Protocol(H11Protocol):
             self._header_seconds, self._headers_due, self.cycle
         )
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn answers malformed HTTP with 400 and closes: the app's audit event then
+        records that 400 (:class:`.arrowio.ClientAbortedError`), not a client gone."""
+        if self._connection is not None:
+            self._connection.refused_by_server = True
+        super().send_400_response(msg)
+
+    def pause_writing(self) -> None:
+        """The client is not taking what is written as fast as it comes: it has
+        :meth:`_stall_seconds` to take enough for writing to resume, or it is cut. Every
+        answer is covered (JSON, 401, ``/openapi.json``), not only bulk ones."""
+        super().pause_writing()
+        if self._stall_timer is None and not self._lost:
+            self._stall_timer = self.loop.call_later(self._stall_seconds(), self._stalled)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
+
+    def _stall_seconds(self) -> float:
+        """``send_timeout_seconds`` for a connection that has authenticated, else the header
+        deadline: a stranger's answers are small, and a stranger that reads none of them
+        must not hold its connection."""
+        proven = self._connection is not None and self._connection.is_proven
+        if proven and self.guard is not None:
+            return self.guard.send_seconds
+        return self._header_seconds
+
+    def _stalled(self) -> None:
+        self._stall_timer = None
+        if not self._lost:
+            self.transport.abort()  # what is buffered for a client that does not read is dropped
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
         self._header_timer.cancel()
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
         if self._connection is not None:
             self._connection.connection_lost()
         super().connection_lost(exc)
 
 
-def guarded_protocol(guard: ConnectionGuard) -> type[PeerCertH11Protocol]:
-    """:class:`PeerCertH11Protocol` for one server, whose connections ``guard`` admits."""
-    return type("GuardedH11Protocol", (PeerCertH11Protocol,), {"guard": guard})
+class GuardedTlsProtocol(asyncio.sslproto.SSLProtocol):
+    """TLS for one accepted TCP connection, counted from accept (see the module).
+
+    uvicorn creates one per accepted connection (it is the server's protocol class; uvicorn
+    itself is given no TLS settings), with the arguments it gives every HTTP protocol: the
+    HTTP protocol inside (:attr:`http`) is made from them. In :meth:`connection_made` (the
+    TCP accept, before a byte of TLS) the guard admits the client's address or the
+    connection is aborted; asyncio's TLS layer then ends the handshake after
+    :attr:`handshake_seconds`, and the guard is told when the TCP connection closes, whether
+    or not the handshake ever finished.
+    """
+
+    guard: ConnectionGuard  #: set on a per-server subclass by :func:`guarded_protocol`
+    context: ssl.SSLContext
+    http: type[PeerCertH11Protocol]
+    handshake_seconds: float
+
+    def __init__(self, **uvicorn_arguments: Any) -> None:
+        loop = uvicorn_arguments.get("_loop") or asyncio.get_event_loop()
+        self._http = self.http(**uvicorn_arguments)
+        self._admitted: Connection | None = None
+        waiter: Any = None  # nobody waits for the handshake: the HTTP protocol is told
+        handshake: Any = self.handshake_seconds  # a float, whatever typeshed says
+        super().__init__(
+            loop, self._http, self.context, waiter, server_side=True,
+            ssl_handshake_timeout=handshake, ssl_shutdown_timeout=TLS_CLOSE_SECONDS,
+        )  # fmt: skip
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "(unknown)"
+        loop = asyncio.get_running_loop()
+        if not self.guard.admit(address, loop):
+            transport.abort()  # over the cap: closed before a byte of TLS is read
+            return
+        self._admitted = Connection(self.guard, address, transport)
+        self._http.admitted = self._admitted
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._admitted is None:  # refused in connection_made
+            return
+        self._admitted.connection_lost()
+        super().connection_lost(exc)
+
+
+def guarded_protocol(
+    guard: ConnectionGuard, tls: ServerTls | None = None
+) -> type[asyncio.Protocol]:
+    """The server's protocol class: :class:`PeerCertH11Protocol`, whose connections
+    ``guard`` admits; with ``tls``, a :class:`GuardedTlsProtocol` around it (give uvicorn
+    no TLS settings then: ``uvicorn_config(..., tls=None)``)."""
+    http = type("GuardedH11Protocol", (PeerCertH11Protocol,), {"guard": guard})
+    if tls is None:
+        return http
+    attributes = {
+        "guard": guard, "context": tls.context(), "http": http,
+        "handshake_seconds": guard.header_seconds or HEADER_SECONDS,
+    }  # fmt: skip
+    made = type("GuardedTlsProtocol", (GuardedTlsProtocol,), attributes)
+    return cast("type[asyncio.Protocol]", made)  # a buffered protocol: uvicorn only calls it

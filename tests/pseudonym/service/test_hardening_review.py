@@ -43,20 +43,28 @@ def fnr_body(n: int, seed: int) -> bytes:
     return arrow_stream(pl.DataFrame({"fnr": synthetic_fnr(n, seed=seed)}))
 
 
-def _flood(service: Service, count: int) -> list[ssl.SSLSocket]:
-    """``count`` connections that each send half a request line and stop (t_loris2)."""
+def _flood(service: Service, count: int) -> list[socket.socket]:
+    """``count`` connections that each send half a request line and stop (t_loris2). Those
+    over the cap are closed before the TLS handshake: their (closed) raw sockets are listed."""
     url = httpx.URL(service.url)
-    opened = []
+    opened: list[socket.socket] = []
     for _ in range(count):
         raw = socket.create_connection((url.host, url.port), timeout=5)
-        tls = service.ssl_context().wrap_socket(raw, server_hostname=url.host)
+        try:
+            tls = service.ssl_context().wrap_socket(raw, server_hostname=url.host)
+        except OSError:  # refused at accept, before the handshake
+            raw.close()
+            opened.append(raw)
+            continue
         with contextlib.suppress(OSError):  # already closed by the server
             tls.sendall(b"GET /ready HTTP/1.1\r\n")
         opened.append(tls)
     return opened
 
 
-def _closed_at_once(connection: ssl.SSLSocket) -> bool:
+def _closed_at_once(connection: socket.socket) -> bool:
+    if connection.fileno() == -1:  # refused before the TLS handshake
+        return True
     connection.settimeout(0.5)
     try:
         return connection.recv(4096) == b""

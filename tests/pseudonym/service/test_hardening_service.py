@@ -113,7 +113,7 @@ def pseudonymise_as_lab(service: Service) -> httpx.Response:
 
 
 def events_for(service: Service, since: int, path: str) -> list[dict[str, Any]]:
-    return [e for e in service.audit_events(since) if e["details"]["path"] == path]
+    return [e for e in service.audit_events(since) if e["details"].get("path") == path]
 
 
 # --- 1. parameters are named, never echoed -----------------------------------------------------

@@ -19,6 +19,7 @@ from tests.pseudonym.service.conftest import (
     REGISTRY,
     Service,
     arrow_stream,
+    flush_tally,
     identifiers_in_audit_entry,
     identifiers_in_audit_log,
     synthetic_fnr,
@@ -185,11 +186,15 @@ def _assert_401(response: httpx.Response) -> None:
 @pytest.mark.parametrize("operation", sorted(PROBES))
 def test_missing_token_is_401_with_www_authenticate(service: Service, operation: str) -> None:
     where = REGISTRY if operation == "ingest" else "project:p1"
+    flush_tally(service)
     before = service.audit_seq()
     with service.client() as http:
         _assert_401(PROBES[operation](http, service, where))
-    (event,) = [e for e in service.audit_events(before) if e["operation"] == f"http.{operation}"]
-    assert event["actor"] == "unauthenticated" and event["details"]["status"] == 401
+    flush_tally(service)  # unauthenticated requests are counted per address (.tally)
+    (event,) = service.audit_events(before)
+    assert event["actor"] == "unauthenticated"
+    assert event["operation"] == "http.unauthenticated-requests"
+    assert event["details"]["by_status"] == "401: 1" and event["rows_in"] == 1
 
 
 def test_wrong_token_is_401(service: Service) -> None:
@@ -202,11 +207,14 @@ def test_wrong_token_is_401(service: Service) -> None:
 
 
 def test_expired_token_is_401_like_an_unknown_one(service: Service) -> None:
+    flush_tally(service)
     before = service.audit_seq()
     with service.client(token=service.tokens["expired"]) as http:
         _assert_401(pseudonymise(http, service, "project:p1"))
         _assert_401(oprf(http, service, "project:p1"))
-    assert {e["actor"] for e in service.audit_events(before)} == {"unauthenticated"}
+    flush_tally(service)
+    (event,) = service.audit_events(before)
+    assert event["actor"] == "unauthenticated" and event["details"]["by_status"] == "401: 2"
 
 
 def _malformed(service: Service) -> list[str | bytes]:
@@ -370,9 +378,11 @@ def test_a_valid_long_domain_is_served_and_audited(service: Service) -> None:
 def test_unauthenticated_requests_are_audited_whatever_their_domain(
     service: Service, domain: str
 ) -> None:
+    flush_tally(service)
     before = service.audit_seq()
     with service.client(token="not-a-token") as http:
         response = oprf(http, service, domain)
+    flush_tally(service)  # counted per address, without the domain (.tally)
     events = service.audit_events(before)
     assert response.status_code == 401
     assert [e["actor"] for e in events] == ["unauthenticated"]
