@@ -177,13 +177,20 @@ def _staged(path: Path, mode: int | None) -> Iterator[Path]:
             _keep_permissions(temp, existing)
         _fsync(temp)
     except BaseException as exc:
-        if temp is not None:
-            with contextlib.suppress(OSError):
-                temp.unlink()
-        reason = None if isinstance(exc, KobleError) else os_failure(exc)
-        if reason is None:
+        error = _discard(temp, exc, path)
+        if error is None:
             raise
-        raise OutputError(f"cannot write: {reason}", path=path) from None
+        raise error from None
+
+
+def _discard(temp: Path | None, exc: BaseException, path: Path) -> OutputError | None:
+    """After a failed write: remove ``temp``, and say what to raise instead of ``exc``: an
+    :class:`OutputError` naming ``path`` for an OS error, None (re-raise) for anything else."""
+    if temp is not None:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+    reason = None if isinstance(exc, KobleError) else os_failure(exc)
+    return None if reason is None else OutputError(f"cannot write: {reason}", path=path)
 
 
 def _commit(temp: Path, path: Path, *, exclusive: bool) -> None:
@@ -200,12 +207,10 @@ def _commit(temp: Path, path: Path, *, exclusive: bool) -> None:
             os.replace(temp, path)
         _fsync(path.parent, directory=True)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            temp.unlink()
-        reason = None if isinstance(exc, KobleError) else os_failure(exc)
-        if reason is None:
+        error = _discard(temp, exc, path)
+        if error is None:
             raise
-        raise OutputError(f"cannot write: {reason}", path=path) from None
+        raise error from None
 
 
 @contextlib.contextmanager

@@ -41,7 +41,7 @@ from koble.anonymity.risk import RiskReport, assess_risk
 from koble.anonymity.search import SearchResult, find_optimal
 from koble.errors import ColumnError, InputError
 from koble.files import OutputSet, sha256_file
-from koble.registries.identifiers.scan import describe, scan_frame
+from koble.registries.identifiers.scan import describe, refuse_findings, scan_frame
 from koble.tables import read_table, require_column, write_table
 
 __all__ = ["AnonymityCheck", "Release", "anonymise_file", "check_frame", "class_size_bins"]
@@ -129,9 +129,11 @@ def check_frame(
     risk_threshold: float = 0.2,
     population: pl.DataFrame | None = None,
     person: str | None = None,
+    scan: bool = True,
 ) -> AnonymityCheck:
     """Equivalence classes of ``frame`` over ``qis`` exactly as they are (no generalisation),
-    and a scan of every column but ``person`` for fødselsnummer-family numbers.
+    and a scan of every column but ``person`` for fødselsnummer-family numbers (``scan=False``
+    where the caller has just refused any: the result then records none).
 
     With ``person`` (a file with several rows per person) k is also judged in persons, and
     risk is that of a person: one record per (class, person), so a class's size for the
@@ -153,7 +155,9 @@ def check_frame(
     classes = frame.group_by(keys).agg(aggregations)
     sizes = classes["n"]
     at_risk = frame if person is None else frame.unique([*qis, person], maintain_order=True)
-    findings = scan_frame(frame, values_of=[c for c in frame.columns if c != person])
+    findings = (
+        scan_frame(frame, values_of=[c for c in frame.columns if c != person]) if scan else []
+    )
     return AnonymityCheck(
         path=path,
         quasi_identifiers=list(qis),
@@ -253,14 +257,13 @@ def _refuse_person_numbers(frame: pl.DataFrame, config: AnonymiseConfig, path: s
     would release a fødselsnummer-family number in any column (or column name). The person
     column is exempt: it is never released. Names where and how many, never a value."""
     skip = [] if config.person is None else [config.person]
-    findings = scan_frame(frame, values_of=[c for c in frame.columns if c not in skip])
-    if findings:
-        raise ColumnError(
-            f"the release would hold valid fødselsnummer-family numbers in {describe(findings)}"
-            "; an anonymous file cannot carry direct identifiers: drop those columns first (or "
-            "name a person column as requirements.person, which is never released)",
-            path=path,
-        )
+    refuse_findings(
+        scan_frame(frame, values_of=[c for c in frame.columns if c not in skip]),
+        what="the release would hold",
+        remedy="an anonymous file cannot carry direct identifiers: drop those columns first "
+        "(or name a person column as requirements.person, which is never released)",
+        path=path,
+    )
 
 
 def anonymise_file(
@@ -308,7 +311,8 @@ def anonymise_file(
         "k": config.k, "sensitive": config.sensitive, "risk_threshold": config.risk_threshold,
         "l": None if config.l is None else int(config.l), "person": config.person,
     }  # fmt: skip
-    before = check_frame(frame, names, path=path, population=population, **checks)  # type: ignore[arg-type]
+    before = check_frame(frame, names, path=path, population=population, scan=False,  # refused
+                         **checks)  # type: ignore[arg-type]  # fmt: skip
     level_names = {g.name: g.level_names[lv] for g, lv in zip(qis, result.levels, strict=True)}
     hashes: dict[str, str | None] = {"input": sha256_file(source), "output": None, "withheld": None}
     release = Release(str(source), None, None, config, result, level_names, before, None,

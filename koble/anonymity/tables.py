@@ -27,8 +27,8 @@ import numpy.typing as npt
 import polars as pl
 
 from koble.anonymity.parameters import check_columns
-from koble.errors import ColumnError, UsageError
-from koble.registries.identifiers.scan import describe, scan_frame
+from koble.errors import UsageError
+from koble.registries.identifiers.scan import refuse_findings, scan_frame
 
 __all__ = ["SafeTable", "crosstab", "determined_cells", "suppress"]
 
@@ -205,12 +205,11 @@ def safe_table(frame: pl.DataFrame, rows: str, cols: str, *, threshold: int = 5,
     Its labels are published: a row or column variable holding a fødselsnummer-family number
     is refused (a :class:`ColumnError` naming where, never what), whatever the counts."""
     row_labels, col_labels, counts = crosstab(frame, rows, cols, path=path)
-    findings = scan_frame(frame.select(rows, cols))
-    if findings:
-        raise ColumnError(
-            f"the table's labels would hold valid fødselsnummer-family numbers in "
-            f"{describe(findings)}; tabulate a variable that identifies no one",
-            path=path,
-        )
+    refuse_findings(
+        scan_frame(frame.select(rows, cols)),
+        what="the table's labels would hold",
+        remedy="tabulate a variable that identifies no one",
+        path=path,
+    )
     hidden, primary = suppress(counts, threshold=threshold, zeros=zeros)
     return SafeTable(row_labels, col_labels, counts, hidden, primary, threshold)

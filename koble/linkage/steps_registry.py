@@ -29,7 +29,7 @@ from koble.linkage.sources import RegistrySource
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest_feed import feed_domains, ingest_feed
 from koble.pseudonym.scheme import IdScheme
-from koble.registries.identifiers.scan import describe, scan_chunks
+from koble.registries.identifiers.scan import refuse_findings, scan_chunks
 from koble.tables import refuse_duplicate_names
 
 __all__ = ["consent_step", "extract_step", "load_feed", "registry_table"]
@@ -182,16 +182,15 @@ def _refuse_identifiers(
     if not payload:
         return
     chunks = (pl.DataFrame(batch) for batch in feed.iter_batches(batch_size=rows, columns=payload))
-    findings = scan_chunks(chunks)
-    if findings:
-        raise ColumnError(
-            f"the feed's payload holds valid fødselsnummer-family numbers in "
-            f"{describe(findings)}; nothing was written. A feed loaded by `koble run` may carry "
-            f"person numbers only in its identifier columns ({', '.join(id_columns)}), which "
-            "the TTP pseudonymises: remove such a column from the feed (`koble run` has no "
-            "option to pass identifiers to a registry)",
-            path=path,
-        )
+    refuse_findings(
+        scan_chunks(chunks),
+        what="the feed's payload holds",
+        remedy="nothing was written. A feed loaded by `koble run` may carry person numbers "
+        f"only in its identifier columns ({', '.join(id_columns)}), which the TTP "
+        "pseudonymises: remove such a column from the feed (`koble run` has no option to pass "
+        "identifiers to a registry)",
+        path=path,
+    )
 
 
 def _key(ctx: Context, registry: str) -> str:

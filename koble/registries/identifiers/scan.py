@@ -52,6 +52,7 @@ __all__ = [
     "contains_person_number",
     "describe",
     "has_number_shape",
+    "refuse_findings",
     "refuse_identifiers",
     "scan_chunks",
     "scan_frame",
@@ -321,12 +322,26 @@ def refuse_identifiers(
             column=missing[0],
         )
     scanned = [name for name in frame.columns if name not in skip and name not in allowed]
-    findings = scan_frame(frame, values_of=scanned)
+    refuse_findings(
+        scan_frame(frame, values_of=scanned),
+        what=f"{what} would hold",
+        remedy="nothing was written. Drop or pseudonymise such columns, or declare a "
+        "pass-through column that must keep them (--allow-identifiers COLUMN); a column name "
+        "never may",
+        path=path,
+    )
+
+
+def refuse_findings(
+    findings: Collection[Finding], *, what: str, remedy: str, path: str | Path | None = None
+) -> None:
+    """Raise :class:`ColumnError` when a scan found person numbers where none may be: "``what``
+    valid fødselsnummer-family numbers in <where and how many>; ``remedy``", never a value.
+    ``what`` says whose and with its verb ("the release would hold"). The one refusal every
+    output, release, table and feed check raises."""
     if findings:
         raise ColumnError(
-            f"{what} would hold valid fødselsnummer-family numbers in {describe(findings)}; "
-            "nothing was written. Drop or pseudonymise such columns, or declare a pass-through "
-            "column that must keep them (--allow-identifiers COLUMN); a column name never may",
+            f"{what} valid fødselsnummer-family numbers in {describe(findings)}; {remedy}",
             path=path,
         )
 
