@@ -31,13 +31,17 @@ def names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir())
 
 
-@pytest.fixture
-def cohort(tmp_path: Path) -> Path:
-    """A keyset and a 3-row cohort (2 valid numbers, 1 wrong check digit)."""
-    assert run("keys", "create", tmp_path / "ks.json").exit_code == 0
-    source = tmp_path / "in.csv"
+def make_cohort(folder: Path) -> Path:
+    """A keyset and a 3-row cohort (2 valid numbers, 1 wrong check digit) in ``folder``."""
+    assert run("keys", "create", folder / "ks.json").exit_code == 0
+    source = folder / "in.csv"
     source.write_text("fnr;x\n" + "".join(f"{n};{i}\n" for i, n in enumerate([*VALID, INVALID])))
     return source
+
+
+@pytest.fixture
+def cohort(tmp_path: Path) -> Path:
+    return make_cohort(tmp_path)
 
 
 def pseudonymise(source: Path, output: Path, *extra: str | Path) -> Result:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,33 +27,18 @@ from koble.linkage.keys import LinkageKeys
 from koble.pseudonym.keystore import RawKek
 from koble.registries.identifiers.scan import contains_person_number, scan_frame
 from tests.identifiers.strategies import Made, person_numbers
+from tests.test_hardening_files_cli import ENV, VALID, make_cohort, pseudonymise, run
 
-ENV = {"KOBLE_KEYSET_PASSPHRASE": "correct horse battery", "KOBLE_ACTOR": "ola.operator"}
-VALID = ["15108695088", "01010750160"]
-INVALID = "15108695077"
 KEK = RawKek(bytes(32))
-
-
-def run(*args: str | Path) -> Result:
-    return CliRunner().invoke(cli, [str(a) for a in args], env=ENV)
-
-
-def now() -> dt.datetime:
-    return dt.datetime(2024, 12, 5, tzinfo=dt.UTC)
 
 
 @pytest.fixture
 def cohort(tmp_path: Path) -> Path:
-    """A keyset and a 3-row cohort (2 valid numbers, 1 wrong check digit)."""
-    assert run("keys", "create", tmp_path / "ks.json").exit_code == 0
-    source = tmp_path / "in.csv"
-    source.write_text("fnr;x\n" + "".join(f"{n};{i}\n" for i, n in enumerate([*VALID, INVALID])))
-    return source
+    return make_cohort(tmp_path)
 
 
-def pseudonymise(source: Path, output: Path, *extra: str | Path) -> Result:
-    return run("pseudonymise", source, output, "-c", "fnr", "--domain", "npr",
-               "--keyset", source.parent / "ks.json", *extra)  # fmt: skip
+def now() -> dt.datetime:
+    return dt.datetime(2024, 12, 5, tzinfo=dt.UTC)
 
 
 # --- 1. a key directory is created as one set ------------------------------------------------
