@@ -27,7 +27,7 @@ from koble.files import sha256_file
 from koble.linkage.formats import count_rows, read_delivery
 from koble.linkage.manifest import read_manifest, signature_ok
 from koble.linkage.scan import scan_file, scan_pseudonyms
-from koble.registries.identifiers.scan import describe, scan_text
+from koble.registries.identifiers.scan import Finding, describe, scan_frame, scan_text
 
 __all__ = ["Check", "VerifyReport", "verify_delivery"]
 
@@ -83,6 +83,10 @@ def _scan(report: VerifyReport, path: Path, label: str) -> None:
     except InputError as exc:
         report.add(f"identifier scan {label}", False, f"cannot read: {exc}")
         return
+    _identifier_check(report, findings, label)
+
+
+def _identifier_check(report: VerifyReport, findings: list[Finding], label: str) -> None:
     if findings:
         where = ", ".join(f"{f.column} ({f.rows} rows, first row {f.first_row})" for f in findings)
         report.add(f"identifier scan {label}", False, f"fødselsnummer-like values in {where}")
@@ -169,12 +173,14 @@ def verify_delivery(
     for name in sorted(listed):
         path = directory / name
         if path.suffix in _DATA and path.is_file():
-            _scan(report, path, name)
-            try:
-                columns = scan_pseudonyms(read_delivery(path))
+            try:  # read once for both scans (a national Stata file takes seconds to read)
+                frame = read_delivery(path)
             except InputError as exc:
+                report.add(f"identifier scan {name}", False, f"cannot read: {exc}")
                 report.add(f"pseudonym scan {name}", False, f"cannot read: {exc}")
                 continue
+            _identifier_check(report, scan_frame(frame), name)
+            columns = scan_pseudonyms(frame)
             report.add(
                 f"pseudonym scan {name}",
                 not columns,
