@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from koble.anonymity.frequency import FrequencyTable, Int64s
+from koble.anonymity.longitudinal import PersonModel, rescue
 from koble.anonymity.parameters import at_least, raise_problems, share, whole_number
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "KPersons",
     "NodeCheck",
     "Requirements",
+    "Settlement",
     "TCloseness",
     "classes_of",
     "distinct_per_class",
@@ -228,34 +230,64 @@ def _ordered_emd(sensitive: npt.NDArray[np.int32], p: Floats, c: Classes, q: Flo
 
 @dataclass(frozen=True)
 class NodeCheck:
-    """The outcome at one node: which classes fail (all criteria, and the monotone ones)."""
+    """The outcome at one node: which classes fail a class criterion, which entries are
+    withheld (those classes' entries, and every entry of a person a person-level model
+    fails), and whether the withheld rows fit the limit (all criteria, and the monotone
+    ones). ``persons_suppressed`` counts persons withheld whole (None without a model)."""
 
     classes: Classes
     failing: Mask
+    withheld: Mask
+    kept_sizes: Int64s
     suppressed: int
     suppressed_monotone: int
     feasible: bool
     feasible_monotone: bool
+    persons_suppressed: int | None = None
 
     @property
     def kept_classes(self) -> int:
-        """Number of released (not suppressed) classes."""
-        return int(len(self.failing) - np.count_nonzero(self.failing))
+        """Number of released classes (holding at least one released row)."""
+        return int(np.count_nonzero(self.kept_sizes))
 
     @property
     def min_class_size(self) -> int:
         """Smallest released class (0 when everything is suppressed)."""
-        kept = self.classes.sizes[~self.failing]
+        kept = self.kept_sizes[self.kept_sizes > 0]
+        return int(kept.min()) if len(kept) else 0
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """The release at one node: per entry the reason it is withheld (-1: released), the
+    rows released per class, the rows and the whole persons withheld."""
+
+    check: NodeCheck
+    reason: Int64s
+    withheld: Mask
+    kept_sizes: Int64s
+    suppressed: int
+    persons_suppressed: int | None
+
+    @property
+    def kept_classes(self) -> int:
+        return int(np.count_nonzero(self.kept_sizes))
+
+    @property
+    def min_class_size(self) -> int:
+        kept = self.kept_sizes[self.kept_sizes > 0]
         return int(kept.min()) if len(kept) else 0
 
 
 @dataclass(frozen=True)
 class Requirements:
-    """The criteria, the number of rows that may be suppressed, the overall distribution."""
+    """The criteria, the number of rows that may be suppressed, the overall distribution,
+    and the person-level model (which needs the person in the sensitive slot)."""
 
     criteria: tuple[Criterion, ...]
     allowed: int
     overall: Floats
+    person_model: PersonModel | None = None
 
     def __post_init__(self) -> None:
         raise_problems([whole_number(self.allowed, "allowed", minimum=0)])
@@ -266,7 +298,7 @@ class Requirements:
         return self.allowed == 0 or all(c.monotone_with_suppression for c in self.criteria)
 
     def check(self, table: FrequencyTable) -> NodeCheck:
-        """Evaluate every criterion on ``table``'s classes."""
+        """Evaluate every criterion on ``table``'s classes, and the person model."""
         classes = classes_of(table)
         mono = np.zeros(len(classes.sizes), dtype=np.bool_)
         rest = np.zeros_like(mono)
@@ -274,14 +306,78 @@ class Requirements:
             target = mono if criterion.monotone_with_suppression else rest
             target |= criterion.failing(table, classes, self.overall)
         failing = mono | rest
-        suppressed = int(classes.sizes[failing].sum())
-        suppressed_mono = int(classes.sizes[mono].sum())
+        withheld = failing[classes.entry_class]
+        withheld_mono = mono[classes.entry_class]
+        persons = None
+        if self.person_model is not None:
+            assert table.sensitive is not None, "a person model needs the person column"
+            who = table.sensitive.astype(np.int64)
+            n = int(who.max()) + 1 if len(who) else 0
+            gone = self.person_model.failing(classes.entry_class, who, n)
+            persons = int(np.count_nonzero(gone))
+            withheld = withheld | gone[who]
+            withheld_mono = withheld_mono | gone[who]
+        suppressed = int(table.counts[withheld].sum())
+        suppressed_mono = int(table.counts[withheld_mono].sum())
+        kept = np.bincount(
+            classes.entry_class, np.where(withheld, 0, table.counts), len(classes.sizes)
+        ).astype(np.int64)
         feasible = suppressed <= self.allowed
         if self.monotone:
             suppressed_mono, feasible_mono = suppressed, feasible
         else:
             feasible_mono = suppressed_mono <= self.allowed
-        return NodeCheck(classes, failing, suppressed, suppressed_mono, feasible, feasible_mono)
+        return NodeCheck(classes, failing, withheld, kept, suppressed, suppressed_mono,
+                         feasible, feasible_mono, persons)  # fmt: skip
+
+    def describe(self) -> tuple[str, ...]:
+        """Every criterion's short name, the person model's last."""
+        names = tuple(c.describe() for c in self.criteria)
+        return names if self.person_model is None else (*names, self.person_model.describe())
+
+    def texts(self) -> list[str]:
+        """What :meth:`settle`'s reason numbers stand for, in order."""
+        texts = [f"fails {c.describe()}" for c in self.criteria]
+        if self.person_model is not None:
+            texts.append(f"fails {self.person_model.describe()}: the person is withheld")
+            texts.append(
+                f"row of a class held by fewer than {self.k} persons, withheld so that the "
+                f"rest of the person passes {self.person_model.describe()}"
+            )
+        return texts
+
+    @property
+    def k(self) -> int:
+        """The k of the first k-anonymity criterion (the search always sets one)."""
+        return next((c.k for c in self.criteria if isinstance(c, KAnonymity)), 1)
+
+    def settle(self, table: FrequencyTable) -> Settlement:
+        """What is withheld at this node, entry by entry, and why (see :meth:`texts`).
+
+        Class criteria withhold their classes; a person model withholds whole persons, and
+        :func:`~koble.anonymity.longitudinal.rescue` gives back those who pass with only
+        their rows in classes of fewer than k persons withheld.
+        """
+        check = self.check(table)
+        reason = self.reasons(table, check.classes)[check.classes.entry_class]
+        persons = None
+        if self.person_model is not None:
+            assert table.sensitive is not None
+            who = table.sensitive.astype(np.int64)
+            n = int(who.max()) + 1 if len(who) else 0
+            per_item = distinct_per_class(table, check.classes)
+            gone, entries = rescue(check.classes.entry_class, who, n, self.person_model,
+                                   per_item, self.k)  # fmt: skip
+            base = len(self.criteria)
+            person_reason = np.where(gone[who], base, np.where(entries, base + 1, -1))
+            reason = np.where(reason >= 0, reason, person_reason)
+            persons = int(np.count_nonzero(gone))
+        withheld = reason >= 0
+        kept = np.bincount(
+            check.classes.entry_class, np.where(withheld, 0, table.counts), len(check.classes.sizes)
+        ).astype(np.int64)
+        return Settlement(check, reason, withheld, kept, int(table.counts[withheld].sum()),
+                          persons)  # fmt: skip
 
     def reasons(self, table: FrequencyTable, classes: Classes) -> npt.NDArray[np.int64]:
         """Per class, the index of the first criterion it fails (-1 when it passes)."""

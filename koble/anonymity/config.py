@@ -4,9 +4,10 @@
 
     [requirements]
     k = 5                    # every released class has at least k records
-    person = "lopenr"        # optional: k counts distinct persons (values of this column)
-                             # per class, for files with several rows per person; the
-                             # column is not released
+    person = "lopenr"        # optional: the column naming the person, for files with
+                             # several rows per person; it is never released
+    model = "auto"           # with person: row | person-set | person-km | auto (below)
+    m = 2                    # person-km: any m of a person's rows are shared by k persons
     suppression = 0.02       # at most this share of records may be withheld
     metric = "precision"     # height | precision | discernibility | non-uniform entropy |
                              # average class size
@@ -26,6 +27,23 @@
     [risk]
     threshold = 0.2          # records with re-identification risk above this are "at risk"
     population = "population.parquet"   # optional: journalist model against this table
+
+    [shape]                  # optional, with person: deliver one row per person
+    unit = "person"          # rows (default) | person
+    kind = "service_type"    # rows per value of this column become n_<value> columns
+    date = "start_date"      # optional: first_<value> and last_<value> dates
+
+With ``person``, ``model`` says what must be shared by at least k persons
+(:mod:`koble.anonymity.longitudinal`): ``row`` each row class; ``person-set`` each person's
+whole set of generalised rows; ``person-km`` any ``m`` of a person's rows. ``auto`` (the
+default) takes the strictest that finds a release: person-set, then person-km from ``m`` down
+to 2; it never falls back to ``row``. Under the person models, columns constant within every
+person are quasi-identifiers too (:mod:`koble.anonymity.person_columns`).
+
+``[shape] unit = "person"`` releases one row per person instead
+(:mod:`koble.anonymity.person_shape`): k-anonymity over its rows is k-anonymity over
+persons, the counts and the dates per kind are two tied quasi-identifiers, and the columns
+constant within every person are quasi-identifiers as well.
 """
 
 from __future__ import annotations
@@ -38,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from koble.anonymity.hierarchies.registry import hierarchy_file, hierarchy_for
+from koble.anonymity.longitudinal import MODELS, PersonKM, PersonModel, PersonSet
 from koble.anonymity.metrics import Metric
 from koble.anonymity.parameters import (
     at_least,
@@ -50,10 +69,11 @@ from koble.errors import FileFormatError, InputError, UsageError, redact
 
 __all__ = ["AnonymiseConfig"]
 
-_SECTIONS = {"requirements", "quasi_identifiers", "sensitive", "risk"}
+_SECTIONS = {"requirements", "quasi_identifiers", "sensitive", "risk", "shape"}
 
 
-_SECTION_ORDER = ("requirements", "quasi_identifiers", "sensitive", "risk")
+_SECTION_ORDER = ("requirements", "quasi_identifiers", "sensitive", "risk", "shape")
+SHAPES = ("rows", "person")
 
 
 def _section(data: Mapping[str, Any], name: str, problems: list[str | None]) -> dict[str, Any]:
@@ -75,7 +95,8 @@ def _column(value: object, name: str) -> str | None:
 def _value_problems(
     *, k: object, suppression: object, l_value: object, l_kind: object, t_value: object,
     t_ordered: object, threshold: object, qis: Mapping[str, object], sensitive: object,
-    person: object,
+    person: object, model: object = "auto", m: object = 2, shape: object = "rows",
+    kind: object = None, date: object = None,
 ) -> list[str | None]:  # fmt: skip
     """Every rule on the values of a config (types, ranges, combinations), by TOML key."""
     distinct_fraction = (
@@ -96,6 +117,20 @@ def _value_problems(
         None if t_value is None else share(t_value, "requirements.t"),
         None if isinstance(t_ordered, bool) else "requirements.t_ordered must be true or false",
         _column(person, "requirements.person"),
+        None if model in ("auto", *MODELS)
+        else f"requirements.model must be one of auto, {', '.join(MODELS)}",
+        whole_number(m, "requirements.m"),
+        "requirements.model needs requirements.person (the column naming the person)"
+        if person is None and model in ("person-set", "person-km") else None,
+        None if shape in SHAPES else f"shape.unit must be one of {', '.join(SHAPES)}",
+        _column(kind, "shape.kind"),
+        _column(date, "shape.date"),
+        'shape.unit = "person" needs requirements.person and shape.kind'
+        if shape == "person" and (person is None or kind is None) else None,
+        'shape.kind and shape.date need shape.unit = "person"'
+        if shape != "person" and (kind is not None or date is not None) else None,
+        'shape.unit = "person" cannot be combined with a [sensitive] column yet'
+        if shape == "person" and sensitive is not None else None,
         *column_list(list(qis), "[quasi_identifiers]"),
         *(f"quasi_identifiers.{c} must be a hierarchy name or table"
           for c, spec in qis.items() if not isinstance(spec, str | Mapping)),
@@ -110,6 +145,20 @@ def _value_problems(
         if sensitive is not None and sensitive in qis else None,
         share(threshold, "risk.threshold", open_low=True),
     ]  # fmt: skip
+
+
+def _population_problem(
+    population: object, person: object, model: object, shape: object = "rows"
+) -> str | None:
+    """The journalist model compares row classes with a population: not persons' sets."""
+    if population is not None and shape == "person":
+        return "risk.population (the journalist model) cannot be combined with [shape] yet"
+    if population is not None and person is not None and model != "row":
+        return (
+            "risk.population (the journalist model) judges rows; with requirements.person "
+            'it needs model = "row"'
+        )
+    return None
 
 
 def _hierarchy_problems(qis: Mapping[str, object], base_dir: Path) -> list[str | None]:
@@ -140,6 +189,14 @@ class AnonymiseConfig:
     #: The column identifying the person when a file has several rows per person: then k
     #: counts distinct persons per class, not rows, and the column is dropped from the release.
     person: str | None = None
+    #: With ``person``: which person-level model must hold (see the module docstring).
+    model: str = "auto"
+    #: person-km's m.
+    m: int = 2
+    #: ``person``: release one row per person (``kind`` counts, ``date`` first/last).
+    shape: str = "rows"
+    kind: str | None = None
+    date: str | None = None
     base_dir: Path = field(default=Path("."), compare=False)
     #: Where the config came from (its file), for messages about data that does not fit it.
     source: str | None = field(default=None, compare=False)
@@ -150,7 +207,9 @@ class AnonymiseConfig:
             k=self.k, suppression=self.suppression, l_value=self.l, l_kind=self.l_kind,
             t_value=self.t, t_ordered=self.t_ordered, threshold=self.risk_threshold,
             qis=self.quasi_identifiers, sensitive=self.sensitive, person=self.person,
+            model=self.model, m=self.m, shape=self.shape, kind=self.kind, date=self.date,
         ))  # fmt: skip
+        raise_problems([_population_problem(self.population, self.person, self.model, self.shape)])
         if not isinstance(self.metric, Metric):
             raise UsageError("requirements.metric must be a Metric")
 
@@ -162,7 +221,9 @@ class AnonymiseConfig:
         problems: list[str | None] = []
         for unknown in sorted(set(data) - _SECTIONS):
             problems.append(f"unknown section [{unknown}]")
-        req, qis, sensitive, risk = (_section(data, name, problems) for name in _SECTION_ORDER)
+        req, qis, sensitive, risk, shape = (
+            _section(data, name, problems) for name in _SECTION_ORDER
+        )
         k = req.pop("k", None)
         suppression = req.pop("suppression", 0.0)
         metric_name = req.pop("metric", Metric.PRECISION.value)
@@ -176,17 +237,26 @@ class AnonymiseConfig:
         l_value, l_kind = req.pop("l", None), req.pop("l_kind", "distinct")
         t_value, t_ordered = req.pop("t", None), req.pop("t_ordered", False)
         person = req.pop("person", None)
+        model, m = req.pop("model", "auto"), req.pop("m", 2)
         problems += [f"unknown key requirements.{key}" for key in sorted(req)]
         column = sensitive.pop("column", None)
         problems += [f"unknown key sensitive.{key}" for key in sorted(sensitive)]
         threshold = risk.pop("threshold", 0.2)
         population = risk.pop("population", None)
         problems += [f"unknown key risk.{key}" for key in sorted(risk)]
+        unit, kind, date = (
+            shape.pop("unit", "rows"),
+            shape.pop("kind", None),
+            shape.pop("date", None),
+        )
+        problems += [f"unknown key shape.{key}" for key in sorted(shape)]
         problems += _value_problems(
             k=k, suppression=suppression, l_value=l_value, l_kind=l_kind, t_value=t_value,
             t_ordered=t_ordered, threshold=threshold, qis=qis, sensitive=column, person=person,
+            model=model, m=m, shape=unit, kind=kind, date=date,
         )  # fmt: skip
         problems += _hierarchy_problems(qis, base_dir)
+        problems.append(_population_problem(population, person, model, unit))
         if population is not None and (not isinstance(population, str) or not population):
             problems.append("risk.population must name a file")
         elif population is not None and not (base_dir / population).is_file():
@@ -205,6 +275,11 @@ class AnonymiseConfig:
             risk_threshold=float(threshold),
             population=None if population is None else base_dir / str(population),
             person=None if person is None else str(person),
+            model=str(model),
+            m=int(m),  # type: ignore[call-overload]
+            shape=str(unit),
+            kind=None if kind is None else str(kind),
+            date=None if date is None else str(date),
             base_dir=base_dir,
             source=source,
         )
@@ -241,5 +316,17 @@ class AnonymiseConfig:
             "l": self.l, "l_kind": self.l_kind, "t": self.t, "t_ordered": self.t_ordered,
             "risk_threshold": self.risk_threshold,
             "population": None if self.population is None else self.population.name,
-            "person": self.person,
+            "person": self.person, "model": self.model, "m": self.m,
+            "shape": {"unit": self.shape, "kind": self.kind, "date": self.date},
         }  # fmt: skip
+
+    def person_models(self) -> list[PersonModel | None]:
+        """The models to try, strictest first; ``[None]`` is the row model (k persons per
+        row class with a person column, k rows without)."""
+        if self.person is None or self.model == "row" or self.shape == "person":
+            return [None]
+        if self.model == "person-set":
+            return [PersonSet(self.k)]
+        if self.model == "person-km":
+            return [PersonKM(self.k, self.m)]
+        return [PersonSet(self.k), *(PersonKM(self.k, m) for m in range(self.m, 1, -1))]

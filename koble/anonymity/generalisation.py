@@ -53,6 +53,16 @@ class Generalisation:
         labels = pl.Series(self.name, list(self.labels[level]), dtype=pl.String)
         return labels.gather(self.at(level))
 
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The frame columns this QI stands for: its own name (a tied QI names its members)."""
+        return (self.name,)
+
+    def columns(self, level: int) -> list[pl.Series]:
+        """The released columns at ``level``: ``[column(level)]`` here; a tied QI
+        (:class:`koble.anonymity.tied.TiedGeneralisation`) gives one per member column."""
+        return [self.column(level)]
+
 
 class Hierarchy(Protocol):
     """Something that generalises one column: built-in hierarchies and ARX-style CSV files."""

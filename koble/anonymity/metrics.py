@@ -119,10 +119,13 @@ class LossModel:
             return (static if check.feasible else math.inf), static
         sizes, n = check.classes.sizes, self.rows
         if self.metric is Metric.DISCERNIBILITY:
-            floor = int((sizes * np.maximum(sizes, self.k)).sum())
+            if check.persons_suppressed is None:
+                floor = int((sizes * np.maximum(sizes, self.k)).sum())
+            else:  # a class may lose some persons above: each row still costs at least k
+                floor = n * self.k
             if not check.feasible:
                 return math.inf, float(max(floor, static))
-            kept = sizes[~check.failing]
+            kept = check.kept_sizes
             dm = int((kept * kept).sum()) + check.suppressed * n
             return float(dm), float(max(floor, static))
         if self.metric is Metric.AECS:
@@ -136,7 +139,7 @@ class LossModel:
             return math.inf, static
         if not check.suppressed:
             return static, static
-        entries = np.flatnonzero(check.failing[check.classes.entry_class])
+        entries = np.flatnonzero(check.withheld)
         weights = table.counts[entries].astype(np.float64)
         penalty = 0.0
         for i, lv in enumerate(table.levels):

@@ -25,6 +25,7 @@ __all__ = [
     "check_columns",
     "column_list",
     "grouping_keys",
+    "one_of",
     "raise_problems",
     "share",
     "whole_number",
@@ -53,6 +54,13 @@ def whole_number(value: object, name: str, *, minimum: int = 1) -> str | None:
     """A problem unless ``value`` is a whole number of at least ``minimum``."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         return f"{name} must be a whole number of at least {minimum}"
+    return None
+
+
+def one_of(value: object, choices: Sequence[str], name: str) -> str | None:
+    """A problem unless ``value`` is one of ``choices`` (named in the problem, not ``value``)."""
+    if not isinstance(value, str) or value not in choices:
+        return f"{name} must be one of {', '.join(choices)}"
     return None
 
 

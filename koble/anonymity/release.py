@@ -29,17 +29,22 @@ from koble.anonymity.checks import (
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
+from koble.anonymity.longitudinal import MAX_SUBSETS, MODELS, PersonKM
 from koble.anonymity.parameters import (
     check_columns,
     column_list,
     grouping_keys,
+    one_of,
     raise_problems,
     share,
     whole_number,
 )
+from koble.anonymity.person_columns import infer_hierarchy, person_constant
+from koble.anonymity.person_risk import PersonRisk, person_risk
+from koble.anonymity.person_shape import PersonShape, person_qis, person_table
 from koble.anonymity.risk import RiskReport, assess_risk
 from koble.anonymity.search import SearchResult, find_optimal
-from koble.errors import ColumnError, InputError
+from koble.errors import ColumnError, InputError, UsageError
 from koble.files import OutputSet, sha256_file
 from koble.registries.identifiers.scan import describe, refuse_findings, scan_frame
 from koble.tables import read_table, require_column, write_table
@@ -88,21 +93,50 @@ class AnonymityCheck:
     #: Columns holding valid fødselsnummer-family numbers, where and how many (never a
     #: value), or None. A file with direct identifiers is not anonymous, whatever its classes.
     direct_identifiers: str | None = None
+    #: With ``person``: the person-level model judged (``row``, ``person-set``, ``person-km``).
+    model: str | None = None
+    #: With ``person``: the person-level figures, whatever the model (see :mod:`person_risk`).
+    person_level: PersonRisk | None = None
+
+    def failures(self) -> list[str]:
+        """Each requirement the file does not meet, in words (empty when it meets them all).
+        Names columns and counts, never a value."""
+        out = []
+        if self.smallest_class < self.k:
+            out.append(f"smallest class {self.smallest_class:,} rows < k = {self.k}")
+        if self.person is not None and (self.smallest_class_persons or 0) < self.k:
+            out.append(f"smallest class {self.smallest_class_persons or 0:,} persons < k = "
+                       f"{self.k}")  # fmt: skip
+        if self.l is not None and (self.least_distinct_sensitive or 0) < self.l:
+            out.append(f"fewest distinct {self.sensitive} values in a class "
+                       f"{self.least_distinct_sensitive or 0:,} < l = {self.l}")  # fmt: skip
+        if self.direct_identifiers is not None:
+            out.append(f"direct identifiers: valid fødselsnummer-family numbers in "
+                       f"{self.direct_identifiers}")  # fmt: skip
+        level = self.person_level
+        if level is not None and self.model == "person-set" and level.by_set_with_constant.under_k:
+            also = ", with person-constant columns" if level.added_columns else ""
+            out.append(f"{level.by_set_with_constant.under_k:,} persons are in person-level "
+                       f"classes under k = {self.k} (person-set{also})")  # fmt: skip
+        if level is not None and self.model == "person-km" and level.km_failing_with_constant:
+            out.append(f"{level.km_failing_with_constant:,} persons have {level.m} or fewer "
+                       f"rows held by fewer than k = {self.k} persons (person-km, m = "
+                       f"{level.m})")  # fmt: skip
+        return out
 
     @property
     def meets(self) -> bool:
-        diverse = self.l is None or (self.least_distinct_sensitive or 0) >= self.l
-        persons = self.person is None or (self.smallest_class_persons or 0) >= self.k
-        identified = self.direct_identifiers is not None
-        return self.smallest_class >= self.k and diverse and persons and not identified
+        return not self.failures()
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "meets": self.meets}
+        data = {**asdict(self), "meets": self.meets, "failures": self.failures()}
+        data["person_level"] = None if self.person_level is None else self.person_level.to_dict()
+        return data
 
 
 def _check_parameters(
     qis: Sequence[str], *, k: int, sensitive: str | None, l: int | None,  # noqa: E741
-    risk_threshold: float, person: str | None,
+    risk_threshold: float, person: str | None, model: str | None = None, m: int = 2,
 ) -> None:  # fmt: skip
     """Every problem with :func:`check_frame`'s parameters at once, naming each parameter."""
     raise_problems([
@@ -115,6 +149,10 @@ def _check_parameters(
         "the person column cannot also be a quasi-identifier" if person in qis else None,
         "the person column cannot also be the sensitive attribute"
         if person is not None and person == sensitive else None,
+        None if model is None else one_of(model, MODELS, "model"),
+        whole_number(m, "m"),
+        "a person-level model needs a person column"
+        if person is None and model not in (None, "row") else None,
     ])  # fmt: skip
 
 
@@ -130,6 +168,8 @@ def check_frame(
     population: pl.DataFrame | None = None,
     person: str | None = None,
     scan: bool = True,
+    model: str | None = None,
+    m: int = 2,
 ) -> AnonymityCheck:
     """Equivalence classes of ``frame`` over ``qis`` exactly as they are (no generalisation),
     and a scan of every column but ``person`` for fødselsnummer-family numbers (``scan=False``
@@ -137,10 +177,15 @@ def check_frame(
 
     With ``person`` (a file with several rows per person) k is also judged in persons, and
     risk is that of a person: one record per (class, person), so a class's size for the
-    risk models is its number of persons.
+    risk models is its number of persons. The person-level figures
+    (:func:`~koble.anonymity.person_risk.person_risk`, with ``m`` for k^m) are measured too,
+    and ``model`` says which of them must be met: ``row`` (k persons per row class only),
+    ``person-set`` (the default: no person in a set group, with the person-constant columns,
+    of fewer than k persons) or ``person-km`` (no person with m or fewer rows held by fewer
+    than k persons).
     """
     _check_parameters(qis, k=k, sensitive=sensitive, l=l, risk_threshold=risk_threshold,
-                      person=person)  # fmt: skip
+                      person=person, model=model, m=m)  # fmt: skip
     check_columns(
         frame, [*qis, *([sensitive] if sensitive else []), *([person] if person else [])], path
     )
@@ -158,6 +203,12 @@ def check_frame(
     findings = (
         scan_frame(frame, values_of=[c for c in frame.columns if c != person]) if scan else []
     )
+    level = None if person is None else person_risk(frame, qis, person, k=k, m=m, path=path)
+    if person is not None:
+        model = model or "person-set"
+    if model == "person-km" and level is not None and level.km_failing_with_constant is None:
+        raise UsageError(f"person-km with m = {m} would count more than {MAX_SUBSETS:,} "
+                         "subsets; choose a smaller m or the person-set model")  # fmt: skip
     return AnonymityCheck(
         path=path,
         quasi_identifiers=list(qis),
@@ -176,6 +227,8 @@ def check_frame(
         person=person,
         smallest_class_persons=None if person is None else int(classes["persons"].min() or 0),  # type: ignore[arg-type]
         direct_identifiers=describe(findings) if findings else None,
+        model=model,
+        person_level=level,
     )
 
 
@@ -194,6 +247,19 @@ class Release:
     distributions: dict[str, dict[str, dict[str, int]]]
     hashes: dict[str, str | None]
     seconds: dict[str, float] = field(default_factory=dict)
+    #: The models searched, strictest first; the last is the one used (``model``).
+    tried: list[str] = field(default_factory=list)
+    #: Columns constant within every person, made quasi-identifiers by a person model.
+    person_constant: list[str] = field(default_factory=list)
+    #: The one-row-per-person table released instead of the rows (``[shape]``), if any.
+    shape: PersonShape | None = None
+    #: The released columns of each quasi-identifier (several for a tied one).
+    qi_columns: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def model(self) -> str:
+        """The privacy model the release meets (or, when infeasible, the last one tried)."""
+        return self.tried[-1] if self.tried else "row"
 
     def certificate(self) -> dict[str, Any]:
         """What an auditor needs to re-run the release and compare it bit for bit."""
@@ -205,8 +271,18 @@ class Release:
             "output": {"path": None if self.output is None else Path(self.output).name,
                        "sha256": self.hashes["output"],
                        "rows": None if self.after is None else self.after.rows},
-            "withheld": {"rows": r.suppressed, "sha256": self.hashes["withheld"]},
+            "withheld": {"rows": r.suppressed, "persons": r.persons_suppressed,
+                         "sha256": self.hashes["withheld"]},
             "parameters": self.config.to_dict(),
+            "model": {"used": self.model, "tried": self.tried,
+                      "person_constant_quasi_identifiers": self.person_constant},
+            "shape": None if self.shape is None else {
+                "unit": "person", "rows_in": self.shape.rows, "persons": self.shape.persons,
+                "columns": self.shape.describe()},
+            "person_level": {
+                when: check.person_level.to_dict()
+                for when, check in (("before", self.before), ("after", self.after))
+                if check is not None and check.person_level is not None},
             "levels": {name: {"level": level, "name": self.level_names[name]}
                        for name, level in r.chosen.items()},
             "figures": {"feasible": r.feasible, "metric": r.metric,
@@ -252,6 +328,49 @@ def _generalise(frame: pl.DataFrame, config: AnonymiseConfig, path: str) -> list
     return out
 
 
+def _person_shape(
+    frame: pl.DataFrame, config: AnonymiseConfig, path: str
+) -> tuple[PersonShape, pl.DataFrame, list[Generalisation], list[str]]:
+    """The person table (``[shape] unit = "person"``) and its quasi-identifiers: the
+    config's (a varying one as its value on the latest row), the counts and the dates per
+    kind as two tied ones, and the columns constant within every person, which are the
+    person's own attributes. Returns the shape, its table, the QIs and those constant
+    columns that were not already quasi-identifiers."""
+    assert config.person is not None and config.kind is not None
+    shape = person_table(frame, config.person, kind=config.kind, date=config.date)
+    table = shape.table
+    try:
+        qis = person_qis(shape, table, config.quasi_identifiers, base_dir=config.base_dir)
+    except InputError as exc:
+        raise ColumnError(f"the person table does not fit the hierarchies: {exc}",
+                          path=path) from None  # fmt: skip
+    taken = {c for g in qis for c in g.column_names}
+    promoted = [c for c in shape.constant if c not in taken and c != config.person]
+    for column in promoted:
+        qis.append(_inferred(table[column]))
+    return shape, table, qis, promoted
+
+
+def _inferred(column: pl.Series) -> Generalisation:
+    """``column`` under the hierarchy its name and type suggest, else the categorical one."""
+    try:
+        return hierarchy_for(infer_hierarchy(column.name, column.dtype)).apply(column)
+    except InputError:
+        return hierarchy_for("categorical").apply(column)
+
+
+def _person_constant_qis(
+    frame: pl.DataFrame, config: AnonymiseConfig, path: str
+) -> tuple[list[str], list[Generalisation]]:
+    """The released columns constant within every person, as quasi-identifiers: under a
+    person-level model they tie a person's rows together. Each gets the hierarchy its name
+    and type suggest, or the categorical one (value or ``*``) when that one does not fit."""
+    assert config.person is not None
+    skip = {*config.quasi_identifiers, config.person}
+    columns = person_constant(frame, config.person, [c for c in frame.columns if c not in skip])
+    return columns, [_inferred(frame[column]) for column in columns]
+
+
 def _refuse_person_numbers(frame: pl.DataFrame, config: AnonymiseConfig, path: str) -> None:
     """A release is anonymous or it is nothing: refuse, before the search, an input that
     would release a fødselsnummer-family number in any column (or column name). The person
@@ -291,32 +410,57 @@ def anonymise_file(
     extra = [c for c in (config.sensitive, config.person) if c is not None]
     check_columns(frame, [*config.quasi_identifiers, *extra], path)
     _refuse_person_numbers(frame, config, path)
-    qis = _generalise(frame, config, path)
+    rows_frame, shape = frame, None
+    if config.shape == "person":
+        shape, frame, qis, promoted = _person_shape(frame, config, path)
+    else:
+        qis = _generalise(frame, config, path)
     sensitive = None
     slot = config.sensitive if config.person is None else config.person
-    if slot is not None:
+    if slot is not None and shape is None:
         sensitive = hierarchy_for("categorical").apply(require_column(frame, slot, path))
     population = None
     if config.population is not None:
         population = read_table(config.population)
         check_columns(population, config.quasi_identifiers, config.population)
     timings["read_and_generalise"] = time.perf_counter() - started
-    result = find_optimal(
-        qis, k=config.k, suppression_limit=config.suppression, metric=config.metric,
-        criteria=_criteria(config), sensitive=sensitive,
-    )  # fmt: skip
-    timings["search"] = result.seconds
-    names = list(config.quasi_identifiers)
+    models = config.person_models()
+    if shape is None:
+        promoted = []
+    if config.person is not None and models != [None]:
+        promoted, extra_qis = _person_constant_qis(frame, config, path)
+        qis += extra_qis
+    tried: list[str] = []
+    for model in models:
+        result = find_optimal(
+            qis, k=config.k, suppression_limit=config.suppression, metric=config.metric,
+            criteria=_criteria(config) if shape is None else [], sensitive=sensitive,
+            person_model=model,
+        )  # fmt: skip
+        tried.append(
+            f"{config.k}-anonymity over one row per person" if shape is not None
+            else "row" if model is None else model.describe()
+        )  # fmt: skip
+        timings["search"] = timings.get("search", 0.0) + result.seconds
+        if result.feasible:
+            break
+    names = [c for g in qis for c in g.column_names]
     checks = {
         "k": config.k, "sensitive": config.sensitive, "risk_threshold": config.risk_threshold,
         "l": None if config.l is None else int(config.l), "person": config.person,
+        "model": "row" if model is None and shape is None else "person-set" if model is None
+        else model.name,
+        "m": model.m if isinstance(model, PersonKM) else config.m,
     }  # fmt: skip
-    before = check_frame(frame, names, path=path, population=population, scan=False,  # refused
+    before = check_frame(rows_frame, list(config.quasi_identifiers) if shape else names,
+                         path=path, population=population, scan=False,  # refused above
                          **checks)  # type: ignore[arg-type]  # fmt: skip
     level_names = {g.name: g.level_names[lv] for g, lv in zip(qis, result.levels, strict=True)}
     hashes: dict[str, str | None] = {"input": sha256_file(source), "output": None, "withheld": None}
+    columns = {g.name: list(g.column_names) for g in qis}
     release = Release(str(source), None, None, config, result, level_names, before, None,
-                      {}, hashes, timings)  # fmt: skip
+                      {}, hashes, timings, tried=tried, person_constant=promoted,
+                      shape=shape, qi_columns=columns)  # fmt: skip
     if not result.feasible:
         # A release and withheld records of an earlier run at these paths would stand beside
         # a report saying none was made: they go, in the same commit as that report.

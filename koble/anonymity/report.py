@@ -63,6 +63,65 @@ def _persons_line(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def _person_level(data: dict[str, Any]) -> list[str]:
+    """The person-level figures before and after (a file with several rows per person), the
+    model judged, and what the release still fails of it; nothing without a person column."""
+    checks = [(w, data[w]) for w in ("before", "after") if data[w] and data[w].get("person_level")]
+    if not checks:
+        return []
+    first = checks[0][1]["person_level"]
+    lines = [
+        "",
+        f"## Person level (model {checks[-1][1]['model']}, k = {first['k']}, m = {first['m']})",
+        "",
+        "Persons grouped by the set (or multiset) of their quasi-identifier tuples, and by the "
+        "set with the columns constant within every person; k^m: persons with m or fewer "
+        "tuples held by fewer than k persons.",
+        "",
+        "| | persons | unique (set) | under k (set) | under k (multiset) "
+        "| unique (set + constant) | under k (set + constant) | k^m | k^m (+ constant) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for when, check in checks:
+        level = check["person_level"]
+        plain, multi, more = level["by_set"], level["by_multiset"], level["by_set_with_constant"]
+        km = [("n/a" if n is None else f"{n:,}")
+              for n in (level["km_failing"], level["km_failing_with_constant"])]  # fmt: skip
+        lines.append(
+            f"| {when} | {level['persons']:,} | {plain['unique']:,} | {plain['under_k']:,} "
+            f"| {multi['under_k']:,} | {more['unique']:,} | {more['under_k']:,} "
+            f"| {km[0]} | {km[1]} |"
+        )
+    lines.append("")
+    for when, check in checks:
+        level = check["person_level"]
+        constant = ", ".join(level["constant_columns"]) or "none"
+        added = ", ".join(level["added_columns"]) or "none"
+        lines.append(f"- person-constant columns {when}: {constant} (not quasi-identifiers: "
+                     f"{added})")  # fmt: skip
+    after = data["after"]
+    if after and after.get("person_level") and after["failures"]:
+        lines.append(f"- the release does not meet: {'; '.join(after['failures'])}")
+    return lines
+
+
+def _model_lines(cert: dict[str, Any]) -> list[str]:
+    """The privacy model used and those tried before it, the columns a person model made
+    quasi-identifiers, and what the person shape did: nothing for a plain row release."""
+    model, shape = cert["model"], cert["shape"]
+    lines = []
+    if model["tried"] and model["tried"] != ["row"]:
+        lines.append(f"- model: {model['used']}")
+        if len(model["tried"]) > 1:
+            lines.append(f"- models tried, strictest first: {', '.join(model['tried'])}")
+    if model["person_constant_quasi_identifiers"]:
+        lines.append("- constant within every person, so quasi-identifiers too: "
+                     + ", ".join(model["person_constant_quasi_identifiers"]))  # fmt: skip
+    if shape is not None:
+        lines += [f"- delivery shape: {line}" for line in shape["columns"]]
+    return lines
+
+
 def _markdown(data: dict[str, Any]) -> str:
     cert = data["certificate"]
     figures, params = cert["figures"], cert["parameters"]
@@ -76,6 +135,7 @@ def _markdown(data: dict[str, Any]) -> str:
         f"- k = {params['k']}, suppression limit {params['suppression']:.1%}",
         f"- criteria: {', '.join(figures['criteria'])}",
         f"- loss metric: {figures['metric']}",
+        *_model_lines(cert),
         "",
         "## Chosen generalisation",
         "",
@@ -88,7 +148,12 @@ def _markdown(data: dict[str, Any]) -> str:
         f"- released classes: {figures['classes']:,}; smallest: {figures['min_class_size']:,}",
         *_persons_line(data),
         f"- withheld records: {figures['suppressed']:,} of {cert['input']['rows']:,} "
-        f"(allowed {figures['allowed']:,})",
+        f"(allowed {figures['allowed']:,})"
+        + (
+            ""
+            if cert["withheld"]["persons"] is None
+            else f"; {cert['withheld']['persons']:,} persons withheld whole"
+        ),
         f"- search: {cert['search']['evaluated']:,} of {cert['search']['lattice_size']:,} nodes "
         f"evaluated, {cert['search']['tagged']:,} tagged",
         "",
@@ -112,6 +177,7 @@ def _markdown(data: dict[str, Any]) -> str:
                 f"| {when} (journalist) | | | | {j['highest']:.3f} | {j['average']:.4f} "
                 f"| {j['records_at_risk']:,} |"
             )
+    lines += _person_level(data)
     lines += ["", "## Class sizes (records per class-size band)", "",
               "| class size | before | after |", "|---|---:|---:|"]  # fmt: skip
     after_sizes = data["after"]["class_sizes"] if data["after"] else {}
@@ -149,6 +215,15 @@ def _html(data: dict[str, Any], markdown: str) -> str:
     risks = [(w, data[w]["risk"]["prosecutor"]) for w in ("before", "after") if data[w]]
     charts.append(bar_chart("Records at risk (prosecutor model)", [w for w, _ in risks],
                             [p["records_at_risk"] for _, p in risks]))  # fmt: skip
+    levels_by = {w: data[w]["person_level"] for w in ("before", "after")
+                 if data[w] and data[w].get("person_level")}  # fmt: skip
+    if levels_by:
+        kinds = {"by set": "by_set", "by multiset": "by_multiset",
+                 "with person-constant columns": "by_set_with_constant"}  # fmt: skip
+        charts.append(paired_bar_chart(
+            "Persons in person-level groups under k", list(kinds),
+            {w: [v[key]["under_k"] for key in kinds.values()] for w, v in levels_by.items()},
+        ))  # fmt: skip
     body = "\n".join(f"<figure>{c}</figure>" for c in charts)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>koble anonymisation report</title>

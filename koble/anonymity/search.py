@@ -22,6 +22,7 @@ from koble.anonymity.checks import Criterion, KAnonymity, NodeCheck, Requirement
 from koble.anonymity.frequency import FrequencyTable, Lookups, TableCache, build_table, roll_up
 from koble.anonymity.generalisation import Codes, Generalisation
 from koble.anonymity.lattice import Evaluation, Lattice, search
+from koble.anonymity.longitudinal import PersonModel
 from koble.anonymity.metrics import LossModel, Metric
 from koble.errors import ColumnError, UsageError
 
@@ -44,8 +45,9 @@ class Problem:
         criteria: Sequence[Criterion] = (),
         sensitive: Generalisation | None = None,
         cache_bytes: int = 512 << 20,
+        person_model: PersonModel | None = None,
     ) -> None:
-        _validate(qis, k, suppression_limit, criteria, sensitive)
+        _validate(qis, k, suppression_limit, criteria, sensitive, person_model)
         self.qis, self.metric = tuple(qis), Metric(metric)
         self.rows, self.limit = len(qis[0].codes), suppression_limit
         self.sensitive = None if sensitive is None else sensitive.codes
@@ -57,7 +59,7 @@ class Problem:
         if sensitive is not None:
             overall = np.bincount(sensitive.codes, minlength=self.n_sensitive) / self.rows
         allowed = math.floor(suppression_limit * self.rows)
-        self.requirements = Requirements((KAnonymity(k), *criteria), allowed, overall)
+        self.requirements = Requirements((KAnonymity(k), *criteria), allowed, overall, person_model)
         self.model = LossModel(self.metric, self.lookups, self.base, self.lattice, k, allowed)
         self.cache = TableCache(self.base, cache_bytes)
         self._base_codes: dict[tuple[int, int], Codes] = {}
@@ -84,29 +86,33 @@ class Problem:
     def result(self, best: int | None, evaluated: int, tagged: int, start: float) -> SearchResult:
         """Package the outcome (evaluating the chosen node again for its figures)."""
         names = tuple(g.name for g in self.qis)
+        settled = None
         if best is None:
-            node, check, loss = (0,) * len(names), None, math.inf
+            node, loss = (0,) * len(names), math.inf
         else:
             node = self.lattice.node(best)
-            check, loss, _ = self.evaluate(best)
+            _, loss, _ = self.evaluate(best)
+            settled = self.requirements.settle(self.table(best))
         return SearchResult(
             names=names,
             levels=node,
-            feasible=check is not None,
+            feasible=settled is not None,
             metric=self.metric.value,
             loss=loss,
             rows=self.rows,
-            suppressed=0 if check is None else check.suppressed,
-            classes=0 if check is None else check.kept_classes,
-            min_class_size=0 if check is None else check.min_class_size,
+            suppressed=0 if settled is None else settled.suppressed,
+            classes=0 if settled is None else settled.kept_classes,
+            min_class_size=0 if settled is None else settled.min_class_size,
             evaluated=evaluated,
             tagged=tagged,
             lattice_size=self.lattice.size,
-            criteria=tuple(c.describe() for c in self.requirements.criteria),
+            criteria=self.requirements.describe(),
             suppression_limit=self.limit,
             allowed=self.requirements.allowed,
             seconds=time.perf_counter() - start,
             requirements=self.requirements,
+            persons_suppressed=None if settled is None else settled.persons_suppressed,
+            searched_suppressed=0 if best is None else self.evaluate(best)[0].suppressed,
         )
 
 
@@ -140,6 +146,11 @@ class SearchResult:
     criteria: tuple[str, ...]
     seconds: float
     requirements: Requirements = field(repr=False, compare=False)
+    #: Persons withheld whole by the person model (None without one).
+    persons_suppressed: int | None = None
+    #: Rows the search counted as withheld at this node (whole persons only); ``suppressed``
+    #: is what the release withholds after rare rows stood in for some persons.
+    searched_suppressed: int = 0
 
     @property
     def chosen(self) -> dict[str, int]:
@@ -154,9 +165,10 @@ class SearchResult:
     ) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Release ``frame`` at the chosen levels: ``(released, suppressed)``.
 
-        ``released`` has the QI columns replaced by their labels and the suppressed rows
-        removed; ``suppressed`` holds those rows, unchanged, with a ``suppression_reason``
-        column naming the first criterion their class fails. Row order is kept in both.
+        ``released`` has the QI columns replaced by their labels (every member column of a
+        tied QI, :mod:`koble.anonymity.tied`) and the suppressed rows removed;
+        ``suppressed`` holds those rows, unchanged, with a ``suppression_reason`` column
+        naming the first criterion their class fails. Row order is kept in both.
         """
         if not self.feasible:
             raise UsageError("no generalisation meets the requirements; nothing to release")
@@ -165,20 +177,19 @@ class SearchResult:
         if tuple(g.name for g in generalisations) != self.names:
             raise UsageError(f"expected the quasi-identifiers {', '.join(self.names)} in order")
         for g in generalisations:
-            if g.name not in frame.columns:
-                raise ColumnError("quasi-identifier column missing from the frame", column=g.name)
+            for name in g.column_names:  # a tied QI stands for several columns
+                if name not in frame.columns:
+                    raise ColumnError("quasi-identifier column missing from the frame", column=name)
             if len(g.codes) != frame.height:
                 raise ColumnError("generalisation and frame differ in length", column=g.name)
         codes = None if sensitive is None else sensitive.codes
         radix = 1 if sensitive is None else len(sensitive.labels[0])
         table, entry = build_table(Lookups(generalisations, radix), self.levels, codes)
-        check = self.requirements.check(table)
-        reasons = self.requirements.reasons(table, check.classes)
-        row_reason = reasons[check.classes.entry_class[entry]]
+        row_reason = self.requirements.settle(table).reason[entry]
         gone = pl.Series(row_reason >= 0)
-        texts = pl.Series([f"fails {c}" for c in self.criteria], dtype=pl.String)
+        texts = pl.Series(self.requirements.texts(), dtype=pl.String)
         released = frame.with_columns(
-            [g.column(lv) for g, lv in zip(generalisations, self.levels, strict=True)]
+            [s for g, lv in zip(generalisations, self.levels, strict=True) for s in g.columns(lv)]
         ).filter(~gone)
         why = texts.gather(row_reason[row_reason >= 0]).alias(REASON_COLUMN)
         return released, frame.filter(gone).with_columns(why)
@@ -190,6 +201,7 @@ def _validate(
     limit: float,
     criteria: Sequence[Criterion],
     sensitive: Generalisation | None,
+    person_model: PersonModel | None = None,
 ) -> None:
     """Collect every problem with the request and raise once."""
     problems = []
@@ -207,6 +219,8 @@ def _validate(
         problems.append(f"the suppression limit must be between 0 and 1, not {limit}")
     if sensitive is None and any(c.needs_sensitive for c in criteria):
         problems.append("l-diversity and t-closeness need a sensitive attribute")
+    if sensitive is None and person_model is not None:
+        problems.append("a person-level model needs the person column in the sensitive slot")
     if problems:
         raise UsageError("; ".join(problems))
 
@@ -220,6 +234,7 @@ def find_optimal(
     criteria: Sequence[Criterion] = (),
     sensitive: Generalisation | None = None,
     cache_bytes: int = 512 << 20,
+    person_model: PersonModel | None = None,
 ) -> SearchResult:
     """The full-domain generalisation of least loss meeting k-anonymity and ``criteria``.
 
@@ -228,6 +243,8 @@ def find_optimal(
     code order is the value order) is needed by l-diversity and t-closeness. The metric
     defaults to non-uniform entropy. Ties: lowest height, then lexicographically smallest
     levels (in the order of ``qis``). ``cache_bytes`` bounds the cached node tables.
+    ``person_model`` (with the person's codes as ``sensitive``) judges persons, not rows:
+    see :mod:`koble.anonymity.longitudinal`; the limit still counts rows.
     """
     start = time.perf_counter()
     problem = Problem(
@@ -238,6 +255,7 @@ def find_optimal(
         criteria=criteria,
         sensitive=sensitive,
         cache_bytes=cache_bytes,
+        person_model=person_model,
     )
 
     def evaluate(index: int) -> Evaluation:

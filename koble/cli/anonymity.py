@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.release import check_frame
@@ -37,17 +38,27 @@ def anonymity() -> None:
 @click.option("--risk-threshold", type=Share(open_low=True), default=0.2, show_default=True,
               help="Risk above which a record is at risk (0 < r <= 1).")  # fmt: skip
 @click.option("--population", type=PATH, help="Population table for the journalist model.")
+@click.option("--person", help="Column naming the person, for files with several rows per person "
+              "(k counts persons; person-level risk is measured).")  # fmt: skip
+@click.option("--model", metavar="[row|person-set|person-km]",
+              help="Person-level requirement with --person (default person-set).")  # fmt: skip
+@click.option("--m", "m", type=WholeNumber(1), default=2, show_default=True,
+              help="Rows an attacker knows, for k^m (person-km).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True)
 def check(file: Path, qi: list[str], k: int, sensitive: str | None, l_: int | None,
-          risk_threshold: float, population: Path | None, as_json: bool) -> None:  # fmt: skip
+          risk_threshold: float, population: Path | None, person: str | None,
+          model: str | None, m: int, as_json: bool) -> None:  # fmt: skip
     """Is FILE k-anonymous (and l-diverse) as it stands, and how risky is it?
 
-    Exit code 0 when it meets the requirements, 1 when not, 2 for unusable input.
+    With --person, also per person: persons unique or under k by their set (and multiset)
+    of QI tuples, with the person-constant columns, and k^m. Exit code 0 when it meets the
+    requirements, 1 when not, 2 for unusable input.
     """
     result = check_frame(
         read_table(file), qi, k=k, path=str(file), sensitive=sensitive, l=l_,
         risk_threshold=risk_threshold,
         population=None if population is None else read_table(population),
+        person=person, model=model, m=m,
     )  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
@@ -66,8 +77,16 @@ def check(file: Path, qi: list[str], k: int, sensitive: str | None, l_: int | No
                           f"{j.uniques:,} population uniques")  # fmt: skip
         if result.direct_identifiers is not None:
             console.print(f"[red]direct identifiers[/]: valid fødselsnummer-family numbers in "
-                          f"{result.direct_identifiers}; not anonymous")  # fmt: skip
-        console.print("meets the requirements" if result.meets else "does NOT meet them")
+                          f"{escape(result.direct_identifiers)}; not anonymous")  # fmt: skip
+        if result.person_level is not None:
+            console.print(f"person level (model {result.model}):")
+            for line in result.person_level.lines():
+                console.print(f"  {line}", markup=False, emoji=False, soft_wrap=True)
+        if result.meets:
+            console.print("meets the requirements")
+        else:
+            console.print("does NOT meet them: " + "; ".join(result.failures()), markup=False,
+                          emoji=False, soft_wrap=True)  # fmt: skip
     raise SystemExit(EXIT_MEETS if result.meets else EXIT_FAILS)
 
 
@@ -104,13 +123,13 @@ def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bo
         if r.feasible:
             levels = ", ".join(f"{n}={release.level_names[n]}" for n in r.names)
             console.print(f"released {r.rows - r.suppressed:,} of {r.rows:,} records to {out}; "
-                          f"{r.suppressed:,} withheld; levels: {levels}")  # fmt: skip
+                          f"{r.suppressed:,} withheld; levels: {levels}", markup=False)  # fmt: skip
             console.print(f"loss ({r.metric}) {r.loss:.6g}; {r.evaluated:,} of "
                           f"{r.lattice_size:,} nodes evaluated in {r.seconds:.3f} s")  # fmt: skip
         else:
             console.print("[red]no generalisation meets the requirements[/]: nothing released")
         console.print(f"report: {files['html']} (also .md, .json); certificate: "
-                      f"{files['certificate']}")  # fmt: skip
+                      f"{files['certificate']}", markup=False)  # fmt: skip
     raise SystemExit(EXIT_MEETS if release.result.feasible else EXIT_FAILS)
 
 

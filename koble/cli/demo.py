@@ -140,10 +140,17 @@ def _print_linkage(console: Console, result: DemoResult) -> None:
         if gate:
             levels = ", ".join(f"{q} → {level}" for q, level in gate["levels"].items())
             console.print(
-                f"  anonymity gate: k = {gate['k']} persons met (smallest class "
-                f"{gate['min_class_persons']} persons, {gate['min_class_size']} rows; "
+                f"  anonymity gate ({gate['model']}): k = {gate['k']} persons met (smallest "
+                f"class {gate['min_class_persons']} persons, {gate['min_class_size']} rows; "
                 f"{gate['suppressed']} of {gate['rows']} rows withheld); {levels}"
             )
+            if (person := gate.get("person_level") or {}).get("after"):
+                before, after = person["before"], person["after"]
+                console.print(
+                    f"  persons singled out by their set of rows: {before['unique']:,} of "
+                    f"{before['persons']:,} in the linked file, {after['unique']:,} of "
+                    f"{after['persons']:,} in the release"
+                )
         verdict = "[green]verified[/]" if outcome.verify.ok else "[red]NOT verified[/]"
         passed = sum(c.ok for c in outcome.verify.checks)
         line = f"  auditor: {verdict} ({passed}/{len(outcome.verify.checks)} checks)"

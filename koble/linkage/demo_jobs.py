@@ -106,6 +106,7 @@ k = 5
 quasi_identifiers = ["kommune", "service_type", "start_date"]
 max_suppression = 0.05
 hierarchies = {{ kommune = "kommune", start_date = "date" }}
+model = "person-set"
 """
 
 

@@ -25,6 +25,10 @@ A job file looks like ``examples/job.toml``::
     [anonymity]                         # needed when a route demands anonymous output
     k = 5
     quasi_identifiers = ["kommune", "start_date"]
+    model = "auto"                      # auto | person-set | person-km | row (see README)
+    m = 2                               # person-km: any m of a person's rows
+    # shape = { unit = "person", kind = "service_type", date = "start_date" }  # one row
+    #                                   # per person instead of one per service
 
     [schemas]                           # optional: variables a registry offers
     my-registry = ["a", "b"]
@@ -48,6 +52,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
+from koble.anonymity.longitudinal import MODELS
 from koble.errors import UsageError
 from koble.files import read_text
 from koble.linkage.job_model import (
@@ -321,7 +326,9 @@ def _anonymity(
         return None
     table = reader.table(data, "anonymity", required=False)
     reader.unknown_keys(
-        table, {"k", "quasi_identifiers", "max_suppression", "hierarchies"}, "anonymity"
+        table,
+        {"k", "quasi_identifiers", "max_suppression", "hierarchies", "model", "m", "shape"},
+        "anonymity",
     )
     hierarchies = table.get("hierarchies", {})
     if not isinstance(hierarchies, Mapping) or not all(
@@ -370,10 +377,49 @@ def _anonymity(
                 f"anonymity.hierarchies names {name!r}, which is not a quasi-identifier",
             )
             ok = False
-    if not ok:
+    model, m = table.get("model", "auto"), table.get("m", 2)
+    if model not in ("auto", *MODELS):
+        reader.problem(
+            reader.at.line("anonymity", "model"),
+            f"anonymity.model must be one of auto, {', '.join(MODELS)}",
+        )
+        ok = False
+    if not isinstance(m, int) or isinstance(m, bool) or m < 1:
+        reader.problem(reader.at.line("anonymity", "m"), "anonymity.m must be an integer ≥ 1")
+        ok = False
+    shape = _shape(reader, table.get("shape"), requested)
+    if not ok or shape is None:
         return None
-    assert isinstance(k, int) and isinstance(qis, list)
-    return Anonymity(k, tuple(qis), float(limit), dict(hierarchies))
+    assert isinstance(k, int) and isinstance(qis, list) and isinstance(m, int)
+    return Anonymity(k, tuple(qis), float(limit), dict(hierarchies), str(model), m, *shape)
+
+
+def _shape(
+    reader: _Reader, value: object, requested: set[str]
+) -> tuple[str, str | None, str | None] | None:
+    """``[anonymity] shape``: absent (rows), or ``{ unit = "person", kind = ..., date = ... }``
+    naming requested variables; None after a problem."""
+    if value is None:
+        return "rows", None, None
+    at = reader.at.line("anonymity", "shape")
+    usage = ('anonymity.shape must be { unit = "person", kind = "<variable>", '
+             'date = "<variable>" } (date optional)')  # fmt: skip
+    if (
+        not isinstance(value, Mapping)
+        or value.get("unit") != "person"
+        or not (set(value) <= {"unit", "kind", "date"})
+    ):
+        reader.problem(at, usage)
+        return None
+    kind, date = value.get("kind"), value.get("date")
+    ok = True
+    for role, name in (("kind", kind), ("date", date)):
+        if name is None and role == "date":
+            continue
+        if not isinstance(name, str) or name.casefold() not in requested:
+            reader.problem(at, f"anonymity.shape.{role} must name a requested variable")
+            ok = False
+    return ("person", str(kind), None if date is None else str(date)) if ok else None
 
 
 def _person_numbers(reader: _Reader, value: object, path: tuple[str, ...]) -> None:

@@ -123,6 +123,35 @@ class Anonymity:
     max_suppression: float = 0.0
     #: Hierarchy per quasi-identifier (``koble.anonymity`` spec strings); inferred if absent.
     hierarchies: Mapping[str, str] = field(default_factory=dict)
+    #: What k persons must share (``koble.anonymity.longitudinal``): ``auto`` is the
+    #: strictest of person-set, then person-km (m down to 2), that finds a release.
+    model: str = "auto"
+    #: person-km's m.
+    m: int = 2
+    #: ``person``: deliver one row per person (``kind`` counts, ``date`` first/last dates).
+    shape: str = "rows"
+    kind: str | None = None
+    date: str | None = None
+
+    def describe(self) -> str:
+        """The requirement in words, for the plan."""
+        what = {
+            "auto": f"every person's set of rows shared by k persons (person-set), else any "
+            f"{self.m} of a person's rows (person-km)",
+            "person-set": "every person's set of rows shared by k persons (person-set)",
+            "person-km": f"any {self.m} of a person's rows shared by k persons (person-km)",
+            "row": "every row class holding k persons (row model)",
+        }[self.model]
+        if self.shape == "person":
+            dates = "" if self.date is None else f" and first/last {self.date}"
+            what = (
+                f"one row per person (rows per {self.kind}{dates}), every row class "
+                f"holding k persons"
+            )
+        return (
+            f"k = {self.k} over {', '.join(self.quasi_identifiers)}: {what}, at most "
+            f"{self.max_suppression:.0%} of rows suppressed"
+        )
 
 
 @dataclass(frozen=True)

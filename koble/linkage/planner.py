@@ -240,13 +240,7 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
 
 def _central_steps(b: _Builder, job: Job, extracts: list[str], variables: tuple[str, ...]) -> None:
     anonymity = job.anonymity
-    requirement = (
-        f"k = {anonymity.k} persons per class over "
-        f"{', '.join(anonymity.quasi_identifiers)}, at most "
-        f"{anonymity.max_suppression:.0%} suppressed"
-        if anonymity is not None
-        else "the requirements (none given)"
-    )
+    requirement = anonymity.describe() if anonymity is not None else "the requirements (none given)"
     b.step(
         Step(
             "operator-link",

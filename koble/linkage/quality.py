@@ -37,6 +37,25 @@ class _Table:
 Block = str | _Table
 
 
+def _person_level(anon: dict[str, Any]) -> str:
+    """The model the gate met, and persons singled out by their set of rows before/after."""
+    text = f"Model: {anon.get('model', 'row')}"
+    if constant := anon.get("person_constant_quasi_identifiers"):
+        text += f" (constant within every person, so quasi-identifiers too: {', '.join(constant)})"
+    figures = anon.get("person_level") or {}
+    before, after = figures.get("before"), figures.get("after")
+    if before and after:
+        text += (
+            f". Persons singled out by their set of rows: {before['unique']:,} of "
+            f"{before['persons']:,} in the linked file, {after['unique']:,} of "
+            f"{after['persons']:,} released ({after['under_k']:,} in sets shared by fewer "
+            f"than k)"
+        )
+    if anon.get("persons_withheld"):
+        text += f"; {anon['persons_withheld']:,} persons withheld whole"
+    return text + "."
+
+
 def _text(value: Cell) -> str:
     """One cell as text: numbers with thousands separators, booleans as yes/no, None as –."""
     if value is None:
@@ -141,6 +160,7 @@ def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
                 else ""
             )
             + f"; {anon['suppressed']:,} of {anon['rows']:,} rows withheld.",
+            _person_level(anon),
             _Table(("quasi-identifier", "level"), "ll", qis),
         ]
     checks = data.get("reconciliation") or []

@@ -13,7 +13,8 @@ from typing import Any
 import polars as pl
 
 from koble.anonymity.config import AnonymiseConfig
-from koble.anonymity.release import anonymise_file
+from koble.anonymity.person_columns import infer_hierarchy
+from koble.anonymity.release import AnonymityCheck, anonymise_file
 from koble.anonymity.report import write_report
 from koble.errors import KobleError
 from koble.files import OutputSet, atomic_write
@@ -68,15 +69,17 @@ def link_step(ctx: Context, step: Step) -> dict[str, Any]:
     }
 
 
-def infer_hierarchy(name: str, dtype: pl.DataType) -> str:
-    """A hierarchy for a quasi-identifier the job gives none for, from its name and type."""
-    lowered = name.lower()
-    if dtype == pl.Date or dtype == pl.Datetime:
-        return "date"
-    for key in ("kommune", "icd10", "atc", "sex", "age"):
-        if key in lowered:
-            return key
-    return "categorical"
+def _person_figures(check: AnonymityCheck) -> dict[str, int] | None:
+    """Persons singled out by their set of rows (person-constant columns included), and
+    persons in sets shared by fewer than k: the attack row classes do not see."""
+    found = check.person_level
+    if found is None:
+        return None
+    return {
+        "persons": found.persons,
+        "unique": found.by_set_with_constant.unique,
+        "under_k": found.by_set_with_constant.under_k,
+    }
 
 
 def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
@@ -96,6 +99,11 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
         quasi_identifiers=qis,
         suppression=anonymity.max_suppression,
         person=SERIAL,
+        model=anonymity.model,
+        m=anonymity.m,
+        shape=anonymity.shape,
+        kind=anonymity.kind,
+        date=anonymity.date,
         base_dir=ctx.job_path.parent,
     )
     with OutputSet() as outputs:  # release, withheld rows and report together or not at all
@@ -108,13 +116,28 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
         "quasi_identifiers": list(anonymity.quasi_identifiers),
         "hierarchies": {q: str(v) for q, v in qis.items()},
         "levels": dict(release.level_names),
-        "level_index": dict(zip(anonymity.quasi_identifiers, map(int, result.levels), strict=True)),
+        "level_index": dict(zip(result.names, map(int, result.levels), strict=True)),
+        "coarsened_columns": {
+            column: release.level_names[qi]
+            for qi, level in zip(result.names, result.levels, strict=True)
+            if level > 0
+            for column in release.qi_columns.get(qi, [qi])
+        },
+        "shape": None if release.shape is None else release.shape.describe(),
+        "model": release.model,
+        "models_tried": list(release.tried),
+        "person_constant_quasi_identifiers": list(release.person_constant),
         "rows": result.rows,
         "suppressed": result.suppressed,
+        "persons_withheld": result.persons_suppressed,
         "min_class_size": result.min_class_size,
         "min_class_persons": None
         if release.after is None
         else release.after.smallest_class_persons,
+        "person_level": {
+            "before": _person_figures(release.before),
+            "after": None if release.after is None else _person_figures(release.after),
+        },
         "meets": bool(result.feasible),
     }
     ctx.write_json(store / "anonymity.json", summary)

@@ -100,10 +100,13 @@ def _coarsened_labels(
     """Labels for the anonymous file: a coarsened quasi-identifier says to what level, and
     loses the code list of its original values (kommune names do not fit fylke codes)."""
     labels, value_labels = labels_for(columns)
-    for qi, index in gate.get("level_index", {}).items():
-        if index > 0 and qi in columns:
-            labels[qi] = f"{labels.get(qi, qi)} (coarsened: {gate['levels'][qi]})"
-            value_labels.pop(qi, None)
+    coarsened = gate.get("coarsened_columns") or {
+        qi: gate["levels"][qi] for qi, index in gate.get("level_index", {}).items() if index > 0
+    }
+    for column, level in coarsened.items():
+        if column in columns:
+            labels[column] = f"{labels.get(column, column)} (coarsened: {level})"
+            value_labels.pop(column, None)
     return labels, value_labels
 
 

@@ -16,11 +16,13 @@ from koble.errors import UsageError
 
 
 def _config(k: int, person: str | None, suppression: float = 0.0) -> AnonymiseConfig:
+    """The row model: k persons per row class (test_longitudinal.py has the person models)."""
     return AnonymiseConfig(
         k=k,
         quasi_identifiers={"age": "age", "sex": "sex"},
         suppression=suppression,
         person=person,
+        model="row",
     )
 
 

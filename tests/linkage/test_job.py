@@ -183,6 +183,14 @@ def test_the_anonymous_route_needs_anonymity_requirements(catalogue: Catalogue) 
     good = GOOD + iplos + '\n[anonymity]\nk = 5\nquasi_identifiers = ["kommune"]\n'
     job = parse_job(good, catalogue)
     assert job.anonymity is not None and job.anonymity.k == 5
+    assert (job.anonymity.model, job.anonymity.m) == ("auto", 2)
+    chosen = parse_job(good + 'model = "person-km"\nm = 3\n', catalogue)
+    assert chosen.anonymity is not None
+    assert (chosen.anonymity.model, chosen.anonymity.m) == ("person-km", 3)
+    assert "any 3 of a person's rows" in chosen.anonymity.describe()
+    found = problems(good + 'model = "persons"\nm = 0\n', catalogue)
+    wrong = [(ln, m.split(" ")[0]) for ln, m in found]
+    assert wrong == [(29, "anonymity.model"), (30, "anonymity.m")]
 
 
 @pytest.mark.parametrize(

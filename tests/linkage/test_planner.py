@@ -374,4 +374,5 @@ def test_the_example_jobs_plan_as_documented(example: str, route: str) -> None:
     assert plan.route == route and not plan.refusals
     if route == "central-anonymous":
         gate = plan.step("operator-anonymity-gate")
-        assert "k = 5 persons per class" in gate.description
+        assert "k = 5 over kommune, service_type, start_date" in gate.description
+        assert "every person's set of rows shared by k persons (person-set)" in gate.description

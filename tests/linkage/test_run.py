@@ -276,8 +276,8 @@ def test_central_route_counts_k_in_persons(central_run: RunResult) -> None:
     linked = pl.read_parquet(store / "linked.parquet")
     assert linked["lopenr"].is_duplicated().any()  # several rows per person: the case at hand
     columns = []
-    for qi in gate["quasi_identifiers"]:
-        generalised = hierarchy_for(gate["hierarchies"][qi]).apply(linked[qi])
+    for qi in gate["level_index"]:  # the job's QIs and the person-constant columns
+        generalised = hierarchy_for(gate["hierarchies"].get(qi, "categorical")).apply(linked[qi])
         level = generalised.level_names.index(gate["levels"][qi])
         columns.append(generalised.column(level).cast(pl.String).alias(qi.upper()))
     classes = (
@@ -289,7 +289,8 @@ def test_central_route_counts_k_in_persons(central_run: RunResult) -> None:
     released = frame.select([c.name for c in columns]).cast(pl.String).unique()
     persons = released.join(classes, on=released.columns, how="left")["persons"]
     assert persons.null_count() == 0 and persons.min() >= 5  # type: ignore[operator]
-    assert gate["min_class_persons"] == persons.min()
+    # the linked file also holds the persons withheld whole, so its classes are no smaller
+    assert persons.min() >= gate["min_class_persons"] >= 5  # type: ignore[operator]
 
 
 def test_consent_is_per_registration(world: World, tmp_path: Path) -> None:

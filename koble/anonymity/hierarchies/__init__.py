@@ -11,6 +11,7 @@ with vectorised polars expressions:
 * :class:`Icd10Hierarchy`: ICD-10 code, category, WHO block, chapter, ``*``
 * :class:`AtcHierarchy`: the five ATC levels, ``*``
 * :class:`CategoricalHierarchy` / :func:`SexHierarchy`: value or ``*``
+* :class:`CountHierarchy`: a count, count bands, any/none, ``*``
 * :class:`CsvHierarchy`: any hierarchy in ARX's CSV format
 
 :func:`hierarchy_for` builds one from its name in a config (``"age:bands=5,10,20;top=90"``).
@@ -22,6 +23,7 @@ from __future__ import annotations
 from koble.anonymity.hierarchies.age import AgeHierarchy
 from koble.anonymity.hierarchies.atc import AtcHierarchy
 from koble.anonymity.hierarchies.base import MISSING, TOP
+from koble.anonymity.hierarchies.counts import CountHierarchy
 from koble.anonymity.hierarchies.csv import CsvHierarchy
 from koble.anonymity.hierarchies.dates import DateHierarchy
 from koble.anonymity.hierarchies.geography import KommuneHierarchy
@@ -36,6 +38,7 @@ __all__ = [
     "AgeHierarchy",
     "AtcHierarchy",
     "CategoricalHierarchy",
+    "CountHierarchy",
     "CsvHierarchy",
     "DateHierarchy",
     "Icd10Hierarchy",

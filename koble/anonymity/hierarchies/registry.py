@@ -24,6 +24,7 @@ name               options (``key=value`` joined by ``;``)     defaults
 ``atc``            none
 ``sex``            none
 ``categorical``    ``name`` (of level 0)                       ``name=value``
+``count``          ``bands`` (lower bounds, from 1)            ``bands=1,2,5,10``
 ``csv``            the path (everything after ``csv:``), or    relative to ``base_dir``
                    ``path`` and ``encoding`` in a table
 =================  ==========================================  ===========================
@@ -38,6 +39,7 @@ from pathlib import Path
 from koble.anonymity.generalisation import Hierarchy
 from koble.anonymity.hierarchies.age import AgeHierarchy
 from koble.anonymity.hierarchies.atc import AtcHierarchy
+from koble.anonymity.hierarchies.counts import DEFAULT_BANDS, CountHierarchy
 from koble.anonymity.hierarchies.csv import CsvHierarchy
 from koble.anonymity.hierarchies.dates import DateHierarchy
 from koble.anonymity.hierarchies.geography import KommuneHierarchy
@@ -89,6 +91,10 @@ def _dates(options: Options, _: Path | None) -> Hierarchy:
     return DateHierarchy(period_years=period, period_start=start)
 
 
+def _count(options: Options, _: Path | None) -> Hierarchy:
+    return CountHierarchy(bands=_int_list(options.pop("bands", DEFAULT_BANDS), "bands"))
+
+
 def _csv(options: Options, base_dir: Path | None) -> Hierarchy:
     if "path" not in options:
         raise UsageError("a csv hierarchy needs a path (csv:path/to/file.csv)")
@@ -110,6 +116,7 @@ _BUILDERS: dict[str, Callable[[Options, Path | None], Hierarchy]] = {
     "atc": lambda options, _: AtcHierarchy(),
     "sex": lambda options, _: SexHierarchy(),
     "categorical": _categorical,
+    "count": _count,
     "csv": _csv,
 }
 
