@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -41,13 +42,17 @@ from koble.anonymity.parameters import raise_problems, whole_number
 from koble.errors import UsageError
 
 __all__ = [
+    "MAX_M",
+    "MAX_SUBSETS",
     "MODELS",
     "PersonKM",
     "PersonModel",
     "PersonSet",
+    "m_problem",
     "person_model",
     "rescue",
     "set_groups",
+    "subset_count",
 ]
 
 Mask = npt.NDArray[np.bool_]
@@ -55,6 +60,9 @@ Int64s = npt.NDArray[np.int64]
 MODELS = ("row", "person-set", "person-km")
 #: The most (person, subset) pairs person-km enumerates at one node before refusing.
 MAX_SUBSETS = 200_000_000
+#: The largest m person-km takes: the literature's attackers know a handful of items, and
+#: the subsets to count grow as C(s, m).
+MAX_M = 8
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -150,14 +158,12 @@ def _subsets(item: Int64s, person: Int64s, m: int) -> tuple[Int64s, Int64s]:
     """
     items, persons, starts = _by_person(item, person)
     sizes = np.diff(np.append(starts, len(items)))
-    total = sum(
-        int(np.count_nonzero(sizes == s)) * sum(math.comb(int(s), j) for j in range(1, m + 1))
-        for s in np.unique(sizes)
-    )
+    set_sizes, persons_of = np.unique(sizes, return_counts=True)
+    total = subset_count(set_sizes.tolist(), persons_of.tolist(), m)
     if total > MAX_SUBSETS:
         raise UsageError(
-            f"person-km with m = {m} would count {total:,} subsets at one node (at most "
-            f"{MAX_SUBSETS:,}); choose a smaller m or the person-set model"
+            f"person-km would count {total:,} subsets at one node (at most {MAX_SUBSETS:,}); "
+            "choose a smaller requirements.m or the person-set model"
         )
     n_items = int(item.max()) + 1 if len(item) else 1
     keys: list[Int64s] = []
@@ -185,6 +191,15 @@ def _subsets(item: Int64s, person: Int64s, m: int) -> tuple[Int64s, Int64s]:
         offset += int(dense.max()) + 1
         owners.append(np.concatenate(found_owners))
     return np.concatenate(keys), np.concatenate(owners)
+
+
+def subset_count(set_sizes: Sequence[int], persons: Sequence[int], m: int) -> int:
+    """How many (person, subset of 1..m items) pairs persons with these set sizes have:
+    Σ persons × Σ_{j ≤ min(m, s)} C(s, j). Cheap for any m (j never passes s)."""
+    return sum(
+        int(n) * sum(math.comb(int(s), j) for j in range(1, min(m, int(s)) + 1))
+        for s, n in zip(set_sizes, persons, strict=True)
+    )
 
 
 class PersonModel(ABC):
@@ -236,7 +251,7 @@ class PersonKM(PersonModel):
     name: ClassVar[str] = "person-km"
 
     def __post_init__(self) -> None:
-        raise_problems([whole_number(self.k, "k"), whole_number(self.m, "m")])
+        raise_problems([whole_number(self.k, "k"), m_problem(self.m, "m")])
 
     def failing(self, item: Int64s, person: Int64s, n_persons: int) -> Mask:
         fail = np.zeros(n_persons, dtype=np.bool_)
@@ -257,6 +272,13 @@ class PersonKM(PersonModel):
         return f"person-km {self.k}^{self.m}-anonymity"
 
 
+def m_problem(value: object, name: str) -> str | None:
+    """A problem unless ``value`` is a whole number from 1 to :data:`MAX_M`."""
+    if whole_number(value, name) is not None or value > MAX_M:  # type: ignore[operator]
+        return f"{name} must be a whole number from 1 to {MAX_M}"
+    return None
+
+
 def person_model(name: str, k: int, m: int = 2) -> PersonModel | None:
     """The model called ``name`` (``row`` is none: k persons per row class only)."""
     if name == "row":
@@ -275,10 +297,13 @@ def rescue(
     """Persons the model fails, given back with only their rare rows withheld.
 
     A failing person's entries in classes held by fewer than k persons are dropped and the
-    model is judged again over everyone: adding persons never breaks a passing group (for
-    person-set a group only grows; for person-km counts only grow), so every person who
-    passed still passes. Returns ``(person_withheld, entry_withheld)``: persons withheld
-    whole, and entries withheld (theirs, plus the rare entries of rescued persons).
+    model is judged again over everyone. Only failing persons lose entries, and a person who
+    passed keeps exactly their set: under person-set their group is unchanged or joined by
+    rescued persons; under person-km the passing persons are k^m-anonymous among themselves
+    and the largest k^m-anonymous set contains them. So every person who passed still
+    passes, and anyone judged failing again is withheld whole. Returns
+    ``(person_withheld, entry_withheld)``: persons withheld whole, and entries withheld
+    (theirs, plus the rare entries of rescued persons).
     """
     failing = model.failing(item, person, n_persons)
     rare = (persons_per_item[item] < k) & failing[person]

@@ -22,14 +22,13 @@ value, in the quasi-identifiers, the person column and the person-constant colum
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import polars as pl
 
-from koble.anonymity.longitudinal import MAX_SUBSETS
+from koble.anonymity.longitudinal import MAX_SUBSETS, m_problem, subset_count
 from koble.anonymity.parameters import (
     check_columns,
     column_list,
@@ -154,11 +153,8 @@ def _km_failing(entries: pl.DataFrame, item: str, k: int, m: int) -> int | None:
     if pairs.is_empty():
         return 0
     per_person = pairs.group_by(_P).len()["len"].value_counts()
-    total = sum(
-        int(n) * sum(math.comb(int(s), j) for j in range(1, m + 1))
-        for s, n in per_person.iter_rows()
-    )
-    if total > MAX_SUBSETS:
+    sizes, counts = per_person.to_series(0).to_list(), per_person.to_series(1).to_list()
+    if subset_count(sizes, counts, m) > MAX_SUBSETS:
         return None
     cap = min(k, pairs[_P].n_unique() + 1)  # k may exceed the count type's range
     items = pairs.rename({item: "\0i0"})
@@ -187,7 +183,7 @@ def person_risk(
     raise_problems([
         *column_list(list(qis), "qis (the quasi-identifiers)"),
         whole_number(k, "k"),
-        whole_number(m, "m"),
+        m_problem(m, "m"),
         "the person column cannot also be a quasi-identifier" if person in qis else None,
     ])  # fmt: skip
     check_columns(frame, [*qis, person], path)

@@ -53,6 +53,7 @@ import polars as pl
 
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
+from koble.anonymity.person_columns import constant_columns
 from koble.anonymity.tied import tie
 from koble.errors import ColumnError, UsageError
 from koble.registries.identifiers.scan import contains_person_number
@@ -165,11 +166,11 @@ def person_table(
         pl.col(kind).cast(pl.String).alias(kind_col),
         *([] if dates is None else [dates.alias(date_col)]),
     ).sort([person, *([] if date is None else [date_col])], nulls_last=False, maintain_order=True)
-    # a column varies within some person when a row differs from the one before of the same
-    # person (null-aware: a null and a value differ, two nulls do not)
-    same = pl.col(person) == pl.col(person).shift()
-    varying = work.select((pl.col(c).ne_missing(pl.col(c).shift()) & same).any() for c in others)
-    changes = {c: bool(varying[c].item()) for c in others}
+    # exactly constant within every person (nulls a value): kept as it is; any other
+    # column (and any whose values cannot be compared) is taken from the latest row
+    found, multi = constant_columns(work.select(person, *others), person, share=1.0)
+    kept = set(found) if multi else set(others)  # one row each: nothing varies
+    changes = {c: c not in kept for c in others}
     constant = tuple(c for c in others if not changes[c])
     taken = {person, *constant}
     kinds = tuple(_kind_columns(values, taken, with_dates=date is not None))

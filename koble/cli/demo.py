@@ -142,14 +142,19 @@ def _print_linkage(console: Console, result: DemoResult) -> None:
             console.print(
                 f"  anonymity gate ({gate['model']}): k = {gate['k']} persons met (smallest "
                 f"class {gate['min_class_persons']} persons, {gate['min_class_size']} rows; "
-                f"{gate['suppressed']} of {gate['rows']} rows withheld); {levels}"
+                f"{gate['suppressed']:,} of {gate['rows']:,} rows withheld); {levels}"
             )
             if (person := gate.get("person_level") or {}).get("after"):
-                before, after = person["before"], person["after"]
+                after, row = person["after"], outcome.row_model
+                alone = (
+                    "" if row is None else
+                    f"under the row model alone {row['unique']:,} of {row['persons']:,} "
+                    f"({row['under_k']:,} in sets shared by fewer than {gate['k']}); "
+                )  # fmt: skip
                 console.print(
-                    f"  persons singled out by their set of rows: {before['unique']:,} of "
-                    f"{before['persons']:,} in the linked file, {after['unique']:,} of "
-                    f"{after['persons']:,} in the release"
+                    f"  persons singled out by their set of rows: {alone}released: "
+                    f"{after['unique']:,} of {after['persons']:,} ({after['under_k']:,} "
+                    f"under {gate['k']})"
                 )
         verdict = "[green]verified[/]" if outcome.verify.ok else "[red]NOT verified[/]"
         passed = sum(c.ok for c in outcome.verify.checks)

@@ -10,6 +10,7 @@ passed in; a demo makes new ones each time.
 from __future__ import annotations
 
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,9 @@ class JobOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
     #: Where each audit log the job's run (and reproduction) closed ends, in closing order.
     audit_logs: list[AuditHead] = field(default_factory=list)
+    #: Central route: persons the row model alone would let an attacker single out by
+    #: their set of rows (``persons``, ``unique``, ``under_k``), for the summary.
+    row_model: dict[str, int] | None = None
 
     @property
     def ok(self) -> bool:
@@ -64,6 +68,7 @@ class JobOutcome:
             "audit_logs": [
                 {"path": str(h.path), "entries": h.entries, "head": h.head} for h in self.audit_logs
             ],
+            "row_model": self.row_model,
         }
 
 
@@ -106,5 +111,33 @@ def run_linkage_demo(
                 job, out / f"{name}-reproduced", result.delivery, **common
             )
             seconds["reproduce"] = time.perf_counter() - tick
+        if name == "central":
+            outcome.row_model = row_model_exposure(job, workspace)
         outcomes.append(outcome)
     return outcomes
+
+
+def row_model_exposure(job: Path, workspace: Path) -> dict[str, int] | None:
+    """What the central job's release would expose under the row model alone (every row
+    class holds k persons): the operator's linked file anonymised again with ``model =
+    "row"`` in a temporary directory (removed after), and the persons whose set of released
+    rows, with the person-constant columns, fewer than k persons share. The demo prints it
+    beside the person-set release's figure."""
+    from koble.anonymity.release import anonymise_file  # the demo only
+    from koble.linkage.job import load_job
+    from koble.linkage.steps_central import LINKED, gate_config
+
+    catalogue = Catalogue.load().extended(Catalogue.from_file(DEMO_CATALOGUE))
+    anonymity = load_job(job, catalogue).anonymity
+    linked = workspace / "operator" / "store" / LINKED
+    if anonymity is None or not linked.is_file():
+        return None
+    config = gate_config(anonymity, linked, job.parent, model="row")
+    with tempfile.TemporaryDirectory() as scratch:
+        release = anonymise_file(linked, config, Path(scratch) / "row_model.parquet",
+                                 Path(scratch) / "row_model_withheld.parquet")  # fmt: skip
+    level = None if release.after is None else release.after.person_level
+    if level is None:
+        return None
+    return {"persons": level.persons, "unique": level.by_set_with_constant.unique,
+            "under_k": level.by_set_with_constant.under_k}  # fmt: skip

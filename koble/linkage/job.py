@@ -52,7 +52,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-from koble.anonymity.longitudinal import MODELS
+from koble.anonymity.longitudinal import MODELS, m_problem
 from koble.errors import UsageError
 from koble.files import read_text
 from koble.linkage.job_model import (
@@ -384,8 +384,8 @@ def _anonymity(
             f"anonymity.model must be one of auto, {', '.join(MODELS)}",
         )
         ok = False
-    if not isinstance(m, int) or isinstance(m, bool) or m < 1:
-        reader.problem(reader.at.line("anonymity", "m"), "anonymity.m must be an integer ≥ 1")
+    if (problem := m_problem(m, "anonymity.m")) is not None:
+        reader.problem(reader.at.line("anonymity", "m"), problem)
         ok = False
     shape = _shape(reader, table.get("shape"), requested)
     if not ok or shape is None:

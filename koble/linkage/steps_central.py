@@ -8,6 +8,7 @@ stops with :class:`AnonymityGateError` and the report goes back to the applicant
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -19,9 +20,10 @@ from koble.anonymity.report import write_report
 from koble.errors import KobleError
 from koble.files import OutputSet, atomic_write
 from koble.linkage.context import Context
+from koble.linkage.job_model import Anonymity
 from koble.linkage.plan import SERIAL, Step
 
-__all__ = ["AnonymityGateError", "gate_step", "infer_hierarchy", "link_step"]
+__all__ = ["AnonymityGateError", "gate_config", "gate_step", "infer_hierarchy", "link_step"]
 
 LINKED = "linked.parquet"
 WITHHELD = "withheld.parquet"
@@ -82,30 +84,39 @@ def _person_figures(check: AnonymityCheck) -> dict[str, int] | None:
     }
 
 
+def gate_config(
+    anonymity: Anonymity, linked: Path, base_dir: Path, *, model: str | None = None
+) -> AnonymiseConfig:
+    """The gate's requirements for the linked file: k counts persons, not rows (a person
+    with several rows, as in IPLOS, never fills a class alone), judged under the job's
+    person-level model (``model`` overrides it, for comparisons). The løpenummer identifies
+    the person and is dropped from the release."""
+    schema = pl.read_parquet_schema(linked)
+    qis: dict[str, str | dict[str, Any]] = {
+        q: anonymity.hierarchies.get(q) or infer_hierarchy(q, schema[q])
+        for q in anonymity.quasi_identifiers
+    }
+    return AnonymiseConfig(
+        k=anonymity.k,
+        quasi_identifiers=qis,
+        suppression=anonymity.max_suppression,
+        person=SERIAL,
+        model=model or anonymity.model,
+        m=anonymity.m,
+        shape=anonymity.shape,
+        kind=anonymity.kind,
+        date=anonymity.date,
+        base_dir=base_dir,
+    )
+
+
 def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
     """Coarsen the linked file (without løpenummer) until it meets the requirements."""
     anonymity = ctx.job.anonymity
     assert anonymity is not None
     store = ctx.store(step.party)
-    linked = pl.read_parquet_schema(store / step.inputs[0])
-    qis: dict[str, str | dict[str, Any]] = {
-        q: anonymity.hierarchies.get(q) or infer_hierarchy(q, linked[q])
-        for q in anonymity.quasi_identifiers
-    }
-    # k counts persons, not rows: a person with several rows (IPLOS services) must not fill
-    # a class alone. The løpenummer identifies the person and is dropped from the release.
-    config = AnonymiseConfig(
-        k=anonymity.k,
-        quasi_identifiers=qis,
-        suppression=anonymity.max_suppression,
-        person=SERIAL,
-        model=anonymity.model,
-        m=anonymity.m,
-        shape=anonymity.shape,
-        kind=anonymity.kind,
-        date=anonymity.date,
-        base_dir=ctx.job_path.parent,
-    )
+    config = gate_config(anonymity, store / step.inputs[0], ctx.job_path.parent)
+    qis = config.quasi_identifiers
     with OutputSet() as outputs:  # release, withheld rows and report together or not at all
         release = anonymise_file(store / step.inputs[0], config, store / step.outputs[0],
                                  store / WITHHELD, outputs=outputs)  # fmt: skip

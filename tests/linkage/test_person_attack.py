@@ -90,3 +90,13 @@ def test_the_row_model_alone_lets_the_attack_single_persons_out(
     # and the gate's own report says so
     after = gate["person_level"]["after"]
     assert after is not None and after["under_k"] > 0
+
+
+def test_the_demo_compares_with_the_row_model(world: World, central_run: RunResult) -> None:
+    from koble.linkage.demo_run import row_model_exposure
+
+    figures = row_model_exposure(world.central, central_run.workspace)
+    assert figures is not None and figures["persons"] > 100
+    assert figures["unique"] > 0 and figures["under_k"] >= figures["unique"]
+    leftovers = list(central_run.workspace.rglob("row_model*"))
+    assert leftovers == []  # the comparison leaves nothing in any party's workspace
