@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench bench-national clean
+.PHONY: demo test lint typecheck browser bench bench-national clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +23,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# The HTML reports are tested in a real headless browser (tests/test_reports_browser.py):
+# Debian's Chromium and ChromeDriver, installed here when missing (CI runs as root on a
+# fresh machine). Without them those tests fail; they never skip.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
+test: lint typecheck browser
 	$(BIN)/pytest
 
 # Every benchmark script at a size that runs in about 10 minutes on 2 cores; the national
@@ -45,4 +55,4 @@ bench-national: $(STAMP)
 	$(BIN)/python benchmarks/bench_linkage.py --repeat 3
 
 clean:
-	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache .hypothesis .pytest_artifacts

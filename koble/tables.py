@@ -9,11 +9,14 @@ that come from the reader (they may quote the data).
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
-import io
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 import pyarrow as pa
@@ -37,6 +40,8 @@ __all__ = [
 CSV_SUFFIXES = frozenset({".csv", ".txt", ".tsv"})
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 _DELIMITERS = (";", ",", "\t", "|")
+_CHUNK = 1 << 18  # bytes read (and decoded) at a time
+_CHUNK_HEAD = 1 << 20  # characters kept of a first line that does not end
 
 
 def _format(path: Path) -> str:
@@ -57,20 +62,22 @@ def _sniff_delimiter(header: str) -> str:
     return best if counts[best] else ";"
 
 
-def _raise_located(text: str, delimiter: str, path: Path) -> None:
+def _raise_located(source: Path, delimiter: str, path: Path) -> None:
     """Find the first data row whose field count differs from the header's and raise there.
 
-    Runs only after the fast reader has failed, to turn its message into a row number.
+    Runs only after the fast reader has failed, to turn its message into a row number;
+    reads ``source`` (UTF-8, as handed to Polars) a line at a time.
     """
-    rows = csv.reader(io.StringIO(text), delimiter=delimiter)
-    header = next(rows, [])
-    for number, fields in enumerate(rows, start=1):
-        if fields and len(fields) != len(header):
-            raise FileFormatError(
-                f"malformed CSV: {len(fields)} fields where the header has {len(header)}",
-                path=path,
-                row=number,
-            )
+    with source.open(encoding="utf-8-sig", errors="replace", newline="") as text:
+        rows = csv.reader(text, delimiter=delimiter)
+        header = next(rows, [])
+        for number, fields in enumerate(rows, start=1):
+            if fields and len(fields) != len(header):
+                raise FileFormatError(
+                    f"malformed CSV: {len(fields)} fields where the header has {len(header)}",
+                    path=path,
+                    row=number,
+                )
 
 
 def refuse_duplicate_names(names: Sequence[str], path: str | Path | None) -> None:
@@ -88,29 +95,124 @@ def refuse_duplicate_names(names: Sequence[str], path: str | Path | None) -> Non
         )
 
 
-def _header(text: str, delimiter: str) -> tuple[str, ...]:
+def _header(source: Path, delimiter: str) -> tuple[str, ...]:
     """The CSV header as written, before the reader renames repeated names."""
-    first = pl.read_csv(
-        io.StringIO(text), separator=delimiter, has_header=False, n_rows=1, infer_schema=False
-    )
+    first = pl.read_csv(source, separator=delimiter, has_header=False, n_rows=1, infer_schema=False)
     return tuple("" if v is None else str(v) for v in first.row(0)) if first.height else ()
 
 
-def _line_ends(text: str, path: Path) -> str:
-    """``text`` with LF line ends: a file whose lines all end in a bare CR (classic Mac OS,
-    some old exports) is read as such; a header that mixes a bare CR with LF line ends is
-    refused, since reading it would glue the first rows into column names."""
-    if "\r" not in text:
-        return text
-    if "\n" not in text:
-        return text.replace("\r", "\n")
-    if "\r" in text.split("\n", 1)[0].removesuffix("\r"):
-        raise FileFormatError(
-            "line 1 holds a bare carriage return (CR) where other lines end in LF; "
-            "save the file with one kind of line ending (LF or CRLF)",
-            path=path,
-        )
-    return text
+@dataclass
+class _Shape:
+    """What one pass over a CSV file found: its first line and its line ends."""
+
+    head: str = ""  # the start of the text, up to its first LF (or 1 MiB without one)
+    blank: bool = True  # nothing but white space
+    cr: bool = False
+    lf: bool = False
+
+    def header(self) -> str:
+        """The first line: up to the first LF, or the first CR in a file of bare CRs."""
+        return self.head.split("\n" if self.lf else "\r", 1)[0]
+
+
+def _undecodable(exc: UnicodeDecodeError, start: int, lines: int, encoding: str,
+                 path: Path) -> FileFormatError:  # fmt: skip
+    """The error for the first byte that is not ``encoding``: its offset in the file and the
+    row it is in (counted by line ends; none in the header)."""
+    before = exc.object[: exc.start].decode(encoding, errors="replace")
+    row = lines + before.count("\n")
+    return FileFormatError(
+        f"not valid {encoding} at byte {start + exc.start}"
+        + ("" if row else " (in the header)")
+        + "; give the file's encoding (e.g. --encoding cp1252)",
+        path=path,
+        row=row or None,
+    )
+
+
+def _decode(path: Path, encoding: str, sink: BinaryIO | None) -> _Shape:
+    """Decode ``path`` as ``encoding`` a chunk at a time (never the whole file at once),
+    noting its :class:`_Shape`; with ``sink``, write it there as UTF-8 without a BOM.
+
+    An undecodable byte raises a :class:`FileFormatError` naming its offset and row.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    shape, started = _Shape(), False
+    head: list[str] | None = []
+    offset = lf_lines = cr_lines = 0
+    with path.open("rb") as raw:
+        while True:
+            chunk = raw.read(_CHUNK)
+            start = offset - len(decoder.getstate()[0])  # bytes held back from the last chunk
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                lines = lf_lines if shape.lf else cr_lines
+                raise _undecodable(exc, start, lines, encoding, path) from None
+            offset += len(chunk)
+            if text and not started:
+                text, started = text.removeprefix("\ufeff"), True
+            shape.cr = shape.cr or "\r" in text
+            shape.lf = shape.lf or "\n" in text
+            shape.blank = shape.blank and not text.strip()
+            if head is not None:
+                head.append(text)
+                if "\n" in text or sum(map(len, head)) > _CHUNK_HEAD:
+                    shape.head, head = "".join(head), None
+            lf_lines += text.count("\n")
+            cr_lines += text.count("\r")
+            if sink is not None:
+                sink.write(text.encode("utf-8"))
+            if not chunk:
+                break
+    if head is not None:
+        shape.head = "".join(head)
+    return shape
+
+
+def _bare_cr_to_lf(source: Path, target: Path) -> Path:
+    """``source`` (UTF-8, every line ending in a bare CR) with LF line ends, at ``target``:
+    a byte for a byte, a chunk at a time (CR and LF are never part of a longer UTF-8 character).
+    """
+    table = bytes.maketrans(b"\r", b"\n")
+    with source.open("rb") as raw, target.open("wb") as out:
+        while chunk := raw.read(_CHUNK):
+            out.write(chunk.translate(table))
+    return target
+
+
+def _read_csv(path: Path, encoding: str) -> pl.DataFrame:
+    """Read a CSV file with Polars' own reader, its columns all text.
+
+    UTF-8 (with or without a BOM) goes to Polars as it is, after one streamed pass that
+    checks it decodes and finds its line ends; any other encoding is transcoded to UTF-8 in
+    that pass, into a private temporary file (removed again). A file whose lines all end in
+    a bare CR (classic Mac OS, some old exports) is read as such; a header that mixes a bare
+    CR with LF line ends is refused, since reading it would glue the first rows into column
+    names.
+    """
+    native = codecs.lookup(encoding).name == "utf-8"
+    with tempfile.TemporaryDirectory(prefix="koble-csv-") as scratch:
+        source = path if native else Path(scratch) / "utf8.csv"
+        with contextlib.nullcontext() if native else source.open("wb") as sink:
+            shape = _decode(path, encoding, sink)
+        if shape.blank:
+            raise FileFormatError("the file is empty", path=path)
+        if shape.lf and "\r" in shape.header().removesuffix("\r"):
+            raise FileFormatError(
+                "line 1 holds a bare carriage return (CR) where other lines end in LF; "
+                "save the file with one kind of line ending (LF or CRLF)",
+                path=path,
+            )
+        if shape.cr and not shape.lf:
+            source = _bare_cr_to_lf(source, Path(scratch) / "lf.csv")
+        delimiter = _sniff_delimiter(shape.header())
+        try:
+            refuse_duplicate_names(_header(source, delimiter), path)
+            return pl.read_csv(source, separator=delimiter, infer_schema=False)
+        except pl.exceptions.PolarsError:
+            _raise_located(source, delimiter, path)
+            raise
 
 
 def check_encoding(encoding: str, name: str = "--encoding") -> str:
@@ -143,25 +245,7 @@ def read_table(path: str | Path, *, encoding: str = "utf-8") -> pl.DataFrame:
         if kind == "parquet":
             refuse_duplicate_names(pq.read_schema(path).names, path)
             return pl.read_parquet(path)
-        raw = path.read_bytes()
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError as exc:
-            raise FileFormatError(
-                f"not valid {encoding} at byte {exc.start}; give the file's encoding "
-                "(e.g. --encoding cp1252)",
-                path=path,
-            ) from None
-        text = _line_ends(text.removeprefix("\ufeff"), path)
-        if not text.strip():
-            raise FileFormatError("the file is empty", path=path)
-        delimiter = _sniff_delimiter(text.split("\n", 1)[0])
-        try:
-            refuse_duplicate_names(_header(text, delimiter), path)
-            return pl.read_csv(io.StringIO(text), separator=delimiter, infer_schema=False)
-        except pl.exceptions.PolarsError:
-            _raise_located(text, delimiter, path)
-            raise
+        return _read_csv(path, encoding)
     except (FileFormatError, ColumnError):
         raise
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError, ValueError) as exc:

@@ -10,7 +10,7 @@
     m = 2                    # person-km: any m of a person's rows are shared by k persons
     suppression = 0.02       # at most this share of records may be withheld
     metric = "precision"     # height | precision | discernibility | non-uniform entropy |
-                             # average class size
+                             # average class size | loss (ARX's definitions, see metrics)
     l = 2                    # optional: l-diversity of the sensitive attribute
     l_kind = "distinct"      # distinct | entropy
     t = 0.3                  # optional: t-closeness of the sensitive attribute
@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from koble.anonymity.hierarchies.registry import hierarchy_file, hierarchy_for
-from koble.anonymity.longitudinal import MODELS, PersonKM, PersonModel, PersonSet
+from koble.anonymity.longitudinal import MODELS, PersonKM, PersonModel, PersonSet, m_problem
 from koble.anonymity.metrics import Metric
 from koble.anonymity.parameters import (
     at_least,
@@ -119,7 +119,7 @@ def _value_problems(
         _column(person, "requirements.person"),
         None if model in ("auto", *MODELS)
         else f"requirements.model must be one of auto, {', '.join(MODELS)}",
-        whole_number(m, "requirements.m"),
+        m_problem(m, "requirements.m"),
         "requirements.model needs requirements.person (the column naming the person)"
         if person is None and model in ("person-set", "person-km") else None,
         None if shape in SHAPES else f"shape.unit must be one of {', '.join(SHAPES)}",

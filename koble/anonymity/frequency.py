@@ -32,6 +32,7 @@ __all__ = [
     "TableCache",
     "aggregate",
     "build_table",
+    "class_keys",
     "roll_up",
 ]
 
@@ -190,6 +191,13 @@ def build_table(
     assert grouped[3] is not None
     radix = 1 if sensitive is None else lookups.n_sensitive
     return _table(levels, codes, sensitive, grouped, radix), grouped[3]
+
+
+def class_keys(lookups: Lookups, levels: tuple[int, ...]) -> Int64s:
+    """One int64 per row, equal exactly for rows in the same class at ``levels`` (not dense,
+    not grouped): what a check of the rows groups by, instead of their labels as text."""
+    codes = [g.at(lv) for g, lv in zip(lookups.qis, levels, strict=True)]
+    return _keys(lookups, codes, levels, None)[0]
 
 
 def roll_up(

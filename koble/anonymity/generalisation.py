@@ -17,9 +17,23 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-__all__ = ["Codes", "Generalisation", "Hierarchy"]
+__all__ = ["Codes", "Domain", "Generalisation", "Hierarchy"]
 
 Codes = npt.NDArray[np.int32]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The hierarchy's whole domain, for ARX's *loss* metric (its "domain shares"): ``size``
+    original values, of which ``counts[level][code]`` fall under ``code`` at ``level``.
+
+    A hierarchy that lists its domain (an ARX CSV file) may list values the data lacks:
+    ARX charges a generalised value by its share of that whole domain, not of the values
+    present. Without a domain the values present are the domain.
+    """
+
+    size: int
+    counts: tuple[npt.NDArray[np.int64], ...]
 
 
 @dataclass(frozen=True)
@@ -38,11 +52,24 @@ class Generalisation:
     codes: Codes
     labels: tuple[tuple[str, ...], ...]
     maps: tuple[Codes, ...]
+    #: The hierarchy's domain, when it knows more values than the data holds.
+    domain: Domain | None = None
 
     @property
     def height(self) -> int:
         """The top level (number of levels minus one)."""
         return len(self.maps) - 1
+
+    def domain_counts(self) -> Domain:
+        """The domain (see :class:`Domain`): the hierarchy's when known, else the level-0
+        values present, each counted once under its code at every level."""
+        if self.domain is not None:
+            return self.domain
+        counts = tuple(
+            np.bincount(m, minlength=len(lab)).astype(np.int64)
+            for m, lab in zip(self.maps, self.labels, strict=True)
+        )
+        return Domain(len(self.labels[0]), counts)
 
     def at(self, level: int) -> Codes:
         """Every row's code at ``level``."""

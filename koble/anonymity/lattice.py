@@ -56,10 +56,14 @@ class Lattice:
         self.height = self.levels.sum(axis=1, dtype=np.int64)
         self.order = np.argsort(self.height, kind="stable")
         self.layers = np.searchsorted(self.height[self.order], np.arange(sum(heights) + 2))
+        self._steps = [
+            np.arange(r, dtype=np.int64) * st
+            for st, r in zip(self.strides, self.radix, strict=True)
+        ]
 
     def node(self, index: int) -> tuple[int, ...]:
         """The levels of node ``index``."""
-        return tuple(int(v) for v in self.levels[index])
+        return tuple(self.levels[index].tolist())
 
     def index(self, levels: Sequence[int]) -> int:
         """The number of the node with these levels."""
@@ -77,11 +81,17 @@ class Lattice:
 
     def box(self, low: Sequence[int], high: Sequence[int]) -> npt.NDArray[np.int64]:
         """Numbers of the nodes between ``low`` and ``high`` component-wise (inclusive)."""
-        found = np.zeros(1, dtype=np.int64)
-        for lo, hi, stride in zip(low, high, self.strides, strict=True):
-            steps = np.arange(lo, hi + 1, dtype=np.int64) * stride
-            found = (found[:, None] + steps).ravel()
-        return found
+        # The QIs fixed at one level only shift the numbers: add them once at the end (a
+        # probe near the bottom or top of the lattice spans few QIs; this runs per probe).
+        offset, found = 0, None
+        for lo, hi, stride, all_steps in zip(low, high, self.strides, self._steps, strict=True):
+            offset += lo * stride
+            if hi > lo:
+                steps = all_steps[: hi - lo + 1]
+                found = steps if found is None else (found[:, None] + steps).ravel()
+        if found is None:
+            return np.array([offset], dtype=np.int64)
+        return found + offset
 
     def above(self, index: int) -> npt.NDArray[np.int64]:
         """The nodes ≥ ``index`` (itself included)."""

@@ -13,13 +13,25 @@ nodes can be optimal; for the others every feasible node must be bounded or eval
   without suppression, not with it (generalising can release a suppressed class).
   Floor: Σ |E|·max(|E|, k) over the node's classes (a class only grows upwards, and a
   released class has at least k rows, a suppressed row costs N).
-- ``non-uniform entropy`` (Gionis & Tassa; ARX): Σ over QIs and rows of
-  log2(f(generalised value) / f(original value)), frequencies over all N rows; a suppressed
-  row counts as fully generalised (f = N). Monotone without suppression, not with it. Its
-  value without suppression is additive over QIs, so it is a static bound for every node.
+- ``non-uniform entropy`` (Gionis & Tassa; ARX's definition, ``MetricMDNUNMEntropy``):
+  Σ over QIs and all N rows of log2(f(original value) / f(generalised value)), frequencies
+  over all N rows, plus for the suppressed rows, per QI, their count times the entropy of
+  their generalised values within the suppressed set (S·H = Σ c·log2(S / c)). Monotone
+  without suppression, not with it. Its value without suppression is additive over QIs, so
+  it is a static bound for every node (the suppression term is never negative) and a floor.
+- ``non-uniform entropy, suppressed as *``: the same, but a suppressed row counts as fully
+  generalised (f = N): log2(N / f(original value)) per QI, as koble scored it before it
+  followed ARX. Same bound and floor.
 - ``average class size`` (C_AVG): (N − suppressed) / (released classes × k); N / k when
   nothing is released. Monotone without suppression, not with it. Floor and bound:
   (N − allowed) / (classes × k), since the class count only falls upwards.
+- ``loss`` (ARX's default quality model, ``MetricMDNMLoss`` with its defaults: equal weights,
+  gs-factor 0.5, geometric mean): per QI, Σ over released rows of the generalised value's
+  share of the domain (values under it / values in the hierarchy, :class:`~koble.anonymity.
+  generalisation.Domain`) plus 1 per suppressed row, normalised to [0, 1] by
+  (x − N/D) / (N − N/D); the QIs are combined as (Π (1 + x_i))^(1/d) − 1. A share never
+  falls upwards, so the value with suppressed rows charged their share instead of 1 is a
+  static bound and a floor; it is the loss itself without suppression.
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from koble.anonymity.checks import NodeCheck
-from koble.anonymity.frequency import FrequencyTable, Lookups
+from koble.anonymity.frequency import FrequencyTable, Int64s, Lookups
 from koble.anonymity.lattice import Lattice
 
 __all__ = ["LossModel", "Metric"]
@@ -47,6 +59,8 @@ class Metric(StrEnum):
     DISCERNIBILITY = "discernibility"
     NON_UNIFORM_ENTROPY = "non-uniform entropy"
     AECS = "average class size"
+    LOSS = "loss"
+    ENTROPY_SUPPRESSED_AS_TOP = "non-uniform entropy, suppressed as *"
 
 
 def _plogp(freq: Floats) -> float:
@@ -69,19 +83,28 @@ class LossModel:
         self.metric, self.lattice = metric, lattice
         self.rows = int(base.counts.sum())
         self.k, self.allowed = min(k, self.rows), allowed
-        self.exact = metric in (Metric.HEIGHT, Metric.PRECISION)
+        # Without suppression the entropies and ARX's loss are their static values: the
+        # bound is the loss, and the search need evaluate no node for its loss.
+        additive = (Metric.NON_UNIFORM_ENTROPY, Metric.ENTROPY_SUPPRESSED_AS_TOP, Metric.LOSS)
+        self.exact = metric in (Metric.HEIGHT, Metric.PRECISION) or (
+            allowed == 0 and metric in additive
+        )
         self.monotone = self.exact or allowed == 0
         levels = lattice.levels.astype(np.int64)
         heights = [len(c) - 1 for c in lookups.cards]
         self._penalty: list[list[Floats]] = []
+        self._shares: list[list[Floats]] = []
+        self._spread: list[Floats] = []  # per QI: N/D and N − N/D, the normalisation
         if metric is Metric.HEIGHT:
             self.bound = levels.sum(axis=1).astype(np.float64)
         elif metric is Metric.PRECISION:
             lcm = math.lcm(*[h for h in heights if h > 0] or [1])
             weights = np.array([lcm // h if h else 0 for h in heights], dtype=np.int64)
             self.bound = (levels @ weights) / float(lcm * len(heights))
-        elif metric is Metric.NON_UNIFORM_ENTROPY:
+        elif metric in (Metric.NON_UNIFORM_ENTROPY, Metric.ENTROPY_SUPPRESSED_AS_TOP):
             self.bound = self._entropy_bound(lookups, base, levels)
+        elif metric is Metric.LOSS:
+            self.bound = self._loss_bound(lookups, base, levels)
         else:
             classes = np.ones(lattice.size, dtype=np.int64)
             for i, cards in enumerate(lookups.cards):
@@ -110,6 +133,42 @@ class LossModel:
             self._penalty.append(penalties)
             total += per_level[levels[:, i]]
         return total
+
+    def _loss_bound(
+        self, lookups: Lookups, base: FrequencyTable, levels: npt.NDArray[np.int64]
+    ) -> Floats:
+        """ARX's loss without suppression at every node (each QI's normalised value is
+        additive over rows, so it is computed once per QI and level); also every code's
+        domain share, for the suppressed rows' surcharge."""
+        n = float(self.rows)
+        per_qi = []
+        for i, g in enumerate(lookups.qis):
+            domain = g.domain_counts()
+            shares = [c.astype(np.float64) / domain.size for c in domain.counts]
+            f0 = np.bincount(base.codes[i], base.counts, lookups.cards[i][0]).astype(np.float64)
+            low = n / domain.size
+            self._shares.append(shares)
+            self._spread.append(np.array([low, n - low]))
+            per_level = np.array([f0 @ share[m] for share, m in zip(shares, g.maps, strict=True)])
+            per_qi.append(self._normalise(per_level, i)[levels[:, i]])
+        return self._aggregate(per_qi)
+
+    def _normalise(self, charged: Floats, qi: int) -> Floats:
+        """ARX's ``normalizeGeneralized``: (x − N/D) / (N − N/D), at least 0."""
+        low, span = self._spread[qi]
+        if span <= 0:  # a one-value domain: nothing can be lost
+            return np.zeros_like(charged)
+        result: Floats = np.maximum((charged - low) / span, 0.0)
+        return result
+
+    @staticmethod
+    def _aggregate(per_qi: list[Floats]) -> Floats:
+        """ARX's geometric mean over the QIs, shifted by one so zeros do no harm."""
+        total = np.zeros_like(per_qi[0])
+        for values in per_qi:
+            total += np.log1p(values)
+        result: Floats = np.expm1(total / len(per_qi))
+        return result
 
     def loss(self, index: int, table: FrequencyTable, check: NodeCheck) -> tuple[float, float]:
         """The node's loss (infinite when infeasible: it is never needed) and its floor (a
@@ -141,7 +200,25 @@ class LossModel:
             return static, static
         entries = np.flatnonzero(check.withheld)
         weights = table.counts[entries].astype(np.float64)
+        if self.metric is Metric.LOSS:
+            return max(self._loss_suppressed(table, entries, weights), static), static
         penalty = 0.0
         for i, lv in enumerate(table.levels):
-            penalty += float(weights @ self._penalty[i][lv][table.codes[i][entries]])
+            codes = table.codes[i][entries]
+            if self.metric is Metric.NON_UNIFORM_ENTROPY:  # S·H of the suppressed values
+                within = np.bincount(codes, weights).astype(np.float64)
+                total = float(within.sum())
+                penalty += total * math.log2(total) - _plogp(within)
+            else:
+                penalty += float(weights @ self._penalty[i][lv][codes])
         return static + penalty, static
+
+    def _loss_suppressed(self, table: FrequencyTable, entries: Int64s, weights: Floats) -> float:
+        """ARX's loss at a node with suppressed rows: each costs 1 per QI, not its share."""
+        per_qi = []
+        for i, lv in enumerate(table.levels):
+            share = self._shares[i][lv]
+            charged = float(table.counts @ share[table.codes[i]])
+            charged += float(weights @ (1.0 - share[table.codes[i][entries]]))
+            per_qi.append(self._normalise(np.array([charged]), i))
+        return float(self._aggregate(per_qi)[0])

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 from contextlib import nullcontext
-from html import escape
 from pathlib import Path
 from typing import Any
 
-from koble.anonymity.charts import bar_chart, paired_bar_chart
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.release import AnonymityCheck, Release, anonymise_file
+from koble.anonymity.report_html import render_html
 from koble.files import OutputSet
 
-__all__ = ["REPORT_FILES", "anonymise_with_report", "report_data", "write_report"]
+__all__ = ["REPORT_FILES", "anonymise_with_report", "report_data", "why_not", "write_report"]
 
 
 #: The report's files by kind; the certificate last.
@@ -38,12 +37,36 @@ def _risk(check: AnonymityCheck | None) -> dict[str, Any] | None:
     return None if check is None else check.risk.to_dict()
 
 
+def why_not(release: Release) -> list[str]:
+    """Why no generalisation met the requirements, in words (empty for a release): k beyond
+    the records (or persons) there are, and what even the most general node withholds
+    against the limit."""
+    r, config = release.result, release.config
+    if r.feasible:
+        return []
+    reasons = []
+    level = release.before.person_level
+    if config.person is None and config.k > r.rows:
+        reasons.append(f"k = {config.k:,} exceeds the {r.rows:,} records")
+    elif level is not None and config.k > level.persons:
+        reasons.append(f"k = {config.k:,} exceeds the {level.persons:,} persons")
+    if r.least_suppressed is not None:
+        reasons.append(
+            f"even with every quasi-identifier at its top level, {r.least_suppressed:,} of "
+            f"{r.rows:,} records fail the requirements ({', '.join(r.criteria)})"
+            + (", and no generalisation withholds fewer" if r.requirements.monotone else "")
+            + f"; the suppression limit of {r.suppression_limit:.1%} allows {r.allowed:,}"
+        )
+    return reasons or ["no generalisation meets the requirements within the suppression limit"]
+
+
 def report_data(release: Release) -> dict[str, Any]:
     """Everything the renderers show, as plain JSON-ready data (no record values beyond the
     top values of each quasi-identifier, which are the generalised categories)."""
     r = release.result
     return {
         "verdict": "released" if r.feasible else "not anonymisable under these requirements",
+        "why": why_not(release),
         "certificate": release.certificate(),
         "before": release.before.to_dict(),
         "after": None if release.after is None else release.after.to_dict(),
@@ -122,6 +145,45 @@ def _model_lines(cert: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _chosen(data: dict[str, Any]) -> list[str]:
+    """The chosen level of each quasi-identifier (level of its hierarchy's height), the loss
+    and what was withheld; when nothing was released, why, and no levels at all."""
+    cert = data["certificate"]
+    figures = cert["figures"]
+    if data["after"] is None:
+        return ["## Why nothing was released", "", *(f"- {why}" for why in data["why"]), "",
+                "No generalisation was chosen (none met the requirements) and no file was "
+                "written.", ""]  # fmt: skip
+    withheld = cert["withheld"]["persons"]
+    return [
+        "## Chosen generalisation",
+        "",
+        "| quasi-identifier | level | of | meaning |",
+        "|---|---:|---:|---|",
+        *(f"| {n} | {v['level']} | {v['height']} | {v['name']} |"
+          for n, v in cert["levels"].items()),
+        "",
+        f"- loss ({figures['metric']}): {figures['loss']:.6g}",
+        f"- released classes: {figures['classes']:,}; smallest: {figures['min_class_size']:,}",
+        *_persons_line(data),
+        f"- withheld records: {figures['suppressed']:,} of {cert['input']['rows']:,} "
+        f"(allowed {figures['allowed']:,})"
+        + ("" if withheld is None else f"; {withheld:,} persons withheld whole"),
+    ]  # fmt: skip
+
+
+def _files(cert: dict[str, Any]) -> list[str]:
+    """The input's hash, and the release's and withheld records' when there are any."""
+    lines = [f"- input `{cert['input']['path']}` sha256 `{cert['input']['sha256']}`"]
+    if cert["output"]["path"] is None:
+        return [*lines, "- output: none (nothing released)"]
+    return [
+        *lines,
+        f"- output `{cert['output']['path']}` sha256 `{cert['output']['sha256']}`",
+        f"- withheld records (not for release) sha256 `{cert['withheld']['sha256']}`",
+    ]
+
+
 def _markdown(data: dict[str, Any]) -> str:
     cert = data["certificate"]
     figures, params = cert["figures"], cert["parameters"]
@@ -132,28 +194,12 @@ def _markdown(data: dict[str, Any]) -> str:
         "",
         "## Requirements",
         "",
-        f"- k = {params['k']}, suppression limit {params['suppression']:.1%}",
+        f"- k = {params['k']:,}, suppression limit {params['suppression']:.1%}",
         f"- criteria: {', '.join(figures['criteria'])}",
         f"- loss metric: {figures['metric']}",
         *_model_lines(cert),
         "",
-        "## Chosen generalisation",
-        "",
-        "| quasi-identifier | level | meaning |",
-        "|---|---:|---|",
-        *(f"| {n} | {v['level']} | {v['name']} |" for n, v in cert["levels"].items()),
-        "",
-        f"- loss ({figures['metric']}): "
-        + ("none met the requirements" if figures["loss"] is None else f"{figures['loss']:.6g}"),
-        f"- released classes: {figures['classes']:,}; smallest: {figures['min_class_size']:,}",
-        *_persons_line(data),
-        f"- withheld records: {figures['suppressed']:,} of {cert['input']['rows']:,} "
-        f"(allowed {figures['allowed']:,})"
-        + (
-            ""
-            if cert["withheld"]["persons"] is None
-            else f"; {cert['withheld']['persons']:,} persons withheld whole"
-        ),
+        *_chosen(data),
         f"- search: {cert['search']['evaluated']:,} of {cert['search']['lattice_size']:,} nodes "
         f"evaluated, {cert['search']['tagged']:,} tagged",
         "",
@@ -178,63 +224,26 @@ def _markdown(data: dict[str, Any]) -> str:
                 f"| {j['records_at_risk']:,} |"
             )
     lines += _person_level(data)
+    after_sizes = data["after"]["class_sizes"] if data["after"] else None
     lines += ["", "## Class sizes (records per class-size band)", "",
-              "| class size | before | after |", "|---|---:|---:|"]  # fmt: skip
-    after_sizes = data["after"]["class_sizes"] if data["after"] else {}
+              "| class size | before | after |" if after_sizes else "| class size | before |",
+              "|---|---:|---:|" if after_sizes else "|---|---:|"]  # fmt: skip
     for band, n in data["before"]["class_sizes"].items():
-        lines.append(f"| {band} | {n:,} | {after_sizes.get(band, 0):,} |")
+        after = "" if after_sizes is None else f" {after_sizes.get(band, 0):,} |"
+        lines.append(f"| {band} | {n:,} |{after}")
     lines += [
         "",
         "## Files",
         "",
-        f"- input `{cert['input']['path']}` sha256 `{cert['input']['sha256']}`",
-        f"- output `{cert['output']['path']}` sha256 `{cert['output']['sha256']}`",
-        f"- withheld records (not for release) sha256 `{cert['withheld']['sha256']}`",
+        *_files(cert),
         "",
     ]
     return "\n".join(lines)
 
 
 def _html(data: dict[str, Any], markdown: str) -> str:
-    cert = data["certificate"]
-    charts = []
-    before = data["before"]["class_sizes"]
-    after = data["after"]["class_sizes"] if data["after"] else {b: 0 for b in before}
-    charts.append(paired_bar_chart("Records by equivalence-class size", list(before),
-                                   {"before": list(before.values()),
-                                    "after": [after.get(b, 0) for b in before]}))  # fmt: skip
-    levels = cert["levels"]
-    level_labels = [f"{n} ({v['name']})" for n, v in levels.items()]
-    level_values = [v["level"] for v in levels.values()]
-    charts.append(bar_chart("Chosen level per quasi-identifier", level_labels, level_values))
-    for name, dist in data["distributions"].items():
-        for when in ("before", "after"):
-            values = dist[when]
-            charts.append(bar_chart(f"{name}: most frequent values {when}", list(values),
-                                    list(values.values())))  # fmt: skip
-    risks = [(w, data[w]["risk"]["prosecutor"]) for w in ("before", "after") if data[w]]
-    charts.append(bar_chart("Records at risk (prosecutor model)", [w for w, _ in risks],
-                            [p["records_at_risk"] for _, p in risks]))  # fmt: skip
-    levels_by = {w: data[w]["person_level"] for w in ("before", "after")
-                 if data[w] and data[w].get("person_level")}  # fmt: skip
-    if levels_by:
-        kinds = {"by set": "by_set", "by multiset": "by_multiset",
-                 "with person-constant columns": "by_set_with_constant"}  # fmt: skip
-        charts.append(paired_bar_chart(
-            "Persons in person-level groups under k", list(kinds),
-            {w: [v[key]["under_k"] for key in kinds.values()] for w, v in levels_by.items()},
-        ))  # fmt: skip
-    body = "\n".join(f"<figure>{c}</figure>" for c in charts)
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>koble anonymisation report</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}}
-pre{{background:#f6f6f6;padding:1rem;overflow:auto}}figure{{margin:1.5rem 0}}</style></head>
-<body><h1>Anonymisation report</h1><p><strong>{escape(data["verdict"])}</strong></p>
-{body}
-<h2>Details</h2><pre>{escape(markdown)}</pre>
-<h2>Certificate</h2><pre>{escape(json.dumps(cert, indent=2, sort_keys=True, allow_nan=False))}</pre>
-</body></html>
-"""
+    """The HTML page (:func:`koble.anonymity.report_html.render_html`)."""
+    return render_html(data, markdown)
 
 
 def anonymise_with_report(

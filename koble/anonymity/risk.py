@@ -24,7 +24,7 @@ import polars as pl
 from koble.anonymity.parameters import column_list, grouping_keys, raise_problems, share
 from koble.errors import ColumnError
 
-__all__ = ["RiskReport", "assess_risk"]
+__all__ = ["RiskReport", "assess_risk", "prosecutor_risk"]
 
 _F = "_sample_size"
 _POP = "_population_size"
@@ -66,6 +66,19 @@ def _model(sizes: pl.Series, weights: pl.Series, threshold: float) -> ModelRisk:
         average=float((risk * weights).sum() / total),
         records_at_risk=int(weights.filter(risk > threshold).sum()),
         uniques=int(weights.filter(sizes == 1).sum()),
+    )
+
+
+def prosecutor_risk(sizes: pl.Series, threshold: float = 0.2) -> RiskReport:
+    """The prosecutor figures from the class sizes alone (no population), as
+    :func:`assess_risk` gives them: for a caller that has grouped the rows already."""
+    raise_problems([share(threshold, "threshold", open_low=True)])
+    return RiskReport(
+        records=int(sizes.sum()),
+        classes=len(sizes),
+        threshold=threshold,
+        prosecutor=_model(sizes, sizes, threshold),
+        journalist=None,
     )
 
 

@@ -113,6 +113,9 @@ class Problem:
             requirements=self.requirements,
             persons_suppressed=None if settled is None else settled.persons_suppressed,
             searched_suppressed=0 if best is None else self.evaluate(best)[0].suppressed,
+            least_suppressed=None
+            if best is not None
+            else self.evaluate(self.lattice.size - 1, cached=False)[0].suppressed,
         )
 
 
@@ -151,6 +154,10 @@ class SearchResult:
     #: Rows the search counted as withheld at this node (whole persons only); ``suppressed``
     #: is what the release withholds after rare rows stood in for some persons.
     searched_suppressed: int = 0
+    #: When infeasible: rows the most general node (every QI at its top level) withholds.
+    #: Generalising never makes a passing class fail, so for monotone criteria no node
+    #: withholds fewer: the report says why nothing met the limit (None when feasible).
+    least_suppressed: int | None = None
 
     @property
     def chosen(self) -> dict[str, int]:

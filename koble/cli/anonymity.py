@@ -11,8 +11,9 @@ from rich.markup import escape
 
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.release import check_frame
-from koble.anonymity.report import REPORT_FILES, anonymise_with_report
+from koble.anonymity.report import REPORT_FILES, anonymise_with_report, why_not
 from koble.anonymity.tables import safe_table
+from koble.cli._progress import stage_progress
 from koble.cli._values import ColumnList, Share, WholeNumber
 from koble.files import ensure_distinct
 from koble.tables import read_table, write_table
@@ -128,6 +129,8 @@ def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bo
                           f"{r.lattice_size:,} nodes evaluated in {r.seconds:.3f} s")  # fmt: skip
         else:
             console.print("[red]no generalisation meets the requirements[/]: nothing released")
+            for why in why_not(release):
+                console.print(f"  {why}", markup=False)
         console.print(f"report: {files['html']} (also .md, .json); certificate: "
                       f"{files['certificate']}", markup=False)  # fmt: skip
     raise SystemExit(EXIT_MEETS if release.result.feasible else EXIT_FAILS)
@@ -146,8 +149,10 @@ def table(file: Path, rows: str, cols: str, threshold: int, zeros: bool, out: Pa
           as_json: bool) -> None:  # fmt: skip
     """Counts of ROWS × COLS with primary and secondary cell suppression (hidden as ':')."""
     ensure_distinct({"--out": out}, {"FILE": file})
-    safe = safe_table(read_table(file), rows, cols, threshold=threshold, zeros=zeros,
-                      path=str(file))  # fmt: skip
+    frame = read_table(file)
+    with stage_progress() as progress:
+        safe = safe_table(frame, rows, cols, threshold=threshold, zeros=zeros, path=str(file),
+                          progress=progress)  # fmt: skip
     published = safe.to_frame(rows)
     if out is not None:
         write_table(published, out)

@@ -51,10 +51,18 @@ _PATH = click.Path(path_type=Path)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _passphrase(variable: str) -> bytes:
+def _passphrase(
+    variable: str, what: str = "the party key", option: str = "--passphrase-env"
+) -> bytes:
+    """The passphrase in the environment variable ``variable``; when it is unset or empty, a
+    :class:`UsageError` saying which variable to set, and which option names another."""
     value = os.environ.get(variable)
     if not value:
-        raise UsageError(f"set the passphrase in the environment variable {variable}")
+        raise UsageError(
+            f"the passphrase of {what} is read from the environment variable {variable}, "
+            f"which is not set: set it (export {variable}=...), or name another variable "
+            f"with {option}"
+        )
     return value.encode()
 
 
@@ -72,7 +80,8 @@ def _public(path: Path, option: str) -> PartyPublicKey:
 
 
 def _keyset(path: Path, variable: str) -> Keyset:
-    kek = PassphraseKek(_passphrase(variable), source=f"the passphrase from {variable}")
+    passphrase = _passphrase(variable, "the keyset", "--keyset-passphrase-env")
+    kek = PassphraseKek(passphrase, source=f"the passphrase from {variable}")
     return load_keyset(path, kek)
 
 

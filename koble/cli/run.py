@@ -138,6 +138,12 @@ def progress_display(console: Console, enabled: bool) -> tuple[Progress, StepEve
     help="Run directory: one sub-directory per party; re-run to resume.",
 )
 @common_run_options
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Set the run already in the workspace aside (kept under WORKSPACE/restarted/, "
+    "the audit log continues) and start the job afresh.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
 def run(
     job_file: Path,
@@ -150,13 +156,17 @@ def run(
     passphrase_env: str,
     kek_file: Path | None,
     kek_env: str | None,
+    restart: bool,
     as_json: bool,
 ) -> None:
     """Run linkage job JOB.toml: plan it, run every party's steps, deliver and verify.
 
     Transfers between parties are encrypted to the recipient and signed by the sender. A run
     that stops (crash, kill) resumes from its last completed step when started again with
-    the same workspace. Exit 0 when the delivery is complete and verified.
+    the same workspace; a run that failed before doing anything leaves nothing behind.
+    After a changed job (or data), --restart starts afresh in the same workspace, keeping
+    the stopped run's records and audit trail. Exit 0 when the delivery is complete and
+    verified.
     """
     kwargs = resolve_run(
         job_file, workspace, keys_dir, sources, world, extra, passphrase_env, kek_file, kek_env
@@ -166,7 +176,12 @@ def run(
     try:
         with bar:
             result = run_job(
-                job_file, workspace, on_step=event, test_numbers=test_numbers, **kwargs
+                job_file,
+                workspace,
+                on_step=event,
+                test_numbers=test_numbers,
+                restart=restart,
+                **kwargs,
             )
     except JobError as exc:
         for line in exc.lines():

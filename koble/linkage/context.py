@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from koble.errors import InputError
 from koble.linkage.engine import Engine
 from koble.linkage.job import Job
 from koble.linkage.keys import LinkageKeys, write_json
@@ -25,7 +26,28 @@ from koble.linkage.workspace import Workspace
 from koble.pseudonym.keys import RandBytes, check_domain
 from koble.registries.catalogue import Catalogue
 
-__all__ = ["Context", "registry_domain"]
+__all__ = ["Context", "locate_population", "registry_domain"]
+
+
+def locate_population(job_path: Path, population_file: str, sources: Sources) -> Path:
+    """Where the job's ``[population] file`` is: an absolute path as it stands; a relative
+    one beside the job file, or else in the data directory (``--world``, or the sources
+    file's directory), so ``koble run examples/job.toml --world world`` finds the world's
+    population. Found in neither place is an :class:`InputError` naming both."""
+    path = Path(population_file)
+    if path.is_absolute():
+        return path
+    beside = job_path.parent / path
+    if beside.exists() or sources.population_dir is None:
+        return beside
+    in_data = sources.population_dir / path
+    if in_data.exists():
+        return in_data
+    raise InputError(
+        f"the job's population file {population_file!r} is neither beside the job "
+        f"({beside}) nor in the data directory ({in_data})",
+        path=job_path,
+    )
 
 
 def registry_domain(registry: str) -> str:
@@ -51,10 +73,7 @@ class Context:
 
     @property
     def population_path(self) -> Path:
-        path = Path(self.job.population_file)
-        if path.is_absolute():
-            return path
-        return self.job_path.parent / path
+        return locate_population(self.job_path, self.job.population_file, self.sources)
 
     def store(self, party: str) -> Path:
         return self.workspace.store(party)

@@ -15,13 +15,13 @@ their identity model unknown.
 
 from __future__ import annotations
 
-import datetime
 from importlib.resources import files
 from pathlib import Path
 
 import polars as pl
 
 from koble.files import write_text
+from koble.synth.persons import ELDERLY_BORN_BEFORE
 from koble.tables import write_table
 
 __all__ = ["DEMO_CATALOGUE", "write_demo_jobs"]
@@ -111,12 +111,11 @@ model = "person-set"
 
 
 def write_demo_jobs(world: Path, *, fmt: str = "stata") -> tuple[Path, Path]:
-    """Write both job files (and the 67+ population file) into ``world``."""
+    """Write both job files (and the distributed job's study population) into ``world``.
+    The central job's ``population_67.parquet`` is one of the world's own files."""
     population = pl.read_parquet(world / "population.parquet")
-    cutoff = datetime.date(1957, 1, 1)
-    old = population.filter((pl.col("birth_date") < cutoff) & pl.col("kind").is_in(["fnr", "dnr"]))
-    elderly = old.filter(pl.col("death_date").is_null()).select("person_id")
-    write_table(elderly, world / "population_67.parquet")
+    born = pl.col("birth_date") < ELDERLY_BORN_BEFORE
+    old = population.filter(born & pl.col("kind").is_in(["fnr", "dnr"]))
     cohort = pl.read_parquet(world / "cohort.parquet").select("fnr")
     sample = old.select("person_id").sample(
         n=min(old.height, max(1, cohort.height // 2)), seed=2026

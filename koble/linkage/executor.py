@@ -15,6 +15,11 @@ either a completed step or one that is redone from the start. Running again cont
 the last completed step and, because the clock value is kept, writes the same bytes. The
 researcher's delivery directory appears by a rename in the last step: no partial delivery.
 
+Failing: the inputs are checked before anything is written (:mod:`koble.linkage.preflight`),
+and a run that fails having done nothing leaves nothing behind
+(:func:`koble.linkage.workspace.undone_on_failure`). A run that did something is kept;
+``restart`` sets it aside (:func:`_restart`) so a changed job can start afresh.
+
 Every completed step is also an event in the run's audit log (:data:`AUDIT_LOG`): the party,
 the action, counts, key ids and output hashes, never an identifier.
 """
@@ -33,19 +38,26 @@ from typing import Any, TypeVar, cast
 
 from koble.errors import UsageError
 from koble.files import sha256_file
-from koble.linkage.context import Context
+from koble.linkage.context import Context, locate_population
 from koble.linkage.engine import engine_named
 from koble.linkage.job import Job, load_job
 from koble.linkage.keys import LinkageKeys, read_json, write_json
-from koble.linkage.plan import RESEARCHER, Plan, Step
+from koble.linkage.plan import OPERATOR, RESEARCHER, Plan, Step
 from koble.linkage.planner import plan_job
+from koble.linkage.preflight import preflight
 from koble.linkage.sources import RegistrySource, Sources
 from koble.linkage.steps_central import gate_step, link_step
 from koble.linkage.steps_deliver import DELIVERY, deliver_step, receive_step, refuse_step
 from koble.linkage.steps_keys import assign_serials_step, pseudonymise_step, send_persons_step
 from koble.linkage.steps_registry import consent_step, extract_step, load_feed
 from koble.linkage.transfer import open_transfer, seal_transfer
-from koble.linkage.workspace import STATE, Workspace
+from koble.linkage.workspace import (
+    STATE,
+    Workspace,
+    move_aside,
+    restart_dir,
+    undone_on_failure,
+)
 from koble.locking import directory_lock
 from koble.pseudonym.audit import AuditHead, AuditLog, AuditNotClosedError, check_event
 from koble.pseudonym.keys import Clock, RandBytes
@@ -129,28 +141,36 @@ def _sources_print(sources: Sources, job: Job) -> dict[str, Any]:
 def _state(
     root: Path, job_sha: str, plan_sha: str, sources: dict[str, Any], now: Clock
 ) -> dict[str, Any]:
+    """The run's state: the one in ``root`` to resume, or a new one. A stored run that did
+    something (a step completed, a feed loaded) and differs in job, plan or data is refused,
+    saying how to start again (``--restart``); one that did nothing is simply replaced."""
     path = root / STATE
     if path.is_file():
         state: dict[str, Any] = read_json(path)
-        if state.get("job_sha256") != job_sha:
-            raise UsageError(
-                f"{root} holds a run of another job (or the job file changed since); use a new "
-                "workspace to run this one"
-            )
-        if state.get("plan_sha256", plan_sha) != plan_sha:
-            raise UsageError(
-                f"{root}: the plan differs from the one the interrupted run followed (another "
-                "catalogue, or --catalogue left out?); resume with the same catalogue or use "
-                "a new workspace"
-            )
         before = state.get("sources", sources)
         changed = sorted(k for k in set(before) | set(sources) if before.get(k) != sources.get(k))
-        if changed:
-            raise UsageError(
-                f"{root}: data sources changed since the interrupted run ({', '.join(changed)}); "
-                "resume with the same data or use a new workspace"
+        if state.get("job_sha256") != job_sha:
+            problem = f"{root} holds a run of another job (or the job file changed since)"
+        elif state.get("plan_sha256", plan_sha) != plan_sha:
+            problem = (
+                f"{root}: the plan differs from the one the stopped run followed (another "
+                "catalogue, or --catalogue left out?); resume with the same catalogue"
             )
-        return state
+        elif changed:
+            problem = (
+                f"{root}: data sources changed since the stopped run ({', '.join(changed)}); "
+                "resume with the same data"
+            )
+        else:
+            return state
+        done, loaded = len(state.get("done") or {}), len(state.get("setup") or {})
+        if done or loaded:
+            raise UsageError(
+                f"{problem}. That run completed {done} step(s) and loaded {loaded} feed(s): "
+                "to start this job afresh in the same workspace, run again with --restart "
+                f"(the earlier run's records are kept under {root / 'restarted'}, and the "
+                "audit log continues), or use a new workspace"
+            )
     created = now().astimezone(datetime.UTC).replace(microsecond=0)
     return {
         "job_sha256": job_sha,
@@ -255,6 +275,34 @@ def _ingest(
         on_step(step, "done", 0, total)
 
 
+def _restart(workspace: Path, keys_dir: Path, keys: LinkageKeys, now: Clock) -> None:
+    """``--restart``: set the run in ``workspace`` aside (:func:`move_aside`) so the job
+    starts afresh. The audit log stays and continues: the restart is an event in it (the
+    stopped run's job hash, its completed steps and where its records went), written before
+    anything is moved, so a restart is never unrecorded."""
+    if not (workspace / STATE).is_file():
+        return  # nothing to set aside
+    previous: dict[str, Any] = read_json(workspace / STATE)
+    keep = [AUDIT_LOG]
+    with contextlib.suppress(ValueError):  # a key directory inside the workspace stays
+        keep.append(keys_dir.resolve().relative_to(workspace.resolve()).parts[0])
+    target = restart_dir(workspace, now())
+    event: dict[str, Any] = {
+        "actor": OPERATOR,
+        "operation": "linkage.restart",
+        "input_sha256": previous.get("job_sha256"),
+        "details": {
+            "moved_to": target.relative_to(workspace).as_posix(),
+            "steps_done": len(previous.get("done") or {}),
+            "feeds_loaded": len(previous.get("setup") or {}),
+        },
+    }
+    check_event(**event)
+    with AuditLog(workspace / AUDIT_LOG, keys.signer, now) as log:
+        log.append(**event)
+        move_aside(workspace, target, keep=tuple(keep))
+
+
 _Run = TypeVar("_Run", bound=Callable[..., "RunResult"])
 
 
@@ -265,7 +313,11 @@ def _one_run_per_workspace(run: _Run) -> _Run:
 
     @functools.wraps(run)
     def locked(job_path: Path, workspace: Path, **options: Any) -> RunResult:
-        with directory_lock(workspace):
+        existed = workspace.exists()
+        with (
+            directory_lock(workspace),
+            undone_on_failure(workspace, existed=existed, audit_log=AUDIT_LOG),
+        ):  # a run that fails having done nothing leaves nothing behind
             result: RunResult = run(job_path, workspace, **options)
         return result
 
@@ -289,6 +341,7 @@ def run_job(
     on_step: StepEvent | None = None,
     stop_after: str | None = None,
     on_audit_close: Callable[[AuditHead], None] | None = None,
+    restart: bool = False,
 ) -> RunResult:
     """Run (or resume) the job at ``job_path`` in ``workspace``; see the module docstring.
 
@@ -296,6 +349,9 @@ def run_job(
     ``stop_after`` stops after the named step, as a crash there would (for tests);
     ``on_audit_close`` gets the head and entry count of the run's audit log once it is
     closed (the CLI prints them). One run at a time per workspace: a second is refused.
+    ``restart`` sets a run already in the workspace aside (:func:`_restart`) and starts
+    afresh. The population and every source are checked (:func:`preflight`) before anything
+    is written.
     """
     started = time.perf_counter()
     catalogue = catalogue or Catalogue.load()
@@ -304,12 +360,16 @@ def run_job(
     if plan.route == "refused":
         reasons = "; ".join(f"{r.registry}: {r.reason}" for r in plan.refusals)
         raise UsageError(f"every registry in the job is refused, nothing to run: {reasons}")
+    locate_population(job_path, job.population_file, sources)  # missing: stop before writing
+    preflight(job, job_path, plan, catalogue, sources)  # unusable input: stop before writing
     job_sha = _job_sha(job_path)
     plan_sha = hashlib.sha256(plan.to_json().encode()).hexdigest()
+    keys = LinkageKeys.open_or_create(keys_dir, kek, randbytes=randbytes, now=now)
+    if restart:
+        _restart(workspace, keys_dir, keys, now)
     state = _state(workspace, job_sha, plan_sha, _sources_print(sources, job), now)
     if created is not None and not state["done"]:
         state["created"] = created.isoformat(timespec="seconds")
-    keys = LinkageKeys.open_or_create(keys_dir, kek, randbytes=randbytes, now=now)
     ws = Workspace.open(workspace, [p.id for p in plan.parties], kek, randbytes=randbytes)
     write_json(workspace / STATE, state)
     ctx = Context(

@@ -36,6 +36,9 @@ class _Table:
 
 Block = str | _Table
 
+#: The section on what the researcher receives (its HTML id is ``received``).
+RECEIVED = "What the researcher receives"
+
 
 def _person_level(anon: dict[str, Any]) -> str:
     """The model the gate met, and persons singled out by their set of rows before/after."""
@@ -84,10 +87,12 @@ def verdict(data: Mapping[str, Any]) -> tuple[bool, str]:
     return True, f"PASS: {len(checks)} of {len(checks)} reconciliation checks hold"
 
 
-#: Rows of the population table: (label, key).
+#: Rows of the population table: (label, key); the rejected rows are those the
+#: reconciliation counts (rows = persons keyed + rows rejected), then their reasons.
 _POPULATION = (
     ("rows in the population file", "rows"),
     ("distinct persons keyed", "persons"),
+    ("rows rejected", "rejected"),
     ("invalid identifiers", "invalid"),
     ("duplicate rows", "duplicates"),
     ("not resolved to a current identifier", "unresolved"),
@@ -115,6 +120,13 @@ _ROWS = (
     ("duplicates", "duplicate_rows", "r"),
     ("file", "file", "l"),
 )
+#: The central route's registries deliver to the operator, for linkage, not to the researcher.
+_ROWS_CENTRAL = tuple(
+    ("extracted for linkage", key, a) if key == "rows_delivered" else (h, key, a)
+    for h, key, a in _ROWS
+    if key != "file"
+)
+_DELIVERY = (("file", "file", "l"), ("rows", "rows", "r"), ("from", "from", "l"))
 _REFUSALS = (("registry", "registry", "l"), ("reason", "reason", "l"))
 _CHECKS = (("check", "check", "l"), ("result", "result", "l"), ("detail", "detail", "l"))
 
@@ -133,10 +145,50 @@ def _reasons(data: Mapping[str, Any]) -> list[tuple[str, int]]:
     return sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def _rejected(pop: Mapping[str, Any]) -> int | None:
+    """The population rows rejected, as the reconciliation counts them."""
+    parts = [pop.get(key) for key in ("invalid", "duplicates", "unresolved")]
+    return None if any(p is None for p in parts) else sum(parts)  # type: ignore[arg-type]
+
+
+def _central(data: Mapping[str, Any]) -> bool:
+    return str(data.get("route", "")).startswith("central")
+
+
+def _received(data: Mapping[str, Any]) -> list[Block]:
+    """The files the researcher receives and their rows: in the central route the anonymous
+    delivery, after the anonymity gate (never the operator's extracts)."""
+    files = data.get("delivery")
+    anon = data.get("anonymity")
+    if files is None:  # a report written before the delivery was recorded
+        if _central(data) and anon:
+            files = [{"file": None, "rows": anon["rows"] - anon["suppressed"], "from": None}]
+        else:
+            files = [{"file": r.get("file"), "rows": r.get("file_rows"), "from": r["registry"]}
+                     for r in data.get("registries") or []]  # fmt: skip
+    if not files:
+        return ["None: no data files were delivered."]
+    blocks: list[Block] = []
+    if _central(data) and anon:
+        names = ", ".join(r["registry"] for r in data.get("registries") or [])
+        blocks.append(
+            f"The registries' extracts ({names}) went to the operator only; linked, "
+            f"{anon['rows']:,} rows, of which the anonymity gate withheld "
+            f"{anon['suppressed']:,}: the researcher receives "
+            f"{anon['rows'] - anon['suppressed']:,} rows."
+        )
+    return [*blocks, _records(_DELIVERY, files)]
+
+
 def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
     """The report's sections as (heading, paragraphs and tables), shared by every renderer."""
-    pop = data["population"]
+    pop = {**data["population"], "rejected": _rejected(data["population"])}
     population = _Table(("population", "count"), "lr", [(t, pop.get(k)) for t, k in _POPULATION])
+    reasons: Block = (
+        _Table(("rejection reason", "rows"), "lr", _reasons(data))
+        if _reasons(data)
+        else "Rejected population rows by reason: none."
+    )
     registries = [
         {
             **r,
@@ -145,7 +197,8 @@ def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
         }
         for r in data.get("registries") or []
     ]
-    persons, rows = _records(_PERSONS, registries), _records(_ROWS, registries)
+    persons = _records(_PERSONS, registries)
+    rows = _records(_ROWS_CENTRAL if _central(data) else _ROWS, registries)
     refusals = data.get("refusals") or []
     anonymity: list[Block] = ["No anonymity gate on this route."]
     if anon := data.get("anonymity"):
@@ -166,9 +219,10 @@ def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
     checks = data.get("reconciliation") or []
     results = [{**c, "result": "OK" if c["ok"] else "FAIL"} for c in checks]
     return [
-        ("Population", [population, _Table(("rejection reason", "rows"), "lr", _reasons(data))]),
+        ("Population", [population, reasons]),
         ("Persons per registry", [persons] if registries else ["No registries."]),
         ("Rows per registry", [rows] if registries else ["No registries."]),
+        (RECEIVED, _received(data)),
         ("Refusals", [_records(_REFUSALS, refusals)] if refusals else ["None."]),
         ("Anonymity", anonymity),
         ("Reconciliation", [verdict(data)[1], _records(_CHECKS, results)]),
@@ -240,6 +294,13 @@ def _charts(data: Mapping[str, Any]) -> list[str]:
         )
         for title, *bars in (_CHARTS if registries else ())
     ]
+    if charts and _central(data):  # the central route's registries deliver to the operator
+        rows = {
+            "extracted": [r.get("rows_delivered") or 0 for r in registries],
+            "outside period": [r.get("rows_outside_period") or 0 for r in registries],
+        }
+        charts[1] = paired_bar_chart("Rows extracted for linkage and outside the period",
+                                     labels, rows)  # fmt: skip
     if reasons := _reasons(data):
         charts.append(bar_chart("Rejected population rows by reason", *zip(*reasons, strict=True)))
     return charts
@@ -250,8 +311,10 @@ def render_html(data: Mapping[str, Any]) -> str:
     ok, message = verdict(data)
     parts = []
     for heading, blocks in _sections(data):
-        parts.append(f"<h2>{escape(heading)}</h2>")
+        section = ' id="received"' if heading == RECEIVED else ""
+        parts.append(f"<section{section}><h2>{escape(heading)}</h2>")
         parts += [f"<p>{escape(b)}</p>" if isinstance(b, str) else _html_table(b) for b in blocks]
+        parts.append("</section>")
     charts = "\n".join(f"<figure>{c}</figure>" for c in _charts(data))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(_title(data))}</title>

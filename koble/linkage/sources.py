@@ -14,6 +14,16 @@ A sources file (TOML, paths relative to it)::
     date_column = "start_date"      # the column the approved period applies to
     consent_column = "consent"      # consent-based registries: true where consent covers use
 
+    [registries.reseptregisteret]       # a pseudonymous registry's feed, still with fnr
+    file = "feeds/reseptregisteret.parquet"
+    ingest = true                       # sealed ingest at the TTP before the job's steps
+    id_column = "fnr"                   # the feed's fødselsnummer column (fnr or *_fnr)
+    other_id_columns = { prescriber_hpr = "hpr" }   # more identifiers: column = scheme
+    date_column = "dispensing_date"
+
+A registry is named by its catalogue id or by the alias a job may use for it
+(``quality_registry`` for ``hoftebruddregisteret``), as in job files.
+
 :func:`synthetic_sources` gives the sources of a world made by ``koble synth``; its
 pseudonymous registries (Reseptregisteret, IPLOS) arrive as feeds with fødselsnummer and
 are loaded through sealed ingest at the TTP before the job (``ingest = true``).
@@ -29,8 +39,10 @@ from typing import Any
 
 from koble.errors import FileFormatError, UsageError
 from koble.files import read_text
+from koble.linkage.job_model import SYNTHETIC_ALIASES
+from koble.pseudonym.ingest import PSEUDONYM_SUFFIX
 
-__all__ = ["RegistrySource", "Sources", "load_sources", "synthetic_sources"]
+__all__ = ["RegistrySource", "Sources", "load_sources", "registry_id", "synthetic_sources"]
 
 
 @dataclass(frozen=True)
@@ -54,8 +66,9 @@ class Sources:
     population_dir: Path | None = None
 
     def get(self, registry: str) -> RegistrySource:
+        """The source of ``registry`` (a catalogue id, or an alias a job may use for it)."""
         try:
-            return self.registries[registry]
+            return self.registries[registry_id(registry)]
         except KeyError:
             known = ", ".join(sorted(self.registries)) or "none"
             raise UsageError(
@@ -97,6 +110,49 @@ def synthetic_sources(world: Path) -> Sources:
     return Sources(registries, history, history, world)
 
 
+def registry_id(name: str) -> str:
+    """The catalogue id a registry name stands for: jobs and sources files may name a
+    registry by its id or by the synthetic world's alias (``quality_registry``)."""
+    key = name.strip().casefold()
+    return SYNTHETIC_ALIASES.get(key, key)
+
+
+_KEYS = frozenset(
+    {"file", "id_column", "date_column", "consent_column", "ingest", "other_id_columns"}
+)
+_SCHEMES = ("fnr", "hpr", "orgnr")
+
+
+def _ingest_columns(
+    spec: Mapping[str, Any], id_column: str, where: str, path: Path
+) -> dict[str, str]:
+    """A feed's identifier columns and their schemes: ``id_column`` holds fødselsnummer
+    (the TTP pseudonymises it into the registry's person domain, which only a column named
+    ``fnr`` or ``*_fnr`` reaches), and ``other_id_columns`` adds e.g. prescriber HPR."""
+    if id_column != "fnr" and not id_column.endswith("_fnr"):
+        raise FileFormatError(
+            f"{where}.id_column: with ingest = true it names the feed's fødselsnummer column, "
+            "which must be called fnr or end in _fnr (rename it in the feed)",
+            path=path,
+        )
+    columns = {id_column: "fnr"}
+    other = spec.get("other_id_columns", {})
+    if not isinstance(other, Mapping):
+        raise FileFormatError(
+            f"{where}.other_id_columns must be a table of column = scheme", path=path
+        )
+    for column, scheme in other.items():
+        if scheme not in _SCHEMES:
+            raise FileFormatError(
+                f"{where}.other_id_columns: a scheme must be one of {', '.join(_SCHEMES)}",
+                path=path,
+            )
+        if column in columns:
+            raise FileFormatError(f"{where}.other_id_columns repeats id_column", path=path)
+        columns[str(column)] = str(scheme)
+    return columns
+
+
 def _str(
     table: Mapping[str, Any], key: str, where: str, path: Path, *, required: bool
 ) -> str | None:
@@ -135,23 +191,39 @@ def load_sources(path: Path) -> Sources:
     op = _str(tables["operator"], "identity_history", "operator", path, required=False)
     ttp = _str(tables["ttp"], "identity_history", "ttp", path, required=False)
     registries: dict[str, RegistrySource] = {}
-    for reg, spec in tables["registries"].items():
-        where = f"registries.{reg}"
+    named: dict[str, str] = {}
+    for name, spec in tables["registries"].items():
+        where = f"registries.{name}"
         if not isinstance(spec, Mapping):
             raise FileFormatError(f"[{where}] must be a table", path=path)
-        unknown_keys = sorted(set(spec) - {"file", "id_column", "date_column", "consent_column"})
+        unknown_keys = sorted(set(spec) - _KEYS)
         if unknown_keys:
             names = ", ".join(f"{where}.{k}" for k in unknown_keys)
             raise FileFormatError(f"unknown key(s) {names}", path=path)
+        reg = registry_id(name)
+        if reg in named:
+            raise FileFormatError(
+                f"[{where}] is registry {reg!r}, already given as [registries.{named[reg]}]",
+                path=path,
+            )
+        named[reg] = name
         file = _str(spec, "file", where, path, required=True)
         id_column = _str(spec, "id_column", where, path, required=True)
         assert file is not None and id_column is not None
+        ingest = spec.get("ingest", False)
+        if not isinstance(ingest, bool):
+            raise FileFormatError(f"{where}.ingest must be true or false", path=path)
+        if "other_id_columns" in spec and not ingest:
+            raise FileFormatError(f"{where}.other_id_columns needs ingest = true", path=path)
+        id_columns = _ingest_columns(spec, id_column, where, path) if ingest else {}
         registries[reg] = RegistrySource(
             reg,
             base / file,
-            id_column,
+            id_column + PSEUDONYM_SUFFIX if ingest else id_column,  # the loaded table's key
             _str(spec, "date_column", where, path, required=False),
             _str(spec, "consent_column", where, path, required=False),
+            ingest=ingest,
+            id_columns=id_columns,
         )
     op_path = None if op is None else base / op
     return Sources(registries, op_path, base / ttp if ttp else op_path, base)

@@ -87,7 +87,19 @@ def _checks(
                 "detail": f"{r['persons_found']} ≤ {r['persons_sent']}",
             }
         )
+        checks.append(non_empty_check(r))
     return checks
+
+
+def non_empty_check(report: dict[str, Any]) -> dict[str, Any]:
+    """A registry sent persons delivers rows: an empty file for a non-empty population is
+    a mismatch (a raw feed for a pseudonymous registry, a wrong column), never a pass."""
+    reg, sent, rows = report["registry"], report["persons_sent"], report["rows_delivered"]
+    return {
+        "check": f"{reg}: rows delivered > 0 when persons were sent",
+        "ok": sent == 0 or rows > 0,
+        "detail": f"{rows} rows for {sent} persons sent, {report['persons_found']} found",
+    }
 
 
 def _entry(file: Path, rows: int | None, party: str) -> dict[str, Any]:
@@ -171,6 +183,9 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
         "ttp": ttp,
         "refusals": [x.to_dict() for x in plan.refusals],
         "anonymity": anonymity,
+        # what the researcher receives: in the central route the anonymous file, not the
+        # registries' extracts, which only the operator ever holds
+        "delivery": [{"file": o["file"], "rows": o["rows"], "from": o["from"]} for o in outputs],
         "reconciliation": checks,
     }
     write_quality_report(quality, store)

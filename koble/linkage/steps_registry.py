@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from koble.errors import ColumnError, FileFormatError, redact
+from koble.errors import ColumnError, FileFormatError, InputError, redact
 from koble.files import atomic_write, sha256_file
 from koble.linkage.codebook import codebook, sorted_duplicates
 from koble.linkage.context import Context
@@ -244,6 +244,8 @@ def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
     assert isinstance(found, pl.DataFrame)
     keep = found.filter(pl.col("consented") == 1)
     persons = pl.read_parquet(store / step.inputs[0])
+    if persons.height and not found.height:
+        _found_nobody(ctx, step.registry, int(persons[SERIAL].n_unique()), table, id_column)
     kept = persons.join(keep.select(pl.col("key").alias(key)), on=key, how="semi")
     with atomic_write(store / step.outputs[0]) as temp:
         kept.write_parquet(temp)
@@ -305,6 +307,12 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     assert isinstance(joined, pl.DataFrame)
     inside = int(joined[_IN_PERIOD].sum())
     extract = joined.head(inside).drop(_IN_PERIOD)
+    sent = pl.read_parquet(ctx.store(step.party) / _persons_input(ctx, step), columns=[SERIAL])
+    if sent.height and not extract.height:  # an empty delivery is never a silent success
+        asked = pl.read_parquet(persons_file, columns=[SERIAL])[SERIAL].n_unique()
+        _nothing_delivered(
+            ctx, step, int(sent[SERIAL].n_unique()), int(asked), joined, table, id_column
+        )
     out = store / step.outputs[0]
     recipient = next(t.target for t in ctx.plan.transfers_after(step.id) if t.file == out.name)
     labels, value_labels = labels_for(extract.columns)
@@ -323,7 +331,6 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     duplicates = sorted_duplicates(extract)
     consent_file = store / f"{reg}_consent.json"
     consent = ctx.read_json(consent_file) if consent_file.is_file() else {}
-    sent = pl.read_parquet(ctx.store(step.party) / _persons_input(ctx, step), columns=[SERIAL])
     entry = ctx.catalogue.get(reg)
     feed_counts = ingest_counts_file(table)  # the registry's own record of its feed
     feed = ctx.read_json(feed_counts) if source.ingest and feed_counts.is_file() else None
@@ -362,6 +369,58 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     }
     ctx.write_json(store / step.outputs[1], report)
     return {k: v for k, v in report.items() if k != "codebook"}
+
+
+def _found_nobody(ctx: Context, registry: str, sent: int, table: Path, column: str) -> None:
+    """Raise: the registry's table matched none of the ``sent`` persons, so its delivery
+    would be empty. Names the registry, its table and key column, and the likely cause."""
+    if ctx.route(registry).pseudonymous:
+        cause = (
+            "the table is keyed by the registry's pseudonyms, and none matched: is it the "
+            "feed with fødselsnummer (give it `ingest = true` in the sources file), or a "
+            "table pseudonymised under another key?"
+        )
+    else:
+        cause = (
+            "the column should hold the fødselsnummer of the persons sent, and none matched: "
+            "is it the right column and the right table?"
+        )
+    raise InputError(
+        f"registry {registry} found none of the {sent:,} persons it was sent; {cause}",
+        path=table,
+        column=column,
+    )
+
+
+def _nothing_delivered(
+    ctx: Context,
+    step: Step,
+    sent: int,
+    asked: int,
+    joined: pl.DataFrame,
+    table: Path,
+    column: str,
+) -> None:
+    """Raise: the registry would deliver no row for a non-empty population. Says why:
+    nobody found, nobody of those found consented, or no row in the approved period."""
+    assert step.registry is not None
+    reg = step.registry
+    if not asked:
+        raise InputError(
+            f"registry {reg} has no consent covering the project for any of the {sent:,} "
+            "persons it was sent: nothing to deliver",
+            path=table,
+        )
+    if not joined.height:
+        _found_nobody(ctx, reg, asked, table, column)
+    request = next(r for r in ctx.job.requests if r.registry == reg)
+    date_column = ctx.sources.get(reg).date_column
+    raise InputError(
+        f"registry {reg} found {joined[SERIAL].n_unique():,} of the {asked:,} persons it was "
+        f"sent, but none of their {joined.height:,} rows lies in the approved period "
+        f"{request.start}–{request.end} (column {date_column!r}): nothing to deliver",
+        path=table,
+    )
 
 
 def _persons_input(ctx: Context, step: Step) -> str:

@@ -5,7 +5,8 @@
 * the manifest's Ed25519 signature (and, when given, that it is by the expected key);
 * every output the manifest lists: present, the same SHA-256, the same number of rows;
 * no file in the directory that the manifest does not list;
-* the manifest's own reconciliation checks all passed;
+* the manifest's own reconciliation checks all passed, and no delivered data file is empty
+  when the population was not;
 * every column of every data file holds no valid fødselsnummer, D- or H-number, and no
   koble pseudonym (the researcher may receive neither);
 * every other file, the manifest, quality report and codebook included, read as text, holds
@@ -170,6 +171,7 @@ def verify_delivery(
         not failed,
         "; ".join(failed) if failed else f"{len(body.get('reconciliation', []))} checks pass",
     )
+    _empty_check(report, body, listed)
     for name in sorted(listed):
         path = directory / name
         if path.suffix in _DATA and path.is_file():
@@ -193,6 +195,30 @@ def verify_delivery(
     if workspace is not None:
         _scan_workspace(report, workspace, body)
     return report
+
+
+def _empty_check(report: VerifyReport, body: dict[str, Any], listed: dict[str, Any]) -> None:
+    """No delivered data file is empty when the population was not: checked from the
+    manifest itself, so a delivery signed before the reconciliation had this check (or
+    assembled by hand) fails too. An empty result is never verified."""
+    population = next(
+        (i.get("rows") for i in body.get("inputs", []) if i.get("party") == "operator"), None
+    )
+    empty = sorted(
+        name
+        for name, entry in listed.items()
+        if Path(name).suffix in _DATA and entry.get("rows") == 0
+    )
+    if not population:
+        report.add("no empty delivery", True, "the population has no rows to compare with")
+    elif empty:
+        report.add(
+            "no empty delivery",
+            False,
+            f"0 rows in {', '.join(empty)} for a population of {population} rows",
+        )
+    else:
+        report.add("no empty delivery", True, "every delivered data file has rows")
 
 
 def _scan_workspace(report: VerifyReport, workspace: Path, body: dict[str, Any]) -> None:

@@ -9,6 +9,13 @@ design.md §2.2. Layout under the workspace root::
     <party>/outbox/           transfers the party has sealed for others
     <party>/store/            the party's own files: its data, opened transfers, results
 
+    restarted/<UTC time>/     the records of a run set aside by ``koble run --restart``
+
+A run that fails before it has done anything (no step completed, no feed loaded, no audit
+event) leaves nothing behind (:func:`undone_on_failure`). One that did something is kept: it
+resumes, or, with ``--restart``, is moved aside (:func:`move_aside`) while the audit log
+continues across both.
+
 Party ids map to directory names (``registry:npr`` → ``registry-npr``). A step reads only
 its own party's store; the executor moves files between parties only through
 :mod:`koble.linkage.transfer`, so the same plan could run with each party on its own machine.
@@ -16,6 +23,12 @@ its own party's store; the executor moves files between parties only through
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +42,97 @@ from koble.pseudonym.keystore import KeyWrapper
 from koble.pseudonym.sealed import PartyKey, PartyPublicKey, load_public
 from koble.pseudonym.signing import Ed25519Signer
 
-__all__ = ["PartyKeys", "Workspace", "party_dir"]
+__all__ = [
+    "RESTARTED",
+    "PartyKeys",
+    "Workspace",
+    "move_aside",
+    "party_dir",
+    "restart_dir",
+    "run_did_nothing",
+    "undone_on_failure",
+]
 
 STATE = "run.json"
 DIRECTORY = "directory.json"
+#: Where ``--restart`` sets earlier runs' records aside, one directory per restart.
+RESTARTED = "restarted"
+
+
+def _has_events(log: Path) -> bool:
+    """Whether the audit log ``log`` records any event (a line that cannot be read counts:
+    a log nobody can read is never thrown away)."""
+    try:
+        with log.open("rb") as handle:
+            for line in handle:
+                if line.strip() and json.loads(line).get("type") != "checkpoint":
+                    return True
+    except (OSError, ValueError, AttributeError):
+        return True
+    return False
+
+
+def run_did_nothing(root: Path, audit_log: str) -> bool:
+    """Whether the run recorded in ``root`` did nothing: no step completed, no feed loaded
+    and no event in its audit log (``root / audit_log``)."""
+    state = root / STATE
+    if state.is_file():
+        try:
+            recorded: dict[str, Any] = read_json(state)
+        except (OSError, ValueError):
+            return False
+        if recorded.get("done") or recorded.get("setup"):
+            return False
+    log = root / audit_log
+    return not (log.is_file() and _has_events(log))
+
+
+@contextmanager
+def undone_on_failure(root: Path, *, existed: bool, audit_log: str) -> Iterator[None]:
+    """Run the block; if it fails having started no run in ``root`` before (no ``run.json``)
+    and done nothing (:func:`run_did_nothing`), remove everything it created there (the
+    directory itself when it did not exist, ``existed``), so the next run starts afresh
+    instead of finding a workspace that "holds a run of another job"."""
+    before = set(os.listdir(root)) if existed and root.is_dir() else set()
+    fresh = not (root / STATE).exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and run_did_nothing(root, audit_log):
+            for name in sorted(set(os.listdir(root)) - before):
+                path = root / name
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+            if not existed:
+                with suppress(OSError):  # something else appeared in it meanwhile: leave it
+                    root.rmdir()
+        raise
+
+
+def restart_dir(root: Path, now: datetime.datetime) -> Path:
+    """A new directory name under ``root/restarted/`` for the records of the run in
+    ``root``: the UTC time (``20261206T014213Z``), with ``-2``, ``-3`` … if taken."""
+    stamp = now.astimezone(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = root / RESTARTED / stamp
+    n = 1
+    while target.exists():
+        n += 1
+        target = root / RESTARTED / f"{stamp}-{n}"
+    return target
+
+
+def move_aside(root: Path, target: Path, *, keep: tuple[str, ...]) -> None:
+    """Move the records of the run in ``root`` (``run.json`` first, then ``directory.json``,
+    the parties' directories, the ingest work) into ``target`` (:func:`restart_dir`).
+    ``keep`` names the entries that stay (the audit log, which continues, and a key
+    directory inside the workspace); earlier restarts stay where they are."""
+    target.mkdir(parents=True)
+    names = sorted(os.listdir(root), key=lambda name: name != STATE)  # never resumed half-moved
+    for name in names:
+        if name not in {*keep, RESTARTED}:
+            (root / name).rename(target / name)
 
 
 def party_dir(party: str) -> str:

@@ -14,6 +14,7 @@ reason. The token is sent only as an ``Authorization`` header and never appears 
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -243,12 +244,16 @@ class ServiceClient:
         identifiers: Sequence[str],
         *,
         domain: str,
-        randbytes: RandBytes,
+        randbytes: RandBytes | None = None,
         id_scheme: IdScheme = "fnr",
         test_numbers: bool = False,
         key_id: str | None = None,
     ) -> list[str]:
         """Blind mode: the service evaluates blinded elements and never sees the identifiers.
+
+        The blinding factors come from ``randbytes``, by default (None) the operating
+        system's randomness (``os.urandom``); a test may pass its own, but never give it a
+        predictable source, which would let the service unblind the elements it sees.
 
         The service names the key it used (``X-Koble-Key-Id``); it must be ``key_id`` (pin
         it, e.g. from a manifest) or, by default, the domain's current key from
@@ -256,7 +261,9 @@ class ServiceClient:
         from koble.pseudonym.blind import blind
 
         expected = key_id or self.oprf_key(domain)["key_id"]
-        batch = blind(identifiers, randbytes, id_scheme=id_scheme, test_numbers=test_numbers)
+        batch = blind(
+            identifiers, randbytes or os.urandom, id_scheme=id_scheme, test_numbers=test_numbers
+        )
         frame = pl.DataFrame({"blinded": pl.Series(batch.blinded, dtype=pl.Binary)})
         response = self._post_arrow("/v1/oprf/evaluate", frame, {"domain": domain})
         if response.headers.get(KEY_ID_HEADER) != expected:

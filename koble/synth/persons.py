@@ -3,6 +3,10 @@
 population: person_id (current id), kind (fnr/dnr/hnr), rule (classic/2032), birth_date,
 sex (M/F), kommune, fylke, death_date (null for the living).
 
+population_67: person_id of the living persons with a fødselsnummer or D-number born before
+1957 (67 or over at the start of 2024): the study population of ``examples/job_central.toml``
+and of the demo's central job, so that job runs as written against any world.
+
 identity_history: old_id, current_id, valid_from, valid_to (inclusive: the old id was in use
 from valid_from to valid_to, its successor from valid_to + 1), version (1 for the first
 change of a person, 2 for the second), change (h_to_fnr, d_to_fnr, new_fnr).
@@ -10,16 +14,21 @@ change of a person, 2 for the second), change (h_to_fnr, d_to_fnr, new_fnr).
 
 from __future__ import annotations
 
+import datetime
+
 import numpy as np
 import pyarrow as pa
 
 from koble.synth.context import World
-from koble.synth.dates import NEVER, days_to_arrow
+from koble.synth.dates import NEVER, day, days_to_arrow
 from koble.synth.identities import CHANGES
 from koble.synth.numbers import format_ids
 from koble.synth.output import labels
 
-__all__ = ["HISTORY", "INSTITUTIONS", "POPULATION", "history", "institutions", "population"]
+__all__ = [
+    "ELDERLY", "HISTORY", "INSTITUTIONS", "POPULATION", "elderly", "history", "institutions",
+    "population",
+]  # fmt: skip
 
 POPULATION = pa.schema([
     ("person_id", pa.string()), ("kind", pa.string()), ("rule", pa.string()),
@@ -30,6 +39,9 @@ HISTORY = pa.schema([
     ("old_id", pa.string()), ("current_id", pa.string()), ("valid_from", pa.date32()),
     ("valid_to", pa.date32()), ("version", pa.int8()), ("change", pa.string()),
 ])  # fmt: skip
+ELDERLY = pa.schema([("person_id", pa.string())])
+#: population_67 holds the persons born before this day
+ELDERLY_BORN_BEFORE = datetime.date(1957, 1, 1)
 INSTITUTIONS = pa.schema([
     ("orgnr", pa.string()), ("kind", pa.string()), ("name", pa.string()), ("fylke", pa.string()),
 ])  # fmt: skip
@@ -50,6 +62,16 @@ def population(world: World, lo: int, hi: int) -> dict[str, pa.Array]:
         "fylke": labels(geo.fylke_codes, geo.fylke_of[kom]),
         "death_date": days_to_arrow(d.death[idx], null=d.death[idx] == NEVER),
     }
+
+
+def elderly(world: World, lo: int, hi: int) -> dict[str, pa.Array]:
+    """population_67 rows for persons [lo, hi): the living fnr and D-number holders born
+    before :data:`ELDERLY_BORN_BEFORE`, in population order."""
+    d = world.demo
+    idx = np.arange(lo, hi)
+    born = d.birth[idx] < day(ELDERLY_BORN_BEFORE)
+    keep = born & (d.kind[idx] <= 1) & (d.death[idx] == NEVER)  # kind 0 fnr, 1 dnr, 2 hnr
+    return {"person_id": format_ids(world.ids.current[idx[keep]])}
 
 
 def history(world: World) -> dict[str, pa.Array]:

@@ -32,6 +32,7 @@ Progress = Callable[[str, int, int], None]
 
 _CHUNKED = {
     "population.parquet": persons.POPULATION,
+    "population_67.parquet": persons.ELDERLY,
     "npr.parquet": npr.SCHEMA,
     "dar.parquet": health.DAR_SCHEMA,
     "mfr.parquet": mfr.SCHEMA,
@@ -106,6 +107,7 @@ def generate_world(
         report("registries", c, n_chunks)
         lo, hi = c * config.chunk_size, min((c + 1) * config.chunk_size, n)
         writers["population.parquet"].write(persons.population(world, lo, hi))
+        writers["population_67.parquet"].write(persons.elderly(world, lo, hi))
         first = writers["npr.parquet"].rows + 1
         writers["npr.parquet"].write(npr.episodes(world, lo, hi, c, first))
         writers["dar.parquet"].write(health.deaths(world, lo, hi, c))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.metrics import Metric
 from koble.anonymity.search import Problem
+from tests.anonymity.test_arx_metrics import arx_entropy_rows, arx_loss_rows
 from tests.anonymity.test_frequency import adult, datasets
 
 
@@ -39,6 +40,10 @@ def reference_loss(
         return float(int((kept**2).sum()) + suppressed * n)
     if metric is Metric.AECS:
         return (n - suppressed) / (len(kept) * min(k, n)) if len(kept) else n / min(k, n)
+    if metric is Metric.NON_UNIFORM_ENTROPY:
+        return arx_entropy_rows(qis, levels, k)
+    if metric is Metric.LOSS:
+        return arx_loss_rows(qis, levels, k)
     total = 0.0
     gone = frame["gone"].to_numpy()
     for g in qis:
@@ -117,4 +122,6 @@ def test_metric_names() -> None:
         "discernibility",
         "non-uniform entropy",
         "average class size",
+        "loss",
+        "non-uniform entropy, suppressed as *",
     ]

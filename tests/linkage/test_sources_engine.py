@@ -116,7 +116,7 @@ def test_unknown_tables_are_named(tmp_path: Path, text: str, named: str) -> None
     ("spec", "named"),
     [
         ("file='a'\nid_column='fnr'\nid_colum='x'\n", "registries.npr.id_colum"),
-        ("file='a'\nid_column='fnr'\ningest=true\n", "registries.npr.ingest"),
+        ("file='a'\nid_column='fnr'\ningested=true\n", "registries.npr.ingested"),
         ("file='a'\nid_column='fnr'\nb=1\na=2\n", "registries.npr.a, registries.npr.b"),
     ],
 )

@@ -37,8 +37,9 @@ def test_manifest_matches_files(world) -> None:
     assert on_disk == world.manifest
     paths = {f["path"] for f in on_disk["files"]}
     expected = {
-        "population.parquet", "identity_history.parquet", "cohort.parquet", "npr.parquet",
-        "dar.parquet", "mfr.parquet", "kreftregisteret.parquet", "quality_registry.parquet",
+        "population.parquet", "population_67.parquet", "identity_history.parquet",
+        "cohort.parquet", "npr.parquet", "dar.parquet", "mfr.parquet", "kreftregisteret.parquet",
+        "quality_registry.parquet",
         "ssb_education.parquet", "ssb_income.parquet", "abortregisteret.parquet",
         "institutions.parquet", "feeds/reseptregisteret.parquet", "feeds/iplos.parquet",
     }  # fmt: skip

@@ -26,12 +26,21 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
-from koble.anonymity.generalisation import Generalisation
-from koble.anonymity.hierarchies.base import Canonicaliser, build, reject, shown, to_text
+from koble.anonymity.generalisation import Domain, Generalisation
+from koble.anonymity.hierarchies.base import (
+    MISSING,
+    Canonicaliser,
+    build,
+    reject,
+    shown,
+    to_text,
+)
 from koble.errors import FileFormatError
 from koble.tables import check_encoding
 
@@ -69,8 +78,27 @@ class CsvHierarchy:
         return ("value", *(f"level {level}" for level in range(1, self._levels)))
 
     def apply(self, column: pl.Series) -> Generalisation:
-        """Generalise ``column``; every value must appear in the hierarchy."""
-        return build(column, self.level_names, self._values(column), self._labels, top=self._top)
+        """Generalise ``column``; every value must appear in the hierarchy. The result
+        carries the file's whole domain (every row, present in the data or not), which
+        ARX's *loss* metric charges generalised values against."""
+        g = build(column, self.level_names, self._values(column), self._labels, top=self._top)
+        return replace(g, domain=self._domain(g))
+
+    def _domain(self, g: Generalisation) -> Domain:
+        """Per level, how many of the file's rows each code of ``g`` stands for; a missing
+        value (not in the file) counts as one more value of its own."""
+        listed = self._table.get_column("l0")
+        missing = bool(g.labels[0]) and g.labels[0][-1] == MISSING and MISSING not in listed
+        counts = []
+        for level, labels in enumerate(g.labels):
+            per_label = self._table.get_column(f"l{level}").value_counts()
+            found = dict(zip(per_label[f"l{level}"].to_list(), per_label["count"].to_list(),
+                             strict=True))  # fmt: skip
+            level_counts = np.array([found.get(label, 0) for label in labels], dtype=np.int64)
+            if missing:
+                level_counts[g.maps[level][-1]] += 1
+            counts.append(level_counts)
+        return Domain(self._table.height + int(missing), tuple(counts))
 
     def _values(self, column: pl.Series) -> Canonicaliser:
         def canonical(raw: pl.Series) -> pl.Series:

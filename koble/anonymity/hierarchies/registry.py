@@ -47,7 +47,13 @@ from koble.anonymity.hierarchies.icd10 import Icd10Hierarchy
 from koble.anonymity.hierarchies.simple import CategoricalHierarchy, SexHierarchy
 from koble.errors import UsageError
 
-__all__ = ["HIERARCHY_NAMES", "hierarchy_file", "hierarchy_for"]
+__all__ = [
+    "HIERARCHY_NAMES",
+    "ORDERED_HIERARCHIES",
+    "hierarchy_file",
+    "hierarchy_for",
+    "is_ordered",
+]
 
 Options = dict[str, object]
 
@@ -121,6 +127,18 @@ _BUILDERS: dict[str, Callable[[Options, Path | None], Hierarchy]] = {
 }
 
 HIERARCHY_NAMES = tuple(_BUILDERS)
+#: Hierarchies of ordered values (ages, dates, counts): reports show them in that order.
+ORDERED_HIERARCHIES = frozenset({"age", "date", "count"})
+
+
+def is_ordered(spec: str | Mapping[str, object]) -> bool:
+    """Whether ``spec`` names a hierarchy of ordered values (:data:`ORDERED_HIERARCHIES`),
+    whose labels are numbered in that order; a spec that cannot be parsed is not."""
+    try:
+        name, _ = _parse(spec)
+    except UsageError:
+        return False
+    return name in ORDERED_HIERARCHIES
 
 
 def hierarchy_for(spec: str | Mapping[str, object], *, base_dir: Path | None = None) -> Hierarchy:

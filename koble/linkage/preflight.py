@@ -1,0 +1,104 @@
+"""What a run checks before it does anything: the population and every registry's source.
+
+A run that fails at one of these checks has written nothing (no workspace, no keys, no audit
+event), so the user fixes the job or the sources and runs the same command again. Without
+them a misnamed column would stop the run midway (after the sealed ingest of a national
+feed), and a pseudonymous registry given its raw fødselsnummer feed would join pseudonyms to
+fødselsnummer, find nobody and deliver an empty file.
+
+Checks read schemas and a sample of each key column, never a whole registry table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from koble.errors import ColumnError, FileFormatError, redact
+from koble.linkage.context import locate_population
+from koble.linkage.job import Job
+from koble.linkage.plan import Plan
+from koble.linkage.routes import route_for
+from koble.linkage.scan import scan_pseudonyms
+from koble.linkage.sources import RegistrySource, Sources
+from koble.registries.catalogue import Catalogue
+from koble.registries.identifiers.scan import scan_frame
+from koble.tables import read_table, refuse_duplicate_names, require_column
+
+__all__ = ["SAMPLE_ROWS", "check_pseudonym_column", "preflight"]
+
+#: Rows of a registry's key column read to tell pseudonyms from fødselsnummer.
+SAMPLE_ROWS = 10_000
+
+
+def preflight(job: Job, job_path: Path, plan: Plan, catalogue: Catalogue, sources: Sources) -> None:
+    """Raise an :class:`~koble.errors.InputError` (exit 2, naming the file and column) for
+    the first input the run could not use: a population file that is missing, unreadable,
+    empty or without the job's id column, a registry with no source, or a registry table
+    (or feed) without the columns the run joins on."""
+    population = locate_population(job_path, job.population_file, sources)
+    frame = read_table(population)
+    require_column(frame, job.id_column, population)
+    if frame.height == 0:
+        raise FileFormatError("the study population has no rows: nothing to link", path=population)
+    refused = {r.registry for r in plan.refusals}
+    for request in job.requests:
+        if request.registry in refused:
+            continue
+        source = sources.get(request.registry)
+        pseudonymous = route_for(catalogue.get(request.registry)).pseudonymous
+        if source.ingest:
+            _columns(source.file, list(source.id_columns), "feed")
+        else:
+            _columns(source.file, [source.id_column], "table")
+            if pseudonymous:
+                check_pseudonym_column(source)
+
+
+def _columns(path: Path, needed: list[str], what: str) -> None:
+    """The column names of the registry's Parquet ``path``, which must hold ``needed``."""
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, ValueError) as exc:
+        raise FileFormatError(f"cannot read the registry's {what}: {exc}", path=path) from None
+    refuse_duplicate_names(names, path)
+    for column in needed:
+        if column not in names:
+            raise ColumnError(
+                f"the registry's {what} has no such column "
+                f"(it has {redact(', '.join(names[:20]))})",
+                path=path,
+                column=column,
+            )
+
+
+def check_pseudonym_column(source: RegistrySource) -> None:
+    """A pseudonymous registry's own table must be keyed by its koble pseudonyms: the TTP
+    route joins on them. A key column holding fødselsnummer (the feed before sealed ingest)
+    or anything else is refused naming the file, the column and the likely remedy."""
+    feed = pq.ParquetFile(source.file)
+    batch = next(feed.iter_batches(batch_size=SAMPLE_ROWS, columns=[source.id_column]), None)
+    if batch is None or batch.num_rows == 0:
+        return  # an empty table: the registry finds nobody, which the extract reports
+    sample = pl.DataFrame(batch)
+    column = source.id_column
+    if scan_pseudonyms(sample.select(pl.col(column).cast(pl.String))):
+        return
+    if scan_frame(sample, test_numbers=True):
+        raise ColumnError(
+            "the column holds fødselsnummer, but the registry is pseudonymous: the TTP route "
+            "finds its persons by their pseudonyms, so this table would match nobody. A feed "
+            "that still carries fødselsnummer is loaded by sealed ingest first: give it "
+            "`ingest = true` in the sources file (id_column = its fødselsnummer column)",
+            path=source.file,
+            column=column,
+        )
+    raise ColumnError(
+        "the registry is pseudonymous, but the column holds no koble pseudonyms "
+        "(36 lower-case hex characters): name the registry's pseudonym column as id_column, "
+        "or load a feed with fødselsnummer by `ingest = true`",
+        path=source.file,
+        column=column,
+    )
