@@ -49,7 +49,7 @@ def _checks(
         {
             "check": "population rows = persons keyed + rows rejected",
             "ok": p["rows"] == p["persons"] + rejected,
-            "detail": f"{p['rows']} = {p['persons']} + {rejected}",
+            "detail": f"{p['rows']:,} = {p['persons']:,} + {rejected:,}",
         }
     ]
     for r in registries:
@@ -59,7 +59,7 @@ def _checks(
             {
                 "check": f"{reg}: persons sent = persons keyed",
                 "ok": r["persons_sent"] == expected,
-                "detail": f"{r['persons_sent']} = {expected}",
+                "detail": f"{r['persons_sent']:,} = {expected:,}",
             }
         )
         if reg in ttp:
@@ -69,22 +69,22 @@ def _checks(
                     "check": f"{reg}: TTP persons received = pseudonymised + unresolved",
                     "ok": t["persons_received"]
                     == t["persons_pseudonymised"] + t["persons_unresolved"],
-                    "detail": f"{t['persons_received']} = {t['persons_pseudonymised']} + "
-                    f"{t['persons_unresolved']}",
+                    "detail": f"{t['persons_received']:,} = {t['persons_pseudonymised']:,} + "
+                    f"{t['persons_unresolved']:,}",
                 }
             )
         checks.append(
             {
                 "check": f"{reg}: rows delivered = rows in file",
                 "ok": r["rows_delivered"] == r["file_rows"],
-                "detail": f"{r['rows_delivered']} = {r['file_rows']}",
+                "detail": f"{r['rows_delivered']:,} = {r['file_rows']:,}",
             }
         )
         checks.append(
             {
                 "check": f"{reg}: persons found ≤ persons sent",
                 "ok": r["persons_found"] <= r["persons_sent"],
-                "detail": f"{r['persons_found']} ≤ {r['persons_sent']}",
+                "detail": f"{r['persons_found']:,} ≤ {r['persons_sent']:,}",
             }
         )
         checks.append(non_empty_check(r))
@@ -98,7 +98,7 @@ def non_empty_check(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "check": f"{reg}: rows delivered > 0 when persons were sent",
         "ok": sent == 0 or rows > 0,
-        "detail": f"{rows} rows for {sent} persons sent, {report['persons_found']} found",
+        "detail": f"{rows:,} rows for {sent:,} persons sent, {report['persons_found']:,} found",
     }
 
 
