@@ -160,7 +160,7 @@ def write_job(world: Path, fmt: str) -> Path:
         variables = ", ".join(f'"{v}"' for v in r.variables)
         lines += [
             "",
-            f"[registries.{r.registry}]",
+            f"[registries.{r.id}]",  # a job names registries by catalogue id
             f"approval = {{ {r.approval} }}",
             f"variables = [{variables}]",
             f"period = {{ start = {r.start}, end = {r.end} }}",
@@ -175,7 +175,6 @@ def write_job(world: Path, fmt: str) -> Path:
 
 def phase_koble(world: Path, work: Path, workspace: Path, preload: Path | None) -> dict[str, Any]:
     """Run the job with koble; ``preload``: a workspace whose ingested tables to reuse."""
-    from koble.linkage.demo_jobs import DEMO_CATALOGUE
     from koble.linkage.executor import run_job
     from koble.linkage.sources import synthetic_sources
     from koble.linkage.workspace import party_dir
@@ -183,7 +182,7 @@ def phase_koble(world: Path, work: Path, workspace: Path, preload: Path | None) 
     from koble.registries.catalogue import Catalogue
 
     kek = RawKek(bytes.fromhex(os.environ[KEK_ENV]))
-    catalogue = Catalogue.load().extended(Catalogue.from_file(DEMO_CATALOGUE))
+    catalogue = Catalogue.load()
     if preload is not None:
         for registry in INGESTED:
             party = party_dir(f"registry:{registry}")

@@ -194,7 +194,8 @@ def check_frame(
     sizes = classes["n"]
     values_of = [c for c in frame.columns if c != person] if scan is True else list(scan or [])
     findings = scan_frame(frame, values_of=values_of) if scan else []
-    level = None if person is None else person_risk(frame, qis, person, k=k, m=m, path=path)
+    level = None if person is None else person_risk(frame, qis, person, k=k, m=m, path=path,
+                                                    tuple_ids=class_ids)  # fmt: skip
     if person is not None:
         model = model or "person-set"
     if model == "person-km" and level is not None and level.km_failing_with_constant is None:

@@ -59,10 +59,23 @@ class Classes:
     starts: Int64s
 
 
+_IDENTITY: list[Int64s] = [np.arange(0, dtype=np.int64)]
+
+
+def _identity(n: int) -> Int64s:
+    """``0, 1, ..., n - 1`` as a read-only view of one shared array (grown as needed): a
+    search asks for it at every node."""
+    if len(_IDENTITY[0]) < n:
+        grown = np.arange(max(n, 2 * len(_IDENTITY[0])), dtype=np.int64)
+        grown.flags.writeable = False
+        _IDENTITY[0] = grown
+    return _IDENTITY[0][:n]
+
+
 def classes_of(table: FrequencyTable) -> Classes:
     """Classes are runs of equal ``keys // radix`` in the sorted table."""
     if table.radix == 1:
-        index = np.arange(table.size, dtype=np.int64)
+        index = _identity(table.size)
         return Classes(table.counts, index, index)
     ck = table.keys // table.radix
     flags = np.empty(len(ck), dtype=np.bool_)
@@ -109,7 +122,7 @@ class KAnonymity(Criterion):
         return classes.sizes < self.k
 
     def describe(self) -> str:
-        return f"{self.k}-anonymity"
+        return f"{self.k:,}-anonymity"
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,7 @@ class KPersons(Criterion):
         return distinct_per_class(table, classes) < self.k
 
     def describe(self) -> str:
-        return f"{self.k}-anonymity over persons"
+        return f"{self.k:,}-anonymity over persons"
 
 
 @dataclass(frozen=True)
@@ -298,16 +311,29 @@ class Requirements:
         return self.allowed == 0 or all(c.monotone_with_suppression for c in self.criteria)
 
     def check(self, table: FrequencyTable) -> NodeCheck:
-        """Evaluate every criterion on ``table``'s classes, and the person model."""
+        """Evaluate every criterion on ``table``'s classes, and the person model.
+
+        Work a plain search does not need is skipped: with no sensitive attribute every
+        entry is its own class (no per-entry gathers), and without non-monotone criteria the
+        monotone figures are the figures."""
         classes = classes_of(table)
-        mono = np.zeros(len(classes.sizes), dtype=np.bool_)
-        rest = np.zeros_like(mono)
+        identity = table.radix == 1  # classes_of: entry j is class j
+        mono: Mask | None = None
+        rest: Mask | None = None
         for criterion in self.criteria:
-            target = mono if criterion.monotone_with_suppression else rest
-            target |= criterion.failing(table, classes, self.overall)
-        failing = mono | rest
-        withheld = failing[classes.entry_class]
-        withheld_mono = mono[classes.entry_class]
+            flags = criterion.failing(table, classes, self.overall)
+            if criterion.monotone_with_suppression:
+                mono = flags if mono is None else mono | flags
+            else:
+                rest = flags if rest is None else rest | flags
+        if mono is None:
+            mono = np.zeros(len(classes.sizes), dtype=np.bool_)
+        failing = mono if rest is None else mono | rest
+        withheld = failing if identity else failing[classes.entry_class]
+        if rest is None:
+            withheld_mono = withheld
+        else:
+            withheld_mono = mono if identity else mono[classes.entry_class]
         persons = None
         if self.person_model is not None:
             assert table.sensitive is not None, "a person model needs the person column"
@@ -316,12 +342,18 @@ class Requirements:
             gone = self.person_model.failing(classes.entry_class, who, n)
             persons = int(np.count_nonzero(gone))
             withheld = withheld | gone[who]
-            withheld_mono = withheld_mono | gone[who]
+            withheld_mono = withheld if rest is None else withheld_mono | gone[who]
         suppressed = int(table.counts[withheld].sum())
-        suppressed_mono = int(table.counts[withheld_mono].sum())
-        kept = np.bincount(
-            classes.entry_class, np.where(withheld, 0, table.counts), len(classes.sizes)
-        ).astype(np.int64)
+        if withheld_mono is withheld:
+            suppressed_mono = suppressed
+        else:
+            suppressed_mono = int(table.counts[withheld_mono].sum())
+        if identity:
+            kept = np.where(withheld, 0, table.counts)
+        else:
+            kept = np.bincount(
+                classes.entry_class, np.where(withheld, 0, table.counts), len(classes.sizes)
+            ).astype(np.int64)
         feasible = suppressed <= self.allowed
         if self.monotone:
             suppressed_mono, feasible_mono = suppressed, feasible

@@ -51,11 +51,15 @@ class Lattice:
         if self.size > MAX_NODES:
             raise UsageError(f"the lattice has {self.size:,} nodes; at most {MAX_NODES:,}")
         self.strides = tuple(math.prod(self.radix[i + 1 :]) for i in range(len(self.radix)))
-        grid = np.unravel_index(np.arange(self.size), self.radix)
-        self.levels = np.stack(grid, axis=1).astype(np.int16)
-        self.height = self.levels.sum(axis=1, dtype=np.int64)
-        self.order = np.argsort(self.height, kind="stable")
+        grid = np.indices(self.radix, dtype=np.int16).reshape(len(self.radix), self.size)
+        self.levels = grid.T  # a view: row n is node n's levels
+        height = np.zeros(1, dtype=np.int64)
+        for r in self.radix:  # outer sums in node order: cheaper than summing the levels
+            height = (height[:, None] + np.arange(r, dtype=np.int64)).ravel()
+        self.height = height
+        self.order = np.argsort(self.height.astype(np.int16), kind="stable")
         self.layers = np.searchsorted(self.height[self.order], np.arange(sum(heights) + 2))
+        self._tops = tuple(r - 1 for r in self.radix)
         self._steps = [
             np.arange(r, dtype=np.int64) * st
             for st, r in zip(self.strides, self.radix, strict=True)
@@ -71,13 +75,14 @@ class Lattice:
 
     def successors(self, index: int) -> list[int]:
         """Nodes one level higher in exactly one QI."""
-        row = self.levels[index]
-        return [index + st for i, st in enumerate(self.strides) if row[i] < self.radix[i] - 1]
+        row = self.levels[index].tolist()
+        steps = zip(self.strides, row, self._tops, strict=True)
+        return [index + st for st, lv, top in steps if lv < top]
 
     def predecessors(self, index: int) -> list[int]:
         """Nodes one level lower in exactly one QI."""
-        row = self.levels[index]
-        return [index - st for i, st in enumerate(self.strides) if row[i] > 0]
+        row = self.levels[index].tolist()
+        return [index - st for st, lv in zip(self.strides, row, strict=True) if lv > 0]
 
     def box(self, low: Sequence[int], high: Sequence[int]) -> npt.NDArray[np.int64]:
         """Numbers of the nodes between ``low`` and ``high`` component-wise (inclusive)."""
@@ -95,7 +100,7 @@ class Lattice:
 
     def above(self, index: int) -> npt.NDArray[np.int64]:
         """The nodes ≥ ``index`` (itself included)."""
-        return self.box(self.node(index), [r - 1 for r in self.radix])
+        return self.box(self.node(index), self._tops)
 
     def below(self, index: int) -> npt.NDArray[np.int64]:
         """The nodes ≤ ``index`` (itself included)."""
@@ -135,6 +140,7 @@ class _Search:
     ) -> None:
         self.lat, self.evaluate, self.bound, self.monotone = lattice, evaluate, bound, monotone
         self.status = np.zeros(lattice.size, dtype=np.int8)
+        self.grid = self.status.reshape(lattice.radix)  # a view: one axis per QI
         self.floor = np.full(lattice.size, -np.inf)
         self.results: dict[int, Evaluation] = {}
         self.tagged = 0
@@ -164,19 +170,29 @@ class _Search:
                 self.best = (found.loss, int(self.lat.height[index]), index)
         return found
 
-    def tag(self, nodes: npt.NDArray[np.int64], value: int) -> None:
-        nodes = nodes[self.status[nodes] == _UNKNOWN]
-        self.tagged += len(nodes)
-        self.status[nodes] = value
+    def tag(self, index: int, passed: bool) -> None:
+        """Tag the unclassified nodes of ``index``'s up-set passing (``passed``), else of
+        its down-set failing.
+
+        Node numbers are the levels in C order, so in the statuses with one axis per QI
+        (``grid``) a node's up- or down-set is a box of basic slices: it is tagged in
+        place, without listing its nodes."""
+        levels = self.lat.levels[index].tolist()
+        if passed:
+            region = self.grid[tuple([slice(lv, None) for lv in levels])]
+        else:
+            region = self.grid[tuple([slice(0, lv + 1) for lv in levels])]
+        unknown = region == _UNKNOWN
+        found = int(np.count_nonzero(unknown))
+        if found:
+            region[unknown] = _PASS if passed else _FAIL
+            self.tagged += found
 
     def probe(self, index: int) -> bool:
         """Check one node for the monotone criteria and tag its up- or down-set."""
         passed = self.check(index).feasible_monotone
         self.status[index] = _PASS if passed else _FAIL
-        if passed:
-            self.tag(self.lat.above(index), _PASS)
-        else:
-            self.tag(self.lat.below(index), _FAIL)
+        self.tag(index, passed)
         return passed
 
     def climb(self, index: int) -> None:
@@ -201,17 +217,30 @@ class _Search:
                     index, moved = down, True
                     break
 
+    def next_open(self, pos: int) -> int | None:
+        """The first position from ``pos`` on in the order by height of a node still
+        unclassified whose bound can beat the best. A node once closed stays closed (tags
+        are final and the best only improves), so the scan goes forward, in growing chunks:
+        the next open node is usually near."""
+        order, chunk = self.lat.order, 256
+        while pos < len(order):
+            ids = order[pos : pos + chunk]
+            open_ = (self.status[ids] == _UNKNOWN) & self.beats_all(self.bound[ids], ids)
+            found = np.flatnonzero(open_)
+            if len(found):
+                return pos + int(found[0])
+            pos, chunk = pos + len(ids), chunk * 4
+        return None
+
     def classify(self) -> None:
         """Phase 1: Flash-style chains with binary search and predictive tagging, each
         boundary then traced to a maximal failing and a minimal passing node."""
         order, pos = self.lat.order, 0
         while True:
-            rest = order[pos:]
-            open_ = (self.status[rest] == _UNKNOWN) & self.beats_all(self.bound[rest], rest)
-            found = np.flatnonzero(open_)
-            if not len(found):
+            found = self.next_open(pos)
+            if found is None:
                 return
-            pos += int(found[0])
+            pos = found
             path = [int(order[pos])]
             while True:
                 nexts = [s for s in self.lat.successors(path[-1]) if self.status[s] == _UNKNOWN]
@@ -242,13 +271,13 @@ class _Search:
     def select_bounded(self) -> None:
         """Phase 2 otherwise: layer by layer, bounds inherited from evaluated predecessors."""
         lat = self.lat
-        inherited = np.full(lat.size, -np.inf)
+        inherited = np.full(lat.size + 1, -np.inf)  # the last stands for "no predecessor"
+        strides = np.asarray(lat.strides, dtype=np.int64)
         for h in range(len(lat.layers) - 1):
             ids = lat.order[lat.layers[h] : lat.layers[h + 1]]
-            bound = self.bound[ids].copy()
-            for i, stride in enumerate(lat.strides):
-                has = lat.levels[ids, i] > 0
-                bound[has] = np.maximum(bound[has], inherited[ids[has] - stride])
+            preds = ids[:, None] - strides  # every predecessor of the layer at once
+            preds[lat.levels[ids] == 0] = lat.size
+            bound = np.maximum(self.bound[ids], inherited[preds].max(axis=1))
             keep = (self.status[ids] == _PASS) & self.beats_all(bound, ids)
             for index, b in zip(ids[keep].tolist(), bound[keep].tolist(), strict=True):
                 if self.beats(b, index):

@@ -234,7 +234,7 @@ class PersonSet(PersonModel):
         return fail
 
     def describe(self) -> str:
-        return f"person-set {self.k}-anonymity"
+        return f"person-set {self.k:,}-anonymity"
 
 
 @dataclass(frozen=True)
@@ -269,7 +269,7 @@ class PersonKM(PersonModel):
             alive &= ~fail[owner]
 
     def describe(self) -> str:
-        return f"person-km {self.k}^{self.m}-anonymity"
+        return f"person-km {self.k:,}^{self.m}-anonymity"
 
 
 def m_problem(value: object, name: str) -> str | None:

@@ -37,7 +37,9 @@ nodes can be optimal; for the others every feasible node must be bounded or eval
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -61,6 +63,19 @@ class Metric(StrEnum):
     AECS = "average class size"
     LOSS = "loss"
     ENTROPY_SUPPRESSED_AS_TOP = "non-uniform entropy, suppressed as *"
+
+
+def _outer(
+    per_qi: Sequence[npt.NDArray[Any]],
+    op: Callable[[npt.NDArray[Any], npt.NDArray[Any]], npt.NDArray[Any]],
+) -> npt.NDArray[Any]:
+    """Every lattice node's value from one value per level of each QI, combined with
+    ``op`` in QI order, in node order (the first QI most significant): an outer operation
+    per QI, not a gather per QI over the whole lattice."""
+    total = per_qi[0]
+    for values in per_qi[1:]:
+        total = op(total[:, None], values).ravel()
+    return total
 
 
 def _plogp(freq: Floats) -> float:
@@ -90,53 +105,49 @@ class LossModel:
             allowed == 0 and metric in additive
         )
         self.monotone = self.exact or allowed == 0
-        levels = lattice.levels.astype(np.int64)
         heights = [len(c) - 1 for c in lookups.cards]
         self._penalty: list[list[Floats]] = []
         self._shares: list[list[Floats]] = []
         self._spread: list[Floats] = []  # per QI: N/D and N − N/D, the normalisation
         if metric is Metric.HEIGHT:
-            self.bound = levels.sum(axis=1).astype(np.float64)
+            self.bound = lattice.height.astype(np.float64)
         elif metric is Metric.PRECISION:
             lcm = math.lcm(*[h for h in heights if h > 0] or [1])
-            weights = np.array([lcm // h if h else 0 for h in heights], dtype=np.int64)
-            self.bound = (levels @ weights) / float(lcm * len(heights))
+            steps = [np.arange(h + 1, dtype=np.int64) * (lcm // h if h else 0) for h in heights]
+            self.bound = _outer(steps, np.add) / float(lcm * len(heights))
         elif metric in (Metric.NON_UNIFORM_ENTROPY, Metric.ENTROPY_SUPPRESSED_AS_TOP):
-            self.bound = self._entropy_bound(lookups, base, levels)
+            self.bound = self._entropy_bound(lookups, base)
         elif metric is Metric.LOSS:
-            self.bound = self._loss_bound(lookups, base, levels)
+            self.bound = self._loss_bound(lookups, base)
         else:
-            classes = np.ones(lattice.size, dtype=np.int64)
-            for i, cards in enumerate(lookups.cards):
-                per_level = np.asarray(cards, dtype=np.int64)[levels[:, i]]
-                classes = np.minimum(classes * per_level, self.rows)
+            per_qi = [np.asarray(c, dtype=np.int64) for c in lookups.cards]
+            per_qi[0] = np.minimum(per_qi[0], self.rows)
+            classes = _outer(per_qi, lambda a, b: np.minimum(a * b, self.rows))
             if metric is Metric.DISCERNIBILITY:
                 self.bound = (self.rows * self.rows // classes).astype(np.float64)
             else:
                 self.bound = (self.rows - allowed) / (classes * max(self.k, 1))
 
-    def _entropy_bound(
-        self, lookups: Lookups, base: FrequencyTable, levels: npt.NDArray[np.int64]
-    ) -> Floats:
+    def _entropy_bound(self, lookups: Lookups, base: FrequencyTable) -> Floats:
         """Per QI and level, the loss without suppression; also the suppression penalties."""
-        total = np.zeros(len(levels), dtype=np.float64)
+        per_qi = []
         log_n = math.log2(self.rows)
         for i, g in enumerate(lookups.qis):
-            f0 = np.bincount(base.codes[i], base.counts, lookups.cards[i][0]).astype(np.float64)
+            f0 = np.bincount(base.code(i), base.weights, lookups.cards[i][0]).astype(np.float64)
             per_level = np.zeros(g.height + 1, dtype=np.float64)
             penalties = []
+            original = _plogp(f0)
             for lv, m in enumerate(g.maps):
                 freq = np.bincount(m, f0, lookups.cards[i][lv]).astype(np.float64)
-                per_level[lv] = _plogp(freq) - _plogp(f0)
-                with np.errstate(divide="ignore"):
-                    penalties.append(np.where(freq > 0, log_n - np.log2(freq), 0.0))
+                per_level[lv] = _plogp(freq) - original
+                if self.metric is Metric.ENTROPY_SUPPRESSED_AS_TOP:  # only it charges them
+                    with np.errstate(divide="ignore"):
+                        penalties.append(np.where(freq > 0, log_n - np.log2(freq), 0.0))
             self._penalty.append(penalties)
-            total += per_level[levels[:, i]]
-        return total
+            per_qi.append(per_level)
+        return _outer(per_qi, np.add)
 
-    def _loss_bound(
-        self, lookups: Lookups, base: FrequencyTable, levels: npt.NDArray[np.int64]
-    ) -> Floats:
+    def _loss_bound(self, lookups: Lookups, base: FrequencyTable) -> Floats:
         """ARX's loss without suppression at every node (each QI's normalised value is
         additive over rows, so it is computed once per QI and level); also every code's
         domain share, for the suppressed rows' surcharge."""
@@ -145,13 +156,13 @@ class LossModel:
         for i, g in enumerate(lookups.qis):
             domain = g.domain_counts()
             shares = [c.astype(np.float64) / domain.size for c in domain.counts]
-            f0 = np.bincount(base.codes[i], base.counts, lookups.cards[i][0]).astype(np.float64)
+            f0 = np.bincount(base.code(i), base.weights, lookups.cards[i][0]).astype(np.float64)
             low = n / domain.size
             self._shares.append(shares)
             self._spread.append(np.array([low, n - low]))
             per_level = np.array([f0 @ share[m] for share, m in zip(shares, g.maps, strict=True)])
-            per_qi.append(self._normalise(per_level, i)[levels[:, i]])
-        return self._aggregate(per_qi)
+            per_qi.append(np.log1p(self._normalise(per_level, i)))
+        return self._geometric(_outer(per_qi, np.add), len(per_qi))
 
     def _normalise(self, charged: Floats, qi: int) -> Floats:
         """ARX's ``normalizeGeneralized``: (x − N/D) / (N − N/D), at least 0."""
@@ -167,7 +178,12 @@ class LossModel:
         total = np.zeros_like(per_qi[0])
         for values in per_qi:
             total += np.log1p(values)
-        result: Floats = np.expm1(total / len(per_qi))
+        return LossModel._geometric(total, len(per_qi))
+
+    @staticmethod
+    def _geometric(logs: Floats, d: int) -> Floats:
+        """From the sum of log1p over the d QIs, the shifted geometric mean."""
+        result: Floats = np.expm1(logs / d)
         return result
 
     def loss(self, index: int, table: FrequencyTable, check: NodeCheck) -> tuple[float, float]:
@@ -204,7 +220,7 @@ class LossModel:
             return max(self._loss_suppressed(table, entries, weights), static), static
         penalty = 0.0
         for i, lv in enumerate(table.levels):
-            codes = table.codes[i][entries]
+            codes = table.codes_at(i, entries)
             if self.metric is Metric.NON_UNIFORM_ENTROPY:  # S·H of the suppressed values
                 within = np.bincount(codes, weights).astype(np.float64)
                 total = float(within.sum())
@@ -218,7 +234,7 @@ class LossModel:
         per_qi = []
         for i, lv in enumerate(table.levels):
             share = self._shares[i][lv]
-            charged = float(table.counts @ share[table.codes[i]])
-            charged += float(weights @ (1.0 - share[table.codes[i][entries]]))
+            charged = float(table.counts @ share[table.digits(i)])
+            charged += float(weights @ (1.0 - share[table.codes_at(i, entries)]))
             per_qi.append(self._normalise(np.array([charged]), i))
         return float(self._aggregate(per_qi)[0])

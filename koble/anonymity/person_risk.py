@@ -140,16 +140,25 @@ def _summary(sizes: pl.Series, k: int) -> Signatures:
     )
 
 
-def _by_set(entries: pl.DataFrame, item: str, k: int) -> Signatures:
-    """Persons grouped by the sorted list of their distinct ``item`` numbers."""
-    signatures = entries.group_by(_P).agg(pl.col(item).unique().sort().alias(_S))
+def _by_set(entries: pl.DataFrame, item: str, k: int, *, distinct: bool = False) -> Signatures:
+    """Persons grouped by the sorted list of their distinct ``item`` numbers (``distinct``:
+    each (person, item) is in ``entries`` once already)."""
+    items = pl.col(item) if distinct else pl.col(item).unique()
+    signatures = entries.group_by(_P).agg(items.sort().alias(_S))
     return _summary(signatures.group_by(_S).len()["len"], k)
 
 
-def _km_failing(entries: pl.DataFrame, item: str, k: int, m: int) -> int | None:
+def _km_failing(
+    entries: pl.DataFrame, item: str, k: int, m: int, *, distinct: bool = False
+) -> int | None:
     """Persons with a subset of 1..m of their distinct items held by fewer than k persons
-    (None when there would be more than ``MAX_SUBSETS`` subsets)."""
-    pairs = entries.select(_P, item).unique()
+    (None when there would be more than ``MAX_SUBSETS`` subsets).
+
+    Apriori: a subset held by fewer than k persons fails every person holding it, and so
+    does each of its supersets (held by fewer still), whose persons are counted already; so
+    only the subsets held by k or more are extended. Each subset is one integer (its items'
+    dense numbers as digits), so counting its holders groups one column."""
+    pairs = entries.select(_P, item) if distinct else entries.select(_P, item).unique()
     if pairs.is_empty():
         return 0
     per_person = pairs.group_by(_P).len()["len"].value_counts()
@@ -157,28 +166,45 @@ def _km_failing(entries: pl.DataFrame, item: str, k: int, m: int) -> int | None:
     if subset_count(sizes, counts, m) > MAX_SUBSETS:
         return None
     cap = min(k, pairs[_P].n_unique() + 1)  # k may exceed the count type's range
-    items = pairs.rename({item: "\0i0"})
-    level, short = items, []
+    items = pairs.select(_P, pl.col(item).cast(pl.Int64).alias("\0i"))  # dense numbers
+    radix = int(items["\0i"].max()) + 1  # type: ignore[arg-type]
+    # a j-subset's key: its items (ascending) as digits of base radix; wider than 62 bits
+    # it is numbered densely again before the next digit goes on
+    level = items.with_columns(pl.col("\0i").alias("\0key"), pl.col("\0i").alias("\0last"))
+    short = []
     for j in range(m):
-        if j:  # the j+1-subsets: a j-subset extended by a larger item of the same person
-            nxt = items.rename({"\0i0": f"\0i{j}"})
-            level = level.join(nxt, on=_P).filter(pl.col(f"\0i{j}") > pl.col(f"\0i{j - 1}"))
+        if j:  # the j+1-subsets: a held j-subset extended by a larger item of the person
+            nxt = items.rename({"\0i": "\0next"})
+            level = level.join(nxt, on=_P).filter(pl.col("\0next") > pl.col("\0last"))
+            if level.is_empty():
+                break
+            width = int(level["\0key"].max()) + 1  # type: ignore[arg-type]
+            key = pl.col("\0key")
+            if width.bit_length() + radix.bit_length() > 62:
+                key = key.rank("dense").cast(pl.Int64)
+            level = level.select(_P, (key * radix + pl.col("\0next")).alias("\0key"),
+                                 pl.col("\0next").alias("\0last"))  # fmt: skip
+        held = pl.len().over("\0key")  # persons holding the subset
+        short.append(level.filter(held < cap).select(_P))
+        if j + 1 < m:
+            level = level.filter(held >= cap)
         if level.is_empty():
             break
-        held = pl.len().over([f"\0i{i}" for i in range(j + 1)])  # persons holding the subset
-        short.append(level.filter(held < cap).select(_P))
     return pl.concat(short)[_P].n_unique()
 
 
 def person_risk(
     frame: pl.DataFrame, qis: Sequence[str], person: str, *, k: int, m: int = 2,
-    path: str = "<table>",
+    path: str = "<table>", tuple_ids: pl.Series | None = None,
 ) -> PersonRisk:  # fmt: skip
     """The person-level figures of ``frame`` (see the module docstring).
 
     ``person`` names the column identifying a person (never released, never shown);
-    ``qis`` the quasi-identifiers, taken as they are. Raises :class:`UsageError` for bad
-    parameters (naming each) and :class:`ColumnError` for missing or unusable columns.
+    ``qis`` the quasi-identifiers, taken as they are. ``tuple_ids`` (one integer per row,
+    equal exactly when the rows' quasi-identifiers are: the class ids of
+    :func:`~koble.anonymity.check.check_frame`) spares numbering the tuples from their
+    values: the same figures, faster. Raises :class:`UsageError` for bad parameters (naming
+    each) and :class:`ColumnError` for missing or unusable columns.
     """
     raise_problems([
         *column_list(list(qis), "qis (the quasi-identifiers)"),
@@ -187,18 +213,31 @@ def person_risk(
         "the person column cannot also be a quasi-identifier" if person in qis else None,
     ])  # fmt: skip
     check_columns(frame, [*qis, person], path)
+    if tuple_ids is not None and len(tuple_ids) != frame.height:
+        raise ValueError("tuple_ids must have one value per row")
     constant, multi = constant_columns(frame, person)
     added = tuple(c for c in constant if c not in qis)
-    keys = [pl.col(c).alias(f"\0qi{i}") for i, c in enumerate(qis)]
     extra = [pl.col(c).alias(f"\0c{i}") for i, c in enumerate(added)]
-    names = [f"\0qi{i}" for i in range(len(qis))]
-    rows = _number(frame.select(pl.col(person).alias(_P), *keys, *extra), names, _T)
-    rows = _number(rows, [*names, *(f"\0c{i}" for i in range(len(added)))], _TC)
-    rows = rows.select(_P, _T, _TC)
+    if tuple_ids is None:
+        keys = [pl.col(c).alias(f"\0qi{i}") for i, c in enumerate(qis)]
+        names = [f"\0qi{i}" for i in range(len(qis))]
+        rows = _number(frame.select(pl.col(person).alias(_P), *keys, *extra), names, _T)
+    else:  # numbered densely, so a tuple and a row count fit one integer below
+        rows = frame.select(pl.col(person).alias(_P), *extra).with_columns(
+            tuple_ids.rank("dense").cast(pl.Int64).alias(_T)
+        )
+    if added:  # the tuple and the person-constant columns
+        rows = _number(rows, [_T, *(f"\0c{i}" for i in range(len(added)))], _TC)
+    rows = rows.select(_P, _T, *([_TC] if added else []))
     counted = rows.group_by(_P, _T).len()
-    multiset = _number(counted, [_T, "len"], _PAIR)
-    by_set = _by_set(rows, _T, k)
-    km = _km_failing(rows, _T, k, m)
+    # (tuple, rows) as one integer: tuples are dense (below 2^32), counts at most the rows
+    radix = int(counted["len"].max() or 0) + 1  # type: ignore[arg-type]
+    multiset = counted.select(_P, (pl.col(_T) * radix + pl.col("len")).alias(_PAIR))
+    pairs = counted.select(_P, _T)  # each (person, tuple) once
+    by_set = _by_set(pairs, _T, k, distinct=True)
+    km = _km_failing(pairs, _T, k, m, distinct=True)
+    # no tuple twice in a person: the multisets are the sets, grouped alike
+    once = radix <= 2
     return PersonRisk(
         person=person,
         k=k,
@@ -209,7 +248,7 @@ def person_risk(
         constant_columns=constant,
         added_columns=added,
         by_set=by_set,
-        by_multiset=_by_set(multiset, _PAIR, k),
+        by_multiset=by_set if once else _by_set(multiset, _PAIR, k, distinct=True),
         by_set_with_constant=_by_set(rows, _TC, k) if added else by_set,
         km_failing=km,
         km_failing_with_constant=_km_failing(rows, _TC, k, m) if added else km,

@@ -36,6 +36,7 @@ from koble.tables import require_column
 
 __all__ = [
     "IDS",
+    "ROW",
     "criteria",
     "generalise",
     "generalised_population",
@@ -157,17 +158,18 @@ def refuse_person_numbers(frame: pl.DataFrame, config: AnonymiseConfig, path: st
 
 
 IDS = "\0class"  # a column no file has: each row's class number while checking
+ROW = "\0row"  # and its row number
 
 
 def level0_ids(
-    frame: pl.DataFrame, qis: Sequence[Generalisation], lookups: Lookups
+    qis: Sequence[Generalisation], lookups: Lookups, exact: Sequence[bool]
 ) -> pl.Series | None:
     """Each row's class over the QIs as they stand, as one integer, when the level-0 codes
-    part the rows exactly as their values do (a hierarchy may read two spellings as one
-    value, e.g. ``J18.9`` and ``J189``: then the check groups the values themselves)."""
-    for g in qis:
-        if g.column_names != (g.name,) or frame.get_column(g.name).n_unique() != len(g.labels[0]):
-            return None
+    of every QI part the rows exactly as their values do (``exact``, see
+    :func:`~koble.anonymity.distributions.exact_codes`: a hierarchy may read two spellings
+    as one value, e.g. ``J18.9`` and ``J189``: then the check groups the values themselves)."""
+    if not all(exact):
+        return None
     return pl.Series(IDS, class_keys(lookups, (0,) * len(qis)))
 
 

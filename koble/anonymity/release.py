@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from koble import __version__
 from koble.anonymity.check import AnonymityCheck, check_frame, class_size_bins
 from koble.anonymity.config import AnonymiseConfig
+from koble.anonymity.distributions import exact_codes, top_from_codes, top_values
 from koble.anonymity.frequency import Lookups, class_keys
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
@@ -38,6 +41,7 @@ from koble.anonymity.person_columns import (
 from koble.anonymity.person_shape import PersonShape
 from koble.anonymity.preparation import (
     IDS,
+    ROW,
     criteria,
     generalise,
     generalised_population,
@@ -50,26 +54,60 @@ from koble.anonymity.preparation import (
 )
 from koble.anonymity.search import SearchResult, find_optimal
 from koble.files import OutputSet, sha256_file
+from koble.registries.identifiers.scan import scan_frame
 from koble.tables import read_table, require_column, write_table
 
 __all__ = ["AnonymityCheck", "Release", "anonymise_file", "check_frame", "class_size_bins"]
 
-TOP_VALUES = 15
+
+@contextmanager
+def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Add the wall time of the block to ``timings[phase]``: the command's phases (read,
+    scan, generalise, search, checks, apply, write, hashing, distributions, report) are
+    reported apart, so its overhead beside the search can be measured."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - started
 
 
-def _top_values(series: pl.Series, order: Sequence[str] | None = None) -> dict[str, int]:
-    """The most frequent values and their counts: most frequent first, or, for an ordered
-    hierarchy (``order``: its labels in order; empty for the raw values), in that order."""
-    if order is None:
-        counts = series.cast(pl.String).fill_null("(missing)").value_counts(sort=True)
-        return {str(v): int(n) for v, n in counts.head(TOP_VALUES).iter_rows()}
-    top = series.value_counts(sort=True).head(TOP_VALUES)
-    rank = {label: i for i, label in enumerate(order)}
-    if rank:  # generalised labels: by the hierarchy's order
-        rows = sorted(top.iter_rows(), key=lambda r: rank.get(str(r[0]), len(rank)))
-    else:  # raw values: by their own order (numbers, dates), missing last
-        rows = list(top.sort(series.name, nulls_last=True).iter_rows())
-    return {"(missing)" if v is None else str(v): int(n) for v, n in rows}
+def _labels_clean(qis: Sequence[Generalisation], levels: Sequence[int]) -> bool:
+    """Whether no label the release can hold (each QI's labels at its chosen level) is or
+    holds a fødselsnummer-family number: then its rows need no scan (a tied QI's members
+    are scanned as rows)."""
+    for g, level in zip(qis, levels, strict=True):
+        if g.column_names != (g.name,):
+            return False
+        labels = pl.Series("labels", list(g.labels[level]), dtype=pl.String)
+        if scan_frame(labels.to_frame()):
+            return False
+    return True
+
+
+def _distributions(
+    frame: pl.DataFrame, released: pl.DataFrame, qis: Sequence[Generalisation],
+    levels: Sequence[int], orders: Mapping[str, Sequence[str]], exact: Sequence[bool],
+    kept: npt.NDArray[np.integer],
+) -> dict[str, dict[str, dict[str, int]]]:  # fmt: skip
+    """Each released column's most frequent values before and after (``kept``: the rows
+    released): counted by the codes the search holds where they stand for the values
+    (:func:`~koble.anonymity.distributions.top_from_codes`), else by the values."""
+    out = {}
+    for g, level, same in zip(qis, levels, exact, strict=True):
+        if g.column_names != (g.name,):  # a tied QI: its member columns, by their values
+            for name in g.column_names:
+                out[name] = {"before": top_values(frame[name], None),
+                             "after": top_values(released[name], None)}  # fmt: skip
+            continue
+        order = orders.get(g.name)
+        before = () if order is not None else None
+        out[g.name] = {
+            "before": top_from_codes(frame[g.name], g, 0, None, before) if same
+            else top_values(frame[g.name], before),
+            "after": top_from_codes(None, g, level, kept, order),
+        }  # fmt: skip
+    return out
 
 
 @dataclass
@@ -97,6 +135,9 @@ class Release:
     qi_columns: dict[str, list[str]] = field(default_factory=dict)
     #: The names of each quasi-identifier's levels, level 0 first (its height is one less).
     hierarchies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Released columns that are not quasi-identifiers: they go out as they are, so the
+    #: user sees them named (a column derived from a quasi-identifier undoes its coarsening).
+    unchanged: list[str] = field(default_factory=list)
 
     @property
     def model(self) -> str:
@@ -116,6 +157,7 @@ class Release:
             "withheld": {"rows": r.suppressed, "persons": r.persons_suppressed,
                          "sha256": self.hashes["withheld"]},
             "parameters": self.config.to_dict(),
+            "released_unchanged": self.unchanged,
             "model": {"used": self.model, "tried": self.tried,
                       "person_constant_quasi_identifiers": self.person_constant},
             "shape": None if self.shape is None else {
@@ -180,42 +222,47 @@ def anonymise_file(
     (:func:`koble.anonymity.report.anonymise_with_report`).
     """
     timings: dict[str, float] = {}
-    started = time.perf_counter()
-    frame = read_table(source)
+    with timed(timings, "read"):
+        frame = read_table(source)
     path = str(source)
     extra = [c for c in (config.sensitive, config.person) if c is not None]
     check_columns(frame, [*config.quasi_identifiers, *extra], path)
-    refuse_person_numbers(frame, config, path)
-    if config.person is not None:
-        refuse_missing_persons(frame, config.person, path)
-        refuse_unjudgeable(frame, config.person, path)
+    with timed(timings, "scan"):
+        refuse_person_numbers(frame, config, path)
+        if config.person is not None:
+            refuse_missing_persons(frame, config.person, path)
+            refuse_unjudgeable(frame, config.person, path)
     rows_frame, shape = frame, None
-    if config.shape == "person":
-        shape, frame, qis, promoted = person_shape(frame, config, path)
-    else:
-        qis = generalise(frame, config, path)
-    sensitive = None
-    slot = config.sensitive if config.person is None else config.person
-    if slot is not None and shape is None:
-        sensitive = hierarchy_for("categorical").apply(require_column(frame, slot, path))
+    with timed(timings, "generalise"):
+        if config.shape == "person":
+            shape, frame, qis, promoted = person_shape(frame, config, path)
+        else:
+            qis = generalise(frame, config, path)
+        sensitive = None
+        slot = config.sensitive if config.person is None else config.person
+        if slot is not None and shape is None:
+            sensitive = hierarchy_for("categorical").apply(require_column(frame, slot, path))
     population = None
     if config.population is not None:
-        population = read_table(config.population)
+        with timed(timings, "read"):
+            population = read_table(config.population)
         check_columns(population, config.quasi_identifiers, config.population)
-    timings["read_and_generalise"] = time.perf_counter() - started
     models = config.person_models()
     if shape is None:
         promoted = []
     if config.person is not None and models != [None]:
-        promoted, extra_qis = person_constant_qis(frame, config, path)
+        with timed(timings, "generalise"):
+            promoted, extra_qis = person_constant_qis(frame, config, path)
         qis += extra_qis
     while True:
         result, model, tried = _search(qis, config, models, sensitive, shape, timings)
-        late = late_constant(frame, qis, result, sensitive, config) if models != [None] else []
+        with timed(timings, "generalise"):
+            late = late_constant(frame, qis, result, sensitive, config) if models != [None] else []
         if not late:
             break
         promoted += late
-        qis += [inferred(frame[c]) for c in late]
+        with timed(timings, "generalise"):
+            qis += [inferred(frame[c]) for c in late]
     names = [c for g in qis for c in g.column_names]
     checks = {
         "k": config.k, "sensitive": config.sensitive, "risk_threshold": config.risk_threshold,
@@ -225,12 +272,17 @@ def anonymise_file(
         "m": model.m if isinstance(model, PersonKM) else config.m,
     }  # fmt: skip
     lookups = Lookups(qis)
-    before = check_frame(rows_frame, list(config.quasi_identifiers) if shape else names,
-                         path=path, population=population, scan=False,  # refused above
-                         class_ids=None if shape else level0_ids(frame, qis, lookups),
-                         **checks)  # type: ignore[arg-type]  # fmt: skip
+    with timed(timings, "check_before"):
+        exact = [exact_codes(frame[g.name], g) if g.column_names == (g.name,) else False
+                 for g in qis]  # fmt: skip
+        before = check_frame(rows_frame, list(config.quasi_identifiers) if shape else names,
+                             path=path, population=population, scan=False,  # refused above
+                             class_ids=None if shape else level0_ids(qis, lookups, exact),
+                             **checks)  # type: ignore[arg-type]  # fmt: skip
     level_names = {g.name: g.level_names[lv] for g, lv in zip(qis, result.levels, strict=True)}
-    hashes: dict[str, str | None] = {"input": sha256_file(source), "output": None, "withheld": None}
+    with timed(timings, "hashing"):
+        hashes: dict[str, str | None] = {"input": sha256_file(source), "output": None,
+                                         "withheld": None}  # fmt: skip
     columns = {g.name: list(g.column_names) for g in qis}
     release = Release(str(source), None, None, config, result, level_names, before, None,
                       {}, hashes, timings, tried=tried, person_constant=promoted,
@@ -243,54 +295,61 @@ def anonymise_file(
             stale.remove(withheld)
             stale.remove(output)
         return release
-    started = time.perf_counter()
-    # Each row's class at the chosen levels rides along, so the check of the release groups
-    # by one integer instead of by its generalised columns as text.
-    keyed = frame.with_columns(pl.Series(IDS, class_keys(lookups, result.levels)))
-    released, held = result.apply(keyed, qis, sensitive)
-    released_ids = released.get_column(IDS)
-    released, held = released.drop(IDS), held.drop(IDS)
-    if config.person is not None:
-        # by value, not by person: adjacent rows (or an order by fødselsnummer) would tie a
-        # person's rows together, or give the person away
-        order = released.select(pl.arg_sort_by(
-            [c for c in released.columns if c != config.person], nulls_last=True,
-            maintain_order=True,
-        )).to_series()  # fmt: skip
-        released, released_ids = released[order], released_ids.gather(order)
-    if population is not None:
-        population = generalised_population(population, config, qis, result)
-    release.after = check_frame(
-        released,
-        names,
-        path=str(output),
-        population=population,
-        scan=names,  # the other columns are the input's, scanned before the search
-        class_ids=released_ids,
-        **checks,  # type: ignore[arg-type]
-    )
+    with timed(timings, "apply"):
+        # Each row's class at the chosen levels rides along, so the check of the release
+        # groups by one integer instead of by its generalised columns as text.
+        # Each row's number too, for the distributions by code.
+        keyed = frame.with_columns(
+            pl.Series(IDS, class_keys(lookups, result.levels)),
+            pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW),
+        )
+        released, held = result.apply(keyed, qis, sensitive)
+        released_ids, kept = released.get_column(IDS), released.get_column(ROW).to_numpy()
+        released, held = released.drop(IDS, ROW), held.drop(IDS, ROW)
+        if config.person is not None:
+            # by value, not by person: adjacent rows (or an order by fødselsnummer) would
+            # tie a person's rows together, or give the person away
+            order = released.select(pl.arg_sort_by(
+                [c for c in released.columns if c != config.person], nulls_last=True,
+                maintain_order=True,
+            )).to_series()  # fmt: skip
+            released, released_ids = released[order], released_ids.gather(order)
+    with timed(timings, "check_after"):
+        if population is not None:
+            population = generalised_population(population, config, qis, result)
+        release.after = check_frame(
+            released,
+            names,
+            path=str(output),
+            population=population,
+            # the other columns are the input's, scanned before the search; the generalised
+            # ones hold only their hierarchies' labels: none to scan if no label holds one
+            scan=False if _labels_clean(qis, result.levels) else names,
+            class_ids=released_ids,
+            **checks,  # type: ignore[arg-type]
+        )
     if not release.after.meets:  # the search's guarantee, checked independently: never
         raise RuntimeError(  # a release that fails it (an internal error, exit 3)
             "the release does not meet its requirements ("
             + "; ".join(release.after.failures())
             + "); nothing is written"
         )
-    write_table(held, withheld, outputs=outputs)
-    write_table(released.drop(config.person) if config.person else released, output,
-                outputs=outputs, last=True)  # fmt: skip
-    timings["apply_and_write"] = time.perf_counter() - started
+    with timed(timings, "write"):
+        write_table(held, withheld, outputs=outputs)
+        write_table(released.drop(config.person) if config.person else released, output,
+                    outputs=outputs, last=True)  # fmt: skip
     release.output, release.withheld = str(output), str(withheld)
+    release.unchanged = [c for c in released.columns if c not in names and c != config.person]
     staged = Path if outputs is None else outputs.current  # the bytes, before or after commit
-    hashes["output"] = sha256_file(staged(output))
-    hashes["withheld"] = sha256_file(staged(withheld))
+    with timed(timings, "hashing"):
+        hashes["output"] = sha256_file(staged(output))
+        hashes["withheld"] = sha256_file(staged(withheld))
     orders = {  # ordered hierarchies (ages, dates, counts): their labels at the chosen level
         g.name: g.labels[level] for g, level in zip(qis, result.levels, strict=True)
         if g.column_names == (g.name,) and shape is None
         and is_ordered(config.quasi_identifiers.get(g.name, ""))
     }  # fmt: skip
-    release.distributions = {
-        name: {"before": _top_values(frame[name], () if name in orders else None),
-               "after": _top_values(released[name], orders.get(name))}
-        for name in names
-    }  # fmt: skip
+    with timed(timings, "distributions"):
+        release.distributions = _distributions(frame, released, qis, result.levels, orders,
+                                               exact, kept)  # fmt: skip
     return release

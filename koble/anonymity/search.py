@@ -19,8 +19,16 @@ import numpy as np
 import polars as pl
 
 from koble.anonymity.checks import Criterion, KAnonymity, NodeCheck, Requirements
-from koble.anonymity.frequency import FrequencyTable, Lookups, TableCache, build_table, roll_up
-from koble.anonymity.generalisation import Codes, Generalisation
+from koble.anonymity.frequency import (
+    FrequencyTable,
+    Int64s,
+    Lookups,
+    TableCache,
+    base_table,
+    build_table,
+    roll_up,
+)
+from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.lattice import Evaluation, Lattice, search
 from koble.anonymity.longitudinal import PersonModel
 from koble.anonymity.metrics import LossModel, Metric
@@ -54,15 +62,21 @@ class Problem:
         self.n_sensitive = 1 if sensitive is None else len(sensitive.labels[0])
         self.lookups = Lookups(self.qis, self.n_sensitive)
         self.lattice = Lattice([g.height for g in self.qis])
-        self.base, _ = build_table(self.lookups, (0,) * len(self.qis), self.sensitive)
+        self.base = base_table(self.lookups, self.sensitive)
         overall = np.zeros(0)
         if sensitive is not None:
             overall = np.bincount(sensitive.codes, minlength=self.n_sensitive) / self.rows
         allowed = math.floor(suppression_limit * self.rows)
         self.requirements = Requirements((KAnonymity(k), *criteria), allowed, overall, person_model)
         self.model = LossModel(self.metric, self.lookups, self.base, self.lattice, k, allowed)
-        self.cache = TableCache(self.base, cache_bytes)
-        self._base_codes: dict[tuple[int, int], Codes] = {}
+        self.cache = TableCache(self.base, cache_bytes, [g.height for g in self.qis])
+        self._base_codes: dict[tuple[int, int], Int64s] = {}
+        # k-anonymity alone, rows as classes, a loss known without the data: a node needs
+        # only its class sizes (see ``judge``).
+        self._plain = (
+            self.model.exact and self.sensitive is None and person_model is None and not criteria
+        )
+        self._k = k
 
     def table(self, index: int, *, cached: bool = True) -> FrequencyTable:
         """Node ``index``'s table, rolled up from the cache (or from the base table)."""
@@ -82,6 +96,19 @@ class Problem:
         check = self.requirements.check(table)
         loss, floor = self.model.loss(index, table, check)
         return check, loss, floor
+
+    def judge(self, index: int) -> Evaluation:
+        """What the search needs of node ``index``: feasibility, loss and floor. In the
+        plain case (``_plain``) that is the rows in classes under k and the static loss,
+        without the per-class bookkeeping :meth:`evaluate` does for the other metrics and
+        criteria (the figures are the same)."""
+        if not self._plain:
+            check, loss, floor = self.evaluate(index)
+            return Evaluation(check.feasible, check.feasible_monotone, loss, floor)
+        counts = self.table(index).counts
+        feasible = int(counts[counts < self._k].sum()) <= self.requirements.allowed
+        static = float(self.model.bound[index])
+        return Evaluation(feasible, feasible, static if feasible else math.inf, static)
 
     def result(self, best: int | None, evaluated: int, tagged: int, start: float) -> SearchResult:
         """Package the outcome (evaluating the chosen node again for its figures)."""
@@ -265,13 +292,9 @@ def find_optimal(
         person_model=person_model,
     )
 
-    def evaluate(index: int) -> Evaluation:
-        check, loss, floor = problem.evaluate(index)
-        return Evaluation(check.feasible, check.feasible_monotone, loss, floor)
-
     outcome = search(
         problem.lattice,
-        evaluate,
+        problem.judge,
         problem.model.bound,
         exact=problem.model.exact,
         monotone=problem.requirements.monotone,

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 import click
+import polars as pl
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.release import check_frame
@@ -127,6 +129,10 @@ def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bo
                           f"{r.suppressed:,} withheld; levels: {levels}", markup=False)  # fmt: skip
             console.print(f"loss ({r.metric}) {r.loss:.6g}; {r.evaluated:,} of "
                           f"{r.lattice_size:,} nodes evaluated in {r.seconds:.3f} s")  # fmt: skip
+            if release.unchanged:
+                console.print("released as they are (not quasi-identifiers: make any that an "
+                              f"attacker may know one): {', '.join(release.unchanged)}",
+                              markup=False)  # fmt: skip
         else:
             console.print("[red]no generalisation meets the requirements[/]: nothing released")
             for why in why_not(release):
@@ -159,7 +165,24 @@ def table(file: Path, rows: str, cols: str, threshold: int, zeros: bool, out: Pa
     if as_json:
         click.echo(json.dumps(safe.to_dict(), indent=2))
     else:
-        Console(highlight=False).print(str(published))
+        Console(highlight=False).print(_rich_table(published))
         hidden, more = int(safe.primary.sum()), int(safe.secondary.sum())
         click.echo(f"{hidden} cells hidden under {threshold}, {more} more so that none can be "
                    "recomputed from the totals")  # fmt: skip
+
+
+def _rich_table(frame: pl.DataFrame) -> Table:
+    """The published counts as a terminal table: every row, counts with thousands
+    separators, hidden cells as ``:``."""
+    table = Table(show_edge=False)
+    for i, name in enumerate(frame.columns):
+        table.add_column(str(name), justify="left" if i == 0 else "right", no_wrap=True)
+    for row in frame.iter_rows():
+        table.add_row(escape(str(row[0])), *(_cell(v) for v in row[1:]))  # labels as they are
+    return table
+
+
+def _cell(value: object) -> str:
+    """A count with thousands separators (counts arrive as text beside the hidden ``:``)."""
+    text = str(value)
+    return f"{int(text):,}" if text.isdigit() else escape(text)

@@ -11,16 +11,16 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from koble.errors import InputError
 from koble.linkage.engine import Engine
-from koble.linkage.job import Job
+from koble.linkage.job import Job, Request
 from koble.linkage.keys import LinkageKeys, write_json
 from koble.linkage.plan import Plan
-from koble.linkage.routes import Route, route_for
+from koble.linkage.routes import Route, regime_within, route_for
 from koble.linkage.sources import Sources
 from koble.linkage.workspace import Workspace
 from koble.pseudonym.keys import RandBytes, check_domain
@@ -79,8 +79,26 @@ class Context:
         return self.workspace.store(party)
 
     def route(self, registry: str | None) -> Route:
+        """The registry's route for the data years the plan asks of it (under the identity
+        regime in force then: :func:`~koble.linkage.routes.regime_within`)."""
         assert registry is not None
-        return route_for(self.catalogue.get(registry))
+        entry = self.catalogue.get(registry)
+        part = self.plan.part(entry.id)
+        return route_for(
+            entry, None if part is None else regime_within(entry, part.start, part.end)
+        )
+
+    def request(self, registry: str | None) -> Request:
+        """The job's request as planned for ``registry``: the years of its part (a request
+        split by regime or handed on to a successor asks each registry only its own years),
+        the request's variables and approval."""
+        assert registry is not None
+        part = self.plan.part(registry)
+        asked = part.requested if part is not None else registry
+        request = next(r for r in self.job.requests if r.registry == asked)
+        if part is None:
+            return request
+        return replace(request, registry=registry, start=part.start, end=part.end)
 
     def write_json(self, path: Path, document: object) -> None:
         write_json(path, document)

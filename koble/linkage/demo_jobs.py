@@ -9,13 +9,13 @@
 * **Care services after 67** (central anonymous): everyone aged 67 or over at the start of
   2024, linked with IPLOS and SSB's education data centrally, then coarsened until k = 5.
 
-Dødsårsaksregisteret and Kreftregisteret need :data:`DEMO_CATALOGUE`, since the seeds leave
-their identity model unknown.
+Both plan with the bundled catalogue (``Catalogue.load()``): the registries' identity models
+come from the law (``koble registries show dodsarsaksregisteret``). The jobs name registries
+by catalogue id; the world's ``registries.toml`` says which of its tables holds each.
 """
 
 from __future__ import annotations
 
-from importlib.resources import files
 from pathlib import Path
 
 import polars as pl
@@ -24,9 +24,7 @@ from koble.files import write_text
 from koble.synth.persons import ELDERLY_BORN_BEFORE
 from koble.tables import write_table
 
-__all__ = ["DEMO_CATALOGUE", "write_demo_jobs"]
-
-DEMO_CATALOGUE = Path(str(files("koble.linkage") / "data" / "demo_catalogue.toml"))
+__all__ = ["write_demo_jobs"]
 
 DISTRIBUTED = """\
 [project]
@@ -49,7 +47,7 @@ approval = {{ kind = "rek", reference = "REK 2026/12345" }}
 variables = ["start_date", "end_date", "care_level", "icd10_main"]
 period = {{ start = 2015, end = 2024 }}
 
-[registries.dar]
+[registries.dodsarsaksregisteret]
 approval = {{ kind = "rek", reference = "REK 2026/12345" }}
 variables = ["death_date", "underlying_cause"]
 period = {{ start = 2015, end = 2025 }}
@@ -64,7 +62,7 @@ approval = {{ kind = "helsedataservice", reference = "HDS 26/00042" }}
 variables = ["atc", "ddd", "dispensing_date"]
 period = {{ start = 2015, end = 2021 }}
 
-[registries.quality_registry]
+[registries.hoftebruddregisteret]
 approval = {{ kind = "registry", reference = "Hoftebruddregisteret vedtak 2026-03" }}
 variables = ["procedure_date", "fracture_type", "operation", "asa_class"]
 period = {{ start = 2015, end = 2024 }}
@@ -96,7 +94,7 @@ approval = {{ kind = "helsedataservice", reference = "HDS 26/00077" }}
 variables = ["kommune", "service_type", "start_date", "memory", "mobility_indoor"]
 period = {{ start = 2015, end = 2024 }}
 
-[registries.ssb_education]
+[registries.ssb-utdanning]
 approval = {{ kind = "rek", reference = "REK 2026/23456" }}
 variables = ["nus_level"]
 period = {{ start = 2000, end = 2025 }}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from koble.linkage.demo_jobs import DEMO_CATALOGUE, write_demo_jobs
+from koble.linkage.demo_jobs import write_demo_jobs
 from koble.linkage.executor import RunResult, StepEvent, run_job
 from koble.linkage.reproduce import ReproduceReport, reproduce_job
 from koble.linkage.sources import synthetic_sources
@@ -86,7 +86,7 @@ def run_linkage_demo(
     if out.exists():
         shutil.rmtree(out)
     distributed, central = write_demo_jobs(world, fmt=fmt)
-    catalogue = Catalogue.load().extended(Catalogue.from_file(DEMO_CATALOGUE))
+    catalogue = Catalogue.load()
     common: dict[str, Any] = {
         "keys_dir": out / "keys", "kek": kek, "sources": synthetic_sources(world),
         "catalogue": catalogue, "now": now, "randbytes": randbytes, "on_step": on_step,
@@ -127,7 +127,7 @@ def row_model_exposure(job: Path, workspace: Path) -> dict[str, int] | None:
     from koble.linkage.job import load_job
     from koble.linkage.steps_central import LINKED, gate_config
 
-    catalogue = Catalogue.load().extended(Catalogue.from_file(DEMO_CATALOGUE))
+    catalogue = Catalogue.load()
     anonymity = load_job(job, catalogue).anonymity
     linked = workspace / "operator" / "store" / LINKED
     if anonymity is None or not linked.is_file():

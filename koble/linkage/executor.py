@@ -126,10 +126,13 @@ def _fingerprint(path: Path | None) -> list[Any] | None:
     return [str(path), info.st_size, info.st_mtime_ns]
 
 
-def _sources_print(sources: Sources, job: Job) -> dict[str, Any]:
-    named = {r.registry for r in job.requests}
+def _sources_print(sources: Sources, job: Job, plan: Plan) -> dict[str, Any]:
+    # the registries asked, and those the plan hands years on to (a successor)
+    named = {r.registry for r in job.requests} | {p.registry for p in plan.accepted}
     prints: dict[str, Any] = {
         reg: [_fingerprint(s.file), s.id_column, s.date_column, s.consent_column, s.ingest]
+        # a changed opt-out table is changed data (absent: the print is as before)
+        + ([] if s.reservations is None else [_fingerprint(s.reservations)])
         for reg, s in sorted(sources.registries.items())
         if reg in named
     }
@@ -355,7 +358,8 @@ def run_job(
     """
     started = time.perf_counter()
     catalogue = catalogue or Catalogue.load()
-    job: Job = load_job(job_path, catalogue)
+    # variables are checked against what the data holders offer, where their sources say
+    job: Job = load_job(job_path, catalogue, schemas=sources.schemas() or None)
     plan = plan_job(job, catalogue)
     if plan.route == "refused":
         reasons = "; ".join(f"{r.registry}: {r.reason}" for r in plan.refusals)
@@ -367,7 +371,7 @@ def run_job(
     keys = LinkageKeys.open_or_create(keys_dir, kek, randbytes=randbytes, now=now)
     if restart:
         _restart(workspace, keys_dir, keys, now)
-    state = _state(workspace, job_sha, plan_sha, _sources_print(sources, job), now)
+    state = _state(workspace, job_sha, plan_sha, _sources_print(sources, job, plan), now)
     if created is not None and not state["done"]:
         state["created"] = created.isoformat(timespec="seconds")
     ws = Workspace.open(workspace, [p.id for p in plan.parties], kek, randbytes=randbytes)
@@ -390,9 +394,9 @@ def run_job(
     log = AuditLog(workspace / AUDIT_LOG, keys.signer, now, on_close=on_audit_close)
     try:
         total = len(plan.steps)
-        for request in job.requests:
-            source = sources.registries.get(request.registry)
-            if source is not None and source.ingest and ctx.route(request.registry).refusal is None:
+        for part in plan.accepted:  # each registry the plan asks for some years
+            source = sources.registries.get(part.registry)
+            if source is not None and source.ingest:
                 _ingest(ctx, source, state, result, log, on_step, total)
         for index, step in enumerate(plan.steps, 1):
             if step.id in state["done"]:

@@ -17,7 +17,7 @@ A job file looks like ``examples/job.toml``::
     [delivery]
     format = "parquet"                  # parquet, csv, stata, spss, sas
 
-    [registries.npr]                    # a catalogue id (or a synthetic-world alias)
+    [registries.npr]                    # a catalogue id (`koble registries list`)
     approval = { kind = "rek", reference = "REK 2026/12345" }
     variables = ["icd10_main", "start_date"]
     period = { start = 2015, end = 2024 }
@@ -34,8 +34,10 @@ A job file looks like ``examples/job.toml``::
     my-registry = ["a", "b"]
 
 Variables are checked against a schema: the job's ``[schemas]`` table, a ``schema_file``
-(a TOML file of the same shape, relative to the job) or the built-in schema of koble's
-synthetic world (:data:`SYNTHETIC_SCHEMAS`). Variable names follow design.md §1.5.
+(a TOML file of the same shape, relative to the job), else the variables the data holders
+offer (``schemas``: a run passes its sources' :meth:`~koble.linkage.sources.Sources.schemas`),
+which default to those of a ``koble synth`` world (its ``registries.toml``, see
+:mod:`koble.synth.registries`). Variable names follow design.md §1.5.
 
 Validation collects every problem and raises one :class:`JobError`. Each problem names the
 line: :mod:`tomllib` gives no positions, so :class:`~koble.linkage.toml_lines.Lines` scans
@@ -58,8 +60,6 @@ from koble.files import read_text
 from koble.linkage.job_model import (
     APPROVAL_KINDS,
     FORMATS,
-    SYNTHETIC_ALIASES,
-    SYNTHETIC_SCHEMAS,
     Anonymity,
     Approval,
     Job,
@@ -68,6 +68,7 @@ from koble.linkage.job_model import (
     Request,
     valid_variable_name,
 )
+from koble.linkage.sources import registry_id, synthetic_schemas
 from koble.linkage.toml_lines import Lines
 from koble.registries.catalogue import Catalogue, Registry
 from koble.registries.identifiers.scan import contains_person_number
@@ -75,8 +76,6 @@ from koble.registries.identifiers.scan import contains_person_number
 __all__ = [
     "APPROVAL_KINDS",
     "FORMATS",
-    "SYNTHETIC_ALIASES",
-    "SYNTHETIC_SCHEMAS",
     "Anonymity",
     "Approval",
     "Job",
@@ -152,17 +151,19 @@ def _schema_table(
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             reader.problem(line, f"{label}: {key!r} must be a list of variable names")
             continue
-        schemas[_resolve_alias(key)] = tuple(names)
+        schemas[registry_id(key)] = tuple(names)
     return schemas
 
 
-def _resolve_alias(key: str) -> str:
-    key = key.strip().casefold()
-    return SYNTHETIC_ALIASES.get(key, key)
-
-
-def _schemas(reader: _Reader, data: Mapping[str, Any], base: Path | None) -> dict[str, Any]:
-    schemas: dict[str, tuple[str, ...]] = dict(SYNTHETIC_SCHEMAS)
+def _schemas(
+    reader: _Reader,
+    data: Mapping[str, Any],
+    base: Path | None,
+    offered: Mapping[str, tuple[str, ...]] | None,
+) -> dict[str, Any]:
+    """The variables each registry offers: the job's own ``[schemas]`` and ``schema_file``
+    over ``offered`` (the data holders'; a synthetic world's when not given)."""
+    schemas = dict(synthetic_schemas() if offered is None else offered)
     file = data.get("schema_file")
     if file is not None:
         line = reader.at.line("schema_file")
@@ -294,7 +295,7 @@ def _requests(
             reader.problem(line, f"registry {key!r} must be a table [registries.{key}]")
             continue
         try:
-            entry = reader.catalogue.get(_resolve_alias(key))
+            entry = reader.catalogue.get(registry_id(key))
         except UsageError as exc:
             reader.problem(line, str(exc))
             continue
@@ -451,8 +452,16 @@ def _person_numbers(reader: _Reader, value: object, path: tuple[str, ...]) -> No
 _NEVER = "a job's fields go into the delivery and must never hold an identifier"
 
 
-def parse_job(text: str, catalogue: Catalogue, *, path: str | Path | None = None) -> Job:
-    """Read and validate a job; every problem is reported in one :class:`JobError`."""
+def parse_job(
+    text: str,
+    catalogue: Catalogue,
+    *,
+    path: str | Path | None = None,
+    schemas: Mapping[str, tuple[str, ...]] | None = None,
+) -> Job:
+    """Read and validate a job; every problem is reported in one :class:`JobError`.
+    ``schemas``: the variables each registry's data holder offers, by catalogue id (a run's
+    :meth:`~koble.linkage.sources.Sources.schemas`); None: a ``koble synth`` world's."""
     label = None if path is None else str(path)
     reader = _Reader(text, label, catalogue)
     try:
@@ -485,8 +494,8 @@ def parse_job(text: str, catalogue: Catalogue, *, path: str | Path | None = None
             f"delivery format {fmt!r} is not one of {', '.join(FORMATS)}",
         )
     base = Path(path).parent if path is not None else None
-    schemas = _schemas(reader, data, base)
-    requests = _requests(reader, data, schemas)
+    offered = _schemas(reader, data, base, schemas)
+    requests = _requests(reader, data, offered)
     anonymity = _anonymity(reader, data, requests)
     if reader.problems:
         raise JobError(reader.problems, path=path)
@@ -504,8 +513,14 @@ def parse_job(text: str, catalogue: Catalogue, *, path: str | Path | None = None
     )
 
 
-def load_job(path: str | Path, catalogue: Catalogue | None = None) -> Job:
-    """Read the job file at ``path`` against ``catalogue`` (the bundled one by default)."""
+def load_job(
+    path: str | Path,
+    catalogue: Catalogue | None = None,
+    *,
+    schemas: Mapping[str, tuple[str, ...]] | None = None,
+) -> Job:
+    """Read the job file at ``path`` against ``catalogue`` (the bundled one by default) and
+    the data holders' ``schemas`` (see :func:`parse_job`)."""
     path = Path(path)
     text = read_text(path)
-    return parse_job(text, catalogue or Catalogue.load(), path=path)
+    return parse_job(text, catalogue or Catalogue.load(), path=path, schemas=schemas)

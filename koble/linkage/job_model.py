@@ -1,7 +1,7 @@
 """The parts of a linkage job that the planner and executor use: the validated, frozen
-:class:`Job` with its requests, approvals and anonymity target, the problems a job file can
-have, and the variable schemas of koble's synthetic world. Parsing is in
-:mod:`koble.linkage.job`."""
+:class:`Job` with its requests, approvals and anonymity target, and the problems a job
+file can have. Parsing is in :mod:`koble.linkage.job`; the variables a registry offers come from its
+data holder (:meth:`koble.linkage.sources.Sources.schemas`)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,6 @@ from koble.errors import FileFormatError, sanitise
 __all__ = [
     "APPROVAL_KINDS",
     "FORMATS",
-    "SYNTHETIC_ALIASES",
-    "SYNTHETIC_SCHEMAS",
     "Anonymity",
     "Approval",
     "ApprovalKind",
@@ -32,36 +30,6 @@ APPROVAL_KINDS: Final = ("rek", "helsedataservice", "registry")
 FORMATS: Final = ("parquet", "csv", "stata", "spss", "sas")
 ApprovalKind = Literal["rek", "helsedataservice", "registry"]
 _VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]{0,31}")
-
-#: Columns of koble.synth's tables (koble/synth/*.py schemas) that a registry may deliver,
-#: by catalogue id. Identifier columns (fnr, mother_fnr, child_fnr) are not variables: the
-#: planner handles identity, never the researcher.
-SYNTHETIC_SCHEMAS: Final[Mapping[str, tuple[str, ...]]] = {
-    "npr": ("episode_id", "start_date", "end_date", "care_level", "icd10_main",
-            "institution_orgnr"),
-    "dodsarsaksregisteret": ("death_date", "underlying_cause"),
-    "mfr": ("birth_date", "child_sex", "plurality", "gestational_week", "birth_weight_g",
-            "mother_age", "delivery"),
-    "kreftregisteret": ("diagnosis_date", "icd10", "morphology", "stage"),
-    "hoftebruddregisteret": ("procedure_date", "fracture_type", "operation", "asa_class",
-                             "consent", "consent_date"),
-    "ssb-utdanning": ("nus_level", "year"),
-    "ssb-inntekt": ("year", "income"),
-    "reseptregisteret": ("prescriber_hpr", "atc", "ddd", "quantity", "dispensing_date",
-                         "pharmacy_id"),
-    "iplos": ("kommune", "service_type", "start_date", "end_date", "social_participation",
-              "household", "shopping", "cooking", "personal_hygiene", "dressing", "eating",
-              "toilet", "mobility_indoor", "memory"),
-    "abortregisteret": ("year", "age_group", "fylke", "gestational_week", "method"),
-}  # fmt: skip
-
-#: The synthetic world's file names, as job keys, for their catalogue ids.
-SYNTHETIC_ALIASES: Final[Mapping[str, str]] = {
-    "dar": "dodsarsaksregisteret",
-    "quality_registry": "hoftebruddregisteret",
-    "ssb_education": "ssb-utdanning",
-    "ssb_income": "ssb-inntekt",
-}
 
 
 def valid_variable_name(name: str) -> bool:

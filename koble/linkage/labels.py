@@ -2,11 +2,12 @@
 
 Every delivery documents its variables with a label and, where the values are codes, a
 code list; the Stata and SPSS files carry both, the codebook lists them. This module holds
-them for every variable of the synthetic world (:data:`koble.linkage.job.SYNTHETIC_SCHEMAS`)
-and for ``lopenr``, the project's serial number. The codes are the ones ``koble.synth``
-writes; ``tests/linkage/test_formats.py`` checks them against the generators so the two
-cannot drift apart. Variables whose values come from an external classification (ICD-10,
-ATC, kommunenummer) carry no code list here: they are named in :data:`CLASSIFICATIONS`.
+them for every variable of the synthetic world (its ``registries.toml``,
+:func:`koble.linkage.sources.synthetic_schemas`) and for ``lopenr``, the project's serial
+number. The codes are the ones ``koble.synth`` writes; ``tests/linkage/test_formats.py``
+checks them against the generators so the two cannot drift apart. Variables whose values
+come from an external classification (ICD-10, ATC, kommunenummer) carry no code list here:
+they are named in :data:`CLASSIFICATIONS`.
 
 :data:`IDENTIFYING` flags variables that identify a person or lead straight back to one:
 ``lopenr`` (the key to the key list), dates of birth and death and the kommune (strong
@@ -41,6 +42,8 @@ LABELS: Final[Mapping[str, str]] = {
     "birth_weight_g": "Fødselsvekt (gram)",
     "mother_age": "Mors alder ved fødsel (år)",
     "delivery": "Forløsningsmåte",
+    "smoking": "Røyking",
+    "art": "Assistert befruktning",
     # Kreftregisteret
     "diagnosis_date": "Diagnosedato",
     "icd10": "Kreftdiagnose (ICD-10)",
@@ -104,6 +107,8 @@ VALUE_LABELS: Final[Mapping[str, Mapping[Any, str]]] = {
                  "caesarean": "Keisersnitt"},
     "stage": {"I": "Stadium I", "II": "Stadium II", "III": "Stadium III", "IV": "Stadium IV",
               "unknown": "Ukjent stadium"},
+    "smoking": {"never": "Aldri røykt", "former": "Tidligere røyker", "current": "Røyker",
+                "unknown": "Ukjent"},
     "fracture_type": {"femoral_neck": "Lårhalsbrudd", "trochanteric": "Trokantært brudd",
                       "subtrochanteric": "Subtrokantært brudd"},
     "operation": {"hemiarthroplasty": "Hemiprotese", "screw_osteosynthesis": "Skruer",

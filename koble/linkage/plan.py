@@ -23,8 +23,10 @@ __all__ = [
     "RESEARCHER",
     "SERIAL",
     "TTP",
+    "PartRoute",
     "Party",
     "Plan",
+    "PlanPart",
     "PlanRoute",
     "Refusal",
     "Step",
@@ -127,13 +129,79 @@ class Transfer:
 
 @dataclass(frozen=True)
 class Refusal:
-    """A registry the plan leaves out, and why."""
+    """A registry the plan leaves out, and why; ``start``–``end`` when only those data years
+    are refused (NPR before 2008: de-identified), the rest of the request being planned."""
 
     registry: str
     reason: str
+    start: int | None = None
+    end: int | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        return {"registry": self.registry, "reason": self.reason}
+    @property
+    def key(self) -> str:
+        """Unique within a plan: the registry, with the refused years if only they are."""
+        return self.registry if self.start is None else f"{self.registry}-{self.start}-{self.end}"
+
+    @property
+    def label(self) -> str:
+        """The registry, with the refused years if only they are."""
+        return self.registry if self.start is None else f"{self.registry} {self.start}–{self.end}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"registry": self.registry, "reason": self.reason}
+        if self.start is not None:
+            out["period"] = [self.start, self.end]
+        return out
+
+
+PartRoute = Literal["ttp-pseudonym", "distributed", "refused"]
+
+
+@dataclass(frozen=True)
+class PlanPart:
+    """Data years ``start``–``end`` of a job's request for ``requested``, and how they are
+    planned: the registry that holds them (a successor, Legemiddelregisteret for
+    Reseptregisteret from 2022, when the request's years reach past a succession), the
+    identity model in force for them, the route, and the approval they come under (always the
+    request's: a successor needs none of its own beyond the job's request). A request whose
+    years cross no regime boundary has one part."""
+
+    requested: str
+    registry: str
+    start: int
+    end: int
+    identity_model: str
+    route: PartRoute
+    approval: str
+    reason: str | None = None
+
+    @property
+    def successor(self) -> bool:
+        """Whether another registry than the one asked holds these years."""
+        return self.registry != self.requested
+
+    def describe(self) -> str:
+        """One line: years, holder, identity model, route (or why refused)."""
+        holder = self.registry + (f" (successor of {self.requested})" if self.successor else "")
+        how = (
+            f"refused: {self.reason}"
+            if self.route == "refused"
+            else f"{self.route} route, under the job's approval for {self.requested} "
+            f"({self.approval})"
+        )
+        return f"{self.start}–{self.end}: {holder}, {self.identity_model}; {how}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requested": self.requested,
+            "registry": self.registry,
+            "period": [self.start, self.end],
+            "identity_model": self.identity_model,
+            "route": self.route,
+            "approval": self.approval,
+            "successor": self.successor,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -147,6 +215,25 @@ class Plan:
     refusals: tuple[Refusal, ...] = ()
     notes: tuple[str, ...] = ()
     catalogue_version: str = ""
+    #: Every request's data years, as planned: by regime and holder (:class:`PlanPart`).
+    parts: tuple[PlanPart, ...] = ()
+
+    @property
+    def accepted(self) -> tuple[PlanPart, ...]:
+        """The planned (not refused) parts, in plan order: one per registry."""
+        return tuple(p for p in self.parts if p.route != "refused")
+
+    def part(self, registry: str) -> PlanPart | None:
+        """The planned part a registry takes part in (None if it has none)."""
+        return next((p for p in self.accepted if p.registry == registry), None)
+
+    @property
+    def split(self) -> tuple[str, ...]:
+        """The requests whose years are split by regime or handed on to a successor."""
+        counts: dict[str, int] = {}
+        for p in self.parts:
+            counts[p.requested] = counts.get(p.requested, 0) + (2 if p.successor else 1)
+        return tuple(r for r, n in counts.items() if n > 1)
 
     def party(self, ident: str) -> Party:
         for party in self.parties:
@@ -183,6 +270,7 @@ class Plan:
             "transfers": [t.to_dict() for t in self.transfers],
             "refusals": [r.to_dict() for r in self.refusals],
             "notes": list(self.notes),
+            "periods": [p.to_dict() for p in self.parts],
         }
 
     def to_json(self) -> str:
@@ -204,9 +292,15 @@ class Plan:
             sent = self.sent_by(party.id)
             out.append("  sends:" if sent else "  sends: nothing")
             out += [f"    - {_carry(t)} to {t.target}" for t in sent]
+        if self.split:
+            out += ["", "Periods (split by identity model and holder):"]
+            for requested in self.split:
+                parts = [p for p in self.parts if p.requested == requested]
+                out.append(f"  - {requested} {parts[0].start}–{parts[-1].end}:")
+                out += [f"      {p.describe()}" for p in parts]
         if self.refusals:
             out += ["", "Refused:"]
-            out += [f"  - {r.registry}: {r.reason}" for r in self.refusals]
+            out += [f"  - {r.label}: {r.reason}" for r in self.refusals]
         if self.notes:
             out += ["", "Notes:"]
             out += [f"  - {n}" for n in self.notes]
@@ -229,7 +323,30 @@ class Plan:
             dest = _node(target) if target else _node(t.target)
             label = _label(f"{t.file}: {', '.join(t.columns) or 'document'}")
             out.append(f'  {_node(t.after)} -->|"{label}"| {dest}')
+        out += self._mermaid_periods()
         return "\n".join(out) + "\n"
+
+    def _mermaid_periods(self) -> list[str]:
+        """A node per split request, an edge per part to the step that handles its years."""
+        out: list[str] = []
+        for requested in self.split:
+            parts = [p for p in self.parts if p.requested == requested]
+            node = _node(f"period-{requested}")
+            out.append(f'  {node}{{{{"{_label(requested)} {parts[0].start}–{parts[-1].end}"}}}}')
+            for p in parts:
+                if p.route == "refused":
+                    refusal = next(
+                        (r for r in self.refusals if r.registry == p.registry
+                         and (r.start, r.end) in ((p.start, p.end), (None, None))),
+                        None,
+                    )  # fmt: skip
+                    target = f"operator-refuse-{refusal.key}" if refusal else OPERATOR
+                    what = f"{p.start}–{p.end}: refused"
+                else:
+                    target = f"{p.registry}-extract"
+                    what = f"{p.start}–{p.end}: {p.registry}, {p.identity_model}, {p.route}"
+                out.append(f'  {node} -.->|"{_label(what)}"| {_node(target)}')
+        return out
 
 
 def _carry(t: Transfer) -> str:

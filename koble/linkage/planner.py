@@ -10,6 +10,13 @@ list. Then, per registry:
 * consent filter: the registry keeps only persons whose consent covers the project first;
 * refused: no party is sent anything; the plan says why.
 
+A request's years are first cut at the registry's identity regimes and at a succession
+(:meth:`Catalogue.segments <koble.registries.catalogue.Catalogue.segments>`, :mod:`.periods`):
+prescriptions 2015–2024 are Reseptregisteret's 2015–2021 (TTP pseudonym route) and
+Legemiddelregisteret's 2022–2024 (distributed), both under the job's approval for the
+request; NPR 2005–2010 is planned for 2008–2010 and refused for the de-identified
+2005–2007. Each planned part is then routed as a registry of its own.
+
 Extracts go to the researcher, who joins them on lopenr; but if any registry demands
 anonymous output, the job takes the central anonymous route: every extract goes to the
 operator, which links centrally, runs the anonymity gate and delivers without lopenr.
@@ -19,6 +26,7 @@ from __future__ import annotations
 
 from koble.linkage.formats import SUFFIX
 from koble.linkage.job import Job, Request
+from koble.linkage.periods import plan_periods
 from koble.linkage.plan import (
     FNR,
     OPERATOR,
@@ -28,12 +36,11 @@ from koble.linkage.plan import (
     Party,
     Plan,
     PlanRoute,
-    Refusal,
     Step,
     Transfer,
     registry_party,
 )
-from koble.linkage.routes import Route, route_for
+from koble.linkage.routes import Route
 from koble.registries.catalogue import Catalogue, Registry
 
 __all__ = ["plan_job"]
@@ -59,18 +66,9 @@ class _Builder:
 def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
     """The plan for ``job``; registries are looked up in ``catalogue`` (bundled by default)."""
     catalogue = catalogue or Catalogue.load()
-    entries = {r.registry: catalogue.get(r.registry) for r in job.requests}
-    routes = {r.registry: route_for(entries[r.registry]) for r in job.requests}
-    accepted: list[Request] = []
-    refusals: list[Refusal] = []
-    for request in job.requests:
-        reason = routes[request.registry].refusal
-        if reason is None and not request.approval.reference.strip():
-            reason = "no approval reference (REK, Helsedataservice or the registry's decision)"
-        if reason is None:
-            accepted.append(request)
-        else:
-            refusals.append(Refusal(request.registry, reason))
+    periods = plan_periods(job, catalogue)
+    entries, routes = periods.entries, periods.routes
+    accepted, refusals = periods.planned, periods.refusals
     central = any(routes[r.registry].anonymous_output for r in accepted)
     uses_ttp = any(routes[r.registry].pseudonymous for r in accepted)
 
@@ -101,10 +99,10 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
     for refusal in refusals:
         b.step(
             Step(
-                f"operator-refuse-{refusal.registry}",
+                f"operator-refuse-{refusal.key}",
                 OPERATOR,
                 "refuse",
-                f"refuse {refusal.registry}: {refusal.reason}",
+                f"refuse {refusal.label}: {refusal.reason}",
                 registry=refusal.registry,
             )
         )
@@ -127,7 +125,7 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
     if accepted:
         parties.append(Party(RESEARCHER, "researcher", f"{job.recipient}, {job.organisation}"))
 
-    notes = [n for r in accepted for n in routes[r.registry].notes]
+    notes = [*periods.notes, *(n for r in accepted for n in routes[r.registry].notes)]
     unsure = [r.registry for r in accepted if entries[r.registry].anonymous_output == "unknown"]
     if unsure and not central:
         notes.append(
@@ -150,6 +148,7 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
         refusals=tuple(refusals),
         notes=tuple(notes),
         catalogue_version=catalogue.version,
+        parts=periods.parts,
     )
 
 
@@ -225,7 +224,14 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
             party,
             "extract",
             f"extract {', '.join(request.variables)} for {request.start}–{request.end} by "
-            f"{key}; write ({SERIAL}, variables) (approval: {request.approval.kind} "
+            f"{key}; "
+            + (
+                "withhold what persons opted out of (reservation filter), before anything "
+                "leaves the registry; "
+                if route.reservation_filter
+                else ""
+            )
+            + f"write ({SERIAL}, variables) (approval: {request.approval.kind} "
             f"{request.approval.reference})",
             inputs=(source,),
             outputs=(extract, f"{reg}_report.json"),

@@ -20,7 +20,6 @@ from koble.errors import ColumnError, FileFormatError, redact
 from koble.linkage.context import locate_population
 from koble.linkage.job import Job
 from koble.linkage.plan import Plan
-from koble.linkage.routes import route_for
 from koble.linkage.scan import scan_pseudonyms
 from koble.linkage.sources import RegistrySource, Sources
 from koble.registries.catalogue import Catalogue
@@ -43,12 +42,9 @@ def preflight(job: Job, job_path: Path, plan: Plan, catalogue: Catalogue, source
     require_column(frame, job.id_column, population)
     if frame.height == 0:
         raise FileFormatError("the study population has no rows: nothing to link", path=population)
-    refused = {r.registry for r in plan.refusals}
-    for request in job.requests:
-        if request.registry in refused:
-            continue
-        source = sources.get(request.registry)
-        pseudonymous = route_for(catalogue.get(request.registry)).pseudonymous
+    for part in plan.accepted:  # every registry the plan asks for some years
+        source = sources.get(part.registry)
+        pseudonymous = part.route == "ttp-pseudonym"
         if source.ingest:
             _columns(source.file, list(source.id_columns), "feed")
         else:
@@ -91,7 +87,8 @@ def check_pseudonym_column(source: RegistrySource) -> None:
             "the column holds fødselsnummer, but the registry is pseudonymous: the TTP route "
             "finds its persons by their pseudonyms, so this table would match nobody. A feed "
             "that still carries fødselsnummer is loaded by sealed ingest first: give it "
-            "`ingest = true` in the sources file (id_column = its fødselsnummer column)",
+            "`ingest = true` in the sources file, with id_column naming its fødselsnummer "
+            "column, which must be called fnr or end in _fnr (rename it if need be)",
             path=source.file,
             column=column,
         )

@@ -104,6 +104,7 @@ _PERSONS = (
     ("name", "name", "l"),
     ("route", "route", "l"),
     ("consent filter", "consent_filter", "l"),
+    ("reservation filter", "reservation_filter", "l"),
     ("sent", "persons_sent", "r"),
     ("unresolved", "persons_unresolved", "r"),
     ("without consent", "persons_without_consent", "r"),
@@ -117,6 +118,8 @@ _ROWS = (
     ("delivered", "rows_delivered", "r"),
     ("outside period", "rows_outside_period", "r"),
     ("without consent", "rows_without_consent", "r"),
+    ("withheld for reservation", "rows_withheld_reservation", "r"),
+    ("values nulled for reservation", "nulled_text", "l"),
     ("duplicates", "duplicate_rows", "r"),
     ("file", "file", "l"),
 )
@@ -128,6 +131,16 @@ _ROWS_CENTRAL = tuple(
 )
 _DELIVERY = (("file", "file", "l"), ("rows", "rows", "r"), ("from", "from", "l"))
 _REFUSALS = (("registry", "registry", "l"), ("reason", "reason", "l"))
+#: A request split by identity regime or handed on to a successor: one row per part.
+_PERIODS = (
+    ("asked", "requested", "l"),
+    ("years", "years", "l"),
+    ("held by", "registry", "l"),
+    ("identity model", "identity_model", "l"),
+    ("route", "route", "l"),
+    ("rows", "rows_delivered", "r"),
+    ("file or reason", "where", "l"),
+)
 _CHECKS = (("check", "check", "l"), ("result", "result", "l"), ("detail", "detail", "l"))
 
 
@@ -149,6 +162,14 @@ def _rejected(pop: Mapping[str, Any]) -> int | None:
     """The population rows rejected, as the reconciliation counts them."""
     parts = [pop.get(key) for key in ("invalid", "duplicates", "unresolved")]
     return None if any(p is None for p in parts) else sum(parts)  # type: ignore[arg-type]
+
+
+def _nulled(report: Mapping[str, Any]) -> str | None:
+    """The values a registry's reservation filter nulled, per variable (counts, never who)."""
+    if not report.get("reservation_filter"):
+        return None
+    nulled = report.get("values_nulled_reservation") or {}
+    return "; ".join(f"{v}: {n:,}" for v, n in sorted(nulled.items())) or "none"
 
 
 def _central(data: Mapping[str, Any]) -> bool:
@@ -194,16 +215,25 @@ def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
             **r,
             "found_share": _share(r.get("persons_found"), r.get("persons_sent")),
             "period_text": "–".join(map(str, r["period"])) if r.get("period") else None,
+            "nulled_text": _nulled(r),
         }
         for r in data.get("registries") or []
     ]
     persons = _records(_PERSONS, registries)
     rows = _records(_ROWS_CENTRAL if _central(data) else _ROWS, registries)
-    refusals = data.get("refusals") or []
+    refusals = [
+        {**r, "registry": f"{r['registry']} {r['period'][0]}–{r['period'][1]}"}
+        if r.get("period")
+        else r
+        for r in data.get("refusals") or []
+    ]
     anonymity: list[Block] = ["No anonymity gate on this route."]
     if anon := data.get("anonymity"):
         levels = anon.get("levels") or {}
-        qis = [(qi, levels.get(qi)) for qi in anon.get("quasi_identifiers", [])]
+        # the job's quasi-identifiers, then those the gate added (person-constant columns)
+        names = list(anon.get("quasi_identifiers", []))
+        names += [q for q in levels if q not in names]
+        qis = [(qi, levels.get(qi)) for qi in names]
         anonymity = [
             f"k = {anon['k']} (in persons): {'met' if anon['meets'] else 'NOT met'}; "
             f"smallest class {anon['min_class_size']:,} rows"
@@ -222,6 +252,7 @@ def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
         ("Population", [population, reasons]),
         ("Persons per registry", [persons] if registries else ["No registries."]),
         ("Rows per registry", [rows] if registries else ["No registries."]),
+        *_periods(data),
         (RECEIVED, _received(data)),
         ("Refusals", [_records(_REFUSALS, refusals)] if refusals else ["None."]),
         ("Anonymity", anonymity),
@@ -229,9 +260,49 @@ def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
     ]
 
 
+def _periods(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
+    """The section on requests split by identity regime (NPR before and from 2008) or handed
+    on to a successor (Reseptregisteret, then Legemiddelregisteret): which rows came from
+    which registry and regime. Absent when no request is split."""
+    parts = data.get("periods") or []
+    asked = [p["requested"] for p in parts]
+    split = {r for r in asked if asked.count(r) > 1}
+    split |= {p["requested"] for p in parts if p["registry"] != p["requested"]}
+    if not split:
+        return []
+    central = _central(data)  # the extracts go to the operator only: name no file
+    records = [
+        {
+            **p,
+            "years": f"{p['period'][0]}–{p['period'][1]}",
+            "where": p.get("reason")
+            if p["route"] == "refused"
+            else "linked centrally"
+            if central
+            else p.get("file"),
+        }
+        for p in parts
+        if p["requested"] in split
+    ]
+    text = (
+        "A request whose years span more than one identity model or holder is planned part "
+        "by part, each under the request's approval; every part's rows are in its own "
+        "registry's file."
+    )
+    if central:
+        text = (
+            "A request whose years span more than one identity model or holder is planned "
+            "part by part, each under the request's approval; the parts' rows are stacked "
+            "before central linkage (rows here are those extracted for linkage)."
+        )
+    return [("Periods by identity model", [text, _records(_PERIODS, records)])]
+
+
 def _md(value: Cell) -> str:
     """A cell or paragraph for Markdown: no table breaks, no raw HTML."""
     text = _text(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+    if "<" not in text:  # a lone ">" starts no tag: "rows delivered > 0" stays readable
+        return text
     return text.replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -13,6 +13,7 @@ A sources file (TOML, paths relative to it)::
     id_column = "fnr"               # fødselsnummer, or the registry pseudonym column
     date_column = "start_date"      # the column the approved period applies to
     consent_column = "consent"      # consent-based registries: true where consent covers use
+    reservations = "reservations/npr.parquet"   # the registry's opt-out table (reservation.py)
 
     [registries.reseptregisteret]       # a pseudonymous registry's feed, still with fnr
     file = "feeds/reseptregisteret.parquet"
@@ -20,17 +21,24 @@ A sources file (TOML, paths relative to it)::
     id_column = "fnr"                   # the feed's fødselsnummer column (fnr or *_fnr)
     other_id_columns = { prescriber_hpr = "hpr" }   # more identifiers: column = scheme
     date_column = "dispensing_date"
+    variables = ["atc", "ddd", "dispensing_date"]   # optional: what the registry offers
+    names = ["prescriptions"]           # optional: the data holder's own names for it
 
-A registry is named by its catalogue id or by the alias a job may use for it
-(``quality_registry`` for ``hoftebruddregisteret``), as in job files.
+A registry is named by its catalogue id (``koble registries list``); ``names`` adds the data
+holder's own names for it, which :meth:`Sources.get` accepts too. ``variables`` are the
+variables the registry offers: a job run against these sources is checked against them
+(:meth:`Sources.schemas`). ``id_column = false`` says a table holds no person identifier at
+all (a de-identified registry, which the planner refuses).
 
-:func:`synthetic_sources` gives the sources of a world made by ``koble synth``; its
+:func:`synthetic_sources` gives the sources of a world made by ``koble synth``: the world's
+own ``registries.toml`` (:mod:`koble.synth.registries`), a sources file like this one. Its
 pseudonymous registries (Reseptregisteret, IPLOS) arrive as feeds with fødselsnummer and
 are loaded through sealed ingest at the TTP before the job (``ingest = true``).
 """
 
 from __future__ import annotations
 
+import functools
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,10 +47,18 @@ from typing import Any
 
 from koble.errors import FileFormatError, UsageError
 from koble.files import read_text
-from koble.linkage.job_model import SYNTHETIC_ALIASES
+from koble.linkage.job_model import valid_variable_name
 from koble.pseudonym.ingest import PSEUDONYM_SUFFIX
+from koble.synth.registries import BUNDLED, REGISTRIES_FILE
 
-__all__ = ["RegistrySource", "Sources", "load_sources", "registry_id", "synthetic_sources"]
+__all__ = [
+    "RegistrySource",
+    "Sources",
+    "load_sources",
+    "registry_id",
+    "synthetic_schemas",
+    "synthetic_sources",
+]
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,10 @@ class RegistrySource:
     consent_column: str | None = None
     ingest: bool = False  # a feed with fnr the TTP must pseudonymise into the registry first
     id_columns: Mapping[str, str] = field(default_factory=dict)  # ingest: column → scheme
+    #: The variables the registry offers (None: not said); jobs are checked against them.
+    variables: tuple[str, ...] | None = None
+    #: The registry's opt-out table (:mod:`koble.linkage.reservation`), if it keeps one.
+    reservations: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -64,62 +84,60 @@ class Sources:
     operator_history: Path | None = None
     ttp_history: Path | None = None
     population_dir: Path | None = None
+    #: The data holders' own names for registries (``quality_registry``), to catalogue ids.
+    names: Mapping[str, str] = field(default_factory=dict)
 
     def get(self, registry: str) -> RegistrySource:
-        """The source of ``registry`` (a catalogue id, or an alias a job may use for it)."""
+        """The source of ``registry`` (a catalogue id, or a name the sources give it)."""
+        key = registry_id(registry)
         try:
-            return self.registries[registry_id(registry)]
+            return self.registries[self.names.get(key, key)]
         except KeyError:
             known = ", ".join(sorted(self.registries)) or "none"
             raise UsageError(
                 f"no data source for registry {registry!r}; sources cover: {known}"
             ) from None
 
-
-_WORLD: dict[str, tuple[str, str, str | None, str | None]] = {
-    "npr": ("npr.parquet", "fnr", "start_date", None),
-    "dodsarsaksregisteret": ("dar.parquet", "fnr", "death_date", None),
-    "kreftregisteret": ("kreftregisteret.parquet", "fnr", "diagnosis_date", None),
-    "mfr": ("mfr.parquet", "mother_fnr", "birth_date", None),
-    "hoftebruddregisteret": ("quality_registry.parquet", "fnr", "procedure_date", "consent"),
-    "ssb-utdanning": ("ssb_education.parquet", "fnr", "year", None),
-    "ssb-inntekt": ("ssb_income.parquet", "fnr", "year", None),
-    "abortregisteret": ("abortregisteret.parquet", "", "year", None),
-}
-_FEEDS: dict[str, tuple[str, str, dict[str, str]]] = {
-    "reseptregisteret": (
-        "feeds/reseptregisteret.parquet",
-        "dispensing_date",
-        {"fnr": "fnr", "prescriber_hpr": "hpr"},
-    ),
-    "iplos": ("feeds/iplos.parquet", "start_date", {"fnr": "fnr"}),
-}
+    def schemas(self) -> dict[str, tuple[str, ...]]:
+        """The variables each registry offers, by catalogue id, where the sources say."""
+        return {
+            reg: source.variables
+            for reg, source in self.registries.items()
+            if source.variables is not None
+        }
 
 
 def synthetic_sources(world: Path) -> Sources:
-    """The sources of a ``koble synth`` world at ``world``."""
-    registries = {
-        reg: RegistrySource(reg, world / file, id_col, date, consent)
-        for reg, (file, id_col, date, consent) in _WORLD.items()
-    }
-    for reg, (file, date, ids) in _FEEDS.items():
-        registries[reg] = RegistrySource(
-            reg, world / file, "fnr_pseudonym", date, ingest=True, id_columns=ids
-        )
+    """The sources of a ``koble synth`` world at ``world``: its ``registries.toml`` says which
+    table holds which registry. A world made before koble wrote that file has the layout of
+    the bundled one (:data:`koble.synth.registries.BUNDLED`), read relative to ``world``."""
+    own = world / REGISTRIES_FILE
+    path = own if own.is_file() else BUNDLED
+    sources = _load(path, world)
     history = world / "identity_history.parquet"
-    return Sources(registries, history, history, world)
+    return Sources(sources.registries, history, history, world, sources.names)
+
+
+@functools.cache
+def _bundled_schemas() -> dict[str, tuple[str, ...]]:
+    return _load(BUNDLED, BUNDLED.parent).schemas()
+
+
+def synthetic_schemas() -> dict[str, tuple[str, ...]]:
+    """The variables each registry of a ``koble synth`` world offers, by catalogue id: what a
+    job is checked against when its data holders' own are not at hand (``koble plan``)."""
+    return dict(_bundled_schemas())
 
 
 def registry_id(name: str) -> str:
-    """The catalogue id a registry name stands for: jobs and sources files may name a
-    registry by its id or by the synthetic world's alias (``quality_registry``)."""
-    key = name.strip().casefold()
-    return SYNTHETIC_ALIASES.get(key, key)
+    """A registry name as sources and jobs compare it: trimmed, case-folded."""
+    return name.strip().casefold()
 
 
 _KEYS = frozenset(
-    {"file", "id_column", "date_column", "consent_column", "ingest", "other_id_columns"}
-)
+    {"file", "id_column", "date_column", "consent_column", "ingest", "other_id_columns",
+     "variables", "names", "reservations"}
+)  # fmt: skip
 _SCHEMES = ("fnr", "hpr", "orgnr")
 
 
@@ -166,11 +184,19 @@ def _str(
 
 def load_sources(path: Path) -> Sources:
     """Read a sources file; problems name the key."""
+    return _load(path, path.parent)
+
+
+def _toml(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(read_text(path))
+        return tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise FileFormatError(f"not valid TOML: {exc}", path=path) from None
-    base = path.parent
+
+
+def _load(path: Path, base: Path) -> Sources:
+    """The sources file at ``path``, its relative paths taken from ``base``."""
+    data = _toml(path)
     unknown = sorted(set(data) - {"operator", "ttp", "registries", "world"})
     if unknown:
         raise FileFormatError(f"unknown table(s) {', '.join(unknown)}", path=path)
@@ -191,7 +217,8 @@ def load_sources(path: Path) -> Sources:
     op = _str(tables["operator"], "identity_history", "operator", path, required=False)
     ttp = _str(tables["ttp"], "identity_history", "ttp", path, required=False)
     registries: dict[str, RegistrySource] = {}
-    named: dict[str, str] = {}
+    named: dict[str, str] = {}  # every name a registry goes by -> the table that gave it
+    aliases: dict[str, str] = {}
     for name, spec in tables["registries"].items():
         where = f"registries.{name}"
         if not isinstance(spec, Mapping):
@@ -201,29 +228,78 @@ def load_sources(path: Path) -> Sources:
             names = ", ".join(f"{where}.{k}" for k in unknown_keys)
             raise FileFormatError(f"unknown key(s) {names}", path=path)
         reg = registry_id(name)
-        if reg in named:
-            raise FileFormatError(
-                f"[{where}] is registry {reg!r}, already given as [registries.{named[reg]}]",
-                path=path,
-            )
-        named[reg] = name
-        file = _str(spec, "file", where, path, required=True)
-        id_column = _str(spec, "id_column", where, path, required=True)
-        assert file is not None and id_column is not None
-        ingest = spec.get("ingest", False)
-        if not isinstance(ingest, bool):
-            raise FileFormatError(f"{where}.ingest must be true or false", path=path)
-        if "other_id_columns" in spec and not ingest:
-            raise FileFormatError(f"{where}.other_id_columns needs ingest = true", path=path)
-        id_columns = _ingest_columns(spec, id_column, where, path) if ingest else {}
-        registries[reg] = RegistrySource(
-            reg,
-            base / file,
-            id_column + PSEUDONYM_SUFFIX if ingest else id_column,  # the loaded table's key
-            _str(spec, "date_column", where, path, required=False),
-            _str(spec, "consent_column", where, path, required=False),
-            ingest=ingest,
-            id_columns=id_columns,
-        )
+        for other in (reg, *_names(spec, where, path)):
+            if other in named:
+                raise FileFormatError(
+                    f"[{where}] names registry {other!r}, already given as "
+                    f"[registries.{named[other]}]",
+                    path=path,
+                )
+            named[other] = name
+            if other != reg:
+                aliases[other] = reg
+        registries[reg] = _registry(spec, reg, where, path, base)
     op_path = None if op is None else base / op
-    return Sources(registries, op_path, base / ttp if ttp else op_path, base)
+    return Sources(registries, op_path, base / ttp if ttp else op_path, base, aliases)
+
+
+def _registry(
+    spec: Mapping[str, Any], reg: str, where: str, path: Path, base: Path
+) -> RegistrySource:
+    """One ``[registries.NAME]`` entry."""
+    file = _str(spec, "file", where, path, required=True)
+    ingest = spec.get("ingest", False)
+    if not isinstance(ingest, bool):
+        raise FileFormatError(f"{where}.ingest must be true or false", path=path)
+    if spec.get("id_column") is False and not ingest:
+        id_column = ""  # a table without any person identifier (a de-identified registry)
+    else:
+        id_column = _str(spec, "id_column", where, path, required=True) or ""
+    assert file is not None
+    if "other_id_columns" in spec and not ingest:
+        raise FileFormatError(f"{where}.other_id_columns needs ingest = true", path=path)
+    id_columns = _ingest_columns(spec, id_column, where, path) if ingest else {}
+    reservations = _str(spec, "reservations", where, path, required=False)
+    if reservations is not None and ingest:
+        raise FileFormatError(
+            f"{where}.reservations: a registry loaded through sealed ingest is keyed by its "
+            "pseudonym, which an opt-out table keyed by fødselsnummer cannot match",
+            path=path,
+        )
+    return RegistrySource(
+        reg,
+        base / file,
+        id_column + PSEUDONYM_SUFFIX if ingest else id_column,  # the loaded table's key
+        _str(spec, "date_column", where, path, required=False),
+        _str(spec, "consent_column", where, path, required=False),
+        ingest=ingest,
+        id_columns=id_columns,
+        variables=_variables(spec, where, path),
+        reservations=None if reservations is None else base / reservations,
+    )
+
+
+def _names(spec: Mapping[str, Any], where: str, path: Path) -> list[str]:
+    """``names``: the data holder's own names for the registry."""
+    value = spec.get("names", [])
+    if not isinstance(value, list) or not all(isinstance(n, str) and n.strip() for n in value):
+        raise FileFormatError(f"{where}.names must be a list of names", path=path)
+    return [registry_id(n) for n in value]
+
+
+def _variables(spec: Mapping[str, Any], where: str, path: Path) -> tuple[str, ...] | None:
+    """``variables``: what the registry offers (design.md §1.5 names), or None if not said."""
+    value = spec.get("variables")
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(isinstance(v, str) and valid_variable_name(v) for v in value)
+    ):
+        raise FileFormatError(
+            f"{where}.variables must be a non-empty list of variable names (A-Z, 0-9, _, "
+            "not starting with a digit, at most 32 characters)",
+            path=path,
+        )
+    return tuple(value)

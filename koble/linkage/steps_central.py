@@ -42,11 +42,18 @@ def link_step(ctx: Context, step: Step) -> dict[str, Any]:
     A variable two registries share is prefixed with the registry id in the later one.
     """
     store = ctx.store(step.party)
-    frames: list[tuple[str, pl.DataFrame]] = []
+    # A request split by period (IPLOS to 2017, then KPR) is one frame: its parts' rows
+    # stacked, under the request's name; it is anonymous-only if any part is.
+    stacks: dict[str, list[pl.DataFrame]] = {}
+    anonymous: dict[str, bool] = {}
     for file in step.inputs:
         registry = file.removesuffix("_extract.parquet")
-        frames.append((registry, pl.read_parquet(store / file)))
-    frames.sort(key=lambda item: not ctx.route(item[0]).anonymous_output)
+        part = ctx.plan.part(registry)
+        asked = part.requested if part is not None else registry
+        stacks.setdefault(asked, []).append(pl.read_parquet(store / file))
+        anonymous[asked] = anonymous.get(asked, False) or ctx.route(registry).anonymous_output
+    frames = [(asked, pl.concat(parts, how="vertical_relaxed")) for asked, parts in stacks.items()]
+    frames.sort(key=lambda item: not anonymous[item[0]])
     base_name, linked = frames[0]
     seen = set(linked.columns)
     multiplied = {}

@@ -23,7 +23,7 @@ from koble.linkage.context import Context
 from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.manifest import FORMAT, sign_manifest
-from koble.linkage.plan import OPERATOR, Step, registry_party
+from koble.linkage.plan import OPERATOR, Plan, Step, registry_party
 from koble.linkage.quality import write_quality_report
 from koble.linkage.steps_central import REPORT_DIR
 from koble.linkage.steps_keys import POPULATION_REPORT
@@ -80,6 +80,21 @@ def _checks(
                 "detail": f"{r['rows_delivered']:,} = {r['file_rows']:,}",
             }
         )
+        if "rows_found" in r:  # reports before koble counted reservations have no total
+            withheld = [
+                r["rows_outside_period"],
+                r["rows_without_consent"],
+                r["rows_withheld_reservation"],
+            ]
+            checks.append(
+                {
+                    "check": f"{reg}: rows found = delivered + outside period + without "
+                    "consent + withheld for reservation",
+                    "ok": r["rows_found"] == r["rows_delivered"] + sum(withheld),
+                    "detail": f"{r['rows_found']:,} = {r['rows_delivered']:,} + "
+                    + " + ".join(f"{n:,}" for n in withheld),
+                }
+            )
         checks.append(
             {
                 "check": f"{reg}: persons found ≤ persons sent",
@@ -100,6 +115,23 @@ def non_empty_check(report: dict[str, Any]) -> dict[str, Any]:
         "ok": sent == 0 or rows > 0,
         "detail": f"{rows:,} rows for {sent:,} persons sent, {report['persons_found']:,} found",
     }
+
+
+def periods_delivered(plan: Plan, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every request's data years as planned (by regime and holder), each with the rows its
+    registry delivered and the file they are in (none for a refused part)."""
+    by_registry = {r["registry"]: r for r in reports}
+    out = []
+    for part in plan.parts:
+        report = by_registry.get(part.registry) if part.route != "refused" else None
+        out.append(
+            {
+                **part.to_dict(),
+                "rows_delivered": None if report is None else report["rows_delivered"],
+                "file": None if report is None else report["file"],
+            }
+        )
+    return out
 
 
 def _entry(file: Path, rows: int | None, party: str) -> dict[str, Any]:
@@ -126,9 +158,7 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
     store = ctx.store(step.party)
     job, plan = ctx.job, ctx.plan
     population = ctx.read_json(store / POPULATION_REPORT)
-    accepted = [
-        r.registry for r in job.requests if r.registry not in {x.registry for x in plan.refusals}
-    ]
+    accepted = [p.registry for p in plan.accepted]  # a split request: one report per part
     reports = [ctx.read_json(store / f"{reg}_report.json") for reg in accepted]
     ttp = {
         reg: ctx.read_json(store / f"{reg}_ttp_report.json")
@@ -169,6 +199,10 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
                     "sha256": r["file_sha256"],
                     "rows": r["file_rows"],
                     "from": registry_party(r["registry"]),
+                    # which data years of which request the file holds (a split request:
+                    # one file per registry and identity regime)
+                    "requested": r.get("requested", r["registry"]),
+                    "period": r["period"],
                 }
             )
     for r in reports:
@@ -182,6 +216,7 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
         "registries": [{k: v for k, v in r.items() if k != "codebook"} for r in reports],
         "ttp": ttp,
         "refusals": [x.to_dict() for x in plan.refusals],
+        "periods": periods_delivered(plan, reports),
         "anonymity": anonymity,
         # what the researcher receives: in the central route the anonymous file, not the
         # registries' extracts, which only the operator ever holds
@@ -255,6 +290,7 @@ def _manifest_body(
         "outputs": sorted(outputs, key=lambda o: str(o["file"])),
         "transfers": [t.to_dict() for t in plan.transfers],
         "refusals": [x.to_dict() for x in plan.refusals],
+        "periods": periods_delivered(plan, reports),
         "reconciliation": checks,
     }
 
@@ -280,5 +316,5 @@ def receive_step(ctx: Context, step: Step) -> dict[str, Any]:
 
 def refuse_step(ctx: Context, step: Step) -> dict[str, Any]:
     """Nothing is sent anywhere; the refusal and its reason go into the quality report."""
-    refusal = next(r for r in ctx.plan.refusals if r.registry == step.registry)
+    refusal = next(r for r in ctx.plan.refusals if f"operator-refuse-{r.key}" == step.id)
     return refusal.to_dict()

@@ -25,6 +25,7 @@ from koble.linkage.engine import quote
 from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.plan import FNR, OPERATOR, SERIAL, Step
+from koble.linkage.reservation import Withheld, withhold_at_registry
 from koble.linkage.sources import RegistrySource
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest_feed import feed_domains, ingest_feed
@@ -275,7 +276,7 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     """
     assert step.registry is not None
     reg = step.registry
-    request = next(r for r in ctx.job.requests if r.registry == reg)
+    request = ctx.request(reg)  # the years of its part of the request
     source = ctx.sources.get(reg)
     table, id_column = registry_table(ctx, reg)
     store = ctx.store(step.party)
@@ -307,6 +308,16 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     assert isinstance(joined, pl.DataFrame)
     inside = int(joined[_IN_PERIOD].sum())
     extract = joined.head(inside).drop(_IN_PERIOD)
+    withheld = Withheld()
+    if ctx.route(reg).reservation_filter:  # opt-outs are withheld before anything leaves
+        extract, withheld = withhold_at_registry(
+            extract,
+            persons_file,
+            key,
+            source.reservations,
+            registry=reg,
+            order=[SERIAL, *variables],
+        )
     sent = pl.read_parquet(ctx.store(step.party) / _persons_input(ctx, step), columns=[SERIAL])
     if sent.height and not extract.height:  # an empty delivery is never a silent success
         asked = pl.read_parquet(persons_file, columns=[SERIAL])[SERIAL].n_unique()
@@ -340,6 +351,9 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
         "route": "ttp-pseudonym" if ctx.route(reg).pseudonymous else "distributed",
         "consent_filter": ctx.route(reg).consent_filter,
         "period": [request.start, request.end],
+        # the job's request these years belong to, and the identity model in force for them
+        "requested": part.requested if (part := ctx.plan.part(reg)) else reg,
+        "identity_model": part.identity_model if part else entry.identity_model,
         "persons_sent": int(sent[SERIAL].n_unique()),
         "persons_without_consent": int(consent.get("persons_without_consent", 0)),
         "rows_without_consent": int(consent.get("rows_without_consent", 0)),
@@ -353,6 +367,11 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
         else {k: feed[k] for k in ("feed_file", "feed_sha256", "rows_sent", "rows_rejected")},
         "rows_delivered": extract.height,
         "rows_outside_period": joined.height - inside,
+        # every row found is delivered or withheld: by period, consent or reservation
+        "rows_found": joined.height + int(consent.get("rows_without_consent", 0)),
+        "reservation_filter": ctx.route(reg).reservation_filter,
+        "rows_withheld_reservation": withheld.rows,
+        "values_nulled_reservation": dict(sorted(withheld.values.items())),
         "duplicate_rows": duplicates,
         "file": out.name,
         "file_sha256": sha256_file(out),
@@ -413,7 +432,7 @@ def _nothing_delivered(
         )
     if not joined.height:
         _found_nobody(ctx, reg, asked, table, column)
-    request = next(r for r in ctx.job.requests if r.registry == reg)
+    request = ctx.request(reg)  # the years of its part of the request
     date_column = ctx.sources.get(reg).date_column
     raise InputError(
         f"registry {reg} found {joined[SERIAL].n_unique():,} of the {asked:,} persons it was "

@@ -27,12 +27,27 @@ File format: a TOML file with an array of ``[[registry]]`` tables::
     identity_model = "uten krav om samtykke fra den registrerte"
     legal_basis = { seed = "002_b24c1a5496a57375.txt", quote = "..." }  # from another seed
 
-Every problem in a file (missing field, bad value, duplicate id, quote not in its seed) is
-reported at once in one :class:`CatalogueError` naming the file and the entry.
+    [registry.evidence.period]                  # or a legal source: cited, not quoted
+    law = "helseregisterloven 2014 (LOV-2014-06-20-43)"
+    section = "§ 7"
+    url = "https://lovdata.no/..."
+    checked = 2026-11-01
+
+Optional, per entry: ``[[registry.regimes]]`` (the identity model per period of data years),
+``continued_by`` (the registry holding the data from a year on), ``[[registry.reservations]]``
+(what persons may opt out of) and ``[registry.unknown]`` (why a value is unknown); a file may
+also hold ``[[amend]]`` tables adding such facts to entries of other files (``law.toml``).
+All of it is described in ``koble/registries/data/catalogue/README.md``.
+
+Every problem in a file (missing field, bad value, duplicate id, quote not in its seed, a
+malformed legal source, overlapping regimes) is reported at once in one
+:class:`CatalogueError` naming the file, the entry and the key.
 """
 
 from __future__ import annotations
 
+import builtins
+import dataclasses
 import difflib
 import hashlib
 import json
@@ -45,12 +60,15 @@ from typing import Any
 
 from koble.errors import FileFormatError, UsageError
 from koble.files import read_text
+from koble.registries.catalogue_amend import Raw, apply_amendments
 from koble.registries.catalogue_model import (
     IDENTITY_MODELS,
     KINDS,
     UNKNOWN,
     Evidence,
     Registry,
+    Segment,
+    Source,
 )
 from koble.registries.catalogue_parse import parse_registry
 from koble.registries.catalogue_seeds import bundled_seeds
@@ -58,6 +76,7 @@ from koble.registries.catalogue_seeds import bundled_seeds
 __all__ = ["Catalogue", "CatalogueError", "Registry"]
 
 _PACKAGE = "koble.registries.data.catalogue"
+_FIRST_YEAR, _LAST_YEAR = 1800, 2100
 _BUNDLED = "<bundled>"
 
 
@@ -70,56 +89,78 @@ class CatalogueError(FileFormatError):
         super().__init__(f"registry catalogue has {count}: " + "; ".join(problems), path=path)
 
 
-def _read_toml(text: str, label: str, problems: list[str]) -> list[Mapping[str, Any]]:
+def _read_toml(
+    text: str, label: str, problems: list[str]
+) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The ``[[registry]]`` and ``[[amend]]`` tables of one file."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         problems.append(f"{label}: not valid TOML: {exc}")
-        return []
-    for key in sorted(set(data) - {"registry"}):
-        problems.append(f"{label}: unknown top-level key {key!r} (entries go in [[registry]])")
-    entries = data.get("registry", [])
-    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
-        problems.append(f"{label}: 'registry' must be an array of tables ([[registry]])")
-        return []
-    return entries
+        return [], []
+    for key in sorted(set(data) - {"registry", "amend"}):
+        problems.append(
+            f"{label}: unknown top-level key {key!r} (entries go in [[registry]], "
+            "additions to them in [[amend]])"
+        )
+    out: list[list[Mapping[str, Any]]] = []
+    for key in ("registry", "amend"):
+        tables = data.get(key, [])
+        if not isinstance(tables, list) or not all(isinstance(e, Mapping) for e in tables):
+            problems.append(f"{label}: {key!r} must be an array of tables ([[{key}]])")
+            tables = []
+        out.append(tables)
+    return out[0], out[1]
 
 
 def _parse_all(
     files: Iterable[tuple[str, str]], *, bundled: bool
 ) -> tuple[list[Registry], list[str]]:
-    """Parse (label, text) pairs; ids must be unique across them."""
+    """Parse (label, text) pairs, amendments applied; ids must be unique across them."""
     problems: list[str] = []
     entries: list[Registry] = []
     seen: dict[str, str] = {}
+    raws: list[Raw] = []
+    amendments: list[Raw] = []
     for label, text in files:
-        for number, raw in enumerate(_read_toml(text, label, problems), start=1):
-            ident = raw.get("id")
-            where = (
-                f"{label}: registry {ident!r}"
-                if isinstance(ident, str)
-                else (f"{label}: registry #{number}")
-            )
-            before = len(problems)
-            entry = parse_registry(raw, where, problems, need_evidence=bundled)
-            if bundled:
-                _check_quotes(entry, where, problems)
-            if isinstance(ident, str) and ident in seen:
-                problems.append(f"{where}: duplicate id (also in {seen[ident]})")
-            elif isinstance(ident, str):
-                seen[ident] = label
-            if len(problems) == before:
-                entries.append(entry)
+        tables, amends = _read_toml(text, label, problems)
+        raws += [(label, raw) for raw in tables]
+        amendments += [(label, amend) for amend in amends]
+    if amendments:
+        raws = apply_amendments(raws, amendments, problems)
+    for number, (label, raw) in enumerate(raws, start=1):
+        ident = raw.get("id")
+        where = (
+            f"{label}: registry {ident!r}"
+            if isinstance(ident, str)
+            else (f"{label}: registry #{number}")
+        )
+        before = len(problems)
+        entry = parse_registry(raw, where, problems, need_evidence=bundled)
+        if bundled:
+            _check_quotes(entry, where, problems)
+        if isinstance(ident, str) and ident in seen:
+            problems.append(f"{where}: duplicate id (also in {seen[ident]})")
+        elif isinstance(ident, str):
+            seen[ident] = label
+        if len(problems) == before:
+            entries.append(entry)
     return entries, problems
 
 
 def _check_quotes(entry: Registry, where: str, problems: list[str]) -> None:
+    """Every seed passage the entry cites occurs in its seed (legal sources are cited, not
+    quoted: their form is checked when read)."""
     seeds = bundled_seeds()
-    quotes: list[tuple[str, Evidence]] = [("source", entry.source)]
-    quotes += [(f"evidence.{name}", ev) for name, ev in sorted(entry.evidence.items())]
-    quotes += [(f"part {part.name!r}", part.evidence) for part in entry.parts]
-    for label, evidence in quotes:
-        if evidence.quote == UNKNOWN:
+    sources: list[tuple[str, Source]] = [("source", entry.source)]
+    sources += [(f"evidence.{name}", ev) for name, ev in sorted(entry.evidence.items())]
+    sources += [(f"part {part.name!r}", part.evidence) for part in entry.parts]
+    sources += [(f"regimes {n}", r.evidence) for n, r in enumerate(entry.regimes, start=1)]
+    sources += [(f"reservations {n}", r.evidence) for n, r in enumerate(entry.reservations, 1)]
+    if entry.continued_by is not None:
+        sources.append(("continued_by", entry.continued_by.evidence))
+    for label, evidence in sources:
+        if not isinstance(evidence, Evidence) or evidence.quote == UNKNOWN:
             continue  # a missing source, already reported
         seed = seeds.get(evidence.seed)
         if seed is None:
@@ -218,7 +259,9 @@ class Catalogue:
             )
         raise UsageError(f"unknown registry {ident!r}{hint}")
 
-    def filter(self, *, model: str | None = None, kind: str | None = None) -> list[Registry]:
+    def filter(
+        self, *, model: str | None = None, kind: str | None = None
+    ) -> builtins.list[Registry]:
         """Entries whose identity model (or one of its parts') is ``model`` and of ``kind``."""
         if model is not None and model not in IDENTITY_MODELS:
             raise UsageError(f"unknown identity model {model!r}; use {', '.join(IDENTITY_MODELS)}")
@@ -230,22 +273,75 @@ class Catalogue:
             if (model is None or model in e.models) and (kind is None or e.kind == kind)
         ]
 
+    def list(self, model: str | None = None, year: int | None = None) -> builtins.list[Registry]:
+        """Entries whose identity model in force for data year ``year`` is ``model``.
+
+        Without ``year``, :meth:`filter` (the current model, parts included). With ``year``,
+        only entries with a regime in force that year (not before their data start, not after
+        a successor took over); the current regime's parts count too."""
+        if year is None:
+            return self.filter(model=model)
+        self.filter(model=model)  # validates model
+        if not _FIRST_YEAR <= year <= _LAST_YEAR:
+            raise UsageError(f"year must be between {_FIRST_YEAR} and {_LAST_YEAR}")
+        out = []
+        for entry in self:
+            regime = entry.regime_for(year)
+            if regime is None:
+                continue
+            models = {regime.identity_model}
+            if regime is entry.all_regimes[-1]:
+                models |= {p.identity_model for p in entry.parts}
+            if model is None or model in models:
+                out.append(entry)
+        return out
+
+    def segments(self, ident: str, start: int, end: int) -> builtins.list[Segment]:
+        """Data years ``start``–``end`` of registry ``ident`` cut at its regimes and handed on
+        to its successors (Reseptregisteret 2015–2024 → Reseptregisteret 2015–2021 +
+        Legemiddelregisteret 2022–2024). The segments partition the range exactly."""
+        if end < start:
+            raise UsageError("the period's end year is before its start year")
+        entry = self.get(ident)
+        return self._expand(entry, start, end, (entry.id,))
+
+    def _expand(
+        self, entry: Registry, start: int, end: int, chain: tuple[str, ...]
+    ) -> builtins.list[Segment]:
+        out: builtins.list[Segment] = []
+        for segment in entry.segments(start, end):
+            if segment.registry_id == entry.id:
+                out.append(segment)
+            elif segment.registry_id in chain or segment.registry_id not in self._by_id:
+                why = f"{entry.id}'s successor {segment.registry_id!r} cannot be followed"
+                out.append(dataclasses.replace(segment, reason=why))
+            else:
+                successor = self._by_id[segment.registry_id]
+                out += self._expand(successor, segment.start, segment.end, (*chain, successor.id))
+        return out
+
     @property
     def version(self) -> str:
         """``sha256:<hex>`` over the entries' content (not the files' layout), for manifests."""
         payload = json.dumps([e.to_dict() for e in self], sort_keys=True, ensure_ascii=False)
         return "sha256:" + hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
-    def to_dicts(self) -> list[dict[str, Any]]:
+    def to_dicts(self) -> builtins.list[dict[str, Any]]:
         return [e.to_dict() for e in self]
 
-    def _dangling(self) -> list[str]:
-        return [
+    def _dangling(self) -> builtins.list[str]:
+        problems = [
             f"registry {e.id!r}: see_also names unknown registry {ref!r}"
             for e in self
             for ref in e.see_also
             if ref not in self._by_id
         ]
+        problems += [
+            f"registry {e.id!r}: continued_by names unknown registry {e.continued_by.registry!r}"
+            for e in self
+            if e.continued_by is not None and e.continued_by.registry not in self._by_id
+        ]
+        return problems
 
     def __repr__(self) -> str:
         return f"Catalogue({len(self)} registries, {self.version[:19]})"

@@ -15,6 +15,8 @@ from koble.errors import UsageError
 
 __all__ = ["MAX_PERSONS", "SynthConfig"]
 
+#: NPR's data are identifiable from 2008; the world's de-identified episodes end the day before.
+_NPR_DEIDENTIFIED_END = datetime.date(2007, 12, 31)
 #: The largest synthetic population: ten times Norway's, far beyond any test's need.
 MAX_PERSONS = 60_000_000
 
@@ -51,6 +53,12 @@ class SynthConfig:
     survey_end: datetime.date = datetime.date(2023, 12, 31)
     resept_start: datetime.date = datetime.date(2020, 1, 1)
     resept_end: datetime.date = datetime.date(2021, 12, 31)
+    #: Legemiddelregisteret (identifiable) holds the dispensings from this day on.
+    legemiddel_start: datetime.date = datetime.date(2022, 1, 1)
+    #: KPR holds the municipal care services (IPLOS's feed the earlier ones) from this day.
+    kpr_start: datetime.date = datetime.date(2018, 1, 1)
+    #: NPR's de-identified episodes (no identifier) from this day to the end of 2007.
+    npr_deidentified_start: datetime.date = datetime.date(2005, 1, 1)
     #: Number of income years, ending with the year before the reference date.
     income_years: int = 5
 
@@ -102,6 +110,14 @@ class SynthConfig:
         ):
             if not start <= end <= ref:
                 problems.append(f"{what}_start <= {what}_end <= reference_date must hold")
+        if not self.resept_end < self.legemiddel_start <= ref:
+            problems.append("resept_end < legemiddel_start <= reference_date must hold")
+        if not self.period_start <= self.kpr_start <= ref:
+            problems.append("period_start <= kpr_start <= reference_date must hold")
+        if not datetime.date(1997, 1, 1) <= self.npr_deidentified_start <= _NPR_DEIDENTIFIED_END:
+            problems.append(
+                "npr_deidentified_start must be in 1997-2007 (NPR's de-identified years)"
+            )
         if problems:
             raise UsageError("; ".join(problems))
 

@@ -7,12 +7,22 @@
 * ``feeds/iplos.parquet``: municipal care services, mostly for the elderly; one to three
   services per user, an end date only where the service ended (death ends all), and ten
   functional scores (1 = no help needed ... 5 = full help) driven by a latent frailty.
+
+The registries that continue them hold identifiable data (fnr, no sealed ingest):
+
+* ``legemiddelregisteret.parquet``: dispensings from ``legemiddel_start`` to the reference
+  date, drawn as Reseptregisteret's (its own random stream), without the prescriber's HPR
+  number (which only the pseudonymised feed carries);
+* ``kpr.parquet``: the municipal services starting on or after ``kpr_start`` (IPLOS data are
+  part of KPR from 2018): :func:`split_at` cuts the services at that day, so IPLOS's feed
+  and KPR together hold every service exactly once.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from koble.synth.codes import ATC, ATC_DDD_PER_PACK
 from koble.synth.context import World
@@ -22,13 +32,25 @@ from koble.synth.numbers import format_ids
 from koble.synth.output import labels
 from koble.synth.rng import stream
 
-__all__ = ["IPLOS_SCHEMA", "RESEPT_SCHEMA", "SCORES", "SERVICES", "dispensings", "services"]
+__all__ = [
+    "IPLOS_SCHEMA",
+    "LEGEMIDDEL_SCHEMA",
+    "RESEPT_SCHEMA",
+    "SCORES",
+    "SERVICES",
+    "dispensings",
+    "prescriptions",
+    "services",
+    "split_at",
+]
 
 RESEPT_SCHEMA = pa.schema([
     ("fnr", pa.string()), ("prescriber_hpr", pa.string()), ("atc", pa.string()),
     ("ddd", pa.float64()), ("quantity", pa.int16()), ("dispensing_date", pa.date32()),
     ("pharmacy_id", pa.string()),
 ])  # fmt: skip
+#: Legemiddelregisteret (identifiable): the feed's columns but the prescriber's HPR number.
+LEGEMIDDEL_SCHEMA = pa.schema([f for f in RESEPT_SCHEMA if f.name != "prescriber_hpr"])
 SERVICES = (
     "home_nursing", "practical_assistance", "safety_alarm", "day_care",
     "nursing_home_short_term", "nursing_home_long_term", "personal_assistance",
@@ -44,12 +66,17 @@ IPLOS_SCHEMA = pa.schema(
 )  # fmt: skip
 
 
-def dispensings(world: World, lo: int, hi: int, chunk: int) -> dict[str, pa.Array]:
-    """Reseptregisteret feed rows of persons [lo, hi)."""
-    rng = stream(world.cfg.seed, "reseptregisteret", chunk)
+def dispensings(
+    world: World, lo: int, hi: int, chunk: int, *, registry: str = "reseptregisteret"
+) -> dict[str, pa.Array]:
+    """Reseptregisteret feed rows of persons [lo, hi) (``registry`` names the random stream
+    and the years: :func:`prescriptions` draws Legemiddelregisteret's the same way)."""
+    rng = stream(world.cfg.seed, registry, chunk)
     d, p = world.demo, world.pools
     idx = np.arange(lo, hi, dtype=np.int64)
     start, end = day(world.cfg.resept_start), day(world.cfg.resept_end)
+    if registry == "legemiddelregisteret":
+        start, end = day(world.cfg.legemiddel_start), world.end
     entry, exit_, years = window(d, idx, start, end)
     age = ((entry + exit_) / 2 - d.birth[idx]) / DAYS_PER_YEAR
     rate = np.interp(age, [0, 18, 45, 67, 85], [1.0, 1.5, 3.0, 8.0, 11.0])
@@ -77,6 +104,27 @@ def dispensings(world: World, lo: int, hi: int, chunk: int) -> dict[str, pa.Arra
         "dispensing_date": days_to_arrow(when[order]),
         "pharmacy_id": format_ids(p.pharmacies.numbers[pharm[order]], 9),
     }
+
+
+def prescriptions(world: World, lo: int, hi: int, chunk: int) -> dict[str, pa.Array]:
+    """Legemiddelregisteret rows of persons [lo, hi): dispensings from ``legemiddel_start``
+    to the reference date, keyed by fnr, without the prescriber's HPR number."""
+    rows = dispensings(world, lo, hi, chunk, registry="legemiddelregisteret")
+    return {name: rows[name] for name in LEGEMIDDEL_SCHEMA.names}
+
+
+def split_at(
+    columns: dict[str, pa.Array], date_column: str, first: int
+) -> tuple[dict[str, pa.Array], dict[str, pa.Array]]:
+    """The rows dated before day ``first``, and those on or after it (order kept)."""
+    days = pc.cast(columns[date_column], pa.int32()).to_numpy(zero_copy_only=False)
+    later = days >= first
+    before = pa.array(~later)
+    after = pa.array(later)
+    return (
+        {k: v.filter(before) for k, v in columns.items()},
+        {k: v.filter(after) for k, v in columns.items()},
+    )
 
 
 def services(world: World, lo: int, hi: int, chunk: int) -> dict[str, pa.Array]:

@@ -3,7 +3,8 @@
 * ``dar.parquet``: one row per person who died in the period; ``death_date`` equals the
   population's; the underlying cause is drawn by age and sex.
 * ``kreftregisteret.parquet``: incident cancers with age-steep rates; sites by age and sex
-  (C50 almost only women, C61 only men), a typical morphology per site, and a stage.
+  (C50 almost only women, C61 only men), a typical morphology per site, a stage, and the
+  smoking risk factor (which persons may opt out of: :mod:`koble.synth.reservations`).
 * ``quality_registry.parquet``: a consent-based hip-fracture registry for persons aged 50+
   (rates rising steeply with age, higher for women); about 85 % consented, and only those
   have a ``consent_date``.
@@ -28,7 +29,7 @@ DAR_SCHEMA = pa.schema([
 ])  # fmt: skip
 CANCER_SCHEMA = pa.schema([
     ("fnr", pa.string()), ("diagnosis_date", pa.date32()), ("icd10", pa.string()),
-    ("morphology", pa.string()), ("stage", pa.string()),
+    ("morphology", pa.string()), ("stage", pa.string()), ("smoking", pa.string()),
 ])  # fmt: skip
 QUALITY_SCHEMA = pa.schema([
     ("fnr", pa.string()), ("procedure_date", pa.date32()), ("fracture_type", pa.string()),
@@ -36,6 +37,7 @@ QUALITY_SCHEMA = pa.schema([
     ("consent_date", pa.date32()),
 ])  # fmt: skip
 STAGES = ("I", "II", "III", "IV", "unknown")
+SMOKING = ("never", "former", "current", "unknown")
 FRACTURES = ("femoral_neck", "trochanteric", "subtrochanteric")
 OPERATIONS = (
     "hemiarthroplasty",
@@ -75,6 +77,8 @@ def cancers(world: World, lo: int, hi: int, chunk: int) -> dict[str, pa.Array]:
     codes = CANCER.codes
     morph = [MORPHOLOGY.get(c[:3], DEFAULT_MORPHOLOGY) for c in codes]
     stage = rng.choice(len(STAGES), size=len(person), p=[0.3, 0.25, 0.2, 0.15, 0.1])
+    risk = stream(world.cfg.seed, "kreftregisteret/risk", chunk)  # the others stay as they were
+    smoking = risk.choice(len(SMOKING), size=len(person), p=[0.45, 0.3, 0.15, 0.1])
     order = np.lexsort((when, person))
     return {
         "fnr": world.fnr_at(person[order], when[order]),
@@ -82,6 +86,7 @@ def cancers(world: World, lo: int, hi: int, chunk: int) -> dict[str, pa.Array]:
         "icd10": labels(codes, site[order]),
         "morphology": labels(morph, site[order]),
         "stage": labels(STAGES, stage[order]),
+        "smoking": labels(SMOKING, smoking[order]),
     }
 
 

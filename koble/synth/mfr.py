@@ -6,6 +6,8 @@ sd 5, clipped to 16-48), and ``searchsorted`` on the women's sorted birth dates 
 woman born about then (with a little jitter). Mothers must be alive at the birth; the rare
 child without an eligible mother gets no record. Adjacent children born the same day are
 occasionally made twins (same mother, plurality 2). Ids are those in force on the birth day.
+``smoking`` (the mother's, in pregnancy) and ``art`` (assisted reproduction) are variables the
+mother may opt out of (:mod:`koble.synth.reservations`); they have a stream of their own.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ SCHEMA = pa.schema([
     ("mother_fnr", pa.string()), ("child_fnr", pa.string()), ("birth_date", pa.date32()),
     ("child_sex", pa.string()), ("plurality", pa.int8()), ("gestational_week", pa.int8()),
     ("birth_weight_g", pa.int16()), ("mother_age", pa.int8()), ("delivery", pa.string()),
+    ("smoking", pa.string()), ("art", pa.bool_()),
 ])  # fmt: skip
 DELIVERY = ("vaginal", "operative_vaginal", "caesarean")
+SMOKING = ("never", "former", "current", "unknown")  # Kreftregisteret's codes too
 I64 = npt.NDArray[np.int64]
 
 
@@ -96,6 +100,9 @@ def births(
     u = rng.random(n)
     delivery = np.where(u < 0.16 + 0.3 * (plurality == 2), 2, np.where(u < 0.27, 1, 0))
     m_age = ((bd - d.birth[mother]) / DAYS_PER_YEAR).astype(np.int8)
+    lifestyle = stream(world.cfg.seed, "mfr/lifestyle", chunk)  # the others stay as they were
+    smoking = lifestyle.choice(len(SMOKING), size=n, p=[0.75, 0.1, 0.07, 0.08])
+    art = lifestyle.random(n) < 0.04
     return {
         "mother_fnr": world.fnr_at(mother, bd),
         "child_fnr": world.fnr_at(child, bd),
@@ -106,4 +113,6 @@ def births(
         "birth_weight_g": pa.array(weight, type=pa.int16()),
         "mother_age": pa.array(m_age, type=pa.int8()),
         "delivery": labels(DELIVERY, delivery),
+        "smoking": labels(SMOKING, smoking),
+        "art": pa.array(art, type=pa.bool_()),
     }

@@ -6,28 +6,37 @@ level is inpatient more often for the old; inpatient stays last a geometric numb
 Everyone born inside the period also gets a newborn episode (``Z38.0``) on the birth date.
 Hospitals are the person's own fylke's in 88 % of episodes. The ``fnr`` is the id the person
 carried on the start date (old ids before an identity change).
+
+``npr_deidentified.parquet``: NPR's episodes from ``npr_deidentified_start`` to the end of
+2007, drawn the same way (their own random stream) but without any identifier or episode
+number: NPR's data before 2008 are de-identified (avidentifisert) and cannot be linked to a
+person, so the planner refuses those years (:mod:`koble.linkage.periods`).
 """
 
 from __future__ import annotations
+
+import datetime
 
 import numpy as np
 import pyarrow as pa
 
 from koble.synth.codes import NPR
 from koble.synth.context import World
-from koble.synth.dates import DAYS_PER_YEAR, days_to_arrow
+from koble.synth.dates import DAYS_PER_YEAR, day, days_to_arrow
 from koble.synth.events import expand, seasonal_days, window
 from koble.synth.numbers import format_ids
 from koble.synth.output import labels
 from koble.synth.rng import stream
 
-__all__ = ["CARE_LEVELS", "SCHEMA", "episodes"]
+__all__ = ["CARE_LEVELS", "DEIDENTIFIED_SCHEMA", "SCHEMA", "deidentified", "episodes"]
 
 SCHEMA = pa.schema([
     ("fnr", pa.string()), ("episode_id", pa.int64()), ("start_date", pa.date32()),
     ("end_date", pa.date32()), ("care_level", pa.string()), ("icd10_main", pa.string()),
     ("institution_orgnr", pa.string()),
 ])  # fmt: skip
+#: The de-identified years' episodes: no fnr, no episode number.
+DEIDENTIFIED_SCHEMA = pa.schema([f for f in SCHEMA if f.name not in ("fnr", "episode_id")])
 CARE_LEVELS = ("inpatient", "day", "outpatient")
 _NEWBORN = len(NPR.rows)  # code index appended for Z38.0
 
@@ -38,15 +47,33 @@ def _rate(age: np.ndarray, male: np.ndarray) -> np.ndarray:
     return rate
 
 
-def episodes(world: World, lo: int, hi: int, chunk: int, first_id: int) -> dict[str, pa.Array]:
-    """NPR episodes of persons [lo, hi), numbered from ``first_id``."""
-    rng = stream(world.cfg.seed, "npr", chunk)
+def deidentified(world: World, lo: int, hi: int, chunk: int) -> dict[str, pa.Array]:
+    """NPR's de-identified episodes (before 2008) of persons [lo, hi): no identifier."""
+    first, last = day(world.cfg.npr_deidentified_start), day(datetime.date(2007, 12, 31))
+    rows = episodes(world, lo, hi, chunk, 1, years=(first, last), name="npr_deidentified")
+    return {name: rows[name] for name in DEIDENTIFIED_SCHEMA.names}
+
+
+def episodes(
+    world: World,
+    lo: int,
+    hi: int,
+    chunk: int,
+    first_id: int,
+    *,
+    years: tuple[int, int] | None = None,
+    name: str = "npr",
+) -> dict[str, pa.Array]:
+    """NPR episodes of persons [lo, hi), numbered from ``first_id``, over the world's period
+    (or the days ``years``), drawn from the random stream ``name``."""
+    rng = stream(world.cfg.seed, name, chunk)
     d = world.demo
     idx = np.arange(lo, hi, dtype=np.int64)
-    entry, exit_, years = window(d, idx, world.start, world.end)
+    period_start, period_end = years or (world.start, world.end)
+    entry, exit_, years_in = window(d, idx, period_start, period_end)
     mid_age = ((entry + exit_) / 2 - d.birth[idx]) / DAYS_PER_YEAR
     rate = _rate(mid_age, d.male[idx]) * world.cfg.event_scale
-    person, pos = expand(rng, idx, rate, years)
+    person, pos = expand(rng, idx, rate, years_in)
     start = seasonal_days(rng, entry[pos], exit_[pos])
     age = (start - d.birth[person]) / DAYS_PER_YEAR
     male = d.male[person]
@@ -55,7 +82,7 @@ def episodes(world: World, lo: int, hi: int, chunk: int, first_id: int) -> dict[
     u = rng.random(len(person))
     care = np.where(u < p_in, 0, np.where(u < p_in + 0.12, 1, 2))
     # Newborn episodes for persons born inside the period.
-    born = idx[(d.birth[idx] >= world.start) & (d.birth[idx] <= world.end)]
+    born = idx[(d.birth[idx] >= period_start) & (d.birth[idx] <= period_end)]
     person = np.concatenate([person, born])
     start = np.concatenate([start, d.birth[born]]).astype(np.int32)
     code = np.concatenate([code, np.full(len(born), _NEWBORN)])
@@ -63,7 +90,7 @@ def episodes(world: World, lo: int, hi: int, chunk: int, first_id: int) -> dict[
     age = np.concatenate([age, np.zeros(len(born))])
     stay = rng.geometric(1.0 / (2.5 + np.clip(age, 0, 100) / 25.0))
     stay = np.where(code == _NEWBORN, rng.integers(2, 5, size=len(person)), stay)
-    last = np.minimum(d.death[person], world.end)
+    last = np.minimum(d.death[person], period_end)
     end = np.where(care == 0, np.minimum(start + stay, last), start).astype(np.int32)
     order = np.lexsort((start, person))
     person, code, care = person[order], code[order], care[order]

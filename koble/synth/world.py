@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from koble.synth import abort, cohort, feeds, health, mfr, npr, persons, ssb
+from koble.synth import abort, cohort, feeds, health, mfr, npr, persons, reservations, ssb
 from koble.synth.config import SynthConfig
 from koble.synth.context import World
-from koble.synth.dates import NEVER
+from koble.synth.dates import NEVER, day
 from koble.synth.identities import CHANGES, identities
 from koble.synth.institutions import pools
 from koble.synth.output import TableWriter, write_manifest
 from koble.synth.population import demography
+from koble.synth.registries import write_registries
 
 __all__ = ["GENERATOR_VERSION", "Progress", "generate_world"]
 
@@ -42,6 +43,10 @@ _CHUNKED = {
     "ssb_income.parquet": ssb.INCOME_SCHEMA,
     "feeds/reseptregisteret.parquet": feeds.RESEPT_SCHEMA,
     "feeds/iplos.parquet": feeds.IPLOS_SCHEMA,
+    # the registries that hold other years: identity models change over time
+    "npr_deidentified.parquet": npr.DEIDENTIFIED_SCHEMA,
+    "legemiddelregisteret.parquet": feeds.LEGEMIDDEL_SCHEMA,
+    "kpr.parquet": feeds.IPLOS_SCHEMA,
 }
 
 
@@ -80,14 +85,16 @@ def generate_world(
     """Write the synthetic world for ``config`` into ``out_dir``; return the manifest.
 
     ``out_dir`` is created if needed; files of an earlier world there are overwritten. Each
-    file appears whole (written under a temporary name, then renamed), and manifest.json
-    last: a world without one is incomplete (an earlier world's is removed first).
+    file appears whole (written under a temporary name, then renamed), then registries.toml
+    (which table holds which registry), and manifest.json last: a world without one is
+    incomplete (an earlier world's is removed first).
     """
     report = progress or _noop
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "manifest.json").unlink(missing_ok=True)
     shutil.rmtree(out / "feeds", ignore_errors=True)
+    shutil.rmtree(out / "reservations", ignore_errors=True)
     n = config.persons
     n_chunks = -(-n // config.chunk_size)
     report("persons", 0, 1)
@@ -102,6 +109,10 @@ def generate_world(
     cohort_cols, cohort_truth = cohort.cohort(world)
     files.append(_write_one(out, "cohort.parquet", cohort.SCHEMA, cohort_cols))
     writers = {path: TableWriter(out, path, schema) for path, schema in _CHUNKED.items()}
+    opted = {
+        table: TableWriter(out, reservations.path_of(table), reservations.SCHEMA)
+        for table in reservations.OPT_OUTS
+    }
     mothers = mfr.mothers_index(world)
     for c in range(n_chunks):
         report("registries", c, n_chunks)
@@ -111,16 +122,29 @@ def generate_world(
         first = writers["npr.parquet"].rows + 1
         writers["npr.parquet"].write(npr.episodes(world, lo, hi, c, first))
         writers["dar.parquet"].write(health.deaths(world, lo, hi, c))
-        writers["mfr.parquet"].write(mfr.births(world, lo, hi, c, mothers))
-        writers["kreftregisteret.parquet"].write(health.cancers(world, lo, hi, c))
-        writers["quality_registry.parquet"].write(health.hip_fractures(world, lo, hi, c))
+        keyed = {  # each registry's rows of the chunk, by the column it is keyed by
+            "mfr": (mfr.births(world, lo, hi, c, mothers), "mother_fnr"),
+            "kreftregisteret": (health.cancers(world, lo, hi, c), "fnr"),
+            "quality_registry": (health.hip_fractures(world, lo, hi, c), "fnr"),
+        }
+        for table, (rows, _) in keyed.items():
+            writers[f"{table}.parquet"].write(rows)
         edu, inc = ssb.education_and_income(world, lo, hi, c)
         writers["ssb_education.parquet"].write(edu)
         writers["ssb_income.parquet"].write(inc)
         writers["feeds/reseptregisteret.parquet"].write(feeds.dispensings(world, lo, hi, c))
-        writers["feeds/iplos.parquet"].write(feeds.services(world, lo, hi, c))
+        writers["npr_deidentified.parquet"].write(npr.deidentified(world, lo, hi, c))
+        writers["legemiddelregisteret.parquet"].write(feeds.prescriptions(world, lo, hi, c))
+        services = feeds.services(world, lo, hi, c)
+        iplos, kpr = feeds.split_at(services, "start_date", day(config.kpr_start))
+        writers["feeds/iplos.parquet"].write(iplos)  # IPLOS's reporting years to 2017
+        writers["kpr.parquet"].write(kpr)  # KPR from 2018: every service once, in one of them
+        keyed["kpr"] = (kpr, "fnr")  # persons with KPR rows opt out most
+        for table, (rows, column) in keyed.items():  # who opted out of what, with truth
+            opted[table].write(reservations.opt_outs(world, table, rows[column], lo, hi, c))
     report("registries", n_chunks, n_chunks)
     files.extend(w.close() for w in writers.values())
+    files.extend(w.close() for w in opted.values())
     manifest: dict[str, Any] = {
         "generator": GENERATOR_VERSION,
         "seed": config.seed,
@@ -134,5 +158,6 @@ def generate_world(
             "ids": "11-character strings, leading zeros kept; orgnr 9, HPR 7 characters",
         },
     }
+    write_registries(out)  # which table holds which registry (koble.synth.registries)
     write_manifest(out / "manifest.json", manifest)
     return manifest

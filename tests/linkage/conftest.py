@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from koble.linkage.demo_jobs import DEMO_CATALOGUE, write_demo_jobs
+from koble.linkage.demo_jobs import write_demo_jobs
 from koble.linkage.executor import RunResult, run_job
 from koble.linkage.sources import Sources, synthetic_sources
 from koble.pseudonym.keystore import RawKek
@@ -52,7 +52,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("linkage-world")
     generate_world(root, SynthConfig(persons=6_000, seed=11))
     distributed, central = write_demo_jobs(root, fmt="csv")
-    catalogue = Catalogue.load().extended(Catalogue.from_file(DEMO_CATALOGUE))
+    catalogue = Catalogue.load()  # the real catalogue: no demo-only registry facts
     return World(root, distributed, central, catalogue, synthetic_sources(root), RawKek(bytes(32)))
 
 

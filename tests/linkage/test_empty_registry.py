@@ -15,7 +15,6 @@ from click.testing import CliRunner
 
 from koble.cli.main import cli as main
 from koble.errors import ColumnError, InputError
-from koble.linkage.demo_jobs import DEMO_CATALOGUE
 from koble.linkage.keys import LinkageKeys
 from koble.linkage.manifest import sign_manifest
 from koble.linkage.quality import verdict
@@ -56,12 +55,13 @@ def test_a_raw_fnr_feed_for_a_pseudonymous_registry_is_refused_before_anything(
     result = CliRunner().invoke(
         main,
         ["run", str(job), "--workspace", str(workspace), "--sources", str(sources),
-         "--catalogue", str(DEMO_CATALOGUE), "--keys", str(tmp_path / "keys")],
+         "--keys", str(tmp_path / "keys")],
         env={"KOBLE_KEYSET_PASSPHRASE": PASS},
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "reseptregisteret.parquet: column 'fnr'" in result.stderr
     assert "holds fødselsnummer" in result.stderr and "ingest = true" in result.stderr
+    assert "must be called fnr or end in _fnr" in " ".join(result.stderr.split())  # one step
     assert "Traceback" not in result.output and not workspace.exists()
 
 

@@ -19,7 +19,6 @@ from click.testing import CliRunner
 from koble.cli.main import cli
 from koble.errors import InputError
 from koble.linkage.context import locate_population
-from koble.linkage.demo_jobs import DEMO_CATALOGUE
 from koble.linkage.sources import synthetic_sources
 from koble.synth.persons import ELDERLY_BORN_BEFORE
 from tests.linkage.conftest import World
@@ -28,7 +27,7 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 #: Each example job, with the options the README gives it.
 JOBS = {
     "job.toml": [],
-    "job_central.toml": ["--catalogue", str(DEMO_CATALOGUE)],
+    "job_central.toml": [],
 }
 PASSPHRASE = {"KOBLE_KEYSET_PASSPHRASE": "example keyset passphrase"}
 

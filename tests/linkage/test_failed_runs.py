@@ -15,7 +15,6 @@ from click.testing import CliRunner
 
 from koble.cli.main import cli as main
 from koble.errors import UsageError
-from koble.linkage.demo_jobs import DEMO_CATALOGUE
 from koble.pseudonym.audit_verify import verify_log
 from koble.pseudonym.keystore import PassphraseKek
 from tests.linkage.conftest import JobWriter, World
@@ -27,7 +26,7 @@ def _run(world: World, job: Path, workspace: Path, *extra: str) -> tuple[int, st
     result = CliRunner().invoke(
         main,
         ["run", str(job), "--workspace", str(workspace), "--world", str(world.path),
-         "--catalogue", str(DEMO_CATALOGUE), "--keys", str(workspace.parent / "keys"), *extra],
+         "--keys", str(workspace.parent / "keys"), *extra],
         env={"KOBLE_KEYSET_PASSPHRASE": PASS},
     )  # fmt: skip
     return result.exit_code, result.stdout, result.stderr

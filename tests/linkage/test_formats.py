@@ -30,7 +30,7 @@ from koble.linkage.formats import (
     read_delivery,
     write_delivery,
 )
-from koble.linkage.job import SYNTHETIC_SCHEMAS
+from koble.linkage.sources import synthetic_schemas
 
 STAMP = dt.datetime(2024, 3, 5, 13, 7, 9)
 READSTAT = ("stata", "spss", "sas")
@@ -292,7 +292,7 @@ def test_codebook_counts() -> None:
 
 # --- labels --------------------------------------------------------------------------------
 def test_labels_cover_every_synthetic_variable() -> None:
-    variables = {v for names in SYNTHETIC_SCHEMAS.values() for v in names} | {"lopenr"}
+    variables = {v for names in synthetic_schemas().values() for v in names} | {"lopenr"}
     assert variables - set(lab.LABELS) == set()
     assert set(lab.VALUE_LABELS) | set(lab.CLASSIFICATIONS) <= variables
     for name in variables:

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from koble.linkage.job import (
-    SYNTHETIC_SCHEMAS,
     JobError,
     load_job,
     parse_job,
     valid_variable_name,
 )
+from koble.linkage.sources import synthetic_schemas
 from koble.linkage.toml_lines import Lines
 from koble.registries.catalogue import Catalogue
 
@@ -108,7 +108,7 @@ period = { start = 2010, end = 2020 }
 variables = ["birth_date"]
 period = { start = 1850, end = 2020 }
 
-[registries.dar]
+[registries.dodsarsaksregisteret]
 approval = { kind = "rek-ish", reference = "" }
 variables = ["death_date"]
 period = "2010-2020"
@@ -129,9 +129,9 @@ def test_every_problem_is_reported_at_once_with_its_line(catalogue: Catalogue) -
         (25, "unknown registry 'nosuchregistry'"),
         (30, "registry 'mfr': no approval"),
         (32, "registry 'mfr': period start must be a year between 1900 and 2100"),
-        (35, "registry 'dar': approval kind 'rek-ish' is not one of"),
-        (35, "registry 'dar': approval has no reference"),
-        (37, "registry 'dar': period must be { start = YYYY, end = YYYY }"),
+        (35, "registry 'dodsarsaksregisteret': approval kind 'rek-ish' is not one of"),
+        (35, "registry 'dodsarsaksregisteret': approval has no reference"),
+        (37, "registry 'dodsarsaksregisteret': period must be { start = YYYY, end = YYYY }"),
     ]
     for line, start in expected:
         assert any(ln == line and msg.startswith(start) for ln, msg in found), (line, start, found)
@@ -243,7 +243,7 @@ def test_duplicate_variables_and_aliases_are_refused(catalogue: Catalogue) -> No
 
 
 def test_synthetic_schemas_name_catalogue_entries(catalogue: Catalogue) -> None:
-    for ident, columns in SYNTHETIC_SCHEMAS.items():
+    for ident, columns in synthetic_schemas().items():
         assert ident in catalogue
         assert columns and all(valid_variable_name(c) for c in columns)
         assert not {"fnr", "mother_fnr", "child_fnr"} & set(columns)

@@ -83,8 +83,9 @@ def test_all_three_outputs_are_written_with_the_numbers(tmp_path: Path) -> None:
     for figure in ("12,000", "11,990", "8,123", "1,234,567", "1,200,000", "34,567", "67.7%"):
         assert figure in markdown
         assert figure in html
-    assert "| npr | 2015–2024 | 1,234,567 | 1,200,000 | 34,567 | – | 0 | npr.csv |" in markdown
-    assert "|---|---|---:|---:|---:|---:|---:|---|" in markdown
+    row = "| npr | 2015–2024 | 1,234,567 | 1,200,000 | 34,567 | – | – | – | 0 | npr.csv |"
+    assert row in markdown
+    assert "|---|---|---:|---:|---:|---:|---:|---|---:|---|" in markdown
     assert "abortregisteret" in markdown
     assert "No anonymity gate" in markdown
     assert "PASS: 2 of 2" in markdown
@@ -166,3 +167,17 @@ def test_output_is_deterministic(tmp_path: Path) -> None:
         assert first[name].read_bytes() == second[name].read_bytes(), name
     again = write_quality_report(data, tmp_path / "a")
     assert again["html"].read_bytes() == first["html"].read_bytes()
+
+
+def test_the_gates_added_quasi_identifiers_are_listed_and_lone_gt_stays_readable() -> None:
+    data = _data()
+    data["route"] = "central-anonymous"
+    data["anonymity"] = {
+        "k": 5, "quasi_identifiers": ["kommune"], "rows": 10, "suppressed": 0,
+        "levels": {"kommune": "fylke", "nus_level": "*"}, "min_class_size": 6, "meets": True,
+        "model": "person-set 5-anonymity", "person_constant_quasi_identifiers": ["nus_level"],
+    }  # fmt: skip
+    data["reconciliation"] = [{"check": "npr: rows delivered > 0", "ok": True, "detail": "1 > 0"}]
+    markdown = render_markdown(data)
+    assert "| nus_level | * |" in markdown  # coarsened by the gate: the report says so
+    assert "rows delivered > 0" in markdown and "&gt;" not in markdown

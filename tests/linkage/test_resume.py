@@ -73,7 +73,6 @@ KILLER = textwrap.dedent(
     from pathlib import Path
     from koble.linkage import executor, transfer
     from tests.linkage.conftest import World, fixed_now
-    from koble.linkage.demo_jobs import DEMO_CATALOGUE
     from koble.linkage.sources import synthetic_sources
     from koble.pseudonym.keystore import RawKek
     from koble.registries.catalogue import Catalogue
@@ -90,7 +89,7 @@ KILLER = textwrap.dedent(
     def event(step, what, index, total):
         if what == "start" and step.id == where:
             os.kill(os.getpid(), signal.SIGKILL)
-    catalogue = Catalogue.load().extended(Catalogue.from_file(DEMO_CATALOGUE))
+    catalogue = Catalogue.load()
     executor.run_job(world_dir / "job_distributed.toml", workspace, keys_dir=keys,
         kek=RawKek(bytes(32)), sources=synthetic_sources(world_dir), catalogue=catalogue,
         now=fixed_now, randbytes=os.urandom, on_step=event)
@@ -136,6 +135,23 @@ def test_resume_keeps_the_ingest_counts(
     }
 
 
+EXTRA_REGISTRY = """\
+[[registry]]
+id = "x-extra"
+name = "An extra registry"
+kind = "central-health-register"
+owner = "Test"
+legal_basis = "none"
+identity_model = "identifiable"
+consent_required = false
+anonymous_output = false
+identifier = "fnr"
+linkage_by = "unknown"
+period = { start = 2000, end = "unknown" }
+source = { seed = "a test catalogue", quote = "An extra registry with fødselsnummer." }
+"""
+
+
 def test_resume_refuses_another_catalogue_or_changed_data(
     world: World, reference: tuple[Path, RunResult], tmp_path: Path
 ) -> None:
@@ -147,8 +163,11 @@ def test_resume_refuses_another_catalogue_or_changed_data(
     keys, _ = reference
     workspace = tmp_path / "ws"
     world.run(world.distributed, workspace, keys=keys, stop_after="npr-extract")
+    extra = tmp_path / "extra.toml"  # another catalogue: the bundled one and one more entry
+    extra.write_text(EXTRA_REGISTRY, encoding="utf-8")
+    other = world.catalogue.extended(Catalogue.from_file(extra))
     with pytest.raises(UsageError, match="the plan differs"):
-        world.run(world.distributed, workspace, keys=keys, catalogue=Catalogue.load())
+        world.run(world.distributed, workspace, keys=keys, catalogue=other)
     npr = world.sources.get("npr")
     copy = tmp_path / "npr_copy.parquet"
     copy.write_bytes(npr.file.read_bytes()[:-1] + npr.file.read_bytes()[-1:])

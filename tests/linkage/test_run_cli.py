@@ -11,7 +11,6 @@ import pytest
 from click.testing import CliRunner
 
 from koble.cli.main import cli as main
-from koble.linkage.demo_jobs import DEMO_CATALOGUE
 from tests.linkage.conftest import World
 
 PASS = "correct horse battery staple"
@@ -23,7 +22,7 @@ def cli_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = CliRunner().invoke(
         main,
         ["run", str(world.distributed), "--workspace", str(workspace), "--world", str(world.path),
-         "--catalogue", str(DEMO_CATALOGUE), "--json"],
+         "--json"],
         env={"KOBLE_KEYSET_PASSPHRASE": PASS},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -35,8 +34,7 @@ def cli_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_run_prints_timings_per_step_and_resumes_as_done(world: World, cli_run: Path) -> None:
     result = CliRunner().invoke(
         main,
-        ["run", str(world.distributed), "--workspace", str(cli_run), "--world", str(world.path),
-         "--catalogue", str(DEMO_CATALOGUE)],
+        ["run", str(world.distributed), "--workspace", str(cli_run), "--world", str(world.path)],
         env={"KOBLE_KEYSET_PASSPHRASE": PASS},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -108,7 +106,7 @@ def test_audit_reproduce_is_byte_identical(world: World, cli_run: Path, tmp_path
         main,
         ["audit", "reproduce", str(world.distributed), "--workspace", str(tmp_path / "again"),
          "--against", str(cli_run / "researcher" / "delivery"), "--keys", str(cli_run / "keys"),
-         "--world", str(world.path), "--catalogue", str(DEMO_CATALOGUE)],
+         "--world", str(world.path)],
         env={"KOBLE_KEYSET_PASSPHRASE": PASS},
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -120,7 +118,7 @@ def test_reproduce_with_other_keys_differs(world: World, cli_run: Path, tmp_path
         main,
         ["audit", "reproduce", str(world.distributed), "--workspace", str(tmp_path / "other"),
          "--against", str(cli_run / "researcher" / "delivery"), "--keys", str(tmp_path / "new"),
-         "--world", str(world.path), "--catalogue", str(DEMO_CATALOGUE)],
+         "--world", str(world.path)],
         env={"KOBLE_KEYSET_PASSPHRASE": PASS},
     )  # fmt: skip
     assert result.exit_code == 1
@@ -148,8 +146,7 @@ def test_run_usage_errors_are_one_line(
 def test_wrong_passphrase_is_uninformative(world: World, cli_run: Path) -> None:
     result = CliRunner().invoke(
         main,
-        ["run", str(world.distributed), "--workspace", str(cli_run), "--world", str(world.path),
-         "--catalogue", str(DEMO_CATALOGUE)],
+        ["run", str(world.distributed), "--workspace", str(cli_run), "--world", str(world.path)],
         env={"KOBLE_KEYSET_PASSPHRASE": "wrong"},
     )  # fmt: skip
     assert result.exit_code == 2
@@ -164,8 +161,8 @@ def test_job_errors_name_the_line(world: World, tmp_path: Path) -> None:
     job = tmp_path / "job.toml"
     job.write_text(world.distributed.read_text("utf-8").replace("REK 2026/12345", ""), "utf-8")
     result = CliRunner().invoke(
-        main, ["run", str(job), "--workspace", str(tmp_path / "ws"), "--world", str(world.path),
-               "--catalogue", str(DEMO_CATALOGUE)], env={"KOBLE_KEYSET_PASSPHRASE": PASS},
+        main, ["run", str(job), "--workspace", str(tmp_path / "ws"), "--world", str(world.path)],
+        env={"KOBLE_KEYSET_PASSPHRASE": PASS},
     )  # fmt: skip
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()

@@ -1,5 +1,5 @@
-"""``--sources FILE``: feeds loaded by ``ingest = true``, registries named by job aliases,
-and the format as the README documents it (issue 14)."""
+"""``--sources FILE``: feeds loaded by ``ingest = true``, registries also named by the data
+holder's own names, and the format as the README documents it (issues 14, 15)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from click.testing import CliRunner
 
 from koble.cli.main import cli as main
 from koble.errors import FileFormatError
-from koble.linkage.demo_jobs import DEMO_CATALOGUE
 from koble.linkage.sources import RegistrySource, load_sources
 from tests.linkage.conftest import JobWriter, World
 
@@ -48,8 +47,11 @@ def test_ingest_true_is_a_feed_loaded_by_sealed_ingest(tmp_path: Path) -> None:
     )
 
 
-def test_a_registry_may_be_named_by_its_job_alias(tmp_path: Path) -> None:
-    text = '[registries.quality_registry]\nfile = "q.parquet"\nid_column = "fnr"\n'
+def test_a_registry_may_be_named_by_the_holders_own_name(tmp_path: Path) -> None:
+    text = (
+        '[registries.hoftebruddregisteret]\nnames = ["quality_registry"]\nfile = "q.parquet"\n'
+        'id_column = "fnr"\n'
+    )
     sources = load_sources(_write(tmp_path, text))
     assert sorted(sources.registries) == ["hoftebruddregisteret"]
     assert sources.get("hoftebruddregisteret") == sources.get("quality_registry")
@@ -60,9 +62,9 @@ def test_a_registry_may_be_named_by_its_job_alias(tmp_path: Path) -> None:
     ("text", "message"),
     [
         (
-            '[registries.quality_registry]\nfile = "a"\nid_column = "fnr"\n'
-            '[registries.hoftebruddregisteret]\nfile = "b"\nid_column = "fnr"\n',
-            "already given as [registries.quality_registry]",
+            '[registries.hoftebruddregisteret]\nnames = ["quality_registry"]\nfile = "a"\n'
+            'id_column = "fnr"\n[registries.quality_registry]\nfile = "b"\nid_column = "fnr"\n',
+            "already given as [registries.hoftebruddregisteret]",
         ),
         (FEED.replace("ingest = true", 'ingest = "yes"'), "registries.reseptregisteret.ingest"),
         (FEED.replace('id_column = "fnr"', 'id_column = "person"'), "must be called fnr"),
@@ -105,7 +107,7 @@ def test_run_with_a_sources_file_using_aliases_and_ingest(
     distributed job (the registries it names) end to end: the feed is ingested, the
     alias found, rows delivered."""
     head, *sections = world.distributed.read_text("utf-8").split("\n[registries.")
-    kept = [s for s in sections if s.startswith(("npr]", "quality_registry]", "resept"))]
+    kept = [s for s in sections if s.startswith(("npr]", "hoftebruddregisteret]", "resept"))]
     job = job_variant("sources", "\n[registries.".join([head, *kept]))
     text = _readme_sources_example()
     for name in re.findall(r'"([\w/]+\.parquet)"', text):
@@ -115,7 +117,7 @@ def test_run_with_a_sources_file_using_aliases_and_ingest(
     result = CliRunner().invoke(
         main,
         ["run", str(job), "--workspace", str(workspace), "--sources",
-         str(sources), "--catalogue", str(DEMO_CATALOGUE), "--keys", str(tmp_path / "keys")],
+         str(sources), "--keys", str(tmp_path / "keys")],
         env={"KOBLE_KEYSET_PASSPHRASE": PASS},
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr

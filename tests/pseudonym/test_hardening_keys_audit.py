@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from koble.cli.main import cli
 from koble.errors import UsageError
-from koble.linkage.demo_jobs import DEMO_CATALOGUE, write_demo_jobs
+from koble.linkage.demo_jobs import write_demo_jobs
 from koble.linkage.executor import AUDIT_LOG
 from koble.linkage.keys import LinkageKeys
 from koble.locking import directory_lock, file_lock
@@ -317,8 +317,7 @@ def linkage_world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
 def koble_run(world: Path, job: Path, workspace: Path) -> Result:
     return CliRunner().invoke(
         cli,
-        ["run", str(job), "--workspace", str(workspace), "--world", str(world),
-         "--catalogue", str(DEMO_CATALOGUE)],
+        ["run", str(job), "--workspace", str(workspace), "--world", str(world)],
         env=ENV,
     )  # fmt: skip
 

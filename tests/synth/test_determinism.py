@@ -42,6 +42,9 @@ def test_manifest_matches_files(world) -> None:
         "quality_registry.parquet",
         "ssb_education.parquet", "ssb_income.parquet", "abortregisteret.parquet",
         "institutions.parquet", "feeds/reseptregisteret.parquet", "feeds/iplos.parquet",
+        "npr_deidentified.parquet", "legemiddelregisteret.parquet", "kpr.parquet",
+        "reservations/kpr.parquet", "reservations/kreftregisteret.parquet",
+        "reservations/mfr.parquet", "reservations/quality_registry.parquet",
     }  # fmt: skip
     assert paths == expected
     for entry in on_disk["files"]:
