@@ -13,6 +13,7 @@ def test_the_ci_profile_is_loaded_by_default() -> None:
     assert current.deadline is None
     assert HealthCheck.too_slow in current.suppress_health_check
     assert current.print_blob
+    assert current.derandomize  # CI is reproducible: the same examples every run
 
 
 @settings(max_examples=2)  # only the example count: the deadline comes from the profile

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from koble.anonymity.checks import Criterion, KAnonymity, NodeCheck, Requirements
+from koble.anonymity.checks import Classes, Criterion, KAnonymity, NodeCheck, Requirements
 from koble.anonymity.frequency import (
     FrequencyTable,
     Int64s,
@@ -71,11 +71,8 @@ class Problem:
         self.model = LossModel(self.metric, self.lookups, self.base, self.lattice, k, allowed)
         self.cache = TableCache(self.base, cache_bytes, [g.height for g in self.qis])
         self._base_codes: dict[tuple[int, int], Int64s] = {}
-        # k-anonymity alone, rows as classes, a loss known without the data: a node needs
-        # only its class sizes (see ``judge``).
-        self._plain = (
-            self.model.exact and self.sensitive is None and person_model is None and not criteria
-        )
+        # k-anonymity alone, rows as classes: a node needs only its class sizes (``judge``).
+        self._plain = self.sensitive is None and person_model is None and not criteria
         self._k = k
 
     def table(self, index: int, *, cached: bool = True) -> FrequencyTable:
@@ -99,16 +96,28 @@ class Problem:
 
     def judge(self, index: int) -> Evaluation:
         """What the search needs of node ``index``: feasibility, loss and floor. In the
-        plain case (``_plain``) that is the rows in classes under k and the static loss,
-        without the per-class bookkeeping :meth:`evaluate` does for the other metrics and
-        criteria (the figures are the same)."""
+        plain case (``_plain``: k-anonymity alone, each entry a class) the classes under k
+        are found directly, without the general bookkeeping of ``requirements.check``, and
+        a loss known without the data (``model.exact``) is not computed at all; the figures
+        are those of :meth:`evaluate`."""
         if not self._plain:
             check, loss, floor = self.evaluate(index)
             return Evaluation(check.feasible, check.feasible_monotone, loss, floor)
-        counts = self.table(index).counts
-        feasible = int(counts[counts < self._k].sum()) <= self.requirements.allowed
-        static = float(self.model.bound[index])
-        return Evaluation(feasible, feasible, static if feasible else math.inf, static)
+        table = self.table(index)
+        counts = table.counts
+        failing = counts < self._k
+        suppressed = int(counts[failing].sum())
+        feasible = suppressed <= self.requirements.allowed
+        if self.model.exact:
+            static = float(self.model.bound[index])
+            return Evaluation(feasible, feasible, static if feasible else math.inf, static)
+        kept = np.where(failing, 0, counts)
+        ids = np.arange(table.size, dtype=np.int64)
+        classes = Classes(counts, ids, ids)
+        check = NodeCheck(classes, failing, failing, kept, suppressed, suppressed,
+                          feasible, feasible)  # fmt: skip
+        loss, floor = self.model.loss(index, table, check)
+        return Evaluation(feasible, feasible, loss, floor)
 
     def result(self, best: int | None, evaluated: int, tagged: int, start: float) -> SearchResult:
         """Package the outcome (evaluating the chosen node again for its figures)."""

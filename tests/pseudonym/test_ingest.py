@@ -536,7 +536,9 @@ PRESCRIBER = st.one_of(
 @settings(max_examples=60, deadline=None)
 @given(
     rows=st.lists(
-        st.tuples(PERSON, PRESCRIBER, st.integers(-(2**62), 2**62), st.text(max_size=6)),
+        # a payload count: wide, but never 10 or 11 digits, which would be a person number
+        # (a fødselsnummer that lost its leading zero) the payload scan rightly refuses
+        st.tuples(PERSON, PRESCRIBER, st.integers(-(10**9) + 1, 10**9 - 1), st.text(max_size=6)),
         max_size=40,
     ),
     seed=st.integers(0, 2**32),
