@@ -62,8 +62,10 @@ def list_(model: str | None, year: int | None, as_json: bool, extra: Path | None
     for entry in entries:
         regime = entry.regime_for(year) if year is not None else None
         model_text: str = regime.identity_model if regime else entry.identity_model
-        if year is not None and regime is not entry.all_regimes[-1]:
+        if year is not None and regime != entry.all_regimes[-1]:
             model_text += f" (in {year}; now {entry.identity_model})"
+        elif year is not None and entry.period.start == "unknown":
+            model_text += f" (data start unknown: {year} may not be covered)"
         elif entry.parts:
             model_text += (
                 " (" + ", ".join(f"{p.name}: {p.identity_model}" for p in entry.parts) + ")"

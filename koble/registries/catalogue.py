@@ -290,7 +290,7 @@ class Catalogue:
             if regime is None:
                 continue
             models = {regime.identity_model}
-            if regime is entry.all_regimes[-1]:
+            if regime == entry.all_regimes[-1]:  # equal: an implicit regime is rebuilt
                 models |= {p.identity_model for p in entry.parts}
             if model is None or model in models:
                 out.append(entry)
