@@ -125,7 +125,7 @@ def row_model_exposure(job: Path, workspace: Path) -> dict[str, int] | None:
     beside the person-set release's figure."""
     from koble.anonymity.release import anonymise_file  # the demo only
     from koble.linkage.job import load_job
-    from koble.linkage.steps_central import LINKED, gate_config
+    from koble.linkage.steps_central import LINKED, gate_config, person_figures
 
     catalogue = Catalogue.load()
     anonymity = load_job(job, catalogue).anonymity
@@ -136,8 +136,4 @@ def row_model_exposure(job: Path, workspace: Path) -> dict[str, int] | None:
     with tempfile.TemporaryDirectory() as scratch:
         release = anonymise_file(linked, config, Path(scratch) / "row_model.parquet",
                                  Path(scratch) / "row_model_withheld.parquet")  # fmt: skip
-    level = None if release.after is None else release.after.person_level
-    if level is None:
-        return None
-    return {"persons": level.persons, "unique": level.by_set_with_constant.unique,
-            "under_k": level.by_set_with_constant.under_k}  # fmt: skip
+    return None if release.after is None else person_figures(release.after)

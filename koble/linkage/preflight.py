@@ -16,15 +16,15 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from koble.errors import ColumnError, FileFormatError, redact
+from koble.errors import ColumnError, FileFormatError
 from koble.linkage.context import locate_population
 from koble.linkage.job import Job
 from koble.linkage.plan import Plan
 from koble.linkage.scan import scan_pseudonyms
-from koble.linkage.sources import RegistrySource, Sources
+from koble.linkage.sources import RegistrySource, Sources, require_columns
 from koble.registries.catalogue import Catalogue
 from koble.registries.identifiers.scan import scan_frame
-from koble.tables import read_table, refuse_duplicate_names, require_column
+from koble.tables import read_table, require_column
 
 __all__ = ["SAMPLE_ROWS", "check_pseudonym_column", "preflight"]
 
@@ -46,28 +46,11 @@ def preflight(job: Job, job_path: Path, plan: Plan, catalogue: Catalogue, source
         source = sources.get(part.registry)
         pseudonymous = part.route == "ttp-pseudonym"
         if source.ingest:
-            _columns(source.file, list(source.id_columns), "feed")
+            require_columns(source.file, list(source.id_columns), "feed")
         else:
-            _columns(source.file, [source.id_column], "table")
+            require_columns(source.file, [source.id_column], "table")
             if pseudonymous:
                 check_pseudonym_column(source)
-
-
-def _columns(path: Path, needed: list[str], what: str) -> None:
-    """The column names of the registry's Parquet ``path``, which must hold ``needed``."""
-    try:
-        names = pq.read_schema(path).names
-    except (OSError, ValueError) as exc:
-        raise FileFormatError(f"cannot read the registry's {what}: {exc}", path=path) from None
-    refuse_duplicate_names(names, path)
-    for column in needed:
-        if column not in names:
-            raise ColumnError(
-                f"the registry's {what} has no such column "
-                f"(it has {redact(', '.join(names[:20]))})",
-                path=path,
-                column=column,
-            )
 
 
 def check_pseudonym_column(source: RegistrySource) -> None:

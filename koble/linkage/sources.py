@@ -45,17 +45,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from koble.errors import FileFormatError, UsageError
+import pyarrow.parquet as pq
+
+from koble.errors import ColumnError, FileFormatError, UsageError, redact
 from koble.files import read_text
 from koble.linkage.job_model import valid_variable_name
 from koble.pseudonym.ingest import PSEUDONYM_SUFFIX
 from koble.synth.registries import BUNDLED, REGISTRIES_FILE
+from koble.tables import refuse_duplicate_names
 
 __all__ = [
     "RegistrySource",
     "Sources",
     "load_sources",
     "registry_id",
+    "require_columns",
     "synthetic_schemas",
     "synthetic_sources",
 ]
@@ -303,3 +307,22 @@ def _variables(spec: Mapping[str, Any], where: str, path: Path) -> tuple[str, ..
             path=path,
         )
     return tuple(value)
+
+
+def require_columns(path: Path, needed: list[str], what: str = "table") -> None:
+    """Refuse a registry's Parquet ``path`` (its ``what``: table or feed) that cannot be read,
+    repeats a column name or lacks one of ``needed``: exit 2, naming file and column, the
+    columns it has listed (redacted), never a value. Reads the schema only."""
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, ValueError) as exc:
+        raise FileFormatError(f"cannot read the registry's {what}: {exc}", path=path) from None
+    refuse_duplicate_names(names, path)
+    for column in needed:
+        if column not in names:
+            raise ColumnError(
+                f"the registry's {what} has no such column "
+                f"(it has {redact(', '.join(names[:20]))})",
+                path=path,
+                column=column,
+            )

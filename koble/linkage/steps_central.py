@@ -23,7 +23,14 @@ from koble.linkage.context import Context
 from koble.linkage.job_model import Anonymity
 from koble.linkage.plan import SERIAL, Step
 
-__all__ = ["AnonymityGateError", "gate_config", "gate_step", "infer_hierarchy", "link_step"]
+__all__ = [
+    "AnonymityGateError",
+    "gate_config",
+    "gate_step",
+    "infer_hierarchy",
+    "link_step",
+    "person_figures",
+]
 
 LINKED = "linked.parquet"
 WITHHELD = "withheld.parquet"
@@ -78,7 +85,7 @@ def link_step(ctx: Context, step: Step) -> dict[str, Any]:
     }
 
 
-def _person_figures(check: AnonymityCheck) -> dict[str, int] | None:
+def person_figures(check: AnonymityCheck) -> dict[str, int] | None:
     """Persons singled out by their set of rows (person-constant columns included), and
     persons in sets shared by fewer than k: the attack row classes do not see."""
     found = check.person_level
@@ -153,8 +160,8 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
         if release.after is None
         else release.after.smallest_class_persons,
         "person_level": {
-            "before": _person_figures(release.before),
-            "after": None if release.after is None else _person_figures(release.after),
+            "before": person_figures(release.before),
+            "after": None if release.after is None else person_figures(release.after),
         },
         "meets": bool(result.feasible),
     }

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from koble.errors import ColumnError, FileFormatError, InputError, redact
+from koble.errors import ColumnError, FileFormatError, InputError
 from koble.files import atomic_write, sha256_file
 from koble.linkage.codebook import codebook, sorted_duplicates
 from koble.linkage.context import Context
@@ -26,7 +26,7 @@ from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.plan import FNR, OPERATOR, SERIAL, Step
 from koble.linkage.reservation import Withheld, withhold_at_registry
-from koble.linkage.sources import RegistrySource
+from koble.linkage.sources import RegistrySource, require_columns
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest_feed import feed_domains, ingest_feed
 from koble.pseudonym.scheme import IdScheme
@@ -198,21 +198,6 @@ def _key(ctx: Context, registry: str) -> str:
     return f"pseudonym_{registry}".replace("-", "_") if ctx.route(registry).pseudonymous else FNR
 
 
-def _require(path: Path, columns: list[str]) -> None:
-    try:
-        names = pq.read_schema(path).names
-    except (OSError, ValueError) as exc:
-        raise FileFormatError(f"cannot read the registry's table: {exc}", path=path) from None
-    refuse_duplicate_names(names, path)
-    for column in columns:
-        if column not in names:
-            raise ColumnError(
-                f"the registry's table has no such column (it has {redact(', '.join(names[:20]))})",
-                path=path,
-                column=column,
-            )
-
-
 def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
     """Keep only the persons with a consent that covers the project.
 
@@ -229,7 +214,7 @@ def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
             path=table,
             column="consent_column",
         )
-    _require(table, [id_column, source.consent_column])
+    require_columns(table, [id_column, source.consent_column])
     store = ctx.store(step.party)
     key = _key(ctx, step.registry)
     sql = f"""
@@ -281,7 +266,9 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     table, id_column = registry_table(ctx, reg)
     store = ctx.store(step.party)
     variables = list(request.variables)
-    _require(table, [id_column, *variables, *([source.date_column] if source.date_column else [])])
+    require_columns(
+        table, [id_column, *variables, *([source.date_column] if source.date_column else [])]
+    )
     key = _key(ctx, reg)
     schema = pq.read_schema(table)
     if source.date_column:

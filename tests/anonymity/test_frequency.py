@@ -79,11 +79,14 @@ def adult(
 
 
 @st.composite
-def hierarchies(draw: st.DrawFn, name: str) -> list[list[str]]:
-    """A random hierarchy as ARX rows: up to 6 values, up to 3 levels above them."""
-    sizes = [draw(st.integers(1, 6))]
+def hierarchies(
+    draw: st.DrawFn, name: str, height: int | None = None, max_values: int = 6
+) -> list[list[str]]:
+    """A random hierarchy as ARX rows: up to ``max_values`` values, and ``height`` levels
+    above them (a random 0-3 when not given)."""
+    sizes = [draw(st.integers(1, max_values))]
     parents: list[list[int]] = []
-    for _ in range(draw(st.integers(0, 3))):
+    for _ in range(draw(st.integers(0, 3)) if height is None else height):
         n = draw(st.integers(1, sizes[-1]))
         rest = draw(st.lists(st.integers(0, n - 1), min_size=sizes[-1] - n, max_size=sizes[-1] - n))
         parents.append(list(range(n)) + rest)

@@ -19,27 +19,7 @@ from koble.anonymity.metrics import Metric
 from koble.anonymity.search import Problem, find_optimal
 from koble.anonymity.tied import TiedGeneralisation, tie
 from koble.errors import ColumnError, UsageError
-from tests.anonymity.test_frequency import from_table
-
-
-@st.composite
-def hierarchy(draw: st.DrawFn, name: str, height: int) -> list[list[str]]:
-    """A random ARX-style hierarchy with exactly ``height`` levels above the values."""
-    sizes = [draw(st.integers(1, 5))]
-    parents: list[list[int]] = []
-    for _ in range(height):
-        n = draw(st.integers(1, sizes[-1]))
-        rest = draw(st.lists(st.integers(0, n - 1), min_size=sizes[-1] - n, max_size=sizes[-1] - n))
-        parents.append(list(range(n)) + rest)
-        sizes.append(n)
-    rows = []
-    for value in range(sizes[0]):
-        row, code = [f"{name}{value}"], value
-        for level, parent in enumerate(parents, start=1):
-            code = parent[code]
-            row.append(f"{name}{level}.{code}")
-        rows.append(row)
-    return rows
+from tests.anonymity.test_frequency import from_table, hierarchies
 
 
 @st.composite
@@ -49,8 +29,8 @@ def tied_frames(
     """A tie of 1-3 random members of one height, an ordinary QI, and their frame."""
     height = draw(st.integers(0, 3))
     names = ["a", "b", "c"][: draw(st.integers(1, 3))]
-    tables = {n: draw(hierarchy(n, height)) for n in names}
-    tables["q"] = draw(hierarchy("q", draw(st.integers(0, 2))))
+    tables = {n: draw(hierarchies(n, height, max_values=5)) for n in names}
+    tables["q"] = draw(hierarchies("q", draw(st.integers(0, 2)), max_values=5))
     n_rows = draw(st.integers(1, max_rows))
     columns = {}
     for n, t in tables.items():
