@@ -84,14 +84,14 @@ def test_ids_check_refuses_repeated_names_and_redacts_them(tmp_path: Path, kind:
 def test_every_reader_refuses_repeated_names(tmp_path: Path) -> None:
     """Linkage sources, feeds, deliveries and sealed batches, not only read_table."""
     from koble.linkage.formats import read_delivery
-    from koble.linkage.steps_registry import _require
+    from koble.linkage.sources import require_columns
     from koble.pseudonym.ingest import seal
     from koble.pseudonym.sealed import PartyKey
 
     table = pa.table([pa.array([FNR]), pa.array([FNR]), pa.array(["x"])], ["fnr", "fnr", "v"])
     pq.write_table(table, tmp_path / "registry.parquet")
     with pytest.raises(ColumnError, match="duplicate column names 'fnr'"):
-        _require(tmp_path / "registry.parquet", ["fnr"])
+        require_columns(tmp_path / "registry.parquet", ["fnr"])
     delivery = write_csv(tmp_path / "delivery.csv", "lopenr;x;x\n1;2;3\n")
     with pytest.raises(ColumnError, match="duplicate column names 'x'"):
         read_delivery(delivery)
