@@ -52,8 +52,11 @@ def exact_codes(values: pl.Series, g: Generalisation) -> bool:
     """Whether ``g``'s level-0 codes part the rows of ``values`` exactly as the values do:
     as many distinct codes as distinct values (a hierarchy may read two spellings as one
     value, ``J18.9`` and ``J189``; then they do not)."""
+    if g.column_names != (g.name,):
+        return False
     present = int(np.count_nonzero(np.bincount(g.codes, minlength=len(g.labels[0]))))
-    return g.column_names == (g.name,) and values.n_unique() == present
+    distinct = values.n_unique() if g.raw is None else len(g.raw) + g.has_missing
+    return distinct == present
 
 
 def top_from_codes(

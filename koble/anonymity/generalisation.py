@@ -10,7 +10,7 @@ works on these integer arrays, never on strings, and never re-reads the rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -54,6 +54,12 @@ class Generalisation:
     maps: tuple[Codes, ...]
     #: The hierarchy's domain, when it knows more values than the data holds.
     domain: Domain | None = None
+    #: The column's distinct non-null values as read (before any canonical form), when the
+    #: hierarchy kept them: the scan for identifiers and the report read these instead of
+    #: passing over the rows again.
+    raw: pl.Series | None = field(default=None, compare=False, repr=False)
+    #: Whether the column has missing values (with ``raw``).
+    has_missing: bool = field(default=False, compare=False, repr=False)
 
     @property
     def height(self) -> int:

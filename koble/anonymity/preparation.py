@@ -143,13 +143,19 @@ def person_constant_qis(
     return columns, [inferred(frame[column]) for column in columns]
 
 
-def refuse_person_numbers(frame: pl.DataFrame, config: AnonymiseConfig, path: str) -> None:
+def refuse_person_numbers(
+    frame: pl.DataFrame, config: AnonymiseConfig, path: str,
+    qis: Sequence[Generalisation] = (),
+) -> None:  # fmt: skip
     """A release is anonymous or it is nothing: refuse, before the search, an input that
     would release a fødselsnummer-family number in any column (or column name). The person
-    column is exempt: it is never released. Names where and how many, never a value."""
+    column is exempt: it is never released. Names where and how many, never a value.
+    The quasi-identifiers' distinct values (``qis``, as their hierarchies read them) are
+    scanned instead of their rows."""
     skip = [] if config.person is None else [config.person]
+    distinct = {g.name: g.raw for g in qis if g.raw is not None and g.name in frame.columns}
     refuse_findings(
-        scan_frame(frame, values_of=[c for c in frame.columns if c not in skip]),
+        scan_frame(frame, values_of=[c for c in frame.columns if c not in skip], distinct=distinct),
         what="the release would hold",
         remedy="an anonymous file cannot carry direct identifiers: drop those columns first "
         "(or name a person column as requirements.person, which is never released)",

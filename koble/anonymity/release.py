@@ -53,6 +53,7 @@ from koble.anonymity.preparation import (
     refuse_person_numbers,
 )
 from koble.anonymity.search import SearchResult, find_optimal
+from koble.errors import KobleError
 from koble.files import OutputSet, sha256_file
 from koble.registries.identifiers.scan import scan_frame
 from koble.tables import read_table, require_column, write_table
@@ -227,17 +228,21 @@ def anonymise_file(
     path = str(source)
     extra = [c for c in (config.sensitive, config.person) if c is not None]
     check_columns(frame, [*config.quasi_identifiers, *extra], path)
-    with timed(timings, "scan"):
-        refuse_person_numbers(frame, config, path)
-        if config.person is not None:
-            refuse_missing_persons(frame, config.person, path)
-            refuse_unjudgeable(frame, config.person, path)
     rows_frame, shape = frame, None
     with timed(timings, "generalise"):
-        if config.shape == "person":
-            shape, frame, qis, promoted = person_shape(frame, config, path)
-        else:
-            qis = generalise(frame, config, path)
+        try:
+            if config.shape == "person":
+                shape, frame, qis, promoted = person_shape(frame, config, path)
+            else:
+                qis = generalise(frame, config, path)
+        except KobleError:  # a column of person numbers is refused as such, not as values
+            refuse_person_numbers(frame, config, path)  # a hierarchy cannot place
+            raise
+    with timed(timings, "scan"):
+        refuse_person_numbers(rows_frame, config, path, qis if shape is None else ())
+        if config.person is not None:
+            refuse_missing_persons(rows_frame, config.person, path)
+            refuse_unjudgeable(rows_frame, config.person, path)
         sensitive = None
         slot = config.sensitive if config.person is None else config.person
         if slot is not None and shape is None:

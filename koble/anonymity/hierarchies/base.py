@@ -20,7 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+from polars import CompatLevel
 
 from koble.anonymity.generalisation import Codes, Generalisation
 from koble.errors import ColumnError, redact
@@ -88,6 +92,25 @@ def _dense(labels: pl.Series) -> tuple[Codes, list[str]]:
     return codes.to_numpy().astype(np.int32, copy=False), distinct.to_list()
 
 
+def _encode(column: pl.Series) -> tuple[pl.Series, npt.NDArray[np.integer]]:
+    """The distinct non-null values of ``column`` (in its dtype) and each row's index into
+    them (missing: one past the last), from one hash pass over the rows (Arrow's
+    dictionary encoding, zero-copy from Polars)."""
+    if column.null_count() == len(column):  # Arrow encodes a null-typed column as [null]
+        return column.clear(), np.zeros(len(column), dtype=np.int32)
+    array = column.to_arrow(compat_level=CompatLevel.newest())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    encoded = pc.dictionary_encode(array)
+    dictionary = pl.Series(column.name, encoded.dictionary)
+    if dictionary.dtype != column.dtype:
+        dictionary = dictionary.cast(column.dtype)
+    indices = encoded.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, len(dictionary))
+    return dictionary, indices.to_numpy(zero_copy_only=False)
+
+
 def build(
     column: pl.Series,
     level_names: tuple[str, ...],
@@ -117,7 +140,7 @@ def build(
     """
     if column.dtype in (pl.Categorical, pl.Enum):
         column = column.cast(pl.String)
-    raw = column.drop_nulls().unique()
+    raw, raw_index = _encode(column)
     canonical_raw = canonicalise(raw) if len(raw) else raw
     if len(canonical_raw) != len(raw) or canonical_raw.null_count():
         raise ValueError("canonicalise must return one non-null value per distinct value")
@@ -125,18 +148,15 @@ def build(
     n = len(distinct)
     has_missing = column.null_count() > 0
 
-    raw_codes = canonical_raw.replace_strict(
-        distinct, np.arange(n, dtype=np.int32), return_dtype=pl.Int32
+    raw_codes = (
+        canonical_raw.replace_strict(
+            distinct, np.arange(n, dtype=np.int32), return_dtype=pl.Int32
+        ).to_numpy()
+        if n
+        else np.zeros(0, dtype=np.int32)
     )
-    if n:
-        row_codes = (
-            column.replace_strict(raw, raw_codes, return_dtype=pl.Int32)
-            .fill_null(n)
-            .to_numpy()
-            .astype(np.int32, copy=False)
-        )
-    else:  # nothing but nulls: every row is (missing), code 0
-        row_codes = np.zeros(len(column), dtype=np.int32)
+    # one slot past the distinct values for a missing value: code n
+    row_codes = np.append(raw_codes, np.int32(n)).astype(np.int32)[raw_index]
 
     per_level = list(labeller(distinct)) if n else []
     if n and len(per_level) != len(level_names):
@@ -176,6 +196,8 @@ def build(
         codes=row_codes,
         labels=tuple(labels),
         maps=tuple(maps),
+        raw=raw,
+        has_missing=has_missing,
     )
 
 

@@ -32,7 +32,7 @@ import functools
 import re
 import sys
 import unicodedata
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -220,13 +220,16 @@ def _tally(candidates: pl.DataFrame, test_numbers: bool) -> tuple[int, int, dict
 
 
 def scan_frame(
-    frame: pl.DataFrame, *, test_numbers: bool = True, values_of: Collection[str] | None = None
-) -> list[Finding]:
+    frame: pl.DataFrame, *, test_numbers: bool = True, values_of: Collection[str] | None = None,
+    distinct: Mapping[str, pl.Series] | None = None,
+) -> list[Finding]:  # fmt: skip
     """Every column of ``frame`` (and its name) that holds a valid person number, in order.
 
     ``test_numbers`` also reports synthetic test numbers (the safe default for an audit).
     A row counts once per column however many numbers it holds. ``values_of``, when given,
     limits the scan of values to those columns; every column's name is scanned regardless.
+    ``distinct`` may give a column's distinct values, known already (a hierarchy read them):
+    when none of them holds a number the rows are not read at all.
     """
     names = pl.Series("name", frame.columns, dtype=pl.String)
     in_name = _candidates(names)
@@ -240,7 +243,11 @@ def scan_frame(
         if values_of is not None and name not in values_of:
             continue
         column = frame[name]
-        if column.dtype in (pl.String, pl.Categorical, pl.Enum):
+        if distinct is not None and name in distinct:
+            probe = _column_candidates(distinct[name])
+            if probe is None or _tally(probe, test_numbers)[0] == 0:
+                continue
+        elif column.dtype in (pl.String, pl.Categorical, pl.Enum):
             # Most text columns are codes with few distinct values: if none of those holds a
             # number, no row does, and the rows need no scan of their own.
             probe = _column_candidates(column.unique())
