@@ -1,0 +1,437 @@
+"""The probabilistic stage: a Fellegi–Sunter model in Splink (DuckDB) over names, birth date,
+sex, death date and places, for the records no number resolved.
+
+How it runs (all on whole columns; no Python loop over rows):
+
+1. :func:`prepare_records` / :func:`prepare_register` make the compared columns of
+   :mod:`koble.recovery.model` (Norwegian name keys of :mod:`koble.recovery.normalise`). The
+   register is exploded by name history: one row per person and name they have had, so a
+   record written under a maiden name still meets its person.
+2. m-probabilities are counted directly from labelled pairs: the records the exact stage
+   linked, each paired with the name row of its person that fits it best
+   (``estimate_m_from_pairwise_labels``, not EM). u-probabilities come from random pairs
+   (``estimate_u_using_random_sampling`` with the caller's seed); both get half a pair
+   added per level (:func:`koble.recovery.model.smooth`). λ is 1 / persons (each
+   record has one person in the register). Exact name agreement is term-frequency adjusted,
+   so "Hansen" weighs less than a rare farm name.
+3. Pairs from the blocking rules are scored; per (record, person) the best name row is kept.
+4. The best candidate of each record decides: ``match_probability >= high`` and at least
+   ``margin`` bits ahead of the runner-up links it; above ``high`` but within the margin is
+   ``ambiguous`` and goes to review with its rivals; between ``low`` and ``high`` goes to
+   review; under ``low`` is rejected (``below_threshold``); a record no blocking rule paired
+   with a person scoring at least ``low * candidate_floor`` is rejected (``no_candidate``).
+   Review rows carry ``gamma_<comparison>`` and ``review_reason`` (``between_thresholds``
+   or ``ambiguous``).
+
+Splink's logging is silenced while the stage runs; nothing logged or raised holds a name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Iterator
+from typing import Protocol
+
+import duckdb
+import polars as pl
+
+from koble.errors import KobleError, UsageError
+from koble.recovery import model
+from koble.recovery.contract import LINK_SCHEMA, RECORD_SCHEMA, REJECT_SCHEMA, StageResult, empty
+from koble.recovery.model import ModelReport
+from koble.recovery.normalise import name_key, name_tokens, phonetic_key
+
+__all__ = [
+    "GAMMA_COLUMNS",
+    "ModelReport",
+    "RegisterLike",
+    "classify",
+    "prepare_records",
+    "prepare_register",
+    "probabilistic",
+]
+
+GAMMA_COLUMNS = tuple(f"gamma_{c['output_column_name']}" for c in model.COMPARISONS)
+_REVIEW_SCHEMA = pl.Schema({
+    "record_id": pl.String, "person_id": pl.String, "match_probability": pl.Float64,
+    "match_weight": pl.Float64, **dict.fromkeys(GAMMA_COLUMNS, pl.Int64),
+    "review_reason": pl.String,
+})  # fmt: skip
+_RECORDS, _REGISTER = "records", "register"
+
+
+class RegisterLike(Protocol):
+    """What the stage reads of a register (:class:`koble.recovery.register.Register`)."""
+
+    @property
+    def persons(self) -> pl.DataFrame: ...
+    @property
+    def names(self) -> pl.DataFrame: ...
+    @property
+    def addresses(self) -> pl.DataFrame: ...
+
+
+def _with_keys(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with the compared name and birth columns added. Names repeat (a register
+    of millions has thousands of distinct names), so each key is computed once per
+    distinct name and joined back."""
+    parts = {
+        "first_name": ("fn_key", "fn_tok", "fn_ph"),
+        "middle_name": ("mn_key",),
+        "last_name": ("ln_key", "ln_tok", "ln_ph"),
+    }
+    for column, outputs in parts.items():
+        distinct = frame.select(pl.col(column).unique().drop_nulls())
+        name = pl.col(column)
+        exprs = {
+            "fn_key": name_key(name), "mn_key": name_key(name), "ln_key": name_key(name),
+            "fn_tok": name_tokens(name), "ln_tok": name_tokens(name),
+            "fn_ph": phonetic_key(name), "ln_ph": phonetic_key(name),
+        }  # fmt: skip
+        lookup = distinct.with_columns(exprs[o].alias(o) for o in outputs)
+        frame = frame.join(lookup, on=column, how="left", maintain_order="left")
+    bd = pl.col("birth_date")
+    return frame.with_columns(
+        bd.dt.strftime("%Y%m%d").alias("bd_str"),
+        bd.dt.year().cast(pl.Int32).alias("bd_year"),
+        bd.dt.month().cast(pl.Int32).alias("bd_month"),
+    )
+
+
+_COMPARED = (
+    "unique_id", "source_dataset", "entity_id", "fn_key", "mn_key", "ln_key", "fn_tok",
+    "ln_tok", "fn_ph", "ln_ph", "birth_date", "bd_str", "bd_year", "bd_month", "sex",
+    "death_date", "places",
+)  # fmt: skip
+
+
+def prepare_records(records: pl.DataFrame) -> pl.DataFrame:
+    """The records side: one row per record (``unique_id`` = ``entity_id`` = record_id)."""
+    recs = records.select(
+        pl.col(c) if c in records.columns else pl.lit(None, t).alias(c)
+        for c, t in RECORD_SCHEMA.items()
+    )
+    return (
+        _with_keys(recs)
+        .with_columns(
+            pl.col("record_id").alias("unique_id"),
+            pl.col("record_id").alias("entity_id"),
+            pl.lit(_RECORDS).alias("source_dataset"),
+            pl.when(pl.col("kommune").is_not_null())
+            .then(pl.concat_list(pl.col("kommune")))
+            .otherwise(None)
+            .alias("places"),
+        )
+        .select(_COMPARED)
+    )
+
+
+def prepare_register(register: RegisterLike) -> pl.DataFrame:
+    """The register side: one row per person and distinct name they have had (current name
+    included), ``unique_id`` = ``person_id#n``, ``entity_id`` = person_id, and ``places`` the
+    sorted kommuner of the address history, the current and the birth kommune."""
+    persons = register.persons
+    current = persons.select("person_id", "first_name", "middle_name", "last_name")
+    names = pl.concat(
+        [current, register.names.select(current.columns)], how="vertical_relaxed"
+    ).unique(maintain_order=True)
+    places = (
+        pl.concat(
+            [
+                register.addresses.select("person_id", "kommune"),
+                persons.select("person_id", "kommune"),
+                persons.select("person_id", pl.col("birth_kommune").alias("kommune")),
+            ],
+            how="vertical_relaxed",
+        )
+        .drop_nulls()
+        .unique()
+        .group_by("person_id")
+        .agg(pl.col("kommune").sort().alias("places"))
+    )
+    rows = (
+        names.join(persons.select("person_id", "birth_date", "sex", "death_date"), on="person_id")
+        .pipe(_with_keys)
+        .unique(subset=["person_id", "fn_key", "mn_key", "ln_key"], keep="first")
+        .sort("person_id", "ln_key", "fn_key", "mn_key", nulls_last=True)
+        .join(places, on="person_id", how="left")
+    )
+    return rows.with_columns(
+        (
+            pl.col("person_id") + "#" + pl.int_range(pl.len()).over("person_id").cast(pl.String)
+        ).alias("unique_id"),
+        pl.col("person_id").alias("entity_id"),
+        pl.lit(_REGISTER).alias("source_dataset"),
+    ).select(_COMPARED)
+
+
+def _training_labels(training: pl.DataFrame, reg_rows: pl.DataFrame) -> pl.DataFrame:
+    """Each exactly linked record paired with its person's name row that fits it best."""
+    recs = prepare_records(training)
+    pairs = recs.select("unique_id", "fn_key", "ln_key").join(
+        training.select(pl.col("record_id").alias("unique_id"), "person_id"), on="unique_id"
+    )
+    cand = pairs.join(
+        reg_rows.select(
+            pl.col("entity_id").alias("person_id"),
+            pl.col("unique_id").alias("unique_id_r"),
+            pl.col("fn_key").alias("fn_r"),
+            pl.col("ln_key").alias("ln_r"),
+        ),
+        on="person_id",
+    )
+    fit = 2 * (pl.col("ln_key") == pl.col("ln_r")).fill_null(False).cast(pl.Int8) + (
+        pl.col("fn_key") == pl.col("fn_r")
+    ).fill_null(False).cast(pl.Int8)
+    best = (
+        cand.with_columns(fit.alias("fit"))
+        .sort(["unique_id", "fit", "unique_id_r"], descending=[False, True, False])
+        .unique(subset="unique_id", keep="first", maintain_order=True)
+    )
+    return best.select(
+        pl.lit(_RECORDS).alias("source_dataset_l"),
+        pl.col("unique_id").alias("unique_id_l"),
+        pl.lit(_REGISTER).alias("source_dataset_r"),
+        "unique_id_r",
+    )
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence Splink's loggers (they may echo SQL and table names; never wanted here)."""
+    log = logging.getLogger("splink")
+    level, propagate = log.level, log.propagate
+    log.setLevel(logging.CRITICAL + 1)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+        log.propagate = propagate
+
+
+def _arrow_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> str:
+    con.register(f"{name}_view", frame.to_arrow())
+    con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_view ORDER BY unique_id")
+    con.unregister(f"{name}_view")
+    return name
+
+
+def probabilistic(
+    records: pl.DataFrame,
+    register: RegisterLike,
+    *,
+    training: pl.DataFrame,
+    thresholds: tuple[float, float],
+    seed: int,
+    margin: float = 3.0,
+    u_max_pairs: float = 2e6,
+    candidate_floor: float = 0.01,
+    threads: int | None = None,
+) -> tuple[StageResult, ModelReport]:
+    """Resolve ``records`` (:data:`RECORD_SCHEMA`) against ``register`` with Splink.
+
+    ``training`` is the exact stage's links joined to their records: the record columns
+    plus ``person_id``. ``thresholds`` is ``(low, high)`` on match probability; ``margin``
+    the bits the best candidate must lead the runner-up by; ``seed`` fixes u-sampling.
+    Returns the stage result (``remaining`` empty: every record is linked, reviewed or
+    rejected) and the :class:`ModelReport`.
+    """
+    import splink
+    from splink import DuckDBAPI, Linker
+    from splink.internals.exceptions import SplinkException
+
+    low, high = thresholds
+    if not 0.0 < low <= high < 1.0:
+        raise UsageError(f"thresholds must satisfy 0 < low <= high < 1, got {low}, {high}")
+    if not {"record_id", "person_id"} <= set(training.columns):
+        raise UsageError("training needs the exact stage's links: record_id and person_id")
+    if not {"first_name", "last_name", "birth_date"} & set(training.columns):
+        raise UsageError(
+            "training needs the exact links joined to their records (first_name, last_name, "
+            "birth_date, ...): the model learns its m-probabilities from those fields"
+        )
+    reg_rows = prepare_register(register)
+    n_persons = register.persons.height
+    labels = _training_labels(training, reg_rows)
+    if labels.height == 0:
+        raise UsageError(
+            "no exactly linked record to train the model on: the probabilistic stage learns "
+            "its m-probabilities from the records the exact stage linked"
+        )
+    lam = 1.0 / max(n_persons, 2)
+    con = duckdb.connect()
+    if threads is not None:
+        con.execute(f"SET threads = {int(threads)}")
+    try:
+        with _quiet():
+            _arrow_table(con, "koble_register_rows", reg_rows)
+            _arrow_table(con, "koble_training", prepare_records(training))
+            _arrow_table(con, "koble_records", prepare_records(records))
+            con.register("koble_labels_view", labels.to_arrow())
+            con.execute("CREATE TABLE koble_labels AS SELECT * FROM koble_labels_view")
+            api_train = DuckDBAPI(con)
+            train = Linker(
+                [
+                    api_train.register("koble_training", table_name=_RECORDS),
+                    api_train.register("koble_register_rows", table_name=_REGISTER),
+                ],
+                model.settings(lam),
+                log_level=None,
+            )
+            train.training.estimate_m_from_pairwise_labels(  # type: ignore[no-untyped-call]
+                api_train.register("koble_labels", table_name="labels")
+            )
+            train.training.estimate_u_using_random_sampling(
+                max_pairs=u_max_pairs, seed=seed, min_count_per_level=None, num_chunks=1
+            )
+            n_u = min(u_max_pairs, float(training.height) * float(reg_rows.height))
+            trained = model.smooth(train.misc.save_model_to_json(), labels.height, n_u)
+            trained["probability_two_random_records_match"] = lam
+            trained.pop("linker_uid", None)  # random per Linker, not part of the model
+            if records.height:
+                api = DuckDBAPI(con)
+                linker = Linker(
+                    [
+                        api.register("koble_records", table_name=_RECORDS),
+                        api.register("koble_register_rows", table_name=_REGISTER),
+                    ],
+                    trained,
+                    log_level=None,
+                )
+                blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
+                    left_chunk=(1, 1), right_chunk=(1, 1)
+                )
+                rows = con.execute(f"SELECT count(*) FROM {blocked.physical_name}").fetchall()
+                n_comparisons = int(rows[0][0])
+                pred = linker.inference.predict(
+                    threshold_match_probability=low * candidate_floor, warning_mode="never"
+                )
+                pairs = _best_per_person(con, pred.physical_name)
+            else:
+                n_comparisons, pairs = 0, _best_per_person_empty()
+    except (duckdb.Error, SplinkException) as exc:
+        # their messages may quote values (names, dates) of the failing rows: withheld
+        raise KobleError(
+            f"the probabilistic model failed ({type(exc).__name__}); details withheld "
+            "because they may quote record values"
+        ) from None
+    finally:
+        con.close()
+    result, precision, recall = classify(records, pairs, low, high, margin)
+    report = ModelReport(
+        model=trained,
+        parameters=model.parameters(trained),
+        probability_two_random_records_match=lam,
+        thresholds=(low, high),
+        margin=margin,
+        seed=seed,
+        u_max_pairs=u_max_pairs,
+        n_training_pairs=labels.height,
+        n_records=records.height,
+        n_comparisons=n_comparisons,
+        estimated_precision=precision,
+        estimated_recall=recall,
+        splink_version=splink.__version__,
+    )
+    return result, report
+
+
+def _best_per_person(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
+    """Predictions reduced to one row per (record, person): the best-scoring name row."""
+    gammas = ", ".join(GAMMA_COLUMNS)
+    sql = f"""
+        SELECT unique_id_l AS record_id, entity_id_r AS person_id, match_probability,
+               match_weight, {gammas}
+        FROM {table}
+        QUALIFY row_number() OVER (
+            PARTITION BY unique_id_l, entity_id_r ORDER BY match_weight DESC, unique_id_r
+        ) = 1
+        ORDER BY record_id, person_id
+    """
+    frame = pl.from_arrow(con.sql(sql).to_arrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame.cast({c: pl.Int64 for c in GAMMA_COLUMNS})
+
+
+def _best_per_person_empty() -> pl.DataFrame:
+    return pl.DataFrame(schema={k: v for k, v in _REVIEW_SCHEMA.items() if k != "review_reason"})
+
+
+def classify(
+    records: pl.DataFrame, pairs: pl.DataFrame, low: float, high: float, margin: float
+) -> tuple[StageResult, float | None, float | None]:
+    """Route each record by its best candidate (see the module docstring)."""
+    ranked = pairs.sort(
+        ["record_id", "match_weight", "person_id"], descending=[False, True, False]
+    ).with_columns(pl.int_range(pl.len()).over("record_id").alias("rank"))
+    top = ranked.filter(pl.col("rank") == 0)
+    second = ranked.filter(pl.col("rank") == 1).select(
+        "record_id", pl.col("match_weight").alias("w2")
+    )
+    top = top.join(second, on="record_id", how="left").with_columns(
+        ((pl.col("match_weight") - pl.col("w2")).fill_null(math.inf) >= margin).alias("ahead")
+    )
+    p = pl.col("match_probability")
+    linked_top = top.filter((p >= high) & pl.col("ahead"))
+    ambiguous_ids = top.filter((p >= high) & ~pl.col("ahead")).select("record_id")
+    between_ids = top.filter((p >= low) & (p < high)).select("record_id")
+    below = top.filter(p < low).select("record_id")
+    linked = linked_top.select(
+        "record_id", "person_id", pl.lit("probabilistic").alias("method"),
+        "match_probability", "match_weight",
+    ).cast(LINK_SCHEMA)  # fmt: skip
+    amb = ranked.join(
+        top.select("record_id", pl.col("match_weight").alias("w1")), on="record_id"
+    ).filter(
+        pl.col("record_id").is_in(ambiguous_ids["record_id"].implode())
+        & (pl.col("match_weight") > pl.col("w1") - margin)
+    )
+    btw = ranked.filter(pl.col("record_id").is_in(between_ids["record_id"].implode()) & (p >= low))
+    review = pl.concat(
+        [
+            amb.select(_REVIEW_SCHEMA.names()[:-1]).with_columns(
+                pl.lit("ambiguous").alias("review_reason")
+            ),
+            btw.select(_REVIEW_SCHEMA.names()[:-1]).with_columns(
+                pl.lit("between_thresholds").alias("review_reason")
+            ),
+        ]
+    ).cast(_REVIEW_SCHEMA)
+    seen = pairs.select("record_id").unique()
+    no_cand = records.select("record_id").join(seen, on="record_id", how="anti")
+    rejected = pl.concat(
+        [
+            below.select(
+                "record_id",
+                pl.lit("below_threshold").alias("reason"),
+                pl.lit(f"best candidate's match probability is under {low}").alias("detail"),
+            ),
+            no_cand.select(
+                "record_id",
+                pl.lit("no_candidate").alias("reason"),
+                pl.lit("no register person shares a blocking key and scores near the lower "
+                       "threshold").alias("detail"),
+            ),
+        ]
+    ).cast(REJECT_SCHEMA).sort("record_id")  # fmt: skip
+    result = StageResult(
+        linked=linked.sort("record_id"),
+        rejected=rejected,
+        remaining=empty(RECORD_SCHEMA),
+        review=review.sort("record_id", "match_weight", descending=[False, True]),
+    )
+    # the model's own expectation of its precision and recall at these thresholds
+    # (fsum and a fixed order: the same pairs give the same digits, run after run)
+    expected_true = math.fsum(linked["match_probability"].to_list())
+    per_record = (
+        pairs.sort("record_id", "person_id")
+        .group_by("record_id", maintain_order=True)
+        .agg(p.sum().clip(upper_bound=1.0).alias("e"))
+    )
+    expected_all = math.fsum(per_record["e"].to_list())
+    precision = expected_true / linked.height if linked.height else None
+    recall = min(1.0, expected_true / expected_all) if expected_all > 0 else None
+    return result, precision, recall
