@@ -116,3 +116,8 @@ class StageResult:
     rejected: pl.DataFrame
     remaining: pl.DataFrame
     review: pl.DataFrame
+    #: Marks on some of ``remaining`` (:data:`REJECT_SCHEMA`): the reason each would be
+    #: rejected with if no later stage resolves it (``conflict``: exact number, disagreeing
+    #: birth date or sex; ``ambiguous``: a repair with several candidates). Added for the
+    #: deterministic stages; other stages may leave the default (no marks).
+    pending: pl.DataFrame = dataclasses.field(default_factory=lambda: empty(REJECT_SCHEMA))
