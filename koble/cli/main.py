@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "plan": "koble.cli.plan:plan",
     "run": "koble.cli.run:run",
     "serve": "koble.cli.serve:serve",
+    "resolve": "koble.cli.resolve:resolve_command",
 }
 
 
