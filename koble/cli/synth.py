@@ -42,6 +42,10 @@ def _date(value: str | None, option: str) -> datetime.date | None:
 @click.option("--reference-date", default=None, help="Last day of the world [default: 2025-12-31].")
 @click.option("--chunk-size", type=int, default=None, help="Persons per chunk (changes output).")
 @click.option("--event-scale", type=float, default=None, help="Multiply all event rates.")
+@click.option(
+    "--journals", type=int, default=None,
+    help="Helsearkivregisteret journals [default: two per deceased person].",
+)  # fmt: skip
 @click.option("--quiet", is_flag=True, help="No progress bar or summary.")
 def synth(
     persons: int,
@@ -51,6 +55,7 @@ def synth(
     reference_date: str | None,
     chunk_size: int | None,
     event_scale: float | None,
+    journals: int | None,
     quiet: bool,
 ) -> None:
     """Generate a deterministic synthetic registry world (Parquet + manifest.json)."""
@@ -62,6 +67,8 @@ def synth(
         options["chunk_size"] = chunk_size
     if event_scale is not None:
         options["event_scale"] = event_scale
+    if journals is not None:
+        options["helsearkiv_journals"] = journals
     config = SynthConfig(**options)  # type: ignore[arg-type]
     console = Console(quiet=quiet)
     started = time.perf_counter()

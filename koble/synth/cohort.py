@@ -10,7 +10,16 @@ dirtied on disjoint sets of rows, exactly as configured and recorded in the mani
   is certainly invalid (changing k1 could yield a number valid under the 2032 rule);
 * ``separators``: ``DDMMYY IIIKK`` or ``DDMMYY-IIIKK`` (valid after compaction);
 * ``missing``: null;
-* ``duplicate_rows``: exact copies of clean rows, appended; finally rows are shuffled.
+* ``duplicate_rows``: exact copies of clean rows, appended; finally rows are shuffled;
+* ``typo`` (``dirt_typo``, 0 by default): rows that were clean and not duplicated whose
+  number has one digit replaced or two adjacent digits swapped, so it is invalid.
+
+Each participant also writes their name (the one in force on the survey day) and birth
+date, with a little dirt: æ/ø/å as ae/o/aa (``cohort_ascii_names``), the middle name left
+out (``cohort_no_middle``). Everything added since the first version draws from streams of
+its own (``cohort/typo``, ``cohort/names``), so the other columns keep their bytes.
+:func:`cohort` also returns ``truth/cohort.parquet``: per row, the person, the number in
+force on the survey day and the dirt.
 """
 
 from __future__ import annotations
@@ -23,16 +32,26 @@ import pyarrow as pa
 
 from koble.synth.context import World
 from koble.synth.dates import DAYS_PER_YEAR, day, days_to_arrow
+from koble.synth.names import SPELT_OUT, PersonNames, render
 from koble.synth.numbers import format_ids
+from koble.synth.output import labels
 from koble.synth.rng import stream
+from koble.synth.typos import invalid_typos
 
-__all__ = ["SCHEMA", "cohort"]
+__all__ = ["DIRT", "SCHEMA", "TRUTH", "cohort"]
 
 SCHEMA = pa.schema([
     ("fnr", pa.string()), ("survey_date", pa.date32()), ("height_cm", pa.float64()),
     ("weight_kg", pa.float64()), ("systolic_bp", pa.int16()), ("diastolic_bp", pa.int16()),
     ("cholesterol", pa.float64()), ("smoking", pa.string()), ("physical_activity", pa.string()),
-    ("self_rated_health", pa.string()),
+    ("self_rated_health", pa.string()), ("first_name", pa.string()),
+    ("middle_name", pa.string()), ("last_name", pa.string()), ("birth_date", pa.date32()),
+])  # fmt: skip
+#: the dirt of a row of the truth (``clean``: none; ``duplicate``: the appended copy)
+DIRT = ("clean", "wrong_check_digit", "separators", "missing", "duplicate", "typo")
+TRUTH = pa.schema([
+    ("row", pa.int64()), ("person_id", pa.string()), ("true_fnr", pa.string()),
+    ("dirt", pa.string()), ("ascii_names", pa.bool_()), ("middle_missing", pa.bool_()),
 ])  # fmt: skip
 SMOKING = ("never", "former", "occasional", "daily")
 ACTIVITY = ("sedentary", "light", "moderate", "vigorous")
@@ -67,8 +86,46 @@ def _measures(rng: np.random.Generator, male: np.ndarray) -> dict[str, pa.Array]
     }
 
 
-def cohort(world: World) -> tuple[dict[str, pa.Array], dict[str, Any]]:
-    """The cohort columns and the truth about the dirt injected into them."""
+def _names(
+    world: World, names: PersonNames, chosen: np.ndarray, when: np.ndarray
+) -> tuple[dict[str, pa.Array], np.ndarray, np.ndarray]:
+    """The name each participant writes (the one in force on the survey day), with æ/ø/å
+    spelt out and the middle name left out on some rows (stream ``cohort/names``)."""
+    rng = stream(world.cfg.seed, "cohort/names")
+    cfg, k = world.cfg, len(chosen)
+    earlier = (names.event[chosen] > 0) & (when < names.event_day[chosen])
+    frame = pl.from_arrow(pa.table(render(names, chosen, earlier)))
+    assert isinstance(frame, pl.DataFrame)
+    cols = ["first_name", "middle_name", "last_name"]
+    nordic = (
+        frame.select(
+            pl.any_horizontal(pl.col(c).str.contains("[æøåÆØÅ]").fill_null(False) for c in cols)
+        )
+        .to_series()
+        .to_numpy()
+    )
+    ascii_rows = nordic & (rng.random(k) < cfg.cohort_ascii_names)
+    no_middle = frame["middle_name"].is_not_null().to_numpy() & (
+        rng.random(k) < cfg.cohort_no_middle
+    )
+    spelt = pl.Series(ascii_rows)
+    frame = frame.with_columns(
+        pl.when(spelt).then(pl.col(c).str.replace_many(SPELT_OUT)).otherwise(pl.col(c)).alias(c)
+        for c in cols
+    ).with_columns(
+        pl.when(pl.Series(no_middle))
+        .then(None)
+        .otherwise(pl.col("middle_name"))
+        .alias("middle_name")
+    )
+    return {c: frame[c].to_arrow() for c in cols}, ascii_rows, no_middle
+
+
+def cohort(
+    world: World, names: PersonNames
+) -> tuple[dict[str, pa.Array], dict[str, Any], dict[str, pa.Array]]:
+    """The cohort columns, the truth about the dirt injected into them (counts), and the
+    per-row truth (``TRUTH``)."""
     rng = stream(world.cfg.seed, "cohort")
     cfg, d = world.cfg, world.demo
     start, end = day(cfg.survey_start), day(cfg.survey_end)
@@ -81,6 +138,7 @@ def cohort(world: World) -> tuple[dict[str, pa.Array], dict[str, Any]]:
     chosen = np.sort(rng.choice(eligible, size=k, replace=False)).astype(np.int64)
     when = survey[chosen]
     ids = world.ids.at(chosen, when)
+    true_ids = ids.copy()
     counts = [round(r * k) for r in (cfg.dirt_wrong_check_digit, cfg.dirt_separators)]
     counts.append(round(cfg.dirt_missing * k))
     n_wrong, n_sep, n_missing = counts
@@ -105,13 +163,37 @@ def cohort(world: World) -> tuple[dict[str, pa.Array], dict[str, Any]]:
     n_dup = min(round(cfg.dirt_duplicate * k), len(clean))
     dup = np.sort(rng.choice(clean, size=n_dup, replace=False)) if n_dup else clean[:0]
     rows = np.concatenate([np.arange(k), dup])
-    rows = rows[rng.permutation(len(rows))]
+    shuffle = rng.permutation(len(rows))
+    rows = rows[shuffle]
     measures = _measures(rng, d.male[chosen])
+    # typos: from the rows still clean (not duplicated), on a stream of their own
+    typo_rng = stream(cfg.seed, "cohort/typo")
+    spare = np.setdiff1d(clean, dup)
+    n_typo = min(round(cfg.dirt_typo * k), len(spare))
+    typo = np.sort(typo_rng.choice(spare, size=n_typo, replace=False)) if n_typo else spare[:0]
+    typo_ids, transposed = invalid_typos(typo_rng, ids[typo])
+    if n_typo:
+        text = text.scatter(typo, pl.Series(format_ids(typo_ids)))
+    clean = np.setdiff1d(clean, typo)
     cols: dict[str, pa.Array] = {
         "fnr": text.to_arrow().take(pa.array(rows)),
         "survey_date": days_to_arrow(when[rows]),
     }
     cols.update({name: arr.take(pa.array(rows)) for name, arr in measures.items()})
+    written, ascii_rows, no_middle = _names(world, names, chosen, when)
+    cols.update({name: arr.take(pa.array(rows)) for name, arr in written.items()})
+    cols["birth_date"] = days_to_arrow(d.birth[chosen][rows])
+    dirt = np.zeros(k, dtype=np.int64)
+    for code, where in ((1, wrong), (2, sep), (3, missing), (5, typo)):
+        dirt[where] = code
+    row_truth = {
+        "row": pa.array(np.arange(len(rows), dtype=np.int64)),
+        "person_id": format_ids(world.ids.current[chosen[rows]]),
+        "true_fnr": format_ids(true_ids[rows]),
+        "dirt": labels(DIRT, np.where(shuffle >= k, 4, dirt[rows])),
+        "ascii_names": pa.array(ascii_rows[rows]),
+        "middle_missing": pa.array(no_middle[rows]),
+    }
     is_old = ids[clean] != world.ids.current[chosen[clean]]
     truth = {
         "rows": len(rows),
@@ -125,5 +207,10 @@ def cohort(world: World) -> tuple[dict[str, pa.Array], dict[str, Any]]:
         "duplicate_rows": int(n_dup),
         "clean_rows_with_old_id": int(is_old.sum()),
         "clean_rows_2032_rule": int((world.ids.rule2032[chosen[clean]] & ~is_old).sum()),
+        "typo": int(n_typo),
+        "typo_transposition": int(transposed.sum()),
+        "typo_substitution": int(n_typo - transposed.sum()),
+        "ascii_names": int(ascii_rows.sum()),
+        "middle_missing": int(no_middle.sum()),
     }
-    return cols, truth
+    return cols, truth, row_truth

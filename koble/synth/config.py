@@ -25,7 +25,9 @@ MAX_PERSONS = 60_000_000
 class SynthConfig:
     """What :func:`koble.synth.generate_world` builds.
 
-    Rates are shares of persons (``share_*``) or of cohort rows (``dirt_*``). ``event_scale``
+    Rates are shares of persons (``share_*``) or of cohort rows (``dirt_*``); the name dirt
+    of the cohort (``cohort_*``) and the journals' dirt (``helsearkiv_*``) are shares of the
+    rows the dirt can apply to (:mod:`koble.synth.helsearkiv`). ``event_scale``
     multiplies every event rate (NPR episodes, prescriptions, ...) so benchmarks can trade
     volume for time without changing the population. ``chunk_size`` is part of the output
     definition: random streams are seeded per chunk, so a different chunk size gives a
@@ -41,6 +43,34 @@ class SynthConfig:
     dirt_duplicate: float = 0.01
     dirt_separators: float = 0.03
     dirt_missing: float = 0.01
+    #: cohort rows (from the clean ones) whose number has one digit replaced or two adjacent
+    #: digits swapped, leaving it invalid; 0 keeps the cohort's numbers as they were
+    dirt_typo: float = 0.0
+    #: cohort rows (of those whose name holds æ/ø/å) written with ae/o/aa
+    cohort_ascii_names: float = 0.1
+    #: cohort rows (of those with a middle name) written without it
+    cohort_no_middle: float = 0.2
+    #: Helsearkivregisteret journals; None means two per deceased person on average
+    helsearkiv_journals: int | None = None
+    #: journals without a number: this share from 2000, four times it for 1964-1999
+    helsearkiv_missing_fnr: float = 0.05
+    #: of the journals with a number: one digit replaced / two adjacent digits swapped /
+    #: an OCR confusion (1/7, 0/8); exclusive
+    helsearkiv_fnr_digit: float = 0.01
+    helsearkiv_fnr_transposition: float = 0.01
+    helsearkiv_fnr_ocr: float = 0.01
+    #: of the journals of persons with an earlier name: the earlier (maiden) name used
+    helsearkiv_maiden: float = 0.2
+    #: of the journals with a middle name: written without it
+    helsearkiv_no_middle: float = 0.3
+    #: first and last name swapped (of all journals)
+    helsearkiv_name_swap: float = 0.01
+    #: of the journals whose names hold æ/ø/å: written ae/o/aa
+    helsearkiv_ascii: float = 0.2
+    #: of the journals with a confusable pair (rn/m, li/h): one OCR confusion
+    helsearkiv_ocr_name: float = 0.02
+    #: of the journals with a birth day 1-12 other than the month: day and month swapped
+    helsearkiv_date_swap: float = 0.01
     share_dnr: float = 0.03
     share_hnr: float = 0.003
     share_2032: float = 0.005
@@ -94,9 +124,22 @@ class SynthConfig:
             if not 0.0 <= getattr(self, name) <= 0.2:
                 problems.append(f"{name} must be between 0 and 0.2")
         dirt = [self.dirt_wrong_check_digit, self.dirt_duplicate, self.dirt_separators]
-        dirt.append(self.dirt_missing)
+        dirt.extend([self.dirt_missing, self.dirt_typo])
         if any(not 0.0 <= d <= 0.5 for d in dirt) or sum(dirt) > 0.5:
             problems.append("dirt rates must each be in [0, 0.5] and sum to at most 0.5")
+        if (
+            self.helsearkiv_journals is not None
+            and not 0 <= self.helsearkiv_journals <= MAX_PERSONS
+        ):
+            problems.append(f"helsearkiv_journals must be at least 0 and at most {MAX_PERSONS:,}")
+        rates = [f.name for f in dataclasses.fields(self) if f.name.startswith("helsearkiv_")]
+        rates += ["cohort_ascii_names", "cohort_no_middle"]
+        for name in rates:
+            if name != "helsearkiv_journals" and not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be between 0 and 1")
+        number_dirt = self.helsearkiv_fnr_digit + self.helsearkiv_fnr_transposition
+        if number_dirt + self.helsearkiv_fnr_ocr > 1.0:
+            problems.append("helsearkiv_fnr_digit + _transposition + _ocr must be at most 1")
         if self.share_dnr + self.share_hnr + self.share_history > 0.5:
             problems.append("share_dnr + share_hnr + share_history must be at most 0.5")
         ref = self.reference_date

@@ -76,9 +76,12 @@ def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
     write_text(path, json.dumps(manifest, sort_keys=True, indent=2) + "\n")
 
 
-def labels(values: Sequence[str], index: npt.NDArray[Any]) -> pa.Array:
-    """The strings ``values[index]`` as an Arrow string column (decoded in C++, not Python)."""
-    codes = pa.array(np.asarray(index, dtype=np.int32))
+def labels(
+    values: Sequence[str], index: npt.NDArray[Any], null: npt.NDArray[np.bool_] | None = None
+) -> pa.Array:
+    """The strings ``values[index]`` as an Arrow string column (decoded in C++, not Python);
+    ``null`` marks entries to leave null."""
+    codes = pa.array(np.asarray(index, dtype=np.int32), mask=null)
     return pa.DictionaryArray.from_arrays(
         codes, pa.array(list(values), pa.string())
     ).dictionary_decode()

@@ -15,12 +15,25 @@ from typing import Any
 
 import numpy as np
 
-from koble.synth import abort, cohort, feeds, health, mfr, npr, persons, reservations, ssb
+from koble.synth import (
+    abort,
+    cohort,
+    feeds,
+    health,
+    helsearkiv,
+    mfr,
+    npr,
+    persons,
+    register,
+    reservations,
+    ssb,
+)
 from koble.synth.config import SynthConfig
 from koble.synth.context import World
 from koble.synth.dates import NEVER, day
 from koble.synth.identities import CHANGES, identities
 from koble.synth.institutions import pools
+from koble.synth.names import PersonNames, person_names
 from koble.synth.output import TableWriter, write_manifest
 from koble.synth.population import demography
 from koble.synth.registries import write_registries
@@ -60,10 +73,24 @@ def _write_one(out: Path, relpath: str, schema: Any, columns: Any) -> dict[str, 
     return writer.close()
 
 
-def _truth(world: World, cohort_truth: dict[str, Any]) -> dict[str, Any]:
+def _register_truth(names: PersonNames, addresses: int) -> dict[str, Any]:
+    events = np.bincount(names.event, minlength=3)
+    return {
+        "born_abroad": int((names.country >= 0).sum()),
+        "marriages": int(events[1]),
+        "name_changes": int(events[2]),
+        "double_first_names": int((names.first2 >= 0).sum()),
+        "middle_names": int((names.middle_now >= 0).sum()),
+        "hyphenated_surnames": int((names.last2_now >= 0).sum()),
+        "names_rows": len(names.event) + int(events[1:].sum()),
+        "addresses_rows": addresses,
+    }
+
+
+def _truth(world: World, cohort_truth: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:
     ids, d = world.ids, world.demo
     kinds = np.bincount(d.kind, minlength=3)
-    return {
+    return more | {
         "cohort": cohort_truth,
         "persons": d.size,
         "persons_dead": int((d.death != NEVER).sum()),
@@ -95,19 +122,37 @@ def generate_world(
     (out / "manifest.json").unlink(missing_ok=True)
     shutil.rmtree(out / "feeds", ignore_errors=True)
     shutil.rmtree(out / "reservations", ignore_errors=True)
+    shutil.rmtree(out / register.DIRECTORY, ignore_errors=True)
+    shutil.rmtree(out / "truth", ignore_errors=True)
     n = config.persons
     n_chunks = -(-n // config.chunk_size)
     report("persons", 0, 1)
     demo = demography(config)
     world = World(cfg=config, demo=demo, ids=identities(config, demo), pools=pools(config))
+    names = person_names(world)  # the register's names, on streams of their own
     report("persons", 1, 1)
+    history = persons.history(world)
+    registered = f"{register.DIRECTORY}/identity_history.parquet"  # the same rows, the TTP's
     files = [
-        _write_one(out, "identity_history.parquet", persons.HISTORY, persons.history(world)),
+        _write_one(out, "identity_history.parquet", persons.HISTORY, history),
+        _write_one(out, registered, persons.HISTORY, history),
         _write_one(out, "institutions.parquet", persons.INSTITUTIONS, persons.institutions(world)),
         _write_one(out, "abortregisteret.parquet", abort.SCHEMA, abort.abortions(world)),
     ]
-    cohort_cols, cohort_truth = cohort.cohort(world)
+    cohort_cols, cohort_truth, cohort_rows = cohort.cohort(world, names)
     files.append(_write_one(out, "cohort.parquet", cohort.SCHEMA, cohort_cols))
+    files.append(_write_one(out, "truth/cohort.parquet", cohort.TRUTH, cohort_rows))
+    journals, journal_truth, journal_counts = helsearkiv.journals(world, names)
+    files.append(_write_one(out, "helsearkiv.parquet", helsearkiv.SCHEMA, journals))
+    files.append(_write_one(out, "truth/helsearkiv.parquet", helsearkiv.TRUTH, journal_truth))
+    del journals, journal_truth
+    held = {
+        part: TableWriter(out, f"{register.DIRECTORY}/{part}.parquet", schema)
+        for part, schema in (
+            ("persons", register.PERSONS), ("names", register.NAMES),
+            ("addresses", register.ADDRESSES),
+        )
+    }  # fmt: skip
     writers = {path: TableWriter(out, path, schema) for path, schema in _CHUNKED.items()}
     opted = {
         table: TableWriter(out, reservations.path_of(table), reservations.SCHEMA)
@@ -118,6 +163,8 @@ def generate_world(
         report("registries", c, n_chunks)
         lo, hi = c * config.chunk_size, min((c + 1) * config.chunk_size, n)
         writers["population.parquet"].write(persons.population(world, lo, hi))
+        for part, rows in register.chunk(world, names, lo, hi, c).items():
+            held[part].write(rows)  # the TTP's population register, in population order
         writers["population_67.parquet"].write(persons.elderly(world, lo, hi))
         first = writers["npr.parquet"].rows + 1
         writers["npr.parquet"].write(npr.episodes(world, lo, hi, c, first))
@@ -145,13 +192,18 @@ def generate_world(
     report("registries", n_chunks, n_chunks)
     files.extend(w.close() for w in writers.values())
     files.extend(w.close() for w in opted.values())
+    more = {
+        "helsearkiv": journal_counts,
+        "register": _register_truth(names, held["addresses"].rows),
+    }
+    files.extend(w.close() for w in held.values())
     manifest: dict[str, Any] = {
         "generator": GENERATOR_VERSION,
         "seed": config.seed,
         "reference_date": config.reference_date.isoformat(),
         "config": config.to_dict(),
         "files": sorted(files, key=lambda f: f["path"]),
-        "truth": _truth(world, cohort_truth),
+        "truth": _truth(world, cohort_truth, more),
         "notes": {
             "icd10": "dotted form (J18.9); three-character categories undotted (I10, C61)",
             "identity_history": "valid_from..valid_to inclusive; successor in use from valid_to+1",

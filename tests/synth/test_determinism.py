@@ -45,6 +45,9 @@ def test_manifest_matches_files(world) -> None:
         "npr_deidentified.parquet", "legemiddelregisteret.parquet", "kpr.parquet",
         "reservations/kpr.parquet", "reservations/kreftregisteret.parquet",
         "reservations/mfr.parquet", "reservations/quality_registry.parquet",
+        "folkeregister/persons.parquet", "folkeregister/names.parquet",
+        "folkeregister/addresses.parquet", "folkeregister/identity_history.parquet",
+        "helsearkiv.parquet", "truth/helsearkiv.parquet", "truth/cohort.parquet",
     }  # fmt: skip
     assert paths == expected
     for entry in on_disk["files"]:
