@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_blind.py
 	$(BIN)/python benchmarks/bench_service.py --seconds 10
 	$(BIN)/python benchmarks/bench_linkage.py --quick
+	$(BIN)/python benchmarks/bench_resolve.py
 
 bench-national: $(STAMP)
 	$(BIN)/python benchmarks/bench_synth.py --national
@@ -53,6 +54,7 @@ bench-national: $(STAMP)
 	$(BIN)/python benchmarks/bench_anonymity.py
 	$(BIN)/python benchmarks/bench_service.py --sweep
 	$(BIN)/python benchmarks/bench_linkage.py --repeat 3
+	$(BIN)/python benchmarks/bench_resolve.py --speed
 
 clean:
 	rm -rf $(VENV) demo-out .mypy_cache .ruff_cache .pytest_cache .hypothesis .pytest_artifacts
