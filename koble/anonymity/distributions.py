@@ -17,7 +17,7 @@ import polars as pl
 
 from koble.anonymity.generalisation import Generalisation
 
-__all__ = ["TOP_VALUES", "exact_codes", "top_from_codes", "top_values"]
+__all__ = ["TOP_VALUES", "exact_codes", "top_from_codes", "top_from_counts", "top_values"]
 
 TOP_VALUES = 15
 _V, _N = "\0value", "\0count"
@@ -48,13 +48,17 @@ def top_values(series: pl.Series, order: Sequence[str] | None = None) -> dict[st
     return _ordered(counts.with_columns(pl.col(_N).cast(pl.Int64)), order)
 
 
-def exact_codes(values: pl.Series, g: Generalisation) -> bool:
+def exact_codes(
+    values: pl.Series, g: Generalisation, codes: npt.NDArray[np.integer] | None = None
+) -> bool:
     """Whether ``g``'s level-0 codes part the rows of ``values`` exactly as the values do:
     as many distinct codes as distinct values (a hierarchy may read two spellings as one
-    value, ``J18.9`` and ``J189``; then they do not)."""
+    value, ``J18.9`` and ``J189``; then they do not). ``codes``: the codes present, if known
+    from fewer values than the rows (a frequency table's, each code at least once)."""
     if g.column_names != (g.name,):
         return False
-    present = int(np.count_nonzero(np.bincount(g.codes, minlength=len(g.labels[0]))))
+    codes = g.codes if codes is None else codes
+    present = int(np.count_nonzero(np.bincount(codes, minlength=len(g.labels[0]))))
     distinct = values.n_unique() if g.raw is None else len(g.raw) + g.has_missing
     return distinct == present
 
@@ -80,3 +84,29 @@ def top_from_codes(
     labels = pl.Series(_V, list(g.labels[level]), dtype=pl.String).gather(present)
     return _ordered(pl.DataFrame([labels, pl.Series(_N, at_level[present].astype(np.int64))]),
                     order)  # fmt: skip
+
+
+def top_from_counts(
+    g: Generalisation, level: int, counts: npt.NDArray[np.integer], order: Sequence[str] | None,
+    *, values: bool = False,
+) -> dict[str, int]:  # fmt: skip
+    """:func:`top_values` from the rows counted per level-0 code (``counts``, e.g. summed
+    over the search's frequency table): of ``g``'s labels at ``level``, or with ``values``
+    of the column's own values (``g.raw``, whose codes must be :func:`exact_codes`)."""
+    if values:
+        if g.raw is None or g.raw_codes is None:
+            raise ValueError("the values need a generalisation that kept them")
+        n = counts[g.raw_codes].astype(np.int64)
+        raw = g.raw.alias(_V)
+        if g.has_missing:  # the missing value's code is the last at level 0
+            raw = pl.concat([raw, pl.Series(_V, [None], dtype=raw.dtype)])  # g.raw unchanged
+            n = np.append(n, np.int64(counts[len(g.labels[0]) - 1]))
+        present = n > 0
+        return _ordered(pl.DataFrame([raw.filter(pl.Series(present)),
+                                      pl.Series(_N, n[present])]), order)  # fmt: skip
+    at_level = np.bincount(g.maps[level], weights=counts, minlength=len(g.labels[level]))
+    present_codes = np.flatnonzero(at_level)
+    labels = pl.Series(_V, list(g.labels[level]), dtype=pl.String).gather(present_codes)
+    return _ordered(
+        pl.DataFrame([labels, pl.Series(_N, at_level[present_codes].astype(np.int64))]), order
+    )

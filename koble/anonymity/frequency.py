@@ -17,6 +17,7 @@ when it fits: a plain sort is about three times faster than ``argsort``).
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +36,8 @@ __all__ = [
     "base_table",
     "build_table",
     "class_keys",
+    "entry_keys",
+    "locate",
     "roll_up",
 ]
 
@@ -348,10 +351,56 @@ def base_table(lookups: Lookups, sensitive: Codes | None = None) -> FrequencyTab
 def class_keys(lookups: Lookups, levels: tuple[int, ...]) -> Int64s:
     """One int64 per row, equal exactly for rows in the same class at ``levels`` (not dense,
     not grouped): what a check of the rows groups by, instead of their labels as text."""
-    codes = [g.at(lv) for g, lv in zip(lookups.qis, levels, strict=True)]
-    cards = [lookups.cards[i][lv] for i, lv in enumerate(levels)]
-    columns = list(zip(codes, cards, strict=True))
+    columns: list[tuple[npt.NDArray[np.integer], int]] = []
+    for i, (g, lv) in enumerate(zip(lookups.qis, levels, strict=True)):
+        card = lookups.cards[i][lv]
+        if card > 1:  # a QI of one value is no part of the key: its codes are not gathered
+            columns.append((_row_codes(g, lv), card))
     return _keys(columns, None, 1, len(lookups.qis[0].codes))[0]
+
+
+def entry_keys(table: FrequencyTable, target: tuple[int, ...], lookups: Lookups) -> Int64s:
+    """Each entry's key at ``target`` (levels at or above the table's): what
+    :func:`roll_up` groups by, and :func:`class_keys` gives rows. Only for keys that need
+    no re-coding (``ValueError`` otherwise), so they compare with the rows'."""
+    columns: list[tuple[npt.NDArray[np.integer], int]] = []
+    for i, dst in enumerate(target):
+        card, src = lookups.cards[i][dst], table.levels[i]
+        if card > 1:
+            codes = table.digits(i)
+            columns.append((codes if src == dst else lookups.lut(i, src, dst)[codes], card))
+    key, _, recoded = _keys(columns, table.sensitive, lookups.n_sensitive, table.size)
+    if recoded:
+        raise ValueError("the keys at these levels are re-coded")
+    return key
+
+
+def locate(table: FrequencyTable, keys: Int64s) -> npt.NDArray[np.integer]:
+    """The entry of ``table`` holding each of ``keys`` (keys at ``table``'s levels, as
+    :func:`class_keys` makes them for rows): through a dense lookup over the key space when
+    it is small, else by binary search. Raises ``ValueError`` for a key the table lacks
+    (the table is not that of these rows)."""
+    if table.cards is None or table.tracked:
+        raise ValueError("locate needs a table keyed by its classes alone, not re-coded")
+    space = math.prod(max(c, 1) for c in table.cards)
+    if len(keys) and (int(keys.min()) < 0 or int(keys.max()) >= space):
+        raise ValueError("a key is not in the table")
+    if space <= max(1 << 16, 2 * len(keys)):
+        # int32 when it fits: less new memory to touch, at 5 M rows that is the cost
+        where: npt.NDArray[np.integer] = (
+            np.full(space, -1, dtype=np.int32) if table.size < (1 << 31)
+            else np.full(space, -1, dtype=np.int64)
+        )  # fmt: skip
+        where[table.keys] = np.arange(table.size)
+        found = where[keys]
+        if len(found) and int(found.min()) < 0:
+            raise ValueError("a key is not in the table")
+        return found
+    found = np.searchsorted(table.keys, keys)
+    np.minimum(found, max(table.size - 1, 0), out=found)
+    if len(keys) and not np.array_equal(table.keys[found], keys):
+        raise ValueError("a key is not in the table")
+    return found
 
 
 def roll_up(

@@ -60,6 +60,9 @@ class Generalisation:
     raw: pl.Series | None = field(default=None, compare=False, repr=False)
     #: Whether the column has missing values (with ``raw``).
     has_missing: bool = field(default=False, compare=False, repr=False)
+    #: The level-0 code of each of ``raw``'s values (with ``raw``): the report counts the
+    #: values by their codes.
+    raw_codes: Codes | None = field(default=None, compare=False, repr=False)
 
     @property
     def height(self) -> int:
@@ -103,7 +106,13 @@ class Hierarchy(Protocol):
     @property
     def level_names(self) -> tuple[str, ...]: ...
 
-    def apply(self, column: pl.Series) -> Generalisation:
+    def apply(
+        self,
+        column: pl.Series,
+        *,
+        encoded: tuple[pl.Series, npt.NDArray[np.integer]] | None = None,
+    ) -> Generalisation:
         """Generalise ``column``; raise :class:`koble.errors.ColumnError` for values it cannot
-        place (naming the column and the first such row)."""
+        place (naming the column and the first such row). ``encoded``: its distinct values
+        and each row's index into them, when known already (see ``hierarchies.base``)."""
         ...

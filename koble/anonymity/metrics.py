@@ -186,6 +186,30 @@ class LossModel:
         result: Floats = np.expm1(logs / d)
         return result
 
+    def sized(
+        self, index: int, counts: Int64s, failing: npt.NDArray[np.bool_], suppressed: int,
+        feasible: bool,
+    ) -> tuple[float, float] | None:  # fmt: skip
+        """:meth:`loss` of a node whose entries are its classes (k-anonymity alone), from
+        the class sizes (``counts``) and those under k (``failing``), for the metrics that
+        need nothing else (discernibility, average class size): the same figures without
+        the general bookkeeping. None for the other metrics."""
+        static, n = float(self.bound[index]), self.rows
+        if self.metric is Metric.DISCERNIBILITY:
+            floor = float(max(int((counts * np.maximum(counts, self.k)).sum()), static))
+            if not feasible:
+                return math.inf, floor
+            kept = counts[~failing] if suppressed else counts
+            return float(int((kept * kept).sum()) + suppressed * n), floor
+        if self.metric is Metric.AECS:
+            floor_aecs = max((n - self.allowed) / (len(counts) * self.k), static)
+            if not feasible:
+                return math.inf, floor_aecs
+            released = len(counts) - int(np.count_nonzero(failing))
+            aecs = (n - suppressed) / (released * self.k) if released else n / self.k
+            return aecs, floor_aecs
+        return None
+
     def loss(self, index: int, table: FrequencyTable, check: NodeCheck) -> tuple[float, float]:
         """The node's loss (infinite when infeasible: it is never needed) and its floor (a
         bound for it and every node above it)."""

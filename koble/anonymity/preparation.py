@@ -9,7 +9,7 @@ before anything is searched (:func:`refuse_person_numbers`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import polars as pl
 
@@ -24,6 +24,7 @@ from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.frequency import Lookups, class_keys
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
+from koble.anonymity.hierarchies.base import Encoded
 from koble.anonymity.person_columns import (
     infer_hierarchy,
     person_constant,
@@ -63,15 +64,20 @@ def criteria(config: AnonymiseConfig) -> list[Criterion]:
     return criteria
 
 
-def generalise(frame: pl.DataFrame, config: AnonymiseConfig, path: str) -> list[Generalisation]:
-    """Every quasi-identifier through its hierarchy. Values a hierarchy cannot take are
-    reported for every column at once, naming the config, the data file, the column and the
-    first bad row of each (never a value)."""
+def generalise(
+    frame: pl.DataFrame, config: AnonymiseConfig, path: str,
+    encoded: Mapping[str, Encoded] | None = None,
+) -> list[Generalisation]:  # fmt: skip
+    """Every quasi-identifier through its hierarchy (``encoded``: columns whose values are
+    encoded already, see :func:`~koble.anonymity.coded.read_coded`). Values a hierarchy
+    cannot take are reported for every column at once, naming the config, the data file,
+    the column and the first bad row of each (never a value)."""
     out, problems = [], []
     for column, spec in config.quasi_identifiers.items():
         values = require_column(frame, column, path)
+        known = None if encoded is None else encoded.get(column)
         try:
-            out.append(hierarchy_for(spec, base_dir=config.base_dir).apply(values))
+            out.append(hierarchy_for(spec, base_dir=config.base_dir).apply(values, encoded=known))
         except InputError as exc:
             problems.append(f"quasi_identifiers.{column}: {exc}")
     if problems:

@@ -24,9 +24,15 @@ import polars as pl
 
 from koble import __version__
 from koble.anonymity.check import AnonymityCheck, check_frame, class_size_bins
+from koble.anonymity.coded import codable, read_coded, release_coded, write_release
 from koble.anonymity.config import AnonymiseConfig
-from koble.anonymity.distributions import exact_codes, top_from_codes, top_values
-from koble.anonymity.frequency import Lookups, class_keys
+from koble.anonymity.distributions import (
+    exact_codes,
+    top_from_codes,
+    top_from_counts,
+    top_values,
+)
+from koble.anonymity.frequency import FrequencyTable, Lookups, class_keys
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
 from koble.anonymity.hierarchies.registry import is_ordered
@@ -108,6 +114,54 @@ def _distributions(
             else top_values(frame[g.name], before),
             "after": top_from_codes(None, g, level, kept, order),
         }  # fmt: skip
+    return out
+
+
+def _apply_rows(
+    frame: pl.DataFrame, qis: Sequence[Generalisation], result: SearchResult, lookups: Lookups,
+    sensitive: Generalisation | None, person: str | None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series, npt.NDArray[np.integer]]:  # fmt: skip
+    """The release row by row (:meth:`SearchResult.apply`): released rows, withheld rows,
+    each released row's class key and its row number in ``frame``."""
+    # Each row's class at the chosen levels rides along, so the check of the release
+    # groups by one integer instead of by its generalised columns as text.
+    # Each row's number too, for the distributions by code.
+    keyed = frame.with_columns(
+        pl.Series(IDS, class_keys(lookups, result.levels)),
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW),
+    )
+    released, held = result.apply(keyed, qis, sensitive)
+    released_ids, kept = released.get_column(IDS), released.get_column(ROW).to_numpy()
+    released, held = released.drop(IDS, ROW), held.drop(IDS, ROW)
+    if person is not None:
+        # by value, not by person: adjacent rows (or an order by fødselsnummer) would
+        # tie a person's rows together, or give the person away
+        order = released.select(pl.arg_sort_by(
+            [c for c in released.columns if c != person], nulls_last=True,
+            maintain_order=True,
+        )).to_series()  # fmt: skip
+        released, released_ids = released[order], released_ids.gather(order)
+    return released, held, released_ids, kept
+
+
+def _distributions_coded(
+    frame: pl.DataFrame, qis: Sequence[Generalisation], levels: Sequence[int],
+    orders: Mapping[str, Sequence[str]], exact: Sequence[bool], base: FrequencyTable,
+    after: Sequence[npt.NDArray[np.int64]],
+) -> dict[str, dict[str, dict[str, int]]]:  # fmt: skip
+    """:func:`_distributions` of a coded release (plain quasi-identifiers): counted from the
+    search's level-0 table (before) and the rows released per code (``after``), not from the
+    rows; the values before by the codes where they stand for them (else by the values)."""
+    out = {}
+    for i, (g, level, same) in enumerate(zip(qis, levels, exact, strict=True)):
+        order = orders.get(g.name)
+        before = () if order is not None else None
+        if same and g.raw is not None and g.raw_codes is not None:
+            counts = np.bincount(base.code(i), weights=base.counts, minlength=len(g.labels[0]))
+            shown = top_from_counts(g, 0, counts.astype(np.int64), before, values=True)
+        else:
+            shown = top_values(frame[g.name], before)
+        out[g.name] = {"before": shown, "after": top_from_counts(g, level, after[i], order)}
     return out
 
 
@@ -223,8 +277,11 @@ def anonymise_file(
     (:func:`koble.anonymity.report.anonymise_with_report`).
     """
     timings: dict[str, float] = {}
+    # rows as classes: the quasi-identifiers' text columns are read dictionary-encoded too,
+    # for their hierarchies (see koble.anonymity.coded)
+    plain = config.shape != "person" and config.person is None and config.population is None
     with timed(timings, "read"):
-        frame = read_table(source)
+        frame, encoded = read_coded(source, list(config.quasi_identifiers) if plain else [])
     path = str(source)
     extra = [c for c in (config.sensitive, config.person) if c is not None]
     check_columns(frame, [*config.quasi_identifiers, *extra], path)
@@ -234,7 +291,7 @@ def anonymise_file(
             if config.shape == "person":
                 shape, frame, qis, promoted = person_shape(frame, config, path)
             else:
-                qis = generalise(frame, config, path)
+                qis = generalise(frame, config, path, encoded)
         except KobleError:  # a column of person numbers is refused as such, not as values
             refuse_person_numbers(frame, config, path)  # a hierarchy cannot place
             raise
@@ -277,12 +334,19 @@ def anonymise_file(
         "m": model.m if isinstance(model, PersonKM) else config.m,
     }  # fmt: skip
     lookups = Lookups(qis)
+    base = result.base if shape is None and codable(result, qis) else None
     with timed(timings, "check_before"):
-        exact = [exact_codes(frame[g.name], g) if g.column_names == (g.name,) else False
-                 for g in qis]  # fmt: skip
+        exact = [exact_codes(frame[g.name], g, None if base is None else base.code(i))
+                 if g.column_names == (g.name,) else False
+                 for i, g in enumerate(qis)]  # fmt: skip
+        # rows as classes, level-0 codes as the values: the classes are the search's
+        # level-0 table, counted already
+        sizes = (pl.Series(base.counts) if base is not None and all(exact)
+                 and population is None and config.sensitive is None else None)  # fmt: skip
         before = check_frame(rows_frame, list(config.quasi_identifiers) if shape else names,
                              path=path, population=population, scan=False,  # refused above
-                             class_ids=None if shape else level0_ids(qis, lookups, exact),
+                             class_ids=None if shape or sizes is not None
+                             else level0_ids(qis, lookups, exact), class_sizes=sizes,
                              **checks)  # type: ignore[arg-type]  # fmt: skip
     level_names = {g.name: g.level_names[lv] for g, lv in zip(qis, result.levels, strict=True)}
     with timed(timings, "hashing"):
@@ -300,25 +364,17 @@ def anonymise_file(
             stale.remove(withheld)
             stale.remove(output)
         return release
+    coded = None
     with timed(timings, "apply"):
-        # Each row's class at the chosen levels rides along, so the check of the release
-        # groups by one integer instead of by its generalised columns as text.
-        # Each row's number too, for the distributions by code.
-        keyed = frame.with_columns(
-            pl.Series(IDS, class_keys(lookups, result.levels)),
-            pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW),
-        )
-        released, held = result.apply(keyed, qis, sensitive)
-        released_ids, kept = released.get_column(IDS), released.get_column(ROW).to_numpy()
-        released, held = released.drop(IDS, ROW), held.drop(IDS, ROW)
-        if config.person is not None:
-            # by value, not by person: adjacent rows (or an order by fødselsnummer) would
-            # tie a person's rows together, or give the person away
-            order = released.select(pl.arg_sort_by(
-                [c for c in released.columns if c != config.person], nulls_last=True,
-                maintain_order=True,
-            )).to_series()  # fmt: skip
-            released, released_ids = released[order], released_ids.gather(order)
+        if base is not None and population is None:
+            # class by class, the labels dictionary-encoded (koble.anonymity.coded); each
+            # row's class key rides along for the check, as below
+            coded = release_coded(frame, qis, result, class_keys(lookups, result.levels))
+            released, held, released_ids = coded.released, coded.held, coded.ids
+            kept: npt.NDArray[np.integer] = np.zeros(0, dtype=np.int64)  # counted by codes
+        else:
+            released, held, released_ids, kept = _apply_rows(frame, qis, result, lookups,
+                                                             sensitive, config.person)  # fmt: skip
     with timed(timings, "check_after"):
         if population is not None:
             population = generalised_population(population, config, qis, result)
@@ -340,9 +396,14 @@ def anonymise_file(
             + "); nothing is written"
         )
     with timed(timings, "write"):
+        # columns read dictionary-encoded were text in the input: so they are in the output
+        held = held.with_columns(pl.col(c).cast(pl.String) for c in encoded)
         write_table(held, withheld, outputs=outputs)
-        write_table(released.drop(config.person) if config.person else released, output,
-                    outputs=outputs, last=True)  # fmt: skip
+        if coded is not None:
+            write_release(released, coded.arrays, output, outputs=outputs, last=True)
+        else:
+            write_table(released.drop(config.person) if config.person else released, output,
+                        outputs=outputs, last=True)  # fmt: skip
     release.output, release.withheld = str(output), str(withheld)
     release.unchanged = [c for c in released.columns if c not in names and c != config.person]
     staged = Path if outputs is None else outputs.current  # the bytes, before or after commit
@@ -355,6 +416,10 @@ def anonymise_file(
         and is_ordered(config.quasi_identifiers.get(g.name, ""))
     }  # fmt: skip
     with timed(timings, "distributions"):
-        release.distributions = _distributions(frame, released, qis, result.levels, orders,
-                                               exact, kept)  # fmt: skip
+        if coded is not None and base is not None:
+            release.distributions = _distributions_coded(frame, qis, result.levels, orders,
+                                                         exact, base, coded.counts)  # fmt: skip
+        else:
+            release.distributions = _distributions(frame, released, qis, result.levels,
+                                                   orders, exact, kept)  # fmt: skip
     return release

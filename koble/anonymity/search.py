@@ -111,6 +111,9 @@ class Problem:
         if self.model.exact:
             static = float(self.model.bound[index])
             return Evaluation(feasible, feasible, static if feasible else math.inf, static)
+        sized = self.model.sized(index, counts, failing, suppressed, feasible)
+        if sized is not None:
+            return Evaluation(feasible, feasible, *sized)
         kept = np.where(failing, 0, counts)
         ids = np.arange(table.size, dtype=np.int64)
         classes = Classes(counts, ids, ids)
@@ -122,12 +125,13 @@ class Problem:
     def result(self, best: int | None, evaluated: int, tagged: int, start: float) -> SearchResult:
         """Package the outcome (evaluating the chosen node again for its figures)."""
         names = tuple(g.name for g in self.qis)
-        settled = None
+        settled, searched = None, 0
         if best is None:
             node, loss = (0,) * len(names), math.inf
         else:
             node = self.lattice.node(best)
-            _, loss, _ = self.evaluate(best)
+            check, loss, _ = self.evaluate(best)  # once: its figures are those of the node
+            searched = check.suppressed
             settled = self.requirements.settle(self.table(best))
         return SearchResult(
             names=names,
@@ -148,10 +152,11 @@ class Problem:
             seconds=time.perf_counter() - start,
             requirements=self.requirements,
             persons_suppressed=None if settled is None else settled.persons_suppressed,
-            searched_suppressed=0 if best is None else self.evaluate(best)[0].suppressed,
+            searched_suppressed=searched,
             least_suppressed=None
             if best is not None
             else self.evaluate(self.lattice.size - 1, cached=False)[0].suppressed,
+            base=self.base,
         )
 
 
@@ -194,6 +199,9 @@ class SearchResult:
     #: Generalising never makes a passing class fail, so for monotone criteria no node
     #: withholds fewer: the report says why nothing met the limit (None when feasible).
     least_suppressed: int | None = None
+    #: The rows grouped at level 0 (:func:`~koble.anonymity.frequency.base_table`) the search
+    #: ran over: the release counts classes and distributions from it instead of the rows.
+    base: FrequencyTable | None = field(default=None, repr=False, compare=False)
 
     @property
     def chosen(self) -> dict[str, int]:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from koble.anonymity.generalisation import Generalisation
-from koble.anonymity.hierarchies.base import TOP, Canonicaliser, build, reject
+from koble.anonymity.hierarchies.base import TOP, Canonicaliser, Encoded, build, reject
 from koble.anonymity.hierarchies.dates import to_dates
 from koble.errors import ColumnError, UsageError
 
@@ -92,17 +92,19 @@ class AgeHierarchy:
         names.append(TOP)
         return tuple(names)
 
-    def apply(self, column: pl.Series) -> Generalisation:
+    def apply(self, column: pl.Series, *, encoded: Encoded | None = None) -> Generalisation:
         """Generalise an age column (or a birth-date column, with a reference date)."""
         reference = self.reference_date
         if reference is None:
-            return build(column, self.level_names, _ages(column), self._age_labels)
+            return build(column, self.level_names, _ages(column), self._age_labels, encoded=encoded)
 
         def birth_labels(births: pl.Series) -> Sequence[pl.Series]:
             ages = _age_at(births, reference)
             return [births.dt.strftime("%Y-%m-%d"), *self._age_labels(ages)]
 
-        return build(column, self.level_names, _births(column, reference), birth_labels)
+        return build(
+            column, self.level_names, _births(column, reference), birth_labels, encoded=encoded
+        )
 
     def _age_labels(self, ages: pl.Series) -> Sequence[pl.Series]:
         frame = pl.DataFrame({"a": ages.cast(pl.Int64)})

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from koble.anonymity.generalisation import Generalisation
-from koble.anonymity.hierarchies.base import TOP, Canonicaliser, build, reject, to_text
+from koble.anonymity.hierarchies.base import TOP, Canonicaliser, Encoded, build, reject, to_text
 
 __all__ = ["AtcHierarchy"]
 
@@ -52,9 +52,9 @@ class AtcHierarchy:
             TOP,
         )
 
-    def apply(self, column: pl.Series) -> Generalisation:
+    def apply(self, column: pl.Series, *, encoded: Encoded | None = None) -> Generalisation:
         """Generalise a column of ATC codes."""
-        return build(column, self.level_names, _normalise(column), _labels)
+        return build(column, self.level_names, _normalise(column), _labels, encoded=encoded)
 
 
 def _normalise(column: pl.Series) -> Canonicaliser:

@@ -33,8 +33,10 @@ __all__ = [
     "MISSING",
     "TOP",
     "Canonicaliser",
+    "Encoded",
     "Labeller",
     "build",
+    "integers",
     "reject",
     "shown",
     "to_text",
@@ -48,6 +50,11 @@ Canonicaliser = Callable[[pl.Series], pl.Series]
 
 Labeller = Callable[[pl.Series], Sequence[pl.Series]]
 """Sorted distinct canonical values in, one String Series of labels per level out."""
+
+Encoded = tuple[pl.Series, npt.NDArray[np.integer]]
+"""A column encoded already: its distinct non-null values (in its dtype) and each row's
+index into them (a missing value: one past the last), as :func:`_encode` makes them; e.g.
+from a Parquet file's own dictionary pages (:func:`koble.anonymity.coded.read_coded`)."""
 
 
 def shown(value: object) -> str:
@@ -92,23 +99,49 @@ def _dense(labels: pl.Series) -> tuple[Codes, list[str]]:
     return codes.to_numpy().astype(np.int32, copy=False), distinct.to_list()
 
 
+def integers(array: pa.Array) -> npt.NDArray[np.integer]:
+    """An Arrow integer array without nulls as NumPy, viewing its buffer (``to_numpy``
+    would import pandas, a second's worth of CPU on a loaded machine, for nothing)."""
+    if array.null_count:
+        raise ValueError("integers() takes an array without nulls")
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    data = array.buffers()[1]
+    if data is None:
+        return np.zeros(len(array), dtype=dtype)
+    return np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
 def _encode(column: pl.Series) -> tuple[pl.Series, npt.NDArray[np.integer]]:
     """The distinct non-null values of ``column`` (in its dtype) and each row's index into
     them (missing: one past the last), from one hash pass over the rows (Arrow's
     dictionary encoding, zero-copy from Polars)."""
+    coded = column.dtype in (pl.Categorical, pl.Enum)
     if column.null_count() == len(column):  # Arrow encodes a null-typed column as [null]
-        return column.clear(), np.zeros(len(column), dtype=np.int32)
+        empty = column.clear()
+        return empty.cast(pl.String) if coded else empty, np.zeros(len(column), dtype=np.int32)
     array = column.to_arrow(compat_level=CompatLevel.newest())
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    encoded = pc.dictionary_encode(array)
-    dictionary = pl.Series(column.name, encoded.dictionary)
-    if dictionary.dtype != column.dtype:
-        dictionary = dictionary.cast(column.dtype)
+    # A categorical column is encoded already (a Parquet file read dictionary-encoded):
+    # its dictionary and indices are taken as they are, kept to the values present.
+    encoded = array if coded else pc.dictionary_encode(array)
     indices = encoded.indices
     if indices.null_count:
-        indices = pc.fill_null(indices, len(dictionary))
-    return dictionary, indices.to_numpy(zero_copy_only=False)
+        indices = pc.fill_null(indices, len(encoded.dictionary))
+    index = integers(indices)
+    dictionary = pl.Series(column.name, encoded.dictionary)
+    if coded:
+        used = np.zeros(len(dictionary) + 1, dtype=np.bool_)
+        used[index] = True  # a scatter: cheaper than counting
+        used = used[: len(dictionary)]
+        if not used.all():
+            dense = np.cumsum(used, dtype=np.int64) - 1
+            dense = np.append(dense, int(used.sum()))  # a missing value: one past the last
+            index, dictionary = dense[index], dictionary.filter(pl.Series(used))
+        return dictionary.cast(pl.String), index
+    if dictionary.dtype != column.dtype:
+        dictionary = dictionary.cast(column.dtype)
+    return dictionary, index
 
 
 def build(
@@ -118,6 +151,7 @@ def build(
     labeller: Labeller,
     *,
     top: str | None = TOP,
+    encoded: Encoded | None = None,
 ) -> Generalisation:
     """Generalise ``column`` under a hierarchy given by two vectorised functions.
 
@@ -129,7 +163,8 @@ def build(
     Series per level (level 0 first), each as long as its input. ``top`` is the label every
     value has at the last level (``*`` for the built-ins); missing values join it there.
     Pass ``top=None`` when the last level may hold several labels (a user's CSV): then
-    ``(missing)`` stays apart at the top too.
+    ``(missing)`` stays apart at the top too. ``encoded``: the column's values encoded
+    already (they must be ``column``'s), which spares the pass over the rows for them.
 
     The rows are read twice: once for their distinct values, once to map each row to its
     level-0 code. Everything else is over distinct values.
@@ -138,9 +173,10 @@ def build(
     parents at level l+1): for built-ins that is a bug, and user CSVs are checked earlier
     with a message that names the file.
     """
-    if column.dtype in (pl.Categorical, pl.Enum):
-        column = column.cast(pl.String)
-    raw, raw_index = _encode(column)
+    # categoricals as their text
+    raw, raw_index = _encode(column) if encoded is None else encoded
+    if len(raw_index) != len(column):
+        raise ValueError("the encoded column differs in length")
     canonical_raw = canonicalise(raw) if len(raw) else raw
     if len(canonical_raw) != len(raw) or canonical_raw.null_count():
         raise ValueError("canonicalise must return one non-null value per distinct value")
@@ -198,6 +234,7 @@ def build(
         maps=tuple(maps),
         raw=raw,
         has_missing=has_missing,
+        raw_codes=raw_codes,
     )
 
 

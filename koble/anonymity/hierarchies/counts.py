@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from koble.anonymity.generalisation import Generalisation
-from koble.anonymity.hierarchies.base import TOP, Canonicaliser, build, reject
+from koble.anonymity.hierarchies.base import TOP, Canonicaliser, Encoded, build, reject
 from koble.errors import ColumnError, UsageError
 
 __all__ = ["DEFAULT_BANDS", "CountHierarchy"]
@@ -54,9 +54,9 @@ class CountHierarchy:
         """``count, band, any, *``."""
         return ("count", "band", "any", TOP)
 
-    def apply(self, column: pl.Series) -> Generalisation:
+    def apply(self, column: pl.Series, *, encoded: Encoded | None = None) -> Generalisation:
         """Generalise a count column."""
-        return build(column, self.level_names, _counts(column), self._labels)
+        return build(column, self.level_names, _counts(column), self._labels, encoded=encoded)
 
     def _labels(self, counts: pl.Series) -> Sequence[pl.Series]:
         c = pl.col("c")

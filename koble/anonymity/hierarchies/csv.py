@@ -36,6 +36,7 @@ from koble.anonymity.generalisation import Domain, Generalisation
 from koble.anonymity.hierarchies.base import (
     MISSING,
     Canonicaliser,
+    Encoded,
     build,
     reject,
     shown,
@@ -77,11 +78,12 @@ class CsvHierarchy:
         """``value, level 1, ..., level n`` (ARX's files name no levels)."""
         return ("value", *(f"level {level}" for level in range(1, self._levels)))
 
-    def apply(self, column: pl.Series) -> Generalisation:
+    def apply(self, column: pl.Series, *, encoded: Encoded | None = None) -> Generalisation:
         """Generalise ``column``; every value must appear in the hierarchy. The result
         carries the file's whole domain (every row, present in the data or not), which
         ARX's *loss* metric charges generalised values against."""
-        g = build(column, self.level_names, self._values(column), self._labels, top=self._top)
+        g = build(column, self.level_names, self._values(column), self._labels, top=self._top,
+                  encoded=encoded)  # fmt: skip
         return replace(g, domain=self._domain(g))
 
     def _domain(self, g: Generalisation) -> Domain:

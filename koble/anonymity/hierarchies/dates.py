@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from koble.anonymity.generalisation import Generalisation
-from koble.anonymity.hierarchies.base import TOP, Canonicaliser, build, reject
+from koble.anonymity.hierarchies.base import TOP, Canonicaliser, Encoded, build, reject
 from koble.errors import ColumnError, UsageError
 
 __all__ = ["DateHierarchy", "to_dates"]
@@ -77,9 +77,9 @@ class DateHierarchy:
         """``day, month, quarter, year, N-year period, *``."""
         return ("day", "month", "quarter", "year", f"{self.period_years}-year period", TOP)
 
-    def apply(self, column: pl.Series) -> Generalisation:
+    def apply(self, column: pl.Series, *, encoded: Encoded | None = None) -> Generalisation:
         """Generalise a date column."""
-        return build(column, self.level_names, to_dates(column), self._labels)
+        return build(column, self.level_names, to_dates(column), self._labels, encoded=encoded)
 
     def _labels(self, days: pl.Series) -> Sequence[pl.Series]:
         d = pl.col("d")

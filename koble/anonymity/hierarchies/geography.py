@@ -35,7 +35,7 @@ from typing import Literal
 import polars as pl
 
 from koble.anonymity.generalisation import Generalisation
-from koble.anonymity.hierarchies.base import TOP, Canonicaliser, build, reject
+from koble.anonymity.hierarchies.base import TOP, Canonicaliser, Encoded, build, reject
 from koble.anonymity.hierarchies.reference import reference_table
 from koble.errors import ColumnError, UsageError
 
@@ -70,9 +70,11 @@ class KommuneHierarchy:
         fylke = "fylke" if self.vintage is None else f"fylke ({self.vintage})"
         return ("kommune", fylke, self.region, "land", TOP)
 
-    def apply(self, column: pl.Series) -> Generalisation:
+    def apply(self, column: pl.Series, *, encoded: Encoded | None = None) -> Generalisation:
         """Generalise a column of kommunenummer."""
-        return build(column, self.level_names, _kommune_codes(column), self._labels)
+        return build(
+            column, self.level_names, _kommune_codes(column), self._labels, encoded=encoded
+        )
 
     def _labels(self, codes: pl.Series) -> Sequence[pl.Series]:
         kommuner = reference_table("kommuner_2016_2024.csv")

@@ -27,7 +27,7 @@ from functools import cache
 import polars as pl
 
 from koble.anonymity.generalisation import Generalisation
-from koble.anonymity.hierarchies.base import TOP, Canonicaliser, build, reject, to_text
+from koble.anonymity.hierarchies.base import TOP, Canonicaliser, Encoded, build, reject, to_text
 from koble.anonymity.hierarchies.reference import reference_table
 
 __all__ = ["Icd10Hierarchy", "icd10_block"]
@@ -79,9 +79,9 @@ class Icd10Hierarchy:
         """``code, category, block, chapter, *``."""
         return ("code", "category", "block", "chapter", TOP)
 
-    def apply(self, column: pl.Series) -> Generalisation:
+    def apply(self, column: pl.Series, *, encoded: Encoded | None = None) -> Generalisation:
         """Generalise a column of ICD-10 codes."""
-        return build(column, self.level_names, _normalise(column), _labels)
+        return build(column, self.level_names, _normalise(column), _labels, encoded=encoded)
 
 
 def _normalise(column: pl.Series) -> Canonicaliser:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from koble.anonymity.generalisation import Generalisation
-from koble.anonymity.hierarchies.base import TOP, build, to_text
+from koble.anonymity.hierarchies.base import TOP, Encoded, build, to_text
 
 __all__ = ["CategoricalHierarchy", "SexHierarchy"]
 
@@ -29,13 +29,13 @@ class CategoricalHierarchy:
         """``(level_name, "*")``."""
         return (self.level_name, TOP)
 
-    def apply(self, column: pl.Series) -> Generalisation:
+    def apply(self, column: pl.Series, *, encoded: Encoded | None = None) -> Generalisation:
         """Generalise ``column``; never fails (every value is allowed)."""
 
         def labels(values: pl.Series) -> Sequence[pl.Series]:
             return [values, pl.Series([TOP] * len(values), dtype=pl.String)]
 
-        return build(column, self.level_names, to_text, labels)
+        return build(column, self.level_names, to_text, labels, encoded=encoded)
 
 
 def SexHierarchy() -> CategoricalHierarchy:  # noqa: N802 - reads as a class at call sites
