@@ -4,9 +4,12 @@
    operator checks incoming files: each check must reconcile (rows in = valid + rejected),
    and what it finds must match what the generator says it put there (the cohort's injected
    dirt, a clean population, no fødselsnummer at all in the de-identified registry).
-2. Run the two demo linkage jobs on it (:mod:`koble.linkage.demo_run`): every route, every
+2. Run the three demo linkage jobs on it (:mod:`koble.linkage.demo_run`): every route, every
    party in its own workspace, each delivery verified as an auditor would and the
-   distributed one reproduced byte for byte.
+   distributed one reproduced byte for byte. The distributed job's cohort recovers its
+   dirty numbers at the TTP, and the Helsearkivregisteret job its number-less journals;
+   the summary gives the records linked by each method and the model's estimated
+   precision and recall.
 
 The result is data; the CLI only prints it.
 """

@@ -31,6 +31,17 @@ def test_demo_checks_reconcile_and_match_truth(tmp_path: Path) -> None:
     distributed = next(o for o in result.linkage if o.name == "distributed")
     assert distributed.reproduce is not None and distributed.reproduce.identical
     assert [r.registry for r in distributed.run.plan.refusals] == ["abortregisteret"]
+    # identity recovery: the cohort's dirty numbers and Helsearkivregisteret's journals
+    (cohort_recovery,) = distributed.recovery
+    assert (
+        cohort_recovery["by_outcome"]["repaired"] + cohort_recovery["by_outcome"]["probabilistic"]
+        > 0
+    )
+    journals = next(o for o in result.linkage if o.name == "helsearkiv")
+    (journal_recovery,) = journals.recovery
+    assert journal_recovery["by_outcome"]["probabilistic"] > 0
+    assert journal_recovery["estimated_precision"] is not None
+    assert any("recovery (population)" in line for line in distributed.recovery_lines())
     cohort = next(r for e, r in result.checks if e.table == "cohort.parquet")
     truth = json.loads((tmp_path / "world" / "manifest.json").read_text())["truth"]["cohort"]
     assert cohort.rejected == truth["wrong_check_digit"] + truth["missing"] > 0
@@ -67,7 +78,7 @@ def test_demo_cli_json(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["ok"] is True
-    assert [job["ok"] for job in summary["linkage"]] == [True, True]
+    assert [job["ok"] for job in summary["linkage"]] == [True, True, True]
 
 
 def test_python_dash_m_and_console_script() -> None:

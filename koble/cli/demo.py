@@ -156,6 +156,8 @@ def _print_linkage(console: Console, result: DemoResult) -> None:
                     f"{after['unique']:,} of {after['persons']:,} ({after['under_k']:,} "
                     f"under {gate['k']})"
                 )
+        for text in outcome.recovery_lines():  # identity recovery at the TTP
+            console.print(f"  {text}", soft_wrap=True)
         verdict = "[green]verified[/]" if outcome.verify.ok else "[red]NOT verified[/]"
         passed = sum(c.ok for c in outcome.verify.checks)
         line = f"  auditor: {verdict} ({passed}/{len(outcome.verify.checks)} checks)"

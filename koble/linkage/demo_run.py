@@ -1,6 +1,8 @@
-"""The linkage half of ``make demo``: both demo jobs run, verified and reproduced.
+"""The linkage half of ``make demo``: the demo jobs run, verified and reproduced.
 
-For each job (:mod:`koble.linkage.demo_jobs`): run it with every party in its own workspace,
+For each job (:mod:`koble.linkage.demo_jobs`: distributed, with the survey cohort's dirty
+numbers recovered at the TTP; central anonymous; Helsearkivregisteret, whose journals the
+TTP recovers): run it with every party in its own workspace,
 verify the delivery as an auditor would (signature, hashes, counts, identifier scans of the
 researcher's and the pseudonymous registries' files), and, for the distributed job,
 reproduce it in a fresh workspace and compare every delivered byte. Keys and the KEK are
@@ -16,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from koble.linkage.demo_jobs import write_demo_jobs
+from koble.linkage.demo_jobs import write_demo_jobs, write_helsearkiv_job
 from koble.linkage.executor import RunResult, StepEvent, run_job
+from koble.linkage.keys import read_json
 from koble.linkage.reproduce import ReproduceReport, reproduce_job
 from koble.linkage.sources import synthetic_sources
 from koble.linkage.verify import VerifyReport, verify_delivery
@@ -42,6 +45,28 @@ class JobOutcome:
     #: Central route: persons the row model alone would let an attacker single out by
     #: their set of rows (``persons``, ``unique``, ``under_k``), for the summary.
     row_model: dict[str, int] | None = None
+    #: Identity recovery, per set of records resolved at the TTP (the quality report's
+    #: linkage sections, without the bias tables): records by method, estimated precision
+    #: and recall.
+    recovery: list[dict[str, Any]] = field(default_factory=list)
+
+    def recovery_lines(self) -> list[str]:
+        """One line per recovery, for the demo's summary."""
+        out = []
+        for r in self.recovery:
+            linked = ", ".join(f"{m} {n:,}" for m, n in r["by_outcome"].items() if n)
+            precision, recall = r.get("estimated_precision"), r.get("estimated_recall")
+            model = (
+                "no probabilistic model needed"
+                if precision is None
+                else f"model's estimate at {r['thresholds'][0]}/{r['thresholds'][1]}: "
+                f"precision {precision:.4f}, recall {recall or 0:.4f}"
+            )
+            out.append(
+                f"recovery ({r['scope']}): {r['rows']:,} records: {linked}; "
+                f"{r['sent_to_ttp']:,} sent to the TTP; {model}"
+            )
+        return out
 
     @property
     def ok(self) -> bool:
@@ -69,6 +94,7 @@ class JobOutcome:
                 {"path": str(h.path), "entries": h.entries, "head": h.head} for h in self.audit_logs
             ],
             "row_model": self.row_model,
+            "recovery": self.recovery,
         }
 
 
@@ -86,13 +112,15 @@ def run_linkage_demo(
     if out.exists():
         shutil.rmtree(out)
     distributed, central = write_demo_jobs(world, fmt=fmt)
+    helsearkiv = write_helsearkiv_job(world, fmt=fmt)
     catalogue = Catalogue.load()
     common: dict[str, Any] = {
         "keys_dir": out / "keys", "kek": kek, "sources": synthetic_sources(world),
         "catalogue": catalogue, "now": now, "randbytes": randbytes, "on_step": on_step,
     }  # fmt: skip
     outcomes = []
-    for name, job in (("distributed", distributed), ("central", central)):
+    jobs = [("distributed", distributed), ("central", central), ("helsearkiv", helsearkiv)]
+    for name, job in jobs:
         workspace = out / name
         heads: list[AuditHead] = []
         common["on_audit_close"] = heads.append
@@ -113,8 +141,27 @@ def run_linkage_demo(
             seconds["reproduce"] = time.perf_counter() - tick
         if name == "central":
             outcome.row_model = row_model_exposure(job, workspace)
+        outcome.recovery = recovery_summary(result.delivery / "quality.json")
         outcomes.append(outcome)
     return outcomes
+
+
+def recovery_summary(quality: Path) -> list[dict[str, Any]]:
+    """The figures of each linkage section of a delivered quality report: records by how
+    they were linked, how many went to the TTP, and the model's estimated precision and
+    recall at the thresholds."""
+    sections = read_json(quality).get("linkage") or [] if quality.is_file() else []
+    out = []
+    for s in sections:
+        model = s.get("model") or {}
+        sent = s.get("sent_to_ttp", s.get("records"))
+        out.append({
+            "scope": s["scope"], "rows": s["rows"], "by_outcome": s["by_outcome"],
+            "sent_to_ttp": sent or 0, "thresholds": s["thresholds"],
+            "estimated_precision": model.get("estimated_precision"),
+            "estimated_recall": model.get("estimated_recall"),
+        })  # fmt: skip
+    return out
 
 
 def row_model_exposure(job: Path, workspace: Path) -> dict[str, int] | None:

@@ -49,6 +49,12 @@ from koble.linkage.sources import RegistrySource, Sources
 from koble.linkage.steps_central import gate_step, link_step
 from koble.linkage.steps_deliver import DELIVERY, deliver_step, receive_step, refuse_step
 from koble.linkage.steps_keys import assign_serials_step, pseudonymise_step, send_persons_step
+from koble.linkage.steps_recovery import (
+    apply_recovery_step,
+    prepare_population_step,
+    prepare_registry_step,
+    resolve_step,
+)
 from koble.linkage.steps_registry import consent_step, extract_step, load_feed
 from koble.linkage.transfer import open_transfer, seal_transfer
 from koble.linkage.workspace import (
@@ -78,7 +84,17 @@ HANDLERS: dict[str, Handler] = {
     "deliver": deliver_step,
     "receive": receive_step,
     "refuse": refuse_step,
+    "resolve_identities": resolve_step,
+    "apply_recovery": apply_recovery_step,
 }
+
+
+def _prepare_recovery(ctx: Context, step: Step) -> dict[str, Any]:
+    """The population's holder (the operator) or a registry picks out its records."""
+    return (prepare_registry_step if step.registry else prepare_population_step)(ctx, step)
+
+
+HANDLERS["prepare_recovery"] = _prepare_recovery
 SUFFIX = ".koblt"
 #: The run's tamper-evident audit log (hash-chained, checkpoints signed by the operator key);
 #: check it with ``koble audit verify-log ws/audit.log --public-key KEYS/operator.signing.pub.pem``.
@@ -138,6 +154,11 @@ def _sources_print(sources: Sources, job: Job, plan: Plan) -> dict[str, Any]:
     }
     prints["(identity history: operator)"] = _fingerprint(sources.operator_history)
     prints["(identity history: ttp)"] = _fingerprint(sources.ttp_history)
+    if job.recovers:  # the register recovery resolves against: a changed one is changed data
+        register = sources.ttp_register
+        prints["(population register: ttp)"] = (
+            None if register is None else _fingerprint(register / "persons.parquet")
+        )
     return prints
 
 
@@ -219,6 +240,8 @@ def _audit(log: AuditLog | None, step: Step, stats: dict[str, Any],
     it cannot hold) is stopped before it does any work, not after, unaudited.
     """
     counts = {k: v for k, v in stats.items() if isinstance(v, int) and not isinstance(v, bool)}
+    extra = stats.get("audit")  # a step's own figures: counts, thresholds, model parameters
+    more = dict(extra) if isinstance(extra, dict) else {}
     (log.append if log is not None else check_event)(
         actor=step.party,
         operation=f"linkage.{step.action}",
@@ -226,7 +249,7 @@ def _audit(log: AuditLog | None, step: Step, stats: dict[str, Any],
         key_id=stats.get("key_id") if isinstance(stats.get("key_id"), str) else None,
         rows_out=counts.get("rows_delivered", counts.get("rows")),
         output_sha256=next(iter(written.values()), None),
-        details={"step": step.id, "registry": step.registry, "outputs": len(written)},
+        details={**more, "step": step.id, "registry": step.registry, "outputs": len(written)},
     )
 
 

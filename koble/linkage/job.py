@@ -60,11 +60,13 @@ from koble.files import read_text
 from koble.linkage.job_model import (
     APPROVAL_KINDS,
     FORMATS,
+    RECORD_FIELDS,
     Anonymity,
     Approval,
     Job,
     JobError,
     Problem,
+    Recovery,
     Request,
     valid_variable_name,
 )
@@ -90,7 +92,8 @@ __all__ = [
 _FIRST_YEAR, _LAST_YEAR = 1900, 2100
 _TOP: Final = {"project", "population", "recipient", "delivery", "registries", "anonymity",
                "schemas", "schema_file"}  # fmt: skip
-_REQUEST_KEYS: Final = {"approval", "variables", "period"}
+_REQUEST_KEYS: Final = {"approval", "variables", "period", "recover"}
+_POPULATION_KEYS: Final = {"file", "id_column", "recover", "fields", "thresholds", "training"}
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -308,9 +311,94 @@ def _requests(
         approval = _approval(reader, spec.get("approval"), key)
         period = _period(reader, spec.get("period"), key)
         variables = _variables(reader, spec.get("variables"), key, schemas.get(entry.id))
-        if approval is not None and period is not None and variables:
-            out.append((Request(entry.id, variables, *period, approval, line), entry))
+        recover = _request_recover(reader, spec.get("recover", False), key, entry)
+        if approval is not None and period is not None and variables and recover is not None:
+            request = Request(entry.id, variables, *period, approval, line, recover=recover)
+            out.append((request, entry))
     return out
+
+
+def _request_recover(reader: _Reader, value: object, key: str, entry: Registry) -> bool | None:
+    """A request's ``recover``: true for a registry whose own records lack usable numbers
+    (it sends them to the TTP to be resolved); only an identifiable registry, which is
+    keyed by fødselsnummer, can use what the TTP returns. None after a problem."""
+    line = reader.at.line("registries", key, "recover")
+    if not isinstance(value, bool):
+        reader.problem(line, f"registry {key!r}: recover must be true or false")
+        return None
+    if value and entry.identity_model != "identifiable":
+        reader.problem(
+            line,
+            f"registry {key!r}: recover = true needs a registry keyed by fødselsnummer; "
+            f"{entry.id} is {entry.identity_model}",
+        )
+        return None
+    return value
+
+
+def _thresholds(reader: _Reader, value: object) -> tuple[float, float] | None:
+    """``[population] thresholds = [low, high]``, 0 < low <= high < 1; None after a problem."""
+    if value is None:
+        return 0.80, 0.99
+    ok = (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
+    if ok and isinstance(value, list) and 0 < value[0] <= value[1] < 1:
+        return float(value[0]), float(value[1])
+    reader.problem(
+        reader.at.line("population", "thresholds"),
+        "population.thresholds must be [low, high] match probabilities with "
+        "0 < low <= high < 1, e.g. [0.8, 0.99]",
+    )
+    return None
+
+
+def _recovery(reader: _Reader, population: Mapping[str, Any]) -> Recovery | None:
+    """``[population] recover = true`` with ``fields`` (record field -> population column)
+    and ``training``; None when recovery is off or after a problem."""
+    recover = population.get("recover", False)
+    fields = population.get("fields")
+    if not isinstance(recover, bool):
+        reader.problem(reader.at.line("population", "recover"),
+                       "population.recover must be true or false")  # fmt: skip
+        return None
+    if not recover:  # fields may stay written: recover = false turns recovery off
+        return None
+    usage = (
+        "population.fields must map record fields to the file's columns, e.g. "
+        '{ first_name = "fornavn", last_name = "etternavn", birth_date = "fodt" }'
+    )
+    line = reader.at.line("population", "fields")
+    if not isinstance(fields, Mapping) or not fields:
+        reader.problem(line, f"recover = true needs the fields the file carries: {usage}")
+        return None
+    ok = True
+    for name, column in fields.items():
+        if name not in RECORD_FIELDS:
+            reader.problem(line, f"population.fields: unknown record field {name!r}; use "
+                           f"{', '.join(RECORD_FIELDS)}")  # fmt: skip
+            ok = False
+        elif not isinstance(column, str) or not column.strip():
+            reader.problem(line, f"population.fields.{name} must name a column")
+            ok = False
+    columns = [c for c in fields.values() if isinstance(c, str)]
+    if len(set(columns)) != len(columns):
+        reader.problem(line, "population.fields names one column for two fields")
+        ok = False
+    if ok and not {"first_name", "last_name", "birth_date"} & set(fields):
+        reader.problem(line, "population.fields must carry a name or the birth date: "
+                       "without them no record can be matched")  # fmt: skip
+        ok = False
+    training = population.get("training", 2000)
+    if not isinstance(training, int) or isinstance(training, bool) or training < 0:
+        reader.problem(reader.at.line("population", "training"),
+                       "population.training must be a whole number ≥ 0")  # fmt: skip
+        ok = False
+    if not ok:
+        return None
+    return Recovery({str(k): str(v).strip() for k, v in fields.items()}, training=int(training))
 
 
 def _anonymity(
@@ -478,9 +566,11 @@ def parse_job(
     project_id = reader.text(project, "project", "id")
     title = reader.text(project, "project", "title")
     population = reader.table(data, "population", required=True)
-    reader.unknown_keys(population, {"file", "id_column"}, "population")
+    reader.unknown_keys(population, set(_POPULATION_KEYS), "population")
     population_file = reader.text(population, "population", "file")
     id_column = reader.text(population, "population", "id_column")
+    recovery = _recovery(reader, population)
+    thresholds = _thresholds(reader, population.get("thresholds"))
     recipient = reader.table(data, "recipient", required=True)
     reader.unknown_keys(recipient, {"name", "organisation"}, "recipient")
     name = reader.text(recipient, "recipient", "name")
@@ -510,6 +600,10 @@ def parse_job(
         requests=tuple(r for r, _ in requests),
         anonymity=anonymity,
         source=label,
+        recovery=None
+        if recovery is None or thresholds is None
+        else Recovery(recovery.fields, thresholds, recovery.training),
+        thresholds=thresholds or (0.80, 0.99),
     )
 
 

@@ -16,12 +16,14 @@ from koble.errors import FileFormatError, sanitise
 __all__ = [
     "APPROVAL_KINDS",
     "FORMATS",
+    "RECORD_FIELDS",
     "Anonymity",
     "Approval",
     "ApprovalKind",
     "Job",
     "JobError",
     "Problem",
+    "Recovery",
     "Request",
     "valid_variable_name",
 ]
@@ -29,6 +31,12 @@ __all__ = [
 APPROVAL_KINDS: Final = ("rek", "helsedataservice", "registry")
 FORMATS: Final = ("parquet", "csv", "stata", "spss", "sas")
 ApprovalKind = Literal["rek", "helsedataservice", "registry"]
+#: The record fields a population file may carry for identity recovery (the contract's
+#: :data:`~koble.recovery.contract.RECORD_SCHEMA` less ``record_id`` and ``fnr``, which the
+#: job names otherwise: the row number and ``id_column``).
+RECORD_FIELDS: Final = (
+    "first_name", "middle_name", "last_name", "birth_date", "sex", "death_date", "kommune",
+)  # fmt: skip
 _VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]{0,31}")
 
 
@@ -80,6 +88,24 @@ class Request:
     end: int
     approval: Approval
     line: int
+    #: The registry's own records lack usable numbers (Helsearkivregisteret): it sends
+    #: them, with their names, to the TTP to be resolved before it extracts.
+    recover: bool = False
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """``[population] recover = true``: population rows whose number fails validation go,
+    with the record ``fields`` the population file carries (contract field -> column), to
+    the TTP, which resolves them against its register (:mod:`koble.recovery`) before the
+    løpenummer is assigned. ``thresholds`` (low, high) on match probability: from high on a
+    pair is linked, between them it awaits review (a reject here), below it is rejected.
+    ``training``: at most this many rows with a valid number go along, marked, so the
+    model learns its m-probabilities from them (they are linked exactly; nothing else)."""
+
+    fields: Mapping[str, str]
+    thresholds: tuple[float, float] = (0.80, 0.99)
+    training: int = 2000
 
 
 @dataclass(frozen=True)
@@ -134,3 +160,12 @@ class Job:
     requests: tuple[Request, ...]
     anonymity: Anonymity | None = None
     source: str | None = None
+    #: ``[population] recover``: resolve the rows that fail validation at the TTP.
+    recovery: Recovery | None = None
+    #: The thresholds every recovery in the job uses (``[population] thresholds``).
+    thresholds: tuple[float, float] = (0.80, 0.99)
+
+    @property
+    def recovers(self) -> bool:
+        """Whether any part of the job resolves identities at the TTP."""
+        return self.recovery is not None or any(r.recover for r in self.requests)

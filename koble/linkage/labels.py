@@ -20,7 +20,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
-__all__ = ["CLASSIFICATIONS", "IDENTIFYING", "LABELS", "VALUE_LABELS", "labels_for"]
+__all__ = [
+    "CLASSIFICATIONS",
+    "IDENTIFYING",
+    "LABELS",
+    "LINK_METHODS",
+    "LINK_METHOD_CODES",
+    "VALUE_LABELS",
+    "labels_for",
+]
 
 LABELS: Final[Mapping[str, str]] = {
     "lopenr": "Løpenummer (prosjektspesifikt)",
@@ -84,6 +92,16 @@ LABELS: Final[Mapping[str, str]] = {
     "age_group": "Aldersgruppe",
     "fylke": "Fylkesnummer",
     "method": "Metode",
+    # Helsearkivregisteret
+    "journal_id": "Journal-ID (Helsearkivregisteret)",
+    "orgnr": "Organisasjonsnummer for helseforetak",
+    "first_contact": "Første kontakt",
+    "last_contact": "Siste kontakt",
+    "diagnosis": "Diagnose (ICD-10)",
+    "sex": "Kjønn",
+    # identity recovery (koble.recovery): how the person (or record) was linked
+    "link_method": "Koblingsmetode",
+    "match_probability": "Koblingssannsynlighet",
 }
 
 #: IPLOS functional scores: 1 = no help needed ... 5 = full help.
@@ -97,6 +115,18 @@ _IPLOS_SCORE: Final[Mapping[Any, str]] = {
 _SCORES: Final = ("social_participation", "household", "shopping", "cooking",
                   "personal_hygiene", "dressing", "eating", "toilet", "mobility_indoor",
                   "memory")  # fmt: skip
+
+#: How a person or record was linked (koble.recovery.contract.METHODS), delivered as an
+#: integer code so that Stata and SPSS carry the code list too.
+LINK_METHOD_CODES: Final[Mapping[str, int]] = {
+    "exact": 1, "repaired": 2, "probabilistic": 3, "clerical": 4,
+}  # fmt: skip
+LINK_METHODS: Final[Mapping[Any, str]] = {
+    1: "exact: gyldig fødselsnummer",
+    2: "repaired: reparert fødselsnummer (ett siffer eller ombytting)",
+    3: "probabilistic: probabilistisk kobling (navn, fødselsdato, kjønn)",
+    4: "clerical: manuelt vurdert kobling",
+}
 
 VALUE_LABELS: Final[Mapping[str, Mapping[Any, str]]] = {
     "care_level": {"inpatient": "Døgnopphold", "day": "Dagbehandling",
@@ -130,6 +160,7 @@ VALUE_LABELS: Final[Mapping[str, Mapping[Any, str]]] = {
     "age_group": {"<20": "Under 20 år", "20-24": "20–24 år", "25-29": "25–29 år",
                   "30-34": "30–34 år", "35-39": "35–39 år", "40+": "40 år og eldre"},
     "method": {"medical": "Medikamentell", "surgical": "Kirurgisk"},
+    "link_method": LINK_METHODS,
 }  # fmt: skip
 
 #: External classifications whose code lists are too long to repeat in every delivery.
@@ -137,6 +168,7 @@ CLASSIFICATIONS: Final[Mapping[str, str]] = {
     "icd10_main": "ICD-10",
     "underlying_cause": "ICD-10",
     "icd10": "ICD-10",
+    "diagnosis": "ICD-10",
     "morphology": "ICD-O-3",
     "atc": "ATC (WHO)",
     "kommune": "Kommunenummer (SSB, 2024)",
@@ -144,7 +176,7 @@ CLASSIFICATIONS: Final[Mapping[str, str]] = {
 }
 
 IDENTIFYING: Final[frozenset[str]] = frozenset(
-    {"lopenr", "birth_date", "death_date", "kommune", "prescriber_hpr", "episode_id"}
+    {"lopenr", "birth_date", "death_date", "kommune", "prescriber_hpr", "episode_id", "journal_id"}
 )
 
 

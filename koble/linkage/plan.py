@@ -53,6 +53,10 @@ Action = Literal[
     "receive",
     "refuse",
     "sealed_ingest",  # before the plan's steps: a pseudonymous registry's feed loaded once
+    # identity recovery (koble.recovery): records without a usable number
+    "prepare_recovery",  # the holder picks them out, with their names, for the TTP
+    "resolve_identities",  # the TTP resolves them against its population register
+    "apply_recovery",  # a registry fills in the numbers the TTP resolved
 ]
 ACTIONS: Final = get_args(Action)
 PartyKind = Literal["operator", "ttp", "registry", "researcher"]

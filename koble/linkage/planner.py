@@ -17,6 +17,13 @@ Legemiddelregisteret's 2022–2024 (distributed), both under the job's approval 
 request; NPR 2005–2010 is planned for 2008–2010 and refused for the de-identified
 2005–2007. Each planned part is then routed as a registry of its own.
 
+Identity recovery (``[population] recover``, a request's ``recover``; design.md §1.5): the
+holder of the records (the operator for the population, the registry for its own) sends the
+records without a usable number, with their name fields, to the TTP only; the TTP resolves
+them against its population register and returns (record, fnr, method, probability). The
+operator then gives løpenummer to exact and recovered persons alike; a registry extracts with
+the numbers it got back. Names go nowhere else: not to a registry, not to the researcher.
+
 Extracts go to the researcher, who joins them on lopenr; but if any registry demands
 anonymous output, the job takes the central anonymous route: every extract goes to the
 operator, which links centrally, runs the anonymity gate and delivers without lopenr.
@@ -26,6 +33,7 @@ from __future__ import annotations
 
 from koble.linkage.formats import SUFFIX
 from koble.linkage.job import Job, Request
+from koble.linkage.job_model import RECORD_FIELDS
 from koble.linkage.periods import plan_periods
 from koble.linkage.plan import (
     FNR,
@@ -46,6 +54,12 @@ from koble.registries.catalogue import Catalogue, Registry
 __all__ = ["plan_job"]
 
 _KEY_LIST = "key_list.parquet"
+#: What the TTP returns for each record it was asked to resolve (contract: koble.recovery).
+RESOLVED_COLUMNS = ("record_id", FNR, "link_method", "match_probability", "reason")
+#: The per-person (or per-record) variables a recovery adds to the researcher's files.
+LINK_VARIABLES = ("link_method", "match_probability")
+#: The operator's file of how each person was linked (lopenr, link_method, probability).
+LINK_METHODS = "link_methods.parquet"
 
 
 class _Builder:
@@ -70,21 +84,26 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
     entries, routes = periods.entries, periods.routes
     accepted, refusals = periods.planned, periods.refusals
     central = any(routes[r.registry].anonymous_output for r in accepted)
-    uses_ttp = any(routes[r.registry].pseudonymous for r in accepted)
+    uses_ttp = any(routes[r.registry].pseudonymous for r in accepted) or (
+        bool(accepted) and job.recovers
+    )
 
     b = _Builder()
     if accepted:
+        recovered = _population_recovery(b, job) if job.recovery is not None else ()
         b.step(
             Step(
                 "operator-assign-serials",
                 OPERATOR,
                 "assign_serials",
                 f"validate the population in {job.population_file} (column "
-                f"{job.id_column!r}), resolve identity changes, give each person a {SERIAL} "
+                f"{job.id_column!r}), resolve identity changes, "
+                + ("take the persons the TTP recovered, " if recovered else "")
+                + f"give each person a {SERIAL} "
                 f"(1..N in an order only the project key gives); keep the key list ({FNR}, "
                 f"{SERIAL}) private; rejected rows go to a rejects file with their reason",
-                inputs=(job.population_file,),
-                outputs=(_KEY_LIST,),
+                inputs=(job.population_file, *recovered),
+                outputs=(_KEY_LIST, *((LINK_METHODS,) if recovered else ())),
             )
         )
     extracts: list[str] = []
@@ -95,7 +114,8 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
     if accepted and central:
         _central_steps(b, job, extracts, variables)
     elif accepted:
-        _deliver_steps(b, job, extracts, [])
+        links = [f"linkage.{_suffix(job.delivery_format)}"] if job.recovery is not None else []
+        _deliver_steps(b, job, extracts, [], links=links)
     for refusal in refusals:
         b.step(
             Step(
@@ -135,6 +155,12 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
     notes += [n for r in accepted if (n := _coverage_note(r, entries[r.registry])) is not None]
     if job.anonymity is not None and not central:
         notes.append("no route needs the [anonymity] requirements; they are not applied")
+    if job.recovers and central:
+        notes.append(
+            "identity recovery: link_method and match_probability are not delivered on the "
+            "central anonymous route (they would single persons out beside the quasi-"
+            "identifiers); the quality report's linkage section gives them in aggregate"
+        )
     route: PlanRoute = (
         "refused" if not accepted else "central-anonymous" if central else "distributed"
     )
@@ -203,6 +229,9 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
         b.send(sent, party, persons, (FNR, SERIAL))
         key = FNR
     source = persons
+    recovered: tuple[str, ...] = ()
+    if request.recover:
+        recovered = (_registry_recovery(b, reg, party),)
     if route.consent_filter:
         source = f"{reg}_consented.parquet"
         b.step(
@@ -233,15 +262,101 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
             )
             + f"write ({SERIAL}, variables) (approval: {request.approval.kind} "
             f"{request.approval.reference})",
-            inputs=(source,),
+            inputs=(source, *recovered),
             outputs=(extract, f"{reg}_report.json"),
             registry=reg,
         )
     )
-    b.send(done, collector, extract, (SERIAL, *request.variables))
+    linked = LINK_VARIABLES if recovered and collector == RESEARCHER else ()
+    b.send(done, collector, extract, (SERIAL, *request.variables, *linked))
     b.send(done, OPERATOR, f"{reg}_report.json", ())
     b.reports.append(f"{reg}_report.json")
     return extract
+
+
+def _resolve(b: _Builder, holder: str, scope: str, records: str, what: str) -> Step:
+    """The TTP's resolve step for ``records`` sent by ``holder`` (``scope``: population or a
+    registry id); the resolved file goes back to the holder, the counts to the operator."""
+    resolved = f"{scope}_resolved.parquet"
+    report = f"{scope}_resolve_report.json"
+    step = b.step(
+        Step(
+            f"ttp-resolve-{scope}",
+            TTP,
+            "resolve_identities",
+            f"resolve {what} against the population register: exact, repaired number, "
+            "probabilistic (Splink, trained on the exactly linked records), review; return "
+            f"(record, {FNR}, link_method, match_probability) or the reason; the names, "
+            "the model and the review pairs stay at the TTP",
+            inputs=(records,),
+            outputs=(resolved, report, f"{scope}_model.json", f"{scope}_review.parquet"),
+            registry=None if scope == "population" else scope,
+        )
+    )
+    b.send(step, holder, resolved, RESOLVED_COLUMNS)
+    b.send(step, OPERATOR, report, ())
+    b.reports.append(report)
+    return step
+
+
+def _record_columns(fields: tuple[str, ...]) -> tuple[str, ...]:
+    return ("record_id", FNR, *fields, "training")
+
+
+def _population_recovery(b: _Builder, job: Job) -> tuple[str, ...]:
+    """The operator's rows without a usable number (and a training sample of valid ones)
+    go with their name fields to the TTP; returns the files assign-serials reads back."""
+    assert job.recovery is not None
+    records = "population_recover.parquet"
+    fields = tuple(f for f in RECORD_FIELDS if f in job.recovery.fields)
+    sent = b.step(
+        Step(
+            "operator-prepare-recovery",
+            OPERATOR,
+            "prepare_recovery",
+            f"validate {job.id_column!r}; the rows whose number is missing or invalid, with "
+            f"{', '.join(fields)}, and at most {job.recovery.training:,} rows with a valid "
+            "number (marked for training) go to the TTP only",
+            inputs=(job.population_file,),
+            outputs=(records,),
+        )
+    )
+    b.send(sent, TTP, records, _record_columns(fields))
+    _resolve(b, OPERATOR, "population", records, "the population's rows")
+    return ("population_resolved.parquet", "population_resolve_report.json")
+
+
+def _registry_recovery(b: _Builder, reg: str, party: str) -> str:
+    """A registry's records without a usable number go (with names) to the TTP and come back
+    resolved; the registry fills the numbers in. Returns the table it extracts from."""
+    records = f"{reg}_recover.parquet"
+    sent = b.step(
+        Step(
+            f"{reg}-prepare-recovery",
+            party,
+            "prepare_recovery",
+            f"the records whose {FNR} is missing or invalid, with their name, birth date, "
+            "sex and death date (and a training sample with valid numbers), go to the TTP only",
+            outputs=(records,),
+            registry=reg,
+        )
+    )
+    b.send(sent, TTP, records, _record_columns(RECORD_FIELDS))
+    _resolve(b, party, reg, records, f"{reg}'s records")
+    table = f"{reg}_recovered.parquet"
+    b.step(
+        Step(
+            f"{reg}-apply-recovery",
+            party,
+            "apply_recovery",
+            f"fill in the {FNR} the TTP resolved, with each record's link_method and "
+            "match_probability; records still unresolved keep no number and are not extracted",
+            inputs=(f"{reg}_resolved.parquet",),
+            outputs=(table,),
+            registry=reg,
+        )
+    )
+    return table
 
 
 def _central_steps(b: _Builder, job: Job, extracts: list[str], variables: tuple[str, ...]) -> None:
@@ -284,11 +399,16 @@ def _deliver_steps(
     files: list[str],
     documents: list[str],
     columns: tuple[str, ...] = (),
+    *,
+    links: list[str] | None = None,
 ) -> None:
-    """The operator's manifest and reports, and the researcher's checked receipt."""
+    """The operator's manifest and reports, and the researcher's checked receipt. ``links``:
+    the distributed route's file of how each person was linked (identity recovery), which
+    the operator writes from its key list and sends keyed by løpenummer."""
     central = bool(documents)
+    links = links or []
     docs = (*DOCUMENTS, *documents, MANIFEST)
-    outputs = (*files, *docs) if central else docs
+    outputs = (*files, *docs) if central else (*links, *docs)
     deliver = b.step(
         Step(
             "operator-deliver",
@@ -300,13 +420,20 @@ def _deliver_steps(
                 else "from the registries' extract reports (counts and hashes, no person data), "
             )
             + "write the quality report, codebook and manifest; sign the manifest (Ed25519)",
-            inputs=(*(("anonymous.parquet",) if central else ()), *b.reports),
+            inputs=(
+                *(("anonymous.parquet",) if central else ()),
+                *((LINK_METHODS,) if links else ()),
+                *b.reports,
+            ),
             outputs=outputs,
         )
     )
     if central:
         for file in files:
             b.send(deliver, RESEARCHER, file, columns)
+    for file in links:
+        b.send(deliver, RESEARCHER, file, (SERIAL, *LINK_VARIABLES))
+    files = [*files, *links]
     for doc in docs:
         b.send(deliver, RESEARCHER, doc, ())
     b.step(

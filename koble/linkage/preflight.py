@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from koble.errors import ColumnError, FileFormatError
+from koble.errors import ColumnError, FileFormatError, UsageError
 from koble.linkage.context import locate_population
 from koble.linkage.job import Job
 from koble.linkage.plan import Plan
@@ -42,6 +42,9 @@ def preflight(job: Job, job_path: Path, plan: Plan, catalogue: Catalogue, source
     require_column(frame, job.id_column, population)
     if frame.height == 0:
         raise FileFormatError("the study population has no rows: nothing to link", path=population)
+    if job.recovery is not None:  # the record fields the job says the population carries
+        for column in job.recovery.fields.values():
+            require_column(frame, column, population)
     for part in plan.accepted:  # every registry the plan asks for some years
         source = sources.get(part.registry)
         pseudonymous = part.route == "ttp-pseudonym"
@@ -51,6 +54,22 @@ def preflight(job: Job, job_path: Path, plan: Plan, catalogue: Catalogue, source
             require_columns(source.file, [source.id_column], "table")
             if pseudonymous:
                 check_pseudonym_column(source)
+    if job.recovers and plan.accepted:
+        _check_register(sources)
+
+
+def _check_register(sources: Sources) -> None:
+    """Identity recovery needs the TTP's population register: named, with its files and
+    columns (:meth:`koble.recovery.register.Register.open` reads no data)."""
+    from koble.recovery.register import Register
+
+    if sources.ttp_register is None:
+        raise UsageError(
+            "the job asks for identity recovery, but the sources name no population register "
+            'for the TTP: add [ttp] register = "DIR" to the sources file (a synthetic '
+            "world's is its folkeregister/ directory)"
+        )
+    Register.open(sources.ttp_register)
 
 
 def check_pseudonym_column(source: RegistrySource) -> None:

@@ -250,6 +250,7 @@ def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
     results = [{**c, "result": "OK" if c["ok"] else "FAIL"} for c in checks]
     return [
         ("Population", [population, reasons]),
+        *_linkage(data),
         ("Persons per registry", [persons] if registries else ["No registries."]),
         ("Rows per registry", [rows] if registries else ["No registries."]),
         *_periods(data),
@@ -258,6 +259,54 @@ def _sections(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
         ("Anonymity", anonymity),
         ("Reconciliation", [verdict(data)[1], _records(_CHECKS, results)]),
     ]
+
+
+def _linkage(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
+    """Identity recovery (design.md §1.5), one section per set of records resolved at the
+    TTP: records by how they were linked, the model's estimated precision and recall at
+    the thresholds, and the link rate by group beside the whole (cells under 5 hidden)."""
+    out: list[tuple[str, list[Block]]] = []
+    for section in data.get("linkage") or []:
+        scope = section["scope"]
+        rows = [(outcome, n) for outcome, n in section["by_outcome"].items()]
+        model = section.get("model") or {}
+        low, high = section["thresholds"]
+        text = (
+            f"{section['rows']:,} records; thresholds {low} (review from) and {high} (linked "
+            f"from). Estimated at the thresholds by the model: precision "
+            f"{_rate(model.get('estimated_precision'))}, recall "
+            f"{_rate(model.get('estimated_recall'))}"
+            + (f"; trained on {model['n_training_pairs']:,} exactly linked records"
+               if model.get("n_training_pairs") else "; no probabilistic model was needed")
+            + "."
+        )  # fmt: skip
+        bias = section.get("bias") or {}
+        groups = [
+            (g["by"], g["group"], "<5" if g["hidden"] else g["rows"],
+             "<5" if g["hidden"] else g["linked"], _rate(g["rate"]), _points(g["difference"]))
+            for g in bias.get("groups", [])
+        ]  # fmt: skip
+        blocks: list[Block] = [text, _Table(("outcome", "records"), "lr", rows)]
+        blocks.append(
+            f"Link rate by group ({bias.get('rows', 0):,} records, {_rate(bias.get('rate'))} "
+            "linked overall; groups from the records' own fields, ages at "
+            f"{bias.get('reference_date')}"
+            + (f"; not carried: {', '.join(bias['not_carried'])}" if bias.get("not_carried")
+               else "")
+            + "):"
+        )  # fmt: skip
+        headers = ("by", "group", "records", "linked", "link rate", "difference")
+        blocks.append(_Table(headers, "llrrrr", groups))
+        out.append((f"Linkage: {scope}", blocks))
+    return out
+
+
+def _rate(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2%}"
+
+
+def _points(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:+.1f} points"
 
 
 def _periods(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:

@@ -7,6 +7,8 @@ A sources file (TOML, paths relative to it)::
 
     [ttp]
     identity_history = "identity_history.parquet"   # optional; defaults to the operator's
+    register = "folkeregister"      # optional: the population register identity recovery
+                                    # resolves records against (koble.recovery.contract)
 
     [registries.npr]
     file = "npr.parquet"
@@ -33,7 +35,8 @@ all (a de-identified registry, which the planner refuses).
 :func:`synthetic_sources` gives the sources of a world made by ``koble synth``: the world's
 own ``registries.toml`` (:mod:`koble.synth.registries`), a sources file like this one. Its
 pseudonymous registries (Reseptregisteret, IPLOS) arrive as feeds with fødselsnummer and
-are loaded through sealed ingest at the TTP before the job (``ingest = true``).
+are loaded through sealed ingest at the TTP before the job (``ingest = true``). Its TTP's
+population register is its ``folkeregister/`` directory, when the world has one.
 """
 
 from __future__ import annotations
@@ -90,6 +93,9 @@ class Sources:
     population_dir: Path | None = None
     #: The data holders' own names for registries (``quality_registry``), to catalogue ids.
     names: Mapping[str, str] = field(default_factory=dict)
+    #: The TTP's population register (a directory, :data:`koble.recovery.contract.
+    #: REGISTER_FILES`), which identity recovery resolves records against; None: none.
+    ttp_register: Path | None = None
 
     def get(self, registry: str) -> RegistrySource:
         """The source of ``registry`` (a catalogue id, or a name the sources give it)."""
@@ -119,7 +125,19 @@ def synthetic_sources(world: Path) -> Sources:
     path = own if own.is_file() else BUNDLED
     sources = _load(path, world)
     history = world / "identity_history.parquet"
-    return Sources(sources.registries, history, history, world, sources.names)
+    register = world / _REGISTER_DIRECTORY
+    return Sources(
+        sources.registries,
+        history,
+        history,
+        world,
+        sources.names,
+        register if register.is_dir() else None,
+    )
+
+
+#: Where a synthetic world keeps the TTP's population register (koble.synth.register).
+_REGISTER_DIRECTORY = "folkeregister"
 
 
 @functools.cache
@@ -215,11 +233,15 @@ def _load(path: Path, base: Path) -> Sources:
     for name, table in tables.items():
         if not isinstance(table, Mapping):
             raise FileFormatError(f"[{name}] must be a table", path=path)
-        if name != "registries" and set(table) - {"identity_history"}:
-            names = ", ".join(f"{name}.{k}" for k in sorted(set(table) - {"identity_history"}))
-            raise FileFormatError(f"unknown key(s) {names}; use identity_history", path=path)
+        allowed = {"identity_history", "register"} if name == "ttp" else {"identity_history"}
+        if name != "registries" and set(table) - allowed:
+            names = ", ".join(f"{name}.{k}" for k in sorted(set(table) - allowed))
+            raise FileFormatError(
+                f"unknown key(s) {names}; use {', '.join(sorted(allowed))}", path=path
+            )
     op = _str(tables["operator"], "identity_history", "operator", path, required=False)
     ttp = _str(tables["ttp"], "identity_history", "ttp", path, required=False)
+    held = _str(tables["ttp"], "register", "ttp", path, required=False)
     registries: dict[str, RegistrySource] = {}
     named: dict[str, str] = {}  # every name a registry goes by -> the table that gave it
     aliases: dict[str, str] = {}
@@ -244,7 +266,14 @@ def _load(path: Path, base: Path) -> Sources:
                 aliases[other] = reg
         registries[reg] = _registry(spec, reg, where, path, base)
     op_path = None if op is None else base / op
-    return Sources(registries, op_path, base / ttp if ttp else op_path, base, aliases)
+    return Sources(
+        registries,
+        op_path,
+        base / ttp if ttp else op_path,
+        base,
+        aliases,
+        None if held is None else base / held,
+    )
 
 
 def _registry(

@@ -21,9 +21,11 @@ from koble.files import atomic_write, publish_directory, sha256_file, write_text
 from koble.linkage.codebook import codebook, render_codebook_markdown
 from koble.linkage.context import Context
 from koble.linkage.formats import write_delivery
+from koble.linkage.keys import read_json
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.manifest import FORMAT, sign_manifest
 from koble.linkage.plan import OPERATOR, Plan, Step, registry_party
+from koble.linkage.planner import LINK_METHODS
 from koble.linkage.quality import write_quality_report
 from koble.linkage.steps_central import REPORT_DIR
 from koble.linkage.steps_keys import POPULATION_REPORT
@@ -32,6 +34,8 @@ from koble.linkage.verify import verify_delivery
 __all__ = ["DELIVERY", "DeliveryRejectedError", "deliver_step", "receive_step", "refuse_step"]
 
 DELIVERY = "delivery"
+#: The distributed route's file of how each person was linked (identity recovery).
+LINKAGE = "linkage"
 
 
 class DeliveryRejectedError(KobleError):
@@ -104,6 +108,29 @@ def _checks(
         )
         checks.append(non_empty_check(r))
     return checks
+
+
+def _linkage(store: Path, population: dict[str, Any], accepted: list[str]) -> list[dict[str, Any]]:
+    """The linkage sections: the population's (from assign-serials) and each recovering
+    registry's (the TTP's resolve report: counts, model figures, link rate by group)."""
+    out = [population["linkage"]] if population.get("linkage") else []
+    for reg in accepted:
+        path = store / f"{reg}_resolve_report.json"
+        if path.is_file():
+            report = read_json(path)
+            by_outcome = {**report["by_method"], "unresolved": report["unresolved"]}
+            out.append({**report, "rows": report["records"], "by_outcome": by_outcome})
+    return out
+
+
+def linkage_check(section: dict[str, Any]) -> dict[str, Any]:
+    """Every record of a linkage section ends in exactly one outcome."""
+    parts = section["by_outcome"]
+    return {
+        "check": f"linkage ({section['scope']}): records = " + " + ".join(parts),
+        "ok": section["rows"] == sum(parts.values()),
+        "detail": f"{section['rows']:,} = " + " + ".join(f"{n:,}" for n in parts.values()),
+    }
 
 
 def non_empty_check(report: dict[str, Any]) -> dict[str, Any]:
@@ -191,6 +218,16 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
         with atomic_write(store / "anonymity.md") as temp:
             shutil.copyfile(store / REPORT_DIR / "report.md", temp)
     else:
+        if links := [o for o in step.outputs if o.startswith(f"{LINKAGE}.")]:
+            frame = pl.read_parquet(store / LINK_METHODS)  # (lopenr, link_method, probability)
+            labels, value_labels = labels_for(frame.columns)
+            write_delivery(frame, store / links[0], job.delivery_format, labels=labels,
+                           value_labels=value_labels, timestamp=ctx.created)  # fmt: skip
+            outputs.append(_entry(store / links[0], frame.height, OPERATOR))
+            book["files"] += codebook(
+                {links[0]: frame}, labels=labels, value_labels=value_labels,
+                identifying=set(IDENTIFYING),
+            )["files"]  # fmt: skip
         for r in reports:
             book["files"] += r["codebook"]["files"]
             outputs.append(
@@ -209,6 +246,8 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
         if r["registry"] in ttp:
             r["persons_unresolved"] = ttp[r["registry"]]["persons_unresolved"]
     checks = _checks(population["population"], reports, ttp)
+    linkage = _linkage(store, population, accepted)
+    checks += [linkage_check(section) for section in linkage]
     quality = {
         "project": {"id": job.project_id, "title": job.title},
         "route": plan.route,
@@ -223,6 +262,8 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
         "delivery": [{"file": o["file"], "rows": o["rows"], "from": o["from"]} for o in outputs],
         "reconciliation": checks,
     }
+    if linkage:  # identity recovery: who was linked how, and who was not (design.md §1.5)
+        quality["linkage"] = linkage
     write_quality_report(quality, store)
     write_text(store / "codebook.md", render_codebook_markdown(book))
     docs = [

@@ -7,6 +7,7 @@ file with a reason; the counts go into the quality report.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,11 @@ from koble.errors import FileFormatError
 from koble.files import atomic_write, sha256_file
 from koble.linkage.context import Context, registry_domain
 from koble.linkage.plan import FNR, SERIAL, Step
+from koble.linkage.steps_recovery import (
+    RECOVERY_MESSAGES,
+    apply_population_recovery,
+    write_link_methods,
+)
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.pseudonymise import AMBIGUOUS, EXTRA_MESSAGES, pseudonymise_frame
 from koble.pseudonym.serials import SERIAL as SERIALS_COLUMN
@@ -25,7 +31,14 @@ from koble.registries.identifiers.check import reject_messages, rejects_table
 from koble.registries.identifiers.column import dropped_leading_zero, validate_column
 from koble.tables import read_table, require_column
 
-__all__ = ["KEY_LIST", "assign_serials_step", "pseudonymise_step", "send_persons_step"]
+__all__ = [
+    "KEY_LIST",
+    "Validation",
+    "assign_serials_step",
+    "pseudonymise_step",
+    "send_persons_step",
+    "validate_population",
+]
 
 KEY_LIST = "key_list.parquet"
 REJECTS = "population_rejects.parquet"
@@ -44,13 +57,23 @@ def _history(path: Path | None) -> IdentityHistory | None:
     return None if path is None else IdentityHistory.read(path)
 
 
-def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
-    """Validate the population, resolve identity changes, give each person a løpenummer.
+@dataclass(frozen=True)
+class Validation:
+    """The population validated: per row the ``reason`` it fails (null: valid) and the
+    ``compact`` number (resolved through the identity history where one is kept)."""
 
-    The key list holds each person's current identifier and every older identifier that
-    resolves to it, all with the person's løpenummer, so a registry finds events recorded
-    under an H-number or an earlier fødselsnummer too.
-    """
+    path: Path
+    frame: pl.DataFrame
+    checked: pl.DataFrame
+    reason: pl.Series
+    compact: pl.Series
+    history: IdentityHistory | None
+    changed: int
+
+
+def validate_population(ctx: Context) -> Validation:
+    """Read and validate the population's id column (the same for every step that needs
+    it: identity recovery picks out the failing rows, assign-serials keys the rest)."""
     path = ctx.population_path
     frame = read_table(path)
     ids = require_column(frame, ctx.job.id_column, path)
@@ -70,6 +93,24 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
         ).to_series()
         changed = int((resolution.changed & reason.is_null()).sum())
         compact = resolution.resolved.fill_null(compact)
+    return Validation(path, frame, checked, reason, compact, history, changed)
+
+
+def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """Validate the population, resolve identity changes, give each person a løpenummer.
+
+    The key list holds each person's current identifier and every older identifier that
+    resolves to it, all with the person's løpenummer, so a registry finds events recorded
+    under an H-number or an earlier fødselsnummer too. With identity recovery the rows the
+    TTP resolved count as valid, with the number it found (:mod:`.steps_recovery`).
+    """
+    v = validate_population(ctx)
+    path, frame, checked, history, changed = v.path, v.frame, v.checked, v.history, v.changed
+    reason, compact = v.reason, v.compact
+    recovered = None
+    if ctx.job.recovery is not None:
+        recovered = apply_population_recovery(ctx, step, reason, compact)
+        reason, compact = recovered.reason, recovered.compact
     # a valid identifier is 11 digits: as an integer it is distinct exactly when its text is
     repeated = (
         pl.DataFrame({"c": compact.cast(pl.Int64, strict=False), "ok": reason.is_null()})
@@ -79,7 +120,8 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
     reason = pl.select(pl.when(repeated).then(pl.lit(DUPLICATE)).otherwise(reason)).to_series()
     good = reason.is_null()
     store = ctx.store(step.party)
-    rejects = rejects_table(frame, reason, _MESSAGES, dropped_zero=dropped_leading_zero(checked))
+    messages = _MESSAGES if recovered is None else {**_MESSAGES, **RECOVERY_MESSAGES}
+    rejects = rejects_table(frame, reason, messages, dropped_zero=dropped_leading_zero(checked))
     with atomic_write(store / REJECTS) as temp:
         rejects.write_parquet(temp)
     keys = assign_serials(ctx.keys.operator, ctx.job.project_id, compact.filter(good).alias(FNR))
@@ -92,6 +134,9 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
         keys = pl.concat([keys, old.sort(SERIAL, FNR)])
     with atomic_write(store / KEY_LIST) as temp:
         keys.write_parquet(temp)
+    linkage = None
+    if recovered is not None:
+        linkage = write_link_methods(ctx, step, keys, recovered, compact, reason, DUPLICATE)
     counts = reason.drop_nulls().value_counts(sort=True)
     reasons = dict(zip(counts[reason.name].to_list(), counts["count"].to_list(), strict=True))
     persons = int(good.sum())
@@ -106,6 +151,7 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
             "duplicates": int(reasons.get(DUPLICATE, 0)),
             "unresolved": int(reasons.get(AMBIGUOUS, 0)),
             "resolved_from_history": changed,
+            "recovered": 0 if recovered is None else int(recovered.found.sum()),
             "old_identifiers_sent": keys.height - persons,
             "reasons": {str(k): int(v) for k, v in sorted(reasons.items())},
         },
@@ -115,6 +161,8 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
         if history_path is None
         else pq.ParquetFile(history_path).metadata.num_rows,
     }
+    if linkage is not None:
+        report["linkage"] = linkage
     ctx.write_json(store / POPULATION_REPORT, report)
     return report
 

@@ -25,6 +25,7 @@ from koble.linkage.engine import quote
 from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.plan import FNR, OPERATOR, SERIAL, Step
+from koble.linkage.planner import LINK_VARIABLES
 from koble.linkage.reservation import Withheld, withhold_at_registry
 from koble.linkage.sources import RegistrySource, require_columns
 from koble.pseudonym.identity import IdentityHistory
@@ -43,7 +44,16 @@ def registry_table(ctx: Context, registry: str) -> tuple[Path, str]:
     source = ctx.sources.get(registry)
     if source.ingest:
         return ctx.store(f"registry:{registry}") / f"{registry}.parquet", source.id_column
+    if recovering(ctx, registry):  # the table with the numbers the TTP resolved filled in
+        return ctx.store(f"registry:{registry}") / f"{registry}_recovered.parquet", source.id_column
     return source.file, source.id_column
+
+
+def recovering(ctx: Context, registry: str) -> bool:
+    """Whether the job asks ``registry`` to recover its records' identities first."""
+    part = ctx.plan.part(registry)
+    asked = part.requested if part is not None else registry
+    return any(r.recover for r in ctx.job.requests if r.registry == asked)
 
 
 def ingest_counts_file(table: Path) -> Path:
@@ -266,6 +276,11 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     table, id_column = registry_table(ctx, reg)
     store = ctx.store(step.party)
     variables = list(request.variables)
+    collector = next(
+        t.target for t in ctx.plan.transfers_after(step.id) if t.file == step.outputs[0]
+    )
+    if recovering(ctx, reg) and collector != OPERATOR:  # how each record was linked
+        variables += [v for v in LINK_VARIABLES if v not in variables]
     require_columns(
         table, [id_column, *variables, *([source.date_column] if source.date_column else [])]
     )

@@ -292,7 +292,8 @@ def test_codebook_counts() -> None:
 
 # --- labels --------------------------------------------------------------------------------
 def test_labels_cover_every_synthetic_variable() -> None:
-    variables = {v for names in synthetic_schemas().values() for v in names} | {"lopenr"}
+    linkage = {"link_method", "match_probability"}  # identity recovery's, every registry's
+    variables = {v for names in synthetic_schemas().values() for v in names} | {"lopenr"} | linkage
     assert variables - set(lab.LABELS) == set()
     assert set(lab.VALUE_LABELS) | set(lab.CLASSIFICATIONS) <= variables
     for name in variables:

@@ -121,7 +121,11 @@ def test_every_problem_is_reported_at_once_with_its_line(catalogue: Catalogue) -
     assert lines == sorted(lines)
     expected = [
         (1, "missing project.title"),
-        (7, "unknown key 'population.colour'; use file, id_column"),
+        (
+            7,
+            "unknown key 'population.colour'; use fields, file, id_column, recover, "
+            "thresholds, training",
+        ),
         (14, "delivery format 'xlsx' is not one of parquet, csv, stata, spss, sas"),
         (20, "registry 'npr': unknown variable 'no_such_column'"),
         (21, "registry 'npr': variable '1bad' is not a valid name"),

@@ -21,6 +21,7 @@ from koble.linkage.plan import OPERATOR, RESEARCHER, SERIAL, TTP
 from koble.linkage.scan import scan_frame, scan_pseudonyms
 from koble.linkage.transfer import read_header
 from koble.linkage.workspace import party_dir
+from koble.recovery.contract import RECORD_SCHEMA
 
 DATA = {".parquet", ".csv", ".dta", ".sav", ".xpt"}
 
@@ -108,10 +109,23 @@ def test_pseudonymous_registry_only_ever_saw_its_own_pseudonyms(
 
 def test_ttp_never_sees_registry_variables(distributed_run: RunResult) -> None:
     allowed = {"fnr", SERIAL, "pseudonym_reseptregisteret"}
+    # identity recovery: the population's own record fields, and what the TTP made of them
+    recovery = {*RECORD_SCHEMA, "training", "link_method", "match_probability", "reason",
+                "person_id", "match_weight", "review_reason"}  # fmt: skip
     for name, frame in holdings(distributed_run, TTP).items():
+        if Path(name).name.startswith("population_"):
+            columns = {c for c in frame.columns if not c.startswith("gamma_")}
+            assert columns <= recovery, name
+            continue
         assert set(frame.columns) <= allowed, name
 
 
 def test_operator_never_sees_extracts_in_the_distributed_route(distributed_run: RunResult) -> None:
+    own = {"fnr", SERIAL, "current", "row", "reason", "message"}
+    delivered = {"LOPENR", "LINK_METHOD", "MATCH_PROBABILITY"}  # linkage.csv, its own file
+    # identity recovery: its own rows' record fields, and how each row and person was linked
+    recovery = {*RECORD_SCHEMA, "training", "link_method", "match_probability"}
+    population = set(pl.read_parquet(distributed_run.workspace / "operator" / "store" /
+                                     "population_rejects.parquet").columns)  # fmt: skip
     for name, frame in holdings(distributed_run, OPERATOR).items():
-        assert set(frame.columns) <= {"fnr", SERIAL, "current", "row", "reason", "message"}, name
+        assert set(frame.columns) <= own | recovery | population | delivered, name

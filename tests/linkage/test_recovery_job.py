@@ -1,0 +1,352 @@
+"""Identity recovery in a linkage job (issue 16, item 3): job options, plan, run, delivery,
+quality report, audit and reproduction.
+
+The session's distributed demo job asks for recovery of its survey cohort (conftest's
+``distributed_run``); the Helsearkivregisteret job here recovers the registry's journals.
+Recovered records are checked against the synthetic world's truth.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pyreadstat
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from koble.cli.main import cli as main
+from koble.linkage.demo_jobs import write_helsearkiv_job
+from koble.linkage.executor import RunResult
+from koble.linkage.formats import read_delivery, write_delivery
+from koble.linkage.job import JobError, parse_job
+from koble.linkage.labels import LINK_METHODS, labels_for
+from koble.linkage.linkage_bias import MIN_CELL, bias_table
+from koble.linkage.plan import OPERATOR, RESEARCHER, TTP
+from koble.linkage.planner import plan_job
+from koble.linkage.reproduce import reproduce_job
+from koble.registries.catalogue import Catalogue
+from tests.linkage.conftest import World, fixed_now
+
+NAME_FIELDS = {"first_name", "middle_name", "last_name"}
+JOB = """\
+[project]
+id = "P1"
+title = "t"
+
+[population]
+file = "pop.parquet"
+id_column = "fnr"
+{population}
+
+[recipient]
+name = "R"
+organisation = "O"
+
+[delivery]
+format = "csv"
+
+[registries.npr]
+approval = {{ kind = "rek", reference = "REK 1" }}
+variables = ["start_date"]
+period = {{ start = 2015, end = 2020 }}
+{extra}
+"""
+
+
+def _job(population: str = "", extra: str = "") -> str:
+    return JOB.format(population=population, extra=extra)
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> Catalogue:
+    return Catalogue.load()
+
+
+@pytest.fixture(scope="module")
+def helsearkiv_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
+    job = write_helsearkiv_job(world.path, fmt="csv", persons=600)
+    return world.run(job, tmp_path_factory.mktemp("helsearkiv") / "ws")
+
+
+# --- job options ----------------------------------------------------------------------------
+def test_job_reads_recovery_options(catalogue: Catalogue) -> None:
+    text = _job(
+        "recover = true\nthresholds = [0.7, 0.95]\ntraining = 50\n"
+        'fields = { first_name = "fornavn", last_name = "etternavn", birth_date = "fodt" }',
+        '\n[registries.helsearkivregisteret]\napproval = { kind = "rek", reference = "R" }\n'
+        'variables = ["diagnosis"]\nperiod = { start = 1950, end = 2020 }\nrecover = true\n',
+    )
+    job = parse_job(text, catalogue)
+    assert job.recovery is not None
+    assert dict(job.recovery.fields) == {"first_name": "fornavn", "last_name": "etternavn",
+                                         "birth_date": "fodt"}  # fmt: skip
+    assert job.recovery.thresholds == job.thresholds == (0.7, 0.95)
+    assert job.recovery.training == 50
+    assert [r.recover for r in job.requests] == [False, True]
+    assert job.recovers
+
+
+def test_job_reports_every_recovery_problem_at_once(catalogue: Catalogue) -> None:
+    text = _job(
+        'recover = "yes please"\nthresholds = [0.99, 0.5]',
+        '\n[registries.reseptregisteret]\napproval = { kind = "rek", reference = "R" }\n'
+        'variables = ["atc"]\nperiod = { start = 2015, end = 2020 }\nrecover = true\n',
+    )
+    with pytest.raises(JobError) as caught:
+        parse_job(text, catalogue)
+    messages = " | ".join(p.message for p in caught.value.problems)
+    assert "population.recover must be true or false" in messages
+    assert "population.thresholds must be [low, high]" in messages
+    assert "recover = true needs a registry keyed by fødselsnummer" in messages
+    fields = _job('recover = true\nfields = { nickname = "x", last_name = 3 }')
+    with pytest.raises(JobError) as caught:
+        parse_job(fields, catalogue)
+    messages = " | ".join(p.message for p in caught.value.problems)
+    assert "unknown record field 'nickname'" in messages
+    assert "population.fields.last_name must name a column" in messages
+    with pytest.raises(JobError, match="needs the fields the file carries"):
+        parse_job(_job("recover = true"), catalogue)
+
+
+# --- plan -----------------------------------------------------------------------------------
+def test_plan_sends_names_to_the_ttp_only_and_recovers_before_serials(world: World) -> None:
+    from koble.linkage.job import load_job
+
+    plan = plan_job(load_job(world.distributed, world.catalogue), world.catalogue)
+    ids = [s.id for s in plan.steps]
+    assert ids.index("operator-prepare-recovery") < ids.index("ttp-resolve-population")
+    assert ids.index("ttp-resolve-population") < ids.index("operator-assign-serials")
+    for t in plan.transfers:
+        if NAME_FIELDS & set(t.columns):
+            assert t.target == TTP, t
+    back = next(t for t in plan.transfers if t.file == "population_resolved.parquet")
+    assert (back.source, back.target) == (TTP, OPERATOR)
+    assert not NAME_FIELDS & set(back.columns)
+    linkage = next(t for t in plan.transfers if t.file.startswith("linkage."))
+    assert (linkage.target, linkage.columns) == (RESEARCHER, ("lopenr", "link_method",
+                                                              "match_probability"))  # fmt: skip
+    outputs = [o for s in plan.steps if s.party != RESEARCHER for o in s.outputs]
+    assert len(outputs) == len(set(outputs))  # every file a step writes is named once
+
+
+def test_plan_for_a_registry_that_recovers_its_own_records(world: World) -> None:
+    from koble.linkage.job import load_job
+
+    job = load_job(write_helsearkiv_job(world.path, fmt="csv"), world.catalogue)
+    plan = plan_job(job, world.catalogue)
+    party = "registry:helsearkivregisteret"
+    sent = next(t for t in plan.transfers if t.file == "helsearkivregisteret_recover.parquet")
+    assert (sent.source, sent.target) == (party, TTP)
+    assert {"first_name", "last_name", "birth_date"} <= set(sent.columns)
+    back = next(t for t in plan.transfers if t.file == "helsearkivregisteret_resolved.parquet")
+    assert (back.source, back.target) == (TTP, party)
+    extract = plan.step("helsearkivregisteret-extract")
+    assert "helsearkivregisteret_recovered.parquet" in extract.inputs
+    delivered = next(t for t in plan.transfers if t.file.startswith("helsearkivregisteret_ext"))
+    assert delivered.columns[-2:] == ("link_method", "match_probability")
+    assert not NAME_FIELDS & set(delivered.columns)
+
+
+def test_central_route_keeps_link_variables_out_of_the_anonymous_file(world: World) -> None:
+    text = world.central.read_text("utf-8").replace(
+        'id_column = "person_id"\n',
+        'id_column = "person_id"\nrecover = true\nfields = { birth_date = "birth_date" }\n',
+    )
+    plan = plan_job(parse_job(text, world.catalogue), world.catalogue)
+    assert not any("link_method" in t.columns for t in plan.transfers if t.target == RESEARCHER)
+    assert any("not delivered on the central anonymous route" in n for n in plan.notes)
+
+
+# --- the run --------------------------------------------------------------------------------
+def test_recovered_population_rows_link_to_their_true_person(
+    world: World, distributed_run: RunResult
+) -> None:
+    ttp = distributed_run.workspace / "ttp" / "store"
+    resolved = pl.read_parquet(ttp / "population_resolved.parquet")
+    truth = pl.read_parquet(world.path / "truth" / "cohort.parquet").with_columns(
+        (pl.col("row") + 1).cast(pl.String).alias("record_id")
+    )
+    linked = resolved.filter(pl.col("fnr").is_not_null()).join(truth, on="record_id")
+    assert linked.height >= 10  # the cohort's wrong check digits and missing numbers
+    assert (linked["fnr"] == linked["person_id"]).all()
+    assert set(linked["link_method"]) <= {"repaired", "probabilistic", "clerical"}
+    dirty = truth.filter(pl.col("dirt").is_in(["wrong_check_digit", "missing"]))
+    assert dirty.height == resolved.height  # exactly the rows without a usable number
+
+
+def test_every_population_row_ends_keyed_or_rejected(distributed_run: RunResult) -> None:
+    store = distributed_run.workspace / "operator" / "store"
+    report = json.loads((store / "population_report.json").read_text("utf-8"))
+    pop, linkage = report["population"], report["linkage"]
+    rejects = pl.read_parquet(store / "population_rejects.parquet")
+    assert pop["rows"] == pop["persons"] + rejects.height
+    assert linkage["rows"] == pop["rows"] == sum(linkage["by_outcome"].values())
+    keyed = sum(linkage["by_outcome"][m] for m in ("exact", "repaired", "probabilistic",
+                                                   "clerical"))  # fmt: skip
+    assert keyed == pop["rows"] - rejects.height
+    quality = json.loads((distributed_run.delivery / "quality.json").read_text("utf-8"))
+    assert all(c["ok"] for c in quality["reconciliation"])
+    assert any(c["check"].startswith("linkage (population)") for c in quality["reconciliation"])
+
+
+def test_researcher_gets_link_method_and_probability_per_person(
+    distributed_run: RunResult,
+) -> None:
+    frame = read_delivery(distributed_run.delivery / "linkage.csv")
+    persons = json.loads(
+        (distributed_run.workspace / "operator" / "store" / "population_report.json").read_text()
+    )["population"]["persons"]
+    assert frame.columns == ["LOPENR", "LINK_METHOD", "MATCH_PROBABILITY"]
+    assert frame.height == persons == frame["LOPENR"].n_unique()
+    assert set(frame["LINK_METHOD"]) <= {"1", "2", "3", "4"}
+    assert {"2", "3"} & set(frame["LINK_METHOD"])  # some persons were recovered
+    probability = frame["MATCH_PROBABILITY"].cast(pl.Float64)
+    assert ((probability > 0) & (probability <= 1)).all()
+    codebook = (distributed_run.delivery / "codebook.md").read_text("utf-8")
+    assert "linkage.csv" in codebook and "probabilistic" in codebook
+    manifest = json.loads((distributed_run.delivery / "manifest.json").read_text("utf-8"))
+    assert "linkage.csv" in {o["file"] for o in manifest["manifest"]["outputs"]}
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "stata", "spss"])
+def test_link_method_is_labelled_in_every_format(tmp_path: Path, fmt: str) -> None:
+    frame = pl.DataFrame(
+        {"lopenr": [1, 2, 3], "link_method": [1, 2, 3], "match_probability": [1.0, 1.0, 0.97]},
+        schema_overrides={"link_method": pl.Int8},
+    )
+    labels, value_labels = labels_for(frame.columns)
+    suffix = {"parquet": "parquet", "stata": "dta", "spss": "sav"}[fmt]
+    path = tmp_path / f"linkage.{suffix}"
+    write_delivery(frame, path, fmt, labels=labels, value_labels=value_labels,
+                   timestamp=datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))  # fmt: skip
+    if fmt == "parquet":
+        field = pq.read_schema(path).field("LINK_METHOD")
+        assert field.metadata is not None
+        assert b"probabilistic" in field.metadata[b"value_labels"]
+        return
+    reader = pyreadstat.read_dta if fmt == "stata" else pyreadstat.read_sav
+    _, meta = reader(str(path))
+    assert meta.column_names_to_labels["LINK_METHOD"] == "Koblingsmetode"
+    codes = meta.variable_value_labels["LINK_METHOD"]
+    assert {int(k): v for k, v in codes.items()} == dict(LINK_METHODS)
+
+
+def test_quality_report_shows_the_linkage_section(distributed_run: RunResult) -> None:
+    md = (distributed_run.delivery / "quality.md").read_text("utf-8")
+    assert "## Linkage: population" in md
+    assert "Estimated at the thresholds by the model: precision" in md
+    assert "| by | group | records | linked | link rate | difference |" in md
+    html = (distributed_run.delivery / "quality.html").read_text("utf-8")
+    assert "Linkage: population" in html
+    quality = json.loads((distributed_run.delivery / "quality.json").read_text("utf-8"))
+    section = quality["linkage"][0]
+    assert {g["by"] for g in section["bias"]["groups"]} == {"sex", "age_group", "birth_cohort",
+                                                            "fylke"}  # fmt: skip
+    for group in section["bias"]["groups"]:
+        if group["hidden"]:
+            assert group["rows"] is None and group["linked"] is None and group["rate"] is None
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["M", "F", None]), st.booleans()), max_size=60))
+def test_bias_table_accounts_for_every_record_and_hides_small_cells(
+    rows: list[tuple[str | None, bool]],
+) -> None:
+    frame = pl.DataFrame(
+        {"sex": [r[0] for r in rows], "outcome": ["exact" if r[1] else "unresolved" for r in rows]},
+        schema={"sex": pl.String, "outcome": pl.String},
+    )
+    table = bias_table(frame, datetime.date(2026, 1, 1))
+    assert table["rows"] == len(rows) and table["linked"] == sum(r[1] for r in rows)
+    assert table["not_carried"] == ["age_group", "birth_cohort", "fylke"]
+    shown = 0
+    for group in table["groups"]:
+        if group["hidden"]:
+            continue
+        shown += group["rows"]
+        unlinked = group["rows"] - group["linked"]
+        assert group["rows"] >= MIN_CELL
+        assert group["linked"] in (0,) or group["linked"] >= MIN_CELL
+        assert unlinked == 0 or unlinked >= MIN_CELL
+    assert shown <= len(rows)
+
+
+def test_helsearkiv_job_recovers_its_journals(world: World, helsearkiv_run: RunResult) -> None:
+    extract = read_delivery(helsearkiv_run.delivery / "helsearkivregisteret_extract.csv")
+    assert {"LINK_METHOD", "MATCH_PROBABILITY"} <= set(extract.columns)
+    assert {"1", "2", "3"} & set(extract["LINK_METHOD"]) >= {"1"}
+    assert not {"FIRST_NAME", "LAST_NAME", "BIRTH_DATE", "FNR"} & set(extract.columns)
+    party = helsearkiv_run.workspace / "registry-helsearkivregisteret" / "store"
+    table = pl.read_parquet(party / "helsearkivregisteret_recovered.parquet")
+    truth = pl.read_parquet(world.path / "truth" / "helsearkiv.parquet")
+    recovered = table.filter(pl.col("link_method") > 1).join(truth, on="journal_id")
+    assert recovered.height > 20
+    wrong = recovered.filter(pl.col("fnr") != pl.col("person_id"))
+    assert wrong.height <= max(1, recovered.height // 200)  # precision ≥ 0.995 here
+    quality = json.loads((helsearkiv_run.delivery / "quality.json").read_text("utf-8"))
+    section = next(s for s in quality["linkage"] if s["scope"] == "helsearkivregisteret")
+    assert section["rows"] == sum(section["by_outcome"].values())
+    assert section["model"]["estimated_precision"] > 0.9
+    assert all(c["ok"] for c in quality["reconciliation"])
+
+
+def test_resolve_is_audited_with_counts_and_thresholds_only(helsearkiv_run: RunResult) -> None:
+    lines = (helsearkiv_run.workspace / "audit.log").read_text("utf-8").splitlines()
+    entries = [json.loads(line) for line in lines if line.strip()]
+    resolve = [e for e in entries if e.get("operation") == "linkage.resolve_identities"]
+    assert len(resolve) == 1
+    details = resolve[0]["details"]
+    assert details["threshold_low"] == 0.8 and details["threshold_high"] == 0.99
+    assert details["records"] > 0 and "estimated_precision" in details
+    assert details["linked_probabilistic"] + details["linked_repaired"] > 0
+
+
+def test_reproduce_a_run_with_recovery_gives_identical_bytes(
+    world: World, helsearkiv_run: RunResult, tmp_path: Path
+) -> None:
+    report = reproduce_job(
+        world.path / "job_helsearkiv.toml",
+        tmp_path / "again",
+        helsearkiv_run.delivery,
+        keys_dir=helsearkiv_run.workspace.parent / f"{helsearkiv_run.workspace.name}-keys",
+        kek=world.kek,
+        sources=world.sources,
+        catalogue=world.catalogue,
+        now=fixed_now,
+        randbytes=os.urandom,
+    )
+    assert report.identical, [c for c in report.files if not c.identical]
+
+
+def test_recovery_without_a_register_is_refused_before_anything(
+    world: World, tmp_path: Path
+) -> None:
+    sources = tmp_path / "sources.toml"
+    sources.write_text(
+        f'[registries.npr]\nfile = "{(world.path / "npr.parquet").as_posix()}"\n'
+        'id_column = "fnr"\ndate_column = "start_date"\n',
+        "utf-8",
+    )
+    text = world.distributed.read_text("utf-8")
+    head, *sections = text.split("\n[registries.")
+    job = tmp_path / "job.toml"
+    job.write_text("\n[registries.".join([head, *[s for s in sections if s.startswith("npr]")]]))
+    (tmp_path / "study_population.parquet").write_bytes(
+        (world.path / "study_population.parquet").read_bytes()
+    )
+    result = CliRunner().invoke(
+        main,
+        ["run", str(job), "--workspace", str(tmp_path / "ws"), "--sources", str(sources),
+         "--keys", str(tmp_path / "keys")],
+        env={"KOBLE_KEYSET_PASSPHRASE": "correct horse battery staple"},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "[ttp] register" in result.stderr
+    assert not (tmp_path / "ws").exists()
