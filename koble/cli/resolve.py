@@ -7,15 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import click
+import polars as pl
 
 from koble.errors import UsageError
 from koble.files import ensure_distinct
+from koble.recovery import model
 from koble.recovery.contract import RECORD_SCHEMA
 from koble.recovery.decisions import CheckedStage, read_decisions
+from koble.recovery.fields import parse_compare, record_fields, register_fields
 from koble.recovery.outputs import ResolvePaths, RunSettings, write_resolution
 from koble.recovery.records import read_records
 from koble.recovery.register import Register
 from koble.recovery.resolve import DEFAULT_THRESHOLDS, resolve
+from koble.tables import read_table
 
 from ._secrets import ClosingAudit, audit_options, open_audit
 from ._values import WholeNumber
@@ -110,12 +114,28 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     help=f"Read a record field from a differently named column; repeatable. "
     f"Fields: {', '.join(RECORD_SCHEMA)}.",
 )
+@click.option(
+    "--compare",
+    "compare_specs",
+    multiple=True,
+    metavar="FIELD[:KIND]",
+    help="Also compare an extra column (address, street number, postcode, ...) the records "
+    "file and the register carry (the register: in compare.parquet, person_id + fields, or "
+    "persons.parquet); KIND text (Jaro-Winkler, the default) or exact; repeatable.",
+)
+@click.option(
+    "--block",
+    multiple=True,
+    metavar="FIELD",
+    help="A --compare field selective enough to also pair records and persons; repeatable.",
+)
 @audit_options(required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def resolve_command(records: Path, population: Path, out: Path, review: Path | None,
                     decisions: Path | None, rejects: Path | None, parameters: Path | None,
                     thresholds: tuple[float, float], seed: int, test_numbers: bool,
-                    deterministic_only: bool, columns: tuple[str, ...], actor: str,
+                    deterministic_only: bool, columns: tuple[str, ...],
+                    compare_specs: tuple[str, ...], block: tuple[str, ...], actor: str,
                     audit_log: Path | None, audit_key: Path | None, audit_passphrase_env: str,
                     as_json: bool) -> None:  # fmt: skip
     """Resolve each record of RECORDS to a person of the population register.
@@ -141,6 +161,13 @@ def resolve_command(records: Path, population: Path, out: Path, review: Path | N
     mapping = _mapping(columns)
     register = Register.open(population)
     table = read_records(records, columns=mapping)
+    compare = parse_compare(compare_specs)
+    model.blocking_rules(compare, block)  # a --block field must be a --compare field
+    extra = None
+    if compare:
+        raw = record_fields(read_table(records), table["record_id"], list(compare), records)
+        table = pl.concat([table, raw.drop("record_id")], how="horizontal")
+        extra = register_fields(population, list(compare))
     verdicts = read_decisions(decisions) if decisions is not None else None
     stage = None if deterministic_only else CheckedStage(verdicts)
     log = open_audit(audit_log, audit_key, audit_passphrase_env)
@@ -150,6 +177,7 @@ def resolve_command(records: Path, population: Path, out: Path, review: Path | N
             table, register, probabilistic=stage, thresholds=thresholds, seed=seed,
             decisions=None if verdicts is None else verdicts.for_resolve(),
             decisions_path=str(decisions), test_numbers=test_numbers,
+            compare=compare, register_fields=extra, block=block,
         )  # fmt: skip
         if stage is not None:
             stage.finish()

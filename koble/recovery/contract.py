@@ -34,6 +34,12 @@ Review (pairs between the thresholds)
 
 Rejects
     ``record_id``, ``reason`` (:data:`REASONS`), ``detail`` (text, never a name or number).
+
+Extra comparison fields (optional, declared by the caller)
+    A mapping field -> kind (:data:`COMPARE_KINDS`): the records carry a column ``field``
+    beyond :data:`RECORD_SCHEMA`, and the register side a frame ``person_id`` + ``field``
+    (the :data:`COMPARE_REGISTER_FILE` of a register directory, or a frame in the API).
+    Each becomes one more comparison of the probabilistic model (``gamma_x_<field>``).
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ import polars as pl
 
 __all__ = [
     "ADDRESS_SCHEMA",
+    "COMPARE_KINDS",
+    "COMPARE_REGISTER_FILE",
     "LINK_SCHEMA",
     "METHODS",
     "NAMES_SCHEMA",
@@ -52,6 +60,7 @@ __all__ = [
     "REGISTER_FILES",
     "REGISTER_SCHEMA",
     "REJECT_SCHEMA",
+    "TRAININGS",
     "StageResult",
     "empty",
 ]
@@ -95,6 +104,14 @@ REASONS = (
     "awaiting_review",  # between the thresholds, no decision read yet
     "conflict",  # exact number but birth date or sex disagree, and no other stage resolved it
 )
+#: how an extra comparison field is compared: ``text`` (exact with term frequencies, then
+#: Jaro-Winkler >= 0.92 and >= 0.8), ``exact`` (exact with term frequencies)
+COMPARE_KINDS = ("text", "exact")
+#: where a register directory may keep the extra comparison fields (person_id + fields)
+COMPARE_REGISTER_FILE = "compare.parquet"
+#: how the probabilistic model learned its m-probabilities: ``labels`` (the exact links,
+#: with the number's m by EM on the records to resolve), ``em`` (EM only: too few exact links)
+TRAININGS = ("labels", "em")
 
 
 def empty(schema: pl.Schema) -> pl.DataFrame:

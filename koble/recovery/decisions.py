@@ -123,12 +123,13 @@ class CheckedStage:
         training: pl.DataFrame,
         thresholds: tuple[float, float],
         seed: int,
+        **options: Any,
     ) -> tuple[StageResult, object]:
         stage = self._stage
         if stage is None:
             from koble.recovery.probabilistic import probabilistic as stage  # Splink: lazily
-        result, report = stage(
-            records, register, training=training, thresholds=thresholds, seed=seed
+        result, report = stage(  # options: extra comparison fields (resolve's compare=)
+            records, register, training=training, thresholds=thresholds, seed=seed, **options
         )
         self.ran = True
         if self._decisions is not None:

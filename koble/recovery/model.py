@@ -16,7 +16,9 @@ records and the register (one row per person and name they have had):
     :func:`~koble.recovery.normalise.phonetic_key` (also blocking keys);
 ``birth_date``, ``bd_str`` (``YYYYMMDD``), ``bd_year``, ``bd_month``, ``sex``,
 ``death_date``, ``places`` (list of kommune numbers: the record's kommune; the person's
-address history, current kommune and birth kommune).
+address history, current kommune and birth kommune); ``nr`` (the record's number as
+written, compacted; the person's own number); ``x_<field>`` for each extra field the caller
+declared (:func:`comparisons`).
 
 Comparison levels are ordered from strongest to weakest; the first that holds is the pair's
 gamma (``-1`` for the null level: the field is missing on a side and says nothing).
@@ -24,18 +26,31 @@ gamma (``-1`` for the null level: the field is missing on a side and says nothin
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from koble.errors import UsageError
+from koble.recovery.contract import COMPARE_KINDS, TRAININGS
 
 __all__ = [
     "BLOCKING_RULES",
     "COMPARISONS",
     "TF_COLUMNS",
+    "TRAININGS",
     "ModelReport",
+    "blocking_rules",
+    "comparisons",
+    "extra_column",
+    "extra_comparison",
     "parameters",
+    "rounded",
     "settings",
     "smooth",
+    "take_m",
 ]
 
 #: columns whose value frequency adjusts the weight of an exact agreement
@@ -133,6 +148,21 @@ _PLACE = {
     ],
 }
 
+_NUMBER = {
+    "output_column_name": "nr",
+    "comparison_description": "the record's number against the person's: exact, one "
+    "substitution or adjacent transposition (the repair stage's notion), other",
+    "comparison_levels": [
+        _null("nr"),
+        _level('"nr_l" = "nr_r"', "exact"),
+        _level(
+            'length("nr_l") = length("nr_r") AND damerau_levenshtein("nr_l", "nr_r") = 1',
+            "one substitution or adjacent transposition",
+        ),
+        _ELSE,
+    ],
+}
+
 #: the comparisons, in the order of the gamma columns
 COMPARISONS: tuple[dict[str, Any], ...] = (
     _name("fn", "ln"),
@@ -142,7 +172,50 @@ COMPARISONS: tuple[dict[str, Any], ...] = (
     _SEX,
     _DEATH,
     _PLACE,
+    _NUMBER,
 )
+
+#: how an extra comparison field (:data:`koble.recovery.contract.COMPARE_KINDS`) is compared
+_FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
+
+
+def extra_column(field: str) -> str:
+    """The compared column of the caller's extra field ``field`` (``x_<field>``)."""
+    return f"x_{field}"
+
+
+def extra_comparison(field: str, kind: str) -> dict[str, Any]:
+    """The comparison of a caller-declared extra field (address, street number, ...).
+
+    ``text``: exact (term-frequency adjusted), Jaro-Winkler >= 0.92, >= 0.8, else;
+    ``exact``: exact (term-frequency adjusted), else. Values are compared lowercased and
+    trimmed (see :func:`koble.recovery.probabilistic.prepare_records`)."""
+    if not _FIELD_NAME.match(field):
+        raise UsageError(
+            "an extra comparison field must be lowercase letters, digits and _ "
+            "(starting with a letter)"
+        )
+    if kind not in COMPARE_KINDS:
+        raise UsageError(f"a comparison kind must be one of {', '.join(COMPARE_KINDS)}")
+    col = extra_column(field)
+    levels = [_null(col), _level(f'"{col}_l" = "{col}_r"', "exact", tf_adjustment_column=col)]
+    if kind == "text":
+        jw = f'jaro_winkler_similarity("{col}_l", "{col}_r")'
+        levels += [_level(f"{jw} >= 0.92", "jaro-winkler>=0.92"),
+                   _level(f"{jw} >= 0.8", "jaro-winkler>=0.8")]  # fmt: skip
+    return {
+        "output_column_name": col,
+        "comparison_description": f"extra field {field} ({kind})",
+        "comparison_levels": [*levels, _ELSE],
+    }
+
+
+def comparisons(compare: Mapping[str, str] | None = None) -> tuple[dict[str, Any], ...]:
+    """:data:`COMPARISONS` followed by one comparison per extra field of ``compare``
+    (field -> kind), in the mapping's order."""
+    extra = tuple(extra_comparison(f, k) for f, k in (compare or {}).items())
+    return (*COMPARISONS, *extra)
+
 
 #: a pair is compared when any of these holds (each an equi-join: near-linear)
 BLOCKING_RULES: tuple[str, ...] = (
@@ -151,25 +224,46 @@ BLOCKING_RULES: tuple[str, ...] = (
     "l.fn_ph = r.fn_ph AND l.ln_ph = r.ln_ph",
     "l.fn_ph = r.ln_ph AND l.ln_ph = r.fn_ph",
     "l.fn_ph = r.fn_ph AND l.bd_year = r.bd_year AND l.bd_month = r.bd_month AND l.sex = r.sex",
+    "l.nr = r.nr",  # a number that names the person but disagrees in birth date or sex
 )
 
 
-def settings(probability_two_random_records_match: float) -> dict[str, Any]:
-    """The Splink settings dict (link_only, records against register rows)."""
+def settings(
+    probability_two_random_records_match: float,
+    compare: Mapping[str, str] | None = None,
+    block: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The Splink settings dict (link_only, records against register rows); ``compare``:
+    the caller's extra fields (field -> kind), compared after :data:`COMPARISONS`;
+    ``block``: extra fields (of ``compare``) whose equality also pairs a record and a row
+    (:func:`blocking_rules`)."""
     return {
         "link_type": "link_only",
         "unique_id_column_name": "unique_id",
         "source_dataset_column_name": "source_dataset",
         "probability_two_random_records_match": probability_two_random_records_match,
-        "comparisons": [dict(c) for c in COMPARISONS],
+        "comparisons": [copy.deepcopy(c) for c in comparisons(compare)],
         "blocking_rules_to_generate_predictions": [
-            {"blocking_rule": rule, "sql_dialect": "duckdb"} for rule in BLOCKING_RULES
+            {"blocking_rule": rule, "sql_dialect": "duckdb"}
+            for rule in blocking_rules(compare, block)
         ],
         "retain_matching_columns": True,  # Splink 5 keeps gamma_* only with these
         "retain_intermediate_calculation_columns": False,
         "additional_columns_to_retain": ["entity_id"],
         "em_convergence": 0.0001,
     }
+
+
+def blocking_rules(
+    compare: Mapping[str, str] | None = None, block: Sequence[str] = ()
+) -> tuple[str, ...]:
+    """:data:`BLOCKING_RULES` plus one equi-join per extra field of ``block`` (each must be
+    a field of ``compare``: the caller knows which of its fields are selective enough)."""
+    unknown = [f for f in block if f not in (compare or {})]
+    if unknown:
+        raise UsageError("a blocking field must be one of the extra comparison fields")
+    extra = tuple(f"l.{extra_column(f)} = r.{extra_column(f)}" for f in block)
+    return (*BLOCKING_RULES, *extra)
 
 
 def smooth(trained: dict[str, Any], n_m: int, n_u: float) -> dict[str, Any]:
@@ -183,6 +277,32 @@ def smooth(trained: dict[str, Any], n_m: int, n_u: float) -> dict[str, Any]:
             total = sum(counts) + 0.5 * len(levels)
             for lv, count in zip(levels, counts, strict=True):
                 lv[key] = (count + 0.5) / total
+    return trained
+
+
+def take_m(trained: dict[str, Any], source: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """``trained`` with the m-probabilities of the comparisons ``names`` copied from
+    ``source`` (another model of the same comparisons, e.g. one trained by EM)."""
+    found = {c["output_column_name"]: c for c in source["comparisons"]}
+    for comp in trained["comparisons"]:
+        if comp["output_column_name"] not in names:
+            continue
+        theirs = found[comp["output_column_name"]]["comparison_levels"]
+        for mine, other in zip(comp["comparison_levels"], theirs, strict=True):
+            if not mine.get("is_null_level"):
+                mine["m_probability"] = other.get("m_probability")
+    return trained
+
+
+def rounded(trained: dict[str, Any], digits: int = 12) -> dict[str, Any]:
+    """m and u rounded to ``digits`` significant digits: EM and sampling sum floats in an
+    order the database may vary between threads; rounding keeps a run's model bit for bit."""
+    for comp in trained["comparisons"]:
+        for level in comp["comparison_levels"]:
+            for key in ("m_probability", "u_probability"):
+                value = level.get(key)
+                if isinstance(value, float) and value > 0:
+                    level[key] = float(f"{value:.{digits}g}")
     return trained
 
 
@@ -233,12 +353,20 @@ class ModelReport:
     estimated_precision: float | None
     estimated_recall: float | None
     splink_version: str
+    #: how m was learned (:data:`~koble.recovery.contract.TRAININGS`): ``labels`` (the
+    #: exact links; the number's m by EM) or ``em`` (too few exact links: EM only)
+    training: str = "labels"
+    #: the caller's extra comparison fields, (field, kind) in order
+    compare: tuple[tuple[str, str], ...] = ()
+    #: the extra fields that are also blocking keys
+    block: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (tuples as lists)."""
         out = dataclasses.asdict(self)
         out["thresholds"] = list(self.thresholds)
         out["parameters"] = [dict(p) for p in self.parameters]
+        out["compare"] = [list(c) for c in self.compare]
         return out
 
     def to_json(self) -> str:

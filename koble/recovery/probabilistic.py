@@ -31,14 +31,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
-from typing import Protocol
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import duckdb
 import polars as pl
 
-from koble.errors import KobleError, UsageError
-from koble.recovery import model
+from koble.errors import ColumnError, KobleError, UsageError
+from koble.recovery import candidates, model
+from koble.recovery import training as training_mod
 from koble.recovery.contract import LINK_SCHEMA, RECORD_SCHEMA, REJECT_SCHEMA, StageResult, empty
 from koble.recovery.model import ModelReport
 from koble.recovery.normalise import name_key, name_tokens, phonetic_key
@@ -103,12 +105,33 @@ def _with_keys(frame: pl.DataFrame) -> pl.DataFrame:
 _COMPARED = (
     "unique_id", "source_dataset", "entity_id", "fn_key", "mn_key", "ln_key", "fn_tok",
     "ln_tok", "fn_ph", "ln_ph", "birth_date", "bd_str", "bd_year", "bd_month", "sex",
-    "death_date", "places",
+    "death_date", "places", "nr",
 )  # fmt: skip
 
 
-def prepare_records(records: pl.DataFrame) -> pl.DataFrame:
-    """The records side: one row per record (``unique_id`` = ``entity_id`` = record_id)."""
+def _extra_values(frame: pl.DataFrame, key: str, compare: Mapping[str, str] | None,
+                  where: str) -> pl.DataFrame:  # fmt: skip
+    """``key`` and the compared column ``x_<field>`` of each extra field (text lowercased
+    and trimmed, empty as null) of ``frame``; a declared field it lacks is an error."""
+    out = [pl.col(key)]
+    for field in compare or {}:
+        if field not in frame.columns:
+            raise ColumnError(f"the extra comparison field is missing in the {where}",
+                              column=field)  # fmt: skip
+        text = pl.col(field).cast(pl.String).str.strip_chars().str.to_lowercase()
+        out.append(pl.when(text != "").then(text).alias(model.extra_column(field)))
+    return frame.select(out)
+
+
+def _compared(compare: Mapping[str, str] | None) -> list[str]:
+    return [*_COMPARED, *(model.extra_column(f) for f in compare or {})]
+
+
+def prepare_records(
+    records: pl.DataFrame, compare: Mapping[str, str] | None = None
+) -> pl.DataFrame:
+    """The records side: one row per record (``unique_id`` = ``entity_id`` = record_id);
+    ``compare``: the extra fields (columns of ``records``) to compare as ``x_<field>``."""
     recs = records.select(
         pl.col(c) if c in records.columns else pl.lit(None, t).alias(c)
         for c, t in RECORD_SCHEMA.items()
@@ -123,48 +146,97 @@ def prepare_records(records: pl.DataFrame) -> pl.DataFrame:
             .then(pl.concat_list(pl.col("kommune")))
             .otherwise(None)
             .alias("places"),
+            pl.col("fnr").alias("nr"),
         )
-        .select(_COMPARED)
-    )
+        .join(_extra_values(records, "record_id", compare, "records"), on="record_id",
+              how="left", maintain_order="left")
+        .select(_compared(compare))
+    )  # fmt: skip
 
 
-def prepare_register(register: RegisterLike) -> pl.DataFrame:
+def prepare_register(
+    register: RegisterLike,
+    compare: Mapping[str, str] | None = None,
+    fields: pl.DataFrame | None = None,
+    *,
+    keys: pl.DataFrame | None = None,
+) -> pl.DataFrame:
     """The register side: one row per person and distinct name they have had (current name
     included), ``unique_id`` = ``person_id#n``, ``entity_id`` = person_id, and ``places`` the
-    sorted kommuner of the address history, the current and the birth kommune."""
-    persons = register.persons
-    current = persons.select("person_id", "first_name", "middle_name", "last_name")
-    names = pl.concat(
-        [current, register.names.select(current.columns)], how="vertical_relaxed"
-    ).unique(maintain_order=True)
-    places = (
-        pl.concat(
-            [
-                register.addresses.select("person_id", "kommune"),
-                persons.select("person_id", "kommune"),
-                persons.select("person_id", pl.col("birth_kommune").alias("kommune")),
-            ],
-            how="vertical_relaxed",
-        )
-        .drop_nulls()
-        .unique()
-        .group_by("person_id")
-        .agg(pl.col("kommune").sort().alias("places"))
-    )
+    sorted kommuner of the address history, the current and the birth kommune. ``nr`` is
+    the person's number; ``fields`` (``person_id`` + the extra fields of ``compare``) gives
+    the ``x_<field>`` columns. ``keys``: :func:`koble.recovery.candidates.key_rows` of a
+    register holding these persons (made once for the whole register, then reused; the
+    register's ``names`` are not read then)."""
+    if keys is None:
+        keys = candidates.key_rows(register)
+    persons = register.persons.select("person_id", "death_date")
     rows = (
-        names.join(persons.select("person_id", "birth_date", "sex", "death_date"), on="person_id")
-        .pipe(_with_keys)
-        .unique(subset=["person_id", "fn_key", "mn_key", "ln_key"], keep="first")
+        keys.join(persons, on="person_id")
         .sort("person_id", "ln_key", "fn_key", "mn_key", nulls_last=True)
-        .join(places, on="person_id", how="left")
+        .join(_places(register), on="person_id", how="left", maintain_order="left")
     )
     return rows.with_columns(
+        pl.col("fn_key").str.split(" ").alias("fn_tok"),
+        pl.col("ln_key").str.split(" ").alias("ln_tok"),
         (
             pl.col("person_id") + "#" + pl.int_range(pl.len()).over("person_id").cast(pl.String)
         ).alias("unique_id"),
         pl.col("person_id").alias("entity_id"),
         pl.lit(_REGISTER).alias("source_dataset"),
-    ).select(_COMPARED)
+    ).pipe(_join_fields, compare, fields)
+
+
+def _places(register: RegisterLike) -> pl.DataFrame:
+    """Per person the sorted distinct kommuner of the address history, the current and the
+    birth kommune. Kommune numbers are four digits: they are grouped as small integers
+    (half the time of strings at national scale) and written back zero-padded, the same
+    strings in the same order; other values are grouped as they are."""
+    persons = register.persons
+    every = pl.concat(
+        [
+            register.addresses.select("person_id", "kommune"),
+            persons.select("person_id", "kommune"),
+            persons.select("person_id", pl.col("birth_kommune").alias("kommune")),
+        ],
+        how="vertical_relaxed",
+    ).drop_nulls()
+    if every["kommune"].str.contains(r"^[0-9]{4}$").all():
+        number = pl.col("kommune").cast(pl.UInt16)
+        return every.group_by("person_id").agg(
+            number.unique().sort().cast(pl.String).str.zfill(4).alias("places")
+        )
+    return every.unique().group_by("person_id").agg(pl.col("kommune").sort().alias("places"))
+
+
+def _field_candidates(
+    prepared: pl.DataFrame, compare: Mapping[str, str], fields: pl.DataFrame | None,
+    block: Sequence[str],
+) -> pl.Series:  # fmt: skip
+    """The persons whose value of a blocking extra field (``block``) equals some record's:
+    the candidates :func:`koble.recovery.model.blocking_rules` adds to the fixed rules."""
+    found = [pl.Series("person_id", [], pl.String)]
+    if block and fields is not None:
+        values = _extra_values(fields, "person_id", {f: compare[f] for f in block}, "register")
+        for field in block:
+            col = model.extra_column(field)
+            wanted = prepared.select(col).drop_nulls().unique()
+            found.append(values.join(wanted, on=col, how="semi")["person_id"])
+    return pl.concat(found).unique().sort()
+
+
+def _join_fields(
+    rows: pl.DataFrame, compare: Mapping[str, str] | None, fields: pl.DataFrame | None
+) -> pl.DataFrame:
+    """The register rows with the extra fields joined on (null where a person has none)."""
+    if compare:
+        if fields is None:
+            raise UsageError("extra comparison fields need the register's values of them")
+        values = _extra_values(fields.unique("person_id", keep="first"), "person_id",
+                               compare, "register")  # fmt: skip
+        rows = rows.join(values, left_on="entity_id", right_on="person_id", how="left",
+                         maintain_order="left")  # fmt: skip
+    return rows.select(_compared(compare))
 
 
 def _training_labels(training: pl.DataFrame, reg_rows: pl.DataFrame) -> pl.DataFrame:
@@ -230,12 +302,31 @@ def probabilistic(
     u_max_pairs: float = 2e6,
     candidate_floor: float = 0.01,
     threads: int | None = None,
+    compare: Mapping[str, str] | None = None,
+    register_fields: pl.DataFrame | None = None,
+    block: Sequence[str] = (),
+    min_labels: int = training_mod.MIN_LABELS,
+    em_max_records: int = 50_000,
+    memory_limit: str = "4GB",
+    u_sample_persons: int = 200_000,
+    chunk_records: int = 100_000,
 ) -> tuple[StageResult, ModelReport]:
     """Resolve ``records`` (:data:`RECORD_SCHEMA`) against ``register`` with Splink.
 
     ``training`` is the exact stage's links joined to their records: the record columns
     plus ``person_id``. ``thresholds`` is ``(low, high)`` on match probability; ``margin``
-    the bits the best candidate must lead the runner-up by; ``seed`` fixes u-sampling.
+    the bits the best candidate must lead the runner-up by; ``seed`` fixes u-sampling and
+    the EM sample. ``compare`` (field -> kind) adds the caller's extra fields, compared
+    between ``records``' columns and ``register_fields`` (``person_id`` + the fields);
+    ``block``: those of them that are also blocking keys.
+    m is learned from the exact links when there are at least ``min_labels``, else by EM
+    on at most ``em_max_records`` records (:mod:`koble.recovery.training`).
+    Splink sees only the register persons a blocking rule pairs with some record, and the
+    labelled ones (:mod:`koble.recovery.candidates`), with term frequencies of the whole
+    register; u comes from random pairs with ``u_sample_persons`` persons drawn with
+    ``seed``. DuckDB runs on ``threads`` (default 2) within ``memory_limit``, spilling to
+    a temporary directory removed afterwards; pairs are scored ``chunk_records`` records
+    at a time.
     Returns the stage result (``remaining`` empty: every record is linked, reviewed or
     rejected) and the :class:`ModelReport`.
     """
@@ -253,42 +344,59 @@ def probabilistic(
             "training needs the exact links joined to their records (first_name, last_name, "
             "birth_date, ...): the model learns its m-probabilities from those fields"
         )
-    reg_rows = prepare_register(register)
+    compare = dict(compare or {})
+    prepared = prepare_records(records, compare)
+    keys = candidates.key_rows(register)
+    tf_tables = candidates.term_frequencies(keys)  # over the whole register
+    wanted = candidates.candidate_persons(prepared, keys)
+    wanted = pl.concat([wanted, _field_candidates(prepared, compare, register_fields, block)])
+    # the candidates and the labelled persons (training), prepared; u from a random sample
+    wanted = pl.concat([wanted, training["person_id"].cast(pl.String)])
+    chosen = candidates.subset(register, wanted, names=False)
+    reg_rows = prepare_register(chosen, compare, register_fields, keys=keys)
+    drawn = candidates.sample_persons(register, u_sample_persons, seed, names=False)
+    u_rows = prepare_register(drawn, compare, register_fields, keys=keys)
+    del keys, chosen, drawn
     n_persons = register.persons.height
     labels = _training_labels(training, reg_rows)
-    if labels.height == 0:
+    if labels.height == 0 and records.height == 0:
         raise UsageError(
-            "no exactly linked record to train the model on: the probabilistic stage learns "
-            "its m-probabilities from the records the exact stage linked"
+            "nothing to train the model on: no exactly linked record and no record to resolve"
         )
     lam = 1.0 / max(n_persons, 2)
+    settings = model.settings(lam, compare, block)
     con = duckdb.connect()
-    if threads is not None:
-        con.execute(f"SET threads = {int(threads)}")
+    spill = tempfile.TemporaryDirectory(prefix="koble-duckdb-")
     try:
+        con.execute(f"SET threads = {int(threads or 2)}")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        con.execute(f"SET temp_directory = '{spill.name}'")
         with _quiet():
             _arrow_table(con, "koble_register_rows", reg_rows)
-            _arrow_table(con, "koble_training", prepare_records(training))
-            _arrow_table(con, "koble_records", prepare_records(records))
+            _arrow_table(con, "koble_u_rows", u_rows)
+            n_u_rows = u_rows.height
+            del reg_rows, u_rows
+            for column, table in tf_tables.items():
+                con.register("koble_tf_view", table.to_arrow())
+                con.execute(f"CREATE TABLE koble_tf_{column} AS SELECT * FROM koble_tf_view")
+                con.unregister("koble_tf_view")
+            _arrow_table(con, "koble_training", prepare_records(training, compare))
+            _arrow_table(con, "koble_records", prepared)
+            sample = training_mod.em_sample(prepared, em_max_records, seed)
+            _arrow_table(con, "koble_em_records", sample)
             con.register("koble_labels_view", labels.to_arrow())
             con.execute("CREATE TABLE koble_labels AS SELECT * FROM koble_labels_view")
-            api_train = DuckDBAPI(con)
-            train = Linker(
-                [
-                    api_train.register("koble_training", table_name=_RECORDS),
-                    api_train.register("koble_register_rows", table_name=_REGISTER),
-                ],
-                model.settings(lam),
-                log_level=None,
-            )
-            train.training.estimate_m_from_pairwise_labels(  # type: ignore[no-untyped-call]
-                api_train.register("koble_labels", table_name="labels")
-            )
-            train.training.estimate_u_using_random_sampling(
-                max_pairs=u_max_pairs, seed=seed, min_count_per_level=None, num_chunks=1
-            )
-            n_u = min(u_max_pairs, float(training.height) * float(reg_rows.height))
-            trained = model.smooth(train.misc.save_model_to_json(), labels.height, n_u)
+            use_labels = labels.height >= min_labels
+            sides = float(training.height if use_labels else sample.height)
+            n_u = min(u_max_pairs, sides * float(n_u_rows))
+            tables = {"training": "koble_training", "labels": "koble_labels",
+                      "records": "koble_em_records", "register": "koble_register_rows",
+                      "u_register": "koble_u_rows"}  # fmt: skip
+            trained, how = training_mod.train(
+                con, settings, tables=tables, n_labels=labels.height, n_records=sample.height,
+                n_u=n_u, seed=seed, u_max_pairs=u_max_pairs,
+                min_labels=min_labels if sample.height else 1,
+            )  # fmt: skip
             trained["probability_two_random_records_match"] = lam
             trained.pop("linker_uid", None)  # random per Linker, not part of the model
             if records.height:
@@ -301,15 +409,15 @@ def probabilistic(
                     trained,
                     log_level=None,
                 )
-                blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
-                    left_chunk=(1, 1), right_chunk=(1, 1)
+                for column in tf_tables:  # a name's frequency in the whole register
+                    linker.table_management.register_term_frequency_lookup(
+                        api.register(f"koble_tf_{column}", table_name=f"tf_{column}"), column
+                    )
+                n_chunks = max(1, math.ceil(records.height / chunk_records))
+                n_comparisons = _predict_in_chunks(
+                    con, linker, n_chunks, low * candidate_floor, "koble_predictions"
                 )
-                rows = con.execute(f"SELECT count(*) FROM {blocked.physical_name}").fetchall()
-                n_comparisons = int(rows[0][0])
-                pred = linker.inference.predict(
-                    threshold_match_probability=low * candidate_floor, warning_mode="never"
-                )
-                pairs = _best_per_person(con, pred.physical_name)
+                pairs = _best_per_person(con, "koble_predictions")
             else:
                 n_comparisons, pairs = 0, _best_per_person_empty()
     except (duckdb.Error, SplinkException) as exc:
@@ -320,6 +428,7 @@ def probabilistic(
         ) from None
     finally:
         con.close()
+        spill.cleanup()
     result, precision, recall = classify(records, pairs, low, high, margin)
     report = ModelReport(
         model=trained,
@@ -329,14 +438,40 @@ def probabilistic(
         margin=margin,
         seed=seed,
         u_max_pairs=u_max_pairs,
-        n_training_pairs=labels.height,
+        n_training_pairs=labels.height if how == "labels" else 0,
         n_records=records.height,
         n_comparisons=n_comparisons,
         estimated_precision=precision,
         estimated_recall=recall,
         splink_version=splink.__version__,
+        training=how,
+        compare=tuple(compare.items()),
+        block=tuple(block),
     )
     return result, report
+
+
+def _predict_in_chunks(
+    con: duckdb.DuckDBPyConnection, linker: Any, n_chunks: int, floor: float, out: str
+) -> int:
+    """Score the blocked pairs in ``n_chunks`` chunks of the records (bounded memory: a
+    chunk's blocked pairs are materialised once, counted, scored and dropped), keeping in
+    table ``out`` the pairs at or above ``floor``. Returns the number of comparisons."""
+    n_comparisons = 0
+    for chunk in range(1, n_chunks + 1):
+        blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
+            left_chunk=(chunk, n_chunks), right_chunk=(1, 1)
+        )
+        rows = con.execute(f"SELECT count(*) FROM {blocked.physical_name}").fetchall()
+        n_comparisons += int(rows[0][0])
+        # scored from these pairs: blocking runs once, not again inside predict
+        linker.table_management.register_blocked_pairs_for_predict(blocked)
+        pred = linker.inference.predict(threshold_match_probability=floor, warning_mode="never")
+        verb = f"CREATE TABLE {out} AS" if chunk == 1 else f"INSERT INTO {out}"
+        con.execute(f"{verb} SELECT * FROM {pred.physical_name}")
+        pred.drop_table_from_database_and_remove_from_cache()
+        blocked.drop_table_from_database_and_remove_from_cache()
+    return n_comparisons
 
 
 def _best_per_person(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:

@@ -19,8 +19,10 @@ survey answers of one person may not be.
 from __future__ import annotations
 
 import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import polars as pl
 
@@ -111,14 +113,26 @@ def resolve(
     decisions_path: str | Path = "<decisions>",
     seed: int = 0,
     test_numbers: bool = True,
+    compare: Mapping[str, str] | None = None,
+    register_fields: pl.DataFrame | None = None,
+    block: Sequence[str] = (),
 ) -> Resolution:
     """Resolve ``records`` (:data:`RECORD_SCHEMA`, unique ``record_id``) against
     ``register``: see the module docstring. ``decisions`` (:data:`DECISION_SCHEMA`) are a
     reviewer's verdicts on earlier review pairs (read from ``decisions_path``, named in
-    errors); ``seed`` goes to the probabilistic stage."""
+    errors); ``seed`` goes to the probabilistic stage. ``compare`` (field -> kind,
+    :data:`~koble.recovery.contract.COMPARE_KINDS`) names extra columns of ``records`` the
+    model compares with ``register_fields`` (``person_id`` + those fields); ``block``: those
+    of them that are also blocking keys."""
     low, high = thresholds
     if not 0.0 <= low <= high <= 1.0:
         raise UsageError("thresholds must satisfy 0 <= low <= high <= 1")
+    fields = list(compare or {})
+    missing = [f for f in fields if f not in records.columns]
+    if missing:
+        raise ColumnError("the extra comparison field is missing in the records",
+                          column=missing[0])  # fmt: skip
+    extra = records.select("record_id", *fields)
     records = records.select(RECORD_SCHEMA.names())
     first = exact(records, register, test_numbers=test_numbers)
     second = repair(first.remaining, register, test_numbers=test_numbers)
@@ -127,9 +141,17 @@ def resolve(
     if probabilistic is not None and second.remaining.height:
         # labelled pairs: the exact links with their records' fields (names, dates, ...)
         training = first.linked.select("record_id", "person_id").join(records, on="record_id")
-        third, model = probabilistic(
-            second.remaining, register, training=training, thresholds=thresholds, seed=seed
-        )
+        stage: Any = probabilistic
+        if fields:  # the extra fields ride along (the stages keep the contract's columns)
+            options = {"compare": dict(compare or {}), "register_fields": register_fields,
+                       "block": tuple(block)}  # fmt: skip
+            stage = functools.partial(stage, **options)
+            training = training.join(extra, on="record_id", how="left")
+        left = second.remaining.join(extra, on="record_id", how="left", maintain_order="left")
+        third, model = stage(
+            left if fields else second.remaining, register, training=training,
+            thresholds=thresholds, seed=seed,
+        )  # fmt: skip
     else:
         third = StageResult(
             empty(LINK_SCHEMA), empty(REJECT_SCHEMA), second.remaining, empty(REVIEW_BASE)

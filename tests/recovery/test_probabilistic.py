@@ -236,11 +236,18 @@ def test_classify_routes_by_best_candidate_and_margin() -> None:
     assert recall is not None and 0 < recall < 1
 
 
-def test_no_training_pairs_is_a_clear_error(w: World) -> None:
-    with pytest.raises(UsageError, match="no exactly linked record") as err:
+def test_no_training_pairs_trains_by_em(w: World) -> None:
+    """Without exact links the stage trains by EM (tests/recovery/test_training.py); with
+    neither links nor records there is nothing to learn from: a clear error."""
+    _, report = probabilistic(
+        w.records, w.register, training=w.training.head(0), thresholds=THRESHOLDS, seed=1
+    )
+    assert report.training == "em"
+    with pytest.raises(UsageError, match="nothing to train the model on") as err:
         probabilistic(
-            w.records, w.register, training=w.training.head(0), thresholds=THRESHOLDS, seed=1
-        )
+            w.records.head(0), w.register, training=w.training.head(0), thresholds=THRESHOLDS,
+            seed=1,
+        )  # fmt: skip
     assert "Hansen" not in str(err.value)
 
 
