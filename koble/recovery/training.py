@@ -34,7 +34,9 @@ import polars as pl
 
 from koble.recovery import model
 
-__all__ = ["EM_BLOCKING", "MIN_LABELS", "NUMBER_EM_BLOCKING", "NUMBER_PRIOR_M", "train"]
+__all__ = [
+    "EM_BLOCKING", "MIN_LABELS", "NUMBER_EM_BLOCKING", "NUMBER_PRIOR_M", "bounded", "train",
+]  # fmt: skip
 
 #: labelled pairs needed to learn m from the exact links rather than by EM
 MIN_LABELS = 100
@@ -84,7 +86,7 @@ def train(
         )
         trained = model.smooth(linker.misc.save_model_to_json(), n_labels, n_u)
         trained = _number_by_em(con, trained, tables, n_records)
-        return model.rounded(trained), "labels"
+        return model.rounded(bounded(trained)), "labels"
     with_u = _u_from_random_pairs(con, settings, tables, "records", seed, u_max_pairs)
     linker = Linker(
         [api.register(tables["records"], table_name="records"),
@@ -107,7 +109,37 @@ def train(
                 before, log_level=None,
             )  # fmt: skip
     trained = model.smooth(linker.misc.save_model_to_json(), max(n_records, 1), n_u)
-    return model.rounded(trained), "em"
+    return model.rounded(bounded(trained)), "em"
+
+
+def bounded(trained: dict[str, Any]) -> dict[str, Any]:
+    """``trained`` with every comparison's Bayes factors made to fall with its levels: a
+    level never weighs more for a match than a level above it (levels run from full
+    agreement down to the last, "else"), and the last never weighs for a match at all
+    (Bayes factor at most 1). A level the training saw too rarely can otherwise get a
+    tiny u beside a smoothed m and so a large positive weight: two different death dates
+    counting as evidence of one person. m is lowered to ``factor * u`` where capped, and
+    the m taken off goes to the first level (full agreement), so m still sums to one and
+    no cap is undone."""
+    for comp in trained["comparisons"]:
+        levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
+        before = sum(lv["m_probability"] for lv in levels
+                     if isinstance(lv.get("m_probability"), int | float))  # fmt: skip
+        ceiling = float("inf")
+        for i, level in enumerate(levels):
+            m, u = level.get("m_probability"), level.get("u_probability")
+            if not (isinstance(m, int | float) and isinstance(u, int | float) and u > 0):
+                continue
+            cap = min(ceiling, 1.0) if i == len(levels) - 1 else ceiling
+            if m / u > cap:
+                level["m_probability"] = cap * u
+            ceiling = min(ceiling, level["m_probability"] / u)
+        after = sum(lv["m_probability"] for lv in levels
+                    if isinstance(lv.get("m_probability"), int | float))  # fmt: skip
+        if len(levels) > 1 and after < before and isinstance(levels[0].get("m_probability"),
+                                                               int | float):  # fmt: skip
+            levels[0]["m_probability"] += before - after
+    return trained
 
 
 def _u_from_random_pairs(

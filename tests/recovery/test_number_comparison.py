@@ -103,8 +103,9 @@ def test_a_damaged_number_weighs_for_its_person_and_another_number_against() -> 
     assert (wide["o"] < wide["n"]).all()  # another number: evidence against
     assert report.training == "labels"
     m = {p["gamma"]: p["m"] for p in report.parameters if p["comparison"] == "nr"}
-    # learned by EM on the records to resolve, not from the exact links (all agree there)
-    assert m[1] > 0.05
+    # learned by EM on the records to resolve, not from the exact links (all agree there:
+    # smoothed, about 0.002); at most the exact level's Bayes factor (training.bounded)
+    assert m[1] > 0.01
 
 
 def test_a_conflict_is_scored_by_the_model_not_dropped() -> None:
