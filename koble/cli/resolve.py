@@ -27,6 +27,7 @@ from ._values import WholeNumber
 EXIT_ALL = 0
 EXIT_SOME_UNRESOLVED = 1
 PATH = click.Path(dir_okay=False, path_type=Path)
+_IDENTIFYING = ("first_name", "middle_name", "last_name", "birth_date", "death_date")
 
 
 class Thresholds(click.ParamType[tuple[float, float]]):
@@ -129,6 +130,12 @@ def _mapping(pairs: tuple[str, ...]) -> dict[str, str]:
     metavar="FIELD",
     help="A --compare field selective enough to also pair records and persons; repeatable.",
 )
+@click.option(
+    "--encoding",
+    default="utf-8",
+    show_default=True,
+    help="Encoding of the CSV files read (RECORDS, --decisions), e.g. cp1252.",
+)
 @audit_options(required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def resolve_command(records: Path, population: Path, out: Path, review: Path | None,
@@ -136,8 +143,8 @@ def resolve_command(records: Path, population: Path, out: Path, review: Path | N
                     thresholds: tuple[float, float], seed: int, test_numbers: bool,
                     deterministic_only: bool, columns: tuple[str, ...],
                     compare_specs: tuple[str, ...], block: tuple[str, ...], actor: str,
-                    audit_log: Path | None, audit_key: Path | None, audit_passphrase_env: str,
-                    as_json: bool) -> None:  # fmt: skip
+                    encoding: str, audit_log: Path | None, audit_key: Path | None,
+                    audit_passphrase_env: str, as_json: bool) -> None:  # fmt: skip
     """Resolve each record of RECORDS to a person of the population register.
 
     In order: exact (a valid number of a registered person whose birth date and sex agree),
@@ -160,15 +167,19 @@ def resolve_command(records: Path, population: Path, out: Path, review: Path | N
                          "drop --deterministic-only")  # fmt: skip
     mapping = _mapping(columns)
     register = Register.open(population)
-    table = read_records(records, columns=mapping)
+    table = read_records(records, columns=mapping, encoding=encoding)
     compare = parse_compare(compare_specs)
     model.blocking_rules(compare, block)  # a --block field must be a --compare field
     extra = None
     if compare:
-        raw = record_fields(read_table(records), table["record_id"], list(compare), records)
+        raw = read_table(records, encoding=encoding)
+        raw = record_fields(raw, table["record_id"], list(compare), records)
         table = pl.concat([table, raw.drop("record_id")], how="horizontal")
         extra = register_fields(population, list(compare))
-    verdicts = read_decisions(decisions) if decisions is not None else None
+    verdicts = None
+    if decisions is not None:  # no reviewer may be one of the records' names or dates
+        known = [table[c] for c in _IDENTIFYING]
+        verdicts = read_decisions(decisions, encoding=encoding, known=known)
     stage = None if deterministic_only else CheckedStage(verdicts)
     log = open_audit(audit_log, audit_key, audit_passphrase_env)
     closing = ClosingAudit(lambda: log, f"{out} was written and recorded in the audit log")

@@ -10,14 +10,19 @@ and stays under review.
 Everything is checked before a decision is used, and the first problem is reported with
 file, column and 1-based data row, never with a value (the row may hold a name or a
 number): a missing column, a decided row without record, person or reviewer, a decision
-that is neither word, a reviewer holding a person number (it goes into the audit log), one
-pair decided both ways, one record matched to two persons, and (:meth:`Decisions.check_pairs`)
-a decision on a pair that is not a candidate pair of the review.
+that is neither word, a reviewer that is not a user id (it goes into the audit log: 1-64
+letters, digits, ``.``, ``_``, ``-``, ``@``; not a date, a person number, or any name, name
+part or date of the file's other cells or of the records), one pair decided both ways,
+one record matched to two persons, and (:meth:`Decisions.check_pairs`) a decision on a pair
+that is not a candidate pair of the review. The ``'`` the review CSV
+puts before a cell starting with = + - @ (against formula injection) is taken off
+``record_id``, ``person_id`` and ``reviewer`` again, so they round-trip.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,12 @@ __all__ = ["DECISION_COLUMNS", "CheckedStage", "Decisions", "read_decisions"]
 
 #: the columns a decisions file must have
 DECISION_COLUMNS = ("record_id", "person_id", "decision", "reviewer")
+#: a reviewer is audited by this: a user id, never a name with a space or a birth date
+_USER_ID = r"^[\p{L}0-9._@-]{1,64}$"
+_DATE_LIKE = r"^[0-9]{1,4}[-./][0-9]{1,2}[-./][0-9]{1,4}$"
+_SEPARATORS = r"[\s/,;:-]+"
+#: the key columns whose review-CSV prefix ``'`` is taken off again
+_PREFIXED = ("record_id", "person_id", "reviewer")
 _WORDS = {"match": "match", "non-match": "non_match", "non_match": "non_match"}
 _ROWS = pl.Schema({
     "record_id": pl.String, "person_id": pl.String, "decision": pl.String,
@@ -144,8 +155,13 @@ class CheckedStage:
             )
 
 
-def read_decisions(path: str | Path, *, encoding: str = "utf-8") -> Decisions:
-    """The decisions in the CSV or Parquet file ``path``, checked (see the module docstring)."""
+def read_decisions(
+    path: str | Path, *, encoding: str = "utf-8", known: Sequence[pl.Series] = ()
+) -> Decisions:
+    """The decisions in the CSV or Parquet file ``path``, checked (see the module docstring).
+
+    ``known``: columns of names and dates (e.g. the records') no reviewer may equal, beyond
+    every other cell of the decisions file itself."""
     path = Path(path)
     frame = read_table(path, encoding=encoding)
     for name in DECISION_COLUMNS:
@@ -156,6 +172,7 @@ def read_decisions(path: str | Path, *, encoding: str = "utf-8") -> Decisions:
                 path=path, column=name,
             )  # fmt: skip
     rows = frame.select(_text(name) for name in DECISION_COLUMNS).with_row_index("row", offset=1)
+    rows = rows.with_columns(_unprefixed(pl.col(name)) for name in _PREFIXED)
     decided = rows.filter(pl.col("decision").is_not_null())
     undecided = rows.height - decided.height
     for name in ("record_id", "person_id", "reviewer"):
@@ -167,11 +184,7 @@ def read_decisions(path: str | Path, *, encoding: str = "utf-8") -> Decisions:
     _first_bad(decided, pl.col("decision").is_null(),
                "a decision must be match or non-match (or blank: not decided yet)",
                path, "decision")  # fmt: skip
-    reviewers = decided["reviewer"].drop_nulls().unique().to_list()  # a handful of people
-    numbered = [r for r in reviewers if contains_person_number(r)]
-    bad_reviewer = pl.col("reviewer").is_in(numbered)
-    message = "a reviewer must not hold a person number (it is audited)"
-    _first_bad(decided, bad_reviewer, message, path, "reviewer")
+    _check_reviewers(decided, frame, known, path)
     table = decided.select(_ROWS.names()).cast(dict(_ROWS))  # type: ignore[arg-type]
     table = table.unique(["record_id", "person_id", "decision"], keep="first", maintain_order=True)
     both = pl.int_range(pl.len()).over("record_id", "person_id") > 0
@@ -188,6 +201,42 @@ def read_decisions(path: str | Path, *, encoding: str = "utf-8") -> Decisions:
             path=path,
         )
     return Decisions(table, path, sha256_file(path), undecided)
+
+
+def _unprefixed(text: pl.Expr) -> pl.Expr:
+    """``text`` without the ``'`` the review CSV puts before a cell starting with = + - @
+    TAB, CR or ``'`` (against formula injection, :func:`koble.recovery.review.csv_safe`)."""
+    return text.str.replace(r"^'([=+\-@\t\r'])", "$1")
+
+
+def _check_reviewers(
+    decided: pl.DataFrame, frame: pl.DataFrame, known: Sequence[pl.Series], path: Path
+) -> None:
+    """Refuse a reviewer that is not a user id (it goes into the audit log): one of 1-64
+    letters, digits, ``.``, ``_``, ``-``, ``@``, not written as a date or holding a person
+    number, and not equal (in any case) to a name, name part or date in any other cell of
+    the decisions file or in ``known``. A spreadsheet's shifted column puts a name or a
+    birth date there; the error names file, column and row, never the value."""
+    reviewer = pl.col("reviewer")
+    reviewers = decided["reviewer"].drop_nulls().unique().to_list()  # a handful of people
+    numbered = [r for r in reviewers if contains_person_number(r)]
+    message = "a reviewer must not hold a person number (it is audited)"
+    _first_bad(decided, reviewer.is_in(numbered), message, path, "reviewer")
+    _first_bad(decided, ~reviewer.str.contains(_USER_ID) | reviewer.str.contains(_DATE_LIKE),
+               "a reviewer must be a user id: 1-64 letters, digits, '.', '_', '-' or '@', "
+               "no spaces, not a date (it is audited)", path, "reviewer")  # fmt: skip
+    lowered = [r.lower() for r in reviewers]
+    others = [frame[c] for c in frame.columns if c not in DECISION_COLUMNS]
+    hits: set[str] = set()
+    for column in [*others, *known]:  # a few columns, each a whole-column operation
+        text = column.cast(pl.String).str.strip_chars().str.to_lowercase()
+        parts = text.str.replace_all(_SEPARATORS, " ").str.split(" ")
+        found = pl.concat([text, parts.explode()]).drop_nulls()
+        hits.update(found.filter(found.is_in(lowered)).unique().to_list())
+    message = ("a reviewer must be a user id, not a name, name part or date of the review "
+               "(it is audited; a shifted spreadsheet column puts one there)")  # fmt: skip
+    _first_bad(decided, reviewer.str.to_lowercase().is_in(sorted(hits)), message, path,
+               "reviewer")  # fmt: skip
 
 
 def _text(name: str) -> pl.Expr:

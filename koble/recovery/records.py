@@ -6,7 +6,8 @@ A records file (a survey cohort's failed rows, digitised journals) names its col
 number when the file has none. Values are checked column by column and the first bad one is
 reported with its file, column and row, never with its value (it may be a name or a number):
 a duplicate or empty ``record_id``, a birth or death date that is not ``YYYY-MM-DD``, a sex
-that is not M/F (K, kvinne, is read as F), a kommune that is not four digits. The number is
+that is not M/F (K, kvinne, is read as F), a kommune that is not four digits. A file none of
+whose columns is a record field is refused (it would resolve nothing, silently). The number is
 compacted (separators people type are removed) but not validated: that is the stages' work.
 """
 
@@ -22,7 +23,7 @@ from koble.recovery.contract import RECORD_SCHEMA
 from koble.registries.identifiers._rules import SEPARATOR_CLASS
 from koble.tables import read_table, require_column
 
-__all__ = ["prepare_records", "read_records"]
+__all__ = ["normalise_sex", "prepare_records", "read_records"]
 
 _TEXT = (pl.String, pl.Categorical, pl.Enum, pl.Null)
 _SEX = {"M": "M", "F": "F", "K": "F"}
@@ -63,7 +64,24 @@ def prepare_records(
         out["record_id"] = pl.int_range(1, frame.height + 1, eager=True).cast(pl.String)
     records = pl.DataFrame(out, schema=RECORD_SCHEMA)
     _check_ids(records["record_id"], path, mapping.get("record_id", "record_id"))
+    _refuse_no_fields(frame, mapping, path)
     return records
+
+
+def _refuse_no_fields(frame: pl.DataFrame, mapping: Mapping[str, str], path: str | Path) -> None:
+    """Refuse a file none of whose columns is a record field (``record_id`` aside): every
+    field would be null and every record end ``no_candidate``, silently."""
+    fields = [name for name in RECORD_SCHEMA if name != "record_id"]
+    if any(mapping.get(name, name) in frame.columns for name in fields):
+        return
+    # the file's own column names are not echoed: a file without a header row has its first
+    # record's names and numbers as column names
+    raise UsageError(
+        f"none of the file's {len(frame.columns)} column(s) is a record field; name the "
+        f"columns {', '.join(fields)}, or map them with --column FIELD=COLUMN "
+        "(e.g. --column fnr=fodselsnummer)",
+        path=path,
+    )
 
 
 def _convert(values: pl.Series, dtype: pl.DataType, path: str | Path, column: str) -> pl.Series:
@@ -97,15 +115,24 @@ def _convert(values: pl.Series, dtype: pl.DataType, path: str | Path, column: st
         text = text.str.strip_chars()
     text = _blank_to_null(text).alias(name)
     if name == "sex":
-        upper = text.str.to_uppercase()
-        sex = upper.replace_strict(_SEX, default=None, return_dtype=pl.String)
-        _first_bad(upper.is_not_null() & sex.is_null(), "sex must be M or F (or K)", path, column)
-        return sex.alias(name)
+        return normalise_sex(text, path, column)
     if name == "kommune":  # a spreadsheet drops the leading zero of 0301 Oslo
         text = text.str.replace(r"^([0-9]{3})$", "0$1")
         _first_bad(text.is_not_null() & ~text.str.contains(r"^[0-9]{4}$"),
                    "a kommune number must be four digits", path, column)  # fmt: skip
     return text
+
+
+def normalise_sex(values: pl.Series, path: str | Path, column: str = "sex") -> pl.Series:
+    """A sex column as ``"M"``/``"F"``/null: stripped, any case, ``K`` (kvinne) read as F,
+    blank as null. Records and register are folded by this one function, so a register
+    coding women ``K`` links like one coding them ``F``; any other code is refused at its
+    first row (file, column, 1-based row; never the value)."""
+    text = _blank_to_null(values.cast(pl.String).str.strip_chars())
+    upper = text.str.to_uppercase()
+    sex = upper.replace_strict(_SEX, default=None, return_dtype=pl.String)
+    _first_bad(upper.is_not_null() & sex.is_null(), "sex must be M or F (or K)", path, column)
+    return sex.alias(values.name)
 
 
 def _blank_to_null(text: pl.Series) -> pl.Series:

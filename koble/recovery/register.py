@@ -23,6 +23,7 @@ from koble.recovery.contract import (
     REGISTER_FILES,
     REGISTER_SCHEMA,
 )
+from koble.recovery.records import normalise_sex
 
 __all__ = ["Register"]
 
@@ -102,12 +103,13 @@ class Register:
 
     @functools.cached_property
     def persons(self) -> pl.DataFrame:
-        """One row per person (:data:`REGISTER_SCHEMA`); ``person_id`` unique and present."""
-        persons = self._table("persons")
+        """One row per person (:data:`REGISTER_SCHEMA`); ``person_id`` unique and present;
+        ``sex`` folded as the records' is (``K`` -> ``F``, any case; other codes refused)."""
         where = self._tables.get("persons")
+        persons = self._table("persons")
         path = where if isinstance(where, Path) else "<persons>"
         _refuse_bad_ids(persons["person_id"], path)
-        return persons
+        return persons.with_columns(normalise_sex(persons["sex"], path, "sex"))
 
     @property
     def names(self) -> pl.DataFrame:

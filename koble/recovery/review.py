@@ -7,7 +7,10 @@ model saw it: ``agree_<field>`` (``agree``, ``partial``, ``disagree``, ``missing
 level that held (``level_<field>``, e.g. "day and month swapped") and, with the trained
 model, the level's weight in bits (``bits_<field>``: log2 of its m/u Bayes factor, before
 any term-frequency adjustment). ``decision`` and ``reviewer`` are empty, for the reviewer to
-fill: the filled-in CSV is the decisions file (:mod:`koble.recovery.decisions`).
+fill: the filled-in CSV is the decisions file (:mod:`koble.recovery.decisions`). Text cells
+are made safe to open in a spreadsheet (:func:`csv_safe`): a cell starting with = + - @ TAB
+or CR gets a leading ``'`` (never run as a formula), and control and bidi-override
+characters become U+FFFD, in the CSV and the HTML page alike.
 
 :func:`review_html` renders the same table as one self-contained HTML page (inline CSS, no
 script, no external asset), each pair side by side with the agreeing and disagreeing fields
@@ -29,7 +32,7 @@ import polars as pl
 from koble.recovery import model as fs_model
 from koble.recovery.register import Register
 
-__all__ = ["FIELDS", "review_html", "review_table"]
+__all__ = ["FIELDS", "csv_safe", "review_html", "review_table", "safe_text"]
 
 #: compared field (Splink's output column) -> (record and register column, label)
 FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -137,8 +140,35 @@ def review_table(
     table = table.with_columns(decision=pl.lit(None, pl.String), reviewer=pl.lit(None, pl.String))
     sides = [f"{side}_{c}" for c in columns for side in ("record", "person")]
     gammas = [c for c in table.columns if c.startswith("gamma_")]
-    return table.select(*head, *sides, "record_number", "person_other_names", *extra, *gammas).sort(
-        "record_id", "candidate"
+    table = table.select(*head, *sides, "record_number", "person_other_names", *extra, *gammas)
+    return csv_safe(table).sort("record_id", "candidate")
+
+
+#: control characters (C0, C1, DEL) and the bidirectional marks, embeddings, overrides and
+#: isolates that make a name display as something else (U+202E turns it around)
+_CONTROLS = (r"[\p{Cc}\x{061C}\x{200E}\x{200F}\x{202A}-\x{202E}\x{2066}-\x{2069}"
+             r"\x{2028}\x{2029}]")  # fmt: skip
+#: a cell a spreadsheet would run as a formula (or a DDE command) starts with one of these;
+#: a cell starting with ``'`` is prefixed too, so taking one ``'`` off always round-trips
+_FORMULA = r"^[=+\-@\t\r']"
+
+
+def safe_text(text: pl.Expr) -> pl.Expr:
+    """``text`` with each control or bidi-override character replaced by U+FFFD."""
+    return text.str.replace_all(_CONTROLS, "\ufffd")
+
+
+def csv_safe(table: pl.DataFrame) -> pl.DataFrame:
+    """``table`` with every text cell made safe to open in a spreadsheet: control and bidi
+    characters replaced by U+FFFD (:func:`safe_text`), and a ``'`` put before a cell that
+    starts with = + - @ TAB or CR, so it is shown as text and never run as a formula (and
+    before one starting with ``'``, so that :func:`koble.recovery.decisions.read_decisions`
+    taking one ``'`` off the ids gives them back exactly)."""
+    text = [c for c, dtype in table.schema.items() if dtype == pl.String]
+    cleaned = [safe_text(pl.col(c)) for c in text]
+    return table.with_columns(
+        pl.when(e.str.contains(_FORMULA)).then(pl.lit("'") + e).otherwise(e).alias(c)
+        for c, e in zip(text, cleaned, strict=True)
     )
 
 
@@ -194,8 +224,9 @@ _MARK = {"agree": "✓ agrees", "partial": "≈ partly", "disagree": "✗ disagr
 
 
 def _esc(expr: pl.Expr) -> pl.Expr:
-    """HTML-escaped text of ``expr`` (any type), ``—`` for null."""
-    text = expr.cast(pl.String)
+    """HTML-escaped text of ``expr`` (any type), control and bidi characters as U+FFFD,
+    ``—`` for null."""
+    text = safe_text(expr.cast(pl.String))
     for raw, safe in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ('"', "&quot;"),
                       ("'", "&#x27;")):  # fmt: skip
         text = text.str.replace_all(raw, safe, literal=True)

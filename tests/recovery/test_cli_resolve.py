@@ -159,7 +159,7 @@ def test_nothing_printed_or_audited_holds_a_name_number_or_birth_date(
 ) -> None:
     first = _resolve(ttp)
     review = pl.read_csv(ttp / "out" / "review.csv", separator=";", infer_schema=False)
-    filled = review.with_columns(decision=pl.lit("non-match"), reviewer=pl.lit("kari"))
+    filled = review.with_columns(decision=pl.lit("non-match"), reviewer=pl.lit("kari.r"))
     filled.write_csv(ttp / "decisions.csv", separator=";")
     second = _resolve(ttp, "--decisions", ttp / "decisions.csv")
     plain = run("resolve", ttp / "records.csv", "--population", ttp / "register",
@@ -213,7 +213,7 @@ def test_bad_input_is_exit_2_naming_file_column_and_row(ttp: Path, change: str,
         decision = "match" if change == "unknown-pair" else "perhaps"
         record = "no-such-record" if change == "unknown-pair" else "201"
         pl.DataFrame({"record_id": [record], "person_id": ["x"], "decision": [decision],
-                      "reviewer": ["kari"]}).write_csv(ttp / "decisions.csv")  # fmt: skip
+                      "reviewer": ["kari.r"]}).write_csv(ttp / "decisions.csv")  # fmt: skip
         extra = ["--decisions", ttp / "decisions.csv"]
     result = _resolve(ttp, *extra)
     assert result.exit_code == 2, result.output

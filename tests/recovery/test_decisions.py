@@ -34,7 +34,7 @@ def _write(tmp_path: Path, rows: Sequence[tuple[str | None, ...]], *, name: str 
 def test_spellings_blanks_and_extra_columns(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        [("r1", P1, " Match ", "kari", "Kari Nordmann"), ("r1", P2, "NON-MATCH", "kari", "x"),
+        [("r1", P1, " Match ", "kari", "Ingrid Nordmann"), ("r1", P2, "NON-MATCH", "kari", "x"),
          ("r2", P3, "non_match", "ola", "y"), ("r3", P1, "", "", "z"),
          ("r1", P1, "match", "kari", "again")],
         columns=("record_id", "person_id", "decision", "reviewer", "person_last_name"),

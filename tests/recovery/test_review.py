@@ -137,12 +137,12 @@ def test_the_review_csv_filled_in_is_a_decisions_file(tmp_path: Path) -> None:
     path = write_table(_table(), tmp_path / "review.csv")
     filled = pl.read_csv(path, separator=";", infer_schema=False).with_columns(
         decision=pl.Series(["match", "non-match", None]),
-        reviewer=pl.Series(["kari", "kari", None]),
+        reviewer=pl.Series(["kari.r", "kari.r", None]),  # a user id, not a name of the review
     )
     filled.write_csv(path, separator=";")
     decisions = read_decisions(path)
     assert decisions.for_resolve().rows() == [
-        ("r1", P1, "match", "kari"), ("r1", P2, "non_match", "kari"),
+        ("r1", P1, "match", "kari.r"), ("r1", P2, "non_match", "kari.r"),
     ]  # fmt: skip
     decisions.check_pairs(REVIEW)
     assert decisions.counts()["undecided"] == 1
