@@ -102,6 +102,7 @@ LABELS: Final[Mapping[str, str]] = {
     # identity recovery (koble.recovery): how the person (or record) was linked
     "link_method": "Koblingsmetode",
     "match_probability": "Koblingssannsynlighet",
+    "match_weight": "Koblingsvekt (bits, log2 Bayes-faktor; tom for eksakt og reparert)",
 }
 
 #: IPLOS functional scores: 1 = no help needed ... 5 = full help.

@@ -18,11 +18,13 @@ request; NPR 2005–2010 is planned for 2008–2010 and refused for the de-ident
 2005–2007. Each planned part is then routed as a registry of its own.
 
 Identity recovery (``[population] recover``, a request's ``recover``; design.md §1.5): the
-holder of the records (the operator for the population, the registry for its own) sends the
-records without a usable number, with their name fields, to the TTP only; the TTP resolves
-them against its population register and returns (record, fnr, method, probability). The
-operator then gives løpenummer to exact and recovered persons alike; a registry extracts with
-the numbers it got back. Names go nowhere else: not to a registry, not to the researcher.
+holder of the records (the operator for the population, the registry for its own) sends every
+record, with its name fields, to the TTP only: those without a usable number to be recovered,
+and those with a valid one to be checked against birth date and sex (a valid number may be
+someone else's); the TTP resolves them against its population register and returns (record,
+fnr, method, probability, weight). The operator then gives løpenummer to exact and recovered
+persons alike; a registry extracts with the numbers it got back. Names go nowhere else: not
+to a registry, not to the researcher.
 
 Extracts go to the researcher, who joins them on lopenr; but if any registry demands
 anonymous output, the job takes the central anonymous route: every extract goes to the
@@ -55,9 +57,11 @@ __all__ = ["plan_job"]
 
 _KEY_LIST = "key_list.parquet"
 #: What the TTP returns for each record it was asked to resolve (contract: koble.recovery).
-RESOLVED_COLUMNS = ("record_id", FNR, "link_method", "match_probability", "reason")
+RESOLVED_COLUMNS = (
+    "record_id", FNR, "link_method", "match_probability", "match_weight", "reason",
+)  # fmt: skip
 #: The per-person (or per-record) variables a recovery adds to the researcher's files.
-LINK_VARIABLES = ("link_method", "match_probability")
+LINK_VARIABLES = ("link_method", "match_probability", "match_weight")
 #: The operator's file of how each person was linked (lopenr, link_method, probability).
 LINK_METHODS = "link_methods.parquet"
 
@@ -286,7 +290,8 @@ def _resolve(b: _Builder, holder: str, scope: str, records: str, what: str) -> S
             "resolve_identities",
             f"resolve {what} against the population register: exact, repaired number, "
             "probabilistic (Splink, trained on the exactly linked records), review; return "
-            f"(record, {FNR}, link_method, match_probability) or the reason; the names, "
+            f"(record, {FNR}, link_method, match_probability, match_weight) or the reason "
+            "(a valid number whose birth date or sex disagree is not an exact link); the names, "
             "the model and the review pairs stay at the TTP",
             inputs=(records,),
             outputs=(resolved, report, f"{scope}_model.json", f"{scope}_review.parquet"),
@@ -304,8 +309,9 @@ def _record_columns(fields: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _population_recovery(b: _Builder, job: Job) -> tuple[str, ...]:
-    """The operator's rows without a usable number (and a training sample of valid ones)
-    go with their name fields to the TTP; returns the files assign-serials reads back."""
+    """The operator's rows go with their name fields to the TTP (those without a usable
+    number to be recovered, the valid ones to be checked); returns the files assign-serials
+    reads back."""
     assert job.recovery is not None
     records = "population_recover.parquet"
     fields = tuple(f for f in RECORD_FIELDS if f in job.recovery.fields)
@@ -314,9 +320,10 @@ def _population_recovery(b: _Builder, job: Job) -> tuple[str, ...]:
             "operator-prepare-recovery",
             OPERATOR,
             "prepare_recovery",
-            f"validate {job.id_column!r}; the rows whose number is missing or invalid, with "
-            f"{', '.join(fields)}, and at most {job.recovery.training:,} rows with a valid "
-            "number (marked for training) go to the TTP only",
+            f"validate {job.id_column!r}; every row, with {', '.join(fields)}, goes to the "
+            "TTP only: those whose number is missing or invalid to be recovered, those whose "
+            "number is valid to be checked against birth date and sex (and to train the "
+            "model on); the TTP's answer decides for every row",
             inputs=(job.population_file,),
             outputs=(records,),
         )
@@ -335,8 +342,9 @@ def _registry_recovery(b: _Builder, reg: str, party: str) -> str:
             f"{reg}-prepare-recovery",
             party,
             "prepare_recovery",
-            f"the records whose {FNR} is missing or invalid, with their name, birth date, "
-            "sex and death date (and a training sample with valid numbers), go to the TTP only",
+            f"every record, with its name, birth date, sex and death date, goes to the TTP "
+            f"only: those whose {FNR} is missing or invalid to be recovered, those whose "
+            f"{FNR} is valid to be checked against birth date and sex",
             outputs=(records,),
             registry=reg,
         )
@@ -349,8 +357,9 @@ def _registry_recovery(b: _Builder, reg: str, party: str) -> str:
             f"{reg}-apply-recovery",
             party,
             "apply_recovery",
-            f"fill in the {FNR} the TTP resolved, with each record's link_method and "
-            "match_probability; records still unresolved keep no number and are not extracted",
+            f"fill in the {FNR} the TTP resolved for every record, with its link_method, "
+            "match_probability and match_weight; records still unresolved keep no number and "
+            "are not extracted",
             inputs=(f"{reg}_resolved.parquet",),
             outputs=(table,),
             registry=reg,

@@ -282,18 +282,23 @@ def _linkage(data: Mapping[str, Any]) -> list[tuple[str, list[Block]]]:
         )  # fmt: skip
         bias = section.get("bias") or {}
         groups = [
-            (g["by"], g["group"], "<5" if g["hidden"] else g["rows"],
-             "<5" if g["hidden"] else g["linked"], _rate(g["rate"]), _points(g["difference"]))
+            (g["by"], g["group"], "hidden" if g["hidden"] else g["rows"],
+             "hidden" if g["hidden"] else g["linked"], _rate(g["rate"]),
+             _points(g["difference"]))
             for g in bias.get("groups", [])
         ]  # fmt: skip
         blocks: list[Block] = [text, _Table(("outcome", "records"), "lr", rows)]
         blocks.append(
             f"Link rate by group ({bias.get('rows', 0):,} records, {_rate(bias.get('rate'))} "
-            "linked overall; groups from the records' own fields, ages at "
-            f"{bias.get('reference_date')}"
+            "linked overall; groups from the records' own fields, ages "
+            + ("at death for the deceased, else " if bias.get("ages_at_death") else "")
+            + f"at {bias.get('reference_date')}"
             + (f"; not carried: {', '.join(bias['not_carried'])}" if bias.get("not_carried")
                else "")
-            + "):"
+            + (f"; left out, one group for every record: {', '.join(bias['single_group'])}"
+               if bias.get("single_group") else "")
+            + "; a cell with 1-4 records, linked or unlinked, is hidden, and one more beside "
+            "it so that it cannot be recomputed from the total):"
         )  # fmt: skip
         headers = ("by", "group", "records", "linked", "link rate", "difference")
         blocks.append(_Table(headers, "llrrrr", groups))

@@ -1,13 +1,16 @@
 """Identity recovery in a linkage job: the steps around the TTP's resolve (design.md §1.5).
 
-The holder of records without a usable fødselsnummer (the operator for the population, a
-registry such as Helsearkivregisteret for its own journals) picks them out with
-:func:`prepare_population_step` / :func:`prepare_registry_step` and sends them, with their
-name fields, to the TTP only, together with a marked training sample of records whose number
-is valid (the probabilistic model learns its m-probabilities from those, which link exactly).
-The TTP resolves them against its population register (:func:`resolve_step`, the pipeline of
-:mod:`koble.recovery`) and returns, per record it was asked about, the person's fødselsnummer
-with ``link_method`` and ``match_probability``, or the reason it is unresolved; the model, the
+The holder of the records (the operator for the population, a registry such as
+Helsearkivregisteret for its own journals) sends every record, with its name and birth
+fields, to the TTP only (:func:`prepare_population_step` / :func:`prepare_registry_step`):
+those whose number is missing or invalid to be recovered, and those whose number is valid too,
+because a valid number may be someone else's (typed for the wrong person): only the TTP can
+check it against the person's birth date and sex, and the exactly linked records are what the
+probabilistic model learns its m-probabilities from. The TTP resolves them against its
+population register (:func:`resolve_step`, the pipeline of :mod:`koble.recovery`) and returns,
+per record, the person's fødselsnummer with ``link_method``, ``match_probability`` and
+``match_weight``, or the reason it is unresolved; the TTP's answer decides for every record,
+valid number or not. The model, the
 review pairs and every name stay at the TTP. The operator then keys exact and recovered
 persons alike (:func:`apply_population_recovery`, called by assign-serials) and writes how
 each person was linked (:func:`write_link_methods`); a registry fills in the numbers it got
@@ -69,10 +72,13 @@ RECOVERY_MESSAGES: Final[Mapping[str, str]] = {
 }
 _RESOLVED: Final = pl.Schema({
     "record_id": pl.String, FNR: pl.String, "link_method": pl.String,
-    "match_probability": pl.Float64, "reason": pl.String,
+    "match_probability": pl.Float64, "match_weight": pl.Float64, "reason": pl.String,
 })  # fmt: skip
-#: Digits the delivered probability keeps: the same model gives the same bytes.
-_DIGITS: Final = 6
+#: Digits the delivered probability keeps: enough to tell 0.9999999 from an exact link's 1.0,
+#: few enough that the same model gives the same bytes.
+_DIGITS: Final = 10
+#: Digits the delivered match weight (bits) keeps.
+_WEIGHT_DIGITS: Final = 6
 
 
 def _record_frame(frame: pl.DataFrame, mapping: Mapping[str, str], path: Any) -> pl.DataFrame:
@@ -87,25 +93,28 @@ def _send(
     ctx: Context, step: Step, records: pl.DataFrame, recover: pl.Series,
     valid: pl.Series, compact: pl.Series, training: int, fields: tuple[str, ...],
 ) -> dict[str, Any]:  # fmt: skip
-    """Write the records to send: those in ``recover`` as written, and the first ``training``
-    valid ones with their compact number, marked ``training``."""
-    train = valid & (valid.cum_sum() <= training)
+    """Write the records to send: those in ``recover`` as written and every ``valid`` one
+    with its compact number (the TTP checks it against birth date and sex, and trains on the
+    exact links). ``training`` (column) is kept for the file's shape and is false throughout:
+    every record sent is resolved and answered."""
+    del training  # every valid row is sent now (the job's ``training`` no longer caps it)
     out = (
         records.with_columns(
-            pl.when(train).then(compact).otherwise(pl.col(FNR)).alias(FNR),
-            train.alias("training"),
+            pl.when(valid).then(compact).otherwise(pl.col(FNR)).alias(FNR),
+            pl.lit(False).alias("training"),
         )
-        .filter(recover | train)
+        .filter(recover | valid)
         .select("record_id", FNR, *fields, "training")
     )
     with atomic_write(ctx.store(step.party) / step.outputs[0]) as temp:
         out.write_parquet(temp)
-    return {"rows": int(recover.sum()), "training_rows": int(train.sum())}
+    return {"rows": out.height, "invalid_rows": int(recover.sum()),
+            "valid_rows": int(valid.sum())}  # fmt: skip
 
 
 def prepare_population_step(ctx: Context, step: Step) -> dict[str, Any]:
-    """The operator's rows whose number is missing or invalid, with the record fields the
-    job names, and a training sample of valid rows, for the TTP."""
+    """The operator's rows, with the record fields the job names, for the TTP: those whose
+    number is missing or invalid, and those whose number is valid (the TTP checks them)."""
     from koble.linkage.steps_keys import validate_population  # it imports this module
 
     recovery = ctx.job.recovery
@@ -121,8 +130,9 @@ def prepare_population_step(ctx: Context, step: Step) -> dict[str, Any]:
 
 
 def prepare_registry_step(ctx: Context, step: Step) -> dict[str, Any]:
-    """A registry's records whose number is missing or invalid (Helsearkivregisteret's
-    older journals), with the record fields its table has, for the TTP."""
+    """A registry's records, with the record fields its table has, for the TTP: those whose
+    number is missing or invalid (Helsearkivregisteret's older journals) and those whose
+    number is valid (the TTP checks them against birth date and sex)."""
     assert step.registry is not None
     source = ctx.sources.get(step.registry)
     names = pq.read_schema(source.file).names
@@ -164,6 +174,7 @@ def resolve_step(ctx: Context, step: Step) -> dict[str, Any]:
     returns, for each one not marked ``training``, (record_id, fnr, link_method,
     match_probability) or the reason it is unresolved. Counts, thresholds and the model's
     figures go to the operator; the model, review pairs and names stay here."""
+    from koble.recovery.exact import number_keys
     from koble.recovery.register import Register
     from koble.recovery.resolve import resolve
 
@@ -181,13 +192,15 @@ def resolve_step(ctx: Context, step: Step) -> dict[str, Any]:
     asked = sent.filter(~pl.col("training")).select("record_id")
     links = result.links.select(
         "record_id", pl.col("person_id").alias(FNR), pl.col("method").alias("link_method"),
-        pl.col("match_probability").round(_DIGITS), pl.lit(None, pl.String).alias("reason"),
+        pl.col("match_probability").round(_DIGITS),
+        pl.col("match_weight").round(_WEIGHT_DIGITS), pl.lit(None, pl.String).alias("reason"),
     )  # fmt: skip
     unresolved = result.unresolved().select(
         "record_id",
         pl.lit(None, pl.String).alias(FNR),
         pl.lit(None, pl.String).alias("link_method"),
         pl.lit(None, pl.Float64).alias("match_probability"),
+        pl.lit(None, pl.Float64).alias("match_weight"),
         "reason",
     )
     resolved = asked.join(
@@ -212,7 +225,10 @@ def resolve_step(ctx: Context, step: Step) -> dict[str, Any]:
     report = {
         "scope": step.registry or "population",
         "records": asked.height,
-        "training_records": sent.height - asked.height,
+        "training_records": int((resolved["link_method"] == "exact").sum()),
+        "valid_numbers": int(
+            number_keys(records, test_numbers=ctx.test_numbers).is_not_null().sum()
+        ),
         "fields": fields,
         "by_method": {m: int((resolved["link_method"] == m).sum()) for m in METHODS},
         "unresolved": int(resolved["link_method"].is_null().sum()),
@@ -269,7 +285,9 @@ def _audit_details(report: Mapping[str, Any]) -> dict[str, Any]:
 
 def apply_recovery_step(ctx: Context, step: Step) -> dict[str, Any]:
     """The registry's table with the numbers the TTP resolved filled in, and each record's
-    ``link_method`` (code) and ``match_probability``; a valid number is an exact link."""
+    ``link_method`` (code), ``match_probability`` and ``match_weight``. The TTP's answer
+    decides for every record it answered, a valid number too (it may be someone else's);
+    only a valid number the TTP was not asked about (none, in a run) stays an exact link."""
     assert step.registry is not None
     source = ctx.sources.get(step.registry)
     store = ctx.store(step.party)
@@ -281,41 +299,45 @@ def apply_recovery_step(ctx: Context, step: Step) -> dict[str, Any]:
     ids = pl.int_range(1, table.height + 1, eager=True).cast(pl.String).alias("record_id")
     answers = pl.DataFrame([ids]).join(resolved, on="record_id", how="left", maintain_order="left")
     valid = checked["reason"].is_null()
+    unasked = valid & answers["link_method"].is_null() & answers["reason"].is_null()
     method = pl.select(
-        pl.when(valid).then(pl.lit("exact")).otherwise(answers["link_method"])
+        pl.when(unasked).then(pl.lit("exact")).otherwise(answers["link_method"])
     ).to_series()
     out = table.with_columns(
-        pl.select(pl.when(valid).then(checked["compact"]).otherwise(answers[FNR]))
+        pl.select(pl.when(unasked).then(checked["compact"]).otherwise(answers[FNR]))
         .to_series()
         .alias(source.id_column),
         method.replace_strict(LINK_METHOD_CODES, default=None, return_dtype=pl.Int8).alias(
             "link_method"
         ),
-        pl.select(pl.when(valid).then(1.0).otherwise(answers["match_probability"]))
+        pl.select(pl.when(unasked).then(1.0).otherwise(answers["match_probability"]))
         .to_series()
         .round(_DIGITS)
         .alias("match_probability"),
+        answers["match_weight"].round(_WEIGHT_DIGITS).alias("match_weight"),
     )
     with atomic_write(store / step.outputs[0]) as temp:
         out.write_parquet(temp)
     return {
         "rows": out.height,
-        "exact": int(valid.sum()),
-        "recovered": int((~valid & answers[FNR].is_not_null()).sum()),
-        "unresolved": int((~valid & answers[FNR].is_null()).sum()),
+        "exact": int((method == "exact").sum()),
+        "recovered": int((method.is_in(list(METHODS[1:]))).sum()),
+        "unresolved": int(method.is_null().sum()),
+        "valid_number_not_exact": int((valid & (method != "exact").fill_null(True)).sum()),
     }
 
 
 @dataclass(frozen=True)
 class Recovered:
     """The population's rows after recovery: ``reason`` (null: keyed), ``compact`` (the
-    number, the TTP's where it resolved the row), ``method`` and ``probability`` per row
-    keyed (null for rows still failing)."""
+    number, the TTP's where it resolved the row), ``method``, ``probability`` and ``weight``
+    per row keyed (null for rows still failing; weight null for exact and repaired)."""
 
     reason: pl.Series
     compact: pl.Series
     method: pl.Series
     probability: pl.Series
+    weight: pl.Series
     #: the rows the TTP resolved
     found: pl.Series
 
@@ -323,13 +345,16 @@ class Recovered:
 def apply_population_recovery(
     ctx: Context, step: Step, reason: pl.Series, compact: pl.Series
 ) -> Recovered:
-    """The TTP's answers (``population_resolved.parquet``) applied to the validated rows."""
+    """The TTP's answers (``population_resolved.parquet``) applied to the validated rows: the
+    TTP decides for every row it answered, a valid number too (it may be someone else's: then
+    another stage's person, or a ``recovery_conflict`` reject); a valid row it was not asked
+    about (``ambiguous_identity`` rows are not sent) keeps its own verdict."""
     resolved = pl.read_parquet(ctx.store(step.party) / step.inputs[1])
     ids = pl.int_range(1, reason.len() + 1, eager=True).cast(pl.String).alias("record_id")
     answers = pl.DataFrame([ids]).join(resolved, on="record_id", how="left", maintain_order="left")
     found = answers[FNR].is_not_null()
     failed = answers["reason"].is_not_null()
-    was_valid = reason.is_null()
+    was_valid = reason.is_null() & ~found & ~failed  # valid and not answered
 
     def pick(*cases: tuple[pl.Series, Any], otherwise: Any) -> pl.Series:
         expr: Any = pl.when(cases[0][0]).then(cases[0][1])
@@ -345,15 +370,16 @@ def apply_population_recovery(
         ).alias(reason.name),
         compact=pick((found, answers[FNR]), otherwise=compact).alias(compact.name),
         method=pick(
-            (was_valid, pl.lit("exact")),
             (found, answers["link_method"]),
+            (was_valid, pl.lit("exact")),
             otherwise=pl.lit(None, pl.String),
         ),
         probability=pick(
-            (was_valid, pl.lit(1.0)),
             (found, answers["match_probability"]),
+            (was_valid, pl.lit(1.0)),
             otherwise=pl.lit(None, pl.Float64),
         ),
+        weight=pick((found, answers["match_weight"]), otherwise=pl.lit(None, pl.Float64)),
         found=found,
     )
 
@@ -362,25 +388,34 @@ def write_link_methods(
     ctx: Context, step: Step, keys: pl.DataFrame, recovered: Recovered,
     compact: pl.Series, reason: pl.Series, duplicate: str,
 ) -> dict[str, Any]:  # fmt: skip
-    """Write (lopenr, link_method, match_probability) per person (the best of its rows:
-    exact before repaired before probabilistic) and return the population's linkage figures
-    for the quality report: rows by outcome and the link rate by group."""
+    """Write (lopenr, link_method, match_probability, match_weight) per person (its best
+    row: exact before repaired before probabilistic, then the highest probability) and
+    return the population's linkage figures for the quality report: rows by outcome and the
+    link rate by group."""
     rows = pl.DataFrame({
         FNR: compact, "reason": reason, "method": recovered.method,
-        "p": recovered.probability,
+        "p": recovered.probability, "w": recovered.weight,
     })  # fmt: skip
+    best = ["method", "p", "w"]
     per_person = (
         rows.filter(pl.col("reason").is_null())
         .with_columns(pl.col("method").replace_strict(LINK_METHOD_CODES, return_dtype=pl.Int8))
         .group_by(FNR)
-        .agg(pl.col("method").min().alias("link_method"), pl.col("p").max().round(_DIGITS))
+        .agg(
+            pl.col(c).sort_by(best, descending=[False, True, True], nulls_last=True).first()
+            for c in best
+        )
     )
     out = (
         keys.filter(pl.col("current"))
         .join(per_person, on=FNR, how="left")
-        .select(SERIAL, "link_method", pl.col("p").alias("match_probability"))
+        .select(
+            SERIAL, pl.col("method").alias("link_method"),
+            pl.col("p").round(_DIGITS).alias("match_probability"),
+            pl.col("w").round(_WEIGHT_DIGITS).alias("match_weight"),
+        )
         .sort(SERIAL)
-    )
+    )  # fmt: skip
     with atomic_write(ctx.store(step.party) / step.outputs[1]) as temp:
         out.write_parquet(temp)
     outcome = rows.select(
@@ -401,6 +436,7 @@ def write_link_methods(
         "by_outcome": outcome_counts(outcome),
         "thresholds": list(ctx.job.thresholds),
         "sent_to_ttp": ttp.get("records"),
+        "valid_numbers": ttp.get("valid_numbers"),
         "training_records": ttp.get("training_records"),
         "by_reason": ttp.get("by_reason", {}),
         "model": ttp.get("model"),
@@ -412,10 +448,13 @@ def write_link_methods(
 
 
 def _population_fields(ctx: Context, fields: Mapping[str, str]) -> pl.DataFrame:
-    """The population's own sex, birth date and kommune (where the job maps them), typed."""
+    """The population's own sex, birth and death date and kommune (where the job maps them),
+    typed (the death date gives the deceased's age at death in the bias table)."""
     from koble.tables import read_table
 
-    wanted = {f: c for f, c in fields.items() if f in ("sex", "birth_date", "kommune")}
+    wanted = {
+        f: c for f, c in fields.items() if f in ("sex", "birth_date", "death_date", "kommune")
+    }
     path = ctx.population_path
     frame = read_table(path)
     if not wanted:

@@ -122,9 +122,9 @@ def test_ttp_never_sees_registry_variables(distributed_run: RunResult) -> None:
 
 def test_operator_never_sees_extracts_in_the_distributed_route(distributed_run: RunResult) -> None:
     own = {"fnr", SERIAL, "current", "row", "reason", "message"}
-    delivered = {"LOPENR", "LINK_METHOD", "MATCH_PROBABILITY"}  # linkage.csv, its own file
+    delivered = {"LOPENR", "LINK_METHOD", "MATCH_PROBABILITY", "MATCH_WEIGHT"}  # linkage.csv
     # identity recovery: its own rows' record fields, and how each row and person was linked
-    recovery = {*RECORD_SCHEMA, "training", "link_method", "match_probability"}
+    recovery = {*RECORD_SCHEMA, "training", "link_method", "match_probability", "match_weight"}
     population = set(pl.read_parquet(distributed_run.workspace / "operator" / "store" /
                                      "population_rejects.parquet").columns)  # fmt: skip
     for name, frame in holdings(distributed_run, OPERATOR).items():

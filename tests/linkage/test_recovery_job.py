@@ -131,7 +131,10 @@ def test_plan_sends_names_to_the_ttp_only_and_recovers_before_serials(world: Wor
     assert not NAME_FIELDS & set(back.columns)
     linkage = next(t for t in plan.transfers if t.file.startswith("linkage."))
     assert (linkage.target, linkage.columns) == (RESEARCHER, ("lopenr", "link_method",
-                                                              "match_probability"))  # fmt: skip
+                                                              "match_probability",
+                                                              "match_weight"))  # fmt: skip
+    prepare = plan.step("operator-prepare-recovery").description
+    assert "every row" in prepare and "valid" in prepare
     outputs = [o for s in plan.steps if s.party != RESEARCHER for o in s.outputs]
     assert len(outputs) == len(set(outputs))  # every file a step writes is named once
 
@@ -150,7 +153,7 @@ def test_plan_for_a_registry_that_recovers_its_own_records(world: World) -> None
     extract = plan.step("helsearkivregisteret-extract")
     assert "helsearkivregisteret_recovered.parquet" in extract.inputs
     delivered = next(t for t in plan.transfers if t.file.startswith("helsearkivregisteret_ext"))
-    assert delivered.columns[-2:] == ("link_method", "match_probability")
+    assert delivered.columns[-3:] == ("link_method", "match_probability", "match_weight")
     assert not NAME_FIELDS & set(delivered.columns)
 
 
@@ -174,11 +177,14 @@ def test_recovered_population_rows_link_to_their_true_person(
         (pl.col("row") + 1).cast(pl.String).alias("record_id")
     )
     linked = resolved.filter(pl.col("fnr").is_not_null()).join(truth, on="record_id")
-    assert linked.height >= 10  # the cohort's wrong check digits and missing numbers
-    assert (linked["fnr"] == linked["person_id"]).all()
-    assert set(linked["link_method"]) <= {"repaired", "probabilistic", "clerical"}
     dirty = truth.filter(pl.col("dirt").is_in(["wrong_check_digit", "missing"]))
-    assert dirty.height == resolved.height  # exactly the rows without a usable number
+    recovered = linked.join(dirty, on="record_id", how="semi")
+    assert recovered.height >= 10  # the cohort's wrong check digits and missing numbers
+    assert set(recovered["link_method"]) <= {"repaired", "probabilistic", "clerical"}
+    assert (linked["fnr"] == linked["person_id"]).all()  # the valid numbers' too
+    # every row went to the TTP (a valid number may be someone else's), none twice
+    assert resolved["record_id"].n_unique() == resolved.height >= dirty.height
+    assert (linked["link_method"] == "exact").sum() > dirty.height
 
 
 def test_every_population_row_ends_keyed_or_rejected(distributed_run: RunResult) -> None:
@@ -203,12 +209,16 @@ def test_researcher_gets_link_method_and_probability_per_person(
     persons = json.loads(
         (distributed_run.workspace / "operator" / "store" / "population_report.json").read_text()
     )["population"]["persons"]
-    assert frame.columns == ["LOPENR", "LINK_METHOD", "MATCH_PROBABILITY"]
+    assert frame.columns == ["LOPENR", "LINK_METHOD", "MATCH_PROBABILITY", "MATCH_WEIGHT"]
     assert frame.height == persons == frame["LOPENR"].n_unique()
     assert set(frame["LINK_METHOD"]) <= {"1", "2", "3", "4"}
     assert {"2", "3"} & set(frame["LINK_METHOD"])  # some persons were recovered
     probability = frame["MATCH_PROBABILITY"].cast(pl.Float64)
     assert ((probability > 0) & (probability <= 1)).all()
+    weight = frame["MATCH_WEIGHT"].cast(pl.Float64, strict=False)
+    exactish = frame["LINK_METHOD"].is_in(["1", "2"])
+    assert weight.filter(exactish).is_null().all()  # no model weight for exact and repaired
+    assert weight.filter(frame["LINK_METHOD"] == "3").is_not_null().all()
     codebook = (distributed_run.delivery / "codebook.md").read_text("utf-8")
     assert "linkage.csv" in codebook and "probabilistic" in codebook
     manifest = json.loads((distributed_run.delivery / "manifest.json").read_text("utf-8"))
@@ -249,6 +259,7 @@ def test_quality_report_shows_the_linkage_section(distributed_run: RunResult) ->
     section = quality["linkage"][0]
     assert {g["by"] for g in section["bias"]["groups"]} == {"sex", "age_group", "birth_cohort",
                                                             "fylke"}  # fmt: skip
+    assert "<5" not in md
     for group in section["bias"]["groups"]:
         if group["hidden"]:
             assert group["rows"] is None and group["linked"] is None and group["rate"] is None
@@ -350,3 +361,148 @@ def test_recovery_without_a_register_is_refused_before_anything(
     assert result.exit_code == 2, result.output
     assert "[ttp] register" in result.stderr
     assert not (tmp_path / "ws").exists()
+
+
+# --- review findings (issue 16): wrong persons' numbers, counts, disclosure, weights --------
+@pytest.fixture(scope="module")
+def swapped_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> tuple[RunResult, Path]:
+    """The Helsearkivregisteret job on a table where some journals with a valid number carry
+    another registered person's number, of the other sex and another birth date."""
+    import dataclasses
+
+    root = tmp_path_factory.mktemp("swapped")
+    job = write_helsearkiv_job(world.path, fmt="csv", persons=600)
+    source = world.sources.get("helsearkivregisteret")
+    table = pl.read_parquet(source.file)
+    persons = pl.read_parquet(world.path / "population.parquet",
+                              columns=["person_id", "sex", "birth_date"])  # fmt: skip
+    truth = pl.read_parquet(world.path / "truth" / "helsearkiv.parquet",
+                            columns=["journal_id", "person_id"])  # fmt: skip
+    who = table.select("journal_id", source.id_column).join(truth, on="journal_id", how="left")
+    mine = who.filter(pl.col(source.id_column) == pl.col("person_id")).head(60)
+    others = persons.sample(n=600, seed=5)
+    pairs = (
+        mine.join(persons, on="person_id")
+        .join(others, how="cross", suffix="_other")
+        .filter((pl.col("sex") != pl.col("sex_other"))
+                & (pl.col("birth_date") != pl.col("birth_date_other")))
+        .unique("journal_id", keep="first", maintain_order=True)
+        .select("journal_id", pl.col("person_id_other").alias("swap"))
+    )  # fmt: skip
+    assert pairs.height >= 40
+    dirty = (
+        table.join(pairs, on="journal_id", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("swap", source.id_column).alias(source.id_column))
+        .drop("swap")
+    )
+    file = root / "helsearkiv_swapped.parquet"
+    dirty.write_parquet(file)
+    registries = {**world.sources.registries,
+                  "helsearkivregisteret": dataclasses.replace(source, file=file)}  # fmt: skip
+    sources = dataclasses.replace(world.sources, registries=registries)
+    pairs.write_parquet(root / "swapped.parquet")
+    return world.run(job, root / "ws", sources=sources), root / "swapped.parquet"
+
+
+def test_a_valid_number_of_someone_else_is_never_an_exact_link(
+    world: World, swapped_run: tuple[RunResult, Path]
+) -> None:
+    run, swapped_file = swapped_run
+    swapped = pl.read_parquet(swapped_file)
+    party = run.workspace / "registry-helsearkivregisteret" / "store"
+    table = pl.read_parquet(party / "helsearkivregisteret_recovered.parquet")
+    truth = pl.read_parquet(world.path / "truth" / "helsearkiv.parquet",
+                            columns=["journal_id", "person_id"])  # fmt: skip
+    checked = table.join(truth, on="journal_id")
+    exact = checked.filter(pl.col("link_method") == 1)
+    assert exact.height > 100
+    assert (exact["fnr"] == exact["person_id"]).all()  # no exact link to the wrong person
+    mine = checked.join(swapped, on="journal_id", how="semi")
+    assert mine.height == swapped.height
+    assert not (mine["fnr"] == mine["journal_id"].replace_strict(
+        swapped["journal_id"], swapped["swap"])).any()  # fmt: skip
+    linked = mine.filter(pl.col("fnr").is_not_null())
+    assert (linked["fnr"] == linked["person_id"]).all()  # recovered to the right person
+    resolved = pl.read_parquet(party / "helsearkivregisteret_resolved.parquet")
+    assert resolved.height == table.height  # every journal went to the TTP
+    # the registry's linkage section counts every journal, not only those without a number
+    quality = json.loads((run.delivery / "quality.json").read_text("utf-8"))
+    section = next(s for s in quality["linkage"] if s["scope"] == "helsearkivregisteret")
+    assert section["rows"] == table.height == sum(section["by_outcome"].values())
+    assert section["by_outcome"]["exact"] == exact.height
+    assert all(c["ok"] for c in quality["reconciliation"])
+
+
+def test_helsearkiv_bias_ages_at_death_and_leaves_out_an_unknown_fylke(
+    helsearkiv_run: RunResult,
+) -> None:
+    quality = json.loads((helsearkiv_run.delivery / "quality.json").read_text("utf-8"))
+    bias = next(s for s in quality["linkage"] if s["scope"] == "helsearkivregisteret")["bias"]
+    assert "fylke" in bias["single_group"] and bias["ages_at_death"]
+    assert "fylke" not in {g["by"] for g in bias["groups"]}
+    ages = {g["group"] for g in bias["groups"] if g["by"] == "age_group"}
+    assert ages - {"80+", "unknown"}  # ages at death, not every journal holder 80+ today
+    md = (helsearkiv_run.delivery / "quality.md").read_text("utf-8")
+    assert "left out, one group for every record: fylke" in md
+    assert "ages at death for the deceased" in md
+
+
+def test_delivered_weight_tells_probabilistic_links_from_exact(helsearkiv_run: RunResult) -> None:
+    extract = read_delivery(helsearkiv_run.delivery / "helsearkivregisteret_extract.csv")
+    assert list(extract.columns[-3:]) == ["LINK_METHOD", "MATCH_PROBABILITY", "MATCH_WEIGHT"]
+    method = extract["LINK_METHOD"]
+    weight = extract["MATCH_WEIGHT"].cast(pl.Float64, strict=False)
+    assert weight.filter(method.is_in(["1", "2"])).is_null().all()
+    probabilistic = weight.filter(method == "3")
+    assert probabilistic.len() > 0 and probabilistic.is_not_null().all()
+    assert probabilistic.n_unique() > 1  # the researcher can rank the probabilistic links
+    codebook = (helsearkiv_run.delivery / "codebook.md").read_text("utf-8")
+    assert "Koblingsvekt" in codebook
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["M", "F", "X", None]), st.booleans()), max_size=300))
+def test_no_hidden_bias_cell_can_be_recomputed_from_the_total(
+    rows: list[tuple[str | None, bool]],
+) -> None:
+    frame = pl.DataFrame(
+        {"sex": [r[0] for r in rows], "outcome": ["exact" if r[1] else "unresolved" for r in rows]},
+        schema={"sex": pl.String, "outcome": pl.String},
+    )
+    table = bias_table(frame, datetime.date(2026, 1, 1))
+    cells = frame.group_by(pl.col("sex").fill_null("unknown")).agg(
+        pl.len().alias("n"), (pl.col("outcome") == "exact").sum().alias("k")
+    )
+    truth = {g: (int(n), int(k)) for g, n, k in cells.iter_rows()}
+    groups = table["groups"]
+    if len(truth) < 2:  # one group only: it would repeat the whole, so it is left out
+        assert not groups and table["single_group"] == ["sex"]
+        return
+    assert {g["group"] for g in groups} == set(truth)
+    hidden = [g["hidden"] for g in groups]
+    assert sum(hidden) != 1  # one hidden cell = the total minus the shown ones
+    for g in groups:
+        n, k = truth[g["group"]]
+        small = any(0 < c < MIN_CELL for c in (n, k, n - k))
+        if small:
+            assert g["hidden"]  # primary suppression: the smallest count decides
+        if g["hidden"]:
+            assert g["rows"] is g["linked"] is g["rate"] is None
+        else:
+            assert (g["rows"], g["linked"]) == (n, k)
+    # whatever is hidden, the shown cells and the total leave at least two unknowns
+    shown_n = sum(g["rows"] for g in groups if not g["hidden"])
+    if any(hidden):
+        assert table["rows"] - shown_n == sum(truth[g["group"]][0] for g in groups if g["hidden"])
+        assert sum(hidden) >= 2
+
+
+def test_a_large_cell_hidden_for_few_unlinked_says_hidden_not_under_five() -> None:
+    rows = [("M", True)] * 491 + [("M", False)] * 3 + [("F", True)] * 40 + [("F", False)] * 10
+    frame = pl.DataFrame(
+        {"sex": [r[0] for r in rows], "outcome": ["exact" if r[1] else "unresolved" for r in rows]}
+    )
+    table = bias_table(frame, datetime.date(2026, 1, 1))
+    by_group = {g["group"]: g for g in table["groups"]}
+    assert by_group["M"]["hidden"]  # 3 unlinked
+    assert by_group["F"]["hidden"]  # complementary: else M = total - F
