@@ -93,7 +93,7 @@ _FIRST_YEAR, _LAST_YEAR = 1900, 2100
 _TOP: Final = {"project", "population", "recipient", "delivery", "registries", "anonymity",
                "schemas", "schema_file"}  # fmt: skip
 _REQUEST_KEYS: Final = {"approval", "variables", "period", "recover"}
-_POPULATION_KEYS: Final = {"file", "id_column", "recover", "fields", "thresholds", "training"}
+_POPULATION_KEYS: Final = {"file", "id_column", "recover", "fields", "thresholds"}
 
 
 # --- parsing ------------------------------------------------------------------------------
@@ -356,8 +356,8 @@ def _thresholds(reader: _Reader, value: object) -> tuple[float, float] | None:
 
 
 def _recovery(reader: _Reader, population: Mapping[str, Any]) -> Recovery | None:
-    """``[population] recover = true`` with ``fields`` (record field -> population column)
-    and ``training``; None when recovery is off or after a problem."""
+    """``[population] recover = true`` with ``fields`` (record field -> population column);
+    None when recovery is off or after a problem."""
     recover = population.get("recover", False)
     fields = population.get("fields")
     if not isinstance(recover, bool):
@@ -391,14 +391,9 @@ def _recovery(reader: _Reader, population: Mapping[str, Any]) -> Recovery | None
         reader.problem(line, "population.fields must carry a name or the birth date: "
                        "without them no record can be matched")  # fmt: skip
         ok = False
-    training = population.get("training", 2000)
-    if not isinstance(training, int) or isinstance(training, bool) or training < 0:
-        reader.problem(reader.at.line("population", "training"),
-                       "population.training must be a whole number ≥ 0")  # fmt: skip
-        ok = False
     if not ok:
         return None
-    return Recovery({str(k): str(v).strip() for k, v in fields.items()}, training=int(training))
+    return Recovery({str(k): str(v).strip() for k, v in fields.items()})
 
 
 def _anonymity(
@@ -602,7 +597,7 @@ def parse_job(
         source=label,
         recovery=None
         if recovery is None or thresholds is None
-        else Recovery(recovery.fields, thresholds, recovery.training),
+        else Recovery(recovery.fields, thresholds),
         thresholds=thresholds or (0.80, 0.99),
     )
 

@@ -100,12 +100,11 @@ class Recovery:
     the TTP, which resolves them against its register (:mod:`koble.recovery`) before the
     løpenummer is assigned. ``thresholds`` (low, high) on match probability: from high on a
     pair is linked, between them it awaits review (a reject here), below it is rejected.
-    ``training``: at most this many rows with a valid number go along, marked, so the
-    model learns its m-probabilities from them (they are linked exactly; nothing else)."""
+    Rows with a valid number go too: the TTP checks each against birth date and sex (a valid
+    number of someone else is no exact link), and the model learns from the exact links."""
 
     fields: Mapping[str, str]
     thresholds: tuple[float, float] = (0.80, 0.99)
-    training: int = 2000
 
 
 @dataclass(frozen=True)

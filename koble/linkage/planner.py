@@ -305,7 +305,7 @@ def _resolve(b: _Builder, holder: str, scope: str, records: str, what: str) -> S
 
 
 def _record_columns(fields: tuple[str, ...]) -> tuple[str, ...]:
-    return ("record_id", FNR, *fields, "training")
+    return ("record_id", FNR, *fields)
 
 
 def _population_recovery(b: _Builder, job: Job) -> tuple[str, ...]:

@@ -62,8 +62,6 @@ __all__ = [
 #: The seed of the model's u-sampling: fixed, and written with the result, so an auditor's
 #: reproduction trains the same model.
 SEED: Final = 16
-#: Training rows a registry sends along (a population's come from ``[population] training``).
-REGISTRY_TRAINING: Final = 2000
 #: A rejected population row's reason when the TTP could not resolve it either.
 RECOVERY_MESSAGES: Final[Mapping[str, str]] = {
     f"recovery_{reason}": f"the number is missing or invalid, and identity recovery at the "
@@ -91,20 +89,15 @@ def _record_frame(frame: pl.DataFrame, mapping: Mapping[str, str], path: Any) ->
 
 def _send(
     ctx: Context, step: Step, records: pl.DataFrame, recover: pl.Series,
-    valid: pl.Series, compact: pl.Series, training: int, fields: tuple[str, ...],
+    valid: pl.Series, compact: pl.Series, fields: tuple[str, ...],
 ) -> dict[str, Any]:  # fmt: skip
     """Write the records to send: those in ``recover`` as written and every ``valid`` one
     with its compact number (the TTP checks it against birth date and sex, and trains on the
-    exact links). ``training`` (column) is kept for the file's shape and is false throughout:
-    every record sent is resolved and answered."""
-    del training  # every valid row is sent now (the job's ``training`` no longer caps it)
+    exact links). Every record sent is resolved and answered."""
     out = (
-        records.with_columns(
-            pl.when(valid).then(compact).otherwise(pl.col(FNR)).alias(FNR),
-            pl.lit(False).alias("training"),
-        )
+        records.with_columns(pl.when(valid).then(compact).otherwise(pl.col(FNR)).alias(FNR))
         .filter(recover | valid)
-        .select("record_id", FNR, *fields, "training")
+        .select("record_id", FNR, *fields)
     )
     with atomic_write(ctx.store(step.party) / step.outputs[0]) as temp:
         out.write_parquet(temp)
@@ -126,7 +119,7 @@ def prepare_population_step(ctx: Context, step: Step) -> dict[str, Any]:
     recover = v.reason.is_not_null() & ~ambiguous
     fields = tuple(f for f in RECORD_SCHEMA.names() if f in recovery.fields)
     valid = v.reason.is_null()
-    return _send(ctx, step, records, recover, valid, v.compact, recovery.training, fields)
+    return _send(ctx, step, records, recover, valid, v.compact, fields)
 
 
 def prepare_registry_step(ctx: Context, step: Step) -> dict[str, Any]:
@@ -144,9 +137,8 @@ def prepare_registry_step(ctx: Context, step: Step) -> dict[str, Any]:
         frame[source.id_column].cast(pl.String), scheme="fnr", test_numbers=ctx.test_numbers
     )
     valid = checked["reason"].is_null()
-    training = ctx.job.recovery.training if ctx.job.recovery is not None else REGISTRY_TRAINING
     every = tuple(RECORD_SCHEMA.names()[2:])  # as the plan declares; null where it has none
-    return _send(ctx, step, records, ~valid, valid, checked["compact"], training, every)
+    return _send(ctx, step, records, ~valid, valid, checked["compact"], every)
 
 
 def _probabilistic(
@@ -171,8 +163,8 @@ def _probabilistic(
 
 def resolve_step(ctx: Context, step: Step) -> dict[str, Any]:
     """The TTP resolves the records it was sent against its population register and
-    returns, for each one not marked ``training``, (record_id, fnr, link_method,
-    match_probability) or the reason it is unresolved. Counts, thresholds and the model's
+    returns, for each, (record_id, fnr, link_method, match_probability, match_weight) or
+    the reason it is unresolved. Counts, thresholds and the model's
     figures go to the operator; the model, review pairs and names stay here."""
     from koble.recovery.exact import number_keys
     from koble.recovery.register import Register
@@ -182,14 +174,14 @@ def resolve_step(ctx: Context, step: Step) -> dict[str, Any]:
         raise UsageError("the sources name no population register for the TTP ([ttp] register)")
     store = ctx.store(step.party)
     sent = pl.read_parquet(store / step.inputs[0])
-    records = prepare_records(sent.drop("training"), path=step.inputs[0])
+    records = prepare_records(sent, path=step.inputs[0])
     register = Register.open(ctx.sources.ttp_register)
     thresholds = ctx.job.thresholds
     result = resolve(
         records, register, probabilistic=_probabilistic, thresholds=thresholds,
         seed=SEED, test_numbers=ctx.test_numbers,
     )  # fmt: skip
-    asked = sent.filter(~pl.col("training")).select("record_id")
+    asked = sent.select("record_id")
     links = result.links.select(
         "record_id", pl.col("person_id").alias(FNR), pl.col("method").alias("link_method"),
         pl.col("match_probability").round(_DIGITS),

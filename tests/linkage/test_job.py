@@ -123,8 +123,7 @@ def test_every_problem_is_reported_at_once_with_its_line(catalogue: Catalogue) -
         (1, "missing project.title"),
         (
             7,
-            "unknown key 'population.colour'; use fields, file, id_column, recover, "
-            "thresholds, training",
+            "unknown key 'population.colour'; use fields, file, id_column, recover, thresholds",
         ),
         (14, "delivery format 'xlsx' is not one of parquet, csv, stata, spss, sas"),
         (20, "registry 'npr': unknown variable 'no_such_column'"),

@@ -110,7 +110,7 @@ def test_pseudonymous_registry_only_ever_saw_its_own_pseudonyms(
 def test_ttp_never_sees_registry_variables(distributed_run: RunResult) -> None:
     allowed = {"fnr", SERIAL, "pseudonym_reseptregisteret"}
     # identity recovery: the population's own record fields, and what the TTP made of them
-    recovery = {*RECORD_SCHEMA, "training", "link_method", "match_probability", "reason",
+    recovery = {*RECORD_SCHEMA, "link_method", "match_probability", "reason",
                 "person_id", "match_weight", "review_reason"}  # fmt: skip
     for name, frame in holdings(distributed_run, TTP).items():
         if Path(name).name.startswith("population_"):
@@ -124,7 +124,7 @@ def test_operator_never_sees_extracts_in_the_distributed_route(distributed_run: 
     own = {"fnr", SERIAL, "current", "row", "reason", "message"}
     delivered = {"LOPENR", "LINK_METHOD", "MATCH_PROBABILITY", "MATCH_WEIGHT"}  # linkage.csv
     # identity recovery: its own rows' record fields, and how each row and person was linked
-    recovery = {*RECORD_SCHEMA, "training", "link_method", "match_probability", "match_weight"}
+    recovery = {*RECORD_SCHEMA, "link_method", "match_probability", "match_weight"}
     population = set(pl.read_parquet(distributed_run.workspace / "operator" / "store" /
                                      "population_rejects.parquet").columns)  # fmt: skip
     for name, frame in holdings(distributed_run, OPERATOR).items():

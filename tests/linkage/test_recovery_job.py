@@ -78,7 +78,7 @@ def helsearkiv_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> Ru
 # --- job options ----------------------------------------------------------------------------
 def test_job_reads_recovery_options(catalogue: Catalogue) -> None:
     text = _job(
-        "recover = true\nthresholds = [0.7, 0.95]\ntraining = 50\n"
+        "recover = true\nthresholds = [0.7, 0.95]\n"
         'fields = { first_name = "fornavn", last_name = "etternavn", birth_date = "fodt" }',
         '\n[registries.helsearkivregisteret]\napproval = { kind = "rek", reference = "R" }\n'
         'variables = ["diagnosis"]\nperiod = { start = 1950, end = 2020 }\nrecover = true\n',
@@ -88,7 +88,6 @@ def test_job_reads_recovery_options(catalogue: Catalogue) -> None:
     assert dict(job.recovery.fields) == {"first_name": "fornavn", "last_name": "etternavn",
                                          "birth_date": "fodt"}  # fmt: skip
     assert job.recovery.thresholds == job.thresholds == (0.7, 0.95)
-    assert job.recovery.training == 50
     assert [r.recover for r in job.requests] == [False, True]
     assert job.recovers
 
