@@ -171,20 +171,24 @@ def prepare_register(
     if keys is None:
         keys = candidates.key_rows(register)
     persons = register.persons.select("person_id", "death_date")
-    rows = (
-        keys.join(persons, on="person_id")
+    rows = (  # lazy: no full intermediate copy of millions of rows between the steps
+        keys.lazy()
+        .join(persons.lazy(), on="person_id")
         .sort("person_id", "ln_key", "fn_key", "mn_key", nulls_last=True)
-        .join(_places(register), on="person_id", how="left", maintain_order="left")
+        .join(_places(register).lazy(), on="person_id", how="left", maintain_order="left")
+        .with_columns(
+            pl.col("fn_key").str.split(" ").alias("fn_tok"),
+            pl.col("ln_key").str.split(" ").alias("ln_tok"),
+            (
+                pl.col("person_id") + "#" + pl.int_range(pl.len()).over("person_id").cast(pl.String)
+            ).alias("unique_id"),
+            pl.col("person_id").alias("entity_id"),
+            pl.lit(_REGISTER).alias("source_dataset"),
+        )
+        .select(_COMPARED)
+        .collect()
     )
-    return rows.with_columns(
-        pl.col("fn_key").str.split(" ").alias("fn_tok"),
-        pl.col("ln_key").str.split(" ").alias("ln_tok"),
-        (
-            pl.col("person_id") + "#" + pl.int_range(pl.len()).over("person_id").cast(pl.String)
-        ).alias("unique_id"),
-        pl.col("person_id").alias("entity_id"),
-        pl.lit(_REGISTER).alias("source_dataset"),
-    ).pipe(_join_fields, compare, fields)
+    return _join_fields(rows, compare, fields)
 
 
 def _places(register: RegisterLike) -> pl.DataFrame:
@@ -369,6 +373,7 @@ def probabilistic(
     spill = tempfile.TemporaryDirectory(prefix="koble-duckdb-")
     try:
         con.execute(f"SET threads = {int(threads or 2)}")
+        con.execute("SET enable_progress_bar = false")  # it writes to stdout: --json breaks
         con.execute(f"SET memory_limit = '{memory_limit}'")
         con.execute(f"SET temp_directory = '{spill.name}'")
         with _quiet():
