@@ -221,7 +221,7 @@ def test_places_are_the_sorted_distinct_kommuner_of_each_person() -> None:
 
 def _reference_register_rows(register: Register) -> pl.DataFrame:
     """The register preparation as it was before keys were reused (all of it, row by name)."""
-    from koble.recovery.probabilistic import _COMPARED, _with_keys
+    from koble.recovery.preparation import _COMPARED, _with_keys
 
     persons = register.persons
     current = persons.select("person_id", "first_name", "middle_name", "last_name")
