@@ -32,7 +32,7 @@ import pyarrow as pa
 
 from koble.synth.context import World
 from koble.synth.dates import DAYS_PER_YEAR, day, days_to_arrow
-from koble.synth.names import SPELT_OUT, PersonNames, render
+from koble.synth.names import PersonNames, render, spell_out
 from koble.synth.numbers import format_ids
 from koble.synth.output import labels
 from koble.synth.rng import stream
@@ -97,22 +97,11 @@ def _names(
     frame = pl.from_arrow(pa.table(render(names, chosen, earlier)))
     assert isinstance(frame, pl.DataFrame)
     cols = ["first_name", "middle_name", "last_name"]
-    nordic = (
-        frame.select(
-            pl.any_horizontal(pl.col(c).str.contains("[æøåÆØÅ]").fill_null(False) for c in cols)
-        )
-        .to_series()
-        .to_numpy()
-    )
-    ascii_rows = nordic & (rng.random(k) < cfg.cohort_ascii_names)
+    frame, ascii_rows = spell_out(frame, cols, rng, cfg.cohort_ascii_names)
     no_middle = frame["middle_name"].is_not_null().to_numpy() & (
         rng.random(k) < cfg.cohort_no_middle
     )
-    spelt = pl.Series(ascii_rows)
     frame = frame.with_columns(
-        pl.when(spelt).then(pl.col(c).str.replace_many(SPELT_OUT)).otherwise(pl.col(c)).alias(c)
-        for c in cols
-    ).with_columns(
         pl.when(pl.Series(no_middle))
         .then(None)
         .otherwise(pl.col("middle_name"))

@@ -39,7 +39,7 @@ from koble.synth.codes import NPR
 from koble.synth.config import SynthConfig
 from koble.synth.context import World
 from koble.synth.dates import DAYS_PER_YEAR, NEVER, day, days_to_arrow
-from koble.synth.names import SPELT_OUT, PersonNames, render
+from koble.synth.names import PersonNames, render, spell_out
 from koble.synth.numbers import format_ids
 from koble.synth.output import labels
 from koble.synth.rng import stream
@@ -102,20 +102,7 @@ def _name_dirt(
         .alias("last_name"),
     )  # fmt: skip
     names = ["first_name", "middle_name", "last_name"]
-    nordic = (
-        frame.select(
-            pl.any_horizontal(pl.col(c).str.contains("[æøåÆØÅ]").fill_null(False) for c in names)
-        )
-        .to_series()
-        .to_numpy()
-    )
-    ascii_rows = nordic & (rng.random(n) < cfg.helsearkiv_ascii)
-    truth["ascii_letters"] = ascii_rows
-    pick = pl.Series(ascii_rows)
-    frame = frame.with_columns(
-        pl.when(pick).then(pl.col(c).str.replace_many(SPELT_OUT)).otherwise(pl.col(c)).alias(c)
-        for c in names
-    )
+    frame, truth["ascii_letters"] = spell_out(frame, names, rng, cfg.helsearkiv_ascii)
     # OCR in the last name where it has a confusable pair, else in the first name
     has = {
         c: frame.select(

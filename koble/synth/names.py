@@ -26,6 +26,7 @@ from importlib import resources
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -35,7 +36,10 @@ from koble.synth.identities import CHANGES
 from koble.synth.numbers import KIND_DNR
 from koble.synth.rng import stream
 
-__all__ = ["EVENTS", "SPELT_OUT", "Lexicon", "PersonNames", "lexicon", "person_names", "render"]
+__all__ = [
+    "EVENTS", "SPELT_OUT", "Lexicon", "PersonNames", "lexicon", "person_names", "render",
+    "spell_out",
+]  # fmt: skip
 
 I32 = npt.NDArray[np.int32]
 #: name events by code (0: none); the names table's ``reason`` of the row they start
@@ -266,3 +270,24 @@ def render(
     last2 = np.where(earlier, names.last2_birth[idx], names.last2_now[idx])
     last = pc.binary_join_element_wise(_words(last1), _words(last2), "-", null_handling="skip")
     return {"first_name": first, "middle_name": _words(middle), "last_name": last}
+
+
+def spell_out(
+    frame: pl.DataFrame, columns: list[str], rng: np.random.Generator, share: float
+) -> tuple[pl.DataFrame, npt.NDArray[np.bool_]]:
+    """``frame`` with æ/ø/å spelt out (:data:`SPELT_OUT`) in ``columns`` on a ``share`` of
+    the rows that hold one (one draw per row from ``rng``), and those rows."""
+    nordic = (
+        frame.select(
+            pl.any_horizontal(pl.col(c).str.contains("[æøåÆØÅ]").fill_null(False) for c in columns)
+        )
+        .to_series()
+        .to_numpy()
+    )
+    rows = nordic & (rng.random(frame.height) < share)
+    pick = pl.Series(rows)
+    frame = frame.with_columns(
+        pl.when(pick).then(pl.col(c).str.replace_many(SPELT_OUT)).otherwise(pl.col(c)).alias(c)
+        for c in columns
+    )
+    return frame, rows
