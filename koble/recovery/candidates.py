@@ -29,11 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Protocol
 
 import polars as pl
 
 from koble.recovery import model
+from koble.recovery.contract import RegisterLike
 from koble.recovery.normalise import name_key, phonetic_key
 
 __all__ = [
@@ -66,18 +66,7 @@ class SubRegister:
         return f"SubRegister({self.persons.height} persons)"
 
 
-class _Tables(Protocol):
-    """The three tables a register-like object offers (structural, to avoid an import cycle)."""
-
-    @property
-    def persons(self) -> pl.DataFrame: ...
-    @property
-    def names(self) -> pl.DataFrame: ...
-    @property
-    def addresses(self) -> pl.DataFrame: ...
-
-
-def subset(register: _Tables, person_ids: pl.Series, *, names: bool = True) -> SubRegister:
+def subset(register: RegisterLike, person_ids: pl.Series, *, names: bool = True) -> SubRegister:
     """The persons of ``person_ids`` with all their addresses and (unless ``names`` is
     false: for a preparation that reuses :func:`key_rows`) all their names."""
     ids = pl.DataFrame({"person_id": person_ids.unique()})
@@ -91,7 +80,7 @@ def subset(register: _Tables, person_ids: pl.Series, *, names: bool = True) -> S
     )
 
 
-def sample_persons(register: _Tables, n: int, seed: int, *, names: bool = True) -> SubRegister:
+def sample_persons(register: RegisterLike, n: int, seed: int, *, names: bool = True) -> SubRegister:
     """``n`` persons drawn at random (``seed``) from the whole register, or all of them."""
     ids = register.persons["person_id"]
     if ids.len() > n:
@@ -99,7 +88,7 @@ def sample_persons(register: _Tables, n: int, seed: int, *, names: bool = True) 
     return subset(register, ids, names=names)
 
 
-def key_rows(register: _Tables) -> pl.DataFrame:
+def key_rows(register: RegisterLike) -> pl.DataFrame:
     """One row per person and distinct (first, middle, last) name key, current name and name
     history alike, with :data:`KEY_COLUMNS`. Keys are computed once per distinct name."""
     persons = register.persons

@@ -45,6 +45,7 @@ Extra comparison fields (optional, declared by the caller)
 from __future__ import annotations
 
 import dataclasses
+from typing import Protocol
 
 import polars as pl
 
@@ -61,6 +62,7 @@ __all__ = [
     "REGISTER_SCHEMA",
     "REJECT_SCHEMA",
     "TRAININGS",
+    "RegisterLike",
     "StageResult",
     "empty",
 ]
@@ -112,6 +114,18 @@ COMPARE_REGISTER_FILE = "compare.parquet"
 #: how the probabilistic model learned its m-probabilities: ``labels`` (the exact links,
 #: with the number's m by EM on the records to resolve), ``em`` (EM only: too few exact links)
 TRAININGS = ("labels", "em")
+
+
+class RegisterLike(Protocol):
+    """What the stages read of a register (:class:`koble.recovery.register.Register`, or a
+    part of one): its persons, names and addresses tables, of the schemas above."""
+
+    @property
+    def persons(self) -> pl.DataFrame: ...
+    @property
+    def names(self) -> pl.DataFrame: ...
+    @property
+    def addresses(self) -> pl.DataFrame: ...
 
 
 def empty(schema: pl.Schema) -> pl.DataFrame:

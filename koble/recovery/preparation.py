@@ -10,30 +10,18 @@ meets its person. All on whole columns (no Python loop over rows).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
 
 import polars as pl
 
 from koble.errors import ColumnError, UsageError
 from koble.recovery import candidates, model
-from koble.recovery.contract import RECORD_SCHEMA
+from koble.recovery.contract import RECORD_SCHEMA, RegisterLike
 from koble.recovery.normalise import name_key, name_tokens, phonetic_key
 
 __all__ = ["RECORDS", "REGISTER", "RegisterLike", "prepare_records", "prepare_register"]
 
 #: Splink's names of the two sides (its ``source_dataset``)
 RECORDS, REGISTER = "records", "register"
-
-
-class RegisterLike(Protocol):
-    """What the stage reads of a register (:class:`koble.recovery.register.Register`)."""
-
-    @property
-    def persons(self) -> pl.DataFrame: ...
-    @property
-    def names(self) -> pl.DataFrame: ...
-    @property
-    def addresses(self) -> pl.DataFrame: ...
 
 
 def _with_keys(frame: pl.DataFrame) -> pl.DataFrame:
