@@ -10,13 +10,22 @@ that was a valid fødselsnummer, a fault of the test). New examples are searched
 purpose, with ``HYPOTHESIS_PROFILE=explore``: randomised, 1,000 examples per property, a
 failure printing the blob that replays it. ``HYPOTHESIS_PROFILE=default`` gives
 Hypothesis's own defaults.
+
+The ``browser`` fixture: Debian's headless Chromium through ChromeDriver, for the tests that
+render koble's HTML pages (reports, the clerical review).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import HealthCheck, settings
+from selenium import webdriver
+from selenium.webdriver import Chrome as WebDriver
+from selenium.webdriver.chrome.service import Service
 
 settings.register_profile(
     "ci",
@@ -29,3 +38,32 @@ settings.register_profile(
     "explore", settings.get_profile("ci"), derandomize=False, max_examples=1000
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser")
+CHROMEDRIVER = ("/usr/bin/chromedriver", "chromedriver")
+FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1280,2000")  # fmt: skip
+
+
+def _which(names: tuple[str, ...]) -> str:
+    for name in names:
+        if found := shutil.which(name):
+            return found
+    pytest.fail(f"{names[0]} is missing: `make test` installs it (apt-get install chromium "
+                "chromium-driver); browser tests never skip")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = _which(CHROMIUM)
+    for flag in FLAGS:
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(_which(CHROMEDRIVER)))
+    try:
+        yield driver
+    finally:
+        driver.quit()

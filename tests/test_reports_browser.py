@@ -7,22 +7,19 @@ visible in the rendered page, not only present in the source. A screenshot of ea
 kept under ``.pytest_artifacts/reports/`` (its path is printed) for a person to look at.
 
 Chromium is a test prerequisite that ``make test`` installs: these tests FAIL, never skip,
-when it is missing, so CI cannot pass without them having run.
+when it is missing, so CI cannot pass without them having run (the ``browser`` fixture,
+in ``tests/conftest.py``).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
-from selenium import webdriver
 from selenium.webdriver import Chrome as WebDriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from koble.anonymity.config import AnonymiseConfig
@@ -30,34 +27,6 @@ from koble.anonymity.report import anonymise_with_report
 from koble.cli.main import cli
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / ".pytest_artifacts" / "reports"
-CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser")
-CHROMEDRIVER = ("/usr/bin/chromedriver", "chromedriver")
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1280,2000")  # fmt: skip
-
-
-def _which(names: tuple[str, ...]) -> str:
-    for name in names:
-        if found := shutil.which(name):
-            return found
-    pytest.fail(f"{names[0]} is missing: `make test` installs it (apt-get install chromium "
-                "chromium-driver); browser tests never skip")  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = _which(CHROMIUM)
-    for flag in FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(_which(CHROMEDRIVER)))
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def render(browser: WebDriver, page: Path, name: str) -> str:
