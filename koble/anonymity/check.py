@@ -29,7 +29,7 @@ from koble.anonymity.parameters import (
 from koble.anonymity.person_risk import PersonRisk, person_risk
 from koble.anonymity.risk import RiskReport, assess_risk, prosecutor_risk
 from koble.errors import UsageError
-from koble.registries.identifiers.scan import describe, scan_frame
+from koble.registries.identifiers.scan import Finding, describe, scan_frame
 
 __all__ = ["AnonymityCheck", "check_frame", "class_size_bins"]
 
@@ -190,11 +190,7 @@ def check_frame(
     if person is not None:
         aggregations.append(pl.col(person).n_unique().alias("persons"))
     if class_sizes is not None:
-        if sensitive is not None or person is not None or population is not None:
-            raise ValueError("class_sizes cannot give sensitive, person or population figures")
-        if int(class_sizes.sum()) != frame.height:
-            raise ValueError("class_sizes must add up to the rows")
-        classes = class_sizes.alias("n").to_frame()
+        classes = _sized(class_sizes, frame.height, sensitive, person, population)
     elif class_ids is None:
         classes = frame.group_by(keys).agg(aggregations)
     else:
@@ -202,7 +198,6 @@ def check_frame(
             raise ValueError("class_ids must have one value per row")
         ids = "\0class"  # no column of a file is named so
         classes = frame.with_columns(class_ids.alias(ids)).group_by(ids).agg(aggregations)
-    sizes = classes["n"]
     values_of = [c for c in frame.columns if c != person] if scan is True else list(scan or [])
     findings = scan_frame(frame, values_of=values_of) if scan else []
     level = None if person is None else person_risk(frame, qis, person, k=k, m=m, path=path,
@@ -212,21 +207,63 @@ def check_frame(
     if model == "person-km" and level is not None and level.km_failing_with_constant is None:
         raise UsageError(f"person-km with m = {m} would count more than {MAX_SUBSETS:,} "
                          "subsets; choose a smaller m or the person-set model")  # fmt: skip
+    return _assembled(frame.height, classes, qis, k=k, path=path, sensitive=sensitive, l=l,
+                      risk=_risk(frame, qis, classes, person, risk_threshold, population),
+                      person=person, findings=findings, model=model, level=level)  # fmt: skip
+
+
+def check_sizes(
+    class_sizes: pl.Series, qis: Sequence[str], *, rows: int, k: int, path: str = "<table>",
+    sensitive: str | None = None, l: int | None = None,  # noqa: E741
+    risk_threshold: float = 0.2, person: str | None = None, model: str | None = None,
+    m: int = 2,
+) -> AnonymityCheck:  # fmt: skip
+    """:func:`check_frame` of a table of ``rows`` rows whose classes over ``qis`` hold
+    ``class_sizes`` rows, without the table: its figures need no more (no scan, no
+    ``sensitive`` or ``person``, which need the rows; those raise ``ValueError``). A release
+    made class by class is judged so (:func:`koble.anonymity.coded.release_coded`)."""
+    _check_parameters(qis, k=k, sensitive=sensitive, l=l, risk_threshold=risk_threshold,
+                      person=person, model=model, m=m)  # fmt: skip
+    classes = _sized(class_sizes, rows, sensitive, person, None)
+    return _assembled(rows, classes, qis, k=k, path=path, sensitive=None, l=l,
+                      risk=prosecutor_risk(classes["n"], risk_threshold), person=None,
+                      findings=[], model=model, level=None)  # fmt: skip
+
+
+def _sized(
+    class_sizes: pl.Series, rows: int, sensitive: str | None, person: str | None,
+    population: pl.DataFrame | None,
+) -> pl.DataFrame:  # fmt: skip
+    """The classes of given sizes, as :func:`check_frame` counts them."""
+    if sensitive is not None or person is not None or population is not None:
+        raise ValueError("class_sizes cannot give sensitive, person or population figures")
+    if int(class_sizes.sum()) != rows:
+        raise ValueError("class_sizes must add up to the rows")
+    return class_sizes.alias("n").to_frame()
+
+
+def _assembled(
+    rows: int, classes: pl.DataFrame, qis: Sequence[str], *, k: int, path: str,
+    sensitive: str | None, l: int | None, risk: RiskReport, person: str | None,  # noqa: E741
+    findings: Sequence[Finding], model: str | None, level: PersonRisk | None,
+) -> AnonymityCheck:  # fmt: skip
+    """The check's record from the classes counted."""
+    sizes = classes["n"]
     return AnonymityCheck(
         path=path,
         quasi_identifiers=list(qis),
         k=k,
-        rows=frame.height,
+        rows=rows,
         classes=classes.height,
         smallest_class=int(sizes.min() or 0),  # type: ignore[arg-type]
         # capped: no class exceeds the row count, and a k past the column type's range
         # (k = 25124940411 against UInt32 sizes) would overflow the comparison
-        records_in_small_classes=int(sizes.filter(sizes < min(k, frame.height + 1)).sum()),
+        records_in_small_classes=int(sizes.filter(sizes < min(k, rows + 1)).sum()),
         class_sizes=_size_bins(sizes),
         sensitive=sensitive,
         l=l,
         least_distinct_sensitive=None if sensitive is None else int(classes["distinct"].min()),  # type: ignore[arg-type]
-        risk=_risk(frame, qis, classes, person, risk_threshold, population),
+        risk=risk,
         person=person,
         smallest_class_persons=None if person is None else int(classes["persons"].min() or 0),  # type: ignore[arg-type]
         direct_identifiers=describe(findings) if findings else None,

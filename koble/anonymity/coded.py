@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from koble.anonymity.frequency import Int64s, Lookups, entry_keys, locate, roll_up
 from koble.anonymity.generalisation import Generalisation
-from koble.anonymity.hierarchies.base import Encoded, integers
+from koble.anonymity.hierarchies.base import ChunkedIndex, Encoded, integers
 from koble.anonymity.search import REASON_COLUMN, SearchResult
 from koble.files import OutputSet, atomic_write
 from koble.tables import PARQUET_SUFFIXES, read_table, refuse_duplicate_names, write_table
@@ -61,30 +61,21 @@ def read_coded(path: str | Path, columns: Sequence[str]) -> tuple[pl.DataFrame, 
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError, ValueError):
         return read_table(path), {}  # which words the error as every read does
     encoded = {name: _encoded(coded.column(name), name) for name in text}
-    out = []
-    for name in schema.names:
-        if name in encoded:
-            out.append(_categorical(*encoded[name]))
-        else:
-            assert rest is not None
-            out.append(rest.get_column(name))
+    as_read = pl.from_arrow(coded)  # Categorical: the dictionaries kept, no string per row
+    assert isinstance(as_read, pl.DataFrame)
+    out = [as_read.get_column(name) if name in encoded else rest.get_column(name)  # type: ignore[union-attr]
+           for name in schema.names]  # fmt: skip
     return pl.DataFrame(out), encoded
-
-
-def _categorical(values: pl.Series, index: npt.NDArray[np.integer]) -> pl.Series:
-    """The column of ``values[index]`` as Categorical (index ``len(values)``: missing), by
-    an integer gather. Built in Polars, not through ``pa.array``, which imports pandas."""
-    with_missing = pl.concat([values, pl.Series(values.name, [None], dtype=values.dtype)])
-    return with_missing.cast(pl.Categorical).gather(pl.Series(index))
 
 
 def _encoded(column: pa.ChunkedArray, name: str) -> Encoded:
     """A dictionary-encoded column read in chunks (one dictionary per row group) as one
-    dictionary of the values present and each row's index (missing: one past the last).
+    dictionary of the values present and each row's index into it (missing: one past the
+    last), the index kept as its chunks (:class:`~koble.anonymity.hierarchies.base.ChunkedIndex`).
 
-    The chunks' dictionaries (a few values each) are unified first, and each chunk's
-    indices are translated straight into one preallocated array: in a fresh process,
-    touching new memory costs more than the arithmetic, so no intermediate copy is made."""
+    The chunks' dictionaries (a few values each) are unified; the rows are read once here,
+    to find the values present (a dictionary page may list values no row holds), and once
+    more when a hierarchy takes them through the chunks' translations."""
     chunks = [c for c in column.chunks if len(c)]
     if not chunks:
         return pl.Series(name, [], dtype=pl.String), np.zeros(len(column), dtype=np.int32)
@@ -92,101 +83,128 @@ def _encoded(column: pa.ChunkedArray, name: str) -> Encoded:
     dictionary = pl.Series(name, together.dictionary).cast(pl.String)
     translate = integers(together.indices).astype(np.int32)  # chunk dictionaries → one
     missing = np.int32(len(dictionary))
-    index = np.empty(len(column), dtype=np.int32)
-    start = offset = 0
+    used = np.zeros(len(dictionary) + 1, dtype=np.bool_)
+    parts, offset = [], 0
     for chunk in chunks:
         width = len(chunk.dictionary)
-        lut = np.append(translate[offset : offset + width], missing)  # null: one past the last
+        where = np.append(translate[offset : offset + width], missing)  # null: one past
         indices = chunk.indices
         if indices.null_count:
             indices = pc.fill_null(indices, width)
-        np.take(lut, integers(indices), out=index[start : start + len(chunk)])
-        start, offset = start + len(chunk), offset + width
-    used = np.zeros(len(dictionary) + 1, dtype=np.bool_)
-    used[index] = True  # a scatter: cheaper than counting
+        rows = integers(indices)
+        seen = np.zeros(width + 1, dtype=np.bool_)
+        seen[rows] = True  # a scatter into a few bytes: cheaper than counting
+        used[where[seen]] = True
+        parts.append((where, rows))
+        offset += width
     used = used[: len(dictionary)]
-    if not used.all():  # a dictionary page may list values no row holds
+    if not used.all():  # values no row holds leave the dictionary
         dense = np.append(np.cumsum(used, dtype=np.int32) - 1, np.int32(used.sum()))
-        index, dictionary = dense[index], dictionary.filter(pl.Series(used))
-    return dictionary, index
+        parts = [(dense[where], rows) for where, rows in parts]
+        dictionary = dictionary.filter(pl.Series(used))
+    return dictionary, ChunkedIndex(tuple(parts), len(column))
 
 
 @dataclass(frozen=True)
 class CodedRelease:
     """The rows released and withheld at the chosen node, and what the checks and the report
-    read of them."""
+    read of them. The released quasi-identifiers are kept as Arrow dictionary arrays only;
+    :meth:`frame` makes a Polars frame of the release for a caller that needs its values."""
 
-    #: The released rows: each quasi-identifier's labels dictionary-encoded (Categorical).
-    released: pl.DataFrame
+    #: The input's columns, in its order.
+    columns: tuple[str, ...]
+    #: Each quasi-identifier's released column (int32 indices into the labels the release
+    #: holds).
+    arrays: dict[str, pa.DictionaryArray]
+    #: The released rows' other columns, as read.
+    rest: pl.DataFrame
     #: The withheld rows as read, with the reason their class failed.
     held: pl.DataFrame
-    #: Each released row's class key (:func:`~koble.anonymity.frequency.class_keys`).
-    ids: pl.Series
+    #: The rows of each released class, counted from the rows (each placed by its entry in
+    #: the search's level-0 table): what the check after the release judges.
+    sizes: pl.Series
     #: Rows released per level-0 code of each quasi-identifier (for the distributions).
     counts: tuple[Int64s, ...]
-    #: Each quasi-identifier's released column as Arrow (int32 indices into the labels the
-    #: release holds), for :func:`write_release`.
-    arrays: dict[str, pa.DictionaryArray]
+    #: Every row's entry in the level-0 table, and whether the row is released.
+    entries: Int64s
+    keep: npt.NDArray[np.bool_]
+    #: Each level-0 entry's class at the chosen node.
+    classes: npt.NDArray[np.integer]
+
+    @property
+    def rows(self) -> int:
+        """The rows released."""
+        return int(self.sizes.sum())
+
+    def ids(self) -> pl.Series:
+        """Each released row's class, for a check that groups the rows themselves."""
+        return pl.Series(self.classes[self.entries[self.keep]])
+
+    def frame(self) -> pl.DataFrame:
+        """The release as a Polars frame, the labels Categorical."""
+        labels = pl.from_arrow(pa.table(list(self.arrays.values()), names=list(self.arrays)))
+        assert isinstance(labels, pl.DataFrame)
+        return pl.DataFrame([labels.get_column(c) if c in self.arrays else self.rest.get_column(c)
+                             for c in self.columns])  # fmt: skip
 
 
 def codable(result: SearchResult, qis: Sequence[Generalisation]) -> bool:
     """Whether :func:`release_coded` can release ``result``: rows as classes (no sensitive
-    attribute or person tracked), plain quasi-identifiers, and a level-0 table whose keys
-    are the classes' own (not re-coded)."""
+    attribute or person tracked), plain quasi-identifiers, a level-0 table whose keys are the
+    classes' own (not re-coded), and every row's entry in it (``row_entries``)."""
     base = result.base
     return (base is not None and not base.tracked and base.cards is not None
+            and result.entries is not None
             and all(g.column_names == (g.name,) for g in qis))  # fmt: skip
 
 
 def release_coded(
-    frame: pl.DataFrame, qis: Sequence[Generalisation], result: SearchResult, keys: Int64s
+    frame: pl.DataFrame, qis: Sequence[Generalisation], result: SearchResult
 ) -> CodedRelease:
     """Release ``frame`` at ``result``'s levels (as :meth:`SearchResult.apply` does, for a
-    :func:`codable` result): ``keys`` are the rows' class keys at those levels. The chosen
-    node's table is rolled up from the search's level-0 table and settled there; each row
-    finds its class by its key, and each released column is built from the classes' codes."""
-    base = result.base
-    assert base is not None and codable(result, qis)
+    :func:`codable` result). The chosen node's table is rolled up from the search's level-0
+    table and settled there; each level-0 entry finds its class, and each row its entry
+    (``result.entries``). Per row that is one gather for whether it is kept and one per
+    quasi-identifier for its label; everything else is over entries, not rows."""
+    base, entries = result.base, result.entries
+    assert base is not None and entries is not None and codable(result, qis)
     lookups = Lookups(qis)
     node = roll_up(base, result.levels, lookups)
     reason = result.requirements.settle(node).reason
-    entry = locate(node, keys)  # every row's class: a key the table lacks is an error
+    to_node = locate(node, entry_keys(base, result.levels, lookups))  # entry → its class
     kept_classes = reason < 0
-    keep = kept_classes[entry]  # masks and int32 indices: new memory is the cost here
+    kept_entries = kept_classes[to_node]
+    keep = kept_entries[entries]
     gone = ~keep
-    kept_entry = entry[keep]
-    # the base entries released, for the distributions: their class at the chosen levels
-    base_keys = entry_keys(base, result.levels, lookups)
-    released_base = kept_classes[locate(node, base_keys)]
-    weights = np.where(released_base, base.counts, 0).astype(np.float64)
+    # the rows of each level-0 entry counted again from the rows, for the check after
+    per_entry = np.where(kept_entries, np.bincount(entries, minlength=base.size), 0)
+    sizes = np.bincount(to_node, weights=per_entry, minlength=node.size).astype(np.int64)
+    weights = per_entry.astype(np.float64)
     counts = tuple(
         np.bincount(base.code(i), weights=weights, minlength=len(g.labels[0])).astype(np.int64)
         for i, g in enumerate(qis)
     )
     arrays: dict[str, pa.DictionaryArray] = {}
-    columns: dict[str, pl.Series] = {}
     for i, (g, level) in enumerate(zip(qis, result.levels, strict=True)):
         codes = node.code(i)
         present = np.zeros(len(g.labels[level]), dtype=np.bool_)
         present[codes[kept_classes]] = True  # labels of released classes only: a label of
         dense = np.cumsum(present, dtype=np.int32) - 1  # withheld rows alone never appears
         labels = [label for label, p in zip(g.labels[level], present, strict=True) if p]
-        indices = pl.Series(g.name, dense[codes][kept_entry])
-        text = pl.Series(g.name, labels, dtype=pl.String)
-        arrays[g.name] = pa.DictionaryArray.from_arrays(
-            indices.to_arrow(), text.to_arrow().cast(pa.string())
+        # each released row's label index by its own code: the mask first, then a gather
+        # from a table of a few entries (cheaper than gathering all rows' and masking)
+        indices = np.take(dense[g.maps[level]], g.codes[keep])
+        arrays[g.name] = pa.DictionaryArray.from_arrays(  # pa.array would import pandas
+            pa.Array.from_buffers(pa.int32(), len(indices), [None, pa.py_buffer(indices)]),
+            pl.Series(g.name, labels, dtype=pl.String).to_arrow().cast(pa.string()),
         )
-        columns[g.name] = text.cast(pl.Categorical).gather(indices)
-    mask = pl.Series(gone)
-    names = set(arrays)
-    others = [c for c in frame.columns if c not in names]
-    rest = frame.select(others).filter(~mask) if others else pl.DataFrame()
-    released = pl.DataFrame([columns[c] if c in columns else rest.get_column(c)
-                             for c in frame.columns])  # fmt: skip
+    others = [c for c in frame.columns if c not in arrays]
+    rest = frame.select(others).filter(pl.Series(keep)) if others else pl.DataFrame()
     texts = pl.Series(result.requirements.texts(), dtype=pl.String)
-    why = texts.gather(reason[entry[gone]]).alias(REASON_COLUMN)
-    held = frame.filter(mask).with_columns(why)
-    return CodedRelease(released, held, pl.Series(keys[keep]), counts, arrays)
+    why = texts.gather(reason[to_node[entries[gone]]]).alias(REASON_COLUMN)
+    held = frame.filter(pl.Series(gone)).with_columns(why)
+    return CodedRelease(tuple(frame.columns), arrays, rest, held,
+                        pl.Series(sizes[kept_classes]), counts, entries, keep, to_node)  # fmt: skip
 
 
 def _plain(dtype: pl.DataType) -> bool:
@@ -198,27 +216,32 @@ def _plain(dtype: pl.DataType) -> bool:
 
 
 def write_release(
-    frame: pl.DataFrame, arrays: dict[str, pa.DictionaryArray], path: str | Path, *,
-    outputs: OutputSet | None = None, last: bool = False,
+    release: CodedRelease, path: str | Path, *, outputs: OutputSet | None = None,
+    last: bool = False,
 ) -> Path:  # fmt: skip
     """Write a release of :func:`release_coded` like :func:`koble.tables.write_table`
-    (atomically, by suffix; CSV as ever). In Parquet the columns of ``arrays`` are written
-    from their dictionaries (about twice as fast as their strings) and described as plain
-    text, so every reader sees strings, as in the input. That description leaves out the
-    Arrow schema, so a release with other columns whose type needs it (a time zone, a
-    duration) has its labels written as strings instead."""
+    (atomically, by suffix; CSV as ever). In Parquet the quasi-identifiers are written from
+    their dictionaries (about twice as fast as their strings) and described as plain text,
+    so every reader sees strings, as in the input. That description leaves out the Arrow
+    schema, so a release with other columns whose type needs it (a time zone, a duration)
+    has its labels written as strings instead."""
     path = Path(path)
-    rest = frame.select(c for c in frame.columns if c not in arrays)
+    rest, arrays = release.rest, release.arrays
     if path.suffix.lower() not in PARQUET_SUFFIXES or not all(map(_plain, rest.dtypes)):
         as_text = [pl.col(c).cast(pl.String) for c in arrays]
-        return write_table(frame.with_columns(as_text), path, outputs=outputs, last=last)
+        return write_table(release.frame().with_columns(as_text), path, outputs=outputs,
+                           last=last)  # fmt: skip
     others = rest.to_arrow()
-    columns = [arrays[c] if c in arrays else others.column(c) for c in frame.columns]
-    table = pa.table(columns, names=frame.columns)
+    columns = [arrays[c] if c in arrays else others.column(c) for c in release.columns]
+    # labels are never null ("(missing)" is a label): required columns spare the writer
+    # a definition level per row
+    fields = [pa.field(c, arrays[c].type, nullable=False) if c in arrays
+              else others.schema.field(c) for c in release.columns]  # fmt: skip
+    table = pa.table(columns, schema=pa.schema(fields))
     staged = atomic_write(path) if outputs is None else outputs.file(path, last=last)
     with staged as temp:
         pq.write_table(
             table, temp, compression="zstd", store_schema=False,
-            write_statistics=[c for c in frame.columns if c not in arrays],
+            write_statistics=[c for c in release.columns if c not in arrays],
         )  # fmt: skip
     return path

@@ -348,6 +348,14 @@ def base_table(lookups: Lookups, sensitive: Codes | None = None) -> FrequencyTab
     return _group_rows(lookups, (0,) * len(lookups.qis), sensitive, False)[0]
 
 
+def base_rows(lookups: Lookups) -> tuple[FrequencyTable, Int64s]:
+    """:func:`base_table` (no sensitive attribute) and every row's entry in it: a release
+    then places each row by one gather instead of building its key again."""
+    table, entries = _group_rows(lookups, (0,) * len(lookups.qis), None, True)
+    assert entries is not None
+    return table, entries
+
+
 def class_keys(lookups: Lookups, levels: tuple[int, ...]) -> Int64s:
     """One int64 per row, equal exactly for rows in the same class at ``levels`` (not dense,
     not grouped): what a check of the rows groups by, instead of their labels as text."""

@@ -11,11 +11,14 @@ works on these integer arrays, never on strings, and never re-reads the rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+
+if TYPE_CHECKING:
+    from koble.anonymity.hierarchies.base import Encoded
 
 __all__ = ["Codes", "Domain", "Generalisation", "Hierarchy"]
 
@@ -110,7 +113,7 @@ class Hierarchy(Protocol):
         self,
         column: pl.Series,
         *,
-        encoded: tuple[pl.Series, npt.NDArray[np.integer]] | None = None,
+        encoded: Encoded | None = None,
     ) -> Generalisation:
         """Generalise ``column``; raise :class:`koble.errors.ColumnError` for values it cannot
         place (naming the column and the first such row). ``encoded``: its distinct values

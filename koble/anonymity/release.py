@@ -23,7 +23,7 @@ import numpy.typing as npt
 import polars as pl
 
 from koble import __version__
-from koble.anonymity.check import AnonymityCheck, check_frame, class_size_bins
+from koble.anonymity.check import AnonymityCheck, check_frame, check_sizes, class_size_bins
 from koble.anonymity.coded import codable, read_coded, release_coded, write_release
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.distributions import (
@@ -238,15 +238,17 @@ class Release:
 def _search(
     qis: list[Generalisation], config: AnonymiseConfig, models: list[PersonModel | None],
     sensitive: Generalisation | None, shape: PersonShape | None, timings: dict[str, float],
+    entries: bool,
 ) -> tuple[SearchResult, PersonModel | None, list[str]]:  # fmt: skip
     """The optimum under the strictest of ``models`` that finds one (else the last tried),
-    with the model and the names of those tried."""
+    with the model and the names of those tried (``entries``: keep every row's level-0
+    entry, for :func:`~koble.anonymity.coded.release_coded`)."""
     tried: list[str] = []
     for model in models:
         result = find_optimal(
             qis, k=config.k, suppression_limit=config.suppression, metric=config.metric,
             criteria=criteria(config) if shape is None else [], sensitive=sensitive,
-            person_model=model,
+            person_model=model, row_entries=entries,
         )  # fmt: skip
         tried.append(
             f"{config.k}-anonymity over one row per person" if shape is not None
@@ -317,7 +319,8 @@ def anonymise_file(
             promoted, extra_qis = person_constant_qis(frame, config, path)
         qis += extra_qis
     while True:
-        result, model, tried = _search(qis, config, models, sensitive, shape, timings)
+        entries = shape is None and sensitive is None and population is None
+        result, model, tried = _search(qis, config, models, sensitive, shape, timings, entries)
         with timed(timings, "generalise"):
             late = late_constant(frame, qis, result, sensitive, config) if models != [None] else []
         if not late:
@@ -369,26 +372,32 @@ def anonymise_file(
         if base is not None and population is None:
             # class by class, the labels dictionary-encoded (koble.anonymity.coded); each
             # row's class key rides along for the check, as below
-            coded = release_coded(frame, qis, result, class_keys(lookups, result.levels))
-            released, held, released_ids = coded.released, coded.held, coded.ids
-            kept: npt.NDArray[np.integer] = np.zeros(0, dtype=np.int64)  # counted by codes
+            coded = release_coded(frame, qis, result)
+            held = coded.held
         else:
             released, held, released_ids, kept = _apply_rows(frame, qis, result, lookups,
                                                              sensitive, config.person)  # fmt: skip
     with timed(timings, "check_after"):
         if population is not None:
             population = generalised_population(population, config, qis, result)
-        release.after = check_frame(
-            released,
-            names,
-            path=str(output),
-            population=population,
-            # the other columns are the input's, scanned before the search; the generalised
-            # ones hold only their hierarchies' labels: none to scan if no label holds one
-            scan=False if _labels_clean(qis, result.levels) else names,
-            class_ids=released_ids,
-            **checks,  # type: ignore[arg-type]
-        )
+        # the other columns are the input's, scanned before the search; the generalised
+        # ones hold only their hierarchies' labels: none to scan if no label holds one
+        clean = _labels_clean(qis, result.levels)
+        if coded is not None and clean:  # the classes counted from the rows, as released
+            release.after = check_sizes(coded.sizes, names, rows=coded.rows, path=str(output),
+                                        **checks)  # type: ignore[arg-type]  # fmt: skip
+        else:
+            if coded is not None:
+                released, released_ids = coded.frame(), coded.ids()
+            release.after = check_frame(
+                released,
+                names,
+                path=str(output),
+                population=population,
+                scan=False if clean else names,
+                class_ids=released_ids,
+                **checks,  # type: ignore[arg-type]
+            )
     if not release.after.meets:  # the search's guarantee, checked independently: never
         raise RuntimeError(  # a release that fails it (an internal error, exit 3)
             "the release does not meet its requirements ("
@@ -400,12 +409,13 @@ def anonymise_file(
         held = held.with_columns(pl.col(c).cast(pl.String) for c in encoded)
         write_table(held, withheld, outputs=outputs)
         if coded is not None:
-            write_release(released, coded.arrays, output, outputs=outputs, last=True)
+            write_release(coded, output, outputs=outputs, last=True)
         else:
             write_table(released.drop(config.person) if config.person else released, output,
                         outputs=outputs, last=True)  # fmt: skip
     release.output, release.withheld = str(output), str(withheld)
-    release.unchanged = [c for c in released.columns if c not in names and c != config.person]
+    columns_out = coded.columns if coded is not None else released.columns
+    release.unchanged = [c for c in columns_out if c not in names and c != config.person]
     staged = Path if outputs is None else outputs.current  # the bytes, before or after commit
     with timed(timings, "hashing"):
         hashes["output"] = sha256_file(staged(output))

@@ -24,6 +24,7 @@ from koble.anonymity.frequency import (
     Int64s,
     Lookups,
     TableCache,
+    base_rows,
     base_table,
     build_table,
     roll_up,
@@ -54,6 +55,7 @@ class Problem:
         sensitive: Generalisation | None = None,
         cache_bytes: int = 512 << 20,
         person_model: PersonModel | None = None,
+        row_entries: bool = False,
     ) -> None:
         _validate(qis, k, suppression_limit, criteria, sensitive, person_model)
         self.qis, self.metric = tuple(qis), Metric(metric)
@@ -62,7 +64,11 @@ class Problem:
         self.n_sensitive = 1 if sensitive is None else len(sensitive.labels[0])
         self.lookups = Lookups(self.qis, self.n_sensitive)
         self.lattice = Lattice([g.height for g in self.qis])
-        self.base = base_table(self.lookups, self.sensitive)
+        self.entries: Int64s | None = None
+        if row_entries and sensitive is None:
+            self.base, self.entries = base_rows(self.lookups)
+        else:
+            self.base = base_table(self.lookups, self.sensitive)
         overall = np.zeros(0)
         if sensitive is not None:
             overall = np.bincount(sensitive.codes, minlength=self.n_sensitive) / self.rows
@@ -157,6 +163,7 @@ class Problem:
             if best is not None
             else self.evaluate(self.lattice.size - 1, cached=False)[0].suppressed,
             base=self.base,
+            entries=self.entries,
         )
 
 
@@ -202,6 +209,9 @@ class SearchResult:
     #: The rows grouped at level 0 (:func:`~koble.anonymity.frequency.base_table`) the search
     #: ran over: the release counts classes and distributions from it instead of the rows.
     base: FrequencyTable | None = field(default=None, repr=False, compare=False)
+    #: Every row's entry in ``base``, when asked for (``find_optimal(row_entries=True)``):
+    #: a release places each row by it.
+    entries: Int64s | None = field(default=None, repr=False, compare=False)
 
     @property
     def chosen(self) -> dict[str, int]:
@@ -286,6 +296,7 @@ def find_optimal(
     sensitive: Generalisation | None = None,
     cache_bytes: int = 512 << 20,
     person_model: PersonModel | None = None,
+    row_entries: bool = False,
 ) -> SearchResult:
     """The full-domain generalisation of least loss meeting k-anonymity and ``criteria``.
 
@@ -295,7 +306,9 @@ def find_optimal(
     defaults to non-uniform entropy. Ties: lowest height, then lexicographically smallest
     levels (in the order of ``qis``). ``cache_bytes`` bounds the cached node tables.
     ``person_model`` (with the person's codes as ``sensitive``) judges persons, not rows:
-    see :mod:`koble.anonymity.longitudinal`; the limit still counts rows.
+    see :mod:`koble.anonymity.longitudinal`; the limit still counts rows. ``row_entries``:
+    keep every row's entry in the level-0 table (``SearchResult.entries``; not with
+    ``sensitive``), which the release places rows by.
     """
     start = time.perf_counter()
     problem = Problem(
@@ -307,6 +320,7 @@ def find_optimal(
         sensitive=sensitive,
         cache_bytes=cache_bytes,
         person_model=person_model,
+        row_entries=row_entries,
     )
 
     outcome = search(

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from koble.anonymity.check import check_frame
-from koble.anonymity.coded import read_coded, write_release
+from koble.anonymity.coded import CodedRelease, read_coded, write_release
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.distributions import top_values
 from koble.anonymity.frequency import Lookups, base_table, locate
@@ -158,7 +158,10 @@ def test_a_column_needing_the_arrow_schema_keeps_its_type(tmp_path: Path) -> Non
     assert back.schema["at"] == frame.schema["at"] and back.schema["took"] == pl.Duration("us")
     assert back.schema["city"] == pl.String
     plain = pl.DataFrame({"city": pl.Series(["x", "y"]).cast(pl.Categorical), "n": [1, 2]})
-    write_release(plain, {}, tmp_path / "plain.parquet")  # nothing coded: as it is
+    nothing = np.zeros(0, dtype=np.int64)
+    as_is = CodedRelease(("city", "n"), {}, plain, plain.clear(), pl.Series([2]), (), nothing,
+                         np.zeros(0, dtype=np.bool_), nothing)  # fmt: skip
+    write_release(as_is, tmp_path / "plain.parquet")  # nothing coded: as it is
     assert pl.read_parquet(tmp_path / "plain.parquet")["n"].to_list() == [1, 2]
 
 

@@ -18,6 +18,7 @@ come after the codes of real values at every level below the top.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +34,7 @@ __all__ = [
     "MISSING",
     "TOP",
     "Canonicaliser",
+    "ChunkedIndex",
     "Encoded",
     "Labeller",
     "build",
@@ -51,10 +53,36 @@ Canonicaliser = Callable[[pl.Series], pl.Series]
 Labeller = Callable[[pl.Series], Sequence[pl.Series]]
 """Sorted distinct canonical values in, one String Series of labels per level out."""
 
-Encoded = tuple[pl.Series, npt.NDArray[np.integer]]
+
+@dataclass(frozen=True)
+class ChunkedIndex:
+    """Each row's index into a column's distinct values, kept as the chunks a Parquet file's
+    dictionary pages gave: per chunk, its indices into its own dictionary and where each of
+    that dictionary's values (and a missing value, one past the last) stands in the
+    distinct values. :meth:`take` maps the rows through both in one pass, so the
+    translation to one dictionary is never written out row by row."""
+
+    parts: tuple[tuple[npt.NDArray[np.integer], npt.NDArray[np.integer]], ...]
+    length: int
+
+    def __len__(self) -> int:
+        return self.length
+
+    def take(self, values: npt.NDArray[np.integer]) -> npt.NDArray[np.integer]:
+        """``values[index]`` for every row (``values`` indexed by position, missing last)."""
+        out = np.empty(self.length, dtype=values.dtype)
+        start = 0
+        for where, indices in self.parts:
+            np.take(values[where], indices, out=out[start : start + len(indices)])
+            start += len(indices)
+        return out
+
+
+Encoded = tuple[pl.Series, "npt.NDArray[np.integer] | ChunkedIndex"]
 """A column encoded already: its distinct non-null values (in its dtype) and each row's
-index into them (a missing value: one past the last), as :func:`_encode` makes them; e.g.
-from a Parquet file's own dictionary pages (:func:`koble.anonymity.coded.read_coded`)."""
+index into them (a missing value: one past the last), as :func:`_encode` makes them, or as
+chunks (:class:`ChunkedIndex`) from a Parquet file's own dictionary pages
+(:func:`koble.anonymity.coded.read_coded`)."""
 
 
 def shown(value: object) -> str:
@@ -192,7 +220,11 @@ def build(
         else np.zeros(0, dtype=np.int32)
     )
     # one slot past the distinct values for a missing value: code n
-    row_codes = np.append(raw_codes, np.int32(n)).astype(np.int32)[raw_index]
+    with_missing = np.append(raw_codes, np.int32(n)).astype(np.int32)
+    row_codes: Codes = (
+        raw_index.take(with_missing).astype(np.int32, copy=False)
+        if isinstance(raw_index, ChunkedIndex) else with_missing[raw_index]
+    )  # fmt: skip
 
     per_level = list(labeller(distinct)) if n else []
     if n and len(per_level) != len(level_names):
