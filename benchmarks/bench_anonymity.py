@@ -922,7 +922,7 @@ PHASES = (
     ("hashing", "hash input, release, withheld"),
     ("apply", "apply the chosen levels"),
     ("check_after", "check after (classes, risk, person level)"),
-    ("write", "write release and withheld (Parquet)"),
+    ("write", "write release and withheld (Parquet; a coded release gathers its labels here)"),
     ("distributions", "distributions for the report"),
     ("report", "report files and commit (fsync, rename)"),
 )

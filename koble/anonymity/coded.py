@@ -17,6 +17,7 @@ millions of rows, where passes over strings would cost more than the search itse
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,13 +29,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from koble.anonymity.frequency import Int64s, Lookups, entry_keys, locate, roll_up
-from koble.anonymity.generalisation import Generalisation
+from koble.anonymity.generalisation import Codes, Generalisation
 from koble.anonymity.hierarchies.base import ChunkedIndex, Encoded, integers
 from koble.anonymity.search import REASON_COLUMN, SearchResult
 from koble.files import OutputSet, atomic_write
 from koble.tables import PARQUET_SUFFIXES, read_table, refuse_duplicate_names, write_table
 
 _TEXT = (pa.string(), pa.large_string())
+#: Input rows per row group of a coded release (pyarrow's default group size).
+ROW_GROUP = 1 << 20
 
 __all__ = ["CodedRelease", "codable", "read_coded", "release_coded", "write_release"]
 
@@ -113,9 +116,9 @@ class CodedRelease:
 
     #: The input's columns, in its order.
     columns: tuple[str, ...]
-    #: Each quasi-identifier's released column (int32 indices into the labels the release
-    #: holds).
-    arrays: dict[str, pa.DictionaryArray]
+    #: Per quasi-identifier: the labels the release holds, each level-0 code's index among
+    #: them, and every row's level-0 code (:meth:`arrays` gathers the released rows').
+    labels: dict[str, tuple[pa.Array, npt.NDArray[np.int32], Codes]]
     #: The released rows' other columns, as read.
     rest: pl.DataFrame
     #: The withheld rows as read, with the reason their class failed.
@@ -140,11 +143,26 @@ class CodedRelease:
         """Each released row's class, for a check that groups the rows themselves."""
         return pl.Series(self.classes[self.entries[self.keep]])
 
+    def arrays(self, start: int = 0, stop: int | None = None) -> dict[str, pa.DictionaryArray]:
+        """Each quasi-identifier's released labels among input rows ``start:stop``, as
+        int32 indices into the labels the release holds: the mask first, then a gather from
+        a table of a few entries (cheaper than gathering every row's and masking)."""
+        keep = self.keep[start:stop]
+        out = {}
+        for name, (dictionary, index_of_code, codes) in self.labels.items():
+            indices = np.take(index_of_code, codes[start:stop][keep])
+            out[name] = pa.DictionaryArray.from_arrays(  # pa.array would import pandas
+                pa.Array.from_buffers(pa.int32(), len(indices), [None, pa.py_buffer(indices)]),
+                dictionary,
+            )
+        return out
+
     def frame(self) -> pl.DataFrame:
         """The release as a Polars frame, the labels Categorical."""
-        labels = pl.from_arrow(pa.table(list(self.arrays.values()), names=list(self.arrays)))
+        arrays = self.arrays()
+        labels = pl.from_arrow(pa.table(list(arrays.values()), names=list(arrays)))
         assert isinstance(labels, pl.DataFrame)
-        return pl.DataFrame([labels.get_column(c) if c in self.arrays else self.rest.get_column(c)
+        return pl.DataFrame([labels.get_column(c) if c in arrays else self.rest.get_column(c)
                              for c in self.columns])  # fmt: skip
 
 
@@ -184,26 +202,21 @@ def release_coded(
         np.bincount(base.code(i), weights=weights, minlength=len(g.labels[0])).astype(np.int64)
         for i, g in enumerate(qis)
     )
-    arrays: dict[str, pa.DictionaryArray] = {}
+    labels = {}
     for i, (g, level) in enumerate(zip(qis, result.levels, strict=True)):
         codes = node.code(i)
         present = np.zeros(len(g.labels[level]), dtype=np.bool_)
         present[codes[kept_classes]] = True  # labels of released classes only: a label of
         dense = np.cumsum(present, dtype=np.int32) - 1  # withheld rows alone never appears
-        labels = [label for label, p in zip(g.labels[level], present, strict=True) if p]
-        # each released row's label index by its own code: the mask first, then a gather
-        # from a table of a few entries (cheaper than gathering all rows' and masking)
-        indices = np.take(dense[g.maps[level]], g.codes[keep])
-        arrays[g.name] = pa.DictionaryArray.from_arrays(  # pa.array would import pandas
-            pa.Array.from_buffers(pa.int32(), len(indices), [None, pa.py_buffer(indices)]),
-            pl.Series(g.name, labels, dtype=pl.String).to_arrow().cast(pa.string()),
-        )
-    others = [c for c in frame.columns if c not in arrays]
+        names = [label for label, p in zip(g.labels[level], present, strict=True) if p]
+        text = pl.Series(g.name, names, dtype=pl.String).to_arrow().cast(pa.string())
+        labels[g.name] = (text, dense[g.maps[level]], g.codes)
+    others = [c for c in frame.columns if c not in labels]
     rest = frame.select(others).filter(pl.Series(keep)) if others else pl.DataFrame()
     texts = pl.Series(result.requirements.texts(), dtype=pl.String)
     why = texts.gather(reason[to_node[entries[gone]]]).alias(REASON_COLUMN)
     held = frame.filter(pl.Series(gone)).with_columns(why)
-    return CodedRelease(tuple(frame.columns), arrays, rest, held,
+    return CodedRelease(tuple(frame.columns), labels, rest, held,
                         pl.Series(sizes[kept_classes]), counts, entries, keep, to_node)  # fmt: skip
 
 
@@ -224,24 +237,44 @@ def write_release(
     their dictionaries (about twice as fast as their strings) and described as plain text,
     so every reader sees strings, as in the input. That description leaves out the Arrow
     schema, so a release with other columns whose type needs it (a time zone, a duration)
-    has its labels written as strings instead."""
+    has its labels written as strings instead.
+
+    Parquet is written a row group at a time: the next group's labels are gathered while
+    the writer (which holds no lock Python needs) encodes the last, so on two cores the
+    gathering costs almost nothing beside the writing."""
     path = Path(path)
-    rest, arrays = release.rest, release.arrays
+    rest, names = release.rest, release.labels
     if path.suffix.lower() not in PARQUET_SUFFIXES or not all(map(_plain, rest.dtypes)):
-        as_text = [pl.col(c).cast(pl.String) for c in arrays]
+        as_text = [pl.col(c).cast(pl.String) for c in names]
         return write_table(release.frame().with_columns(as_text), path, outputs=outputs,
                            last=last)  # fmt: skip
     others = rest.to_arrow()
-    columns = [arrays[c] if c in arrays else others.column(c) for c in release.columns]
+    label_type = pa.dictionary(pa.int32(), pa.string())
     # labels are never null ("(missing)" is a label): required columns spare the writer
     # a definition level per row
-    fields = [pa.field(c, arrays[c].type, nullable=False) if c in arrays
-              else others.schema.field(c) for c in release.columns]  # fmt: skip
-    table = pa.table(columns, schema=pa.schema(fields))
+    schema = pa.schema([pa.field(c, label_type, nullable=False) if c in names
+                        else others.schema.field(c) for c in release.columns])  # fmt: skip
     staged = atomic_write(path) if outputs is None else outputs.file(path, last=last)
-    with staged as temp:
-        pq.write_table(
-            table, temp, compression="zstd", store_schema=False,
-            write_statistics=[c for c in release.columns if c not in arrays],
-        )  # fmt: skip
+    with (
+        staged as temp,
+        pq.ParquetWriter(
+            temp, schema, compression="zstd", store_schema=False,
+            write_statistics=[c for c in release.columns if c not in names],
+        ) as writer,
+        ThreadPoolExecutor(1) as pool,
+    ):  # fmt: skip
+        pending: Future[None] | None = None
+        written = 0
+        for start in range(0, len(release.keep), ROW_GROUP):
+            arrays = release.arrays(start, start + ROW_GROUP)
+            rows = int(np.count_nonzero(release.keep[start : start + ROW_GROUP]))
+            part = others.slice(written, rows)
+            columns = [arrays[c] if c in arrays else part.column(c) for c in release.columns]
+            if pending is not None:
+                pending.result()
+            if rows:
+                pending = pool.submit(writer.write_table, pa.table(columns, schema=schema))
+            written += rows
+        if pending is not None:
+            pending.result()
     return path

@@ -160,7 +160,7 @@ def test_a_column_needing_the_arrow_schema_keeps_its_type(tmp_path: Path) -> Non
     plain = pl.DataFrame({"city": pl.Series(["x", "y"]).cast(pl.Categorical), "n": [1, 2]})
     nothing = np.zeros(0, dtype=np.int64)
     as_is = CodedRelease(("city", "n"), {}, plain, plain.clear(), pl.Series([2]), (), nothing,
-                         np.zeros(0, dtype=np.bool_), nothing)  # fmt: skip
+                         np.ones(2, dtype=np.bool_), nothing)  # fmt: skip
     write_release(as_is, tmp_path / "plain.parquet")  # nothing coded: as it is
     assert pl.read_parquet(tmp_path / "plain.parquet")["n"].to_list() == [1, 2]
 
