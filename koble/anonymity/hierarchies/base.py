@@ -73,7 +73,8 @@ class ChunkedIndex:
         out = np.empty(self.length, dtype=values.dtype)
         start = 0
         for where, indices in self.parts:
-            np.take(values[where], indices, out=out[start : start + len(indices)])
+            # mode "clip": the indices are in range, and "raise" would buffer ``out``
+            np.take(values[where], indices, out=out[start : start + len(indices)], mode="clip")
             start += len(indices)
         return out
 
