@@ -33,6 +33,7 @@ operator, which links centrally, runs the anonymity gate and delivers without lo
 
 from __future__ import annotations
 
+from koble.linkage import names
 from koble.linkage.formats import SUFFIX
 from koble.linkage.job import Job, Request
 from koble.linkage.job_model import RECORD_FIELDS
@@ -55,7 +56,6 @@ from koble.registries.catalogue import Catalogue, Registry
 
 __all__ = ["plan_job"]
 
-_KEY_LIST = "key_list.parquet"
 #: What the TTP returns for each record it was asked to resolve (contract: koble.recovery).
 RESOLVED_COLUMNS = (
     "record_id", FNR, "link_method", "match_probability", "match_weight", "reason",
@@ -63,7 +63,7 @@ RESOLVED_COLUMNS = (
 #: The per-person (or per-record) variables a recovery adds to the researcher's files.
 LINK_VARIABLES = ("link_method", "match_probability", "match_weight")
 #: The operator's file of how each person was linked (lopenr, link_method, probability).
-LINK_METHODS = "link_methods.parquet"
+LINK_METHODS = names.LINK_METHODS
 
 
 class _Builder:
@@ -107,9 +107,15 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
                 f"(1..N in an order only the project key gives); keep the key list ({FNR}, "
                 f"{SERIAL}) private; rejected rows go to a rejects file with their reason",
                 inputs=(job.population_file, *recovered),
-                outputs=(_KEY_LIST, *((LINK_METHODS,) if recovered else ())),
+                outputs=(
+                    names.KEY_LIST,
+                    *((LINK_METHODS,) if recovered else ()),
+                    names.POPULATION_REJECTS,
+                    names.POPULATION_REPORT,
+                ),
             )
         )
+        b.reports.append(names.POPULATION_REPORT)
     extracts: list[str] = []
     collector = OPERATOR if central else RESEARCHER
     for request in accepted:
@@ -186,17 +192,18 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
     """Steps and transfers for one registry; returns the extract's file name."""
     reg = request.registry
     party = registry_party(reg)
-    persons = f"{reg}_persons.parquet"
+    persons = names.persons(reg)
     if route.pseudonymous:
-        pseudonym = f"pseudonym_{reg}".replace("-", "_")
-        to_ttp = f"{reg}_persons_fnr.parquet"
+        pseudonym = names.pseudonym_column(reg)
+        to_ttp = names.persons_fnr(reg)
+        ttp_report = names.ttp_report(reg)
         sent = b.step(
             Step(
                 f"operator-send-{reg}",
                 OPERATOR,
                 "send_population_extract",
                 f"send ({FNR}, {SERIAL}) for the population to the TTP for {reg}",
-                inputs=(_KEY_LIST,),
+                inputs=(names.KEY_LIST,),
                 outputs=(to_ttp,),
                 registry=reg,
             )
@@ -210,13 +217,13 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
                 f"replace {FNR} by {reg}'s pseudonym (its own key); the TTP never sees "
                 f"{reg}'s variables",
                 inputs=(to_ttp,),
-                outputs=(persons, f"{reg}_ttp_report.json"),
+                outputs=(persons, ttp_report),
                 registry=reg,
             )
         )
         b.send(converted, party, persons, (pseudonym, SERIAL))
-        b.send(converted, OPERATOR, f"{reg}_ttp_report.json", ())
-        b.reports.append(f"{reg}_ttp_report.json")
+        b.send(converted, OPERATOR, ttp_report, ())
+        b.reports.append(ttp_report)
         key = pseudonym
     else:
         sent = b.step(
@@ -225,7 +232,7 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
                 OPERATOR,
                 "send_population_extract",
                 f"send ({FNR}, {SERIAL}) for the population to {reg}",
-                inputs=(_KEY_LIST,),
+                inputs=(names.KEY_LIST,),
                 outputs=(persons,),
                 registry=reg,
             )
@@ -236,8 +243,10 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
     recovered: tuple[str, ...] = ()
     if request.recover:
         recovered = (_registry_recovery(b, reg, party),)
+    consent: tuple[str, ...] = ()
     if route.consent_filter:
-        source = f"{reg}_consented.parquet"
+        source = names.consented(reg)
+        consent = (names.consent_report(reg),)
         b.step(
             Step(
                 f"{reg}-consent-filter",
@@ -245,12 +254,13 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
                 "consent_filter",
                 f"keep only persons whose consent covers project {job.project_id}",
                 inputs=(persons,),
-                outputs=(source,),
+                outputs=(source, *consent),
                 registry=reg,
             )
         )
     suffix = "parquet" if collector == OPERATOR else _suffix(job.delivery_format)
-    extract = f"{reg}_extract.{suffix}"
+    extract = names.extract(reg, suffix)
+    report = names.registry_report(reg)
     done = b.step(
         Step(
             f"{reg}-extract",
@@ -266,23 +276,23 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
             )
             + f"write ({SERIAL}, variables) (approval: {request.approval.kind} "
             f"{request.approval.reference})",
-            inputs=(source, *recovered),
-            outputs=(extract, f"{reg}_report.json"),
+            inputs=(source, *recovered, *consent),
+            outputs=(extract, report),
             registry=reg,
         )
     )
     linked = LINK_VARIABLES if recovered and collector == RESEARCHER else ()
     b.send(done, collector, extract, (SERIAL, *request.variables, *linked))
-    b.send(done, OPERATOR, f"{reg}_report.json", ())
-    b.reports.append(f"{reg}_report.json")
+    b.send(done, OPERATOR, report, ())
+    b.reports.append(report)
     return extract
 
 
 def _resolve(b: _Builder, holder: str, scope: str, records: str, what: str) -> Step:
     """The TTP's resolve step for ``records`` sent by ``holder`` (``scope``: population or a
     registry id); the resolved file goes back to the holder, the counts to the operator."""
-    resolved = f"{scope}_resolved.parquet"
-    report = f"{scope}_resolve_report.json"
+    resolved = names.resolved(scope)
+    report = names.resolve_report(scope)
     step = b.step(
         Step(
             f"ttp-resolve-{scope}",
@@ -294,7 +304,7 @@ def _resolve(b: _Builder, holder: str, scope: str, records: str, what: str) -> S
             "(a valid number whose birth date or sex disagree is not an exact link); the names, "
             "the model and the review pairs stay at the TTP",
             inputs=(records,),
-            outputs=(resolved, report, f"{scope}_model.json", f"{scope}_review.parquet"),
+            outputs=(resolved, report, names.resolve_model(scope), names.resolve_review(scope)),
             registry=None if scope == "population" else scope,
         )
     )
@@ -313,7 +323,7 @@ def _population_recovery(b: _Builder, job: Job) -> tuple[str, ...]:
     number to be recovered, the valid ones to be checked); returns the files assign-serials
     reads back."""
     assert job.recovery is not None
-    records = "population_recover.parquet"
+    records = names.POPULATION_RECOVER
     fields = tuple(f for f in RECORD_FIELDS if f in job.recovery.fields)
     sent = b.step(
         Step(
@@ -330,13 +340,13 @@ def _population_recovery(b: _Builder, job: Job) -> tuple[str, ...]:
     )
     b.send(sent, TTP, records, _record_columns(fields))
     _resolve(b, OPERATOR, "population", records, "the population's rows")
-    return ("population_resolved.parquet", "population_resolve_report.json")
+    return (names.resolved("population"), names.resolve_report("population"))
 
 
 def _registry_recovery(b: _Builder, reg: str, party: str) -> str:
     """A registry's records without a usable number go (with names) to the TTP and come back
     resolved; the registry fills the numbers in. Returns the table it extracts from."""
-    records = f"{reg}_recover.parquet"
+    records = names.recover(reg)
     sent = b.step(
         Step(
             f"{reg}-prepare-recovery",
@@ -351,7 +361,7 @@ def _registry_recovery(b: _Builder, reg: str, party: str) -> str:
     )
     b.send(sent, TTP, records, _record_columns(RECORD_FIELDS))
     _resolve(b, party, reg, records, f"{reg}'s records")
-    table = f"{reg}_recovered.parquet"
+    table = names.recovered(reg)
     b.step(
         Step(
             f"{reg}-apply-recovery",
@@ -360,7 +370,7 @@ def _registry_recovery(b: _Builder, reg: str, party: str) -> str:
             f"fill in the {FNR} the TTP resolved for every record, with its link_method, "
             "match_probability and match_weight; records still unresolved keep no number and "
             "are not extracted",
-            inputs=(f"{reg}_resolved.parquet",),
+            inputs=(names.resolved(reg),),
             outputs=(table,),
             registry=reg,
         )
@@ -378,7 +388,7 @@ def _central_steps(b: _Builder, job: Job, extracts: list[str], variables: tuple[
             "link_centrally",
             f"link the {len(extracts)} extract(s) on {SERIAL}",
             inputs=tuple(extracts),
-            outputs=("linked.parquet",),
+            outputs=(names.LINKED,),
         )
     )
     b.step(
@@ -388,18 +398,18 @@ def _central_steps(b: _Builder, job: Job, extracts: list[str], variables: tuple[
             "anonymity_gate",
             f"coarsen the linked file until it meets {requirement}; drop {SERIAL}; if it "
             "cannot, stop and return the job to the applicant with the report",
-            inputs=("linked.parquet",),
-            outputs=("anonymous.parquet",),
+            inputs=(names.LINKED,),
+            outputs=(names.ANONYMOUS, names.WITHHELD, names.ANONYMITY_JSON, *names.GATE_REPORT),
         )
     )
     _deliver_steps(
-        b, job, [f"delivery.{_suffix(job.delivery_format)}"], ["anonymity.md"], variables
+        b, job, [names.delivery(_suffix(job.delivery_format))], [names.ANONYMITY_MD], variables
     )
 
 
 #: The documents the operator adds to every delivery (design.md §1.5).
-DOCUMENTS = ("quality.json", "quality.md", "quality.html", "codebook.md")
-MANIFEST = "manifest.json"
+DOCUMENTS = names.DOCUMENTS
+MANIFEST = names.MANIFEST
 
 
 def _deliver_steps(
@@ -430,7 +440,7 @@ def _deliver_steps(
             )
             + "write the quality report, codebook and manifest; sign the manifest (Ed25519)",
             inputs=(
-                *(("anonymous.parquet",) if central else ()),
+                *((names.ANONYMOUS, names.ANONYMITY_JSON, names.GATE_REPORT[0]) if central else ()),
                 *((LINK_METHODS,) if links else ()),
                 *b.reports,
             ),

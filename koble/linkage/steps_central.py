@@ -19,6 +19,7 @@ from koble.anonymity.release import AnonymityCheck, anonymise_file
 from koble.anonymity.report import write_report
 from koble.errors import KobleError
 from koble.files import OutputSet, atomic_write
+from koble.linkage import names
 from koble.linkage.context import Context
 from koble.linkage.job_model import Anonymity
 from koble.linkage.plan import SERIAL, Step
@@ -32,9 +33,8 @@ __all__ = [
     "person_figures",
 ]
 
-LINKED = "linked.parquet"
-WITHHELD = "withheld.parquet"
-REPORT_DIR = "anonymity"
+LINKED = names.LINKED
+REPORT_DIR = names.GATE_REPORT_DIR
 
 
 class AnonymityGateError(KobleError):
@@ -53,8 +53,9 @@ def link_step(ctx: Context, step: Step) -> dict[str, Any]:
     # stacked, under the request's name; it is anonymous-only if any part is.
     stacks: dict[str, list[pl.DataFrame]] = {}
     anonymous: dict[str, bool] = {}
+    extracts = {names.extract(p.registry, "parquet"): p.registry for p in ctx.plan.accepted}
     for file in step.inputs:
-        registry = file.removesuffix("_extract.parquet")
+        registry = extracts[file]  # the plan says whose extract it is
         part = ctx.plan.part(registry)
         asked = part.requested if part is not None else registry
         stacks.setdefault(asked, []).append(pl.read_parquet(store / file))
@@ -75,7 +76,7 @@ def link_step(ctx: Context, step: Step) -> dict[str, Any]:
         multiplied[registry] = int(frame[SERIAL].is_duplicated().sum())
         linked = linked.join(frame, on=SERIAL, how="left", coalesce=True)
     linked = linked.sort(linked.columns, nulls_last=True)
-    with atomic_write(store / LINKED) as temp:
+    with atomic_write(store / names.declared(LINKED, step.outputs)) as temp:
         linked.write_parquet(temp)
     return {
         "base": base_name,
@@ -132,9 +133,13 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
     config = gate_config(anonymity, store / step.inputs[0], ctx.job_path.parent)
     qis = config.quasi_identifiers
     with OutputSet() as outputs:  # release, withheld rows and report together or not at all
-        release = anonymise_file(store / step.inputs[0], config, store / step.outputs[0],
-                                 store / WITHHELD, outputs=outputs)  # fmt: skip
-        write_report(release, store / REPORT_DIR, outputs=outputs)
+        release = anonymise_file(
+            store / step.inputs[0], config, store / names.declared(names.ANONYMOUS, step.outputs),
+            store / names.declared(names.WITHHELD, step.outputs), outputs=outputs,
+        )  # fmt: skip
+        written = write_report(release, store / REPORT_DIR, outputs=outputs)
+        for path in written.values():  # the report's files are the plan's
+            names.declared(f"{REPORT_DIR}/{path.name}", step.outputs)
     result = release.result
     summary = {
         "k": anonymity.k,
@@ -165,7 +170,7 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
         },
         "meets": bool(result.feasible),
     }
-    ctx.write_json(store / "anonymity.json", summary)
+    ctx.write_json(store / names.declared(names.ANONYMITY_JSON, step.outputs), summary)
     if not result.feasible:
         raise AnonymityGateError(
             f"anonymity gate: no coarsening of {', '.join(anonymity.quasi_identifiers)} meets "

@@ -18,6 +18,7 @@ import polars as pl
 
 from koble.errors import KobleError
 from koble.files import atomic_write, publish_directory, sha256_file, write_text
+from koble.linkage import names
 from koble.linkage.codebook import codebook, render_codebook_markdown
 from koble.linkage.context import Context
 from koble.linkage.formats import write_delivery
@@ -27,8 +28,6 @@ from koble.linkage.manifest import FORMAT, sign_manifest
 from koble.linkage.plan import OPERATOR, Plan, Step, registry_party
 from koble.linkage.planner import LINK_METHODS
 from koble.linkage.quality import write_quality_report
-from koble.linkage.steps_central import REPORT_DIR
-from koble.linkage.steps_keys import POPULATION_REPORT
 from koble.linkage.verify import verify_delivery
 
 __all__ = ["DELIVERY", "DeliveryRejectedError", "deliver_step", "receive_step", "refuse_step"]
@@ -110,14 +109,15 @@ def _checks(
     return checks
 
 
-def _linkage(store: Path, population: dict[str, Any], accepted: list[str]) -> list[dict[str, Any]]:
+def _linkage(
+    store: Path, population: dict[str, Any], accepted: list[str], read: tuple[str, ...]
+) -> list[dict[str, Any]]:
     """The linkage sections: the population's (from assign-serials) and each recovering
     registry's (the TTP's resolve report: counts, model figures, link rate by group)."""
     out = [population["linkage"]] if population.get("linkage") else []
     for reg in accepted:
-        path = store / f"{reg}_resolve_report.json"
-        if path.is_file():
-            report = read_json(path)
+        if names.resolve_report(reg) in read:  # a registry that recovered identities
+            report = read_json(store / names.resolve_report(reg))
             by_outcome = {**report["by_method"], "unresolved": report["unresolved"]}
             out.append({**report, "rows": report["records"], "by_outcome": by_outcome})
     return out
@@ -184,21 +184,23 @@ def _coarsened_labels(
 def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
     store = ctx.store(step.party)
     job, plan = ctx.job, ctx.plan
-    population = ctx.read_json(store / POPULATION_REPORT)
+    read = step.inputs  # every report the plan sends the operator, and nothing else
+    population = ctx.read_json(store / names.declared(names.POPULATION_REPORT, read))
     accepted = [p.registry for p in plan.accepted]  # a split request: one report per part
-    reports = [ctx.read_json(store / f"{reg}_report.json") for reg in accepted]
+    reports = [ctx.read_json(store / names.declared(names.registry_report(reg), read))
+               for reg in accepted]  # fmt: skip
     ttp = {
-        reg: ctx.read_json(store / f"{reg}_ttp_report.json")
+        reg: ctx.read_json(store / names.ttp_report(reg))
         for reg in accepted
-        if (store / f"{reg}_ttp_report.json").is_file()
+        if names.ttp_report(reg) in read
     }
     outputs: list[dict[str, Any]] = []
     anonymity = None
     book: dict[str, Any] = {"files": []}
     if plan.route == "central-anonymous":
-        frame = pl.read_parquet(store / "anonymous.parquet")
+        frame = pl.read_parquet(store / names.declared(names.ANONYMOUS, read))
         target = store / step.outputs[0]
-        anonymity = ctx.read_json(store / "anonymity.json")
+        anonymity = ctx.read_json(store / names.declared(names.ANONYMITY_JSON, read))
         labels, value_labels = _coarsened_labels(frame.columns, anonymity)
         write_delivery(
             frame,
@@ -215,11 +217,12 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
             value_labels=value_labels,
             identifying=set(IDENTIFYING),
         )
-        with atomic_write(store / "anonymity.md") as temp:
-            shutil.copyfile(store / REPORT_DIR / "report.md", temp)
+        with atomic_write(store / names.declared(names.ANONYMITY_MD, step.outputs)) as temp:
+            shutil.copyfile(store / names.declared(names.GATE_REPORT[0], read), temp)
     else:
         if links := [o for o in step.outputs if o.startswith(f"{LINKAGE}.")]:
-            frame = pl.read_parquet(store / LINK_METHODS)  # (lopenr, link_method, probability)
+            # (lopenr, link_method, probability)
+            frame = pl.read_parquet(store / names.declared(LINK_METHODS, read))
             labels, value_labels = labels_for(frame.columns)
             write_delivery(frame, store / links[0], job.delivery_format, labels=labels,
                            value_labels=value_labels, timestamp=ctx.created)  # fmt: skip
@@ -246,7 +249,7 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
         if r["registry"] in ttp:
             r["persons_unresolved"] = ttp[r["registry"]]["persons_unresolved"]
     checks = _checks(population["population"], reports, ttp)
-    linkage = _linkage(store, population, accepted)
+    linkage = _linkage(store, population, accepted, read)
     checks += [linkage_check(section) for section in linkage]
     quality = {
         "project": {"id": job.project_id, "title": job.title},
@@ -265,13 +268,14 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
     if linkage:  # identity recovery: who was linked how, and who was not (design.md §1.5)
         quality["linkage"] = linkage
     write_quality_report(quality, store)
-    write_text(store / "codebook.md", render_codebook_markdown(book))
+    write_text(store / names.declared("codebook.md", step.outputs), render_codebook_markdown(book))
     docs = [
-        d for d in step.outputs if d != "manifest.json" and d not in {o["file"] for o in outputs}
+        d for d in step.outputs if d != names.MANIFEST and d not in {o["file"] for o in outputs}
     ]
     outputs += [_entry(store / d, None, OPERATOR) for d in docs]
     body = _manifest_body(ctx, population, reports, outputs, checks)
-    ctx.write_json(store / "manifest.json", sign_manifest(body, ctx.keys.signer))
+    ctx.write_json(store / names.declared(names.MANIFEST, step.outputs),
+                   sign_manifest(body, ctx.keys.signer))  # fmt: skip
     return {"files": len(outputs), "reconciled": all(c["ok"] for c in checks)}
 
 

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 
 from koble.errors import FileFormatError
 from koble.files import atomic_write, sha256_file
+from koble.linkage import names
 from koble.linkage.context import Context, registry_domain
 from koble.linkage.plan import FNR, SERIAL, Step
 from koble.linkage.steps_recovery import (
@@ -40,9 +41,7 @@ __all__ = [
     "validate_population",
 ]
 
-KEY_LIST = "key_list.parquet"
-REJECTS = "population_rejects.parquet"
-POPULATION_REPORT = "population_report.json"
+KEY_LIST = names.KEY_LIST
 DUPLICATE = "duplicate_person"
 _MESSAGES = reject_messages(
     {
@@ -122,7 +121,7 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
     store = ctx.store(step.party)
     messages = _MESSAGES if recovered is None else {**_MESSAGES, **RECOVERY_MESSAGES}
     rejects = rejects_table(frame, reason, messages, dropped_zero=dropped_leading_zero(checked))
-    with atomic_write(store / REJECTS) as temp:
+    with atomic_write(store / names.declared(names.POPULATION_REJECTS, step.outputs)) as temp:
         rejects.write_parquet(temp)
     keys = assign_serials(ctx.keys.operator, ctx.job.project_id, compact.filter(good).alias(FNR))
     keys = keys.rename({SERIALS_COLUMN: SERIAL}).with_columns(pl.lit(True).alias("current"))
@@ -132,7 +131,7 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
         )
         old = aliases.select(pl.col("old").alias(FNR), SERIAL, pl.lit(False).alias("current"))
         keys = pl.concat([keys, old.sort(SERIAL, FNR)])
-    with atomic_write(store / KEY_LIST) as temp:
+    with atomic_write(store / names.declared(KEY_LIST, step.outputs)) as temp:
         keys.write_parquet(temp)
     linkage = None
     if recovered is not None:
@@ -163,13 +162,13 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
     }
     if linkage is not None:
         report["linkage"] = linkage
-    ctx.write_json(store / POPULATION_REPORT, report)
+    ctx.write_json(store / names.declared(names.POPULATION_REPORT, step.outputs), report)
     return report
 
 
 def send_persons_step(ctx: Context, step: Step) -> dict[str, Any]:
     """(fnr, lopenr) for the registry (every known id) or the TTP (current ids only)."""
-    keys = pl.read_parquet(ctx.store(step.party) / KEY_LIST)
+    keys = pl.read_parquet(ctx.store(step.party) / names.declared(KEY_LIST, step.inputs))
     via_ttp = ctx.route(step.registry).pseudonymous
     persons = keys.filter(pl.col("current")) if via_ttp else keys
     out = persons.select(FNR, SERIAL)
@@ -183,7 +182,7 @@ def pseudonymise_step(ctx: Context, step: Step) -> dict[str, Any]:
     assert step.registry is not None
     store = ctx.store(step.party)
     persons = pl.read_parquet(store / step.inputs[0])
-    column = f"pseudonym_{step.registry}".replace("-", "_")
+    column = names.pseudonym_column(step.registry)
     done = pseudonymise_frame(
         persons,
         FNR,

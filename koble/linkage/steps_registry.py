@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from koble.errors import ColumnError, FileFormatError, InputError
 from koble.files import atomic_write, sha256_file
+from koble.linkage import names
 from koble.linkage.codebook import codebook, sorted_duplicates
 from koble.linkage.context import Context
 from koble.linkage.engine import quote
@@ -43,9 +44,9 @@ def registry_table(ctx: Context, registry: str) -> tuple[Path, str]:
     """The registry's own table and its identifier column (a loaded feed lives in its store)."""
     source = ctx.sources.get(registry)
     if source.ingest:
-        return ctx.store(f"registry:{registry}") / f"{registry}.parquet", source.id_column
+        return ctx.store(f"registry:{registry}") / names.ingested(registry), source.id_column
     if recovering(ctx, registry):  # the table with the numbers the TTP resolved filled in
-        return ctx.store(f"registry:{registry}") / f"{registry}_recovered.parquet", source.id_column
+        return ctx.store(f"registry:{registry}") / names.recovered(registry), source.id_column
     return source.file, source.id_column
 
 
@@ -58,7 +59,7 @@ def recovering(ctx: Context, registry: str) -> bool:
 
 def ingest_counts_file(table: Path) -> Path:
     """Where a registry keeps the counts of the sealed ingest that loaded ``table``."""
-    return table.with_name(f"{table.stem}.ingest.json")
+    return table.with_name(names.ingest_counts(table.stem))
 
 
 #: Feed rows per call of the sealed ingest: bounds the memory a national feed needs.
@@ -92,7 +93,7 @@ def load_feed(
     unrecorded.
     """
     party = f"registry:{source.registry}"
-    target = ctx.store(party) / f"{source.registry}.parquet"
+    target = ctx.store(party) / names.ingested(source.registry)
     counts_file = ingest_counts_file(target)
     if target.is_file():  # loaded before; a table loaded by an older koble has no counts
         kept = ctx.read_json(counts_file) if counts_file.is_file() else {"counts": "unknown"}
@@ -205,7 +206,7 @@ def _refuse_identifiers(
 
 
 def _key(ctx: Context, registry: str) -> str:
-    return f"pseudonym_{registry}".replace("-", "_") if ctx.route(registry).pseudonymous else FNR
+    return names.pseudonym_column(registry) if ctx.route(registry).pseudonymous else FNR
 
 
 def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
@@ -251,7 +252,7 @@ def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
         "persons_consented": int(kept[SERIAL].n_unique()),
         "rows_without_consent": int(found["refused"].sum()),
     }
-    ctx.write_json(store / f"{step.registry}_consent.json", stats)
+    ctx.write_json(store / names.declared(names.consent_report(step.registry), step.outputs), stats)
     return stats
 
 
@@ -342,8 +343,8 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
             timestamp=ctx.created,
         )
     duplicates = sorted_duplicates(extract)
-    consent_file = store / f"{reg}_consent.json"
-    consent = ctx.read_json(consent_file) if consent_file.is_file() else {}
+    consent_file = names.consent_report(reg)  # declared when the registry filters by consent
+    consent = ctx.read_json(store / consent_file) if consent_file in step.inputs else {}
     entry = ctx.catalogue.get(reg)
     feed_counts = ingest_counts_file(table)  # the registry's own record of its feed
     feed = ctx.read_json(feed_counts) if source.ingest and feed_counts.is_file() else None
@@ -446,7 +447,8 @@ def _nothing_delivered(
 
 def _persons_input(ctx: Context, step: Step) -> str:
     """The person list the registry was sent (before any consent filter)."""
-    for transfer in ctx.plan.received_by(step.party):
-        if transfer.file.endswith("_persons.parquet"):
-            return transfer.file
+    assert step.registry is not None
+    sent = names.persons(step.registry)
+    if any(t.file == sent for t in ctx.plan.received_by(step.party)):
+        return sent
     return step.inputs[0]
