@@ -143,16 +143,27 @@ class CodedRelease:
         """Each released row's class, for a check that groups the rows themselves."""
         return pl.Series(self.classes[self.entries[self.keep]])
 
-    def arrays(self, start: int = 0, stop: int | None = None) -> dict[str, pa.DictionaryArray]:
+    def arrays(
+        self, start: int = 0, stop: int | None = None,
+        into: dict[str, npt.NDArray[np.int32]] | None = None,
+    ) -> dict[str, pa.DictionaryArray]:  # fmt: skip
         """Each quasi-identifier's released labels among input rows ``start:stop``, as
         int32 indices into the labels the release holds: the mask first, then a gather from
-        a table of a few entries (cheaper than gathering every row's and masking)."""
+        a table of a few entries (cheaper than gathering every row's and masking).
+        ``into``: a buffer per quasi-identifier, at least that long, to write the indices
+        in (the arrays then view it: reuse it only once they are done with)."""
         keep = self.keep[start:stop]
+        rows = int(np.count_nonzero(keep))
         out = {}
         for name, (dictionary, index_of_code, codes) in self.labels.items():
-            indices = np.take(index_of_code, codes[start:stop][keep])
+            if into is None:
+                indices = np.take(index_of_code, codes[start:stop][keep])
+            else:
+                indices = into[name][:rows]
+                np.compress(keep, codes[start:stop], out=indices)
+                np.take(index_of_code, indices, out=indices, mode="clip")  # in range
             out[name] = pa.DictionaryArray.from_arrays(  # pa.array would import pandas
-                pa.Array.from_buffers(pa.int32(), len(indices), [None, pa.py_buffer(indices)]),
+                pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(indices)]),
                 dictionary,
             )
         return out
@@ -265,8 +276,13 @@ def write_release(
     ):  # fmt: skip
         pending: Future[None] | None = None
         written = 0
-        for start in range(0, len(release.keep), ROW_GROUP):
-            arrays = release.arrays(start, start + ROW_GROUP)
+        # two sets of buffers, taken in turn: a group's are rewritten only after its write
+        # (awaited before the next group's is submitted), so new memory is touched twice
+        # over a group's size, not over the release's
+        size = min(ROW_GROUP, len(release.keep))
+        sets = [{c: np.empty(size, dtype=np.int32) for c in names} for _ in range(2)]
+        for group, start in enumerate(range(0, len(release.keep), ROW_GROUP)):
+            arrays = release.arrays(start, start + ROW_GROUP, into=sets[group % 2])
             rows = int(np.count_nonzero(release.keep[start : start + ROW_GROUP]))
             part = others.slice(written, rows)
             columns = [arrays[c] if c in arrays else part.column(c) for c in release.columns]
