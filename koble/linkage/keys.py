@@ -5,37 +5,32 @@ A run uses two kinds of key:
 * **Long-lived keys** in a key directory (``--keys DIR``), needed again to reproduce a
   delivery: the operator's keyset (project serial numbers), the TTP's keyset (registry
   pseudonyms) and the operator's Ed25519 signing key (the manifest). Keysets are stored by
-  :mod:`koble.pseudonym.keystore`; the signing key by :func:`wrap`, under the same KEK.
+  :mod:`koble.pseudonym.keystore`; the signing key by :mod:`koble.pseudonym.wrapping`, under
+  the same KEK.
 * **Transport keys** of every party (X25519 to receive transfers, Ed25519 to sign them),
   made per workspace. They protect files in transit only, so a reproduction may use new ones.
 
-:func:`wrap` encrypts named secrets with AES-256-GCM under a key from a
-:class:`~koble.pseudonym.keystore.KeyWrapper`, binding the names and public values as
-associated data. Any failure to open is a bare :class:`CryptoError`.
+:func:`koble.pseudonym.wrapping.wrap_keys` seals the signing key under the KEK (AES-256-GCM,
+its name and public values bound as associated data); any failure to open is a bare
+:class:`CryptoError`. Linkage holds keys as key objects only, never as bytes.
 """
 
 from __future__ import annotations
 
-import base64
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from koble.errors import CryptoError, FileFormatError, UsageError
 from koble.files import OutputSet, write_bytes, write_text
-from koble.pseudonym.hazmat.primitives import NONCE_BYTES, aead_open, aead_seal
 from koble.pseudonym.keys import Clock, Keyset, RandBytes
 from koble.pseudonym.keystore import KeyWrapper, keyset_document, keyset_lock, load_keyset
 from koble.pseudonym.opening import opening
 from koble.pseudonym.signing import Ed25519Signer
+from koble.pseudonym.wrapping import WrappingKey, unwrap_keys, wrap_keys
 
-__all__ = ["LinkageKeys", "read_json", "unwrap", "wrap", "write_json"]
-
-_FORMAT = "koble-wrapped/1"
+__all__ = ["LinkageKeys", "read_json", "write_json"]
 
 
 def _json_text(document: object) -> str:
@@ -49,52 +44,6 @@ def write_json(path: Path, document: object, *, mode: int | None = None) -> None
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _aad(params: Mapping[str, Any], public: Mapping[str, str]) -> bytes:
-    header = {"format": _FORMAT, "kek": dict(params), "public": dict(public)}
-    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
-
-
-def wrap(
-    secrets: Mapping[str, bytes],
-    kek: KeyWrapper,
-    *,
-    randbytes: RandBytes,
-    public: Mapping[str, str] | None = None,
-    aes_key: tuple[dict[str, Any], bytes] | None = None,
-) -> dict[str, Any]:
-    """``secrets`` encrypted under ``kek`` (or an already derived ``aes_key``)."""
-    params, key = aes_key if aes_key is not None else (p := kek.params(randbytes), kek.key(p))
-    public = dict(public or {})
-    plain = json.dumps({k: base64.b64encode(v).decode() for k, v in secrets.items()}).encode()
-    nonce = randbytes(NONCE_BYTES)
-    sealed = aead_seal(key, nonce, plain, _aad(params, public))
-    return {
-        "format": _FORMAT,
-        "kek": params,
-        "public": public,
-        "nonce": base64.b64encode(nonce).decode(),
-        "ciphertext": base64.b64encode(sealed).decode(),
-    }
-
-
-def unwrap(
-    document: Mapping[str, Any], kek: KeyWrapper, *, key: bytes | None = None
-) -> dict[str, bytes]:
-    """The secrets of a :func:`wrap` document; any failure is a bare CryptoError."""
-    try:
-        params, public = document["kek"], document["public"]
-        aes = key if key is not None else kek.key(params)
-        plain = aead_open(
-            aes,
-            base64.b64decode(document["nonce"]),
-            base64.b64decode(document["ciphertext"]),
-            _aad(params, public),
-        )
-        return {k: base64.b64decode(v) for k, v in json.loads(plain).items()}
-    except Exception:  # noqa: BLE001 - every malformation is the same uninformative failure
-        raise CryptoError() from None
 
 
 @dataclass(frozen=True, repr=False)
@@ -135,11 +84,11 @@ class LinkageKeys:
         keys = cls(
             Keyset.create(randbytes=randbytes, now=now),
             Keyset.create(randbytes=randbytes, now=now),
-            Ed25519Signer(Ed25519PrivateKey.from_private_bytes(randbytes(32))),
+            Ed25519Signer.generate(randbytes),
         )
-        raw = keys.signer._key.private_bytes_raw()
         public = {"key_id": keys.signer.key_id, "public_key": keys.signer.public_key_bytes().hex()}
-        signer = wrap({"ed25519": raw}, kek, randbytes=randbytes, public=public)
+        signer = wrap_keys({"ed25519": keys.signer}, WrappingKey.fresh(kek, randbytes),
+                           randbytes=randbytes, public=public)  # fmt: skip
         texts = {
             cls.TTP_FILE: keyset_document(keys.ttp, kek, randbytes=randbytes),
             cls.SIGNER_FILE: _json_text(signer),
@@ -181,8 +130,7 @@ class LinkageKeys:
                 document = read_json(path)
             except (OSError, ValueError):
                 raise CryptoError() from None
-            raw = unwrap(document, kek)["ed25519"]
-            signer = Ed25519Signer(Ed25519PrivateKey.from_private_bytes(raw))
+            signer = unwrap_keys(document, kek).signer("ed25519")
             if signer.key_id != document["public"].get("key_id"):
                 raise CryptoError()
         return cls(operator, ttp, signer)

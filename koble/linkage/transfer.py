@@ -38,14 +38,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-
 from koble.errors import CryptoError, FileFormatError
 from koble.files import atomic_write
-from koble.pseudonym.hazmat import primitives
 from koble.pseudonym.keys import RandBytes
 from koble.pseudonym.sealed import PartyKey, PartyPublicKey
 from koble.pseudonym.signing import Signer, verify_signature
+from koble.pseudonym.wrapping import agree_from, agree_to
 
 __all__ = ["FORMAT", "SEGMENT", "TransferHeader", "open_transfer", "seal_transfer"]
 
@@ -107,15 +105,7 @@ def seal_transfer(
 ) -> TransferHeader:
     """Encrypt ``source`` to ``recipient``, sign as ``sender``, write ``target`` atomically."""
     length = source.stat().st_size
-    ephemeral_key = X25519PrivateKey.from_private_bytes(randbytes(32))
-    ephemeral = ephemeral_key.public_key().public_bytes_raw()
-    try:
-        shared = ephemeral_key.exchange(recipient._key)
-    except ValueError:
-        raise CryptoError() from None
-    if shared == bytes(32):
-        raise CryptoError()
-    key = primitives.hkdf_sha256(shared, info=_INFO + recipient.raw + ephemeral, salt=b"")
+    ephemeral, key = agree_to(recipient, label=_INFO, randbytes=randbytes)
     prefix = randbytes(7)
     segments = max(1, -(-length // SEGMENT))
     header = TransferHeader(
@@ -138,7 +128,7 @@ def seal_transfer(
     with source.open("rb") as src, atomic_write(target) as partial, partial.open("wb") as out:
         out.write(MAGIC + struct.pack(">I", len(head)) + head)
         for index, data, last in _chunks(src, length):
-            sealed = primitives.aead_seal(key, _nonce(prefix, index, last), data, head)
+            sealed = key.seal(_nonce(prefix, index, last), data, head)
             digest.update(sealed)
             out.write(sealed)
         out.write(sender.sign(digest.digest()))
@@ -195,9 +185,7 @@ def open_transfer(
         if not verify_signature(sender_public, digest.digest(), signature):
             raise CryptoError()
         ephemeral = bytes.fromhex(f["ephemeral"])
-        aes_key = primitives.hkdf_sha256(
-            key._shared(ephemeral), info=_INFO + key.public.raw + ephemeral, salt=b""
-        )
+        content = agree_from(key, ephemeral, label=_INFO)
         prefix = bytes.fromhex(f["prefix"])
         handle.seek(12 + len(head))
         with atomic_write(target) as partial, partial.open("wb") as out:
@@ -205,5 +193,5 @@ def open_transfer(
                 last = index == segments - 1
                 chunk = handle.read(min(SEGMENT, length - index * SEGMENT) + _TAG)
                 nonce = _nonce(prefix, index, last)
-                out.write(primitives.aead_open(aes_key, nonce, chunk, head))
+                out.write(content.open(nonce, chunk, head))
     return TransferHeader(f["transfer"], f["file"], f["sender"], f["recipient"], length, segments)

@@ -33,14 +33,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from koble.errors import UsageError
-from koble.linkage.keys import read_json, unwrap, wrap, write_json
+from koble.linkage.keys import read_json, write_json
 from koble.pseudonym.keys import RandBytes
 from koble.pseudonym.keystore import KeyWrapper
 from koble.pseudonym.sealed import PartyKey, PartyPublicKey, load_public
 from koble.pseudonym.signing import Ed25519Signer
+from koble.pseudonym.wrapping import WrappingKey, unwrap_keys, wrap_keys
 
 __all__ = [
     "RESTARTED",
@@ -173,7 +172,7 @@ class Workspace:
         directory: dict[str, Any] = read_json(path) if path.is_file() else {"parties": {}}
         if "kek" not in directory:
             directory["kek"] = kek.params(randbytes)
-        aes = kek.key(directory["kek"])
+        wrapping = WrappingKey.derive(kek, directory["kek"])  # once for every party's keys
         keys: dict[str, PartyKeys] = {}
         for party in parties:
             folder = root / party_dir(party)
@@ -181,22 +180,20 @@ class Workspace:
                 (folder / sub).mkdir(parents=True, exist_ok=True)
             key_file = folder / "keys.json"
             if key_file.is_file():
-                secret = unwrap(read_json(key_file), kek, key=aes)
-                receive = PartyKey.from_raw(secret["x25519"])
-                signer = Ed25519Signer(Ed25519PrivateKey.from_private_bytes(secret["ed25519"]))
+                secret = unwrap_keys(read_json(key_file), kek, wrapping=wrapping)
+                receive, signer = secret.party_key("x25519"), secret.signer("ed25519")
             else:
                 receive = PartyKey.generate(randbytes)
-                signer = Ed25519Signer(Ed25519PrivateKey.from_private_bytes(randbytes(32)))
+                signer = Ed25519Signer.generate(randbytes)
                 public = {
                     "x25519": receive.public.raw.hex(),
                     "ed25519": signer.public_key_bytes().hex(),
                 }
-                document = wrap(
-                    {"x25519": receive._raw_private(), "ed25519": signer._key.private_bytes_raw()},
-                    kek,
+                document = wrap_keys(
+                    {"x25519": receive, "ed25519": signer},
+                    wrapping,
                     randbytes=randbytes,
                     public=public,
-                    aes_key=(directory["kek"], aes),
                 )
                 write_json(key_file, document, mode=0o600)
             keys[party] = PartyKeys(party, receive, signer)

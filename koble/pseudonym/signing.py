@@ -17,6 +17,7 @@ with no cause attached, so a wrong passphrase and a corrupt file look the same.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from typing import Any, NoReturn, Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -115,9 +116,21 @@ class Ed25519Signer:
         self._key_id = key_id_of(private_key.public_key())
 
     @classmethod
-    def generate(cls) -> Ed25519Signer:
-        """A new random key from the operating system's generator."""
-        return cls(Ed25519PrivateKey.generate())
+    def generate(cls, randbytes: Callable[[int], bytes] | None = None) -> Ed25519Signer:
+        """A new random key: from 32 bytes of ``randbytes`` (a seeded generator makes runs
+        reproducible in tests), else from the operating system's generator."""
+        if randbytes is None:
+            return cls(Ed25519PrivateKey.generate())
+        return cls.from_raw(randbytes(32))
+
+    @classmethod
+    def from_raw(cls, raw: bytes) -> Ed25519Signer:
+        """A key from its 32 raw private bytes (as unwrapped from encrypted storage by
+        :mod:`koble.pseudonym.wrapping`); anything else is a bare CryptoError."""
+        try:
+            return cls(Ed25519PrivateKey.from_private_bytes(raw))
+        except (ValueError, TypeError):
+            raise CryptoError() from None
 
     @classmethod
     def from_pem(cls, data: bytes, passphrase: bytes) -> Ed25519Signer:

@@ -1,4 +1,5 @@
-"""Wrapped secrets and linkage keys (koble.linkage.keys), party workspaces (.workspace).
+"""Linkage keys (koble.linkage.keys) and party workspaces (.workspace); the wrapping itself
+is tested in tests/pseudonym/test_wrapping.py.
 
 Round trips, wrong KEKs and tampered metadata as bare CryptoErrors, keys that load back the
 same, no key material in reprs or public files, private files readable by the owner only.
@@ -18,14 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from koble.errors import CryptoError, KobleError, UsageError
-from koble.linkage.keys import LinkageKeys, read_json, unwrap, wrap
+from koble.linkage.keys import LinkageKeys, read_json
 from koble.linkage.transfer import open_transfer, seal_transfer
 from koble.linkage.workspace import DIRECTORY, Workspace, party_dir
 from koble.pseudonym.keystore import RawKek
+from koble.pseudonym.wrapping import WrappingKey, wrap_keys
 
 BARE = "cryptographic operation failed"
 KEK = RawKek(bytes(range(32)))
@@ -61,112 +61,6 @@ def assert_absent(secret: bytes, text: str) -> None:
 
 def mode_of(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-# --- wrap / unwrap ------------------------------------------------------------------------
-
-SECRETS = {"ed25519": bytes(range(32)), "x25519": b"\xff" * 32, "empty": b""}
-PUBLIC = {"key_id": "0123456789abcdef", "public_key": "ab" * 32}
-
-
-def wrapped() -> dict[str, Any]:
-    return wrap(SECRETS, KEK, randbytes=seeded(1), public=PUBLIC)
-
-
-def test_wrap_then_unwrap() -> None:
-    document = wrapped()
-    assert document["format"] == "koble-wrapped/1"
-    assert document["public"] == PUBLIC
-    assert document["kek"] == {"kind": "raw"}
-    assert unwrap(document, KEK) == SECRETS
-    # JSON all the way: what is written to disk opens the same
-    assert unwrap(json.loads(json.dumps(document)), KEK) == SECRETS
-
-
-def test_wrapped_secrets_are_not_in_the_document() -> None:
-    text = json.dumps(wrapped())
-    for secret in (SECRETS["ed25519"], SECRETS["x25519"]):
-        assert_absent(secret, text)
-
-
-def test_wrap_without_public_values() -> None:
-    document = wrap({"a": b"1"}, KEK, randbytes=seeded(2))
-    assert document["public"] == {}
-    assert unwrap(document, KEK) == {"a": b"1"}
-
-
-def test_wrap_with_a_derived_key_opens_with_that_key() -> None:
-    params = KEK.params(seeded(3))
-    aes = KEK.key(params)
-    document = wrap(SECRETS, KEK, randbytes=seeded(3), aes_key=(params, aes))
-    assert unwrap(document, KEK, key=aes) == SECRETS
-    assert unwrap(document, KEK) == SECRETS
-    with pytest.raises(CryptoError) as info:
-        unwrap(document, KEK, key=bytes(32))
-    assert_bare(info.value)
-
-
-def test_the_nonce_comes_from_randbytes() -> None:
-    assert wrapped() == wrapped()
-    assert wrap(SECRETS, KEK, randbytes=seeded(2), public=PUBLIC) != wrapped()
-
-
-@settings(max_examples=40, deadline=None)
-@given(secrets=st.dictionaries(st.text(max_size=10), st.binary(max_size=64), max_size=4))
-def test_any_secrets_round_trip(secrets: dict[str, bytes]) -> None:
-    assert unwrap(wrap(secrets, KEK, randbytes=seeded(4)), KEK) == secrets
-
-
-def test_unwrap_with_the_wrong_kek_is_a_bare_crypto_error() -> None:
-    with pytest.raises(CryptoError) as info:
-        unwrap(wrapped(), OTHER_KEK)
-    assert_bare(info.value)
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        pytest.param(lambda d: d["public"].update(key_id="fedcba9876543210"), id="public-value"),
-        pytest.param(lambda d: d["public"].update(extra="1"), id="public-added"),
-        pytest.param(lambda d: d["public"].pop("public_key"), id="public-removed"),
-        pytest.param(lambda d: d.update(public={}), id="public-emptied"),
-        pytest.param(lambda d: d["kek"].update(note="x"), id="kek-params-added"),
-        pytest.param(lambda d: d.update(kek={"kind": "scrypt"}), id="kek-kind"),
-        pytest.param(lambda d: d.update(nonce=base64.b64encode(bytes(12)).decode()), id="nonce"),
-        pytest.param(lambda d: d.update(nonce="!!"), id="nonce-not-base64"),
-        pytest.param(lambda d: d.update(ciphertext=d["ciphertext"][:-4]), id="truncated"),
-        pytest.param(lambda d: d.update(ciphertext=""), id="empty-ciphertext"),
-        pytest.param(lambda d: d.pop("ciphertext"), id="no-ciphertext"),
-        pytest.param(lambda d: d.pop("kek"), id="no-kek"),
-        pytest.param(lambda d: d.pop("public"), id="no-public"),
-        pytest.param(lambda d: d.update(kek=None), id="kek-null"),
-    ],
-)
-def test_tampered_documents_are_a_bare_crypto_error(change: Callable[[Any], Any]) -> None:
-    document = wrapped()
-    change(document)
-    with pytest.raises(CryptoError) as info:
-        unwrap(document, KEK)
-    assert_bare(info.value)
-
-
-@settings(max_examples=60, deadline=None)
-@given(position=st.integers(min_value=0), mask=st.integers(min_value=1, max_value=255))
-def test_any_changed_ciphertext_byte_is_a_bare_crypto_error(position: int, mask: int) -> None:
-    document = wrapped()
-    sealed = bytearray(base64.b64decode(document["ciphertext"]))
-    sealed[position % len(sealed)] ^= mask
-    document["ciphertext"] = base64.b64encode(bytes(sealed)).decode()
-    with pytest.raises(CryptoError) as info:
-        unwrap(document, KEK)
-    assert_bare(info.value)
-
-
-@pytest.mark.parametrize("document", [{}, [], "text", None, {"kek": {}, "public": {}}])
-def test_unwrap_of_garbage_is_a_bare_crypto_error(document: Any) -> None:
-    with pytest.raises(CryptoError) as info:
-        unwrap(document, KEK)
-    assert_bare(info.value)
 
 
 # --- LinkageKeys --------------------------------------------------------------------------
@@ -284,9 +178,9 @@ def test_a_damaged_signing_key_file_is_a_bare_crypto_error(
 def test_a_signing_key_whose_recorded_key_id_is_wrong_does_not_load(tmp_path: Path) -> None:
     """Wrapped correctly under the KEK, but recording another key's id: refused."""
     keys = create_keys(tmp_path)
-    raw = keys.signer._key.private_bytes_raw()
     public = {"key_id": "0" * 16, "public_key": keys.signer.public_key_bytes().hex()}
-    document = wrap({"ed25519": raw}, KEK, randbytes=seeded(19), public=public)
+    wrapping = WrappingKey.fresh(KEK, seeded(19))
+    document = wrap_keys({"ed25519": keys.signer}, wrapping, randbytes=seeded(19), public=public)
     (tmp_path / "operator.signing.json").write_text(json.dumps(document), encoding="utf-8")
     with pytest.raises(CryptoError) as info:
         LinkageKeys.load(tmp_path, KEK)
