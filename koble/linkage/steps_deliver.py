@@ -28,6 +28,13 @@ from koble.linkage.manifest import FORMAT, sign_manifest
 from koble.linkage.plan import OPERATOR, Plan, Step, registry_party
 from koble.linkage.planner import LINK_METHODS
 from koble.linkage.quality import write_quality_report
+from koble.linkage.reports import (
+    ExtractReport,
+    PopulationCounts,
+    PopulationReport,
+    TtpReport,
+    read_report,
+)
 from koble.linkage.verify import verify_delivery
 
 __all__ = ["DELIVERY", "DeliveryRejectedError", "deliver_step", "receive_step", "refuse_step"]
@@ -44,25 +51,24 @@ class DeliveryRejectedError(KobleError):
 
 
 def _checks(
-    population: dict[str, Any], registries: list[dict[str, Any]], ttp: dict[str, dict[str, Any]]
+    population: PopulationCounts, registries: list[ExtractReport], ttp: dict[str, TtpReport]
 ) -> list[dict[str, Any]]:
-    p = population
-    rejected = p["invalid"] + p["duplicates"] + p["unresolved"]
+    p, rejected = population, population.rejected
     checks = [
         {
             "check": "population rows = persons keyed + rows rejected",
-            "ok": p["rows"] == p["persons"] + rejected,
-            "detail": f"{p['rows']:,} = {p['persons']:,} + {rejected:,}",
+            "ok": p.rows == p.persons + rejected,
+            "detail": f"{p.rows:,} = {p.persons:,} + {rejected:,}",
         }
     ]
     for r in registries:
-        reg = r["registry"]
-        expected = ttp[reg]["persons_pseudonymised"] if reg in ttp else p["persons"]
+        reg = r.registry
+        expected = ttp[reg].persons_pseudonymised if reg in ttp else p.persons
         checks.append(
             {
                 "check": f"{reg}: persons sent = persons keyed",
-                "ok": r["persons_sent"] == expected,
-                "detail": f"{r['persons_sent']:,} = {expected:,}",
+                "ok": r.persons_sent == expected,
+                "detail": f"{r.persons_sent:,} = {expected:,}",
             }
         )
         if reg in ttp:
@@ -70,39 +76,34 @@ def _checks(
             checks.append(
                 {
                     "check": f"{reg}: TTP persons received = pseudonymised + unresolved",
-                    "ok": t["persons_received"]
-                    == t["persons_pseudonymised"] + t["persons_unresolved"],
-                    "detail": f"{t['persons_received']:,} = {t['persons_pseudonymised']:,} + "
-                    f"{t['persons_unresolved']:,}",
+                    "ok": t.persons_received == t.persons_pseudonymised + t.persons_unresolved,
+                    "detail": f"{t.persons_received:,} = {t.persons_pseudonymised:,} + "
+                    f"{t.persons_unresolved:,}",
                 }
             )
         checks.append(
             {
                 "check": f"{reg}: rows delivered = rows in file",
-                "ok": r["rows_delivered"] == r["file_rows"],
-                "detail": f"{r['rows_delivered']:,} = {r['file_rows']:,}",
+                "ok": r.rows_delivered == r.file_rows,
+                "detail": f"{r.rows_delivered:,} = {r.file_rows:,}",
             }
         )
-        if "rows_found" in r:  # reports before koble counted reservations have no total
-            withheld = [
-                r["rows_outside_period"],
-                r["rows_without_consent"],
-                r["rows_withheld_reservation"],
-            ]
+        if r.rows_found is not None:  # reports before koble counted reservations: no total
+            withheld = [r.rows_outside_period, r.rows_without_consent, r.rows_withheld_reservation]
             checks.append(
                 {
                     "check": f"{reg}: rows found = delivered + outside period + without "
                     "consent + withheld for reservation",
-                    "ok": r["rows_found"] == r["rows_delivered"] + sum(withheld),
-                    "detail": f"{r['rows_found']:,} = {r['rows_delivered']:,} + "
+                    "ok": r.rows_found == r.rows_delivered + sum(withheld),
+                    "detail": f"{r.rows_found:,} = {r.rows_delivered:,} + "
                     + " + ".join(f"{n:,}" for n in withheld),
                 }
             )
         checks.append(
             {
                 "check": f"{reg}: persons found ≤ persons sent",
-                "ok": r["persons_found"] <= r["persons_sent"],
-                "detail": f"{r['persons_found']:,} ≤ {r['persons_sent']:,}",
+                "ok": r.persons_found <= r.persons_sent,
+                "detail": f"{r.persons_found:,} ≤ {r.persons_sent:,}",
             }
         )
         checks.append(non_empty_check(r))
@@ -110,11 +111,11 @@ def _checks(
 
 
 def _linkage(
-    store: Path, population: dict[str, Any], accepted: list[str], read: tuple[str, ...]
+    store: Path, population: PopulationReport, accepted: list[str], read: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     """The linkage sections: the population's (from assign-serials) and each recovering
     registry's (the TTP's resolve report: counts, model figures, link rate by group)."""
-    out = [population["linkage"]] if population.get("linkage") else []
+    out = [dict(population.linkage)] if population.linkage else []
     for reg in accepted:
         if names.resolve_report(reg) in read:  # a registry that recovered identities
             report = read_json(store / names.resolve_report(reg))
@@ -133,29 +134,29 @@ def linkage_check(section: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def non_empty_check(report: dict[str, Any]) -> dict[str, Any]:
+def non_empty_check(report: ExtractReport) -> dict[str, Any]:
     """A registry sent persons delivers rows: an empty file for a non-empty population is
     a mismatch (a raw feed for a pseudonymous registry, a wrong column), never a pass."""
-    reg, sent, rows = report["registry"], report["persons_sent"], report["rows_delivered"]
+    reg, sent, rows = report.registry, report.persons_sent, report.rows_delivered
     return {
         "check": f"{reg}: rows delivered > 0 when persons were sent",
         "ok": sent == 0 or rows > 0,
-        "detail": f"{rows:,} rows for {sent:,} persons sent, {report['persons_found']:,} found",
+        "detail": f"{rows:,} rows for {sent:,} persons sent, {report.persons_found:,} found",
     }
 
 
-def periods_delivered(plan: Plan, reports: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def periods_delivered(plan: Plan, reports: list[ExtractReport]) -> list[dict[str, Any]]:
     """Every request's data years as planned (by regime and holder), each with the rows its
     registry delivered and the file they are in (none for a refused part)."""
-    by_registry = {r["registry"]: r for r in reports}
+    by_registry = {r.registry: r for r in reports}
     out = []
     for part in plan.parts:
         report = by_registry.get(part.registry) if part.route != "refused" else None
         out.append(
             {
                 **part.to_dict(),
-                "rows_delivered": None if report is None else report["rows_delivered"],
-                "file": None if report is None else report["file"],
+                "rows_delivered": None if report is None else report.rows_delivered,
+                "file": None if report is None else report.file,
             }
         )
     return out
@@ -185,12 +186,13 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
     store = ctx.store(step.party)
     job, plan = ctx.job, ctx.plan
     read = step.inputs  # every report the plan sends the operator, and nothing else
-    population = ctx.read_json(store / names.declared(names.POPULATION_REPORT, read))
+    population = read_report(store / names.declared(names.POPULATION_REPORT, read),
+                             PopulationReport)  # fmt: skip
     accepted = [p.registry for p in plan.accepted]  # a split request: one report per part
-    reports = [ctx.read_json(store / names.declared(names.registry_report(reg), read))
-               for reg in accepted]  # fmt: skip
+    reports = [read_report(store / names.declared(names.registry_report(reg), read),
+                           ExtractReport) for reg in accepted]  # fmt: skip
     ttp = {
-        reg: ctx.read_json(store / names.ttp_report(reg))
+        reg: read_report(store / names.ttp_report(reg), TtpReport)
         for reg in accepted
         if names.ttp_report(reg) in read
     }
@@ -232,31 +234,34 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
                 identifying=set(IDENTIFYING),
             )["files"]  # fmt: skip
         for r in reports:
-            book["files"] += r["codebook"]["files"]
+            book["files"] += r.codebook["files"]
             outputs.append(
                 {
-                    "file": r["file"],
-                    "sha256": r["file_sha256"],
-                    "rows": r["file_rows"],
-                    "from": registry_party(r["registry"]),
+                    "file": r.file,
+                    "sha256": r.file_sha256,
+                    "rows": r.file_rows,
+                    "from": registry_party(r.registry),
                     # which data years of which request the file holds (a split request:
                     # one file per registry and identity regime)
-                    "requested": r.get("requested", r["registry"]),
-                    "period": r["period"],
+                    "requested": r.requested,
+                    "period": r.period,
                 }
             )
+    registries = []  # the quality report's: each extract's figures, the TTP's unresolved
     for r in reports:
-        if r["registry"] in ttp:
-            r["persons_unresolved"] = ttp[r["registry"]]["persons_unresolved"]
-    checks = _checks(population["population"], reports, ttp)
+        summary = r.summary()
+        if r.registry in ttp:
+            summary["persons_unresolved"] = ttp[r.registry].persons_unresolved
+        registries.append(summary)
+    checks = _checks(population.population, reports, ttp)
     linkage = _linkage(store, population, accepted, read)
     checks += [linkage_check(section) for section in linkage]
     quality = {
         "project": {"id": job.project_id, "title": job.title},
         "route": plan.route,
-        "population": population["population"],
-        "registries": [{k: v for k, v in r.items() if k != "codebook"} for r in reports],
-        "ttp": ttp,
+        "population": population.population.to_json(),
+        "registries": registries,
+        "ttp": {reg: t.to_json() for reg, t in ttp.items()},
         "refusals": [x.to_dict() for x in plan.refusals],
         "periods": periods_delivered(plan, reports),
         "anonymity": anonymity,
@@ -281,30 +286,28 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
 
 def _manifest_body(
     ctx: Context,
-    population: dict[str, Any],
-    reports: list[dict[str, Any]],
+    population: PopulationReport,
+    reports: list[ExtractReport],
     outputs: list[dict[str, Any]],
     checks: list[dict[str, Any]],
 ) -> dict[str, Any]:
     job, plan = ctx.job, ctx.plan
-    pop = population["population"]
-    inputs = [
-        {"party": OPERATOR, "file": pop["file"], "sha256": pop["sha256"], "rows": pop["rows"]}
-    ]
-    if population.get("history_sha256"):
+    pop = population.population
+    inputs = [{"party": OPERATOR, "file": pop.file, "sha256": pop.sha256, "rows": pop.rows}]
+    if population.history_sha256:
         inputs.append(
             {
                 "party": OPERATOR,
-                "file": population.get("history_file") or "identity history",
-                "sha256": population["history_sha256"],
-                "rows": population.get("history_rows"),
+                "file": population.history_file or "identity history",
+                "sha256": population.history_sha256,
+                "rows": population.history_rows,
             }
         )
     for r in reports:
-        if feed := r.get("feed"):  # a pseudonymous registry's table came from a sealed feed
+        if feed := r.feed:  # a pseudonymous registry's table came from a sealed feed
             inputs.append(
                 {
-                    "party": f"sender:{r['registry']}",
+                    "party": f"sender:{r.registry}",
                     "file": feed["feed_file"],
                     "sha256": feed["feed_sha256"],
                     "rows": feed["rows_sent"],
@@ -312,10 +315,10 @@ def _manifest_body(
             )
         inputs.append(
             {
-                "party": registry_party(r["registry"]),
-                "file": r["source_file"],
-                "sha256": r["source_sha256"],
-                "rows": r["source_rows"],
+                "party": registry_party(r.registry),
+                "file": r.source_file,
+                "sha256": r.source_sha256,
+                "rows": r.source_rows,
             }
         )
     return {

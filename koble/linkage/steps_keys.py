@@ -19,6 +19,7 @@ from koble.files import atomic_write, sha256_file
 from koble.linkage import names
 from koble.linkage.context import Context, registry_domain
 from koble.linkage.plan import FNR, SERIAL, Step
+from koble.linkage.reports import PopulationCounts, PopulationReport, TtpReport, write_report
 from koble.linkage.steps_recovery import (
     RECOVERY_MESSAGES,
     apply_population_recovery,
@@ -140,30 +141,28 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
     reasons = dict(zip(counts[reason.name].to_list(), counts["count"].to_list(), strict=True))
     persons = int(good.sum())
     history_path = ctx.sources.operator_history
-    report = {
-        "population": {
-            "file": path.name,
-            "sha256": sha256_file(path),
-            "rows": frame.height,
-            "persons": persons,
-            "invalid": int(rejects.height - reasons.get(DUPLICATE, 0) - reasons.get(AMBIGUOUS, 0)),
-            "duplicates": int(reasons.get(DUPLICATE, 0)),
-            "unresolved": int(reasons.get(AMBIGUOUS, 0)),
-            "resolved_from_history": changed,
-            "recovered": 0 if recovered is None else int(recovered.found.sum()),
-            "old_identifiers_sent": keys.height - persons,
-            "reasons": {str(k): int(v) for k, v in sorted(reasons.items())},
-        },
-        "history_sha256": None if history_path is None else sha256_file(history_path),
-        "history_file": None if history_path is None else history_path.name,
-        "history_rows": None
+    report = PopulationReport(
+        population=PopulationCounts(
+            file=path.name,
+            sha256=sha256_file(path),
+            rows=frame.height,
+            persons=persons,
+            invalid=int(rejects.height - reasons.get(DUPLICATE, 0) - reasons.get(AMBIGUOUS, 0)),
+            duplicates=int(reasons.get(DUPLICATE, 0)),
+            unresolved=int(reasons.get(AMBIGUOUS, 0)),
+            resolved_from_history=changed,
+            recovered=0 if recovered is None else int(recovered.found.sum()),
+            old_identifiers_sent=keys.height - persons,
+            reasons={str(k): int(v) for k, v in sorted(reasons.items())},
+        ),
+        history_sha256=None if history_path is None else sha256_file(history_path),
+        history_file=None if history_path is None else history_path.name,
+        history_rows=None
         if history_path is None
         else pq.ParquetFile(history_path).metadata.num_rows,
-    }
-    if linkage is not None:
-        report["linkage"] = linkage
-    ctx.write_json(store / names.declared(names.POPULATION_REPORT, step.outputs), report)
-    return report
+        linkage=linkage,
+    )
+    return write_report(store / names.declared(names.POPULATION_REPORT, step.outputs), report)
 
 
 def send_persons_step(ctx: Context, step: Step) -> dict[str, Any]:
@@ -195,13 +194,14 @@ def pseudonymise_step(ctx: Context, step: Step) -> dict[str, Any]:
     )
     with atomic_write(store / step.outputs[0]) as temp:
         done.table.select(column, SERIAL).write_parquet(temp)
-    report = {
-        "registry": step.registry,
-        "persons_received": persons.height,
-        "persons_pseudonymised": done.table.height,
-        "persons_unresolved": done.rejects.height,
-        "key_id": done.report.key_id,
-        "domain": registry_domain(step.registry),
-    }
-    ctx.write_json(store / step.outputs[1], report)
-    return report
+    report = TtpReport(
+        registry=step.registry,
+        persons_received=persons.height,
+        persons_pseudonymised=done.table.height,
+        persons_unresolved=done.rejects.height,
+        key_id=done.report.key_id,
+        domain=registry_domain(step.registry),
+    )
+    return write_report(
+        store / names.declared(names.ttp_report(step.registry), step.outputs), report
+    )

@@ -27,6 +27,7 @@ from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.plan import FNR, OPERATOR, SERIAL, Step
 from koble.linkage.planner import LINK_VARIABLES
+from koble.linkage.reports import ExtractReport, write_report
 from koble.linkage.reservation import Withheld, withhold_at_registry
 from koble.linkage.sources import RegistrySource, require_columns
 from koble.pseudonym.identity import IdentityHistory
@@ -348,49 +349,49 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     entry = ctx.catalogue.get(reg)
     feed_counts = ingest_counts_file(table)  # the registry's own record of its feed
     feed = ctx.read_json(feed_counts) if source.ingest and feed_counts.is_file() else None
-    report = {
-        "registry": reg,
-        "name": entry.name,
-        "route": "ttp-pseudonym" if ctx.route(reg).pseudonymous else "distributed",
-        "consent_filter": ctx.route(reg).consent_filter,
-        "period": [request.start, request.end],
+    report = ExtractReport(
+        registry=reg,
+        name=entry.name,
+        route="ttp-pseudonym" if ctx.route(reg).pseudonymous else "distributed",
+        consent_filter=ctx.route(reg).consent_filter,
+        period=[request.start, request.end],
         # the job's request these years belong to, and the identity model in force for them
-        "requested": part.requested if (part := ctx.plan.part(reg)) else reg,
-        "identity_model": part.identity_model if part else entry.identity_model,
-        "persons_sent": int(sent[SERIAL].n_unique()),
-        "persons_without_consent": int(consent.get("persons_without_consent", 0)),
-        "rows_without_consent": int(consent.get("rows_without_consent", 0)),
-        "persons_found": int(joined[SERIAL].n_unique()),
-        "persons_delivered": int(extract[SERIAL].n_unique()),
-        "source_file": table.name,
-        "source_sha256": source_sha256.result(),
-        "source_rows": pq.ParquetFile(table).metadata.num_rows,
-        "feed": None
+        requested=part.requested if (part := ctx.plan.part(reg)) else reg,
+        identity_model=part.identity_model if part else entry.identity_model,
+        persons_sent=int(sent[SERIAL].n_unique()),
+        persons_without_consent=int(consent.get("persons_without_consent", 0)),
+        rows_without_consent=int(consent.get("rows_without_consent", 0)),
+        persons_found=int(joined[SERIAL].n_unique()),
+        persons_delivered=int(extract[SERIAL].n_unique()),
+        source_file=table.name,
+        source_sha256=source_sha256.result(),
+        source_rows=pq.ParquetFile(table).metadata.num_rows,
+        feed=None
         if feed is None
         else {k: feed[k] for k in ("feed_file", "feed_sha256", "rows_sent", "rows_rejected")},
-        "rows_delivered": extract.height,
-        "rows_outside_period": joined.height - inside,
+        rows_delivered=extract.height,
+        rows_outside_period=joined.height - inside,
         # every row found is delivered or withheld: by period, consent or reservation
-        "rows_found": joined.height + int(consent.get("rows_without_consent", 0)),
-        "reservation_filter": ctx.route(reg).reservation_filter,
-        "rows_withheld_reservation": withheld.rows,
-        "values_nulled_reservation": dict(sorted(withheld.values.items())),
-        "duplicate_rows": duplicates,
-        "file": out.name,
-        "file_sha256": sha256_file(out),
-        "file_rows": extract.height,
-        "variables": variables,
-        "codebook": codebook(
+        rows_found=joined.height + int(consent.get("rows_without_consent", 0)),
+        reservation_filter=ctx.route(reg).reservation_filter,
+        rows_withheld_reservation=withheld.rows,
+        values_nulled_reservation=dict(sorted(withheld.values.items())),
+        duplicate_rows=duplicates,
+        file=out.name,
+        file_sha256=sha256_file(out),
+        file_rows=extract.height,
+        variables=variables,
+        codebook=codebook(
             {out.name: extract},
             labels=labels,
             value_labels=value_labels,
             identifying=set(IDENTIFYING),
             duplicates={out.name: duplicates},
         ),
-        "recipient": recipient,
-    }
-    ctx.write_json(store / step.outputs[1], report)
-    return {k: v for k, v in report.items() if k != "codebook"}
+        recipient=recipient,
+    )
+    write_report(store / names.declared(names.registry_report(reg), step.outputs), report)
+    return report.summary()
 
 
 def _found_nobody(ctx: Context, registry: str, sent: int, table: Path, column: str) -> None:

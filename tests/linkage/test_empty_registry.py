@@ -18,9 +18,11 @@ from koble.errors import ColumnError, InputError
 from koble.linkage.keys import LinkageKeys
 from koble.linkage.manifest import sign_manifest
 from koble.linkage.quality import verdict
+from koble.linkage.reports import ExtractReport
 from koble.linkage.steps_deliver import _checks
 from koble.linkage.verify import verify_delivery
 from tests.linkage.conftest import JobWriter, World, fixed_now
+from tests.linkage.report_factories import extract_report, population_counts
 
 PASS = "correct horse battery staple"
 
@@ -114,14 +116,14 @@ def test_a_period_with_no_rows_fails_the_run_saying_so(
         world.run(job_variant("old-period", text), tmp_path / "ws")
 
 
-def _report(**values: object) -> dict[str, object]:
+def _report(**values: object) -> ExtractReport:
     base = {"registry": "reseptregisteret", "persons_sent": 120, "persons_found": 0,
             "rows_delivered": 0, "file_rows": 0}  # fmt: skip
-    return {**base, **values}
+    return extract_report(**{**base, **values})
 
 
 def test_the_reconciliation_fails_an_empty_delivery_for_a_non_empty_population() -> None:
-    population = {"rows": 130, "persons": 120, "invalid": 10, "duplicates": 0, "unresolved": 0}
+    population = population_counts(rows=130, persons=120, invalid=10)
     checks = _checks(population, [_report()], {})
     failed = [c for c in checks if not c["ok"]]
     assert [c["check"] for c in failed] == [

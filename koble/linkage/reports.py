@@ -1,0 +1,194 @@
+"""What a step reports to the steps after it: typed, frozen records, written once as JSON
+and read back as the same type (design.md §2.1, issue 17).
+
+A report file is the contract between the step that writes it and the ones that read it
+(delivery, the quality report, verification): its fields are named here once, a file
+lacking one or holding another is a precise :class:`~koble.errors.FileFormatError` naming
+the file and the field, and the JSON written is exactly what it always was (the delivered
+quality report, which carries these figures, keeps its bytes).
+
+Converted so far: the population's report (assign-serials), the TTP's report of a registry's
+pseudonymisation and a registry's extract report. The gate's and the resolve reports still
+pass as JSON objects (listed in issue 17's closing note).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from koble.errors import FileFormatError
+from koble.linkage.keys import read_json, write_json
+
+__all__ = [
+    "ExtractReport",
+    "PopulationCounts",
+    "PopulationReport",
+    "TtpReport",
+    "read_report",
+    "write_report",
+]
+
+R = TypeVar("R", bound="_Report")
+
+
+@dataclass(frozen=True)
+class _Report:
+    """A report's JSON is its fields, in order; :meth:`from_json` takes exactly them."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_json(cls: type[R], document: Any, path: str | Path = "<report>") -> R:
+        if not isinstance(document, Mapping):
+            raise FileFormatError(f"{cls.__name__}: not a JSON object", path=path)
+        fields = dataclasses.fields(cls)
+        names = [f.name for f in fields]
+        optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
+        missing = [n for n in names if n not in document and n not in optional]
+        extra = sorted(set(document) - set(names))
+        if missing or extra:
+            what = [*(f"lacks {n!r}" for n in missing), *(f"holds unknown {n!r}" for n in extra)]
+            raise FileFormatError(f"{cls.__name__}: " + "; ".join(what), path=path)
+        return cls(**{n: cls._field(n, document[n], path) for n in names if n in document})
+
+    @classmethod
+    def _field(cls, name: str, value: Any, path: str | Path) -> Any:
+        del name, path
+        return value
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _Report):
+        return value.to_json()
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+@dataclass(frozen=True)
+class PopulationCounts(_Report):
+    """The study population as assign-serials found it: every row keyed or rejected."""
+
+    file: str
+    sha256: str
+    rows: int
+    persons: int
+    invalid: int
+    duplicates: int
+    unresolved: int
+    resolved_from_history: int
+    recovered: int
+    old_identifiers_sent: int
+    reasons: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def rejected(self) -> int:
+        """Rows refused: invalid, duplicate or unresolved."""
+        return self.invalid + self.duplicates + self.unresolved
+
+
+@dataclass(frozen=True)
+class PopulationReport(_Report):
+    """The operator's assign-serials report: the population's counts, the identity history
+    it resolved through, and (with identity recovery) how each person was linked."""
+
+    population: PopulationCounts
+    history_sha256: str | None
+    history_file: str | None
+    history_rows: int | None
+    linkage: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_json(cls, document: Any, path: str | Path = "<report>") -> PopulationReport:
+        if isinstance(document, Mapping) and "linkage" not in document:
+            document = {**document, "linkage": None}  # written only with recovery
+        return super().from_json(document, path)
+
+    def to_json(self) -> dict[str, Any]:
+        out = super().to_json()
+        if out["linkage"] is None:
+            del out["linkage"]
+        return out
+
+    @classmethod
+    def _field(cls, name: str, value: Any, path: str | Path) -> Any:
+        return PopulationCounts.from_json(value, path) if name == "population" else value
+
+
+@dataclass(frozen=True)
+class TtpReport(_Report):
+    """The TTP's pseudonymisation of the population for one registry."""
+
+    registry: str
+    persons_received: int
+    persons_pseudonymised: int
+    persons_unresolved: int
+    key_id: str
+    domain: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractReport(_Report):
+    """A registry's extract: who it was sent, what it found, delivered and withheld (by
+    period, consent, reservation), its source and file with their hashes, and the file's
+    codebook entry. Every row found is delivered or withheld for a reason."""
+
+    registry: str
+    name: str
+    route: str
+    consent_filter: bool
+    period: tuple[int, int] | list[int]
+    #: The job's request these years belong to, and the identity model in force for them.
+    requested: str
+    identity_model: str
+    persons_sent: int
+    persons_without_consent: int
+    rows_without_consent: int
+    persons_found: int
+    persons_delivered: int
+    source_file: str
+    source_sha256: str
+    source_rows: int
+    #: A pseudonymous registry's sealed feed (file, hash, rows sent and rejected), if any.
+    feed: Mapping[str, Any] | None
+    rows_delivered: int
+    rows_outside_period: int
+    #: None in a report of a koble from before reservations were counted.
+    rows_found: int | None = None
+    reservation_filter: bool
+    rows_withheld_reservation: int
+    values_nulled_reservation: Mapping[str, int]
+    duplicate_rows: Any
+    file: str
+    file_sha256: str
+    file_rows: int
+    variables: list[str]
+    codebook: Mapping[str, Any]
+    recipient: str
+
+    def summary(self) -> dict[str, Any]:
+        """The report without its codebook entry (what the quality report and the audit
+        carry)."""
+        return {k: v for k, v in self.to_json().items() if k != "codebook"}
+
+
+def write_report(path: Path, report: _Report) -> dict[str, Any]:
+    """Write ``report`` as JSON (atomically); returns the JSON object written."""
+    document = report.to_json()
+    write_json(path, document)
+    return document
+
+
+def read_report(path: Path, kind: type[R]) -> R:
+    """The report of ``kind`` at ``path``; an unreadable or mismatched file is a
+    FileFormatError naming it."""
+    try:
+        document = read_json(path)
+    except (OSError, ValueError) as exc:
+        raise FileFormatError(f"{kind.__name__}: cannot be read ({exc})", path=path) from None
+    return kind.from_json(document, path)
