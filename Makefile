@@ -5,12 +5,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck browser bench bench-national clean
+.PHONY: demo test lint typecheck browser java bench bench-national clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,spark]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -33,7 +33,15 @@ browser:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-test: lint typecheck browser
+# The Spark engine's tests (tests/linkage/test_engine_spark.py) need Java 17+: installed
+# here when missing (Debian's headless JRE). Without it those tests fail; they never skip.
+java:
+	@if ! command -v java >/dev/null; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; \
+	fi
+
+test: lint typecheck browser java
 	$(BIN)/pytest
 
 # Every benchmark script at a size that runs in about 10 minutes on 2 cores; the national

@@ -168,6 +168,9 @@ def reproduce_command(
     world: Path | None,
     extra: Path | None,
     test_numbers: bool,
+    engine: str,
+    spark_master: str | None,
+    spark_remote: str | None,
     passphrase_env: str,
     kek_file: Path | None,
     kek_env: str | None,
@@ -182,7 +185,7 @@ def reproduce_command(
     ensure_distinct({"--workspace": workspace}, {"--against": against, "--keys": keys_dir})
     kwargs = resolve_run(
         job_file, workspace, keys_dir, sources, world, extra, passphrase_env, kek_file, kek_env,
-        against=against,
+        against=against, engine=engine, spark_master=spark_master, spark_remote=spark_remote,
     )  # fmt: skip
     report = reproduce_job(job_file, workspace, against, test_numbers=test_numbers, **kwargs)
     if as_json:

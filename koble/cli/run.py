@@ -49,6 +49,18 @@ def common_run_options(function: Any) -> Any:
             help="A TOML file of registries added to (or completing) the catalogue.",
         ),
         click.option("--test-numbers", is_flag=True, help="Accept synthetic test numbers."),
+        click.option(
+            "--engine",
+            type=click.Choice(["duckdb", "spark"]),
+            default="duckdb",
+            show_default=True,
+            help="Where the registries' SQL runs: embedded DuckDB, or Spark (the `spark` "
+            "extra and Java 17+; local mode unless --spark-master or --spark-remote).",
+        ),
+        click.option(
+            "--spark-master", metavar="URL", help="A Spark master (e.g. spark://host:7077)."
+        ),
+        click.option("--spark-remote", metavar="URL", help="A Spark Connect server (sc://host)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -67,6 +79,9 @@ def resolve_run(
     kek_env: str | None,
     *,
     against: Path | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
+    spark_remote: str | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of :func:`run_job` the options name. The workspace must keep
     apart from every directory the command reads (``against``: a reproduction's delivery);
@@ -99,6 +114,9 @@ def resolve_run(
         "now": utc_now,
         "randbytes": randbytes,
         "on_audit_close": print_audit_head,
+        "engine": engine,
+        "spark_master": spark_master,
+        "spark_remote": spark_remote,
     }
 
 
@@ -153,6 +171,9 @@ def run(
     world: Path | None,
     extra: Path | None,
     test_numbers: bool,
+    engine: str,
+    spark_master: str | None,
+    spark_remote: str | None,
     passphrase_env: str,
     kek_file: Path | None,
     kek_env: str | None,
@@ -169,8 +190,9 @@ def run(
     verified.
     """
     kwargs = resolve_run(
-        job_file, workspace, keys_dir, sources, world, extra, passphrase_env, kek_file, kek_env
-    )
+        job_file, workspace, keys_dir, sources, world, extra, passphrase_env, kek_file, kek_env,
+        engine=engine, spark_master=spark_master, spark_remote=spark_remote,
+    )  # fmt: skip
     console = Console(stderr=True, highlight=False)
     bar, event = progress_display(console, not as_json)
     try:

@@ -107,8 +107,15 @@ class DuckDBEngine:
         self._con.close()
 
 
-def engine_named(name: str) -> Engine:
-    """The engine called ``name``; only ``duckdb`` ships today."""
+def engine_named(name: str, *, master: str | None = None, remote: str | None = None) -> Engine:
+    """The engine called ``name``: ``duckdb`` (the default) or ``spark`` (the ``spark`` extra;
+    ``master`` a Spark master URL, default ``local[2]``, or ``remote`` a Spark Connect URL)."""
     if name == "duckdb":
+        if master is not None or remote is not None:
+            raise UsageError("a Spark master or remote applies only to --engine spark")
         return DuckDBEngine()
-    raise UsageError(f"unknown engine {name!r}; available: duckdb")
+    if name == "spark":
+        from koble.linkage.engine_spark import SparkEngine  # pyspark only when asked for
+
+        return SparkEngine(master=master, remote=remote)
+    raise UsageError(f"unknown engine {name!r}; available: duckdb, spark")

@@ -390,8 +390,8 @@ def test_engine_named() -> None:
         assert eng.name == "duckdb"
     finally:
         eng.close()
-    with pytest.raises(UsageError, match="unknown engine 'spark'; available: duckdb"):
-        engine_named("spark")
+    with pytest.raises(UsageError, match="unknown engine 'flink'; available: duckdb, spark"):
+        engine_named("flink")
 
 
 @pytest.mark.parametrize(

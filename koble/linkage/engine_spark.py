@@ -1,0 +1,481 @@
+"""The Spark engine: the same ``Engine`` interface as DuckDB, on a Spark session.
+
+``pyspark`` is an optional extra (``pip install 'koble[spark]'``), imported only when a
+:class:`SparkEngine` is made. Local mode (``local[2]``) runs on one machine and in the
+tests; ``master=`` names a cluster, ``remote=`` a Spark Connect server.
+
+What makes Spark answer the shared SQL subset as DuckDB does (module docstring of
+:mod:`koble.linkage.engine`):
+
+* ``spark.sql.ansi.doubleQuotedIdentifiers``: ``"col"`` is a column, as the steps quote them
+  (:func:`~koble.linkage.engine.quote`); ANSI mode on, so a bad cast or an overflow fails
+  in both engines instead of giving NULL in one; session time zone UTC.
+* Several Parquet files are one table read file by file and joined with ``unionByName``
+  (missing columns are NULL, wider types win, columns in order of first appearance, as
+  DuckDB's ``union_by_name``); without an ``ORDER BY`` the rows then come file by file in
+  each file's order, as from DuckDB.
+* The result's Arrow schema is DuckDB's: the same SQL is bound by DuckDB over the same
+  inputs with ``LIMIT 0`` (Parquet footers only, no rows; some milliseconds) and Spark's
+  result is cast to that schema, so
+  ``EXTRACT(YEAR ...)`` is int64 (Spark: int32), ``SUM`` of integers decimal(38, 0)
+  (Spark: int64), unsigned Parquet columns come back unsigned (Spark widens them), strings
+  ``string`` (not ``large_string``), every field nullable (Spark marks some not null) and
+  ``TIMESTAMP WITH TIME ZONE`` in DuckDB's zone. When DuckDB cannot bind the SQL, or names the
+  columns differently (an expression without an alias), only the large types and
+  nullability are normalised.
+
+Differences left to the SQL's author: DuckDB puts NULLs last in either direction, Spark first
+when ascending, so every ``ORDER BY`` term says ``NULLS LAST``; rows tied under the
+``ORDER BY`` may come in another order (the steps sort on every column they deliver);
+division by zero is an error on Spark (ANSI) and infinity or NULL on DuckDB, so the shared
+subset has no division. A file whose path holds a colon cannot be read by Spark (Hadoop).
+
+In one Python process there is one Spark JVM: local-mode engines share one SparkContext
+(started by the first, stopped with its private scratch directory when the last closes) and
+each has its own ``SparkSession`` (its own temporary views and SQL settings). A party that
+must not share a JVM with another runs in its own process, cluster or Spark Connect session.
+The JVM's console output and logs go nowhere and PySpark's error loggers are off: errors
+reach the caller as koble errors, an analysis error with its first line (it names columns),
+a runtime error with Spark's error class only (its message may quote a value).
+
+On a cluster or Spark Connect (checked by hand against a local Connect server, which needs
+``pip install 'pyspark[connect]'``), the executors' Python must have koble, pyarrow and
+polars (``write_parquet`` and the pseudonymisation run Python there), Parquet paths must
+be visible to the cluster as they are here, and the cluster's own logs are its operator's
+to configure: Spark logs a failed task's message, which may quote a value.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from subprocess import DEVNULL
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from koble.errors import FileFormatError, InputError, UsageError
+from koble.files import atomic_write
+from koble.linkage.engine import _NAME, DuckDBEngine, Table
+
+__all__ = ["LOCAL_MASTER", "ROW_GROUP_ROWS", "SparkEngine", "normalise", "pyspark_module"]
+
+LOCAL_MASTER = "local[2]"
+#: Rows per Parquet row group, as DuckDB's writer in :class:`DuckDBEngine`.
+ROW_GROUP_ROWS = 1_000_000
+INSTALL_PYSPARK = "pip install 'koble[spark]'"
+INSTALL_JAVA = "apt-get install openjdk-17-jre-headless"
+
+#: Settings every session gets (see the module docstring for why).
+SESSION_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.ansi.enabled": "true",
+    "spark.sql.ansi.doubleQuotedIdentifiers": "true",
+}
+#: And a classic (not Spark Connect) session: Arrow between Python and the JVM, always.
+CLASSIC_CONF = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
+}
+
+
+def pyspark_module(name: str = "pyspark.sql") -> Any:
+    """``pyspark`` (or one of its modules), imported now; a usage error when absent."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise UsageError(
+            f"the Spark engine needs pyspark, which is not installed: {INSTALL_PYSPARK}"
+        ) from None
+
+
+def java_executable() -> Path:
+    """The ``java`` Spark will start: ``$JAVA_HOME/bin/java``, else the first on ``PATH``."""
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").is_file():
+        return Path(home) / "bin" / "java"
+    found = shutil.which("java")
+    if found is None:
+        raise UsageError(
+            "the Spark engine needs Java 17 or newer, and no `java` was found on PATH or in "
+            f"JAVA_HOME: install it (Debian/Ubuntu: `{INSTALL_JAVA}`; elsewhere any OpenJDK "
+            "17+) or set JAVA_HOME to an installed JDK"
+        )
+    return Path(found)
+
+
+class _SharedContext:
+    """The process's one SparkContext, its private scratch directory, and who uses it."""
+
+    lock = threading.Lock()
+    current: _SharedContext | None = None
+
+    def __init__(self, master: str, conf: Mapping[str, str]) -> None:
+        self.master = master
+        self.users = 0
+        self.root = Path(tempfile.mkdtemp(prefix="koble-spark-"))
+        try:
+            self.session = self._start(conf)
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+        # spill files hold person data: gone at exit even if an engine was never closed
+        atexit.register(self.remove_scratch)
+
+    def _start(self, extra: Mapping[str, str]) -> Any:
+        sql, core = pyspark_module(), pyspark_module("pyspark")
+        conf = core.SparkConf().setMaster(self.master).setAppName("koble")
+        settings = {
+            "spark.ui.enabled": "false",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.eventLog.enabled": "false",
+            "spark.local.dir": str(self.root / "local"),
+            "spark.sql.warehouse.dir": str(self.root / "warehouse"),
+            **SESSION_CONF,
+            **CLASSIC_CONF,
+            **extra,
+        }
+        if self.master.startswith("local") and "spark.sql.shuffle.partitions" not in extra:
+            # one machine: 8 shuffle partitions, not 200 (a fifth faster at 1 M rows, and
+            # small queries run in half the time); a cluster keeps Spark's default
+            settings["spark.sql.shuffle.partitions"] = "8"
+        for key, value in settings.items():
+            conf.set(key, value)
+        gateway = None
+        if core.SparkContext._gateway is None:  # the JVM, started once, silent on the console
+            launch = pyspark_module("pyspark.java_gateway").launch_gateway
+            try:
+                gateway = launch(conf, popen_kwargs={"stdout": DEVNULL, "stderr": DEVNULL})
+            except pyspark_module("pyspark.errors").PySparkRuntimeError:
+                raise UsageError(
+                    f"the Spark JVM did not start with {java_executable()}: Spark 4 needs Java "
+                    f"17 or newer (`java -version`; Debian/Ubuntu: `{INSTALL_JAVA}`)"
+                ) from None
+        context = core.SparkContext(conf=conf, gateway=gateway)
+        context.setLogLevel("OFF")  # logs may quote data; errors reach Python as exceptions
+        if self.master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
+            context.pythonExec = sys.executable  # local workers: this Python, with koble
+        return sql.SparkSession(context)
+
+    @classmethod
+    def acquire(cls, master: str, conf: Mapping[str, str]) -> _SharedContext:
+        with cls.lock:
+            shared = cls.current
+            if shared is not None and shared.master != master:
+                raise UsageError(
+                    f"this process already runs Spark on {shared.master!r}; one process has "
+                    f"one Spark JVM, so an engine on {master!r} needs its own process"
+                )
+            if shared is None:
+                shared = cls.current = _SharedContext(master, conf)
+            shared.users += 1
+            return shared
+
+    def release(self) -> None:
+        with self.lock:
+            self.users -= 1
+            if self.users > 0:
+                return
+            _SharedContext.current = None
+            try:
+                self.session.stop()
+            finally:
+                self.remove_scratch()
+                atexit.unregister(self.remove_scratch)
+
+    def remove_scratch(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+class SparkEngine:
+    """A Spark session; Parquet inputs are read in place, Arrow inputs sent to Spark."""
+
+    name = "spark"
+
+    def __init__(
+        self,
+        *,
+        master: str | None = None,
+        remote: str | None = None,
+        conf: Mapping[str, str] | None = None,
+    ) -> None:
+        """``master``: a Spark master URL (default ``local[2]``); ``remote``: a Spark Connect
+        URL (``sc://host:15002``) instead. ``conf``: more Spark settings, for the context the
+        first local engine starts (memory, partitions); never key material."""
+        if master is not None and remote is not None:
+            raise UsageError("give the Spark engine a master or a remote (Spark Connect), not both")
+        sql = pyspark_module()
+        self._shared: _SharedContext | None = None
+        if remote is not None:
+            try:
+                session = sql.SparkSession.builder.remote(remote).create()
+            except ImportError:
+                raise UsageError(
+                    "Spark Connect needs pyspark's connect client: pip install 'pyspark[connect]'"
+                ) from None
+            for key, value in {**SESSION_CONF, **(conf or {})}.items():
+                session.conf.set(key, value)
+        else:
+            java_executable()
+            self._shared = _SharedContext.acquire(master or LOCAL_MASTER, conf or {})
+            try:
+                session = self._shared.session.newSession()
+                for key, value in {**SESSION_CONF, **CLASSIC_CONF}.items():
+                    session.conf.set(key, value)
+            except BaseException:
+                self._shared.release()
+                raise
+        self.session: Any = session
+        self._errors = _spark_errors()
+        _silence_python_loggers()
+        self._types = DuckDBEngine(threads=1)  # binds the SQL to find DuckDB's result types
+        self._closed = False
+
+    @property
+    def scratch(self) -> Path | None:
+        """The private directory of local mode's scratch files (None on Spark Connect)."""
+        return None if self._shared is None else self._shared.root
+
+    def query(self, sql: str, tables: Mapping[str, Table]) -> pa.Table:
+        with self._tables(tables):
+            frame = self.frame(sql)
+            with self._failures():
+                result = frame.toArrow()
+        return normalise(result, self._reference(sql, tables))
+
+    def write_parquet(self, sql: str, tables: Mapping[str, Table], path: Path) -> int:
+        """Written with pyarrow (zstd, row groups of a million rows) from Arrow batches
+        streamed a partition at a time (``DataFrame.__arrow_c_stream__``, pyspark 4.2+): the
+        driver's memory cost is the largest partition plus the row group being written, not
+        the result (with an older pyspark, ``toArrow()`` holds the whole result). Rows in the
+        result's order, with the types DuckDB gives; the bytes are not DuckDB's: another
+        writer, and DuckDB marks a column REQUIRED when the Parquet statistics of its inputs
+        prove it has no NULLs, which Spark's result does not carry."""
+        with self._tables(tables):
+            frame = self.frame(sql)
+            reference = self._reference(sql, tables)
+            rows = 0
+            with self._failures(), atomic_write(path) as temp:
+                reader = _batches(frame)
+                schema = normalise(reader.schema.empty_table(), reference).schema
+                pending: list[pa.RecordBatch] = []
+                with pq.ParquetWriter(temp, schema, compression="zstd") as writer:
+                    for batch in reader:
+                        pending.append(batch)
+                        if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
+                            rows += _write_groups(writer, pending, schema, reference, last=False)
+                    rows += _write_groups(writer, pending, schema, reference, last=True)
+        return rows
+
+    def frame(self, sql: str) -> Any:
+        """The Spark DataFrame of ``sql`` over the tables registered now (for steps that go
+        on in Spark, such as :mod:`koble.linkage.engine_spark_pseudonym`)."""
+        with self._failures():
+            return self.session.sql(sql)
+
+    def collect(self, frame: Any) -> pa.Table:
+        """A DataFrame's rows as Arrow, with the normalised (not DuckDB's) types."""
+        with self._failures():
+            return normalise(frame.toArrow(), None)
+
+    @contextlib.contextmanager
+    def _failures(self) -> Iterator[None]:
+        """Spark's and Py4J's exceptions as an :class:`InputError` of one redacted line."""
+        try:
+            yield
+        except self._errors as exc:
+            raise InputError(f"Spark could not run the query: {_reason(exc)}") from None
+
+    @contextlib.contextmanager
+    def tables(self, tables: Mapping[str, Table]) -> Iterator[None]:
+        """``tables`` visible by name to :meth:`frame` for the duration."""
+        with self._tables(tables):
+            yield
+
+    @contextlib.contextmanager
+    def _tables(self, tables: Mapping[str, Table]) -> Iterator[None]:
+        registered: list[str] = []
+        try:
+            for name, table in tables.items():
+                if not _NAME.fullmatch(name):
+                    raise UsageError(f"invalid table name {name!r}")
+                with self._failures():
+                    self._frame_of(table).createOrReplaceTempView(name)
+                registered.append(name)
+            yield
+        finally:
+            for name in registered:
+                self.session.catalog.dropTempView(name)
+
+    def _frame_of(self, table: Table) -> Any:
+        if isinstance(table, pa.Table):
+            return self.session.createDataFrame(sparkable(table))
+        paths = [table] if isinstance(table, Path) else list(table)
+        if not paths:
+            raise UsageError("a table of Parquet files names no file")
+        for path in paths:
+            if not path.is_file():
+                raise FileFormatError("no such Parquet file", path=path)
+            if ":" in path.resolve().as_posix():  # HADOOP-3257
+                raise UsageError("Spark cannot read a file whose path holds a colon: rename it")
+        frames = [self.session.read.parquet(_hadoop_path(path)) for path in paths]
+        frame = frames[0]
+        for more in frames[1:]:
+            frame = frame.unionByName(more, allowMissingColumns=True)
+        return frame
+
+    def _reference(self, sql: str, tables: Mapping[str, Table]) -> pa.Schema | None:
+        """DuckDB's result schema for ``sql`` over empty tables of the same schemas."""
+        empty = {
+            name: table.schema.empty_table() if isinstance(table, pa.Table) else table
+            for name, table in tables.items()
+        }
+        try:
+            typed = self._types.query(f"SELECT * FROM ({sql}) AS q LIMIT 0", empty)
+        except (duckdb.Error, UsageError):
+            return None
+        return typed.schema
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._types.close()
+        if self._shared is not None:
+            self._shared.release()
+        else:
+            self.session.stop()
+
+    def __repr__(self) -> str:
+        where = "remote" if self._shared is None else self._shared.master
+        return f"SparkEngine({where})"
+
+
+def _batches(frame: Any) -> pa.RecordBatchReader:
+    """A DataFrame's rows as Arrow batches, one partition at a time where pyspark can
+    (``__arrow_c_stream__``, pyspark 4.2 and later), else all at once (``toArrow``)."""
+    if hasattr(frame, "__arrow_c_stream__"):
+        return pa.RecordBatchReader.from_stream(frame)
+    table = frame.toArrow()
+    return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+
+
+def _spark_errors() -> tuple[type[BaseException], ...]:
+    errors = pyspark_module("pyspark.errors")
+    py4j = pyspark_module("py4j.protocol")
+    return (errors.PySparkException, py4j.Py4JError, pa.ArrowException)
+
+
+def _silence_python_loggers() -> None:
+    """PySpark logs every failed query's message, which may quote a value, to stderr."""
+    logger = pyspark_module("pyspark.logger").PySparkLogger
+    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
+        logger.getLogger(name).disabled = True
+
+
+_CONDITION = re.compile(r"\[([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)\]")
+
+
+def _reason(exc: BaseException) -> str:
+    """The part of a Spark failure that is safe to show: a koble error raised in a Python
+    worker; the first line of an analysis error (it names columns and tables, from the SQL);
+    else only Spark's error class, since a runtime error's message may quote a value."""
+    text = str(exc)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("koble.errors."):
+            return line.removeprefix("koble.errors.")
+    if isinstance(exc, pyspark_module("pyspark.errors").AnalysisException) and lines:
+        return lines[0]
+    found = _CONDITION.search(text)
+    if found:
+        return f"[{found.group(1)}] (Spark's message is not shown: it may quote the data)"
+    return f"{type(exc).__name__} (Spark's message is not shown: it may quote the data)"
+
+
+def _hadoop_path(path: Path) -> str:
+    """``path`` as Spark reads it literally: absolute, as a ``file:`` URI (a colon in a name
+    is no scheme), with Hadoop's glob characters escaped (``b*.parquet`` is that file only)."""
+    return "file://" + re.sub(r"([\\*?\[\]{}])", r"\\\1", str(path.resolve()))
+
+
+def _plain(kind: pa.DataType) -> pa.DataType:
+    """Arrow's large string and binary types as the plain ones DuckDB gives."""
+    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+        return pa.string()
+    if pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
+        return pa.binary()
+    return kind
+
+
+def normalise(table: pa.Table, reference: pa.Schema | None) -> pa.Table:
+    """``table`` cast to ``reference`` (DuckDB's schema for the same SQL) when its column
+    names are the same, else with plain strings and every field nullable."""
+    if reference is not None and reference.names == table.column_names:
+        target = pa.schema([pa.field(f.name, f.type) for f in reference])
+    else:
+        target = pa.schema([pa.field(f.name, _plain(f.type)) for f in table.schema])
+    try:
+        return table.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        for field, wanted in zip(table.schema, target, strict=True):
+            if field.type != wanted.type:
+                try:
+                    table.column(field.name).cast(wanted.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    raise UsageError(
+                        f"Spark's result for column {field.name!r} ({field.type}) does not fit "
+                        f"DuckDB's type for it ({wanted.type})"
+                    ) from None
+        raise
+
+
+def sparkable(table: pa.Table) -> pa.Table:
+    """``table`` with the types Spark takes from Arrow: dictionaries decoded, unsigned
+    integers widened as Spark reads them from Parquet (uint64 as decimal(20, 0))."""
+    wider = {
+        pa.uint8(): pa.int16(),
+        pa.uint16(): pa.int32(),
+        pa.uint32(): pa.int64(),
+        pa.uint64(): pa.decimal128(20, 0),
+    }
+    fields = []
+    for field in table.schema:
+        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+        fields.append(field.with_type(wider.get(kind, _plain(kind))))
+    target = pa.schema(fields)
+    return table if target == table.schema else table.cast(target)
+
+
+def _write_groups(
+    writer: pq.ParquetWriter,
+    pending: list[pa.RecordBatch],
+    schema: pa.Schema,
+    reference: pa.Schema | None,
+    *,
+    last: bool,
+) -> int:
+    """Write the whole row groups in ``pending`` (all of it when ``last``), normalised;
+    keep the rest, as Spark gave it, for the next call."""
+    if not pending:
+        return 0
+    table = pa.Table.from_batches(pending)
+    rows = int(table.num_rows)
+    whole = rows if last else rows - rows % ROW_GROUP_ROWS
+    if whole:
+        part = normalise(table.slice(0, whole), reference).cast(schema)
+        writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
+    pending.clear()
+    pending.extend(table.slice(whole).to_batches())
+    return whole

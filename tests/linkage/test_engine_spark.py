@@ -1,0 +1,517 @@
+"""The Spark engine (koble.linkage.engine_spark): the steps' SQL gives the same Arrow tables as
+on DuckDB, its failures are koble errors that quote no data, and the TTP's pseudonyms made
+inside Spark are koble's, bit for bit.
+
+One local Spark session serves the whole module (starting one takes seconds). These tests
+never skip: without pyspark or Java the fixture fails, saying how to install them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from koble.errors import FileFormatError, InputError, UsageError
+from koble.linkage import engine_spark
+from koble.linkage.engine import DuckDBEngine, Table, engine_named, quote
+from koble.linkage.engine_spark import SparkEngine
+from koble.linkage.engine_spark_pseudonym import _pseudonymiser, pseudonymise_query
+from koble.pseudonym.domain_cipher import domain_cipher
+from koble.pseudonym.insecure_cleartext import keyset_from_key
+from koble.pseudonym.pseudonymise import pseudonymise_values
+from tests.linkage.conftest import World
+from tests.pseudonym.test_scheme import KEY, KNOWN_ANSWERS
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[SparkEngine]:
+    eng = SparkEngine()  # a UsageError here says how to install pyspark or Java
+    scratch = eng.scratch
+    assert scratch is not None and scratch.is_dir()
+    yield eng
+    eng.close()
+    assert not scratch.exists()  # the last engine removes the private scratch directory
+
+
+@pytest.fixture(scope="module")
+def duck() -> Iterator[DuckDBEngine]:
+    eng = DuckDBEngine(threads=1)
+    yield eng
+    eng.close()
+
+
+def same(spark: SparkEngine, duck: DuckDBEngine, sql: str, tables: Mapping[str, Table]) -> pa.Table:
+    """Both engines' results, which must be equal in schema and in every value and row."""
+    expected = duck.query(sql, tables)
+    got = spark.query(sql, tables)
+    assert got.schema == expected.schema
+    assert got.equals(expected), (got.to_pydict(), expected.to_pydict())
+    return got
+
+
+@pytest.fixture
+def events(tmp_path: Path) -> Path:
+    path = tmp_path / "events.parquet"
+    pq.write_table(
+        pa.table({"pid": ["a", "b", "a", "c"], "code": ["C50", "I21", "S72", "C50"]}), path
+    )
+    return path
+
+
+PEOPLE = pa.table({"pid": ["a", "b", "d"], "age": [40, 51, 62]})
+
+
+# --- the interface, as for DuckDB ------------------------------------------------------------
+
+
+def test_query_over_parquet_arrow_and_a_join(
+    spark: SparkEngine, duck: DuckDBEngine, events: Path
+) -> None:
+    sql = "SELECT code, COUNT(*) AS n FROM events GROUP BY code ORDER BY code"
+    result = same(spark, duck, sql, {"events": events})
+    assert result.to_pydict() == {"code": ["C50", "I21", "S72"], "n": [2, 1, 1]}
+    sql = "SELECT pid FROM people WHERE age > 45 ORDER BY pid"
+    assert same(spark, duck, sql, {"people": PEOPLE}).to_pydict() == {"pid": ["b", "d"]}
+    sql = (
+        "SELECT p.pid, p.age, COUNT(e.code) AS n FROM people p "
+        "LEFT JOIN events e ON e.pid = p.pid GROUP BY p.pid, p.age ORDER BY p.pid"
+    )
+    result = same(spark, duck, sql, {"events": events, "people": PEOPLE})
+    assert result.to_pydict() == {"pid": ["a", "b", "d"], "age": [40, 51, 62], "n": [2, 1, 0]}
+
+
+def test_tables_are_unregistered_after_a_query_and_after_a_failure(
+    spark: SparkEngine, events: Path
+) -> None:
+    spark.query("SELECT 1 AS one", {"events": events, "people": PEOPLE})
+    with pytest.raises(InputError, match="no_such_column"):
+        spark.query(
+            "SELECT no_such_column FROM events, people", {"events": events, "people": PEOPLE}
+        )
+    with pytest.raises(UsageError, match="invalid table name 'Bad'"):
+        spark.query("SELECT 1 AS one", {"events": events, "Bad": PEOPLE})
+    for name in ("events", "people"):
+        with pytest.raises(InputError, match="TABLE_OR_VIEW_NOT_FOUND"):
+            spark.query(f"SELECT * FROM {name}", {})
+    result = spark.query("SELECT COUNT(*) AS n FROM events", {"events": PEOPLE})
+    assert result.to_pydict() == {"n": [3]}
+
+
+def test_parquet_paths_with_quotes_and_missing_files(spark: SparkEngine, tmp_path: Path) -> None:
+    path = tmp_path / "o'brien's.parquet"
+    pq.write_table(PEOPLE, path)
+    assert spark.query("SELECT COUNT(*) AS n FROM t", {"t": path}).to_pydict() == {"n": [3]}
+    with pytest.raises(FileFormatError, match=r"missing\.parquet: no such Parquet file"):
+        spark.query("SELECT * FROM t", {"t": [path, tmp_path / "missing.parquet"]})
+
+
+def test_file_names_are_read_literally(spark: SparkEngine, tmp_path: Path) -> None:
+    """Hadoop would read ``b*.parquet`` as a glob (every b-file) and a colon as a scheme."""
+    pq.write_table(PEOPLE, tmp_path / "b1.parquet")
+    for name in ("b*.parquet", "a[1].parquet", "c{x,y}.parquet", "h?.parquet", "i\\j.parquet"):
+        pq.write_table(PEOPLE.slice(0, 1), tmp_path / name)
+        result = spark.query("SELECT COUNT(*) AS n FROM t", {"t": tmp_path / name})
+        assert result.to_pydict() == {"n": [1]}, name
+    pq.write_table(PEOPLE, tmp_path / "d:e.parquet")
+    with pytest.raises(UsageError, match="holds a colon"):
+        spark.query("SELECT COUNT(*) AS n FROM t", {"t": tmp_path / "d:e.parquet"})
+
+
+def test_several_files_are_one_table_matched_by_name_in_file_order(
+    spark: SparkEngine, duck: DuckDBEngine, tmp_path: Path
+) -> None:
+    """Columns by name (missing ones NULL, the wider integer type), in order of first
+    appearance; without ORDER BY the rows come file by file, even when a later file is
+    larger (Spark alone would read the largest first)."""
+    first, second, third = (tmp_path / f"{n}.parquet" for n in ("first", "second", "third"))
+    pq.write_table(pa.table({"pid": ["a", "b"], "n": pa.array([1, 2], pa.int32())}), first)
+    big = 50_000
+    pq.write_table(
+        pa.table(
+            {
+                "extra": pa.array(np.arange(big, dtype=np.float64)),
+                "n": pa.array(np.arange(big, dtype=np.int64)),
+                "pid": pa.array([f"p{i}" for i in range(big)]),
+            }
+        ),
+        second,
+    )
+    when = pa.array([datetime.datetime(2020, 1, 1, 12, 30)], pa.timestamp("us"))
+    pq.write_table(pa.table({"pid": ["z"], "at": when}), third)
+    result = same(spark, duck, "SELECT * FROM t", {"t": [first, second, third]})
+    assert result.column_names == ["pid", "n", "extra", "at"]
+    assert result.schema.field("n").type == pa.int64()
+    assert result.column("pid").to_pylist()[:3] == ["a", "b", "p0"]
+    assert result.column("pid").to_pylist()[-1] == "z"
+
+
+def test_types_are_duckdbs(spark: SparkEngine, duck: DuckDBEngine, tmp_path: Path) -> None:
+    """Spark widens unsigned integers, gives int32 for EXTRACT and int64 for SUM, large
+    strings and non-null fields; the results are cast to what DuckDB gives."""
+    path = tmp_path / "typed.parquet"
+    table = pa.table(
+        {
+            "u32": pa.array([1, 2, None], pa.uint32()),
+            "u64": pa.array([1, 2**63 + 5, None], pa.uint64()),
+            "d": pa.array([datetime.date(2019, 5, 1), None, datetime.date(2021, 1, 2)]),
+            "ts": pa.array([1, 2, 3], pa.timestamp("us")),
+            "tz": pa.array([1, 2, 3], pa.timestamp("us", tz="UTC")),
+            "dec": pa.array([1, 2, 3], pa.int64()).cast(pa.decimal128(22, 2)),
+            "s": pa.array(["x", None, "z"], pa.large_string()),
+            "code": pa.array(["a", "b", "a"]).dictionary_encode(),
+        }
+    )
+    pq.write_table(table, path)
+    for source in (path, table):
+        same(spark, duck, "SELECT * FROM t", {"t": source})
+        sql = (
+            "SELECT code, EXTRACT(YEAR FROM d) AS y, SUM(u32) AS total, COUNT(DISTINCT s) AS n, "
+            "MAX(ts) AS last, CAST(MIN(dec) AS INTEGER) AS small, COALESCE(MAX(s), 'none') AS s "
+            "FROM t GROUP BY code, EXTRACT(YEAR FROM d) ORDER BY code NULLS LAST, y NULLS LAST"
+        )
+        result = same(spark, duck, sql, {"t": source})
+        assert result.schema.field("y").type == pa.int64()
+        assert result.schema.field("total").type == pa.decimal128(38, 0)
+
+
+def test_write_parquet_keeps_order_counts_rows_and_writes_row_groups(
+    spark: SparkEngine,
+    duck: DuckDBEngine,
+    events: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_spark, "ROW_GROUP_ROWS", 4)
+    sql = "SELECT * FROM t WHERE pid <> 'b' ORDER BY code DESC NULLS LAST, pid NULLS LAST"
+    tables: dict[str, Table] = {"t": [events, events, events]}
+    rows = spark.write_parquet(sql, tables, tmp_path / "spark.parquet")
+    duck.write_parquet(sql, tables, tmp_path / "duck.parquet")
+    assert rows == 9
+    written = pq.ParquetFile(tmp_path / "spark.parquet")
+    assert [written.metadata.row_group(i).num_rows for i in range(3)] == [4, 4, 1]
+    assert written.metadata.row_group(0).column(0).compression == "ZSTD"
+    # the same rows and types (DuckDB's writer marks columns without NULLs as required)
+    expected = pq.read_table(tmp_path / "duck.parquet")
+    assert written.read().equals(expected.cast(written.schema_arrow))
+    empty = spark.write_parquet("SELECT * FROM t WHERE FALSE", tables, tmp_path / "none.parquet")
+    assert empty == 0
+    assert pq.read_table(tmp_path / "none.parquet").schema == written.schema_arrow
+
+
+def test_an_older_pyspark_without_the_arrow_stream_collects_whole() -> None:
+    class Older:  # pyspark before 4.2: toArrow(), no __arrow_c_stream__
+        def toArrow(self) -> pa.Table:  # noqa: N802 - pyspark's name
+            return pa.table({"a": [1, 2]})
+
+    assert engine_spark._batches(Older()).read_all().to_pydict() == {"a": [1, 2]}
+
+
+def test_a_failing_write_leaves_no_file(spark: SparkEngine, tmp_path: Path) -> None:
+    out = tmp_path / "out.parquet"
+    with pytest.raises(InputError, match="CAST_INVALID_INPUT"):
+        spark.write_parquet("SELECT CAST(pid AS INTEGER) AS n FROM t", {"t": PEOPLE}, out)
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the steps' SQL on generated tables -----------------------------------------------------
+
+KEYS = [f"{i:011d}" for i in range(1, 9)]
+dates = st.none() | st.dates(datetime.date(2014, 1, 1), datetime.date(2024, 12, 31))
+rows = st.lists(
+    st.tuples(
+        st.sampled_from(KEYS),
+        dates,
+        st.none() | st.sampled_from(["C50", "I21", "S72", "æøå", ""]),
+        st.none() | st.integers(-1000, 1000),
+        st.none() | st.booleans(),
+    ),
+    max_size=40,
+)
+persons = st.lists(st.sampled_from(KEYS), unique=True, max_size=len(KEYS))
+
+
+def _source(
+    drawn: list[tuple[str, datetime.date | None, str | None, int | None, bool | None]],
+) -> pa.Table:
+    fnr, day, code, value, consent = zip(*drawn, strict=True) if drawn else ([],) * 5
+    return pa.table(
+        {
+            "fnr": pa.array(fnr, pa.string()),
+            "day": pa.array(day, pa.date32()),
+            "year": pa.array([d.year if d else None for d in day], pa.int64()),
+            "code": pa.array(code, pa.string()),
+            "value": pa.array(value, pa.int32()),
+            "consent": pa.array(consent, pa.bool_()),
+        }
+    )
+
+
+def _persons(keys: list[str]) -> pa.Table:
+    lopenr = pa.array(range(len(keys), 0, -1), pa.int64())
+    return pa.table({"key": pa.array(keys, pa.string()), "lopenr": lopenr})
+
+
+def _both(spark: SparkEngine, duck: DuckDBEngine, sql: str, **tables: pa.Table) -> None:
+    """``sql`` over ``tables`` written as Parquet files, as the steps read them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths: dict[str, Table] = {}
+        for name, table in tables.items():
+            paths[name] = Path(tmp) / f"{name}.parquet"
+            pq.write_table(table, paths[name])
+        same(spark, duck, sql, paths)
+
+
+def extract_sql(year: str) -> str:
+    """The shape of steps_registry.extract_step's query."""
+    variables = ["code", "value", "day"]
+    selected = ", ".join(f"s.{quote(v)}" for v in variables)
+    order = ", ".join(f"{quote(c)} NULLS LAST" for c in ["lopenr", *variables])
+    return f"""
+        SELECT p.{quote("lopenr")} AS {quote("lopenr")}, {selected},
+               COALESCE({year} BETWEEN 2016 AND 2021, FALSE) AS _in_period
+        FROM source s JOIN persons p ON s.{quote("fnr")} = p.{quote("key")}
+        WHERE COALESCE(s.{quote("consent")}, FALSE)
+        ORDER BY _in_period DESC, {order}
+    """
+
+
+@settings(max_examples=10)
+@given(rows, persons)
+def test_the_extraction_query(
+    spark: SparkEngine,
+    duck: DuckDBEngine,
+    drawn: list[tuple],
+    keys: list[str],  # type: ignore[type-arg]
+) -> None:
+    source, people = _source(drawn), _persons(keys)
+    for year in ('EXTRACT(YEAR FROM s."day")', 'CAST(s."year" AS INTEGER)'):
+        _both(spark, duck, extract_sql(year), source=source, persons=people)
+
+
+@settings(max_examples=10)
+@given(rows, persons)
+def test_the_consent_and_count_queries(
+    spark: SparkEngine,
+    duck: DuckDBEngine,
+    drawn: list[tuple],
+    keys: list[str],  # type: ignore[type-arg]
+) -> None:
+    source, people = _source(drawn), _persons(keys)
+    consent = """
+        SELECT p."key" AS key, p."lopenr" AS lopenr,
+               MAX(CASE WHEN s."consent" THEN 1 ELSE 0 END) AS consented,
+               SUM(CASE WHEN s."consent" THEN 0 ELSE 1 END) AS refused
+        FROM persons p JOIN source s ON s."fnr" = p."key"
+        GROUP BY p."key", p."lopenr" ORDER BY lopenr NULLS LAST
+    """
+    counts = """
+        SELECT s."code" AS code, COUNT(*) AS n, COUNT(DISTINCT s."fnr") AS persons,
+               SUM(s."value") AS total, MIN(s."day") AS first,
+               COALESCE(MAX(p."lopenr"), -1) AS top
+        FROM source s LEFT JOIN persons p ON s."fnr" = p."key"
+        WHERE s."value" IS NULL OR s."value" > -500
+        GROUP BY s."code" ORDER BY code NULLS LAST
+    """
+    for sql in (consent, counts):
+        _both(spark, duck, sql, source=source, persons=people)
+
+
+# --- pseudonyms inside Spark ----------------------------------------------------------------
+
+
+def test_known_answer_vectors_in_spark(spark: SparkEngine) -> None:
+    keyset = keyset_from_key(KEY)
+    for (domain, id_scheme, identifier), expected in KNOWN_ANSWERS.items():
+        table = pa.table({"id": [identifier, None]})
+        made = pseudonymise_query(
+            spark, "SELECT id FROM t", {"t": table}, column="id", keyset=keyset,
+            domain=domain, id_scheme=id_scheme,  # type: ignore[arg-type]
+        )  # fmt: skip
+        assert made.column("id").to_pylist() == [expected, None]
+
+
+def test_spark_pseudonyms_are_the_local_functions(spark: SparkEngine, tmp_path: Path) -> None:
+    n = 5_000
+    rng = np.random.default_rng(17)
+    numbers = pl.Series(rng.integers(10**9, 10**11, n)).cast(pl.String).str.zfill(11)
+    ids = numbers.to_arrow().cast(pa.string())
+    ids = pa.array([None if i % 97 == 0 else v for i, v in enumerate(ids.to_pylist())])
+    path = tmp_path / "ids.parquet"
+    pq.write_table(pa.table({"row": pa.array(range(n), pa.int64()), "fnr": ids}), path)
+    keyset = keyset_from_key(KEY)
+    made = pseudonymise_query(
+        spark, "SELECT row, fnr FROM t ORDER BY row", {"t": path},
+        column="fnr", keyset=keyset, domain="npr",
+    )  # fmt: skip
+    assert made.column("row").to_pylist() == list(range(n))
+    local = pseudonymise_values(keyset, "npr", pl.from_arrow(ids).drop_nulls())  # type: ignore[union-attr]
+    got = made.column("fnr")
+    assert got.null_count == ids.null_count
+    assert got.drop_null().to_pylist() == local.to_list()
+
+
+def test_the_key_is_in_no_plan_configuration_or_error(
+    spark: SparkEngine, capfd: pytest.CaptureFixture[str]
+) -> None:
+    keyset = keyset_from_key(KEY)
+    cipher = domain_cipher(keyset, "npr")
+    key = cipher._key  # the test looks for the key's bytes in what Spark shows
+    types = engine_spark.pyspark_module("pyspark.sql.types")
+    with spark.tables({"t": pa.table({"fnr": ["15108695088"]})}):
+        frame = spark.frame("SELECT fnr FROM t")
+        schema = types.StructType([types.StructField("fnr", types.StringType(), True)])
+        mapped = frame.mapInArrow(_pseudonymiser("fnr", cipher), schema)
+        plan = mapped._jdf.queryExecution().toString()
+        assert "pseudonymise" in plan  # the plan names the function, nothing of its closure
+    settings_ = dict(spark.session.sparkContext.getConf().getAll())
+    settings_ |= {k: str(v) for k, v in spark.session.conf.getAll.items()}
+    for text in (plan, repr(settings_), repr(spark)):
+        assert key.hex() not in text and KEY.hex() not in text
+        assert repr(key)[2:-1] not in text
+    with pytest.raises(InputError) as info:
+        pseudonymise_query(spark, "SELECT 'Kari Nordmann' AS fnr", {}, column="fnr",
+                           keyset=keyset, domain="npr")  # fmt: skip
+    assert "not a compact identifier" in str(info.value) and "Kari" not in str(info.value)
+    out, err = capfd.readouterr()
+    assert "Kari" not in out + err and key.hex() not in out + err
+
+
+def test_a_missing_column_to_pseudonymise(spark: SparkEngine) -> None:
+    with pytest.raises(UsageError, match="no column 'fnr'"):
+        pseudonymise_query(spark, "SELECT 1 AS x", {}, column="fnr",
+                           keyset=keyset_from_key(KEY), domain="npr")  # fmt: skip
+
+
+# --- errors that quote no data; setup messages -----------------------------------------------
+
+
+def test_runtime_errors_name_the_error_class_not_the_value(
+    spark: SparkEngine, capfd: pytest.CaptureFixture[str]
+) -> None:
+    table = pa.table({"name": ["Kari Nordmann"], "fnr": ["15108695088"]})
+    for column in ("name", "fnr"):
+        with pytest.raises(InputError) as info:
+            spark.query(f'SELECT CAST("{column}" AS INTEGER) AS n FROM t', {"t": table})
+        assert "[CAST_INVALID_INPUT]" in str(info.value)
+        assert "Kari" not in str(info.value) and "15108695088" not in str(info.value)
+    out, err = capfd.readouterr()
+    assert "Kari" not in out + err and "15108695088" not in out + err
+
+
+def test_without_pyspark_the_message_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [m for m in sys.modules if m == "pyspark" or m.startswith("pyspark.")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "pyspark", None)
+    for make in (SparkEngine, lambda: engine_named("spark")):
+        with pytest.raises(UsageError, match=r"needs pyspark.*pip install 'koble\[spark\]'"):
+            make()
+
+
+def test_spark_connect_without_its_client_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "grpc", None)
+    with pytest.raises(UsageError, match=r"pip install 'pyspark\[connect\]'"):
+        SparkEngine(remote="sc://localhost:15002")
+
+
+def test_without_java_the_message_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    with pytest.raises(UsageError) as info:
+        SparkEngine()
+    message = str(info.value)
+    assert "needs Java 17 or newer" in message
+    assert "apt-get install openjdk-17-jre-headless" in message
+
+
+def test_engines_share_the_jvm_but_not_their_views(spark: SparkEngine, events: Path) -> None:
+    other = engine_named("spark")
+    try:
+        assert isinstance(other, SparkEngine) and other.scratch == spark.scratch
+        assert other.session is not spark.session
+        with (
+            spark.tables({"events": events}),
+            pytest.raises(InputError, match="TABLE_OR_VIEW_NOT_FOUND"),
+        ):
+            other.query("SELECT * FROM events", {})
+    finally:
+        other.close()
+    assert spark.scratch is not None and spark.scratch.is_dir()  # still in use
+    assert spark.scratch.stat().st_mode & 0o077 == 0  # private to this user
+    with pytest.raises(UsageError, match="one Spark JVM"):
+        SparkEngine(master="local[1]")
+    with pytest.raises(UsageError, match="not both"):
+        SparkEngine(master="local[2]", remote="sc://localhost:15002")
+    with pytest.raises(UsageError, match="only to --engine spark"):
+        engine_named("duckdb", master="local[2]")
+
+
+def test_the_jvm_prints_nothing_and_keeps_no_event_log(spark: SparkEngine) -> None:
+    """Spark's console output (banner, log lines, progress bars) goes to /dev/null, its
+    log level is OFF and there is no UI or event log: nothing a run does lands in a log."""
+    context = spark.session.sparkContext
+    proc = context._gateway.proc
+    assert proc is not None
+    for fd in (1, 2):
+        assert os.readlink(f"/proc/{proc.pid}/fd/{fd}") == "/dev/null"
+    conf = dict(context.getConf().getAll())
+    assert conf["spark.eventLog.enabled"] == "false"
+    assert conf["spark.ui.enabled"] == "false"
+    assert conf["spark.local.dir"].startswith(str(spark.scratch))
+    logger = context._jvm.org.apache.logging.log4j.LogManager.getRootLogger()
+    assert str(logger.getLevel()) == "OFF"
+
+
+@pytest.mark.slow
+def test_the_distributed_demo_job_delivers_the_same_files(
+    spark: SparkEngine, world: World, tmp_path: Path
+) -> None:
+    """The demo's distributed job on both engines, with the same keys and randomness: every
+    delivered data file is byte-identical. The manifest and quality report differ only in
+    the engine's name and the hash of the registry table that sealed ingest loaded (written
+    by pyarrow on Spark, by DuckDB's writer on DuckDB)."""
+    deliveries = {}
+    for name in ("duckdb", "spark"):
+        result = world.run(
+            world.distributed, tmp_path / name / "ws", randbytes=random.Random(5).randbytes,
+            engine=name,
+        )  # fmt: skip
+        deliveries[name] = {
+            p.relative_to(result.delivery).as_posix(): p.read_bytes()
+            for p in sorted(result.delivery.rglob("*"))
+            if p.is_file()
+        }
+    duck_files, spark_files = deliveries["duckdb"], deliveries["spark"]
+    assert sorted(duck_files) == sorted(spark_files)
+    data = [f for f in duck_files if f not in ("manifest.json", "quality.json")]
+    assert len(data) >= 5
+    for name in data:
+        assert spark_files[name] == duck_files[name], name
+    manifests = {k: json.loads(v["manifest.json"])["manifest"] for k, v in deliveries.items()}
+    loaded = {f"{s.registry}.parquet" for s in world.sources.registries.values() if s.ingest}
+    assert manifests["duckdb"]["engine"] == "duckdb" and manifests["spark"]["engine"] == "spark"
+    for key in ("inputs", "outputs"):
+        differing = [
+            a["file"]
+            for a, b in zip(manifests["duckdb"][key], manifests["spark"][key], strict=True)
+            if a != b
+        ]
+        assert set(differing) <= loaded | {"quality.json"}, differing
