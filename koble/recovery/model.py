@@ -14,7 +14,10 @@ records and the register (one row per person and name they have had):
     :func:`~koble.recovery.normalise.name_tokens` (double and hyphenated names);
 ``fn_ph``/``ln_ph``
     :func:`~koble.recovery.normalise.phonetic_key` (also blocking keys);
-``birth_date``, ``bd_str`` (``YYYYMMDD``), ``bd_year``, ``bd_month``, ``sex``,
+``birth_date``, ``bd_str`` (``YYYYMMDD``), ``bd_year``, ``bd_month`` and the blocking keys
+``bd_day``, ``bd_decade``, ``bd_day_tens``, ``bd_day_units``
+(:func:`~koble.recovery.candidates.birth_parts`), ``sex``, ``rare_ph`` (first and last name
+sound; on the register side only where rare: :func:`~koble.recovery.candidates.key_rows`),
 ``death_date``, ``places`` (list of kommune numbers: the record's kommune; the person's
 address history, current kommune and birth kommune); ``nr`` (the record's number as
 written, compacted; the person's own number); ``x_<field>`` for each extra field the caller
@@ -217,13 +220,33 @@ def comparisons(compare: Mapping[str, str] | None = None) -> tuple[dict[str, Any
     return (*COMPARISONS, *extra)
 
 
-#: a pair is compared when any of these holds (each an equi-join: near-linear)
+#: a pair is compared when any of these holds: each an equi-join, some with a one-sided
+#: ``IS NULL`` filter (near-linear). Together they reach a true pair that agrees on two of
+#: first name, last name and birth date, allowing one digit off in the date, and a pair
+#: whose names both differ but whose birth date and sex agree. Wide keys (any birth year,
+#: any sex) are kept only where a side lacks the narrower one: at national scale a common
+#: name or birth date alone pairs a record with hundreds of persons.
 BLOCKING_RULES: tuple[str, ...] = (
-    "l.birth_date = r.birth_date",
+    # same birth date and sex, whatever the names (sex unknown on a side: birth date alone)
+    "l.birth_date = r.birth_date AND l.sex = r.sex",
+    "l.birth_date = r.birth_date AND l.sex IS NULL",
+    "l.birth_date = r.birth_date AND r.sex IS NULL",
     "l.ln_ph = r.ln_ph AND l.bd_year = r.bd_year",
-    "l.fn_ph = r.fn_ph AND l.ln_ph = r.ln_ph",
+    # both names sound alike: the year one digit off (same day and month) or within the
+    # decade; any birth date when a side has none
+    "l.fn_ph = r.fn_ph AND l.ln_ph = r.ln_ph AND l.bd_month = r.bd_month AND l.bd_day = r.bd_day",
+    "l.fn_ph = r.fn_ph AND l.ln_ph = r.ln_ph AND l.bd_decade = r.bd_decade",
+    "l.fn_ph = r.fn_ph AND l.ln_ph = r.ln_ph AND l.birth_date IS NULL",
+    "l.fn_ph = r.fn_ph AND l.ln_ph = r.ln_ph AND r.birth_date IS NULL",
+    # ... and any birth date where the name is rare in the register (a date written wrongly
+    # throughout: a common name alone could not single the person out anyway)
+    "l.rare_ph = r.rare_ph",
     "l.fn_ph = r.ln_ph AND l.ln_ph = r.fn_ph",
-    "l.fn_ph = r.fn_ph AND l.bd_year = r.bd_year AND l.bd_month = r.bd_month AND l.sex = r.sex",
+    # first name and sex with the day one digit off (another last name: a maiden name)
+    "l.fn_ph = r.fn_ph AND l.sex = r.sex AND l.bd_year = r.bd_year AND l.bd_month = r.bd_month "
+    "AND l.bd_day_tens = r.bd_day_tens",
+    "l.fn_ph = r.fn_ph AND l.sex = r.sex AND l.bd_year = r.bd_year AND l.bd_month = r.bd_month "
+    "AND l.bd_day_units = r.bd_day_units",
     "l.nr = r.nr",  # a number that names the person but disagrees in birth date or sex
 )
 

@@ -43,18 +43,14 @@ def _with_keys(frame: pl.DataFrame) -> pl.DataFrame:
         }  # fmt: skip
         lookup = distinct.with_columns(exprs[o].alias(o) for o in outputs)
         frame = frame.join(lookup, on=column, how="left", maintain_order="left")
-    bd = pl.col("birth_date")
-    return frame.with_columns(
-        bd.dt.strftime("%Y%m%d").alias("bd_str"),
-        bd.dt.year().cast(pl.Int32).alias("bd_year"),
-        bd.dt.month().cast(pl.Int32).alias("bd_month"),
-    )
+    sound = candidates.name_sound(pl.col("fn_ph"), pl.col("ln_ph"))
+    return frame.with_columns(*candidates.birth_parts(pl.col("birth_date")), sound.alias("rare_ph"))
 
 
 _COMPARED = (
     "unique_id", "source_dataset", "entity_id", "fn_key", "mn_key", "ln_key", "fn_tok",
-    "ln_tok", "fn_ph", "ln_ph", "birth_date", "bd_str", "bd_year", "bd_month", "sex",
-    "death_date", "places", "nr",
+    "ln_tok", "fn_ph", "ln_ph", "birth_date", "bd_str", "bd_year", "bd_month", "bd_day",
+    "bd_decade", "bd_day_tens", "bd_day_units", "sex", "death_date", "places", "nr", "rare_ph",
 )  # fmt: skip
 
 

@@ -71,9 +71,11 @@ _REVIEW_SCHEMA = pl.Schema({
 _RECORDS, _REGISTER = RECORDS, REGISTER
 
 
-def _training_labels(training: pl.DataFrame, reg_rows: pl.DataFrame) -> pl.DataFrame:
-    """Each exactly linked record paired with its person's name row that fits it best."""
-    recs = prepare_records(training)
+def _training_labels(
+    recs: pl.DataFrame, training: pl.DataFrame, reg_rows: pl.DataFrame
+) -> pl.DataFrame:
+    """Each exactly linked record (``recs``: ``training`` prepared) paired with its person's
+    name row of ``reg_rows`` that fits it best."""
     pairs = recs.select("unique_id", "fn_key", "ln_key").join(
         training.select(pl.col("record_id").alias("unique_id"), "person_id"), on="unique_id"
     )
@@ -116,11 +118,45 @@ def _quiet() -> Iterator[None]:
         log.propagate = propagate
 
 
-def _arrow_table(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame) -> str:
-    con.register(f"{name}_view", frame.to_arrow())
-    con.execute(f"CREATE TABLE {name} AS SELECT * FROM {name}_view ORDER BY unique_id")
+def _arrow_table(
+    con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, *, append: bool = False
+) -> str:
+    """``frame`` as DuckDB table ``name`` (or appended to it), in ``unique_id`` order: sorted
+    here unless it is already (DuckDB keeps the insertion order; sorting in DuckDB would
+    hold the table twice). Strings are handed over as Arrow string views, without a copy."""
+    if not frame["unique_id"].is_sorted():
+        frame = frame.sort("unique_id")
+    con.register(f"{name}_view", frame.to_arrow(compat_level=pl.CompatLevel.newest()))
+    verb = f"INSERT INTO {name}" if append else f"CREATE TABLE {name} AS"
+    con.execute(f"{verb} SELECT * FROM {name}_view")
     con.unregister(f"{name}_view")
     return name
+
+
+def _load_register(
+    con: duckdb.DuckDBPyConnection,
+    register: RegisterLike,
+    persons: pl.Series,
+    keys: pl.DataFrame,
+    training: tuple[pl.DataFrame, pl.DataFrame],
+    compare: Mapping[str, str],
+    fields: pl.DataFrame | None,
+    chunk_persons: int,
+) -> pl.DataFrame:
+    """Prepare the register rows of ``persons`` and load them into ``koble_register_rows``,
+    ``chunk_persons`` persons at a time in person_id order, so only one chunk's prepared rows
+    (and the garbage of making them) are in memory at once. Returns the training labels
+    (:func:`_training_labels` of ``training``: prepared records and the links)."""
+    ids = persons.unique().sort()
+    labels = []
+    for start in range(0, max(ids.len(), 1), chunk_persons):
+        chosen = candidates.subset(register, ids.slice(start, chunk_persons), names=False)
+        rows = prepare_register(chosen, compare, fields, keys=keys)
+        del chosen
+        labels.append(_training_labels(*training, rows))
+        _arrow_table(con, "koble_register_rows", rows, append=start > 0)
+        del rows
+    return pl.concat(labels).sort("unique_id_l")
 
 
 def probabilistic(
@@ -139,9 +175,10 @@ def probabilistic(
     block: Sequence[str] = (),
     min_labels: int = training_mod.MIN_LABELS,
     em_max_records: int = 50_000,
-    memory_limit: str = "4GB",
+    memory_limit: str = "3GB",
     u_sample_persons: int = 200_000,
     chunk_records: int = 100_000,
+    chunk_persons: int = 1_000_000,
 ) -> tuple[StageResult, ModelReport]:
     """Resolve ``records`` (:data:`RECORD_SCHEMA`) against ``register`` with Splink.
 
@@ -157,8 +194,9 @@ def probabilistic(
     labelled ones (:mod:`koble.recovery.candidates`), with term frequencies of the whole
     register; u comes from random pairs with ``u_sample_persons`` persons drawn with
     ``seed``. DuckDB runs on ``threads`` (default 2) within ``memory_limit``, spilling to
-    a temporary directory removed afterwards; pairs are scored ``chunk_records`` records
-    at a time.
+    a temporary directory removed afterwards; the register rows are prepared and loaded
+    ``chunk_persons`` persons at a time, and pairs scored ``chunk_records`` records at a
+    time (bounded memory).
     Returns the stage result (``remaining`` empty: every record is linked, reviewed or
     rejected) and the :class:`ModelReport`.
     """
@@ -169,6 +207,8 @@ def probabilistic(
     low, high = thresholds
     if not 0.0 < low <= high < 1.0:
         raise UsageError(f"thresholds must satisfy 0 < low <= high < 1, got {low}, {high}")
+    if chunk_records < 1 or chunk_persons < 1:
+        raise UsageError("chunk_records and chunk_persons must be at least 1")
     if not {"record_id", "person_id"} <= set(training.columns):
         raise UsageError("training needs the exact stage's links: record_id and person_id")
     if not {"first_name", "last_name", "birth_date"} & set(training.columns):
@@ -184,17 +224,11 @@ def probabilistic(
     wanted = pl.concat([wanted, _field_candidates(prepared, compare, register_fields, block)])
     # the candidates and the labelled persons (training), prepared; u from a random sample
     wanted = pl.concat([wanted, training["person_id"].cast(pl.String)])
-    chosen = candidates.subset(register, wanted, names=False)
-    reg_rows = prepare_register(chosen, compare, register_fields, keys=keys)
     drawn = candidates.sample_persons(register, u_sample_persons, seed, names=False)
     u_rows = prepare_register(drawn, compare, register_fields, keys=keys)
-    del keys, chosen, drawn
+    del drawn
     n_persons = register.persons.height
-    labels = _training_labels(training, reg_rows)
-    if labels.height == 0 and records.height == 0:
-        raise UsageError(
-            "nothing to train the model on: no exactly linked record and no record to resolve"
-        )
+    train_recs = prepare_records(training, compare)
     lam = 1.0 / max(n_persons, 2)
     settings = model.settings(lam, compare, block)
     con = duckdb.connect()
@@ -205,30 +239,41 @@ def probabilistic(
         con.execute(f"SET memory_limit = '{memory_limit}'")
         con.execute(f"SET temp_directory = '{spill.name}'")
         with _quiet():
-            _arrow_table(con, "koble_register_rows", reg_rows)
+            labels = _load_register(con, register, wanted, keys, (train_recs, training),
+                                    compare, register_fields, chunk_persons)  # fmt: skip
+            del keys, wanted
+            if labels.height == 0 and records.height == 0:
+                raise UsageError(
+                    "nothing to train the model on: no exactly linked record and no record "
+                    "to resolve"
+                )
             _arrow_table(con, "koble_u_rows", u_rows)
             n_u_rows = u_rows.height
-            del reg_rows, u_rows
+            del u_rows
             for column, table in tf_tables.items():
                 con.register("koble_tf_view", table.to_arrow())
                 con.execute(f"CREATE TABLE koble_tf_{column} AS SELECT * FROM koble_tf_view")
                 con.unregister("koble_tf_view")
-            _arrow_table(con, "koble_training", prepare_records(training, compare))
+            _arrow_table(con, "koble_training", train_recs)
             _arrow_table(con, "koble_records", prepared)
             sample = training_mod.em_sample(prepared, em_max_records, seed)
             _arrow_table(con, "koble_em_records", sample)
             con.register("koble_labels_view", labels.to_arrow())
             con.execute("CREATE TABLE koble_labels AS SELECT * FROM koble_labels_view")
-            use_labels = labels.height >= min_labels
-            sides = float(training.height if use_labels else sample.height)
+            con.unregister("koble_labels_view")
+            # DuckDB holds them now: the frames go before training and scoring need memory
+            n_labels, n_sample, tf_columns = labels.height, sample.height, tuple(tf_tables)
+            del labels, sample, prepared, train_recs, tf_tables
+            use_labels = n_labels >= min_labels
+            sides = float(training.height if use_labels else n_sample)
             n_u = min(u_max_pairs, sides * float(n_u_rows))
             tables = {"training": "koble_training", "labels": "koble_labels",
                       "records": "koble_em_records", "register": "koble_register_rows",
                       "u_register": "koble_u_rows"}  # fmt: skip
             trained, how = training_mod.train(
-                con, settings, tables=tables, n_labels=labels.height, n_records=sample.height,
+                con, settings, tables=tables, n_labels=n_labels, n_records=n_sample,
                 n_u=n_u, seed=seed, u_max_pairs=u_max_pairs,
-                min_labels=min_labels if sample.height else 1,
+                min_labels=min_labels if n_sample else 1,
             )  # fmt: skip
             trained["probability_two_random_records_match"] = lam
             trained.pop("linker_uid", None)  # random per Linker, not part of the model
@@ -242,7 +287,7 @@ def probabilistic(
                     trained,
                     log_level=None,
                 )
-                for column in tf_tables:  # a name's frequency in the whole register
+                for column in tf_columns:  # a name's frequency in the whole register
                     linker.table_management.register_term_frequency_lookup(
                         api.register(f"koble_tf_{column}", table_name=f"tf_{column}"), column
                     )
@@ -271,7 +316,7 @@ def probabilistic(
         margin=margin,
         seed=seed,
         u_max_pairs=u_max_pairs,
-        n_training_pairs=labels.height if how == "labels" else 0,
+        n_training_pairs=n_labels if how == "labels" else 0,
         n_records=records.height,
         n_comparisons=n_comparisons,
         estimated_precision=precision,

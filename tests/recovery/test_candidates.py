@@ -40,7 +40,7 @@ _person = st.tuples(
     st.sampled_from(FIRST),
     st.sampled_from(MIDDLE),
     st.sampled_from(LAST),
-    st.integers(0, 40),
+    st.one_of(st.none(), st.integers(0, 40)),
     st.sampled_from(["M", "F", None]),
     st.lists(st.tuples(st.sampled_from(FIRST), st.sampled_from(LAST)), max_size=2),
 )
@@ -60,13 +60,17 @@ def _register(people: list[tuple[object, ...]]) -> Register:
             "first_name": [p[0] for p in people],
             "middle_name": [p[1] for p in people],
             "last_name": [p[2] for p in people],
-            "birth_date": [DAY0 + dt.timedelta(days=7 * int(p[3])) for p in people],  # type: ignore[call-overload]
+            "birth_date": [
+                None if p[3] is None else DAY0 + dt.timedelta(days=7 * int(p[3]))  # type: ignore[call-overload]
+                for p in people
+            ],
             "sex": [p[4] for p in people],
         },
         schema_overrides={
             "first_name": pl.String,
             "middle_name": pl.String,
             "last_name": pl.String,
+            "birth_date": pl.Date,
             "sex": pl.String,
         },
     )
@@ -120,8 +124,9 @@ def test_pruning_never_loses_a_blocked_pair(
     register = _register(people)
     recs = prepare_records(_records(rows))
     whole = prepare_register(register)
-    wanted = candidates.candidate_persons(recs, candidates.key_rows(register))
-    pruned = prepare_register(candidates.subset(register, wanted))
+    keys = candidates.key_rows(register)
+    wanted = candidates.candidate_persons(recs, keys)
+    pruned = prepare_register(candidates.subset(register, wanted), keys=keys)
     assert _pairs(recs, pruned) == _pairs(recs, whole)
     # a kept person's rows are numbered as in the whole register
     assert pruned.sort("unique_id").equals(
@@ -169,7 +174,12 @@ def test_term_frequencies_are_those_of_the_whole_register() -> None:
 def test_rules_parse_and_a_rule_that_is_no_equi_join_prunes_nothing() -> None:
     parsed = candidates.equi_join_rules(model.BLOCKING_RULES)
     assert parsed is not None and len(parsed) == len(model.BLOCKING_RULES)
-    assert ("fn_ph", "ln_ph") in parsed[3]
+    swapped = model.BLOCKING_RULES.index("l.fn_ph = r.ln_ph AND l.ln_ph = r.fn_ph")
+    assert parsed[swapped] == candidates.Rule((("fn_ph", "ln_ph"), ("ln_ph", "fn_ph")))
+    no_date = model.BLOCKING_RULES.index(
+        "l.fn_ph = r.fn_ph AND l.ln_ph = r.ln_ph AND l.birth_date IS NULL"
+    )
+    assert parsed[no_date].left_null == ("birth_date",) and not parsed[no_date].right_null
     odd = ("l.birth_date = r.birth_date", "levenshtein(l.ln_key, r.ln_key) <= 1")
     assert candidates.equi_join_rules(odd) is None
     register = _register([("Ole", None, "Hansen", 1, "M", []), ("Tor", None, "Berg", 9, "M", [])])
@@ -246,7 +256,9 @@ def _reference_register_rows(register: Register) -> pl.DataFrame:
         .sort("person_id", "ln_key", "fn_key", "mn_key", nulls_last=True)
         .join(places, on="person_id", how="left", maintain_order="left")
     )
+    rare = pl.len().over("rare_ph") <= candidates.RARE_NAME
     return rows.with_columns(
+        pl.when(rare).then(pl.col("rare_ph")).alias("rare_ph"),
         (
             pl.col("person_id") + "#" + pl.int_range(pl.len()).over("person_id").cast(pl.String)
         ).alias("unique_id"),
@@ -289,3 +301,41 @@ def test_scoring_in_chunks_gives_the_same_result() -> None:
     assert one.linked.equals(many.linked) and one.rejected.equals(many.rejected)
     assert one.review.equals(many.review)
     assert report_one.n_comparisons == report_many.n_comparisons > 0
+
+
+def test_loading_the_register_in_chunks_gives_the_same_model_and_result() -> None:
+    from koble.recovery.probabilistic import probabilistic
+    from tests.recovery.test_probabilistic import THRESHOLDS, World
+
+    w = World()
+    runs = [
+        probabilistic(
+            w.records,
+            w.register,
+            training=w.training,
+            thresholds=THRESHOLDS,
+            seed=3,
+            chunk_persons=size,
+        )
+        for size in (1_000_000, 13)
+    ]
+    (one, report_one), (many, report_many) = runs
+    assert one.linked.equals(many.linked) and one.rejected.equals(many.rejected)
+    assert one.review.equals(many.review)
+    assert report_one.model == report_many.model
+    assert report_one.n_comparisons == report_many.n_comparisons > 0
+
+
+def test_a_rare_name_pairs_whatever_the_birth_date_and_a_common_one_does_not() -> None:
+    common: list[tuple[object, ...]] = [
+        ("Ole", None, "Hansen", i, "M", []) for i in range(candidates.RARE_NAME + 1)
+    ]
+    register = _register([("Kari-Anne", None, "Sæther", 1, "F", []), *common])
+    keys = candidates.key_rows(register)
+    rare = keys.filter(pl.col("person_id") == "P000")["rare_ph"].item()
+    assert rare == "kari ane/seter"
+    assert keys.filter(pl.col("person_id") != "P000")["rare_ph"].null_count() == len(common)
+    # birth dates far from every person's (another decade, another day and month)
+    recs = prepare_records(_records([("Kari Anne", "Sether", 2000, "F"),
+                                     ("Ole", "Hanssen", 2000, "M")]))  # fmt: skip
+    assert candidates.candidate_persons(recs, keys).to_list() == ["P000"]

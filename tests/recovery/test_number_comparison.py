@@ -143,6 +143,12 @@ def test_a_conflict_is_scored_by_the_model_not_dropped() -> None:
 
 @pytest.mark.parametrize("rule", model.BLOCKING_RULES)
 def test_blocking_rules_are_equi_joins(rule: str) -> None:
-    for part in rule.split(" AND "):
+    """Each rule joins on at least one equality; an ``IS NULL`` term only filters a side."""
+    parts = rule.split(" AND ")
+    equal = [p for p in parts if "=" in p]
+    assert equal
+    for part in equal:
         left, right = (s.strip() for s in part.split("="))
         assert left.startswith("l.") and right.startswith("r.")
+    for part in parts:
+        assert "=" in part or (part.endswith(" IS NULL") and part[:2] in ("l.", "r."))
