@@ -8,8 +8,8 @@ the file and the field, and the JSON written is exactly what it always was (the 
 quality report, which carries these figures, keeps its bytes).
 
 Converted so far: the population's report (assign-serials), the TTP's report of a registry's
-pseudonymisation and a registry's extract report. The gate's and the resolve reports still
-pass as JSON objects (listed in issue 17's closing note).
+pseudonymisation, a registry's extract report and the anonymity gate's record. The TTP's
+resolve reports (identity recovery) still pass as JSON objects.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from koble.linkage.keys import read_json, write_json
 
 __all__ = [
     "ExtractReport",
+    "GateReport",
     "PopulationCounts",
     "PopulationReport",
     "TtpReport",
@@ -175,6 +176,33 @@ class ExtractReport(_Report):
         """The report without its codebook entry (what the quality report and the audit
         carry)."""
         return {k: v for k, v in self.to_json().items() if k != "codebook"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class GateReport(_Report):
+    """The anonymity gate's record (the central route): the requirement, the levels it
+    chose and the columns it coarsened, what it withheld, the models it tried, the
+    person-level figures before and after, and whether the release meets the requirement."""
+
+    k: int
+    quasi_identifiers: list[str]
+    hierarchies: Mapping[str, str]
+    #: Each quasi-identifier's chosen level by name, and by index (0: as it was).
+    levels: Mapping[str, str]
+    level_index: Mapping[str, int]
+    #: Each released column that was coarsened, with the name of its level.
+    coarsened_columns: Mapping[str, str]
+    shape: Any
+    model: str
+    models_tried: list[str]
+    person_constant_quasi_identifiers: list[str]
+    rows: int
+    suppressed: int
+    persons_withheld: int | None
+    min_class_size: int
+    min_class_persons: int | None
+    person_level: Mapping[str, Any]
+    meets: bool
 
 
 def write_report(path: Path, report: _Report) -> dict[str, Any]:

@@ -23,6 +23,8 @@ from koble.linkage import names
 from koble.linkage.context import Context
 from koble.linkage.job_model import Anonymity
 from koble.linkage.plan import SERIAL, Step
+from koble.linkage.reports import GateReport
+from koble.linkage.reports import write_report as write_step_report
 
 __all__ = [
     "AnonymityGateError",
@@ -141,40 +143,38 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
         for path in written.values():  # the report's files are the plan's
             names.declared(f"{REPORT_DIR}/{path.name}", step.outputs)
     result = release.result
-    summary = {
-        "k": anonymity.k,
-        "quasi_identifiers": list(anonymity.quasi_identifiers),
-        "hierarchies": {q: str(v) for q, v in qis.items()},
-        "levels": dict(release.level_names),
-        "level_index": dict(zip(result.names, map(int, result.levels), strict=True)),
-        "coarsened_columns": {
+    summary = GateReport(
+        k=anonymity.k,
+        quasi_identifiers=list(anonymity.quasi_identifiers),
+        hierarchies={q: str(v) for q, v in qis.items()},
+        levels=dict(release.level_names),
+        level_index=dict(zip(result.names, map(int, result.levels), strict=True)),
+        coarsened_columns={
             column: release.level_names[qi]
             for qi, level in zip(result.names, result.levels, strict=True)
             if level > 0
             for column in release.qi_columns.get(qi, [qi])
         },
-        "shape": None if release.shape is None else release.shape.describe(),
-        "model": release.model,
-        "models_tried": list(release.tried),
-        "person_constant_quasi_identifiers": list(release.person_constant),
-        "rows": result.rows,
-        "suppressed": result.suppressed,
-        "persons_withheld": result.persons_suppressed,
-        "min_class_size": result.min_class_size,
-        "min_class_persons": None
-        if release.after is None
-        else release.after.smallest_class_persons,
-        "person_level": {
+        shape=None if release.shape is None else release.shape.describe(),
+        model=release.model,
+        models_tried=list(release.tried),
+        person_constant_quasi_identifiers=list(release.person_constant),
+        rows=result.rows,
+        suppressed=result.suppressed,
+        persons_withheld=result.persons_suppressed,
+        min_class_size=result.min_class_size,
+        min_class_persons=None if release.after is None else release.after.smallest_class_persons,
+        person_level={
             "before": person_figures(release.before),
             "after": None if release.after is None else person_figures(release.after),
         },
-        "meets": bool(result.feasible),
-    }
-    ctx.write_json(store / names.declared(names.ANONYMITY_JSON, step.outputs), summary)
+        meets=bool(result.feasible),
+    )
+    record = write_step_report(store / names.declared(names.ANONYMITY_JSON, step.outputs), summary)
     if not result.feasible:
         raise AnonymityGateError(
             f"anonymity gate: no coarsening of {', '.join(anonymity.quasi_identifiers)} meets "
             f"k = {anonymity.k} with at most {anonymity.max_suppression:.0%} suppressed; "
             f"nothing is delivered; the report for the applicant is in {store / REPORT_DIR}"
         )
-    return summary
+    return record

@@ -30,6 +30,7 @@ from koble.linkage.planner import LINK_METHODS
 from koble.linkage.quality import write_quality_report
 from koble.linkage.reports import (
     ExtractReport,
+    GateReport,
     PopulationCounts,
     PopulationReport,
     TtpReport,
@@ -167,13 +168,13 @@ def _entry(file: Path, rows: int | None, party: str) -> dict[str, Any]:
 
 
 def _coarsened_labels(
-    columns: list[str], gate: dict[str, Any]
+    columns: list[str], gate: GateReport
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """Labels for the anonymous file: a coarsened quasi-identifier says to what level, and
     loses the code list of its original values (kommune names do not fit fylke codes)."""
     labels, value_labels = labels_for(columns)
-    coarsened = gate.get("coarsened_columns") or {
-        qi: gate["levels"][qi] for qi, index in gate.get("level_index", {}).items() if index > 0
+    coarsened = gate.coarsened_columns or {
+        qi: gate.levels[qi] for qi, index in gate.level_index.items() if index > 0
     }
     for column, level in coarsened.items():
         if column in columns:
@@ -202,8 +203,9 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
     if plan.route == "central-anonymous":
         frame = pl.read_parquet(store / names.declared(names.ANONYMOUS, read))
         target = store / step.outputs[0]
-        anonymity = ctx.read_json(store / names.declared(names.ANONYMITY_JSON, read))
-        labels, value_labels = _coarsened_labels(frame.columns, anonymity)
+        gate = read_report(store / names.declared(names.ANONYMITY_JSON, read), GateReport)
+        anonymity = gate.to_json()
+        labels, value_labels = _coarsened_labels(frame.columns, gate)
         write_delivery(
             frame,
             target,

@@ -16,6 +16,7 @@ from koble.linkage import names
 from koble.linkage.executor import RunResult
 from koble.linkage.reports import (
     ExtractReport,
+    GateReport,
     PopulationCounts,
     PopulationReport,
     TtpReport,
@@ -43,6 +44,15 @@ def test_a_runs_reports_read_back_as_their_types(distributed_run: RunResult) -> 
             extract.rows_without_consent + extract.rows_withheld_reservation
         )
         assert "codebook" not in extract.summary()
+
+
+def test_the_gates_record_reads_back_as_its_type(central_run: RunResult) -> None:
+    path = central_run.workspace / "operator" / "store" / names.ANONYMITY_JSON
+    gate = read_report(path, GateReport)
+    assert gate.meets and gate.k >= 2 and gate.rows >= gate.suppressed
+    # the job's quasi-identifiers, and any column a person model made one
+    assert set(gate.quasi_identifiers) <= set(gate.level_index) == set(gate.levels)
+    assert gate.to_json() == json.loads(path.read_text(encoding="utf-8"))
 
 
 counts = st.integers(0, 10**7)
