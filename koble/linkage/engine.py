@@ -23,11 +23,18 @@ import pyarrow as pa
 
 from koble.errors import UsageError
 
-__all__ = ["DuckDBEngine", "Engine", "Table", "engine_named", "quote"]
+__all__ = ["DuckDBEngine", "Engine", "Table", "engine_named", "quote", "table_name"]
 
 #: A Parquet file, several Parquet files read as one table (columns matched by name), or Arrow.
 Table: TypeAlias = Path | Sequence[Path] | pa.Table
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def table_name(name: str) -> str:
+    """``name`` if it can name a table in the shared SQL, else a :class:`UsageError`."""
+    if not _NAME.fullmatch(name):
+        raise UsageError(f"invalid table name {name!r}")
+    return name
 
 
 def quote(identifier: str) -> str:
@@ -85,8 +92,7 @@ class DuckDBEngine:
         registered: list[str] = []
         try:
             for name, table in tables.items():
-                if not _NAME.fullmatch(name):
-                    raise UsageError(f"invalid table name {name!r}")
+                table_name(name)  # refused before it reaches the SQL
                 if isinstance(table, pa.Table):
                     self._con.register(name, table)
                 else:

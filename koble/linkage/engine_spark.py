@@ -67,7 +67,7 @@ import pyarrow.parquet as pq
 
 from koble.errors import FileFormatError, InputError, UsageError
 from koble.files import atomic_write
-from koble.linkage.engine import _NAME, DuckDBEngine, Table
+from koble.linkage.engine import DuckDBEngine, Table, table_name
 
 __all__ = ["LOCAL_MASTER", "ROW_GROUP_ROWS", "SparkEngine", "normalise", "pyspark_module"]
 
@@ -308,8 +308,7 @@ class SparkEngine:
         registered: list[str] = []
         try:
             for name, table in tables.items():
-                if not _NAME.fullmatch(name):
-                    raise UsageError(f"invalid table name {name!r}")
+                table_name(name)  # refused before it reaches Spark
                 with self._failures():
                     self._frame_of(table).createOrReplaceTempView(name)
                 registered.append(name)
