@@ -156,12 +156,9 @@ class CodedRelease:
         rows = int(np.count_nonzero(keep))
         out = {}
         for name, (dictionary, index_of_code, codes) in self.labels.items():
-            if into is None:
-                indices = np.take(index_of_code, codes[start:stop][keep])
-            else:
-                indices = into[name][:rows]
-                np.compress(keep, codes[start:stop], out=indices)
-                np.take(index_of_code, indices, out=indices, mode="clip")  # in range
+            indices = np.empty(rows, dtype=np.int32) if into is None else into[name][:rows]
+            np.compress(keep, codes[start:stop], out=indices)
+            np.take(index_of_code, indices, out=indices, mode="clip")  # in range
             out[name] = pa.DictionaryArray.from_arrays(  # pa.array would import pandas
                 pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(indices)]),
                 dictionary,
