@@ -71,16 +71,12 @@ def train(
     persons' and those the EM blocking pairs with ``records``) and optionally
     ``u_register`` (the rows u is counted on; ``register`` without it). ``n_records``: rows of
     ``records``; ``n_u``: random pairs u was counted on (for smoothing)."""
-    from splink import DuckDBAPI, Linker
+    from splink import DuckDBAPI
 
     api = DuckDBAPI(con)
     if n_labels >= min_labels:
         with_u = _u_from_random_pairs(con, settings, tables, "training", seed, u_max_pairs)
-        linker = Linker(
-            [api.register(tables["training"], table_name="records"),
-             api.register(tables["register"], table_name="register")],
-            with_u, log_level=None,
-        )  # fmt: skip
+        linker = _linker(api, tables, "training", with_u)
         linker.training.estimate_m_from_pairwise_labels(  # type: ignore[no-untyped-call]
             api.register(tables["labels"], table_name="labels")
         )
@@ -88,11 +84,7 @@ def train(
         trained = _number_by_em(con, trained, tables, n_records)
         return model.rounded(bounded(trained)), "labels"
     with_u = _u_from_random_pairs(con, settings, tables, "records", seed, u_max_pairs)
-    linker = Linker(
-        [api.register(tables["records"], table_name="records"),
-         api.register(tables["register"], table_name="register")],
-        with_u, log_level=None,
-    )  # fmt: skip
+    linker = _linker(api, tables, "records", with_u)
     for rule in EM_BLOCKING:
         before = linker.misc.save_model_to_json()
         try:
@@ -102,12 +94,7 @@ def train(
             # in) and leaves its settings half changed: this pass teaches nothing, and the
             # model goes on from where it was before it
             before.pop("linker_uid", None)
-            fresh = DuckDBAPI(con)
-            linker = Linker(
-                [fresh.register(tables["records"], table_name="records"),
-                 fresh.register(tables["register"], table_name="register")],
-                before, log_level=None,
-            )  # fmt: skip
+            linker = _linker(DuckDBAPI(con), tables, "records", before)
     trained = model.smooth(linker.misc.save_model_to_json(), max(n_records, 1), n_u)
     return model.rounded(bounded(trained)), "em"
 
@@ -140,6 +127,17 @@ def bounded(trained: dict[str, Any]) -> dict[str, Any]:
                                                                int | float):  # fmt: skip
             levels[0]["m_probability"] += before - after
     return trained
+
+
+def _linker(api: Any, tables: dict[str, str], left: str, settings: dict[str, Any]) -> Any:
+    """A Splink linker of ``tables[left]`` (as its records) against the register rows."""
+    from splink import Linker
+
+    return Linker(
+        [api.register(tables[left], table_name="records"),
+         api.register(tables["register"], table_name="register")],
+        settings, log_level=None,
+    )  # fmt: skip
 
 
 def _u_from_random_pairs(

@@ -7,6 +7,7 @@ import datetime as dt
 
 import duckdb
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -281,44 +282,23 @@ def test_prepared_register_is_the_row_by_name_preparation() -> None:
     )
 
 
-def test_scoring_in_chunks_gives_the_same_result() -> None:
+@pytest.mark.parametrize(
+    ("option", "sizes"),
+    [("chunk_records", (100_000, 7)), ("chunk_persons", (1_000_000, 13))],
+    ids=["scoring in chunks", "loading the register in chunks"],
+)
+def test_working_in_chunks_gives_the_same_model_and_result(
+    option: str, sizes: tuple[int, int]
+) -> None:
     from koble.recovery.probabilistic import probabilistic
     from tests.recovery.test_probabilistic import THRESHOLDS, World
 
     w = World()
     runs = [
-        probabilistic(
-            w.records,
-            w.register,
-            training=w.training,
-            thresholds=THRESHOLDS,
-            seed=3,
-            chunk_records=size,
-        )
-        for size in (100_000, 7)
-    ]
-    (one, report_one), (many, report_many) = runs
-    assert one.linked.equals(many.linked) and one.rejected.equals(many.rejected)
-    assert one.review.equals(many.review)
-    assert report_one.n_comparisons == report_many.n_comparisons > 0
-
-
-def test_loading_the_register_in_chunks_gives_the_same_model_and_result() -> None:
-    from koble.recovery.probabilistic import probabilistic
-    from tests.recovery.test_probabilistic import THRESHOLDS, World
-
-    w = World()
-    runs = [
-        probabilistic(
-            w.records,
-            w.register,
-            training=w.training,
-            thresholds=THRESHOLDS,
-            seed=3,
-            chunk_persons=size,
-        )
-        for size in (1_000_000, 13)
-    ]
+        probabilistic(w.records, w.register, training=w.training, thresholds=THRESHOLDS,
+                      seed=3, **{option: size})  # type: ignore[arg-type]
+        for size in sizes
+    ]  # fmt: skip
     (one, report_one), (many, report_many) = runs
     assert one.linked.equals(many.linked) and one.rejected.equals(many.rejected)
     assert one.review.equals(many.review)
