@@ -245,7 +245,7 @@ def test_run_refuses_a_feed_payload_with_whole_feed_rows_and_writes_nothing(
     """Before (FEED_CHUNK_ROWS=1000, a mother's number only at feed row 5001): 'first row 1',
     the registry named instead of the feed file, ``--allow-identifiers`` suggested (which
     ``koble run`` lacks) and 'nothing was written' beside ws/ingest/<reg>/part-* files."""
-    import koble.linkage.steps_registry as steps_registry
+    import koble.linkage.steps_ingest as steps_ingest
 
     source = world.sources.get("reseptregisteret")
     feed = pl.read_parquet(source.file)
@@ -257,7 +257,7 @@ def test_run_refuses_a_feed_payload_with_whole_feed_rows_and_writes_nothing(
     registries = dict(world.sources.registries)
     registries["reseptregisteret"] = dataclasses.replace(source, file=tmp_path / "feed.parquet")
     sources = dataclasses.replace(world.sources, registries=registries)
-    monkeypatch.setattr(steps_registry, "FEED_CHUNK_ROWS", 1_000)
+    monkeypatch.setattr(steps_ingest, "FEED_CHUNK_ROWS", 1_000)
     with pytest.raises(ColumnError) as caught:
         world.run(world.distributed, tmp_path / "ws", sources=sources)
     message = str(caught.value)

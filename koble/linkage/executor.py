@@ -48,6 +48,7 @@ from koble.linkage.preflight import preflight
 from koble.linkage.sources import RegistrySource, Sources
 from koble.linkage.steps_central import gate_step, link_step
 from koble.linkage.steps_deliver import DELIVERY, deliver_step, receive_step, refuse_step
+from koble.linkage.steps_ingest import load_feed
 from koble.linkage.steps_keys import assign_serials_step, pseudonymise_step, send_persons_step
 from koble.linkage.steps_recovery import (
     apply_recovery_step,
@@ -55,7 +56,7 @@ from koble.linkage.steps_recovery import (
     prepare_registry_step,
     resolve_step,
 )
-from koble.linkage.steps_registry import consent_step, extract_step, load_feed
+from koble.linkage.steps_registry import consent_step, extract_step
 from koble.linkage.transfer import open_transfer, seal_transfer
 from koble.linkage.workspace import (
     STATE,

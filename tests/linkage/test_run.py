@@ -230,7 +230,7 @@ def test_feed_ingested_in_chunks_gives_the_same_registry_table(
     stored or rejected, and a reject names its row in the whole feed."""
     import dataclasses
 
-    import koble.linkage.steps_registry as steps_registry
+    import koble.linkage.steps_ingest as steps_ingest
 
     source = world.sources.get("reseptregisteret")
     feed = pl.read_parquet(source.file)
@@ -248,7 +248,7 @@ def test_feed_ingested_in_chunks_gives_the_same_registry_table(
     keys = distributed_run.workspace.parent / f"{distributed_run.workspace.name}-keys"
     runs = {}
     for chunk in (3_001, 10_000_000):
-        monkeypatch.setattr(steps_registry, "FEED_CHUNK_ROWS", chunk)
+        monkeypatch.setattr(steps_ingest, "FEED_CHUNK_ROWS", chunk)
         runs[chunk] = world.run(
             world.distributed, tmp_path / f"ws{chunk}", keys=keys, sources=sources
         )
