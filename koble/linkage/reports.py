@@ -7,9 +7,9 @@ lacking one or holding another is a precise :class:`~koble.errors.FileFormatErro
 the file and the field, and the JSON written is exactly what it always was (the delivered
 quality report, which carries these figures, keeps its bytes).
 
-Converted so far: the population's report (assign-serials), the TTP's report of a registry's
-pseudonymisation, a registry's extract report and the anonymity gate's record. The TTP's
-resolve reports (identity recovery) still pass as JSON objects.
+Converted: the population's report (assign-serials), the TTP's report of a registry's
+pseudonymisation, the TTP's resolve report (identity recovery), a registry's extract report
+and the anonymity gate's record.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ __all__ = [
     "GateReport",
     "PopulationCounts",
     "PopulationReport",
+    "ResolveReport",
     "TtpReport",
     "read_report",
     "write_report",
@@ -131,6 +132,36 @@ class TtpReport(_Report):
     persons_unresolved: int
     key_id: str
     domain: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResolveReport(_Report):
+    """The TTP's resolve report (identity recovery) of the records one holder sent: how
+    each was linked or why not, the model's figures and the link rate by group. Counts
+    and figures only: the model itself, the review pairs and the names stay at the TTP."""
+
+    #: ``population`` or the registry whose records were resolved.
+    scope: str
+    records: int
+    training_records: int
+    valid_numbers: int
+    fields: list[str]
+    by_method: Mapping[str, int]
+    unresolved: int
+    by_reason: Mapping[str, int]
+    same_person: int
+    thresholds: list[float]
+    seed: int
+    register_persons: int
+    model: Mapping[str, Any] | None
+    model_sha256: str
+    bias: Any
+
+    def linkage_section(self) -> dict[str, Any]:
+        """The quality report's linkage section of a registry that recovered identities:
+        the report, with its rows and every record's outcome."""
+        by_outcome = {**self.by_method, "unresolved": self.unresolved}
+        return {**self.to_json(), "rows": self.records, "by_outcome": by_outcome}
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,7 +22,6 @@ from koble.linkage import names
 from koble.linkage.codebook import codebook, render_codebook_markdown
 from koble.linkage.context import Context
 from koble.linkage.formats import write_delivery
-from koble.linkage.keys import read_json
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.manifest import FORMAT, sign_manifest
 from koble.linkage.plan import OPERATOR, Plan, Step, registry_party
@@ -33,6 +32,7 @@ from koble.linkage.reports import (
     GateReport,
     PopulationCounts,
     PopulationReport,
+    ResolveReport,
     TtpReport,
     read_report,
 )
@@ -119,9 +119,8 @@ def _linkage(
     out = [dict(population.linkage)] if population.linkage else []
     for reg in accepted:
         if names.resolve_report(reg) in read:  # a registry that recovered identities
-            report = read_json(store / names.resolve_report(reg))
-            by_outcome = {**report["by_method"], "unresolved": report["unresolved"]}
-            out.append({**report, "rows": report["records"], "by_outcome": by_outcome})
+            report = read_report(store / names.resolve_report(reg), ResolveReport)
+            out.append(report.linkage_section())
     return out
 
 

@@ -35,6 +35,7 @@ from koble.linkage.context import Context
 from koble.linkage.labels import LINK_METHOD_CODES
 from koble.linkage.linkage_bias import bias_table, outcome_counts
 from koble.linkage.plan import FNR, SERIAL, Step
+from koble.linkage.reports import ResolveReport, read_report, write_report
 from koble.recovery.contract import (
     LINK_SCHEMA,
     METHODS,
@@ -214,29 +215,27 @@ def resolve_step(ctx: Context, step: Step) -> dict[str, Any]:
     ]
     outcome = pl.coalesce(resolved["link_method"], pl.lit("unresolved")).alias("outcome")
     typed = records.join(asked, on="record_id", how="semi", maintain_order="left")
-    report = {
-        "scope": step.registry or "population",
-        "records": asked.height,
-        "training_records": int((resolved["link_method"] == "exact").sum()),
-        "valid_numbers": int(
-            number_keys(records, test_numbers=ctx.test_numbers).is_not_null().sum()
-        ),
-        "fields": fields,
-        "by_method": {m: int((resolved["link_method"] == m).sum()) for m in METHODS},
-        "unresolved": int(resolved["link_method"].is_null().sum()),
-        "by_reason": {r: n for r in REASONS if (n := int((resolved["reason"] == r).sum()))},
-        "same_person": result.same_person.height,
-        "thresholds": list(thresholds),
-        "seed": SEED,
-        "register_persons": register.persons.height,
-        "model": _model_summary(model),
-        "model_sha256": hashlib.sha256(model_json.encode()).hexdigest(),
-        "bias": bias_table(
+    report = ResolveReport(
+        scope=step.registry or "population",
+        records=asked.height,
+        training_records=int((resolved["link_method"] == "exact").sum()),
+        valid_numbers=int(number_keys(records, test_numbers=ctx.test_numbers).is_not_null().sum()),
+        fields=fields,
+        by_method={m: int((resolved["link_method"] == m).sum()) for m in METHODS},
+        unresolved=int(resolved["link_method"].is_null().sum()),
+        by_reason={r: n for r in REASONS if (n := int((resolved["reason"] == r).sum()))},
+        same_person=result.same_person.height,
+        thresholds=list(thresholds),
+        seed=SEED,
+        register_persons=register.persons.height,
+        model=_model_summary(model),
+        model_sha256=hashlib.sha256(model_json.encode()).hexdigest(),
+        bias=bias_table(
             typed.with_columns(pl.Series("outcome", resolved.select(outcome).to_series())),
             ctx.created.date(),
         ),
-    }
-    ctx.write_json(store / step.outputs[1], report)
+    )
+    write_report(store / step.outputs[1], report)
     return {
         "rows": asked.height,
         "linked": asked.height - int(resolved["link_method"].is_null().sum()),
@@ -256,16 +255,16 @@ def _model_summary(model: object) -> dict[str, Any] | None:
     return {k: data.get(k) for k in keys}
 
 
-def _audit_details(report: Mapping[str, Any]) -> dict[str, Any]:
+def _audit_details(report: ResolveReport) -> dict[str, Any]:
     """The audit event's details of a resolve: counts, thresholds, model parameters."""
-    model = report.get("model") or {}
-    low, high = report["thresholds"]
+    model = report.model or {}
+    low, high = report.thresholds
     out: dict[str, Any] = {
-        "records": report["records"], "training_records": report["training_records"],
-        "threshold_low": low, "threshold_high": high, "seed": report["seed"],
-        "unresolved": report["unresolved"],
-        **{f"linked_{m}": n for m, n in report["by_method"].items()},
-        **{f"reason_{r}": n for r, n in report["by_reason"].items()},
+        "records": report.records, "training_records": report.training_records,
+        "threshold_low": low, "threshold_high": high, "seed": report.seed,
+        "unresolved": report.unresolved,
+        **{f"linked_{m}": n for m, n in report.by_method.items()},
+        **{f"reason_{r}": n for r, n in report.by_reason.items()},
     }  # fmt: skip
     for key in ("estimated_precision", "estimated_recall", "n_comparisons", "n_training_pairs",
                 "probability_two_random_records_match"):  # fmt: skip
@@ -421,17 +420,17 @@ def write_link_methods(
     recovery = ctx.job.recovery
     assert recovery is not None
     v_frame = _population_fields(ctx, recovery.fields)
-    ttp = ctx.read_json(ctx.store(step.party) / step.inputs[2])  # the TTP's counts and model
+    ttp = read_report(ctx.store(step.party) / step.inputs[2], ResolveReport)  # counts, model
     return {
         "scope": "population",
         "rows": rows.height,
         "by_outcome": outcome_counts(outcome),
         "thresholds": list(ctx.job.thresholds),
-        "sent_to_ttp": ttp.get("records"),
-        "valid_numbers": ttp.get("valid_numbers"),
-        "training_records": ttp.get("training_records"),
-        "by_reason": ttp.get("by_reason", {}),
-        "model": ttp.get("model"),
+        "sent_to_ttp": ttp.records,
+        "valid_numbers": ttp.valid_numbers,
+        "training_records": ttp.training_records,
+        "by_reason": dict(ttp.by_reason),
+        "model": ttp.model,
         "bias": bias_table(
             v_frame.with_columns(outcome).filter(pl.col("outcome") != "duplicate"),
             ctx.created.date(),

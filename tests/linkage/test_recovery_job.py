@@ -505,3 +505,21 @@ def test_a_large_cell_hidden_for_few_unlinked_says_hidden_not_under_five() -> No
     by_group = {g["group"]: g for g in table["groups"]}
     assert by_group["M"]["hidden"]  # 3 unlinked
     assert by_group["F"]["hidden"]  # complementary: else M = total - F
+
+
+def test_the_resolve_report_reads_back_as_its_type(helsearkiv_run: RunResult) -> None:
+    """The TTP's resolve report is a typed record: read back as ResolveReport, written
+    exactly as its JSON, its records each in one outcome, and the quality report's section
+    built from it."""
+    from koble.linkage import names
+    from koble.linkage.reports import ResolveReport, read_report
+
+    path = helsearkiv_run.workspace / "operator" / "store"
+    path /= names.resolve_report("helsearkivregisteret")
+    report = read_report(path, ResolveReport)
+    assert report.to_json() == json.loads(path.read_text(encoding="utf-8"))
+    assert report.records == sum(report.by_method.values()) + report.unresolved
+    assert report.records > 0 and report.scope == "helsearkivregisteret"
+    quality = json.loads((helsearkiv_run.delivery / "quality.json").read_text("utf-8"))
+    section = next(s for s in quality["linkage"] if s["scope"] == "helsearkivregisteret")
+    assert section == json.loads(json.dumps(report.linkage_section()))
