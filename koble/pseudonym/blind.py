@@ -81,7 +81,6 @@ Keys are never plain bytes in this API: :class:`BlindKey` is derived from a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NoReturn
 
 import numpy as np
 import numpy.typing as npt
@@ -92,6 +91,7 @@ from koble.pseudonym.hazmat import oprf
 from koble.pseudonym.hazmat.primitives import hkdf_sha256
 from koble.pseudonym.keys import Keyset, RandBytes, check_domain
 from koble.pseudonym.scheme import IdScheme
+from koble.pseudonym.unshareable import Unshareable
 from koble.registries.identifiers.column import validate_column
 
 __all__ = ["BLIND_PSEUDONYM_LENGTH", "BlindKey", "BlindedBatch", "blind"]
@@ -106,13 +106,15 @@ _INPUT_PREFIX: dict[str, bytes] = {"fnr": b"fnr:", "hpr": b"hpr:", "orgnr": b"or
 _ROWS_SHOWN = 10
 
 
-class BlindKey:
+class BlindKey(Unshareable):
     """The service's OPRF private key for one domain. Never printed, pickled or copied.
 
     Made with :meth:`from_keyset`: the seed is HKDF-SHA256 of the keyset's domain key with
     info ``koble/oprf/v1``, and the key pair is RFC 9497's DeriveKeyPair(seed, domain).
     The same keyset, key version and domain always give the same key.
     """
+
+    refusal = "a BlindKey cannot be pickled or copied; derive it from the keyset again"
 
     __slots__ = ("__weakref__", "_domain", "_key_id", "_public", "_secret")
 
@@ -161,23 +163,16 @@ class BlindKey:
     def __repr__(self) -> str:
         return f"BlindKey(domain={self._domain!r}, key_id={self._key_id!r})"
 
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a BlindKey cannot be pickled; derive it from the keyset again")
 
-    def __copy__(self) -> NoReturn:
-        raise TypeError("a BlindKey cannot be copied")
-
-    def __deepcopy__(self, memo: object) -> NoReturn:
-        raise TypeError("a BlindKey cannot be copied")
-
-
-class BlindedBatch:
+class BlindedBatch(Unshareable):
     """A client's blinded identifiers, waiting for the service's evaluation.
 
     :attr:`blinded` is what to send: one element per distinct identifier. The blinds, the
     identifiers and the map back to input rows stay inside; :meth:`finalize` turns the
     service's answer into one pseudonym per input row and then forgets the blinds.
     """
+
+    refusal = "a BlindedBatch cannot be pickled or copied: it holds the blinds"
 
     __slots__ = ("__weakref__", "_blinded", "_blinds", "_inputs", "_rows")
 
@@ -223,15 +218,6 @@ class BlindedBatch:
 
     def __repr__(self) -> str:
         return f"BlindedBatch(rows={len(self._rows)}, distinct={len(self._blinded)})"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a BlindedBatch cannot be pickled: it holds the blinds")
-
-    def __copy__(self) -> NoReturn:
-        raise TypeError("a BlindedBatch cannot be copied")
-
-    def __deepcopy__(self, memo: object) -> NoReturn:
-        raise TypeError("a BlindedBatch cannot be copied")
 
 
 def blind(

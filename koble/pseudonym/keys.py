@@ -20,10 +20,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import NoReturn
 
 from koble.errors import UsageError
 from koble.pseudonym.hazmat.primitives import KEY_BYTES, hkdf_sha256
+from koble.pseudonym.unshareable import Unshareable
 from koble.registries.identifiers.scan import contains_person_number
 
 __all__ = ["DOMAIN_PATTERN", "KeyInfo", "KeyStatus", "Keyset", "RandBytes", "check_domain"]
@@ -75,8 +75,10 @@ def _fingerprint(material: bytes) -> str:
     return hashlib.sha256(derived).hexdigest()[:16]
 
 
-class Keyset:
+class Keyset(Unshareable):
     """Versioned pseudonym keys with one primary. Never pickled, never printed."""
+
+    refusal = "a Keyset cannot be pickled or copied; save it with koble.pseudonym.keystore"
 
     __slots__ = ("__weakref__", "_infos", "_keys", "_primary")
 
@@ -181,12 +183,3 @@ class Keyset:
     def __repr__(self) -> str:
         keys = ", ".join(f"{i.key_id}:{i.status.value}" for i in self.keys)
         return f"Keyset(primary=v{self._primary}, keys=[{keys}])"
-
-    def __reduce__(self) -> NoReturn:
-        raise TypeError("a Keyset cannot be pickled; save it with koble.pseudonym.keystore")
-
-    def __copy__(self) -> NoReturn:
-        raise TypeError("a Keyset cannot be copied")
-
-    def __deepcopy__(self, memo: object) -> NoReturn:
-        raise TypeError("a Keyset cannot be copied")

@@ -41,6 +41,7 @@ from koble.pseudonym.hazmat.primitives import (
     scrypt_key,
 )
 from koble.pseudonym.keys import KeyInfo, Keyset, KeyStatus, RandBytes
+from koble.pseudonym.unshareable import Unshareable
 
 __all__ = [
     "FORMAT",
@@ -84,8 +85,10 @@ class KeyWrapper(Protocol):
         """The 32-byte KEK for ``params``; raise CryptoError when they do not fit."""
 
 
-class PassphraseKek:
+class PassphraseKek(Unshareable):
     """A KEK derived from a passphrase with scrypt (N=2^15, r=8, p=1) and a per-file salt."""
+
+    refusal = "a KEK cannot be pickled or copied"
 
     def __init__(self, passphrase: bytes, *, source: str = "the passphrase") -> None:
         if not passphrase:
@@ -110,12 +113,11 @@ class PassphraseKek:
     def __repr__(self) -> str:
         return "PassphraseKek(<hidden>)"
 
-    def __reduce__(self) -> Any:
-        raise TypeError("a KEK cannot be pickled")
 
-
-class RawKek:
+class RawKek(Unshareable):
     """A KEK given as 32 raw bytes (from a key file or an environment variable)."""
+
+    refusal = "a KEK cannot be pickled or copied"
 
     def __init__(self, key: bytes, *, source: str = "the key-encryption key") -> None:
         if len(key) != KEY_BYTES:
@@ -135,9 +137,6 @@ class RawKek:
 
     def __repr__(self) -> str:
         return "RawKek(<hidden>)"
-
-    def __reduce__(self) -> Any:
-        raise TypeError("a KEK cannot be pickled")
 
 
 def _header(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any, NoReturn, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from koble.errors import CryptoError, UsageError
+from koble.pseudonym.unshareable import Unshareable
 
 __all__ = [
     "Ed25519Signer",
@@ -99,13 +100,15 @@ def verify_signature(public_key: bytes | Ed25519PublicKey, data: bytes, signatur
     return True
 
 
-class Ed25519Signer:
+class Ed25519Signer(Unshareable):
     """A software Ed25519 signing key. Implements :class:`Signer`.
 
     The private key never leaves the object except as an encrypted PEM (:meth:`to_pem`).
     Pickling and copying are refused, so the key cannot reach a file, a cache or another
     process by accident.
     """
+
+    refusal = "signing keys cannot be pickled or copied; export with to_pem()"
 
     __slots__ = ("_key", "_key_id")
 
@@ -180,12 +183,3 @@ class Ed25519Signer:
 
     def __repr__(self) -> str:
         return f"Ed25519Signer(key_id={self._key_id!r})"
-
-    def _refuse(self, *_: Any) -> NoReturn:
-        raise TypeError("signing keys cannot be pickled or copied; export with to_pem()")
-
-    __reduce__ = _refuse
-    __reduce_ex__ = _refuse
-    __getstate__ = _refuse
-    __copy__ = _refuse
-    __deepcopy__ = _refuse

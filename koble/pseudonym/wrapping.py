@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
-from typing import Any, NoReturn
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -33,6 +33,7 @@ from koble.pseudonym.keys import RandBytes
 from koble.pseudonym.keystore import KeyWrapper
 from koble.pseudonym.sealed import PartyKey, PartyPublicKey
 from koble.pseudonym.signing import Ed25519Signer
+from koble.pseudonym.unshareable import Unshareable
 
 __all__ = [
     "NONCE_BYTES",
@@ -48,7 +49,7 @@ __all__ = [
 FORMAT = "koble-wrapped/1"
 
 
-class _Opaque:
+class _Opaque(Unshareable):
     """Key material in an object that cannot be printed, pickled or copied."""
 
     __slots__ = ("_key",)
@@ -58,15 +59,6 @@ class _Opaque:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(<hidden>)"
-
-    def _refuse(self, *_: Any) -> NoReturn:
-        raise TypeError("key material cannot be pickled or copied")
-
-    __reduce__ = _refuse
-    __reduce_ex__ = _refuse
-    __getstate__ = _refuse
-    __copy__ = _refuse
-    __deepcopy__ = _refuse
 
 
 class ContentKey(_Opaque):
