@@ -23,18 +23,26 @@ in three separate party directories, producing ``registry/<name>.parquet``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, get_args
+from typing import get_args
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from koble.errors import ColumnError, FileFormatError, UsageError
 from koble.pseudonym.identity import IdentityHistory
+from koble.pseudonym.ingest_reports import (
+    ColumnReport,
+    RegistryReport,
+    RegistryResult,
+    TtpReport,
+    TtpResult,
+)
 from koble.pseudonym.keys import Keyset, RandBytes, check_domain
 from koble.pseudonym.pseudonymise import AMBIGUOUS, EXTRA_MESSAGES, pseudonymise_values
 from koble.pseudonym.scheme import IdScheme
@@ -65,6 +73,7 @@ __all__ = [
     "TtpReport",
     "TtpResult",
     "registry_open",
+    "registry_open_arrow",
     "registry_open_files",
     "seal",
     "ttp_pseudonymise",
@@ -77,72 +86,6 @@ DOMAINS_KEY = b"koble.domains"
 REJECT_COLUMNS = ["batch_id", "row", "column", "reason", "message", "identifier"]
 _SCHEMES: tuple[str, ...] = get_args(IdScheme)
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-
-
-# -- reports ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ColumnReport:
-    """The TTP's counts for one identifier column of one batch. Never an identifier."""
-
-    column: str
-    scheme: str
-    domain: str
-    key_id: str
-    valid: int
-    invalid: int
-    by_reason: dict[str, int]
-    resolved_through_history: int
-    distinct_pseudonyms: int
-
-
-@dataclass(frozen=True)
-class TtpReport:
-    """What the TTP did with one batch: rows in = rows forwarded with pseudonyms + rejected."""
-
-    batch_id: str
-    rows: int
-    pseudonymised: int
-    rejected: int
-    columns: list[ColumnReport]
-    #: Hints for the sender, e.g. rows whose leading zero a spreadsheet may have dropped.
-    warnings: list[str] = field(default_factory=list)
-
-    @property
-    def reconciled(self) -> bool:
-        return self.rows == self.pseudonymised + self.rejected
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "reconciled": self.reconciled}
-
-
-@dataclass(frozen=True)
-class RegistryReport:
-    """What the registry stored from one batch: rows = stored + rejected (by TTP reason)."""
-
-    batch_id: str
-    rows: int
-    stored: int
-    rejected: int
-    by_reason: dict[str, int]
-    domains: dict[str, dict[str, str]]
-
-    @property
-    def reconciled(self) -> bool:
-        return self.rows == self.stored + self.rejected
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "reconciled": self.reconciled}
-
-
-class TtpResult(NamedTuple):
-    forwarded: ForwardedBatch
-    rejects: pl.DataFrame
-    report: TtpReport
-
-
-class RegistryResult(NamedTuple):
-    table: pl.DataFrame
-    report: RegistryReport
 
 
 # -- 1. sender --------------------------------------------------------------------------
@@ -327,33 +270,41 @@ def ttp_pseudonymise(
         reasons[column], compacts[column], schemes[column] = reason, compact, id_scheme
     good = pl.select(pl.all_horizontal([r.is_null() for r in reasons.values()])).to_series()
     good_rows = good.arg_true()
+    every = len(good_rows) == n  # the usual batch: no row rejected, nothing to pick or place
     empty = pl.Series(dtype=pl.String).extend_constant(None, n)
     key_id = keyset.primary.key_id
     out: list[pl.Series] = []
     reports: list[ColumnReport] = []
     for column, compact in compacts.items():
-        values = pseudonymise_values(
-            keyset, domains[column], compact.gather(good_rows), schemes[column]
-        )
-        out.append(empty.scatter(good_rows, values).alias(f"{column}{PSEUDONYM_SUFFIX}"))
+        picked = compact if every else compact.gather(good_rows)
+        values = pseudonymise_values(keyset, domains[column], picked, schemes[column])
+        placed = values if every else empty.scatter(good_rows, values)
+        out.append(placed.alias(f"{column}{PSEUDONYM_SUFFIX}"))
+        invalid = reasons[column].is_not_null().sum()
         counts = reasons[column].drop_nulls().value_counts(sort=True)
         reports.append(
             ColumnReport(
                 column=column, scheme=schemes[column], domain=domains[column], key_id=key_id,
-                valid=int(reasons[column].is_null().sum()),
-                invalid=int(reasons[column].is_not_null().sum()),
+                valid=n - int(invalid), invalid=int(invalid),
                 by_reason={str(k): int(v) for k, v in counts.iter_rows()},
                 resolved_through_history=changed[column],
-                distinct_pseudonyms=values.n_unique(),
+                # one pseudonym per identifier (the scheme is one-to-one): count the shorter
+                distinct_pseudonyms=picked.n_unique(),
             )
         )  # fmt: skip
-    why = pl.select(
-        pl.when(~good).then(
-            pl.concat_str(
-                [pl.lit(f"{c}:") + r for c, r in reasons.items()], separator="; ", ignore_nulls=True
+    why = (
+        empty
+        if every
+        else pl.select(
+            pl.when(~good).then(
+                pl.concat_str(
+                    [pl.lit(f"{c}:") + r for c, r in reasons.items()],
+                    separator="; ",
+                    ignore_nulls=True,
+                )
             )
-        )
-    ).to_series()
+        ).to_series()
+    )
     out.append(why.alias(REJECT_REASON))
     pseudonyms = pl.DataFrame(out).to_arrow(compat_level=pl.CompatLevel.oldest())
     described = {
@@ -394,19 +345,21 @@ def _rejects(
     ``dropped`` marks, per column, the 10-digit numbers a spreadsheet may have cut a leading
     zero from; their message says so."""
     messages = reject_messages(EXTRA_MESSAGES)
-    frames = [
-        pl.DataFrame(
-            {
-                "row": pl.int_range(1, ids.num_rows + 1, eager=True, dtype=pl.Int64),
-                "_order": pl.repeat(order, ids.num_rows, eager=True, dtype=pl.Int64),
-                "column": pl.repeat(column, ids.num_rows, eager=True, dtype=pl.String),
-                "reason": reason,
-                "_dropped": dropped[column],
-                "identifier": _series(ids[column]),
-            }
-        ).filter(pl.col("reason").is_not_null())
-        for order, (column, reason) in enumerate(reasons.items())
-    ]
+    frames = []
+    for order, (column, reason) in enumerate(reasons.items()):
+        rows = reason.is_not_null().arg_true()  # only the rejected rows: usually none
+        frames.append(
+            pl.DataFrame(
+                {
+                    "row": (rows.cast(pl.Int64) + 1),
+                    "_order": pl.repeat(order, len(rows), eager=True, dtype=pl.Int64),
+                    "column": pl.repeat(column, len(rows), eager=True, dtype=pl.String),
+                    "reason": reason.gather(rows),
+                    "_dropped": dropped[column].gather(rows),
+                    "identifier": _series(ids[column].take(rows.to_arrow())),
+                }
+            )
+        )
     return (
         pl.concat(frames)
         .sort("row", "_order")
@@ -428,10 +381,25 @@ def registry_open(
     forwarded: ForwardedBatch, registry_key: PartyKey, *, path: str = "<batch>"
 ) -> RegistryResult:
     """The registry's step: open pseudonyms and payload, drop rejected rows, key by pseudonym."""
+    table, report = registry_open_arrow(forwarded, registry_key, path=path)
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return RegistryResult(frame, report)
+
+
+def registry_open_arrow(
+    forwarded: ForwardedBatch, registry_key: PartyKey, *, path: str = "<batch>"
+) -> tuple[pa.Table, RegistryReport]:
+    """:func:`registry_open` with the stored rows as the Arrow table they were sealed as:
+    pseudonym and payload columns side by side, no copy unless rows are dropped."""
     part = forwarded.pseudonyms
     columns = part.columns
     expected_tail = (REJECT_REASON,)
-    if columns[-1:] != expected_tail or not all(c.endswith(PSEUDONYM_SUFFIX) for c in columns[:-1]):
+    if (
+        len(columns) < 2
+        or columns[-1:] != expected_tail
+        or not all(c.endswith(PSEUDONYM_SUFFIX) for c in columns[:-1])
+    ):
         raise FileFormatError("the pseudonyms part does not have the expected columns", path=path)
     if set(columns) & set(forwarded.payload.columns):
         raise FileFormatError("payload and pseudonym columns share names", path=path)
@@ -447,22 +415,25 @@ def registry_open(
         assert isinstance(domains, dict)
     except (KeyError, ValueError, AssertionError):
         raise FileFormatError("the pseudonyms part does not name its domains", path=path) from None
-    frame = pl.from_arrow(opened)
-    body = pl.from_arrow(payload)
-    assert isinstance(frame, pl.DataFrame) and isinstance(body, pl.DataFrame)
-    good = frame[REJECT_REASON].is_null()
-    missing = pl.select(pl.any_horizontal([frame[c].is_null() for c in columns[:-1]])).to_series()
-    if (good & missing).any():
+    reason = opened[REJECT_REASON]
+    good = pc.is_null(reason)
+    keyed = [opened[c] for c in columns[:-1]]
+    missing = functools.reduce(pc.or_, [pc.is_null(c) for c in keyed])
+    if pc.any(pc.and_(good, missing)).as_py():
         raise FileFormatError("a row without a reject reason lacks a pseudonym", path=path)
-    table = pl.concat([frame.drop(REJECT_REASON), body], how="horizontal").filter(good)
-    reasons = frame[REJECT_REASON].drop_nulls().str.split("; ").explode().value_counts(sort=True)
+    table = pa.Table.from_arrays(
+        [*keyed, *payload.columns], names=[*columns[:-1], *payload.column_names]
+    )
+    if reason.null_count < forwarded.rows:  # some rows rejected
+        table = table.filter(good)
+    reasons = pl.Series(reason.drop_null()).str.split("; ").explode().value_counts(sort=True)
     report = RegistryReport(
-        batch_id=forwarded.batch_hex, rows=forwarded.rows, stored=table.height,
-        rejected=forwarded.rows - table.height,
+        batch_id=forwarded.batch_hex, rows=forwarded.rows, stored=table.num_rows,
+        rejected=forwarded.rows - table.num_rows,
         by_reason={str(k): int(v) for k, v in reasons.iter_rows()},
         domains={str(k): {str(a): str(b) for a, b in v.items()} for k, v in domains.items()},
     )  # fmt: skip
-    return RegistryResult(table, report)
+    return table, report
 
 
 def registry_open_files(

@@ -4,6 +4,11 @@
 the TTP and the registry of :mod:`koble.pseudonym.ingest` over each, moving files from one
 party's outbox to the next party's inbox, and produces ``registry/<name>.parquet``: the
 pseudonymous registry. The report reconciles rows sent with rows stored and rejected.
+
+:func:`ingest_chunk` runs the same three parties over one chunk of a feed in memory, the
+sealed batch and the forwarded batch handed from one party's function to the next as
+objects (ciphertext only), with no files between them: what a run's sealed ingest of a
+national feed does a chunk at a time (:func:`koble.linkage.steps_ingest.load_feed`).
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 
-from koble.errors import UsageError
+from koble.errors import FileFormatError, UsageError
 from koble.files import atomic_write, write_text
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest import (
@@ -27,6 +33,7 @@ from koble.pseudonym.ingest import (
     REJECT_COLUMNS,
     RegistryReport,
     TtpReport,
+    registry_open_arrow,
     registry_open_files,
     seal,
     ttp_pseudonymise,
@@ -36,7 +43,7 @@ from koble.pseudonym.scheme import IdScheme
 from koble.pseudonym.sealed import PartyKey, PartyPublicKey, SealedBatch
 from koble.registries.identifiers.scan import refuse_identifiers
 
-__all__ = ["FeedReport", "by_month", "ingest_feed"]
+__all__ = ["ChunkResult", "FeedReport", "Laps", "by_month", "ingest_chunk", "ingest_feed"]
 
 
 @dataclass(frozen=True)
@@ -271,3 +278,96 @@ def _registry_step(
     """The registry's work on its inbox: it holds only its own key. A batch found twice in
     the inbox is refused, as ``koble ingest open`` refuses it (:func:`registry_open_files`)."""
     return registry_open_files(inbox, registry_key)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """One chunk of a feed through the three parties: the registry's rows and the sender's
+    rejects, and the counts, which reconcile (sent = stored + rejected, the TTP agreeing)."""
+
+    #: The registry's good rows of the chunk, keyed by pseudonym, in feed order.
+    table: pa.Table
+    #: The TTP's rejects as the sender gets them back: ``feed_row`` (1-based, in the whole
+    #: feed) and :data:`~koble.pseudonym.ingest.REJECT_COLUMNS`.
+    rejects: pl.DataFrame
+    rows_sent: int
+    rows_stored: int
+    rows_rejected: int
+    by_reason: dict[str, int]
+
+
+def ingest_chunk(
+    chunk: pa.Table | pl.DataFrame,
+    *,
+    first_row: int,
+    id_columns: Mapping[str, IdScheme],
+    ttp_key: PartyKey,
+    registry_key: PartyKey,
+    keyset: Keyset,
+    domains: Mapping[str, str],
+    history: IdentityHistory | None = None,
+    randbytes: RandBytes = os.urandom,
+    test_numbers: bool = False,
+    allow_identifiers: Collection[str] = (),
+    seconds: dict[str, float] | None = None,
+) -> ChunkResult:
+    """Run one chunk of a feed (feed rows ``first_row``, ``first_row + 1``, ...) through
+    sender, TTP and registry, in memory.
+
+    Each party is the same function as in :func:`ingest_feed` and gets only what it would
+    get over the wire: the sender's :func:`~koble.pseudonym.ingest.seal` the chunk and the
+    public keys; the TTP's :func:`~koble.pseudonym.ingest.ttp_pseudonymise` the sealed batch
+    (ciphertext), its own key and the registry's public key, so it never reads the payload;
+    the registry's :func:`~koble.pseudonym.ingest.registry_open` the forwarded batch and its
+    own key, so it never reads an identifier. The chunk is one batch, so a reject's row in
+    the batch is its row in the chunk, and ``feed_row`` follows from ``first_row``. Counts
+    that do not reconcile are a :class:`FileFormatError`. ``seconds``, when given, adds each
+    party's time to its ``sender``, ``ttp`` and ``registry`` entries.
+    """
+    clock = Laps(seconds)
+    sealed = seal(
+        chunk, id_columns, ttp_public=ttp_key.public, registry_public=registry_key.public,
+        randbytes=randbytes, allow_identifiers=allow_identifiers,
+    )  # fmt: skip
+    clock.lap("sender")
+    ttp = ttp_pseudonymise(
+        sealed, ttp_key=ttp_key, keyset=keyset, domains=domains, history=history,
+        registry_public=registry_key.public, randbytes=randbytes, test_numbers=test_numbers,
+    )  # fmt: skip
+    clock.lap("ttp")
+    table, report = registry_open_arrow(ttp.forwarded, registry_key)
+    clock.lap("registry")
+    if not (report.reconciled and ttp.report.reconciled and ttp.report.rejected == report.rejected):
+        raise FileFormatError(
+            f"a batch does not reconcile: {report.rows} rows sent, {report.stored} stored, "
+            f"{report.rejected} rejected ({ttp.report.rejected} by the TTP)"
+        )
+    rejects = ttp.rejects.select(
+        (pl.col("row") + (first_row - 1)).alias("feed_row"), *REJECT_COLUMNS
+    )
+    return ChunkResult(
+        table=table, rejects=rejects, rows_sent=report.rows, rows_stored=report.stored,
+        rows_rejected=report.rejected, by_reason=report.by_reason,
+    )  # fmt: skip
+
+
+class Laps:
+    """Adds the time since the last lap to a named entry of ``seconds`` (when given), and
+    the process's CPU time (all threads) to ``<name> cpu``: where an ingest's time goes,
+    for a benchmark on a shared machine, at no cost when not asked for."""
+
+    def __init__(self, seconds: dict[str, float] | None) -> None:
+        self._seconds = seconds
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def lap(self, name: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        if self._seconds is not None:
+            self._seconds[name] = self._seconds.get(name, 0.0) + wall - self._wall
+            key = f"{name} cpu"
+            self._seconds[key] = self._seconds.get(key, 0.0) + cpu - self._cpu
+        self._wall, self._cpu = wall, cpu
+
+    def restart(self) -> None:
+        """Start the next lap now (the time since the last one was counted elsewhere)."""
+        self._wall, self._cpu = time.perf_counter(), time.process_time()

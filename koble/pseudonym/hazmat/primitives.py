@@ -50,7 +50,7 @@ def scrypt_key(passphrase: bytes, *, salt: bytes, n: int, r: int, p: int) -> byt
         raise CryptoError() from None
 
 
-def aead_seal(key: bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> bytes:
+def aead_seal(key: bytes, nonce: bytes, plaintext: bytes | bytearray, aad: bytes) -> bytes:
     """AES-256-GCM encryption."""
     if len(key) != KEY_BYTES or len(nonce) != NONCE_BYTES:
         raise CryptoError()
