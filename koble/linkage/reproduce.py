@@ -3,7 +3,9 @@
 The original manifest gives the run's clock value; the job, the inputs and the long-lived
 keys (operator and TTP keysets, signing key) must be the same. Transport keys are new (they
 protect files in transit only), so transfer files differ while every delivered file, and
-the signed manifest itself, must be byte-identical.
+the signed manifest itself, must be byte-identical. A reproduction on another engine (a
+Spark run reproduced on DuckDB) delivers the same bytes too; its manifest names the engine
+that ran it, so that one field, and the signature over the manifest, are all that may differ.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from koble.linkage.executor import RunResult, run_job
 from koble.linkage.manifest import read_manifest
 
 __all__ = ["Comparison", "ReproduceReport", "reproduce_job"]
+
+MANIFEST = "manifest.json"
+#: How a manifest that differs only in the engine named in it is reported.
+OTHER_ENGINE = "the same but for the engine that ran it"
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,9 @@ class ReproduceReport:
         ]
         same = sum(c.identical for c in self.files)
         verdict = "BYTE-IDENTICAL" if self.identical else "NOT IDENTICAL"
-        lines.append(f"{verdict}: {same}/{len(self.files)} files")
+        engine = any(c.identical and c.detail.startswith(OTHER_ENGINE) for c in self.files)
+        note = " (the manifest but for the engine named in it)" if self.identical and engine else ""
+        lines.append(f"{verdict}: {same}/{len(self.files)} files{note}")
         return "\n".join(lines) + "\n"
 
 
@@ -69,11 +77,11 @@ def reproduce_job(job_path: Path, workspace: Path, against: Path, **run: Any) ->
             "only be resumed)",
             path=workspace,
         )
-    document = read_manifest(against / "manifest.json")
+    document = read_manifest(against / MANIFEST)
     created = datetime.datetime.fromisoformat(document["manifest"]["created"])
     result = run_job(job_path, workspace, created=created, **run)
     report = ReproduceReport(str(against), str(result.delivery), run=result)
-    names = [str(o["file"]) for o in document["manifest"]["outputs"]] + ["manifest.json"]
+    names = [str(o["file"]) for o in document["manifest"]["outputs"]] + [MANIFEST]
     for name in names:
         old, new = against / name, result.delivery / name
         if not new.is_file():
@@ -82,6 +90,10 @@ def reproduce_job(job_path: Path, workspace: Path, against: Path, **run: Any) ->
             report.files.append(Comparison(name, False, "missing from the original delivery"))
         elif old.read_bytes() == new.read_bytes():
             report.files.append(Comparison(name, True, f"sha256 {sha256_file(new)[:16]}…"))
+        elif name == MANIFEST and (engines := _engine_only(document, read_manifest(new))):
+            report.files.append(
+                Comparison(name, True, f"{OTHER_ENGINE}: {engines[0]} there, {engines[1]} here")
+            )
         else:
             report.files.append(
                 Comparison(
@@ -89,3 +101,14 @@ def reproduce_job(job_path: Path, workspace: Path, against: Path, **run: Any) ->
                 )
             )
     return report
+
+
+def _engine_only(original: dict[str, Any], reproduced: dict[str, Any]) -> tuple[str, str] | None:
+    """The two engines' names, when the manifests differ in the engine named and nothing else
+    (their bodies otherwise equal, both signed by the same key); else None."""
+    body, again = dict(original["manifest"]), dict(reproduced["manifest"])
+    engines = (str(body.pop("engine", "")), str(again.pop("engine", "")))
+    signers = [d["signature"].get("public_key") for d in (original, reproduced)]
+    if engines[0] == engines[1] or body != again or signers[0] != signers[1]:
+        return None
+    return engines

@@ -10,6 +10,8 @@ for fødselsnummer the party must not see. The operator owns the population file
 hold the names that file carries, and nothing else of the register. Sealed transfers
 (ciphertext; what they carry is the recipient's store file, scanned there) and files of key
 material are left out: random bytes make random words.
+
+Every test runs on both engines (DuckDB, and Spark under the slow marker).
 """
 
 from __future__ import annotations
@@ -21,11 +23,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from koble.linkage.demo_jobs import write_helsearkiv_job
 from koble.linkage.executor import RunResult
 from koble.linkage.formats import read_delivery
 from koble.recovery.normalise import name_key
-from tests.linkage.conftest import World
+from tests.linkage.conftest import HELSEARKIV_POPULATION, EngineRuns, World
 
 DATA = {".parquet", ".csv", ".dta", ".sav", ".xpt"}
 SKIP = {"keys.json", "directory.json"}  # key material: random base64, not person data
@@ -34,10 +35,16 @@ _NUMBER = re.compile(r"\b\d{11}\b")  # whole words: not a digit run inside a has
 NAME_COLUMNS = ("first_name", "middle_name", "last_name")
 
 
-@pytest.fixture(scope="module")
-def helsearkiv_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
-    job = write_helsearkiv_job(world.path, fmt="stata", persons=600)
-    return world.run(job, tmp_path_factory.mktemp("helsearkiv-privacy") / "ws")
+@pytest.fixture
+def distributed_run(engine_runs: EngineRuns, engine: str) -> RunResult:
+    """The demo's distributed job (its cohort recovered at the TTP), on each engine."""
+    return engine_runs.get("distributed", engine)
+
+
+@pytest.fixture
+def helsearkiv_run(engine_runs: EngineRuns, engine: str) -> RunResult:
+    """The Helsearkivregisteret job (its journals recovered at the TTP), on each engine."""
+    return engine_runs.get("helsearkiv", engine)
 
 
 def _words(frame: pl.DataFrame, columns: tuple[str, ...]) -> set[str]:
@@ -190,7 +197,7 @@ def test_fodselsnummer_go_only_where_the_plan_sends_them(
     assert not found["run"]["numbers"] & persons
     assert not (found["operator"]["numbers"] & persons) - in_population
     truth = pl.read_parquet(world.path / "truth" / "helsearkiv.parquet")
-    deceased = set(pl.read_parquet(world.path / "deceased_population.parquet")["fnr"])
+    deceased = set(pl.read_parquet(world.path / HELSEARKIV_POPULATION)["fnr"])
     patients = set(truth["person_id"]) | set(truth["true_fnr"].drop_nulls())
     found = _scan(helsearkiv_run)
     assert not found["researcher"]["numbers"] & persons

@@ -13,6 +13,7 @@ import pytest
 from koble.errors import FileFormatError, UsageError
 from koble.linkage.engine import DuckDBEngine, engine_named, quote
 from koble.linkage.sources import RegistrySource, Sources, load_sources, synthetic_sources
+from tests.linkage.conftest import PEOPLE
 
 VALID = """\
 [operator]
@@ -254,18 +255,6 @@ def engine() -> Iterator[DuckDBEngine]:
     eng = DuckDBEngine(threads=1)
     yield eng
     eng.close()
-
-
-@pytest.fixture
-def events(tmp_path: Path) -> Path:
-    path = tmp_path / "events.parquet"
-    pq.write_table(
-        pa.table({"pid": ["a", "b", "a", "c"], "code": ["C50", "I21", "S72", "C50"]}), path
-    )
-    return path
-
-
-PEOPLE = pa.table({"pid": ["a", "b", "d"], "age": [40, 51, 62]})
 
 
 def test_query_over_a_parquet_path(engine: DuckDBEngine, events: Path) -> None:
