@@ -60,7 +60,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any, NoReturn
 
 import pyarrow as pa
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -77,6 +76,7 @@ from koble.pseudonym.sealed_format import (
     SealedPart,
     read_batch,
 )
+from koble.pseudonym.unshareable import Unshareable
 
 __all__ = [
     "FORMAT",
@@ -152,12 +152,14 @@ def load_public(pem_or_raw: bytes) -> PartyPublicKey:
     return PartyPublicKey(key)
 
 
-class PartyKey:
+class PartyKey(Unshareable):
     """A party's X25519 private key (TTP or registry): opens the parts sealed to it.
 
     The private key leaves the object only as an encrypted PEM (:meth:`to_pem`); pickling and
     copying are refused and ``repr`` shows the fingerprint alone.
     """
+
+    refusal = "party keys cannot be pickled or copied; export with to_pem()"
 
     __slots__ = ("_key", "_public")
 
@@ -228,15 +230,6 @@ class PartyKey:
 
     def __repr__(self) -> str:
         return f"PartyKey(fingerprint={self.fingerprint!r})"
-
-    def _refuse(self, *_: Any) -> NoReturn:
-        raise TypeError("party keys cannot be pickled or copied; export with to_pem()")
-
-    __reduce__ = _refuse
-    __reduce_ex__ = _refuse
-    __getstate__ = _refuse
-    __copy__ = _refuse
-    __deepcopy__ = _refuse
 
 
 def part_aad(batch_id: bytes, name: str, rows: int, columns: Sequence[str]) -> bytes:
