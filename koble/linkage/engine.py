@@ -14,20 +14,35 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from koble.errors import UsageError
 
-__all__ = ["DuckDBEngine", "Engine", "Table", "engine_named", "quote", "table_name"]
+if TYPE_CHECKING:
+    from koble.pseudonym.domain_cipher import DomainCipher
+
+__all__ = [
+    "DuckDBEngine",
+    "Engine",
+    "Table",
+    "engine_named",
+    "pseudonymised_batches",
+    "quote",
+    "table_name",
+    "write_batches",
+]
 
 #: A Parquet file, several Parquet files read as one table (columns matched by name), or Arrow.
 Table: TypeAlias = Path | Sequence[Path] | pa.Table
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
+#: Rows per Parquet row group of every engine's writer; DuckDB's streamed batches.
+ROW_GROUP_ROWS = 1_000_000
 
 
 def table_name(name: str) -> str:
@@ -54,7 +69,68 @@ class Engine(Protocol):
         order, the same bytes for the same input; returns the number of rows."""
         ...
 
+    def batches(
+        self, sql: str, tables: Mapping[str, Table]
+    ) -> contextlib.AbstractContextManager[pa.RecordBatchReader]:
+        """The result of ``sql`` as a stream of Arrow batches, rows in the result's order,
+        with the types :meth:`query` gives; the tables stay visible while the stream is open.
+        For a step that keeps or writes only part of a large result."""
+        ...
+
+    def pseudonymise(
+        self,
+        sql: str,
+        tables: Mapping[str, Table],
+        ciphers: Mapping[str, DomainCipher],
+        path: Path,
+    ) -> int:
+        """Write the result of ``sql`` to the Parquet file ``path`` with each column named in
+        ``ciphers`` replaced by its pseudonyms under that cipher (text; NULL stays NULL),
+        a batch of rows at a time, rows in the result's order; returns the number of rows.
+        The columns must hold valid, compact, resolved identifiers. The ciphers (domain keys)
+        reach only this engine's session, which must be the TTP's own; the same rows give
+        the same bytes on every engine (:func:`write_batches`)."""
+        ...
+
     def close(self) -> None: ...
+
+
+def pseudonymised_batches(
+    batches: Iterable[pa.RecordBatch], ciphers: Mapping[str, DomainCipher]
+) -> Iterator[pa.RecordBatch]:
+    """``batches`` with each column named in ``ciphers`` pseudonymised, a column at a time."""
+    for batch in batches:
+        for column, cipher in ciphers.items():
+            index = batch.schema.get_field_index(column)
+            if index < 0:
+                raise UsageError(f"the query has no column {column!r} to pseudonymise")
+            values = cipher.pseudonymise(batch.column(index))
+            batch = batch.set_column(index, pa.field(column, pa.string()), values)
+        yield batch
+
+
+def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:
+    """Write ``batches`` (cast to ``schema``) to the Parquet file ``path`` with pyarrow (zstd,
+    row groups of :data:`ROW_GROUP_ROWS` whatever the batches' sizes, so the same rows give
+    the same bytes from any engine); returns the number of rows."""
+    rows = 0
+    pending: list[pa.RecordBatch] = []
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+
+        def flush(last: bool) -> int:
+            table = pa.Table.from_batches(pending, schema)
+            whole = table.num_rows if last else table.num_rows - table.num_rows % ROW_GROUP_ROWS
+            if whole:
+                writer.write_table(table.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
+            pending[:] = table.slice(whole).to_batches()
+            return int(whole)
+
+        for batch in batches:
+            pending.append(batch.cast(schema))
+            if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
+                rows += flush(last=False)
+        rows += flush(last=True)
+    return rows
 
 
 class DuckDBEngine:
@@ -87,6 +163,33 @@ class DuckDBEngine:
         return int(row[0]) if row else 0
 
     @contextlib.contextmanager
+    def batches(self, sql: str, tables: Mapping[str, Table]) -> Iterator[pa.RecordBatchReader]:
+        """DuckDB's result streamed (:meth:`Engine.batches`), batches of up to
+        :data:`ROW_GROUP_ROWS` rows; closed however the reading ends."""
+        with self._tables(tables), self._con.sql(sql).to_arrow_reader(ROW_GROUP_ROWS) as reader:
+            yield reader
+
+    def pseudonymise(
+        self,
+        sql: str,
+        tables: Mapping[str, Table],
+        ciphers: Mapping[str, DomainCipher],
+        path: Path,
+    ) -> int:
+        """Arrow batches streamed from DuckDB through the column-at-once cipher in this
+        process (:meth:`Engine.pseudonymise`); memory is a batch and a row group."""
+        # the reader is closed however the writing ends: an open result blocks the connection
+        with self._tables(tables), self._con.sql(sql).to_arrow_reader(ROW_GROUP_ROWS) as reader:
+            for column in ciphers:
+                if column not in reader.schema.names:
+                    raise UsageError(f"the query has no column {column!r} to pseudonymise")
+            fields = [
+                pa.field(f.name, pa.string()) if f.name in ciphers else f for f in reader.schema
+            ]
+            batches = pseudonymised_batches(reader, ciphers)
+            return write_batches(batches, pa.schema(fields), path)
+
+    @contextlib.contextmanager
     def _tables(self, tables: Mapping[str, Table]) -> Iterator[None]:
         """``tables`` visible by name for the duration; removed afterwards."""
         registered: list[str] = []
@@ -113,14 +216,23 @@ class DuckDBEngine:
         self._con.close()
 
 
-def engine_named(name: str, *, master: str | None = None, remote: str | None = None) -> Engine:
-    """The engine called ``name``: ``duckdb`` (the default) or ``spark`` (the ``spark`` extra;
+def engine_named(
+    name: str,
+    *,
+    master: str | None = None,
+    remote: str | None = None,
+    memory_limit: str | None = None,
+) -> Engine:
+    """The engine called ``name``: ``duckdb`` (the default; ``memory_limit`` e.g. ``"4GB"``
+    caps its memory, beyond which it spills to disk) or ``spark`` (the ``spark`` extra;
     ``master`` a Spark master URL, default ``local[2]``, or ``remote`` a Spark Connect URL)."""
     if name == "duckdb":
         if master is not None or remote is not None:
             raise UsageError("a Spark master or remote applies only to --engine spark")
-        return DuckDBEngine()
+        return DuckDBEngine(memory_limit=memory_limit)
     if name == "spark":
+        if memory_limit is not None:
+            raise UsageError("a memory limit applies only to --engine duckdb")
         from koble.linkage.engine_spark import SparkEngine  # pyspark only when asked for
 
         return SparkEngine(master=master, remote=remote)

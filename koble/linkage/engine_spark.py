@@ -59,7 +59,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from subprocess import DEVNULL
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -68,6 +68,9 @@ import pyarrow.parquet as pq
 from koble.errors import FileFormatError, InputError, UsageError
 from koble.files import atomic_write
 from koble.linkage.engine import DuckDBEngine, Table, table_name
+
+if TYPE_CHECKING:
+    from koble.pseudonym.domain_cipher import DomainCipher
 
 __all__ = ["LOCAL_MASTER", "ROW_GROUP_ROWS", "SparkEngine", "normalise", "pyspark_module"]
 
@@ -277,6 +280,38 @@ class SparkEngine:
                             rows += _write_groups(writer, pending, schema, reference, last=False)
                     rows += _write_groups(writer, pending, schema, reference, last=True)
         return rows
+
+    @contextlib.contextmanager
+    def batches(self, sql: str, tables: Mapping[str, Table]) -> Iterator[pa.RecordBatchReader]:
+        """The result streamed a partition at a time where pyspark can (as
+        :meth:`write_parquet`), each batch cast to DuckDB's types for the same SQL."""
+        with self._tables(tables):
+            frame = self.frame(sql)
+            reference = self._reference(sql, tables)
+            with self._failures():
+                reader = _batches(frame)
+            schema = normalise(reader.schema.empty_table(), reference).schema
+
+            def cast() -> Iterator[pa.RecordBatch]:
+                with self._failures():
+                    for batch in reader:
+                        table = pa.Table.from_batches([batch])
+                        yield from normalise(table, reference).cast(schema).to_batches()
+
+            yield pa.RecordBatchReader.from_batches(schema, cast())
+
+    def pseudonymise(
+        self,
+        sql: str,
+        tables: Mapping[str, Table],
+        ciphers: Mapping[str, DomainCipher],
+        path: Path,
+    ) -> int:
+        """The columns of ``ciphers`` pseudonymised in Spark's Python workers (``mapInArrow``,
+        :mod:`koble.linkage.engine_spark_pseudonym`), written as DuckDB's engine writes them."""
+        from koble.linkage.engine_spark_pseudonym import write_pseudonymised
+
+        return write_pseudonymised(self, sql, tables, ciphers, path)
 
     def frame(self, sql: str) -> Any:
         """The Spark DataFrame of ``sql`` over the tables registered now (for steps that go

@@ -144,7 +144,11 @@ def _write_parquet(frame: pl.DataFrame, target: str, labels: Mapping[str, Any], 
             pairs = [[k, v] for k, v in codes[field.name].items()]
             meta[b"value_labels"] = json.dumps(pairs, ensure_ascii=False, default=str).encode()
         fields.append(field.with_metadata(meta))
-    frame.write_parquet(target, compression="zstd", arrow_schema=pa.schema(fields))
+    # Row groups of a fixed size, not one per chunk of the frame: the bytes do not depend on
+    # how the engine that made the rows batched them (DuckDB and Spark deliver alike).
+    frame.write_parquet(
+        target, compression="zstd", row_group_size=1_000_000, arrow_schema=pa.schema(fields)
+    )
 
 
 def _stamps(fmt: str, head: bytes, ts: datetime) -> list[tuple[int, bytes]]:

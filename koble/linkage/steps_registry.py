@@ -8,11 +8,15 @@ reports its counts and the hash of what it sent, never person data, to the opera
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from koble.errors import ColumnError, InputError
@@ -113,9 +117,9 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     """Join the person list to the registry's table, keep the approved variables and period.
 
     One SQL query joins, flags the rows inside the period and sorts: rows inside the period
-    first, then by løpenummer and every variable, so the extract is the query's first rows
-    (no copy), its duplicate rows are adjacent, and the rows outside the period are counted
-    from the same result.
+    first, then by løpenummer and every variable, so the extract is the query's first rows,
+    its duplicate rows are adjacent, and the rows outside the period, which carry their
+    løpenummer only, are counted from the same stream (:func:`_stream_join`) and never kept.
     """
     assert step.registry is not None
     reg = step.registry
@@ -142,7 +146,10 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     consented = "TRUE"
     if ctx.route(reg).consent_filter and source.consent_column:
         consented = f"COALESCE(s.{quote(source.consent_column)}, FALSE)"
-    selected = ", ".join(f"s.{quote(v)}" for v in variables)
+    # outside the period a row's variables are NULL: the engine sorts and sends less
+    selected = ", ".join(
+        f"CASE WHEN {period} THEN s.{quote(v)} END AS {quote(v)}" for v in variables
+    )
     order = ", ".join(f"{quote(c)} NULLS LAST" for c in [SERIAL, *variables])
     sql = f"""
         SELECT p.{quote(SERIAL)} AS {quote(SERIAL)}, {selected},
@@ -154,10 +161,8 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     persons_file = store / step.inputs[0]
     with ThreadPoolExecutor(1) as pool:  # hash the registry's table while the engine joins
         source_sha256 = pool.submit(sha256_file, table)
-        joined = pl.from_arrow(ctx.engine.query(sql, {"persons": persons_file, "source": table}))
-    assert isinstance(joined, pl.DataFrame)
-    inside = int(joined[_IN_PERIOD].sum())
-    extract = joined.head(inside).drop(_IN_PERIOD)
+        joined = _stream_join(ctx, sql, {"persons": persons_file, "source": table})
+    extract = joined.extract
     withheld = Withheld()
     if ctx.route(reg).reservation_filter:  # opt-outs are withheld before anything leaves
         extract, withheld = withhold_at_registry(
@@ -207,8 +212,10 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
         persons_sent=int(sent[SERIAL].n_unique()),
         persons_without_consent=int(consent.get("persons_without_consent", 0)),
         rows_without_consent=int(consent.get("rows_without_consent", 0)),
-        persons_found=int(joined[SERIAL].n_unique()),
-        persons_delivered=int(extract[SERIAL].n_unique()),
+        persons_found=joined.persons,
+        persons_delivered=joined.persons_inside
+        if extract is joined.extract
+        else int(extract[SERIAL].n_unique()),
         source_file=table.name,
         source_sha256=source_sha256.result(),
         source_rows=pq.ParquetFile(table).metadata.num_rows,
@@ -216,9 +223,9 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
         if feed is None
         else {k: feed[k] for k in ("feed_file", "feed_sha256", "rows_sent", "rows_rejected")},
         rows_delivered=extract.height,
-        rows_outside_period=joined.height - inside,
+        rows_outside_period=joined.rows - joined.extract.height,
         # every row found is delivered or withheld: by period, consent or reservation
-        rows_found=joined.height + int(consent.get("rows_without_consent", 0)),
+        rows_found=joined.rows + int(consent.get("rows_without_consent", 0)),
         reservation_filter=ctx.route(reg).reservation_filter,
         rows_withheld_reservation=withheld.rows,
         values_nulled_reservation=dict(sorted(withheld.values.items())),
@@ -238,6 +245,42 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     )
     write_report(store / names.declared(names.registry_report(reg), step.outputs), report)
     return report.summary()
+
+
+@dataclass(frozen=True)
+class _Joined:
+    """The extract's join: the rows inside the period (sorted), and counts over every row
+    the join found (consented, inside the period or not)."""
+
+    extract: pl.DataFrame
+    rows: int
+    persons: int
+    persons_inside: int
+
+
+def _stream_join(ctx: Context, sql: str, tables: Mapping[str, Path]) -> _Joined:
+    """Read the extract query's sorted result as a stream: its rows inside the period come
+    first and are kept (without the flag); of the rest only the løpenummer are kept, to count
+    the persons found. Whole batches at a time, never a row."""
+    kept: list[pa.RecordBatch] = []
+    outside: list[pa.Array] = []
+    rows = 0
+    with ctx.engine.batches(sql, tables) as reader:
+        schema = reader.schema
+        for batch in reader:
+            rows += batch.num_rows
+            inside = int(pc.sum(batch.column(_IN_PERIOD)).as_py() or 0)  # it counts the TRUEs
+            if inside:
+                assert not outside, "the rows inside the period come first"
+                kept.append(batch.slice(0, inside))
+            if inside < batch.num_rows:
+                outside.append(batch.column(SERIAL).slice(inside))
+    extract = pl.from_arrow(pa.Table.from_batches(kept, schema).drop_columns([_IN_PERIOD]))
+    assert isinstance(extract, pl.DataFrame)
+    inside_serials = extract[SERIAL].unique()
+    rest = pl.Series(SERIAL, pa.chunked_array(outside, schema.field(SERIAL).type))
+    serials = pl.concat([inside_serials, rest]) if len(rest) else inside_serials
+    return _Joined(extract, rows, int(serials.n_unique()), inside_serials.len())
 
 
 def _found_nobody(ctx: Context, registry: str, sent: int, table: Path, column: str) -> None:
@@ -266,7 +309,7 @@ def _nothing_delivered(
     step: Step,
     sent: int,
     asked: int,
-    joined: pl.DataFrame,
+    joined: _Joined,
     table: Path,
     column: str,
 ) -> None:
@@ -280,13 +323,13 @@ def _nothing_delivered(
             "persons it was sent: nothing to deliver",
             path=table,
         )
-    if not joined.height:
+    if not joined.rows:
         _found_nobody(ctx, reg, asked, table, column)
     request = ctx.request(reg)  # the years of its part of the request
     date_column = ctx.sources.get(reg).date_column
     raise InputError(
-        f"registry {reg} found {joined[SERIAL].n_unique():,} of the {asked:,} persons it was "
-        f"sent, but none of their {joined.height:,} rows lies in the approved period "
+        f"registry {reg} found {joined.persons:,} of the {asked:,} persons it was "
+        f"sent, but none of their {joined.rows:,} rows lies in the approved period "
         f"{request.start}–{request.end} (column {date_column!r}): nothing to deliver",
         path=table,
     )

@@ -339,3 +339,24 @@ def test_sorted_duplicates_counts_rows_minus_distinct_rows(rows: list[Any]) -> N
     assert sorted_duplicates(frame) == expected
     book = codebook({"f": frame}, labels={}, value_labels={}, identifying=set())
     assert book["files"][0]["duplicate_rows"] == expected
+
+
+@settings(max_examples=5, deadline=None)
+@given(st.lists(st.integers(min_value=60_000, max_value=130_000), min_size=1, max_size=2))
+def test_parquet_bytes_do_not_depend_on_chunks(sizes: list[int]) -> None:
+    """The same rows in other chunks (DuckDB hands over 122,880-row batches, Spark one per
+    partition) give the same file: the writer's row groups do not follow the chunks."""
+    whole = pl.concat([frame()] * 70_000).rechunk()
+    cuts, at = [], 0
+    for size in sizes:
+        cuts.append(whole.slice(at, size))
+        at += size
+    chunked = pl.concat([*cuts, whole.slice(at)], rechunk=False)
+    assert chunked.n_chunks() > 1 and chunked.equals(whole)
+    with tempfile.TemporaryDirectory() as made:
+        one, two = Path(made) / "one", Path(made) / "two"
+        one.mkdir()
+        two.mkdir()
+        assert write(whole, one, "parquet").read_bytes() == (
+            write(chunked, two, "parquet").read_bytes()
+        )
