@@ -1,4 +1,6 @@
-"""Prototype: the TTP's pseudonymisation inside its own Spark session (issue 17, §2).
+"""The TTP's pseudonymisation inside its own Spark session (issue 17, §2):
+:meth:`SparkEngine.pseudonymise <koble.linkage.engine_spark.SparkEngine.pseudonymise>`
+(:func:`write_pseudonymised`), and :func:`pseudonymise_query` for a result as Arrow.
 
 The scheme is koble's, bit for bit: the column's identifiers are encoded, encrypted and
 formatted by :mod:`koble.pseudonym.scheme` exactly as
@@ -24,17 +26,19 @@ with an error that does not show it. NULLs stay NULL.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
 from koble.errors import UsageError
-from koble.linkage.engine import Table
-from koble.linkage.engine_spark import SparkEngine, pyspark_module
+from koble.linkage.engine import Table, write_batches
+from koble.linkage.engine_spark import SparkEngine, _batches, normalise, pyspark_module
 from koble.pseudonym import scheme
 from koble.pseudonym.domain_cipher import DomainCipher, domain_cipher
 from koble.pseudonym.keys import Keyset
 
-__all__ = ["pseudonymise_query"]
+__all__ = ["pseudonymise_query", "write_pseudonymised"]
 
 Batches = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
 
@@ -52,33 +56,64 @@ def pseudonymise_query(
     """The result of ``sql`` with ``column`` replaced by its pseudonyms in ``domain`` under
     the primary key of ``keyset``, computed in ``engine``'s Spark session. Rows in the
     result's order; the other columns as the engine's :meth:`~SparkEngine.collect` gives."""
-    cipher = domain_cipher(keyset, domain, id_scheme)  # the domain key only
-    types = pyspark_module("pyspark.sql.types")
+    ciphers = {column: domain_cipher(keyset, domain, id_scheme)}  # the domain key only
     with engine.tables(tables):
-        frame = engine.frame(sql)
+        return engine.collect(_mapped(engine, engine.frame(sql), ciphers))
+
+
+def write_pseudonymised(
+    engine: SparkEngine,
+    sql: str,
+    tables: Mapping[str, Table],
+    ciphers: Mapping[str, DomainCipher],
+    path: Path,
+) -> int:
+    """:meth:`koble.linkage.engine.Engine.pseudonymise` on Spark: the batches come from the
+    executors already pseudonymised and are written as DuckDB's engine writes them
+    (:func:`~koble.linkage.engine.write_batches`, so both give the same bytes)."""
+    with engine.tables(tables):
+        reference = engine._reference(sql, tables)
+        mapped = _mapped(engine, engine.frame(sql), ciphers)
+        with engine._failures():
+            reader = _batches(mapped)
+            schema = normalise(reader.schema.empty_table(), reference).schema
+            fields = [pa.field(f.name, pa.string()) if f.name in ciphers else f for f in schema]
+            return write_batches(reader, pa.schema(fields), path)
+
+
+def _mapped(engine: SparkEngine, frame: Any, ciphers: Mapping[str, DomainCipher]) -> Any:
+    """``frame`` with the columns of ``ciphers`` pseudonymised by ``mapInArrow``."""
+    types = pyspark_module("pyspark.sql.types")
+    for column in ciphers:
         if column not in frame.columns:
             raise UsageError(f"the query has no column {column!r} to pseudonymise")
-        fields = [
-            types.StructField(f.name, types.StringType(), True) if f.name == column else f
-            for f in frame.schema.fields
-        ]
-        mapped = frame.mapInArrow(_pseudonymiser(column, cipher), types.StructType(fields))
-        return engine.collect(mapped)
+    fields = [
+        types.StructField(f.name, types.StringType(), True) if f.name in ciphers else f
+        for f in frame.schema.fields
+    ]
+    return frame.mapInArrow(_columns_pseudonymiser(dict(ciphers)), types.StructType(fields))
 
 
 def _pseudonymiser(column: str, cipher: DomainCipher) -> Batches:
-    """The batch function Spark runs; the domain key lives only in ``cipher``."""
+    """The batch function Spark runs for one column; the domain key lives only in ``cipher``."""
+    return _columns_pseudonymiser({column: cipher})
+
+
+def _columns_pseudonymiser(ciphers: dict[str, DomainCipher]) -> Batches:
+    """The batch function Spark runs; the domain keys live only in ``ciphers``."""
 
     def pseudonymise(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
-            index = batch.schema.get_field_index(column)
-            try:
-                values = cipher.pseudonymise(batch.column(index))
-            except UsageError:
-                raise UsageError(
-                    f"column {column!r} holds a value that is not a compact identifier "
-                    "(1-19 digits): validate and resolve the column before pseudonymising it"
-                ) from None
-            yield batch.set_column(index, pa.field(column, pa.string()), values)
+            for column, cipher in ciphers.items():
+                index = batch.schema.get_field_index(column)
+                try:
+                    values = cipher.pseudonymise(batch.column(index))
+                except UsageError:
+                    raise UsageError(
+                        f"column {column!r} holds a value that is not a compact identifier "
+                        "(1-19 digits): validate and resolve the column before pseudonymising it"
+                    ) from None
+                batch = batch.set_column(index, pa.field(column, pa.string()), values)
+            yield batch
 
     return pseudonymise

@@ -21,6 +21,7 @@ from koble.errors import KobleError
 from koble.files import OutputSet, atomic_write
 from koble.linkage import names
 from koble.linkage.context import Context
+from koble.linkage.engine import Table, quote
 from koble.linkage.job_model import Anonymity
 from koble.linkage.plan import SERIAL, Step
 from koble.linkage.reports import GateReport
@@ -48,44 +49,65 @@ class AnonymityGateError(KobleError):
 def link_step(ctx: Context, step: Step) -> dict[str, Any]:
     """Join the extracts on løpenummer; the anonymous-only registry's rows are the base.
 
-    A variable two registries share is prefixed with the registry id in the later one.
+    A variable two registries share is prefixed with the registry id in the later one. The
+    join and sort are one engine query over the extracts as named tables, and so are the
+    rows a join repeats.
     """
     store = ctx.store(step.party)
-    # A request split by period (IPLOS to 2017, then KPR) is one frame: its parts' rows
+    # A request split by period (IPLOS to 2017, then KPR) is one table: its parts' rows
     # stacked, under the request's name; it is anonymous-only if any part is.
-    stacks: dict[str, list[pl.DataFrame]] = {}
+    stacks: dict[str, list[Path]] = {}
     anonymous: dict[str, bool] = {}
     extracts = {names.extract(p.registry, "parquet"): p.registry for p in ctx.plan.accepted}
     for file in step.inputs:
         registry = extracts[file]  # the plan says whose extract it is
         part = ctx.plan.part(registry)
         asked = part.requested if part is not None else registry
-        stacks.setdefault(asked, []).append(pl.read_parquet(store / file))
+        stacks.setdefault(asked, []).append(store / file)
         anonymous[asked] = anonymous.get(asked, False) or ctx.route(registry).anonymous_output
-    frames = [(asked, pl.concat(parts, how="vertical_relaxed")) for asked, parts in stacks.items()]
-    frames.sort(key=lambda item: not anonymous[item[0]])
-    base_name, linked = frames[0]
-    seen = set(linked.columns)
+    order = sorted(stacks, key=lambda asked: not anonymous[asked])  # stable: plan order
+    tables: dict[str, Table] = {f"t{i}": stacks[asked] for i, asked in enumerate(order)}
+    key = quote(SERIAL)
+    base = _columns(ctx, "t0", tables)
+    seen = set(base)
+    selected = [(f"t0.{quote(c)}", c) for c in base]  # (expression, output name)
+    joins = []
     multiplied = {}
-    for registry, frame in frames[1:]:
-        renames = {
-            c: f"{registry}_{c}".replace("-", "_")
-            for c in frame.columns
-            if c in seen and c != SERIAL
-        }
-        frame = frame.rename(renames)
-        seen |= set(frame.columns)
-        multiplied[registry] = int(frame[SERIAL].is_duplicated().sum())
-        linked = linked.join(frame, on=SERIAL, how="left", coalesce=True)
-    linked = linked.sort(linked.columns, nulls_last=True)
+    for i, registry in enumerate(order[1:], start=1):
+        name = f"t{i}"
+        frame = _columns(ctx, name, tables)
+        renames = {c: f"{registry}_{c}".replace("-", "_") for c in frame
+                   if c in seen and c != SERIAL}  # fmt: skip
+        seen |= {renames.get(c, c) for c in frame}
+        selected += [(f"{name}.{quote(c)}", renames.get(c, c)) for c in frame if c != SERIAL]
+        joins.append(f"LEFT JOIN {name} ON t0.{key} = {name}.{key}")
+        repeated = ctx.engine.query(
+            "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM (SELECT COUNT(*) AS n "
+            f"FROM {name} GROUP BY {key} HAVING COUNT(*) > 1) AS g", {name: tables[name]}
+        )  # fmt: skip
+        multiplied[registry] = int(repeated.column("n")[0].as_py())
+    sql = (
+        f"SELECT {', '.join(f'{e} AS {quote(n)}' for e, n in selected)} FROM t0 "
+        f"{' '.join(joins)} ORDER BY {', '.join(f'{quote(n)} NULLS LAST' for _, n in selected)}"
+    )
+    # Written by Polars, as before the join moved to the engine: the anonymity report names
+    # this file's SHA-256, and the delivered report's bytes are pinned.
+    linked = pl.from_arrow(ctx.engine.query(sql, tables))
+    assert isinstance(linked, pl.DataFrame)
     with atomic_write(store / names.declared(LINKED, step.outputs)) as temp:
         linked.write_parquet(temp)
     return {
-        "base": base_name,
+        "base": order[0],
         "rows": linked.height,
-        "persons": int(linked[SERIAL].n_unique()),
+        "persons": linked[SERIAL].n_unique(),
         "rows_repeated_by_join": multiplied,
     }
+
+
+def _columns(ctx: Context, name: str, tables: dict[str, Table]) -> list[str]:
+    """The columns of table ``name`` (its files' footers only)."""
+    empty = ctx.engine.query(f"SELECT * FROM {name} LIMIT 0", {name: tables[name]})
+    return [str(c) for c in empty.column_names]
 
 
 def person_figures(check: AnonymityCheck) -> dict[str, int] | None:

@@ -43,22 +43,31 @@ def block_order(blocks: npt.NDArray[np.uint8]) -> npt.NDArray[np.intp]:
 
 
 def assign_serials(
-    keyset: Keyset, project: str, population: pl.Series, *, path: str = "<population>"
+    keyset: Keyset,
+    project: str,
+    population: pl.Series,
+    *,
+    path: str = "<population>",
+    checked: bool = False,
 ) -> pl.DataFrame:
     """The key list: ``population``'s compact identifiers with their løpenummer, in input order.
 
     The population must hold valid, distinct identifiers (after removing separators); the
-    first offending row is named otherwise.
+    first offending row is named otherwise. ``checked``: the caller has validated,
+    compacted and deduplicated them already (the operator's step has), so they are not
+    checked again.
     """
-    checked = validate_column(population.cast(pl.String), test_numbers=True)
     column = population.name or "id"
-    invalid = (~checked["valid"]).arg_true()
+    if checked:
+        return _numbered(keyset, project, population.cast(pl.String), column)
+    checked_ids = validate_column(population.cast(pl.String), test_numbers=True)
+    invalid = (~checked_ids["valid"]).arg_true()
     if len(invalid):
         raise ColumnError(
             f"{len(invalid)} invalid identifiers in the population, first at this row",
             path=path, column=column, row=int(invalid[0]) + 1,
         )  # fmt: skip
-    compact = checked["compact"]
+    compact = checked_ids["compact"]
     # valid identifiers are 11 digits, so as integers they are distinct exactly when the
     # strings are, and integers are much cheaper to deduplicate
     repeated = compact.cast(pl.Int64).is_first_distinct().not_().arg_true()
@@ -67,6 +76,11 @@ def assign_serials(
             f"{len(repeated)} duplicate persons in the population, first at this row",
             path=path, column=column, row=int(repeated[0]) + 1,
         )  # fmt: skip
+    return _numbered(keyset, project, compact, column)
+
+
+def _numbered(keyset: Keyset, project: str, compact: pl.Series, column: str) -> pl.DataFrame:
+    """Løpenummer 1..N for valid, distinct, compact identifiers, by their blocks' order."""
     version = keyset.primary.version
     blocks = scheme.encrypt(
         keyset._domain_key(version, project_domain(project)), scheme.encode(compact, "fnr")

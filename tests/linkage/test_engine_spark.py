@@ -2,16 +2,16 @@
 on DuckDB, its failures are koble errors that quote no data, and the TTP's pseudonyms made
 inside Spark are koble's, bit for bit.
 
-One local Spark session serves the whole module (starting one takes seconds). These tests
-never skip: without pyspark or Java the fixture fails, saying how to install them.
+One local Spark serves the whole test session (``spark`` in tests/linkage/conftest.py:
+starting one takes seconds). These tests never skip: without pyspark or Java the fixture
+fails, saying how to install them. The demo jobs on both engines are
+tests/linkage/test_engines_same_job.py.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import os
-import random
 import shutil
 import sys
 import tempfile
@@ -27,25 +27,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from koble.errors import FileFormatError, InputError, UsageError
-from koble.linkage import engine_spark
+from koble.linkage import engine_spark, steps_keys
 from koble.linkage.engine import DuckDBEngine, Table, engine_named, quote
 from koble.linkage.engine_spark import SparkEngine
 from koble.linkage.engine_spark_pseudonym import _pseudonymiser, pseudonymise_query
 from koble.pseudonym.domain_cipher import domain_cipher
 from koble.pseudonym.insecure_cleartext import keyset_from_key
 from koble.pseudonym.pseudonymise import pseudonymise_values
-from tests.linkage.conftest import World
+from tests.linkage.conftest import PEOPLE
 from tests.pseudonym.test_scheme import KEY, KNOWN_ANSWERS
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkEngine]:
-    eng = SparkEngine()  # a UsageError here says how to install pyspark or Java
-    scratch = eng.scratch
-    assert scratch is not None and scratch.is_dir()
-    yield eng
-    eng.close()
-    assert not scratch.exists()  # the last engine removes the private scratch directory
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +52,6 @@ def same(spark: SparkEngine, duck: DuckDBEngine, sql: str, tables: Mapping[str, 
     assert got.schema == expected.schema
     assert got.equals(expected), (got.to_pydict(), expected.to_pydict())
     return got
-
-
-@pytest.fixture
-def events(tmp_path: Path) -> Path:
-    path = tmp_path / "events.parquet"
-    pq.write_table(
-        pa.table({"pid": ["a", "b", "a", "c"], "code": ["C50", "I21", "S72", "C50"]}), path
-    )
-    return path
-
-
-PEOPLE = pa.table({"pid": ["a", "b", "d"], "age": [40, 51, 62]})
 
 
 # --- the interface, as for DuckDB ------------------------------------------------------------
@@ -290,45 +268,40 @@ def extract_sql(year: str) -> str:
     """
 
 
-@settings(max_examples=10)
-@given(rows, persons)
-def test_the_extraction_query(
-    spark: SparkEngine,
-    duck: DuckDBEngine,
-    drawn: list[tuple],
-    keys: list[str],  # type: ignore[type-arg]
-) -> None:
-    source, people = _source(drawn), _persons(keys)
-    for year in ('EXTRACT(YEAR FROM s."day")', 'CAST(s."year" AS INTEGER)'):
-        _both(spark, duck, extract_sql(year), source=source, persons=people)
-
-
-@settings(max_examples=10)
-@given(rows, persons)
-def test_the_consent_and_count_queries(
-    spark: SparkEngine,
-    duck: DuckDBEngine,
-    drawn: list[tuple],
-    keys: list[str],  # type: ignore[type-arg]
-) -> None:
-    source, people = _source(drawn), _persons(keys)
-    consent = """
+#: The steps' query shapes: extraction (the year from a date, or from a year column), the
+#: consent filter's per-person query and a registry's counts.
+QUERIES = {
+    "extract-by-date": extract_sql('EXTRACT(YEAR FROM s."day")'),
+    "extract-by-year": extract_sql('CAST(s."year" AS INTEGER)'),
+    "consent": """
         SELECT p."key" AS key, p."lopenr" AS lopenr,
                MAX(CASE WHEN s."consent" THEN 1 ELSE 0 END) AS consented,
                SUM(CASE WHEN s."consent" THEN 0 ELSE 1 END) AS refused
         FROM persons p JOIN source s ON s."fnr" = p."key"
         GROUP BY p."key", p."lopenr" ORDER BY lopenr NULLS LAST
-    """
-    counts = """
+    """,
+    "counts": """
         SELECT s."code" AS code, COUNT(*) AS n, COUNT(DISTINCT s."fnr") AS persons,
                SUM(s."value") AS total, MIN(s."day") AS first,
                COALESCE(MAX(p."lopenr"), -1) AS top
         FROM source s LEFT JOIN persons p ON s."fnr" = p."key"
         WHERE s."value" IS NULL OR s."value" > -500
         GROUP BY s."code" ORDER BY code NULLS LAST
-    """
-    for sql in (consent, counts):
-        _both(spark, duck, sql, source=source, persons=people)
+    """,
+}
+
+
+@pytest.mark.parametrize("sql", QUERIES.values(), ids=list(QUERIES))
+@settings(max_examples=10)
+@given(rows, persons)
+def test_the_steps_queries(
+    spark: SparkEngine,
+    duck: DuckDBEngine,
+    sql: str,
+    drawn: list[tuple],
+    keys: list[str],  # type: ignore[type-arg]
+) -> None:
+    _both(spark, duck, sql, source=_source(drawn), persons=_persons(keys))
 
 
 # --- pseudonyms inside Spark ----------------------------------------------------------------
@@ -389,6 +362,35 @@ def test_the_key_is_in_no_plan_configuration_or_error(
     assert "not a compact identifier" in str(info.value) and "Kari" not in str(info.value)
     out, err = capfd.readouterr()
     assert "Kari" not in out + err and key.hex() not in out + err
+
+
+def test_engine_pseudonymise_writes_duckdbs_bytes(
+    spark: SparkEngine, duck: DuckDBEngine, tmp_path: Path
+) -> None:
+    """``Engine.pseudonymise`` on Spark: the same Parquet bytes as DuckDB's, and the TTP's
+    check of a person list (steps_keys) counts the same on both."""
+    n = 3_000
+    ids = pl.Series(np.random.default_rng(3).integers(10**9, 10**11, n)).cast(pl.String)
+    persons = tmp_path / "persons.parquet"
+    pl.DataFrame({"fnr": ids.str.zfill(11), "lopenummer": np.arange(1, n + 1)}).write_parquet(
+        persons
+    )
+    history = tmp_path / "history.parquet"
+    first = ids.str.zfill(11)[0]
+    pl.DataFrame({"old_id": [first[:6] + " " + first[6:]], "current_id": ["15108695088"]}
+                 ).write_parquet(history)  # fmt: skip
+    ciphers = {"pseudonym": domain_cipher(keyset_from_key(KEY), "registry:reseptregisteret")}
+    sql = 'SELECT fnr AS pseudonym, "lopenummer" FROM t'
+    out = {}
+    for engine in (spark, duck):
+        out[engine.name] = tmp_path / f"{engine.name}.parquet"
+        assert engine.pseudonymise(sql, {"t": persons}, ciphers, out[engine.name]) == n
+    assert out["spark"].read_bytes() == out["duckdb"].read_bytes()
+    check = steps_keys._received_sql(True)
+    tables: dict[str, Table] = {"persons": persons, "history": history}
+    expected = {"received": n, "malformed": 0, "known_as_old": 1}  # separators removed
+    assert spark.query(check, tables).to_pylist() == duck.query(check, tables).to_pylist()
+    assert duck.query(check, tables).to_pylist() == [expected]
 
 
 def test_a_missing_column_to_pseudonymise(spark: SparkEngine) -> None:
@@ -478,40 +480,3 @@ def test_the_jvm_prints_nothing_and_keeps_no_event_log(spark: SparkEngine) -> No
     assert conf["spark.local.dir"].startswith(str(spark.scratch))
     logger = context._jvm.org.apache.logging.log4j.LogManager.getRootLogger()
     assert str(logger.getLevel()) == "OFF"
-
-
-@pytest.mark.slow
-def test_the_distributed_demo_job_delivers_the_same_files(
-    spark: SparkEngine, world: World, tmp_path: Path
-) -> None:
-    """The demo's distributed job on both engines, with the same keys and randomness: every
-    delivered data file is byte-identical. The manifest and quality report differ only in
-    the engine's name and the hash of the registry table that sealed ingest loaded (written
-    by pyarrow on Spark, by DuckDB's writer on DuckDB)."""
-    deliveries = {}
-    for name in ("duckdb", "spark"):
-        result = world.run(
-            world.distributed, tmp_path / name / "ws", randbytes=random.Random(5).randbytes,
-            engine=name,
-        )  # fmt: skip
-        deliveries[name] = {
-            p.relative_to(result.delivery).as_posix(): p.read_bytes()
-            for p in sorted(result.delivery.rglob("*"))
-            if p.is_file()
-        }
-    duck_files, spark_files = deliveries["duckdb"], deliveries["spark"]
-    assert sorted(duck_files) == sorted(spark_files)
-    data = [f for f in duck_files if f not in ("manifest.json", "quality.json")]
-    assert len(data) >= 5
-    for name in data:
-        assert spark_files[name] == duck_files[name], name
-    manifests = {k: json.loads(v["manifest.json"])["manifest"] for k, v in deliveries.items()}
-    loaded = {f"{s.registry}.parquet" for s in world.sources.registries.values() if s.ingest}
-    assert manifests["duckdb"]["engine"] == "duckdb" and manifests["spark"]["engine"] == "spark"
-    for key in ("inputs", "outputs"):
-        differing = [
-            a["file"]
-            for a, b in zip(manifests["duckdb"][key], manifests["spark"][key], strict=True)
-            if a != b
-        ]
-        assert set(differing) <= loaded | {"quality.json"}, differing
