@@ -13,7 +13,7 @@ import contextlib
 import csv
 import tempfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -109,6 +109,9 @@ class _Shape:
     blank: bool = True  # nothing but white space
     cr: bool = False
     lf: bool = False
+    #: Whether the pass went through the whole file (else it stopped after the header:
+    #: ``cr`` then says nothing of the lines after it).
+    whole: bool = True
 
     def header(self) -> str:
         """The first line: up to the first LF, or the first CR in a file of bare CRs."""
@@ -130,9 +133,11 @@ def _undecodable(exc: UnicodeDecodeError, start: int, lines: int, encoding: str,
     )
 
 
-def _decode(path: Path, encoding: str, sink: BinaryIO | None) -> _Shape:
+def _decode(path: Path, encoding: str, sink: BinaryIO | None, *, whole: bool = True) -> _Shape:
     """Decode ``path`` as ``encoding`` a chunk at a time (never the whole file at once),
     noting its :class:`_Shape`; with ``sink``, write it there as UTF-8 without a BOM.
+    Without ``whole`` (and without ``sink``), stop at the first chunk past a header that
+    ends in LF, once the text is seen not to be blank: the shape is then known.
 
     An undecodable byte raises a :class:`FileFormatError` naming its offset and row.
     """
@@ -165,6 +170,9 @@ def _decode(path: Path, encoding: str, sink: BinaryIO | None) -> _Shape:
                 sink.write(text.encode("utf-8"))
             if not chunk:
                 break
+            if not whole and sink is None and head is None and shape.lf and not shape.blank:
+                shape.whole = False
+                break
     if head is not None:
         shape.head = "".join(head)
     return shape
@@ -181,38 +189,55 @@ def _bare_cr_to_lf(source: Path, target: Path) -> Path:
     return target
 
 
-def _read_csv(path: Path, encoding: str) -> pl.DataFrame:
-    """Read a CSV file with Polars' own reader, its columns all text.
+def _read_csv(path: Path, encoding: str, categorical: Collection[str] = ()) -> pl.DataFrame:
+    """Read a CSV file with Polars' own reader, its columns all text (those named in
+    ``categorical`` Categorical).
 
-    UTF-8 (with or without a BOM) goes to Polars as it is, after one streamed pass that
-    checks it decodes and finds its line ends; any other encoding is transcoded to UTF-8 in
-    that pass, into a private temporary file (removed again). A file whose lines all end in
-    a bare CR (classic Mac OS, some old exports) is read as such; a header that mixes a bare
-    CR with LF line ends is refused, since reading it would glue the first rows into column
-    names.
+    Any encoding but UTF-8 is transcoded to UTF-8 in one streamed pass (which checks that it
+    decodes and finds its line ends) into a private temporary file (removed again). UTF-8
+    (with or without a BOM) goes to Polars as it is, after a pass over its header alone:
+    Polars refuses invalid UTF-8 in the rows itself, and only then (or on any other error) is
+    the whole file decoded, so an undecodable byte is named, by offset and row, before any
+    other fault, as by a whole pass. A file whose lines all end in a bare CR (classic Mac OS,
+    some old exports) is read as such; a header that mixes a bare CR with LF line ends is
+    refused, since reading it would glue the first rows into column names.
     """
     native = codecs.lookup(encoding).name == "utf-8"
     with tempfile.TemporaryDirectory(prefix="koble-csv-") as scratch:
         source = path if native else Path(scratch) / "utf8.csv"
         with contextlib.nullcontext() if native else source.open("wb") as sink:
-            shape = _decode(path, encoding, sink)
-        if shape.blank:
-            raise FileFormatError("the file is empty", path=path)
-        if shape.lf and "\r" in shape.header().removesuffix("\r"):
-            raise FileFormatError(
-                "line 1 holds a bare carriage return (CR) where other lines end in LF; "
-                "save the file with one kind of line ending (LF or CRLF)",
-                path=path,
-            )
-        if shape.cr and not shape.lf:
-            source = _bare_cr_to_lf(source, Path(scratch) / "lf.csv")
-        delimiter = _sniff_delimiter(shape.header())
+            shape = _decode(path, encoding, sink, whole=not native)
         try:
-            refuse_duplicate_names(_header(source, delimiter), path)
-            return pl.read_csv(source, separator=delimiter, infer_schema=False)
-        except pl.exceptions.PolarsError:
-            _raise_located(source, delimiter, path)
+            return _parse(path, source, shape, Path(scratch), categorical)
+        except (FileFormatError, ColumnError, pl.exceptions.PolarsError):
+            if not shape.whole:
+                _decode(path, encoding, None)  # raises at an undecodable byte, if any
             raise
+
+
+def _parse(path: Path, source: Path, shape: _Shape, scratch: Path,
+           categorical: Collection[str]) -> pl.DataFrame:  # fmt: skip
+    """The frame of ``source`` (UTF-8, of the :class:`_Shape` found of ``path``)."""
+    if shape.blank:
+        raise FileFormatError("the file is empty", path=path)
+    if shape.lf and "\r" in shape.header().removesuffix("\r"):
+        raise FileFormatError(
+            "line 1 holds a bare carriage return (CR) where other lines end in LF; "
+            "save the file with one kind of line ending (LF or CRLF)",
+            path=path,
+        )
+    if shape.cr and not shape.lf:
+        source = _bare_cr_to_lf(source, scratch / "lf.csv")
+    delimiter = _sniff_delimiter(shape.header())
+    try:
+        names = _header(source, delimiter)
+        refuse_duplicate_names(names, path)
+        coded = {name: pl.Categorical for name in names if name in categorical}
+        return pl.read_csv(source, separator=delimiter, infer_schema=False,
+                           schema_overrides=coded or None)  # fmt: skip
+    except pl.exceptions.PolarsError:
+        _raise_located(source, delimiter, path)
+        raise
 
 
 def check_encoding(encoding: str, name: str = "--encoding") -> str:
@@ -232,10 +257,17 @@ def check_encoding(encoding: str, name: str = "--encoding") -> str:
     return encoding
 
 
-def read_table(path: str | Path, *, encoding: str = "utf-8") -> pl.DataFrame:
+def read_table(
+    path: str | Path, *, encoding: str = "utf-8", categorical: Collection[str] = ()
+) -> pl.DataFrame:
     """Read a CSV or Parquet file into a DataFrame (CSV columns all as strings). A file with
     two columns of one name is refused (:func:`refuse_duplicate_names`); an ``encoding``
-    that is not a text encoding too (:func:`check_encoding`)."""
+    that is not a text encoding too (:func:`check_encoding`).
+
+    ``categorical``: CSV columns parsed straight into Categorical (the same values), for a
+    caller that dictionary-encodes them anyway (:func:`koble.anonymity.coded.read_coded`):
+    no string per row is kept. A name the file lacks is ignored; Parquet is read as stored.
+    """
     path = Path(path)
     check_encoding(encoding)
     kind = _format(path)
@@ -245,7 +277,7 @@ def read_table(path: str | Path, *, encoding: str = "utf-8") -> pl.DataFrame:
         if kind == "parquet":
             refuse_duplicate_names(pq.read_schema(path).names, path)
             return pl.read_parquet(path)
-        return _read_csv(path, encoding)
+        return _read_csv(path, encoding, categorical)
     except (FileFormatError, ColumnError):
         raise
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError, ValueError) as exc:

@@ -10,10 +10,12 @@ release (:mod:`koble.anonymity.release`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from koble.anonymity.longitudinal import MAX_SUBSETS, MODELS, m_problem
@@ -152,6 +154,7 @@ def check_frame(
     m: int = 2,
     class_ids: pl.Series | None = None,
     class_sizes: pl.Series | None = None,
+    column_ids: Mapping[str, npt.NDArray[np.integer]] | None = None,
 ) -> AnonymityCheck:
     """Equivalence classes of ``frame`` over ``qis`` exactly as they are (no generalisation),
     and a scan of every column but ``person`` for fødselsnummer-family numbers (``scan=False``
@@ -174,7 +177,9 @@ def check_frame(
     ``class_sizes`` (the rows of each class over ``qis``, e.g. the counts of the search's
     level-0 frequency table when its codes part the rows as the values do) spares the
     grouping altogether; only without ``sensitive``, ``person`` and ``population``, whose
-    figures need the rows.
+    figures need the rows. ``column_ids`` (per column, one integer per row equal exactly
+    when its values are: the person's codes, a quasi-identifier's) spares the person-level
+    figures reading those columns' values.
     """
     _check_parameters(qis, k=k, sensitive=sensitive, l=l, risk_threshold=risk_threshold,
                       person=person, model=model, m=m)  # fmt: skip
@@ -200,8 +205,10 @@ def check_frame(
         classes = frame.with_columns(class_ids.alias(ids)).group_by(ids).agg(aggregations)
     values_of = [c for c in frame.columns if c != person] if scan is True else list(scan or [])
     findings = scan_frame(frame, values_of=values_of) if scan else []
-    level = None if person is None else person_risk(frame, qis, person, k=k, m=m, path=path,
-                                                    tuple_ids=class_ids)  # fmt: skip
+    level = None
+    if person is not None:
+        level = person_risk(frame, qis, person, k=k, m=m, path=path, tuple_ids=class_ids,
+                            ids=column_ids)  # fmt: skip
     if person is not None:
         model = model or "person-set"
     if model == "person-km" and level is not None and level.km_failing_with_constant is None:

@@ -4,8 +4,11 @@ The search works on codes (:mod:`koble.anonymity.frequency`); so does what surro
 millions of rows, where passes over strings would cost more than the search itself:
 
 - :func:`read_coded` reads a Parquet file's text quasi-identifiers also dictionary-encoded,
-  as the file stores them: the hierarchies take the dictionary and the indices
+  as the file stores them, and a CSV file's parsed straight into Categorical: the
+  hierarchies take the dictionary and the indices
   (:func:`koble.anonymity.hierarchies.base.build`) instead of hashing every row's string.
+  The file's SHA-256 (for the certificate) is taken in a thread once it is parsed, on the
+  core the search (one thread of NumPy) leaves idle.
 - :func:`release_coded` releases the rows at the chosen levels class by class: each row's
   class is found by its integer key in the chosen node's table (rolled up from the search's
   level-0 table), and each released column is the labels of the level with one index per
@@ -16,10 +19,12 @@ millions of rows, where passes over strings would cost more than the search itse
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -30,27 +35,65 @@ import pyarrow.parquet as pq
 
 from koble.anonymity.frequency import Int64s, Lookups, entry_keys, locate, roll_up
 from koble.anonymity.generalisation import Codes, Generalisation
-from koble.anonymity.hierarchies.base import ChunkedIndex, Encoded, integers
+from koble.anonymity.hierarchies.base import ChunkedIndex, Encoded, encode, integers
 from koble.anonymity.search import REASON_COLUMN, SearchResult
-from koble.files import OutputSet, atomic_write
+from koble.files import OutputSet, atomic_write, sha256_file
 from koble.tables import PARQUET_SUFFIXES, read_table, refuse_duplicate_names, write_table
 
 _TEXT = (pa.string(), pa.large_string())
 #: Input rows per row group of a coded release (pyarrow's default group size).
 ROW_GROUP = 1 << 20
 
-__all__ = ["CodedRelease", "codable", "read_coded", "release_coded", "write_release"]
+__all__ = ["CodedRelease", "Source", "codable", "read_coded", "release_coded", "write_release"]
 
 
-def read_coded(path: str | Path, columns: Sequence[str]) -> tuple[pl.DataFrame, dict[str, Encoded]]:
-    """:func:`koble.tables.read_table`, except that a Parquet file's text ``columns`` are read
-    as the file stores them, dictionary-encoded: returned encoded (see
+class Source(NamedTuple):
+    """A file as :func:`read_coded` read it."""
+
+    frame: pl.DataFrame
+    #: The columns read dictionary-encoded (Categorical in ``frame``), encoded.
+    encoded: dict[str, Encoded]
+    #: The SHA-256 of the file's bytes (lower-case hex), being taken.
+    sha256: Future[str]
+
+
+def read_coded(path: str | Path, columns: Sequence[str], *, encoding: str = "utf-8") -> Source:
+    """:func:`koble.tables.read_table`, except that the text ``columns`` are read
+    dictionary-encoded: a Parquet file's as the file stores them, a CSV file's parsed into
+    Categorical. They are returned encoded (see
     :data:`~koble.anonymity.hierarchies.base.Encoded`), so their hierarchies hash no row's
-    string, and in the frame as Categorical (the same values; the caller writes them back as
-    text). Other files and columns are read as ever (an empty mapping)."""
-    path = Path(path)
+    string, and are in the frame as Categorical (the same values; the caller writes them
+    back as text). Other columns are read as ever.
+
+    The file's hash for the certificate is started in a thread once the file is parsed
+    (which keeps both cores busy): it runs beside what follows (hierarchies, the search,
+    one thread each; hashlib lets go of the interpreter lock), instead of after them."""
+    frame, encoded = _read(Path(path), columns, encoding)
+    return Source(frame, encoded, _hashing(Path(path)))
+
+
+def _hashing(path: Path) -> Future[str]:
+    """The SHA-256 of ``path``, taken in a daemon thread: a command that fails before it
+    needs the hash exits without waiting for it."""
+    digest: Future[str] = Future()
+
+    def run() -> None:
+        try:
+            digest.set_result(sha256_file(path))
+        except BaseException as exc:  # noqa: BLE001  # raised to whoever asks for the hash
+            digest.set_exception(exc)
+
+    threading.Thread(target=run, name="koble-sha256", daemon=True).start()
+    return digest
+
+
+def _read(path: Path, columns: Sequence[str], encoding: str
+          ) -> tuple[pl.DataFrame, dict[str, Encoded]]:  # fmt: skip
+    """The frame of :func:`read_coded` and its columns read dictionary-encoded, encoded."""
     if path.suffix.lower() not in PARQUET_SUFFIXES or not path.is_file():
-        return read_table(path), {}
+        frame = read_table(path, encoding=encoding, categorical=columns)
+        names = [c for c in dict.fromkeys(columns) if frame.schema.get(c) == pl.Categorical]
+        return frame, {name: encode(frame.get_column(name)) for name in names}
     try:
         schema = pq.read_schema(path)
         refuse_duplicate_names(schema.names, path)

@@ -10,8 +10,10 @@ and type suggest (:func:`infer_hierarchy`) unless one is given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from koble.anonymity.parameters import UNSUPPORTED_TYPES
@@ -20,11 +22,16 @@ from koble.errors import ColumnError
 __all__ = [
     "NEARLY_EVERY",
     "constant_columns",
+    "dense",
+    "dense_ids",
     "infer_hierarchy",
     "person_constant",
     "refuse_missing_persons",
     "refuse_unjudgeable",
+    "value_ids",
 ]
+
+Ints = npt.NDArray[np.int64]
 
 
 #: A column constant within at least this share of the persons with 2+ rows is a person's
@@ -33,9 +40,62 @@ __all__ = [
 NEARLY_EVERY = 0.9
 
 
+def value_ids(column: pl.Series) -> Ints:
+    """One integer per row, equal exactly when the values are (a null is a value, equal to
+    the other nulls; NaN equals NaN and -0.0 equals 0.0, as ``n_unique`` counts them):
+    the physical codes of text (as Categorical), integers, dates and booleans, else the
+    dense rank. Neither dense nor ordered."""
+    if column.dtype == pl.String:
+        column = column.cast(pl.Categorical)
+    physical = column.to_physical()
+    if physical.dtype.is_integer() and physical.dtype != pl.UInt64:
+        values = physical.cast(pl.Int64)
+        if values.null_count():
+            values = values.fill_null(int(values.max() or 0) + 1)  # type: ignore[arg-type]
+        return values.to_numpy()
+    ranks = column.rank("dense")  # nulls stay null: they become 0, the ranks start at 1
+    return ranks.fill_null(0).cast(pl.Int64).to_numpy()
+
+
+def dense_ids(column: pl.Series) -> Ints:
+    """:func:`value_ids` made dense (0 .. distinct values - 1), for counting by them."""
+    return dense(value_ids(column))
+
+
+def dense(values: npt.NDArray[np.integer]) -> Ints:
+    """``values`` numbered densely (0 .. distinct - 1) in their order: by a lookup over a
+    small range, else by sorting each id with its position packed into one integer (a plain
+    sort, several times faster than the argsort of ``np.unique``), else by ``np.unique``."""
+    ids: Ints = np.asarray(values, dtype=np.int64)
+    if not len(ids):
+        return ids
+    low, high = int(ids.min()), int(ids.max())
+    span = high - low
+    if span < 4 * len(ids) + 1024:
+        present = np.zeros(span + 1, dtype=np.bool_)
+        present[ids - low] = True
+        if present.all():
+            return ids - low if low else ids
+        numbers: Ints = np.cumsum(present, dtype=np.int64) - 1
+        return numbers[ids - low]
+    bits = (len(ids) - 1).bit_length()
+    if span.bit_length() + bits > 62:
+        inverse: Ints = np.unique(ids, return_inverse=True)[1].astype(np.int64)
+        return inverse.ravel()
+    packed = np.sort(((ids - low) << bits) | np.arange(len(ids), dtype=np.int64))
+    values = packed >> bits
+    new = np.empty(len(ids), dtype=np.bool_)
+    new[0] = True
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    out = np.empty(len(ids), dtype=np.int64)
+    out[packed & ((1 << bits) - 1)] = np.cumsum(new) - 1
+    return out
+
+
 def constant_columns(
-    frame: pl.DataFrame, person: str, *, share: float = NEARLY_EVERY
-) -> tuple[tuple[str, ...], int]:
+    frame: pl.DataFrame, person: str, *, share: float = NEARLY_EVERY,
+    ids: Mapping[str, npt.NDArray[np.integer]] | None = None,
+) -> tuple[tuple[str, ...], int]:  # fmt: skip
     """The columns constant within (nearly) every person with 2+ rows: within at least
     ``share`` of them; and the number of such persons.
 
@@ -43,25 +103,35 @@ def constant_columns(
     types that cannot be compared as values (lists, durations: ``UNSUPPORTED_TYPES``) are
     left out: :func:`refuse_unjudgeable` refuses them where a person model is enforced.
     When every person has one row nothing ties rows together: none is reported.
+    ``ids`` may give, per column (the person's included), one integer per row equal
+    exactly when the values are (:func:`value_ids`, or codes known already).
+
+    Each row is compared with its person's first row: a person is constant in a column when
+    no row differs (integers compared, then counted per person: no grouping of values).
     """
     others = [
         c for c in frame.columns
         if c != person and not isinstance(frame.schema[c], UNSUPPORTED_TYPES)
     ]  # fmt: skip
-    distinct = (
-        frame.group_by(pl.col(person).alias("\0person"))
-        .agg(
-            pl.len().alias("\0rows"),
-            *(pl.col(c).n_unique().alias(f"\0c{i}") for i, c in enumerate(others)),
-        )
-        .filter(pl.col("\0rows") >= 2)
-    )
-    if distinct.is_empty():
+    known = {} if ids is None else ids
+    who = dense(known[person]) if person in known else dense_ids(frame[person])
+    n = int(who.max()) + 1 if len(who) else 0
+    rows = np.bincount(who, minlength=n)
+    multi = rows >= 2
+    persons = int(np.count_nonzero(multi))
+    if not persons:
         return (), 0
-    flags = distinct.select(
-        (pl.col(f"\0c{i}") == 1).mean() >= share for i in range(len(others))
-    ).row(0)
-    return tuple(c for c, constant in zip(others, flags, strict=True) if constant), distinct.height
+    first = np.empty(n, dtype=np.int64)
+    first[who[::-1]] = np.arange(len(who) - 1, -1, -1, dtype=np.int64)  # the first wins
+    first_row = first[who]
+    found = []
+    for c in others:
+        values = known[c] if c in known else value_ids(frame[c])
+        changed = np.bincount(who[values != values[first_row]], minlength=n) > 0
+        constant = int(np.count_nonzero(multi & ~changed))
+        if constant / persons >= share:  # the share of multi-row persons, as a mean would be
+            found.append(c)
+    return tuple(found), persons
 
 
 def refuse_unjudgeable(frame: pl.DataFrame, person: str, path: str) -> None:
@@ -94,8 +164,11 @@ def refuse_missing_persons(frame: pl.DataFrame, person: str, path: str) -> None:
 
 def person_constant(frame: pl.DataFrame, person: str, columns: Sequence[str]) -> list[str]:
     """Those of ``columns`` that are constant within (nearly) every person (see
-    :func:`constant_columns`), in the order given."""
-    found = set(constant_columns(frame, person)[0])
+    :func:`constant_columns`), in the order given. Only they are compared: each column is
+    judged on its own."""
+    if not columns:
+        return []
+    found = set(constant_columns(frame.select(person, *dict.fromkeys(columns)), person)[0])
     return [c for c in columns if c in found]
 
 

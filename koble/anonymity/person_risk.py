@@ -13,19 +13,24 @@ over the quasi-identifier tuples as they are in the file (the check does not gen
   than k persons, on the tuples alone and with the person-constant columns. Measurement
   only: nobody is withheld here.
 
-Everything is exact and computed with polars: signatures are sorted lists of dense tuple
-numbers, grouped; k^m subsets are built by self-joins of a person's tuples. That is
-deliberately independent of the hashing and index arrays in
+Everything is exact and works on integer columns (numpy), never on the values: the rows'
+distinct (person, tuple) pairs are sorted once, so each person's set is a run of ascending
+tuple numbers; persons are grouped by hashes of their runs and every run is then compared
+with its group's first, item by item (a hash collision parts the group by the runs
+themselves); k^m subsets are built level by level from a person's later tuples and counted
+as integers. It shares no code with the search's models in
 :mod:`koble.anonymity.longitudinal`, so the tests can compare the two. Nulls count as a
 value, in the quasi-identifiers, the person column and the person-constant columns alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from koble.anonymity.longitudinal import MAX_SUBSETS, m_problem, subset_count
@@ -35,13 +40,13 @@ from koble.anonymity.parameters import (
     raise_problems,
     whole_number,
 )
-from koble.anonymity.person_columns import constant_columns
+from koble.anonymity.person_columns import constant_columns, dense, dense_ids, value_ids
 
 __all__ = ["PersonRisk", "Signatures", "person_risk"]
 
-# Internal column names no user column can have (see parameters.grouping_keys).
-_P, _T, _TC, _PAIR = "\0person", "\0tuple", "\0tuple+", "\0tuple×rows"
-_S, _N = "\0signature", "\0n"
+Ints = npt.NDArray[np.int64]
+#: Two salts: a person's run is hashed twice, 128 bits besides its length.
+_SALTS = (0xD6E8FEB86659FD93, 0x2545F4914F6CDD1D)
 
 
 @dataclass(frozen=True)
@@ -117,85 +122,138 @@ class PersonRisk:
         ]
 
 
-def _number(frame: pl.DataFrame, columns: list[str], name: str) -> pl.DataFrame:
-    """``frame`` with ``name``: a number per distinct combination of ``columns`` (nulls
-    equal to each other). A join on the distinct combinations: exact, and several times
-    faster than ranking a struct."""
-    numbers = frame.select(columns).unique().with_row_index(name)
-    return frame.join(numbers.with_columns(pl.col(name).cast(pl.Int64)), on=columns,
-                      how="left", nulls_equal=True)  # fmt: skip
-
-
-def _summary(sizes: pl.Series, k: int) -> Signatures:
+def _summary(sizes: Ints, k: int) -> Signatures:
     """:class:`Signatures` from the persons per signature."""
-    if sizes.is_empty():
+    if not len(sizes):
         return Signatures(0, 0, 0, 0)
-    sizes = sizes.cast(pl.Int64)
+    total = int(sizes.sum())
     return Signatures(
-        groups=sizes.len(),
-        unique=int((sizes == 1).sum()),
+        groups=len(sizes),
+        unique=int(np.count_nonzero(sizes == 1)),
         # capped: k may exceed any group size and the column type's range
-        under_k=int(sizes.filter(sizes < min(k, int(sizes.sum()) + 1)).sum()),
-        smallest=int(sizes.min()),  # type: ignore[arg-type]
+        under_k=int(sizes[sizes < min(k, total + 1)].sum()),
+        smallest=int(sizes.min()),
     )
 
 
-def _by_set(entries: pl.DataFrame, item: str, k: int, *, distinct: bool = False) -> Signatures:
-    """Persons grouped by the sorted list of their distinct ``item`` numbers (``distinct``:
-    each (person, item) is in ``entries`` once already)."""
-    items = pl.col(item) if distinct else pl.col(item).unique()
-    signatures = entries.group_by(_P).agg(items.sort().alias(_S))
-    return _summary(signatures.group_by(_S).len()["len"], k)
+def _mix(values: Ints, salt: int) -> npt.NDArray[np.uint64]:
+    """A well-spread 64-bit hash of each value (splitmix64's finaliser)."""
+    with np.errstate(over="ignore"):
+        z = values.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(salt)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))  # type: ignore[no-any-return]
 
 
-def _km_failing(
-    entries: pl.DataFrame, item: str, k: int, m: int, *, distinct: bool = False
-) -> int | None:
+def _by_set(items: Ints, starts: Ints, k: int) -> Signatures:
+    """Persons grouped by their sequence of items: person i's are ``items[starts[i]:
+    starts[i + 1]]``, ascending and distinct, so equal sequences are equal sets.
+
+    Exact: persons are grouped by two 64-bit hashes of their sequence and its length, and
+    every person's sequence is then compared, item by item, with its group's first; a group
+    holding two different sequences (a hash collision) is parted by the sequences."""
+    n = len(starts)
+    if not n:
+        return _summary(np.zeros(0, dtype=np.int64), k)
+    lengths = np.diff(np.append(starts, len(items)))
+    digests = [np.add.reduceat(_mix(items, salt), starts) for salt in _SALTS]
+    # by the first digest alone (equal runs are equal in all three); all three only when two
+    # persons share it but not the others
+    order = np.argsort(digests[0])
+    tied = digests[0][order][1:] == digests[0][order][:-1]
+    if np.any(tied & ((digests[1][order][1:] != digests[1][order][:-1])
+                      | (lengths[order][1:] != lengths[order][:-1]))):  # fmt: skip
+        order = np.lexsort((digests[1], lengths, digests[0]))
+    flags = np.empty(n, dtype=np.bool_)
+    flags[0] = True
+    flags[1:] = lengths[order][1:] != lengths[order][:-1]
+    for digest in digests:
+        flags[1:] |= digest[order][1:] != digest[order][:-1]
+    group = np.empty(n, dtype=np.int64)
+    group[order] = np.cumsum(flags) - 1
+    first = order[flags]  # each group's first person
+    owner = np.repeat(np.arange(n), lengths)
+    offset = np.arange(len(items)) - starts[owner]
+    same = items == items[starts[first[group[owner]]] + offset]
+    if not same.all():  # a collision: those groups by their sequences themselves
+        group = _parted(items, starts, lengths, group, np.unique(group[owner[~same]]))
+    return _summary(np.bincount(dense(group)), k)
+
+
+def _parted(items: Ints, starts: Ints, lengths: Ints, group: Ints, mixed: Ints) -> Ints:
+    """``group`` with the persons of the ``mixed`` groups (hash collisions, which real data
+    never shows) numbered anew by their sequences: a loop over those persons only."""
+    group = group.copy()
+    numbers: dict[tuple[int, ...], int] = {}
+    top = int(group.max()) + 1
+    for person in np.flatnonzero(np.isin(group, mixed)).tolist():
+        start = int(starts[person])
+        sequence = tuple(items[start : start + int(lengths[person])].tolist())
+        group[person] = numbers.setdefault(sequence, top + len(numbers))
+    return group
+
+
+def _pairs(who: Ints, item: Ints) -> tuple[Ints, Ints, Ints]:
+    """The distinct (person, item) pairs of the rows, sorted by person then item: their
+    persons, items and rows. ``item`` is dense (0 .. items - 1)."""
+    radix = int(item.max()) + 1 if len(item) else 1
+    keys, counts = np.unique(who * radix + item, return_counts=True)
+    return keys // radix, keys % radix, counts.astype(np.int64)
+
+
+def _starts(persons: Ints) -> Ints:
+    """Where each person's run starts in ``persons`` (sorted)."""
+    flags = np.empty(len(persons), dtype=np.bool_)
+    flags[:1] = True
+    np.not_equal(persons[1:], persons[:-1], out=flags[1:])
+    return np.flatnonzero(flags)
+
+
+def _km_failing(persons: Ints, items: Ints, starts: Ints, k: int, m: int) -> int | None:
     """Persons with a subset of 1..m of their distinct items held by fewer than k persons
-    (None when there would be more than ``MAX_SUBSETS`` subsets).
+    (None when there would be more than ``MAX_SUBSETS`` subsets). ``persons``/``items``:
+    the distinct (person, item) pairs sorted by person then item, ``starts`` each person's.
 
     Apriori: a subset held by fewer than k persons fails every person holding it, and so
     does each of its supersets (held by fewer still), whose persons are counted already; so
-    only the subsets held by k or more are extended. Each subset is one integer (its items'
-    dense numbers as digits), so counting its holders groups one column."""
-    pairs = entries.select(_P, item) if distinct else entries.select(_P, item).unique()
-    if pairs.is_empty():
+    only the subsets held by k or more are extended, each by a later item of its person.
+    A subset is one integer (its items as digits, numbered densely again when too wide),
+    so counting its holders is counting equal integers."""
+    if not len(items):
         return 0
-    per_person = pairs.group_by(_P).len()["len"].value_counts()
-    sizes, counts = per_person.to_series(0).to_list(), per_person.to_series(1).to_list()
-    if subset_count(sizes, counts, m) > MAX_SUBSETS:
+    lengths = np.diff(np.append(starts, len(items)))
+    sizes, counts = np.unique(lengths, return_counts=True)
+    if subset_count(sizes.tolist(), counts.tolist(), m) > MAX_SUBSETS:
         return None
-    cap = min(k, pairs[_P].n_unique() + 1)  # k may exceed the count type's range
-    items = pairs.select(_P, pl.col(item).cast(pl.Int64).alias("\0i"))  # dense numbers
-    radix = int(items["\0i"].max()) + 1  # type: ignore[arg-type]
-    # a j-subset's key: its items (ascending) as digits of base radix; wider than 62 bits
-    # it is numbered densely again before the next digit goes on
-    level = items.with_columns(pl.col("\0i").alias("\0key"), pl.col("\0i").alias("\0last"))
-    short = []
+    cap = min(k, len(starts) + 1)  # k may exceed the count type's range
+    ends = np.repeat(starts + lengths, lengths)  # each pair's person's end
+    radix = int(items.max()) + 1
+    key, last = items.copy(), np.arange(len(items))  # the subset, its last item's pair
+    failing = np.zeros(int(persons[-1]) + 1, dtype=np.bool_)
     for j in range(m):
-        if j:  # the j+1-subsets: a held j-subset extended by a larger item of the person
-            nxt = items.rename({"\0i": "\0next"})
-            level = level.join(nxt, on=_P).filter(pl.col("\0next") > pl.col("\0last"))
-            if level.is_empty():
-                break
-            width = int(level["\0key"].max()) + 1  # type: ignore[arg-type]
-            key = pl.col("\0key")
-            if width.bit_length() + radix.bit_length() > 62:
-                key = key.rank("dense").cast(pl.Int64)
-            level = level.select(_P, (key * radix + pl.col("\0next")).alias("\0key"),
-                                 pl.col("\0next").alias("\0last"))  # fmt: skip
-        held = pl.len().over("\0key")  # persons holding the subset
-        short.append(level.filter(held < cap).select(_P))
-        if j + 1 < m:
-            level = level.filter(held >= cap)
-        if level.is_empty():
+        if j:  # the j+1-subsets: each held j-subset with each later item of its person
+            more = ends[last] - last - 1
+            source = np.repeat(np.arange(len(key)), more)
+            step = np.arange(len(source)) - np.repeat(np.cumsum(more) - more, more)
+            last = last[source] + 1 + step
+            key = key[source]
+            if int(key.max(initial=0)).bit_length() + radix.bit_length() > 62:
+                key = dense(key)
+            key = key * radix + items[last]
+        if not len(key):
             break
-    return pl.concat(short)[_P].n_unique()
+        numbered = dense(key)
+        short = np.bincount(numbered)[numbered] < cap  # persons holding the subset
+        failing[persons[last[short]]] = True
+        if j + 1 < m:
+            key, last = key[~short], last[~short]
+    return int(np.count_nonzero(failing))
 
 
 def person_risk(
     frame: pl.DataFrame, qis: Sequence[str], person: str, *, k: int, m: int = 2,
-    path: str = "<table>", tuple_ids: pl.Series | None = None,
+    path: str = "<table>", tuple_ids: pl.Series | npt.NDArray[np.integer] | None = None,
+    ids: Mapping[str, npt.NDArray[np.integer]] | None = None,
 ) -> PersonRisk:  # fmt: skip
     """The person-level figures of ``frame`` (see the module docstring).
 
@@ -203,8 +261,10 @@ def person_risk(
     ``qis`` the quasi-identifiers, taken as they are. ``tuple_ids`` (one integer per row,
     equal exactly when the rows' quasi-identifiers are: the class ids of
     :func:`~koble.anonymity.check.check_frame`) spares numbering the tuples from their
-    values: the same figures, faster. Raises :class:`UsageError` for bad parameters (naming
-    each) and :class:`ColumnError` for missing or unusable columns.
+    values; ``ids`` likewise gives, per column, one integer per row equal exactly when the
+    values are (the person's codes, a quasi-identifier's codes): the same figures, faster.
+    Raises :class:`UsageError` for bad parameters (naming each) and :class:`ColumnError`
+    for missing or unusable columns.
     """
     raise_problems([
         *column_list(list(qis), "qis (the quasi-identifiers)"),
@@ -215,41 +275,61 @@ def person_risk(
     check_columns(frame, [*qis, person], path)
     if tuple_ids is not None and len(tuple_ids) != frame.height:
         raise ValueError("tuple_ids must have one value per row")
-    constant, multi = constant_columns(frame, person)
+    known = dict(ids or {})
+    who = known[person] = dense(known[person]) if person in known else dense_ids(frame[person])
+    constant, multi = constant_columns(frame, person, ids=known)
     added = tuple(c for c in constant if c not in qis)
-    extra = [pl.col(c).alias(f"\0c{i}") for i, c in enumerate(added)]
     if tuple_ids is None:
-        keys = [pl.col(c).alias(f"\0qi{i}") for i, c in enumerate(qis)]
-        names = [f"\0qi{i}" for i in range(len(qis))]
-        rows = _number(frame.select(pl.col(person).alias(_P), *keys, *extra), names, _T)
-    else:  # numbered densely, so a tuple and a row count fit one integer below
-        rows = frame.select(pl.col(person).alias(_P), *extra).with_columns(
-            tuple_ids.rank("dense").cast(pl.Int64).alias(_T)
-        )
+        tuple_of = _combined([_column_ids(frame, c, known) for c in qis], frame.height)
+    else:
+        tuple_of = dense(np.asarray(tuple_ids, dtype=np.int64))
+    persons, items, counts = _pairs(who, tuple_of)
+    starts = _starts(persons)
+    by_set = _by_set(items, starts, k)
+    km = _km_failing(persons, items, starts, k, m)
+    if len(counts) and int(counts.max()) > 1:  # (tuple, rows) as one integer per pair
+        paired = items * (int(counts.max()) + 1) + counts
+        by_multiset = _by_set(paired, starts, k)  # ascending within a person, as items are
+    else:  # no tuple twice in a person: the multisets are the sets
+        by_multiset = by_set
+    by_constant, km_constant = by_set, km
     if added:  # the tuple and the person-constant columns
-        rows = _number(rows, [_T, *(f"\0c{i}" for i in range(len(added)))], _TC)
-    rows = rows.select(_P, _T, *([_TC] if added else []))
-    counted = rows.group_by(_P, _T).len()
-    # (tuple, rows) as one integer: tuples are dense (below 2^32), counts at most the rows
-    radix = int(counted["len"].max() or 0) + 1  # type: ignore[arg-type]
-    multiset = counted.select(_P, (pl.col(_T) * radix + pl.col("len")).alias(_PAIR))
-    pairs = counted.select(_P, _T)  # each (person, tuple) once
-    by_set = _by_set(pairs, _T, k, distinct=True)
-    km = _km_failing(pairs, _T, k, m, distinct=True)
-    # no tuple twice in a person: the multisets are the sets, grouped alike
-    once = radix <= 2
+        plus = _combined([tuple_of, *(_column_ids(frame, c, known) for c in added)],
+                         frame.height)  # fmt: skip
+        c_persons, c_items, _ = _pairs(who, plus)
+        c_starts = _starts(c_persons)
+        by_constant = _by_set(c_items, c_starts, k)
+        km_constant = _km_failing(c_persons, c_items, c_starts, k, m)
     return PersonRisk(
         person=person,
         k=k,
         m=m,
-        persons=counted[_P].n_unique(),
+        persons=len(starts),
         rows=frame.height,
         multi_row_persons=multi,
         constant_columns=constant,
         added_columns=added,
         by_set=by_set,
-        by_multiset=by_set if once else _by_set(multiset, _PAIR, k, distinct=True),
-        by_set_with_constant=_by_set(rows, _TC, k) if added else by_set,
+        by_multiset=by_multiset,
+        by_set_with_constant=by_constant,
         km_failing=km,
-        km_failing_with_constant=_km_failing(rows, _TC, k, m) if added else km,
+        km_failing_with_constant=km_constant,
     )
+
+
+def _column_ids(
+    frame: pl.DataFrame, column: str, known: Mapping[str, npt.NDArray[np.integer]]
+) -> Ints:
+    """A column's integers equal exactly when its values are (given, else computed)."""
+    found = known.get(column)
+    return value_ids(frame[column]) if found is None else np.asarray(found, dtype=np.int64)
+
+
+def _combined(columns: Sequence[Ints], rows: int) -> Ints:
+    """One dense integer per row, equal exactly when the rows are in every column."""
+    key = np.zeros(rows, dtype=np.int64)
+    for column in columns:
+        column = dense(column)
+        radix = int(column.max()) + 1 if rows else 1
+        key = dense(key) * radix + column
+    return dense(key)

@@ -32,7 +32,7 @@ from koble.anonymity.distributions import (
     top_from_counts,
     top_values,
 )
-from koble.anonymity.frequency import FrequencyTable, Lookups, class_keys
+from koble.anonymity.frequency import FrequencyTable, Lookups
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
 from koble.anonymity.hierarchies.registry import is_ordered
@@ -46,8 +46,6 @@ from koble.anonymity.person_columns import (
 )
 from koble.anonymity.person_shape import PersonShape
 from koble.anonymity.preparation import (
-    IDS,
-    ROW,
     criteria,
     generalise,
     generalised_population,
@@ -58,6 +56,7 @@ from koble.anonymity.preparation import (
     person_shape,
     refuse_person_numbers,
 )
+from koble.anonymity.row_release import apply_rows, person_ids
 from koble.anonymity.search import SearchResult, find_optimal
 from koble.errors import KobleError
 from koble.files import OutputSet, sha256_file
@@ -115,33 +114,6 @@ def _distributions(
             "after": top_from_codes(None, g, level, kept, order),
         }  # fmt: skip
     return out
-
-
-def _apply_rows(
-    frame: pl.DataFrame, qis: Sequence[Generalisation], result: SearchResult, lookups: Lookups,
-    sensitive: Generalisation | None, person: str | None,
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series, npt.NDArray[np.integer]]:  # fmt: skip
-    """The release row by row (:meth:`SearchResult.apply`): released rows, withheld rows,
-    each released row's class key and its row number in ``frame``."""
-    # Each row's class at the chosen levels rides along, so the check of the release
-    # groups by one integer instead of by its generalised columns as text.
-    # Each row's number too, for the distributions by code.
-    keyed = frame.with_columns(
-        pl.Series(IDS, class_keys(lookups, result.levels)),
-        pl.int_range(pl.len(), dtype=pl.UInt32).alias(ROW),
-    )
-    released, held = result.apply(keyed, qis, sensitive)
-    released_ids, kept = released.get_column(IDS), released.get_column(ROW).to_numpy()
-    released, held = released.drop(IDS, ROW), held.drop(IDS, ROW)
-    if person is not None:
-        # by value, not by person: adjacent rows (or an order by fødselsnummer) would
-        # tie a person's rows together, or give the person away
-        order = released.select(pl.arg_sort_by(
-            [c for c in released.columns if c != person], nulls_last=True,
-            maintain_order=True,
-        )).to_series()  # fmt: skip
-        released, released_ids = released[order], released_ids.gather(order)
-    return released, held, released_ids, kept
 
 
 def _distributions_coded(
@@ -280,10 +252,10 @@ def anonymise_file(
     """
     timings: dict[str, float] = {}
     # rows as classes: the quasi-identifiers' text columns are read dictionary-encoded too,
-    # for their hierarchies (see koble.anonymity.coded)
+    # for their hierarchies (see koble.anonymity.coded); the file is hashed beside the search
     plain = config.shape != "person" and config.person is None and config.population is None
     with timed(timings, "read"):
-        frame, encoded = read_coded(source, list(config.quasi_identifiers) if plain else [])
+        frame, encoded, digest = read_coded(source, list(config.quasi_identifiers) if plain else [])
     path = str(source)
     extra = [c for c in (config.sensitive, config.person) if c is not None]
     check_columns(frame, [*config.quasi_identifiers, *extra], path)
@@ -350,10 +322,13 @@ def anonymise_file(
                              path=path, population=population, scan=False,  # refused above
                              class_ids=None if shape or sizes is not None
                              else level0_ids(qis, lookups, exact), class_sizes=sizes,
+                             column_ids=None if shape else person_ids(
+                                 rows_frame, qis, (0,) * len(qis), sensitive, config.person,
+                                 None, exact),
                              **checks)  # type: ignore[arg-type]  # fmt: skip
     level_names = {g.name: g.level_names[lv] for g, lv in zip(qis, result.levels, strict=True)}
     with timed(timings, "hashing"):
-        hashes: dict[str, str | None] = {"input": sha256_file(source), "output": None,
+        hashes: dict[str, str | None] = {"input": digest.result(), "output": None,
                                          "withheld": None}  # fmt: skip
     columns = {g.name: list(g.column_names) for g in qis}
     release = Release(str(source), None, None, config, result, level_names, before, None,
@@ -375,7 +350,7 @@ def anonymise_file(
             coded = release_coded(frame, qis, result)
             held = coded.held
         else:
-            released, held, released_ids, kept = _apply_rows(frame, qis, result, lookups,
+            released, held, released_ids, kept = apply_rows(frame, qis, result, lookups,
                                                              sensitive, config.person)  # fmt: skip
     with timed(timings, "check_after"):
         if population is not None:
@@ -396,8 +371,10 @@ def anonymise_file(
                 population=population,
                 scan=False if clean else names,
                 class_ids=released_ids,
+                column_ids=None if coded is not None else person_ids(
+                    frame, qis, result.levels, sensitive, config.person, kept, [True] * len(qis)),
                 **checks,  # type: ignore[arg-type]
-            )
+            )  # fmt: skip
     if not release.after.meets:  # the search's guarantee, checked independently: never
         raise RuntimeError(  # a release that fails it (an internal error, exit 3)
             "the release does not meet its requirements ("

@@ -231,6 +231,24 @@ class SearchResult:
         ``suppressed`` holds those rows, unchanged, with a ``suppression_reason`` column
         naming the first criterion their class fails. Row order is kept in both.
         """
+        row_reason = self.row_reasons(frame, generalisations, sensitive)
+        gone = pl.Series(row_reason >= 0)
+        texts = pl.Series(self.requirements.texts(), dtype=pl.String)
+        released = frame.with_columns(
+            [s for g, lv in zip(generalisations, self.levels, strict=True) for s in g.columns(lv)]
+        ).filter(~gone)
+        why = texts.gather(row_reason[row_reason >= 0]).alias(REASON_COLUMN)
+        return released, frame.filter(gone).with_columns(why)
+
+    def row_reasons(
+        self,
+        frame: pl.DataFrame,
+        generalisations: Sequence[Generalisation],
+        sensitive: Generalisation | None = None,
+    ) -> Int64s:
+        """Why each row of ``frame`` is withheld at the chosen levels: the index of the
+        reason among ``requirements.texts()``, or -1 for a row released (see :meth:`apply`,
+        which checks its arguments here)."""
         if not self.feasible:
             raise UsageError("no generalisation meets the requirements; nothing to release")
         if sensitive is None and any(c.needs_sensitive for c in self.requirements.criteria):
@@ -246,14 +264,7 @@ class SearchResult:
         codes = None if sensitive is None else sensitive.codes
         radix = 1 if sensitive is None else len(sensitive.labels[0])
         table, entry = build_table(Lookups(generalisations, radix), self.levels, codes)
-        row_reason = self.requirements.settle(table).reason[entry]
-        gone = pl.Series(row_reason >= 0)
-        texts = pl.Series(self.requirements.texts(), dtype=pl.String)
-        released = frame.with_columns(
-            [s for g, lv in zip(generalisations, self.levels, strict=True) for s in g.columns(lv)]
-        ).filter(~gone)
-        why = texts.gather(row_reason[row_reason >= 0]).alias(REASON_COLUMN)
-        return released, frame.filter(gone).with_columns(why)
+        return self.requirements.settle(table).reason[entry]  # type: ignore[no-any-return]
 
 
 def _validate(

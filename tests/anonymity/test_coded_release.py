@@ -64,7 +64,7 @@ def test_read_dictionary_encoded_generalises_as_the_strings(frame: pl.DataFrame)
 
     with tempfile.TemporaryDirectory() as tmp:
         path = _parquet(frame, Path(tmp) / "in.parquet")
-        coded, encoded = read_coded(path, list(QIS))
+        coded, encoded, _ = read_coded(path, list(QIS))
     assert set(encoded) == {"city", "kind"}  # the text columns; age is a number
     assert coded.with_columns(pl.col("city", "kind").cast(pl.String)).equals(frame)
     config = AnonymiseConfig(k=2, quasi_identifiers=dict(QIS))

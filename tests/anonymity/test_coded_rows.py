@@ -43,7 +43,7 @@ def test_a_dictionary_page_listing_values_no_row_holds(tmp_path: Path) -> None:
     table = pa.table({"city": pa.chunked_array(chunks)})
     path = tmp_path / "in.parquet"
     pq.write_table(table, path, row_group_size=4, store_schema=False)  # read as text
-    frame, encoded = read_coded(path, ["city"])
+    frame, encoded, _ = read_coded(path, ["city"])
     values, index = encoded["city"]
     assert sorted(values.to_list()) == ["Alta", "Oslo"]
     assert isinstance(index, ChunkedIndex) and len(index) == 6

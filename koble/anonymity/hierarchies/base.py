@@ -38,6 +38,7 @@ __all__ = [
     "Encoded",
     "Labeller",
     "build",
+    "encode",
     "integers",
     "reject",
     "shown",
@@ -81,7 +82,7 @@ class ChunkedIndex:
 
 Encoded = tuple[pl.Series, "npt.NDArray[np.integer] | ChunkedIndex"]
 """A column encoded already: its distinct non-null values (in its dtype) and each row's
-index into them (a missing value: one past the last), as :func:`_encode` makes them, or as
+index into them (a missing value: one past the last), as :func:`encode` makes them, or as
 chunks (:class:`ChunkedIndex`) from a Parquet file's own dictionary pages
 (:func:`koble.anonymity.coded.read_coded`)."""
 
@@ -140,33 +141,49 @@ def integers(array: pa.Array) -> npt.NDArray[np.integer]:
     return np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
 
 
-def _encode(column: pl.Series) -> tuple[pl.Series, npt.NDArray[np.integer]]:
+def encode(column: pl.Series) -> Encoded:
     """The distinct non-null values of ``column`` (in its dtype) and each row's index into
     them (missing: one past the last), from one hash pass over the rows (Arrow's
-    dictionary encoding, zero-copy from Polars)."""
-    coded = column.dtype in (pl.Categorical, pl.Enum)
+    dictionary encoding, zero-copy from Polars); a categorical column's from its own
+    dictionary, its values no row holds left out (the index then a :class:`ChunkedIndex`
+    through its codes, rather than the rows' codes rewritten)."""
+    dtype = column.dtype
+    coded = isinstance(dtype, (pl.Categorical, pl.Enum))
     if column.null_count() == len(column):  # Arrow encodes a null-typed column as [null]
         empty = column.clear()
         return empty.cast(pl.String) if coded else empty, np.zeros(len(column), dtype=np.int32)
-    array = column.to_arrow(compat_level=CompatLevel.newest())
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    # A categorical column is encoded already (a Parquet file read dictionary-encoded):
-    # its dictionary and indices are taken as they are, kept to the values present.
-    encoded = array if coded else pc.dictionary_encode(array)
-    indices = encoded.indices
-    if indices.null_count:
-        indices = pc.fill_null(indices, len(encoded.dictionary))
-    index = integers(indices)
-    dictionary = pl.Series(column.name, encoded.dictionary)
+    # A categorical column is encoded already (a Parquet file read dictionary-encoded, a
+    # CSV file's parsed so): its dictionary and indices are taken as they are, kept to the
+    # values present. A Categorical's categories (all the process holds, unless it has
+    # its own) are its dictionary, indexed by its physical codes: no conversion of the rows
+    # to Arrow, unless the categories outnumber the rows.
+    dictionary = dtype.categories.to_series() if isinstance(dtype, pl.Categorical) else None
+    if dictionary is not None and len(dictionary) <= len(column):
+        dictionary = dictionary.alias(column.name)
+        physical = column.to_physical()
+        if physical.null_count():
+            physical = physical.fill_null(len(dictionary))
+        index = physical.to_numpy()
+    else:
+        array = column.to_arrow(compat_level=CompatLevel.newest())
+        if isinstance(array, pa.ChunkedArray):
+            array = array.combine_chunks()
+        encoded = array if coded else pc.dictionary_encode(array)
+        indices = encoded.indices
+        if indices.null_count:
+            indices = pc.fill_null(indices, len(encoded.dictionary))
+        index = integers(indices)
+        dictionary = pl.Series(column.name, encoded.dictionary)
     if coded:
         used = np.zeros(len(dictionary) + 1, dtype=np.bool_)
         used[index] = True  # a scatter: cheaper than counting
         used = used[: len(dictionary)]
         if not used.all():
-            dense = np.cumsum(used, dtype=np.int64) - 1
-            dense = np.append(dense, int(used.sum()))  # a missing value: one past the last
-            index, dictionary = dense[index], dictionary.filter(pl.Series(used))
+            dense = np.cumsum(used, dtype=np.int32) - 1
+            dense = np.append(dense, np.int32(used.sum()))  # a missing value: one past the last
+            # the rows keep their indices, read through ``dense`` when they are taken
+            return (dictionary.filter(pl.Series(used)).cast(pl.String),
+                    ChunkedIndex(((dense, index),), len(index)))  # fmt: skip
         return dictionary.cast(pl.String), index
     if dictionary.dtype != column.dtype:
         dictionary = dictionary.cast(column.dtype)
@@ -203,7 +220,7 @@ def build(
     with a message that names the file.
     """
     # categoricals as their text
-    raw, raw_index = _encode(column) if encoded is None else encoded
+    raw, raw_index = encode(column) if encoded is None else encoded
     if len(raw_index) != len(column):
         raise ValueError("the encoded column differs in length")
     canonical_raw = canonicalise(raw) if len(raw) else raw
