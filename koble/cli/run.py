@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,18 @@ from koble.linkage.plan import Step
 from koble.linkage.sources import Sources, load_sources, synthetic_sources
 from koble.registries.catalogue import Catalogue
 
-__all__ = ["common_run_options", "resolve_run", "run"]
+__all__ = ["MEMORY_LIMIT_ENV", "common_run_options", "resolve_run", "run"]
+
+#: The environment variable ``koble run --memory-limit`` falls back to.
+MEMORY_LIMIT_ENV = "KOBLE_DUCKDB_MEMORY_LIMIT"
+_MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A DuckDB memory size (``"4GB"``, ``"512MiB"``), checked before anything runs."""
+    if value is None or _MEMORY.fullmatch(value.strip()):
+        return None if value is None else value.strip()
+    raise click.BadParameter("must be a size such as 4GB or 512MiB", ctx, param)
 
 
 def common_run_options(function: Any) -> Any:
@@ -82,12 +94,15 @@ def resolve_run(
     engine: str = "duckdb",
     spark_master: str | None = None,
     spark_remote: str | None = None,
+    memory_limit: str | None = None,
 ) -> dict[str, Any]:
     """The keyword arguments of :func:`run_job` the options name. The workspace must keep
     apart from every directory the command reads (``against``: a reproduction's delivery);
     only ``koble run``'s own keys may lie inside it."""
     if sources is not None and world is not None:
         raise UsageError("give --sources or --world, not both")
+    if memory_limit is not None and engine != "duckdb":
+        raise UsageError(f"--memory-limit (or {MEMORY_LIMIT_ENV}) applies only to --engine duckdb")
     reads: dict[str, Path | None] = {
         "--against": against, "--keys": keys_dir, "--world": world, "--sources": sources,
         "--catalogue": extra,
@@ -117,6 +132,7 @@ def resolve_run(
         "engine": engine,
         "spark_master": spark_master,
         "spark_remote": spark_remote,
+        "memory_limit": memory_limit,
     }
 
 
@@ -157,6 +173,14 @@ def progress_display(console: Console, enabled: bool) -> tuple[Progress, StepEve
 )
 @common_run_options
 @click.option(
+    "--memory-limit",
+    envvar=MEMORY_LIMIT_ENV,
+    callback=_memory_limit,
+    metavar="SIZE",
+    help="Cap DuckDB's memory (e.g. 4GB); beyond it DuckDB spills to .tmp/ in the current "
+    f"directory, so data larger than memory still run [env {MEMORY_LIMIT_ENV}].",
+)
+@click.option(
     "--restart",
     is_flag=True,
     help="Set the run already in the workspace aside (kept under WORKSPACE/restarted/, "
@@ -177,6 +201,7 @@ def run(
     passphrase_env: str,
     kek_file: Path | None,
     kek_env: str | None,
+    memory_limit: str | None,
     restart: bool,
     as_json: bool,
 ) -> None:
@@ -192,6 +217,7 @@ def run(
     kwargs = resolve_run(
         job_file, workspace, keys_dir, sources, world, extra, passphrase_env, kek_file, kek_env,
         engine=engine, spark_master=spark_master, spark_remote=spark_remote,
+        memory_limit=memory_limit,
     )  # fmt: skip
     console = Console(stderr=True, highlight=False)
     bar, event = progress_display(console, not as_json)

@@ -365,6 +365,7 @@ def run_job(
     engine: str = "duckdb",
     spark_master: str | None = None,
     spark_remote: str | None = None,
+    memory_limit: str | None = None,
     test_numbers: bool = False,
     created: datetime.datetime | None = None,
     on_step: StepEvent | None = None,
@@ -376,8 +377,8 @@ def run_job(
 
     ``engine`` is where the registries' SQL runs (``duckdb``, or ``spark`` on
     ``spark_master`` or ``spark_remote``, local mode without either: see
-    :mod:`koble.linkage.engine_spark`). ``created`` fixes the run's clock value (a
-    reproduction passes the original's);
+    :mod:`koble.linkage.engine_spark`; ``memory_limit`` caps DuckDB's). ``created`` fixes
+    the run's clock value (a reproduction passes the original's);
     ``stop_after`` stops after the named step, as a crash there would (for tests);
     ``on_audit_close`` gets the head and entry count of the run's audit log once it is
     closed (the CLI prints them). One run at a time per workspace: a second is refused.
@@ -414,7 +415,7 @@ def run_job(
         sources,
         keys,
         ws,
-        engine_named(engine, master=spark_master, remote=spark_remote),
+        engine_named(engine, master=spark_master, remote=spark_remote, memory_limit=memory_limit),
         datetime.datetime.fromisoformat(state["created"]),
         randbytes,
         test_numbers,

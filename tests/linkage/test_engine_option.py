@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from koble.cli.main import cli as main
+from koble.cli.run import MEMORY_LIMIT_ENV
+from koble.linkage.engine import Engine
 from tests.linkage.conftest import World
 
 
@@ -34,3 +37,54 @@ def test_a_spark_master_for_duckdb_is_a_usage_error(world: World, tmp_path: Path
     assert code == 2, output
     assert "applies only to --engine spark" in output
     assert not (tmp_path / "ws" / "researcher").exists()
+
+
+def test_engine_named_caps_duckdb_memory() -> None:
+    from koble.linkage.engine import engine_named
+
+    engine = engine_named("duckdb", memory_limit="1GB")
+    try:
+        got = engine.query("SELECT current_setting('memory_limit') AS m", {})
+    finally:
+        engine.close()
+    assert got.column("m").to_pylist() == ["953.6 MiB"]  # DuckDB shows 10^9 bytes in MiB
+
+
+def test_the_memory_limit_reaches_the_runs_engine(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given by the environment variable (or --memory-limit), the limit reaches the engine
+    the run makes, and the run delivers as without it."""
+    from koble.linkage.engine import engine_named
+
+    made: list[str | None] = []
+
+    def recording(name: str, **options: str | None) -> Engine:
+        made.append(options.get("memory_limit"))
+        return engine_named(name, **options)
+
+    monkeypatch.setattr("koble.linkage.executor.engine_named", recording)
+    result = CliRunner().invoke(
+        main,
+        ["run", str(world.central), "--workspace", str(tmp_path / "ws"), "--world",
+         str(world.path), "--kek-env", "KOBLE_TEST_KEK"],
+        env={"KOBLE_TEST_KEK": "00" * 32, MEMORY_LIMIT_ENV: "2GB"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert made == ["2GB"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--memory-limit", "lots"), "must be a size such as 4GB"),
+        (("--memory-limit", "2GB", "--engine", "spark"), "applies only to --engine duckdb"),
+    ],
+)
+def test_a_memory_limit_that_does_not_fit_is_a_usage_error(
+    world: World, tmp_path: Path, extra: tuple[str, ...], message: str
+) -> None:
+    code, output = _run(world, tmp_path / "ws", *extra)
+    assert code == 2, output
+    assert message in output
+    assert not (tmp_path / "ws").exists()
