@@ -152,7 +152,10 @@ class _ScratchScan:
         if self.needles is None:
             self.needles = key_needles(self.keys_dir, self.world)
         for path in sorted(p for p in shared.root.rglob("*") if p.is_file()):
-            data = path.read_bytes()
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:  # Spark's cleaner removed it after the listing
+                continue
             found = {name for name, forms in self.needles.items() if any(f in data for f in forms)}
             if _ELEVEN_DIGITS.search(data):
                 found.add("11-digit number")
