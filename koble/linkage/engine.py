@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from koble.errors import UsageError
+from koble.linkage.row_groups import RowGroupWriter
 
 if TYPE_CHECKING:
     from koble.pseudonym.domain_cipher import DomainCipher
@@ -110,27 +110,13 @@ def pseudonymised_batches(
 
 
 def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:
-    """Write ``batches`` (cast to ``schema``) to the Parquet file ``path`` with pyarrow (zstd,
-    row groups of :data:`ROW_GROUP_ROWS` whatever the batches' sizes, so the same rows give
-    the same bytes from any engine); returns the number of rows."""
-    rows = 0
-    pending: list[pa.RecordBatch] = []
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-
-        def flush(last: bool) -> int:
-            table = pa.Table.from_batches(pending, schema)
-            whole = table.num_rows if last else table.num_rows - table.num_rows % ROW_GROUP_ROWS
-            if whole:
-                writer.write_table(table.slice(0, whole), row_group_size=ROW_GROUP_ROWS)
-            pending[:] = table.slice(whole).to_batches()
-            return int(whole)
-
+    """Write ``batches`` (cast to ``schema``) to the Parquet file ``path`` in row groups of
+    :data:`ROW_GROUP_ROWS` whatever the batches' sizes (:class:`RowGroupWriter`), so the same
+    rows give the same bytes from any engine; returns the number of rows."""
+    with RowGroupWriter(path, schema, group_rows=ROW_GROUP_ROWS) as writer:
         for batch in batches:
-            pending.append(batch.cast(schema))
-            if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
-                rows += flush(last=False)
-        rows += flush(last=True)
-    return rows
+            writer.write(batch)
+    return writer.rows
 
 
 class DuckDBEngine:
@@ -178,8 +164,7 @@ class DuckDBEngine:
     ) -> int:
         """Arrow batches streamed from DuckDB through the column-at-once cipher in this
         process (:meth:`Engine.pseudonymise`); memory is a batch and a row group."""
-        # the reader is closed however the writing ends: an open result blocks the connection
-        with self._tables(tables), self._con.sql(sql).to_arrow_reader(ROW_GROUP_ROWS) as reader:
+        with self.batches(sql, tables) as reader:
             for column in ciphers:
                 if column not in reader.schema.names:
                     raise UsageError(f"the query has no column {column!r} to pseudonymise")

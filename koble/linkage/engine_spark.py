@@ -63,20 +63,17 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from koble.errors import FileFormatError, InputError, UsageError
 from koble.files import atomic_write
-from koble.linkage.engine import DuckDBEngine, Table, table_name
+from koble.linkage.engine import DuckDBEngine, Table, table_name, write_batches
 
 if TYPE_CHECKING:
     from koble.pseudonym.domain_cipher import DomainCipher
 
-__all__ = ["LOCAL_MASTER", "ROW_GROUP_ROWS", "SparkEngine", "normalise", "pyspark_module"]
+__all__ = ["LOCAL_MASTER", "SparkEngine", "normalise", "pyspark_module"]
 
 LOCAL_MASTER = "local[2]"
-#: Rows per Parquet row group, as DuckDB's writer in :class:`DuckDBEngine`.
-ROW_GROUP_ROWS = 1_000_000
 INSTALL_PYSPARK = "pip install 'koble[spark]'"
 INSTALL_JAVA = "apt-get install openjdk-17-jre-headless"
 
@@ -272,21 +269,8 @@ class SparkEngine:
         result's order, with the types DuckDB gives; the bytes are not DuckDB's: another
         writer, and DuckDB marks a column REQUIRED when the Parquet statistics of its inputs
         prove it has no NULLs, which Spark's result does not carry."""
-        with self._tables(tables):
-            frame = self.frame(sql)
-            reference = self._reference(sql, tables)
-            rows = 0
-            with self._failures(), atomic_write(path) as temp:
-                reader = _batches(frame)
-                schema = normalise(reader.schema.empty_table(), reference).schema
-                pending: list[pa.RecordBatch] = []
-                with pq.ParquetWriter(temp, schema, compression="zstd") as writer:
-                    for batch in reader:
-                        pending.append(batch)
-                        if sum(b.num_rows for b in pending) >= ROW_GROUP_ROWS:
-                            rows += _write_groups(writer, pending, schema, reference, last=False)
-                    rows += _write_groups(writer, pending, schema, reference, last=True)
-        return rows
+        with self.batches(sql, tables) as reader, atomic_write(path) as temp:
+            return write_batches(reader, reader.schema, temp)
 
     @contextlib.contextmanager
     def batches(self, sql: str, tables: Mapping[str, Table]) -> Iterator[pa.RecordBatchReader]:
@@ -497,26 +481,3 @@ def sparkable(table: pa.Table) -> pa.Table:
         fields.append(field.with_type(wider.get(kind, _plain(kind))))
     target = pa.schema(fields)
     return table if target == table.schema else table.cast(target)
-
-
-def _write_groups(
-    writer: pq.ParquetWriter,
-    pending: list[pa.RecordBatch],
-    schema: pa.Schema,
-    reference: pa.Schema | None,
-    *,
-    last: bool,
-) -> int:
-    """Write the whole row groups in ``pending`` (all of it when ``last``), normalised;
-    keep the rest, as Spark gave it, for the next call."""
-    if not pending:
-        return 0
-    table = pa.Table.from_batches(pending)
-    rows = int(table.num_rows)
-    whole = rows if last else rows - rows % ROW_GROUP_ROWS
-    if whole:
-        part = normalise(table.slice(0, whole), reference).cast(schema)
-        writer.write_table(part, row_group_size=ROW_GROUP_ROWS)
-    pending.clear()
-    pending.extend(table.slice(whole).to_batches())
-    return whole

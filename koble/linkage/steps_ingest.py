@@ -23,6 +23,7 @@ from koble.errors import FileFormatError
 from koble.files import atomic_write, sha256_file
 from koble.linkage import names
 from koble.linkage.context import Context
+from koble.linkage.row_groups import RowGroupWriter
 from koble.linkage.sources import RegistrySource
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest_feed import Laps, feed_domains, ingest_chunk
@@ -167,57 +168,27 @@ def load_feed(
 TABLE_ROW_GROUP_ROWS = 122_880
 
 
-class RegistryTableWriter:
+class RegistryTableWriter(RowGroupWriter):
     """The registry's table, one Parquet file streamed a chunk at a time by one writer.
 
-    The same writer (pyarrow, zstd, row groups of :data:`TABLE_ROW_GROUP_ROWS` rows whatever
-    the chunk size) whichever engine the run uses, so the table's bytes, which the run
-    records, do not depend on the engine or on the chunks; and the chunks are written once,
-    as they come, with no parts to re-write. Every chunk must have the first chunk's columns
-    and types.
+    The same writer (:class:`~koble.linkage.row_groups.RowGroupWriter`: pyarrow, zstd, row
+    groups of :data:`TABLE_ROW_GROUP_ROWS` rows whatever the chunk size) whichever engine
+    the run uses, so the table's bytes, which the run records, do not depend on the engine
+    or on the chunks; and the chunks are written once, as they come, with no parts to
+    re-write. Every chunk must have the first chunk's columns and types.
     """
 
     def __init__(self, path: Path, *, label: Path) -> None:
-        self._path, self._label = path, label
-        self._writer: pq.ParquetWriter | None = None
-        self._pending: list[pa.Table] = []
-        self._held = 0
-        self.rows = 0
+        super().__init__(path, None, group_rows=TABLE_ROW_GROUP_ROWS)
+        self._label = label
 
-    def write(self, table: pa.Table) -> None:
-        """Add a chunk's rows; whole row groups are written as soon as they are held."""
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self._path, table.schema, compression="zstd")
-        elif not table.schema.equals(self._writer.schema):
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        if self.schema is not None and not data.schema.equals(self.schema):
             raise FileFormatError(
                 "a chunk of the feed gives the registry other columns or types than the first",
                 path=self._label,
             )
-        self._pending.append(table)
-        self._held += table.num_rows
-        self.rows += table.num_rows
-        if self._held >= TABLE_ROW_GROUP_ROWS:
-            self._flush(final=False)
-
-    def _flush(self, *, final: bool) -> None:
-        assert self._writer is not None
-        held = pa.concat_tables(self._pending)
-        whole = held.num_rows if final else held.num_rows - held.num_rows % TABLE_ROW_GROUP_ROWS
-        for start in range(0, whole, TABLE_ROW_GROUP_ROWS):
-            group = held.slice(start, min(TABLE_ROW_GROUP_ROWS, whole - start))
-            self._writer.write_table(group.combine_chunks(), row_group_size=TABLE_ROW_GROUP_ROWS)
-        rest = held.slice(whole)
-        self._pending, self._held = [rest], rest.num_rows
-
-    def __enter__(self) -> RegistryTableWriter:
-        return self
-
-    def __exit__(self, kind: object, *_: object) -> None:
-        if self._writer is None:
-            return
-        if kind is None and self._held:
-            self._flush(final=True)
-        self._writer.close()
+        super().write(data)
 
 
 def _refuse_identifiers(

@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from koble.errors import FileFormatError, InputError, UsageError
+from koble.linkage import engine as engine_module
 from koble.linkage import engine_spark, steps_keys
 from koble.linkage.engine import DuckDBEngine, Table, engine_named, quote
 from koble.linkage.engine_spark import SparkEngine
@@ -174,7 +175,7 @@ def test_write_parquet_keeps_order_counts_rows_and_writes_row_groups(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(engine_spark, "ROW_GROUP_ROWS", 4)
+    monkeypatch.setattr(engine_module, "ROW_GROUP_ROWS", 4)  # the one writer's row groups
     sql = "SELECT * FROM t WHERE pid <> 'b' ORDER BY code DESC NULLS LAST, pid NULLS LAST"
     tables: dict[str, Table] = {"t": [events, events, events]}
     rows = spark.write_parquet(sql, tables, tmp_path / "spark.parquet")
