@@ -2,8 +2,8 @@
 
 The job links a cohort (sampled from a ``koble synth`` world's population) with NPR,
 Dødsårsaksregisteret, Kreftregisteret and the pseudonymous Reseptregisteret, whose feed goes
-through sealed ingest at the TTP. Copied from ``bench_linkage.py`` (which may move to this
-module later) so that the benchmarks agree on what "the national job" is.
+through sealed ingest at the TTP. ``bench_linkage.py`` and
+``bench_scale.py`` both import it, so they agree on what "the national job" is.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 COHORT_FILE = "cohort_bench.parquet"
 JOB_FILE = "job_bench.toml"
 INGESTED = ("reseptregisteret",)
+PROJECT = "P2026-900"
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def write_job(world: Path, fmt: str) -> Path:
     """The job, in the format of ``koble.linkage.demo_jobs.DISTRIBUTED``."""
     lines = [
         "[project]",
-        'id = "P2026-900"',
+        f'id = "{PROJECT}"',
         'title = "Benchmark: national cohort linked with NPR, DÅR, Kreftregisteret and '
         'Reseptregisteret"',
         "",

@@ -61,7 +61,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -76,51 +75,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _jobs import (
+    COHORT_FILE,
+    INGESTED,
+    JOB_FILE,
+    PROJECT,
+    REQUESTS,
+    Request,
+    code_state,
+    load_average,
+    progress,
+    write_cohort,
+    write_job,
+)
+
 TARGET = 1.3
 KEK_ENV = "KOBLE_BENCH_KEK"  # hex of the run's throwaway 32-byte KEK, for the child processes
 KEK_FILE = "kek.hex"  # the same, kept in the work directory for --reuse
 LOAD_FILE = "load.json"  # the first run's result, kept for --reuse
 WORK = "bench-linkage"
-COHORT_FILE = "cohort_bench.parquet"
-JOB_FILE = "job_bench.toml"
-PROJECT = "P2026-900"
 COHORT_SHARE = 11  # the default cohort: one person in eleven (500 k of 5.5 M)
-INGESTED = ("reseptregisteret",)
 PSEUDONYM_KEY = "fnr_pseudonym"  # the ingested table's key: its feed's fnr, pseudonymised
 
-
-@dataclass(frozen=True)
-class Request:
-    """One registry of the job: the job's id, the world's file, its id and period columns."""
-
-    registry: str  # as the job names it
-    file: str  # relative to the world
-    date_column: str
-    variables: tuple[str, ...]
-    start: int
-    end: int
-    approval: str
-    canonical: str = ""  # the catalogue id koble names its steps and files by, if different
-
-    @property
-    def id(self) -> str:
-        return self.canonical or self.registry
-
-
-REQUESTS = (
-    Request("npr", "npr.parquet", "start_date",
-            ("start_date", "end_date", "care_level", "icd10_main"), 2015, 2024,
-            'kind = "rek", reference = "REK 2026/12345"'),
-    Request("dar", "dar.parquet", "death_date", ("death_date", "underlying_cause"), 2015, 2025,
-            'kind = "rek", reference = "REK 2026/12345"', "dodsarsaksregisteret"),
-    Request("kreftregisteret", "kreftregisteret.parquet", "diagnosis_date",
-            ("diagnosis_date", "icd10", "stage"), 2015, 2024,
-            'kind = "rek", reference = "REK 2026/12345"'),
-    Request("reseptregisteret", "feeds/reseptregisteret.parquet", "dispensing_date",
-            ("atc", "ddd", "dispensing_date"), 2015, 2021,
-            'kind = "helsedataservice", reference = "HDS 26/00042"'),
-)  # fmt: skip
 
 #: One child's outcome: its JSON result, wall seconds, CPU seconds, peak RSS GiB.
 Run = tuple[dict[str, Any], float, float, float]
@@ -140,52 +117,6 @@ def ensure_world(world: Path, persons: int, seed: int) -> tuple[int, float | Non
     started = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return persons, time.perf_counter() - started
-
-
-def write_cohort(world: Path, n: int, seed: int) -> Path:
-    """``n`` current identifiers sampled (seeded) from the population, as column ``fnr``."""
-    import polars as pl
-
-    ids = pl.read_parquet(world / "population.parquet", columns=["person_id"])
-    if n > ids.height:
-        raise SystemExit(f"--cohort {n} is more than the world's {ids.height} persons")
-    cohort = ids.sample(n, seed=seed, shuffle=True).select(pl.col("person_id").alias("fnr"))
-    path = world / COHORT_FILE
-    cohort.write_parquet(path)
-    return path
-
-
-def write_job(world: Path, fmt: str) -> Path:
-    """The job, in the format of ``koble.linkage.demo_jobs.DISTRIBUTED``."""
-    lines = [
-        "[project]",
-        f'id = "{PROJECT}"',
-        'title = "Benchmark: national cohort linked with NPR, DÅR, Kreftregisteret and '
-        'Reseptregisteret"',
-        "",
-        "[population]",
-        f'file = "{COHORT_FILE}"',
-        'id_column = "fnr"',
-        "",
-        "[recipient]",
-        'name = "Kari Nordmann"',
-        'organisation = "Universitetet i Oslo"',
-        "",
-        "[delivery]",
-        f'format = "{fmt}"',
-    ]
-    for r in REQUESTS:
-        variables = ", ".join(f'"{v}"' for v in r.variables)
-        lines += [
-            "",
-            f"[registries.{r.id}]",  # a job names registries by catalogue id
-            f"approval = {{ {r.approval} }}",
-            f"variables = [{variables}]",
-            f"period = {{ start = {r.start}, end = {r.end} }}",
-        ]
-    path = world / JOB_FILE
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
 
 
 def loaded_table(workspace: Path, registry: str) -> Path:
@@ -345,15 +276,6 @@ def run_child(args: list[str], env: Mapping[str, str]) -> Run:
     return json.loads(out.strip().splitlines()[-1]), wall, cpu, usage.ru_maxrss / 2**20
 
 
-def load_average() -> str:
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def progress(what: str) -> None:
-    sys.stdout.flush()
-    print(f"running: {what} ...", file=sys.stderr, flush=True)
-
-
 def best(runs: list[Run]) -> Run:
     """The fastest run by wall time (its own step times and CPU), with the highest peak RSS."""
     fastest = min(runs, key=lambda r: r[1])
@@ -406,18 +328,6 @@ def ratio(a: float | None, b: float | None) -> str:
 
 def sec(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}"
-
-
-def code_state() -> str:
-    """The commit, and a digest of koble/ as it is on disk (it may be uncommitted)."""
-    head = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-        capture_output=True, text=True, check=False,
-    ).stdout.strip()  # fmt: skip
-    digest = hashlib.sha256()
-    for path in sorted((REPO / "koble").rglob("*.py")):
-        digest.update(path.read_bytes())
-    return f"commit {head or '?'}, koble/**/*.py sha256 {digest.hexdigest()[:12]}"
 
 
 def groups(job: dict[str, Any]) -> list[tuple[str, list[str], str | None]]:
