@@ -196,16 +196,11 @@ def expected_registry(
     return pl.concat([pl.DataFrame(columns), payload], how="horizontal"), good
 
 
-@pytest.fixture(scope="module")
-def resept_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Reseptregisteret with dirty identifiers, monthly batches, recording every decryption."""
-    feed, broken = inject_dirt(world.resept)
-    out = tmp_path_factory.mktemp("resept-ingest")
+def record_decryptions(patch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Record, in order, every X25519 exchange (``("shared", key fingerprint)``) and every
+    AEAD opening (``("open", part)``) while ``patch`` is active: who opened which part."""
     events: list[tuple[str, str]] = []
-    ttp_calls: list[dict[str, Any]] = []
-    real_open, real_shared, real_ttp = (
-        primitives.aead_open, PartyKey._shared, ingest_module.ttp_pseudonymise
-    )  # fmt: skip
+    real_open, real_shared = primitives.aead_open, PartyKey._shared
 
     def recording_open(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
         events.append(("open", json.loads(aad)["part"]))
@@ -215,14 +210,26 @@ def resept_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[s
         events.append(("shared", self.fingerprint))
         return real_shared(self, ephemeral)
 
+    patch.setattr(primitives, "aead_open", recording_open)
+    patch.setattr(PartyKey, "_shared", recording_shared)
+    return events
+
+
+@pytest.fixture(scope="module")
+def resept_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Reseptregisteret with dirty identifiers, monthly batches, recording every decryption."""
+    feed, broken = inject_dirt(world.resept)
+    out = tmp_path_factory.mktemp("resept-ingest")
+    ttp_calls: list[dict[str, Any]] = []
+    real_ttp = ingest_module.ttp_pseudonymise
+
     def spy(*args: Any, **kwargs: Any) -> Any:
         result = real_ttp(*args, **kwargs)
         ttp_calls.append({"args": args, "kwargs": kwargs, "result": result})
         return result
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(primitives, "aead_open", recording_open)
-        patch.setattr(PartyKey, "_shared", recording_shared)
+        events = record_decryptions(patch)
         patch.setattr(ingest_module, "ttp_pseudonymise", spy)
         report = ingest_feed(
             feed, name="reseptregisteret", id_columns=RESEPT_IDS, out_dir=out,

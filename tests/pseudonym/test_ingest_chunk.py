@@ -4,7 +4,6 @@ feed rows counted in the whole feed, and each party opening only its own parts."
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from koble.pseudonym import ingest_feed as ingest_module
-from koble.pseudonym.hazmat import primitives
 from koble.pseudonym.ingest import (
     REJECT_COLUMNS,
     registry_open,
@@ -23,7 +21,6 @@ from koble.pseudonym.ingest import (
     ttp_pseudonymise,
 )
 from koble.pseudonym.ingest_feed import ingest_chunk, ingest_feed
-from koble.pseudonym.sealed import PartyKey
 from tests.pseudonym.test_ingest import (
     PARTIES,
     RESEPT_DOMAINS,
@@ -32,6 +29,7 @@ from tests.pseudonym.test_ingest import (
     expected_registry,
     inject_dirt,
     rand,
+    record_decryptions,
     sealed_batch,
     world,  # noqa: F401  (the module's world fixture)
 )
@@ -81,26 +79,14 @@ def test_in_a_chunk_each_party_opens_only_its_own_parts(
 ) -> None:
     """The TTP's function is given the sealed batch and keys, never the registry's private
     key; the registry never opens the identifiers; the TTP never the payload."""
-    events: list[tuple[str, str]] = []
     ttp_given: list[list[Any]] = []
-    real_open, real_shared, real_ttp = (
-        primitives.aead_open, PartyKey._shared, ttp_pseudonymise
-    )  # fmt: skip
-
-    def recording_open(key: bytes, nonce: bytes, ciphertext: bytes, aad: bytes) -> bytes:
-        events.append(("open", json.loads(aad)["part"]))
-        return real_open(key, nonce, ciphertext, aad)
-
-    def recording_shared(self: PartyKey, ephemeral: bytes) -> bytes:
-        events.append(("shared", self.fingerprint))
-        return real_shared(self, ephemeral)
+    real_ttp = ttp_pseudonymise
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         ttp_given.append([*args, *kwargs.values()])
         return real_ttp(*args, **kwargs)
 
-    monkeypatch.setattr(primitives, "aead_open", recording_open)
-    monkeypatch.setattr(PartyKey, "_shared", recording_shared)
+    events = record_decryptions(monkeypatch)
     monkeypatch.setattr(ingest_module, "ttp_pseudonymise", spy)
     chunk_of(world.resept.head(300), first_row=1)
     pairs = list(zip(events[::2], events[1::2], strict=True))
