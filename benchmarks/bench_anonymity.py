@@ -63,6 +63,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import koble.cli  # the command's process setting (NumPy's huge pages), for every child
+
 REPO = Path(__file__).resolve().parents[1]
 ADULT_DIR = REPO.parent / "shared" / "data" / "adult"
 PEERS_PYTHON = REPO.parent / "venv-peers" / "bin" / "python"
@@ -1123,7 +1125,9 @@ def main() -> None:
     print(
         f"{platform.node()}, {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}, "
-        f"Polars {pl.__version__}, {pl.thread_pool_size()} Polars threads; at start: "
+        f"Polars {pl.__version__}, {pl.thread_pool_size()} Polars threads, NumPy huge pages "
+        f"{'on' if os.environ[koble.cli.HUGEPAGE_VARIABLE] == '1' else 'off'} (the koble "
+        f"command's default: {koble.cli.HUGEPAGE_VARIABLE}); at start: "
         f"{_load()}\n"
     )
     if args.only_command:
