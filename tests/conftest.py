@@ -12,7 +12,8 @@ failure printing the blob that replays it. ``HYPOTHESIS_PROFILE=default`` gives
 Hypothesis's own defaults.
 
 The ``browser`` fixture: Debian's headless Chromium through ChromeDriver, for the tests that
-render koble's HTML pages (reports, the clerical review).
+render koble's HTML pages (reports, the clerical review). The ``spark`` fixture: the session's
+one local Spark, for every directory's Spark tests (one JVM per process).
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 from selenium import webdriver
 from selenium.webdriver import Chrome as WebDriver
 from selenium.webdriver.chrome.service import Service
+
+if TYPE_CHECKING:
+    from koble.linkage.engine_spark import SparkEngine
 
 settings.register_profile(
     "ci",
@@ -67,3 +72,24 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
         yield driver
     finally:
         driver.quit()
+
+
+#: Spark's scratch files uncompressed, so the linkage tests' scans of them read plain bytes.
+UNCOMPRESSED = ("spark.shuffle.compress", "spark.shuffle.spill.compress",
+                "spark.broadcast.compress", "spark.rdd.compress")  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkEngine]:
+    """One local Spark for the session: its JVM starts once (about 15 s), and the engine
+    each Spark run makes shares it (:mod:`koble.linkage.engine_spark`). Compression of its
+    scratch files is off, so that the scans of them (tests/linkage's ``EngineRuns``) read
+    plain bytes. A ``UsageError`` here says how to install pyspark or Java."""
+    from koble.linkage.engine_spark import SparkEngine
+
+    eng = SparkEngine(conf=dict.fromkeys(UNCOMPRESSED, "false"))
+    scratch = eng.scratch
+    assert scratch is not None and scratch.is_dir()
+    yield eng
+    eng.close()
+    assert not scratch.exists()  # the last engine removes the private scratch directory

@@ -316,14 +316,15 @@ def _row_codes(g: Generalisation, level: int) -> Codes:
 
 
 def _group_rows(
-    lookups: Lookups, levels: tuple[int, ...], sensitive: Codes | None, inverse: bool
-) -> tuple[FrequencyTable, Int64s | None]:
+    lookups: Lookups, levels: tuple[int, ...], sensitive: Codes | None, inverse: bool,
+    counts: Int64s | None = None,
+) -> tuple[FrequencyTable, Int64s | None]:  # fmt: skip
     codes = [_row_codes(g, lv) for g, lv in zip(lookups.qis, levels, strict=True)]
     cards = tuple(lookups.cards[i][lv] for i, lv in enumerate(levels))
     columns = list(zip(codes, cards, strict=True))
     length = len(lookups.qis[0].codes)
     key, space, recoded = _keys(columns, sensitive, lookups.n_sensitive, length)
-    keys, sums, rep, entries = aggregate(key, space, None, inverse=inverse)
+    keys, sums, rep, entries = aggregate(key, space, counts, inverse=inverse)
     radix = 1 if sensitive is None else lookups.n_sensitive
     # Stored, not decoded: a gather is cheaper than a division, and every code of the base
     # table is wanted (bounds, roll-ups).
@@ -342,16 +343,19 @@ def build_table(
     return table, entries
 
 
-def base_table(lookups: Lookups, sensitive: Codes | None = None) -> FrequencyTable:
+def base_table(
+    lookups: Lookups, sensitive: Codes | None = None, counts: Int64s | None = None
+) -> FrequencyTable:
     """The rows grouped with every QI at level 0: the only table a search builds from the
-    rows (every other is rolled up from it)."""
-    return _group_rows(lookups, (0,) * len(lookups.qis), sensitive, False)[0]
+    rows (every other is rolled up from it). ``counts``: each row stands for that many
+    (rows counted already, e.g. by an engine's ``GROUP BY``)."""
+    return _group_rows(lookups, (0,) * len(lookups.qis), sensitive, False, counts)[0]
 
 
-def base_rows(lookups: Lookups) -> tuple[FrequencyTable, Int64s]:
+def base_rows(lookups: Lookups, counts: Int64s | None = None) -> tuple[FrequencyTable, Int64s]:
     """:func:`base_table` (no sensitive attribute) and every row's entry in it: a release
     then places each row by one gather instead of building its key again."""
-    table, entries = _group_rows(lookups, (0,) * len(lookups.qis), None, True)
+    table, entries = _group_rows(lookups, (0,) * len(lookups.qis), None, True, counts)
     assert entries is not None
     return table, entries
 

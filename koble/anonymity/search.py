@@ -56,22 +56,24 @@ class Problem:
         cache_bytes: int = 512 << 20,
         person_model: PersonModel | None = None,
         row_entries: bool = False,
+        counts: Int64s | None = None,
     ) -> None:
-        _validate(qis, k, suppression_limit, criteria, sensitive, person_model)
+        _validate(qis, k, suppression_limit, criteria, sensitive, person_model, counts)
         self.qis, self.metric = tuple(qis), Metric(metric)
-        self.rows, self.limit = len(qis[0].codes), suppression_limit
+        self.rows = len(qis[0].codes) if counts is None else int(counts.sum())
+        self.limit = suppression_limit
         self.sensitive = None if sensitive is None else sensitive.codes
         self.n_sensitive = 1 if sensitive is None else len(sensitive.labels[0])
         self.lookups = Lookups(self.qis, self.n_sensitive)
         self.lattice = Lattice([g.height for g in self.qis])
         self.entries: Int64s | None = None
         if row_entries and sensitive is None:
-            self.base, self.entries = base_rows(self.lookups)
+            self.base, self.entries = base_rows(self.lookups, counts)
         else:
-            self.base = base_table(self.lookups, self.sensitive)
+            self.base = base_table(self.lookups, self.sensitive, counts)
         overall = np.zeros(0)
         if sensitive is not None:
-            overall = np.bincount(sensitive.codes, minlength=self.n_sensitive) / self.rows
+            overall = np.bincount(sensitive.codes, counts, self.n_sensitive) / self.rows
         allowed = math.floor(suppression_limit * self.rows)
         self.requirements = Requirements((KAnonymity(k), *criteria), allowed, overall, person_model)
         self.model = LossModel(self.metric, self.lookups, self.base, self.lattice, k, allowed)
@@ -274,9 +276,17 @@ def _validate(
     criteria: Sequence[Criterion],
     sensitive: Generalisation | None,
     person_model: PersonModel | None = None,
+    counts: Int64s | None = None,
 ) -> None:
     """Collect every problem with the request and raise once."""
     problems = []
+    if counts is not None:
+        if qis and len(counts) != len(qis[0].codes):
+            problems.append("the counts and the quasi-identifiers differ in length")
+        elif len(counts) and int(counts.min()) < 1:
+            problems.append("every count must be at least 1")
+        if person_model is not None:
+            problems.append("a person-level model needs the rows, not counted rows")
     if not qis:
         problems.append("at least one quasi-identifier is needed")
     elif len({len(g.codes) for g in qis} | ({len(sensitive.codes)} if sensitive else set())) > 1:
@@ -308,6 +318,7 @@ def find_optimal(
     cache_bytes: int = 512 << 20,
     person_model: PersonModel | None = None,
     row_entries: bool = False,
+    counts: Int64s | None = None,
 ) -> SearchResult:
     """The full-domain generalisation of least loss meeting k-anonymity and ``criteria``.
 
@@ -319,7 +330,9 @@ def find_optimal(
     ``person_model`` (with the person's codes as ``sensitive``) judges persons, not rows:
     see :mod:`koble.anonymity.longitudinal`; the limit still counts rows. ``row_entries``:
     keep every row's entry in the level-0 table (``SearchResult.entries``; not with
-    ``sensitive``), which the release places rows by.
+    ``sensitive``), which the release places rows by. ``counts``: the rows are counted
+    already (a frequency table, e.g. an engine's ``GROUP BY``), row i standing for
+    ``counts[i]`` rows; the result is that of the rows expanded (not with ``person_model``).
     """
     start = time.perf_counter()
     problem = Problem(
@@ -332,6 +345,7 @@ def find_optimal(
         cache_bytes=cache_bytes,
         person_model=person_model,
         row_entries=row_entries,
+        counts=counts,
     )
 
     outcome = search(

@@ -17,6 +17,7 @@ from koble.anonymity.report import REPORT_FILES, anonymise_with_report, why_not
 from koble.anonymity.tables import safe_table
 from koble.cli._progress import stage_progress
 from koble.cli._values import ColumnList, Share, WholeNumber
+from koble.errors import UsageError
 from koble.files import ensure_distinct
 from koble.tables import read_table, write_table
 
@@ -105,7 +106,18 @@ def check(file: Path, qi: list[str], k: int, sensitive: str | None, l_: int | No
     help="Directory for the report, certificate and withheld rows.",
 )
 @click.option("--json", "as_json", is_flag=True)
-def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bool) -> None:
+@click.option(
+    "--engine",
+    type=click.Choice(["duckdb", "spark"]),
+    help="Read and write the rows on an engine, for files larger than memory: DuckDB, or "
+    "Spark (the `spark` extra and Java 17+; local mode unless --spark-master or "
+    "--spark-remote). Parquet in and out, k-anonymity of rows only.",
+)
+@click.option("--spark-master", metavar="URL", help="A Spark master (e.g. spark://host:7077).")
+@click.option("--spark-remote", metavar="URL", help="A Spark Connect server (sc://host).")
+def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bool,
+              engine: str | None, spark_master: str | None,
+              spark_remote: str | None) -> None:  # fmt: skip
     """Coarsen FILE optimally until it meets the requirements of CONFIG.
 
     Withheld records go to REPORT/withheld.parquet (not for release). Exit code 0 when a
@@ -116,7 +128,19 @@ def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bo
         {"--out": out, **{f"--report ({n})": report_dir / n for n in REPORT_FILES}},
         {"FILE": file, "--config": config, **settings.input_files()},
     )
-    release, files = anonymise_with_report(file, settings, out, report_dir)
+    if engine is None:
+        if spark_master or spark_remote:
+            raise UsageError("--spark-master and --spark-remote need --engine spark")
+        release, files = anonymise_with_report(file, settings, out, report_dir)
+    else:  # the engines (DuckDB, pyspark) only when asked for
+        from koble.anonymity.engine_release import anonymise_with_report_on_engine
+        from koble.linkage.engine import engine_named
+
+        on = engine_named(engine, master=spark_master, remote=spark_remote)
+        try:
+            release, files = anonymise_with_report_on_engine(file, settings, out, report_dir, on)
+        finally:
+            on.close()
     certificate = release.certificate()
     if as_json:
         click.echo(json.dumps(certificate, indent=2, sort_keys=True, allow_nan=False))

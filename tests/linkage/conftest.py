@@ -10,7 +10,7 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from koble.linkage.demo_jobs import write_demo_jobs, write_helsearkiv_job
-from koble.linkage.engine_spark import SparkEngine, _SharedContext
+from koble.linkage.engine_spark import _SharedContext
 from koble.linkage.executor import RunResult, run_job
 from koble.linkage.sources import Sources, synthetic_sources
 from koble.pseudonym.keystore import RawKek
@@ -74,22 +74,9 @@ ENGINES = ["duckdb", pytest.param("spark", marks=pytest.mark.slow)]
 DEMO_JOBS = ("distributed", "central", "helsearkiv")
 #: The population of the Helsearkivregisteret job the engine runs use (a file of its own).
 HELSEARKIV_POPULATION = "deceased_population_engines.parquet"
-UNCOMPRESSED = ("spark.shuffle.compress", "spark.shuffle.spill.compress",
-                "spark.broadcast.compress", "spark.rdd.compress")  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def spark() -> Iterator[SparkEngine]:
-    """One local Spark for the session: its JVM starts once (about 15 s), and the engine
-    each Spark run makes shares it (:mod:`koble.linkage.engine_spark`). Compression of its
-    scratch files is off, so that the scans of them (:class:`EngineRuns`) read plain bytes.
-    A ``UsageError`` here says how to install pyspark or Java."""
-    eng = SparkEngine(conf=dict.fromkeys(UNCOMPRESSED, "false"))
-    scratch = eng.scratch
-    assert scratch is not None and scratch.is_dir()
-    yield eng
-    eng.close()
-    assert not scratch.exists()  # the last engine removes the private scratch directory
+# The session's one local Spark, ``spark``, is tests/conftest.py's (tests/anonymity uses it too).
 
 
 @pytest.fixture(params=ENGINES)
