@@ -343,6 +343,20 @@ def test_unicode_digits_count_alike_in_data_names_and_messages(
     assert [(f.column, f.rows, f.first_row) for f in found] == [("note", 1, 1), ("cat", 1, 1)]
 
 
+def test_every_unicode_digit_python_knows_is_made_ascii_in_the_scan() -> None:
+    """The scan skips its digit table for non-ASCII text without a non-ASCII digit (found by
+    the engine's Unicode ``\\d``): every digit ``str.isdecimal`` knows must be one it finds,
+    beside Norwegian letters too."""
+    from koble.registries.identifiers.scan import _unicode_digits, _with_ascii_digits
+
+    digits, plain = _unicode_digits()
+    assert len(digits) > 600
+    values = pl.Series([f"ø{d}å" for d in digits])
+    assert _with_ascii_digits(values).to_list() == [f"ø{p}å" for p in plain]
+    assert _with_ascii_digits(pl.Series(["Ålesund 12", "blåbær"])).to_list() == [
+        "Ålesund 12", "blåbær"]  # fmt: skip
+
+
 def test_pseudonymise_refuses_a_pass_through_column_of_fullwidth_numbers(cohort: Path) -> None:
     source = cohort.parent / "wide.csv"
     fullwidth = _in_family(VALID[1], ZEROS[0])

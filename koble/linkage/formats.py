@@ -18,17 +18,19 @@ and 101–108 ``hh:mm:ss``; .xpt ``ddMONyy:hh:mm:ss`` at 144, 160 (library creat
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import re
+import sys
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Final
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pyreadstat
 
 from koble.errors import FileFormatError, OutputError, UsageError, redact
 from koble.files import atomic_write, os_failure
@@ -50,15 +52,33 @@ _LONG: Final = (-2_147_483_647, 2_147_483_620)  # Stata long's non-missing range
 _EXACT: Final = 2**53
 _XPT_STAMP: Final = re.compile(rb"\d\d[A-Z]{3}\d\d:\d\d:\d\d:\d\d")
 _XPT_AT: Final = (144, 160, 464, 480)
-_ERRORS: Final = (OSError, pl.exceptions.PolarsError, pa.ArrowException,
-                  pyreadstat.PyreadstatError, pyreadstat.ReadstatError)  # fmt: skip
+_ERRORS: Final = (OSError, pl.exceptions.PolarsError, pa.ArrowException)
 _NESTED: Final = (pl.List, pl.Array, pl.Struct, pl.Object)
 _NO_READSTAT: Final = (*_NESTED, pl.Binary, pl.Duration)
 _CASTS: Final[Mapping[type[pl.DataType], pl.DataType]] = {pl.Boolean: pl.Int8(),
     pl.Categorical: pl.String(), pl.Enum: pl.String(), pl.Null: pl.String(),
     pl.Decimal: pl.Float64()}  # fmt: skip
-_READERS: Final[Mapping[str, Callable[..., Any]]] = {"stata": pyreadstat.read_dta,
-    "spss": pyreadstat.read_sav, "sas": pyreadstat.read_xport}  # fmt: skip
+_READERS: Final[Mapping[str, str]] = {"stata": "read_dta", "spss": "read_sav",
+                                       "sas": "read_xport"}  # fmt: skip
+
+
+def _pyreadstat() -> ModuleType:
+    """pyreadstat, imported when a Stata, SPSS or SAS file is first written or read: a
+    Parquet or CSV delivery (and every ``koble run`` start) does without its import time."""
+    return importlib.import_module("pyreadstat")
+
+
+def _errors() -> tuple[type[BaseException], ...]:
+    """The libraries' errors :func:`_guard` turns into koble's; pyreadstat's only once it
+    is imported (before that it cannot have raised)."""
+    readstat = sys.modules.get("pyreadstat")
+    if readstat is None:
+        return _ERRORS
+    return (*_ERRORS, readstat.PyreadstatError, readstat.ReadstatError)
+
+
+def _reader(fmt: str) -> Callable[..., Any]:
+    return getattr(_pyreadstat(), _READERS[fmt])  # type: ignore[no-any-return]
 
 
 def delivery_name(name: str) -> str:
@@ -189,12 +209,12 @@ def write_delivery(
             elif fmt == "csv":
                 data.write_csv(tmp, separator=";", null_value="", date_format="%Y-%m-%d")
             elif fmt == "stata":
-                pyreadstat.write_dta(data, tmp, version=14, column_labels=labs,
-                                     variable_value_labels=codes)  # fmt: skip
+                _pyreadstat().write_dta(data, tmp, version=14, column_labels=labs,
+                                        variable_value_labels=codes)  # fmt: skip
             elif fmt == "spss":
-                pyreadstat.write_sav(data, tmp, column_labels=labs, variable_value_labels=codes)
+                _pyreadstat().write_sav(data, tmp, column_labels=labs, variable_value_labels=codes)
             else:
-                pyreadstat.write_xport(data, tmp, column_labels=labs, file_format_version=8)
+                _pyreadstat().write_xport(data, tmp, column_labels=labs, file_format_version=8)
         if fmt in _READSTAT:
             with open(tmp, "r+b") as fh:
                 for at, text in _stamps(fmt, fh.read(512), ts):
@@ -210,7 +230,9 @@ def _guard(path: Path, what: str, error: type[UsageError | FileFormatError], *,
     When ``writing``, an OS failure (disk full, size limit) is an OutputError instead."""
     try:
         yield
-    except _ERRORS as exc:
+    except Exception as exc:
+        if not isinstance(exc, _errors()):
+            raise
         reason = os_failure(exc) if writing else None
         if reason is not None:
             raise OutputError(f"cannot write: {reason}", path=path) from None
@@ -238,7 +260,7 @@ def read_delivery(path: Path) -> pl.DataFrame:
             header = pl.read_csv(path, separator=";", has_header=False, n_rows=1)
             refuse_duplicate_names([str(v) for v in header.row(0)] if header.height else [], path)
             return pl.read_csv(path, separator=";", infer_schema=False)
-        frame: pl.DataFrame = _READERS[fmt](path, output_format="polars")[0]
+        frame: pl.DataFrame = _reader(fmt)(path, output_format="polars")[0]
         return frame.with_columns(pl.col(pl.String).replace("", None))
 
 
@@ -251,5 +273,5 @@ def count_rows(path: Path) -> int:
         if fmt == "csv":
             lazy = pl.scan_csv(path, separator=";", infer_schema=False)
             return int(lazy.select(pl.len()).collect().item())
-        rows = _READERS[fmt](path, metadataonly=True, output_format="polars")[1].number_rows
+        rows = _reader(fmt)(path, metadataonly=True, output_format="polars")[1].number_rows
         return int(rows) if rows is not None else read_delivery(path).height

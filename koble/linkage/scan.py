@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-import pyreadstat
 
 from koble.errors import FileFormatError, redact
 from koble.pseudonym.scheme import PSEUDONYM_LENGTH
@@ -47,6 +46,8 @@ def _read(path: Path) -> pl.DataFrame:
         )
     if not path.is_file():
         raise FileFormatError("no such file", path=path)
+    import pyreadstat  # only for these formats: a run's delivery check does without it
+
     try:
         read = getattr(pyreadstat, _READSTAT[suffix])
         frame: Any = read(str(path), output_format="polars")[0]

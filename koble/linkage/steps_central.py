@@ -9,14 +9,10 @@ stops with :class:`AnonymityGateError` and the report goes back to the applicant
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from koble.anonymity.config import AnonymiseConfig
-from koble.anonymity.person_columns import infer_hierarchy
-from koble.anonymity.release import AnonymityCheck, anonymise_file
-from koble.anonymity.report import write_report
 from koble.errors import KobleError
 from koble.files import OutputSet, atomic_write
 from koble.linkage import names
@@ -27,11 +23,14 @@ from koble.linkage.plan import SERIAL, Step
 from koble.linkage.reports import GateReport
 from koble.linkage.reports import write_report as write_step_report
 
+if TYPE_CHECKING:  # koble.anonymity is imported by the gate only: a run without one skips it
+    from koble.anonymity.config import AnonymiseConfig
+    from koble.anonymity.release import AnonymityCheck
+
 __all__ = [
     "AnonymityGateError",
     "gate_config",
     "gate_step",
-    "infer_hierarchy",
     "link_step",
     "person_figures",
 ]
@@ -130,6 +129,9 @@ def gate_config(
     with several rows, as in IPLOS, never fills a class alone), judged under the job's
     person-level model (``model`` overrides it, for comparisons). The løpenummer identifies
     the person and is dropped from the release."""
+    from koble.anonymity.config import AnonymiseConfig
+    from koble.anonymity.person_columns import infer_hierarchy
+
     schema = pl.read_parquet_schema(linked)
     qis: dict[str, str | dict[str, Any]] = {
         q: anonymity.hierarchies.get(q) or infer_hierarchy(q, schema[q])
@@ -151,6 +153,9 @@ def gate_config(
 
 def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
     """Coarsen the linked file (without løpenummer) until it meets the requirements."""
+    from koble.anonymity.release import anonymise_file
+    from koble.anonymity.report import write_report
+
     anonymity = ctx.job.anonymity
     assert anonymity is not None
     store = ctx.store(step.party)

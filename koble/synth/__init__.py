@@ -11,7 +11,24 @@ Abortregisteret. Same seed and config give byte-identical files.
     manifest = generate_world(Path("world"), SynthConfig(persons=100_000, seed=1))
 """
 
-from koble.synth.config import SynthConfig
-from koble.synth.world import GENERATOR_VERSION, Progress, generate_world
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from koble.synth.config import SynthConfig
+    from koble.synth.world import GENERATOR_VERSION, Progress, generate_world
 
 __all__ = ["GENERATOR_VERSION", "Progress", "SynthConfig", "generate_world"]
+
+#: Imported when first asked for: ``koble run`` reads a submodule (the bundled sources file
+#: of :mod:`koble.synth.registries`) and need not load the generator with it.
+_LAZY = {"SynthConfig": "koble.synth.config", "GENERATOR_VERSION": "koble.synth.world",
+         "Progress": "koble.synth.world", "generate_world": "koble.synth.world"}  # fmt: skip
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -11,6 +11,7 @@ full validation and resolution.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -239,3 +240,71 @@ def test_the_ttp_check_sends_a_malformed_list_to_full_validation(
     pl.DataFrame({FNR: ["15108695088"], SERIAL: [1]}).write_parquet(received)
     assert steps_keys._pseudonymise_checked(ctx, received, None, "p", "npr", out) == (1, 1, 0)
     assert pl.read_parquet(out)["p"].to_list() == [KNOWN_ANSWERS[("npr", "fnr", "15108695088")]]
+
+
+# --- the operator's person lists ------------------------------------------------------------
+
+
+def _send(store: Path, registry: str, *, via_ttp: bool) -> dict[str, Any]:
+    """The operator's send step for ``registry`` alone, on the key list in ``store``."""
+    ctx: Any = SimpleNamespace(
+        store=lambda party: store, route=lambda reg: SimpleNamespace(pseudonymous=via_ttp)
+    )
+    step: Any = SimpleNamespace(
+        party="operator", registry=registry, inputs=[names.KEY_LIST],
+        outputs=[names.persons(registry)],
+    )  # fmt: skip
+    return steps_keys.send_persons_step(ctx, step)
+
+
+def _key_list(store: Path, seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng(seed)
+    n = 2_000
+    fnr = pl.Series(rng.integers(10**9, 10**11, n)).cast(pl.String).str.zfill(11)
+    keys = pl.DataFrame({FNR: fnr, SERIAL: rng.permutation(n) % 1_500 + 1,
+                         "current": np.arange(n) < 1_500})  # fmt: skip
+    keys.write_parquet(store / names.KEY_LIST)
+    return keys
+
+
+def test_the_same_person_list_is_written_once_and_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registries on the distributed route are sent the same list: the second and third
+    are copies of the first one's bytes (no second Parquet writer), with the same counts;
+    the TTP's list (current identifiers only) is its own."""
+    keys = _key_list(tmp_path, 1)
+    copies: list[Path] = []
+    copy = shutil.copyfile
+
+    def spy(source: Path, target: Path) -> Any:
+        copies.append(target)
+        return copy(source, target)
+
+    monkeypatch.setattr(shutil, "copyfile", spy)
+    stats = [_send(tmp_path, reg, via_ttp=False) for reg in ("npr", "dar", "kreftregisteret")]
+    ttp = _send(tmp_path, PSEUDONYMOUS, via_ttp=True)
+    assert len(copies) == 2
+    first = (tmp_path / names.persons("npr")).read_bytes()
+    for reg in ("dar", "kreftregisteret"):
+        assert (tmp_path / names.persons(reg)).read_bytes() == first
+    assert pl.read_parquet(tmp_path / names.persons("dar")).equals(keys.select(FNR, SERIAL))
+    assert stats == [{"rows": 2_000, "persons": 1_500}] * 3
+    sent = pl.read_parquet(tmp_path / names.persons(PSEUDONYMOUS))
+    assert sent.equals(keys.filter(pl.col("current")).select(FNR, SERIAL))
+    assert ttp == {"rows": 1_500, "persons": sent[SERIAL].n_unique()}
+
+
+def test_a_changed_list_or_key_list_is_not_copied(tmp_path: Path) -> None:
+    """A list changed since it was written, or a different key list, is never copied: the
+    next list is made from the key list the step reads."""
+    keys = _key_list(tmp_path, 2)
+    _send(tmp_path, "npr", via_ttp=False)
+    earlier = tmp_path / names.persons("npr")
+    pl.DataFrame({FNR: ["00000000000"], SERIAL: [1]}).write_parquet(earlier)  # changed since
+    _send(tmp_path, "dar", via_ttp=False)
+    assert pl.read_parquet(tmp_path / names.persons("dar")).equals(keys.select(FNR, SERIAL))
+    other = _key_list(tmp_path, 3)  # a new key list: its own list, not the earlier bytes
+    assert _send(tmp_path, "kreftregisteret", via_ttp=False)["rows"] == 2_000
+    got = pl.read_parquet(tmp_path / names.persons("kreftregisteret"))
+    assert got.equals(other.select(FNR, SERIAL))

@@ -116,6 +116,11 @@ def _with_ascii_digits(values: pl.Series) -> pl.Series:
     counts. Only a column holding non-ASCII text pays for it."""
     if not (values.str.len_bytes() != values.str.len_chars()).any():
         return values
+    # Most non-ASCII text (Norwegian letters) holds no non-ASCII digit: then the table (a
+    # pass over every code point) is not built. The engine's \d is Unicode's Nd, a superset
+    # of what str.isdecimal knows in any Python whose Unicode is not newer than Polars'.
+    if not values.str.contains(r"[\d&&[^0-9]]").any():
+        return values
     digits, plain = _unicode_digits()
     return values.str.replace_many(digits, plain)
 

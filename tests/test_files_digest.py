@@ -1,0 +1,140 @@
+"""koble.files.sha256_file remembers the digest of a file it hashed, for the same file
+unchanged (issue 17 part 5: a run hashed the national Reseptregisteret table twice).
+
+The digest is always the file's SHA-256; a remembered one is served only for the same inode
+with the same size, modification and change time, last changed well before it was hashed
+("racily clean" files are hashed again); any change, even one that keeps the size and sets
+the modification time back, is hashed anew.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from koble import files
+from koble.files import sha256_file
+
+
+class CountingSha256:
+    """hashlib.sha256 that counts the digests begun (a remembered digest begins none)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._sha256 = hashlib.sha256
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        return self._sha256(*args)
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> CountingSha256:
+    counter = CountingSha256()
+    monkeypatch.setattr(files, "hashlib", SimpleNamespace(sha256=counter))  # koble.files' only
+    monkeypatch.setattr(files, "_DIGESTS", {})
+    return counter
+
+
+@settings(max_examples=40, deadline=None)
+@given(data=st.binary(max_size=3 << 20))
+def test_the_digest_is_the_files_sha256_first_and_remembered(
+    data: bytes, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    path = tmp_path_factory.mktemp("digest") / "f.bin"
+    path.write_bytes(data)
+    expected = hashlib.sha256(data).hexdigest()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(files, "RACY_NS", -(10**18))  # remembered though just written
+        patch.setattr(files, "RACY_FINE_NS", -(10**18))
+        patch.setattr(files, "_DIGESTS", {})
+        assert sha256_file(path) == expected
+        assert sha256_file(str(path)) == expected
+        assert len(files._DIGESTS) == 1
+
+
+def test_an_unchanged_file_is_not_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256
+) -> None:
+    monkeypatch.setattr(files, "RACY_NS", -(10**18))
+    monkeypatch.setattr(files, "RACY_FINE_NS", -(10**18))
+    path = tmp_path / "table.parquet"
+    path.write_bytes(b"x" * 100_000)
+    link = tmp_path / "link.parquet"
+    os.link(path, link)  # a hard link is the same file (made first: linking moves the ctime)
+    first = sha256_file(path)
+    assert (
+        sha256_file(path)
+        == sha256_file(link)
+        == first
+        == hashlib.sha256(b"x" * 100_000).hexdigest()
+    )
+    assert counted.calls == 1
+
+
+def test_a_change_keeping_size_and_modification_time_is_hashed_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256
+) -> None:
+    monkeypatch.setattr(files, "RACY_NS", -(10**18))
+    monkeypatch.setattr(files, "RACY_FINE_NS", -(10**18))
+    path = tmp_path / "table.parquet"
+    path.write_bytes(b"a" * 4096)
+    before = os.stat(path)
+    first = sha256_file(path)
+    with path.open("r+b") as handle:  # the same inode, the same size
+        handle.write(b"b")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # mtime set back; ctime moves
+    assert os.stat(path).st_mtime_ns == before.st_mtime_ns
+    assert sha256_file(path) == hashlib.sha256(b"b" + b"a" * 4095).hexdigest() != first
+    assert counted.calls == 2
+
+
+def test_a_file_replaced_under_its_name_is_hashed_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256
+) -> None:
+    monkeypatch.setattr(files, "RACY_NS", -(10**18))
+    monkeypatch.setattr(files, "RACY_FINE_NS", -(10**18))
+    path = tmp_path / "out.parquet"
+    path.write_bytes(b"one")
+    assert sha256_file(path) == hashlib.sha256(b"one").hexdigest()
+    with files.atomic_write(path) as temp:  # a new file renamed over it
+        temp.write_bytes(b"two")
+    assert sha256_file(path) == hashlib.sha256(b"two").hexdigest()
+    assert counted.calls == 2
+
+
+def test_a_file_changed_just_before_its_hashing_is_not_remembered(
+    tmp_path: Path, counted: CountingSha256
+) -> None:
+    """With the default margins a file written a moment ago is hashed every time: a change
+    in the same timestamp tick could otherwise go unseen; one that has settled is not."""
+    path = tmp_path / "fresh.json"
+    path.write_bytes(b"{}")
+    assert sha256_file(path) == sha256_file(path) == hashlib.sha256(b"{}").hexdigest()
+    assert counted.calls == 2
+    assert files._DIGESTS == {}
+    settled = os.stat(path).st_mtime_ns - 10**9  # a second ago: settled on a fine file system
+    os.utime(path, ns=(settled, settled))  # (the ctime moves: still a moment ago)
+    sha256_file(path)
+    assert counted.calls == 3 and files._DIGESTS == {}
+
+
+def test_a_settled_file_is_remembered_with_the_default_margins(
+    tmp_path: Path, counted: CountingSha256
+) -> None:
+    path = tmp_path / "table.parquet"
+    path.write_bytes(b"t" * 1000)
+    info = os.stat(path)
+    if info.st_mtime_ns % 10**9 == 0 and info.st_ctime_ns % 10**9 == 0:
+        pytest.skip("whole-second timestamps: the margin is two seconds")
+    time.sleep(files.RACY_FINE_NS / 1e9 + 0.05)
+    assert sha256_file(path) == sha256_file(path) == hashlib.sha256(b"t" * 1000).hexdigest()
+    assert counted.calls == 1
