@@ -21,6 +21,7 @@ Record ids are row numbers (1-based) of the holder's file, never an identifier.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -144,10 +145,11 @@ def prepare_registry_step(ctx: Context, step: Step) -> dict[str, Any]:
 
 def _probabilistic(
     records: pl.DataFrame, register: Any, *, training: pl.DataFrame,
-    thresholds: tuple[float, float], seed: int,
+    thresholds: tuple[float, float], seed: int, spark: Any = None,
 ) -> tuple[StageResult, object]:  # fmt: skip
     """The Splink stage (:func:`koble.recovery.probabilistic.probabilistic`), skipped when
-    no exactly linked record carries a field to learn from: then every record goes on."""
+    no exactly linked record carries a field to learn from: then every record goes on.
+    ``spark``: the TTP's Spark session when the run's engine is Spark (Splink runs there)."""
     from koble.recovery.exact import REVIEW_BASE
     from koble.recovery.probabilistic import probabilistic
 
@@ -158,8 +160,9 @@ def _probabilistic(
             empty(LINK_SCHEMA), empty(REJECT_SCHEMA), records, empty(REVIEW_BASE)
         ), None
     return probabilistic(
-        records, register, training=training, thresholds=thresholds, seed=seed, threads=1
-    )
+        records, register, training=training, thresholds=thresholds, seed=seed, threads=1,
+        spark=spark,
+    )  # fmt: skip
 
 
 def resolve_step(ctx: Context, step: Step) -> dict[str, Any]:
@@ -178,9 +181,10 @@ def resolve_step(ctx: Context, step: Step) -> dict[str, Any]:
     records = prepare_records(sent, path=step.inputs[0])
     register = Register.open(ctx.sources.ttp_register)
     thresholds = ctx.job.thresholds
+    spark = getattr(ctx.engine, "session", None) if ctx.engine.name == "spark" else None
     result = resolve(
-        records, register, probabilistic=_probabilistic, thresholds=thresholds,
-        seed=SEED, test_numbers=ctx.test_numbers,
+        records, register, probabilistic=functools.partial(_probabilistic, spark=spark),
+        thresholds=thresholds, seed=SEED, test_numbers=ctx.test_numbers,
     )  # fmt: skip
     asked = sent.select("record_id")
     links = result.links.select(

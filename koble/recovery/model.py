@@ -1,7 +1,8 @@
 """The Fellegi–Sunter model of the probabilistic stage, written as data an auditor can read.
 
-Everything Splink is told is built here from plain dicts and SQL strings (DuckDB dialect):
-the comparisons and their levels, the blocking rules, the term-frequency columns. The
+Everything Splink is told is built here from plain dicts and SQL strings (DuckDB dialect;
+for Splink on Spark the same conditions rewritten in Spark SQL by :func:`in_spark`): the
+comparisons and their levels, the blocking rules, the term-frequency columns. The
 trained model (m and u per level, λ) is read back from Splink into the same shape and
 written with the result, so a run can be reproduced bit for bit.
 
@@ -42,13 +43,16 @@ from koble.recovery.contract import COMPARE_KINDS, TRAININGS
 __all__ = [
     "BLOCKING_RULES",
     "COMPARISONS",
+    "DIALECTS",
     "TF_COLUMNS",
     "TRAININGS",
     "ModelReport",
+    "as_written",
     "blocking_rules",
     "comparisons",
     "extra_column",
     "extra_comparison",
+    "in_spark",
     "parameters",
     "rounded",
     "settings",
@@ -58,6 +62,8 @@ __all__ = [
 
 #: columns whose value frequency adjusts the weight of an exact agreement
 TF_COLUMNS = ("fn_key", "ln_key")
+#: the SQL dialects the comparisons are written in (Splink's names)
+DIALECTS = ("duckdb", "spark")
 
 
 def _level(sql: str, label: str, **extra: Any) -> dict[str, Any]:
@@ -213,11 +219,66 @@ def extra_comparison(field: str, kind: str) -> dict[str, Any]:
     }
 
 
-def comparisons(compare: Mapping[str, str] | None = None) -> tuple[dict[str, Any], ...]:
+def comparisons(
+    compare: Mapping[str, str] | None = None, dialect: str = "duckdb"
+) -> tuple[dict[str, Any], ...]:
     """:data:`COMPARISONS` followed by one comparison per extra field of ``compare``
-    (field -> kind), in the mapping's order."""
+    (field -> kind), in the mapping's order; in Spark SQL when ``dialect`` is ``spark``
+    (:func:`in_spark`)."""
     extra = tuple(extra_comparison(f, k) for f, k in (compare or {}).items())
-    return (*COMPARISONS, *extra)
+    if dialect not in DIALECTS:
+        raise UsageError(f"the comparisons are written for {' or '.join(DIALECTS)}")
+    both = (*COMPARISONS, *extra)
+    return tuple(in_spark(c) for c in both) if dialect == "spark" else both
+
+
+#: DuckDB SQL of the comparisons -> the Spark SQL that computes the same for their columns:
+#: identifiers in backticks; DuckDB's own Jaro-Winkler and Damerau-Levenshtein (run in Spark's
+#: Python workers: :data:`koble.recovery.backends.SPARK_FUNCTIONS`); one birth date digit off
+#: as Levenshtein 1 between strings of the same length (a single substitution: Hamming 1;
+#: ``bd_str`` is always ``YYYYMMDD``); ``date_diff('day', a, b)`` as ``datediff(a, b)``
+#: (its sign is the other way, under ``abs``); list length and intersection by Spark's names.
+_SPARK_SQL: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r'"([a-z][a-z0-9_]*)"'), r"`\1`"),
+    (re.compile(r"\bhamming\((`\w+`), (`\w+`)\) = 1"),
+     r"length(\1) = length(\2) AND levenshtein(\1, \2) = 1"),
+    (re.compile(r"\bdate_diff\('day', (`\w+`), (`\w+`)\)"), r"datediff(\1, \2)"),
+    (re.compile(r"\blen\(list_intersect\("), "size(array_intersect("),
+    (re.compile(r"\blen\("), "size("),
+    (re.compile(r"\bjaro_winkler_similarity\("), "koble_jaro_winkler("),
+    (re.compile(r"\bdamerau_levenshtein\("), "koble_damerau_levenshtein("),
+)  # fmt: skip
+
+
+def as_written(trained: dict[str, Any], compare: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``trained`` (Splink's JSON of a model trained on any engine, with the comparisons of
+    ``compare``) as koble records a model: every condition as written here, in DuckDB SQL,
+    and DuckDB as its dialect. On Spark the conditions ran as :func:`in_spark` rewrote
+    them; the record (and its hash, which a delivery's quality report carries) does not
+    depend on the engine, which the manifest names."""
+    out = copy.deepcopy(trained)
+    for mine, written in zip(out["comparisons"], comparisons(compare), strict=True):
+        levels = zip(mine["comparison_levels"], written["comparison_levels"], strict=True)
+        for level, as_given in levels:
+            level["sql_condition"] = as_given["sql_condition"]
+    for rule in out.get("blocking_rules_to_generate_predictions", []):
+        if isinstance(rule, dict) and "sql_dialect" in rule:
+            rule["sql_dialect"] = "duckdb"
+    if "sql_dialect" in out:
+        out["sql_dialect"] = "duckdb"
+    return out
+
+
+def in_spark(comparison: dict[str, Any]) -> dict[str, Any]:
+    """``comparison`` (DuckDB SQL) with each level's condition in Spark SQL (:data:`_SPARK_SQL`);
+    labels, null levels and term-frequency columns as they are."""
+    out = copy.deepcopy(comparison)
+    for level in out["comparison_levels"]:
+        sql = level["sql_condition"]
+        for pattern, replacement in _SPARK_SQL:
+            sql = pattern.sub(replacement, sql)
+        level["sql_condition"] = sql
+    return out
 
 
 #: a pair is compared when any of these holds: each an equi-join, some with a one-sided
@@ -255,19 +316,21 @@ def settings(
     probability_two_random_records_match: float,
     compare: Mapping[str, str] | None = None,
     block: Sequence[str] = (),
+    dialect: str = "duckdb",
 ) -> dict[str, Any]:
     """The Splink settings dict (link_only, records against register rows); ``compare``:
     the caller's extra fields (field -> kind), compared after :data:`COMPARISONS`;
     ``block``: extra fields (of ``compare``) whose equality also pairs a record and a row
-    (:func:`blocking_rules`)."""
+    (:func:`blocking_rules`); ``dialect``: the SQL of the engine Splink runs on
+    (``duckdb`` or ``spark``; the same comparisons, :func:`comparisons`)."""
     return {
         "link_type": "link_only",
         "unique_id_column_name": "unique_id",
         "source_dataset_column_name": "source_dataset",
         "probability_two_random_records_match": probability_two_random_records_match,
-        "comparisons": [copy.deepcopy(c) for c in comparisons(compare)],
+        "comparisons": [copy.deepcopy(c) for c in comparisons(compare, dialect)],
         "blocking_rules_to_generate_predictions": [
-            {"blocking_rule": rule, "sql_dialect": "duckdb"}
+            {"blocking_rule": rule, "sql_dialect": dialect}
             for rule in blocking_rules(compare, block)
         ],
         "retain_matching_columns": True,  # Splink 5 keeps gamma_* only with these

@@ -1,5 +1,6 @@
-"""The probabilistic stage: a Fellegi–Sunter model in Splink (DuckDB) over names, birth date,
-sex, death date and places, for the records no number resolved.
+"""The probabilistic stage: a Fellegi–Sunter model in Splink (on DuckDB, or on the TTP's Spark
+under ``--engine spark``: :mod:`koble.recovery.backends`) over names, birth date, sex, death
+date and places, for the records no number resolved.
 
 How it runs (all on whole columns; no Python loop over rows):
 
@@ -14,7 +15,9 @@ How it runs (all on whole columns; no Python loop over rows):
    added per level (:func:`koble.recovery.model.smooth`). λ is 1 / persons (each
    record has one person in the register). Exact name agreement is term-frequency adjusted,
    so "Hansen" weighs less than a rare farm name.
-3. Pairs from the blocking rules are scored; per (record, person) the best name row is kept.
+3. Splink compares the pairs from the blocking rules; koble weighs them from the trained
+   model (:mod:`koble.recovery.weights`: Splink's weights, the same digits on every
+   engine); per (record, person) the best name row is kept.
 4. The best candidate of each record decides: ``match_probability >= high`` and at least
    ``margin`` bits ahead of the runner-up links it; above ``high`` but within the margin is
    ``ambiguous`` and goes to review with its rivals; between ``low`` and ``high`` goes to
@@ -29,18 +32,19 @@ Splink's logging is silenced while the stage runs; nothing logged or raised hold
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from koble.errors import KobleError, UsageError
-from koble.recovery import candidates, model
+from koble.recovery import candidates, model, weights
 from koble.recovery import training as training_mod
+from koble.recovery.backends import Backend, DuckDBBackend, SparkBackend
 from koble.recovery.contract import LINK_SCHEMA, RECORD_SCHEMA, REJECT_SCHEMA, StageResult, empty
 from koble.recovery.model import ModelReport
 from koble.recovery.preparation import (
@@ -118,23 +122,17 @@ def _quiet() -> Iterator[None]:
         log.propagate = propagate
 
 
-def _arrow_table(
-    con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, *, append: bool = False
-) -> str:
-    """``frame`` as DuckDB table ``name`` (or appended to it), in ``unique_id`` order: sorted
-    here unless it is already (DuckDB keeps the insertion order; sorting in DuckDB would
-    hold the table twice). Strings are handed over as Arrow string views, without a copy."""
+def _arrow_table(backend: Backend, name: str, frame: pl.DataFrame, *, append: bool = False) -> str:
+    """``frame`` as table ``name`` (or appended to it), in ``unique_id`` order: sorted here
+    unless it is already (the engine keeps the order given; sorting in DuckDB would hold
+    the table twice)."""
     if not frame["unique_id"].is_sorted():
         frame = frame.sort("unique_id")
-    con.register(f"{name}_view", frame.to_arrow(compat_level=pl.CompatLevel.newest()))
-    verb = f"INSERT INTO {name}" if append else f"CREATE TABLE {name} AS"
-    con.execute(f"{verb} SELECT * FROM {name}_view")
-    con.unregister(f"{name}_view")
-    return name
+    return backend.load(name, frame, append=append)
 
 
 def _load_register(
-    con: duckdb.DuckDBPyConnection,
+    backend: Backend,
     register: RegisterLike,
     persons: pl.Series,
     keys: pl.DataFrame,
@@ -154,7 +152,7 @@ def _load_register(
         rows = prepare_register(chosen, compare, fields, keys=keys)
         del chosen
         labels.append(_training_labels(*training, rows))
-        _arrow_table(con, "koble_register_rows", rows, append=start > 0)
+        _arrow_table(backend, "koble_register_rows", rows, append=start > 0)
         del rows
     return pl.concat(labels).sort("unique_id_l")
 
@@ -179,6 +177,7 @@ def probabilistic(
     u_sample_persons: int = 200_000,
     chunk_records: int = 100_000,
     chunk_persons: int = 1_000_000,
+    spark: Any = None,
 ) -> tuple[StageResult, ModelReport]:
     """Resolve ``records`` (:data:`RECORD_SCHEMA`) against ``register`` with Splink.
 
@@ -193,15 +192,18 @@ def probabilistic(
     Splink sees only the register persons a blocking rule pairs with some record, and the
     labelled ones (:mod:`koble.recovery.candidates`), with term frequencies of the whole
     register; u comes from random pairs with ``u_sample_persons`` persons drawn with
-    ``seed``. DuckDB runs on ``threads`` (default 2) within ``memory_limit``, spilling to
-    a temporary directory removed afterwards; the register rows are prepared and loaded
+    ``seed``. Splink runs on a DuckDB connection of the stage's own, on ``threads``
+    (default 2) within ``memory_limit``, spilling to a temporary directory removed
+    afterwards; or, given a Spark session ``spark`` (the TTP's engine's, under
+    ``--engine spark``), on Spark with the same comparisons, training and decisions
+    (:mod:`koble.recovery.backends`). The register rows are prepared and loaded
     ``chunk_persons`` persons at a time, and pairs scored ``chunk_records`` records at a
     time (bounded memory).
     Returns the stage result (``remaining`` empty: every record is linked, reviewed or
     rejected) and the :class:`ModelReport`.
     """
     import splink
-    from splink import DuckDBAPI, Linker
+    from splink import Linker
     from splink.internals.exceptions import SplinkException
 
     low, high = thresholds
@@ -230,16 +232,22 @@ def probabilistic(
     n_persons = register.persons.height
     train_recs = prepare_records(training, compare)
     lam = 1.0 / max(n_persons, 2)
-    settings = model.settings(lam, compare, block)
-    con = duckdb.connect()
     spill = tempfile.TemporaryDirectory(prefix="koble-duckdb-")
+    backend: Backend
     try:
-        con.execute(f"SET threads = {int(threads or 2)}")
-        con.execute("SET enable_progress_bar = false")  # it writes to stdout: --json breaks
-        con.execute(f"SET memory_limit = '{memory_limit}'")
-        con.execute(f"SET temp_directory = '{spill.name}'")
+        if spark is None:
+            backend = DuckDBBackend(
+                threads=threads or 2, memory_limit=memory_limit, spill=spill.name
+            )
+        else:
+            backend = SparkBackend(spark)
+    except BaseException:
+        spill.cleanup()
+        raise
+    settings = model.settings(lam, compare, block, backend.dialect)
+    try:
         with _quiet():
-            labels = _load_register(con, register, wanted, keys, (train_recs, training),
+            labels = _load_register(backend, register, wanted, keys, (train_recs, training),
                                     compare, register_fields, chunk_persons)  # fmt: skip
             del keys, wanted
             if labels.height == 0 and records.height == 0:
@@ -247,20 +255,16 @@ def probabilistic(
                     "nothing to train the model on: no exactly linked record and no record "
                     "to resolve"
                 )
-            _arrow_table(con, "koble_u_rows", u_rows)
+            _arrow_table(backend, "koble_u_rows", u_rows)
             n_u_rows = u_rows.height
             del u_rows
             for column, table in tf_tables.items():
-                con.register("koble_tf_view", table.to_arrow())
-                con.execute(f"CREATE TABLE koble_tf_{column} AS SELECT * FROM koble_tf_view")
-                con.unregister("koble_tf_view")
-            _arrow_table(con, "koble_training", train_recs)
-            _arrow_table(con, "koble_records", prepared)
+                backend.load(f"koble_tf_{column}", table.to_arrow())
+            _arrow_table(backend, "koble_training", train_recs)
+            _arrow_table(backend, "koble_records", prepared)
             sample = training_mod.em_sample(prepared, em_max_records, seed)
-            _arrow_table(con, "koble_em_records", sample)
-            con.register("koble_labels_view", labels.to_arrow())
-            con.execute("CREATE TABLE koble_labels AS SELECT * FROM koble_labels_view")
-            con.unregister("koble_labels_view")
+            _arrow_table(backend, "koble_em_records", sample)
+            backend.load("koble_labels", labels.to_arrow())
             # DuckDB holds them now: the frames go before training and scoring need memory
             n_labels, n_sample, tf_columns = labels.height, sample.height, tuple(tf_tables)
             del labels, sample, prepared, train_recs, tf_tables
@@ -271,20 +275,21 @@ def probabilistic(
                       "records": "koble_em_records", "register": "koble_register_rows",
                       "u_register": "koble_u_rows"}  # fmt: skip
             trained, how = training_mod.train(
-                con, settings, tables=tables, n_labels=n_labels, n_records=n_sample,
+                backend, settings, tables=tables, n_labels=n_labels, n_records=n_sample,
                 n_u=n_u, seed=seed, u_max_pairs=u_max_pairs,
                 min_labels=min_labels if n_sample else 1,
             )  # fmt: skip
             trained["probability_two_random_records_match"] = lam
             trained.pop("linker_uid", None)  # random per Linker, not part of the model
             if records.height:
-                api = DuckDBAPI(con)
+                api = backend.api()
                 linker = Linker(
                     [
                         api.register("koble_records", table_name=_RECORDS),
                         api.register("koble_register_rows", table_name=_REGISTER),
                     ],
-                    trained,
+                    # the pairs' term frequencies kept for koble's weights (_best_per_person)
+                    {**trained, "retain_intermediate_calculation_columns": True},
                     log_level=None,
                 )
                 for column in tf_columns:  # a name's frequency in the whole register
@@ -292,22 +297,23 @@ def probabilistic(
                         api.register(f"koble_tf_{column}", table_name=f"tf_{column}"), column
                     )
                 n_chunks = max(1, math.ceil(records.height / chunk_records))
-                n_comparisons = _predict_in_chunks(
-                    con, linker, n_chunks, low * candidate_floor, "koble_predictions"
+                n_comparisons, pairs = _predict_in_chunks(
+                    backend, linker, n_chunks, _Scoring(trained, low * candidate_floor)
                 )
-                pairs = _best_per_person(con, "koble_predictions")
             else:
                 n_comparisons, pairs = 0, _best_per_person_empty()
-    except (duckdb.Error, SplinkException) as exc:
+    except (*backend.errors, SplinkException) as exc:  # type: ignore[misc]
         # their messages may quote values (names, dates) of the failing rows: withheld
         raise KobleError(
             f"the probabilistic model failed ({type(exc).__name__}); details withheld "
             "because they may quote record values"
         ) from None
     finally:
-        con.close()
+        backend.close()
         spill.cleanup()
     result, precision, recall = classify(records, pairs, low, high, margin)
+    if backend.dialect != "duckdb":  # recorded as written, whichever engine ran it
+        trained = model.as_written(trained, compare)
     report = ModelReport(
         model=trained,
         parameters=model.parameters(trained),
@@ -329,44 +335,77 @@ def probabilistic(
     return result, report
 
 
+@dataclasses.dataclass(frozen=True)
+class _Scoring:
+    """How a chunk's pairs are scored (:mod:`koble.recovery.weights`): the trained model
+    and the probability under which a pair is dropped."""
+
+    trained: dict[str, Any]
+    floor: float
+
+    @property
+    def tf_columns(self) -> tuple[str, ...]:
+        """The compared columns whose frequency adjusts a weight (``tf_<column>_l``/``_r``)."""
+        return tuple(dict.fromkeys(
+            lv["tf_adjustment_column"] for c in self.trained["comparisons"]
+            for lv in c["comparison_levels"] if lv.get("tf_adjustment_column")
+        ))  # fmt: skip
+
+
 def _predict_in_chunks(
-    con: duckdb.DuckDBPyConnection, linker: Any, n_chunks: int, floor: float, out: str
-) -> int:
+    backend: Backend, linker: Any, n_chunks: int, scoring: _Scoring
+) -> tuple[int, pl.DataFrame]:
     """Score the blocked pairs in ``n_chunks`` chunks of the records (bounded memory: a
-    chunk's blocked pairs are materialised once, counted, scored and dropped), keeping in
-    table ``out`` the pairs at or above ``floor``. Returns the number of comparisons."""
-    n_comparisons = 0
+    chunk's blocked pairs are materialised once, counted, scored and dropped), keeping of
+    each chunk the best pair per (record, person) at or above ``scoring.floor`` (a record's
+    pairs are all in one chunk). Splink finds the pairs and their gammas (with half the
+    floor: a pair its engine's arithmetic puts a hair under the floor is not lost); koble
+    weighs them (:func:`_best_per_person`). Returns the number of comparisons and the pairs."""
+    n_comparisons, kept = 0, []
     for chunk in range(1, n_chunks + 1):
         blocked = linker.inference.compute_blocked_pairs_for_predict_chunk(
             left_chunk=(chunk, n_chunks), right_chunk=(1, 1)
         )
-        rows = con.execute(f"SELECT count(*) FROM {blocked.physical_name}").fetchall()
-        n_comparisons += int(rows[0][0])
+        n_comparisons += backend.scalar(f"SELECT count(*) FROM {blocked.physical_name}")
         # scored from these pairs: blocking runs once, not again inside predict
         linker.table_management.register_blocked_pairs_for_predict(blocked)
-        pred = linker.inference.predict(threshold_match_probability=floor, warning_mode="never")
-        verb = f"CREATE TABLE {out} AS" if chunk == 1 else f"INSERT INTO {out}"
-        con.execute(f"{verb} SELECT * FROM {pred.physical_name}")
+        pred = linker.inference.predict(
+            threshold_match_probability=scoring.floor / 2, warning_mode="never"
+        )
+        kept.append(_best_per_person(backend, pred.physical_name, scoring))
         pred.drop_table_from_database_and_remove_from_cache()
         blocked.drop_table_from_database_and_remove_from_cache()
-    return n_comparisons
+    pairs = pl.concat(kept) if kept else _best_per_person_empty()
+    return n_comparisons, pairs.sort("record_id", "person_id")
 
 
-def _best_per_person(con: duckdb.DuckDBPyConnection, table: str) -> pl.DataFrame:
-    """Predictions reduced to one row per (record, person): the best-scoring name row."""
-    gammas = ", ".join(GAMMA_COLUMNS)
-    sql = f"""
-        SELECT unique_id_l AS record_id, entity_id_r AS person_id, match_probability,
-               match_weight, {gammas}
-        FROM {table}
-        QUALIFY row_number() OVER (
-            PARTITION BY unique_id_l, entity_id_r ORDER BY match_weight DESC, unique_id_r
-        ) = 1
-        ORDER BY record_id, person_id
-    """
-    frame = pl.from_arrow(con.sql(sql).to_arrow_table())
+def _best_per_person(backend: Backend, table: str, scoring: _Scoring) -> pl.DataFrame:
+    """Splink's predictions in ``table`` weighed by koble (:func:`koble.recovery.weights
+    .score`), those under the floor dropped, and reduced to one row per (record, person):
+    the best-scoring name row (the highest weight, then the lowest row id)."""
+    tf = [f"tf_{c}_{side}" for c in scoring.tf_columns for side in ("l", "r")]
+    gammas = [f"gamma_{c['output_column_name']}" for c in scoring.trained["comparisons"]]
+    columns = ", ".join(["unique_id_l", "unique_id_r", "entity_id_r", *gammas, *tf])
+    frame = pl.from_arrow(backend.arrow(f"SELECT {columns} FROM {table}"))
     assert isinstance(frame, pl.DataFrame)
-    return frame.cast({c: pl.Int64 for c in GAMMA_COLUMNS})
+    types: dict[Any, Any] = dict.fromkeys(("unique_id_l", "unique_id_r", "entity_id_r"), pl.String)
+    frame = frame.cast(types | dict.fromkeys(gammas, pl.Int64))
+    scored = weights.score(frame, scoring.trained)
+    return (
+        scored.filter(pl.col("match_weight") >= weights.prior_weight(scoring.floor))
+        .sort(
+            ["unique_id_l", "entity_id_r", "match_weight", "unique_id_r"],
+            descending=[False, False, True, False],
+        )
+        .unique(subset=["unique_id_l", "entity_id_r"], keep="first", maintain_order=True)
+        .select(
+            pl.col("unique_id_l").alias("record_id"),
+            pl.col("entity_id_r").alias("person_id"),
+            "match_probability",
+            "match_weight",
+            *GAMMA_COLUMNS,
+        )
+    )
 
 
 def _best_per_person_empty() -> pl.DataFrame:

@@ -27,12 +27,14 @@ for bit. Splink's logging is silenced by the caller.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import duckdb
 import polars as pl
 
 from koble.recovery import model
+
+if TYPE_CHECKING:
+    from koble.recovery.backends import Backend
 
 __all__ = [
     "EM_BLOCKING", "MIN_LABELS", "NUMBER_EM_BLOCKING", "NUMBER_PRIOR_M", "bounded", "train",
@@ -52,7 +54,7 @@ NUMBER_PRIOR_M = (0.90, 0.07, 0.03)
 
 
 def train(
-    con: duckdb.DuckDBPyConnection,
+    backend: Backend,
     settings: dict[str, Any],
     *,
     tables: dict[str, str],
@@ -65,25 +67,24 @@ def train(
 ) -> tuple[dict[str, Any], str]:
     """The trained model (Splink's JSON) and how it was trained (``labels`` or ``em``).
 
-    ``tables`` names the DuckDB tables of ``con``: ``training`` (prepared records of the
-    exact links), ``labels`` (their pairs), ``records`` (the prepared records to resolve, at
-    most the EM sample), ``register`` (prepared register rows: at least the labelled
-    persons' and those the EM blocking pairs with ``records``) and optionally
-    ``u_register`` (the rows u is counted on; ``register`` without it). ``n_records``: rows of
-    ``records``; ``n_u``: random pairs u was counted on (for smoothing)."""
-    from splink import DuckDBAPI
-
-    api = DuckDBAPI(con)
+    ``tables`` names the tables of ``backend`` (:mod:`koble.recovery.backends`):
+    ``training`` (prepared records of the exact links), ``labels`` (their pairs),
+    ``records`` (the prepared records to resolve, at most the EM sample), ``register``
+    (prepared register rows: at least the labelled persons' and those the EM blocking pairs
+    with ``records``) and optionally ``u_register`` (the rows u is counted on; ``register``
+    without it). ``n_records``: rows of ``records``; ``n_u``: random pairs u was counted on
+    (for smoothing)."""
+    api = backend.api()
     if n_labels >= min_labels:
-        with_u = _u_from_random_pairs(con, settings, tables, "training", seed, u_max_pairs)
+        with_u = _u_from_random_pairs(backend, settings, tables, "training", seed, u_max_pairs)
         linker = _linker(api, tables, "training", with_u)
         linker.training.estimate_m_from_pairwise_labels(  # type: ignore[no-untyped-call]
             api.register(tables["labels"], table_name="labels")
         )
         trained = model.smooth(linker.misc.save_model_to_json(), n_labels, n_u)
-        trained = _number_by_em(con, trained, tables, n_records)
+        trained = _number_by_em(backend, trained, tables, n_records)
         return model.rounded(bounded(trained)), "labels"
-    with_u = _u_from_random_pairs(con, settings, tables, "records", seed, u_max_pairs)
+    with_u = _u_from_random_pairs(backend, settings, tables, "records", seed, u_max_pairs)
     linker = _linker(api, tables, "records", with_u)
     for rule in EM_BLOCKING:
         before = linker.misc.save_model_to_json()
@@ -94,7 +95,7 @@ def train(
             # in) and leaves its settings half changed: this pass teaches nothing, and the
             # model goes on from where it was before it
             before.pop("linker_uid", None)
-            linker = _linker(DuckDBAPI(con), tables, "records", before)
+            linker = _linker(backend.api(), tables, "records", before)
     trained = model.smooth(linker.misc.save_model_to_json(), max(n_records, 1), n_u)
     return model.rounded(bounded(trained)), "em"
 
@@ -141,38 +142,42 @@ def _linker(api: Any, tables: dict[str, str], left: str, settings: dict[str, Any
 
 
 def _u_from_random_pairs(
-    con: duckdb.DuckDBPyConnection, settings: dict[str, Any], tables: dict[str, str],
+    backend: Backend, settings: dict[str, Any], tables: dict[str, str],
     left: str, seed: int, u_max_pairs: float,
 ) -> dict[str, Any]:  # fmt: skip
     """``settings`` with u counted on random pairs of ``tables[left]`` and the register
     rows of ``tables["u_register"]`` (a random sample of the whole register's persons, so u
-    is the population's, not the candidates'), or of ``tables["register"]`` without one."""
-    from splink import DuckDBAPI, Linker
+    is the population's, not the candidates'), or of ``tables["register"]`` without one;
+    the pairs DuckDB's Splink draws, on either engine (:meth:`Backend.u_tables`)."""
+    from splink import Linker
 
-    api = DuckDBAPI(con)
+    api = backend.api()
+    records, register, max_pairs = backend.u_tables(
+        tables[left], tables.get("u_register", tables["register"]), u_max_pairs, seed
+    )
     linker = Linker(
-        [api.register(tables[left], table_name="records"),
-         api.register(tables.get("u_register", tables["register"]), table_name="register")],
+        [api.register(records, table_name="records"),
+         api.register(register, table_name="register")],
         copy.deepcopy(settings), log_level=None,
     )  # fmt: skip
     linker.training.estimate_u_using_random_sampling(
-        max_pairs=u_max_pairs, seed=seed, min_count_per_level=None, num_chunks=1
+        max_pairs=max_pairs, seed=seed, min_count_per_level=None, num_chunks=1
     )
     return linker.misc.save_model_to_json()
 
 
 def _number_by_em(
-    con: duckdb.DuckDBPyConnection, trained: dict[str, Any], tables: dict[str, str],
+    backend: Backend, trained: dict[str, Any], tables: dict[str, str],
     n_records: int,
 ) -> dict[str, Any]:  # fmt: skip
     """``trained`` with the number's m learned by EM on the records to resolve (see the
     module docstring), or :data:`NUMBER_PRIOR_M` when those give EM nothing to learn from."""
-    from splink import DuckDBAPI, Linker
+    from splink import Linker
     from splink.internals.exceptions import SplinkException
 
     em: dict[str, Any] | None = None
-    if n_records and _has_numbered_pairs(con, tables):
-        api = DuckDBAPI(con)
+    if n_records and _has_numbered_pairs(backend, tables):
+        api = backend.api()
         start = copy.deepcopy(trained)  # u kept; m from Splink's neutral start: EM from
         for comp in start["comparisons"]:  # the labelled m can underflow a level's m to 0
             for level in comp["comparison_levels"]:
@@ -197,7 +202,7 @@ def _number_by_em(
     return model.take_m(trained, em, EM_FIELDS)
 
 
-def _has_numbered_pairs(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) -> bool:
+def _has_numbered_pairs(backend: Backend, tables: dict[str, str]) -> bool:
     """Whether some record with a number shares first and last name sound with a register
     row (:data:`NUMBER_EM_BLOCKING`)."""
     sql = f"""
@@ -205,8 +210,7 @@ def _has_numbered_pairs(con: duckdb.DuckDBPyConnection, tables: dict[str, str]) 
                               WHERE nr IS NOT NULL LIMIT 100000) l
         JOIN {tables["register"]} r ON l.fn_ph = r.fn_ph AND l.ln_ph = r.ln_ph
     """
-    rows = con.execute(sql).fetchall()
-    return bool(rows and int(rows[0][0]) >= 1)
+    return backend.scalar(sql) >= 1
 
 
 def em_sample(frame: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
 from koble.cli.main import cli as main
+from koble.linkage import names
 from koble.linkage.engine_spark import SparkEngine
 from koble.linkage.executor import RunResult
 from koble.linkage.manifest import FORMAT, read_manifest, sign_manifest
@@ -60,6 +62,31 @@ def test_a_demo_job_delivers_the_same_bytes_on_both_engines(
     }
     assert manifests["spark"] == manifests["duckdb"]
     verified(on_spark)
+
+
+#: The demo jobs with identity recovery at the TTP, and the scope each resolves.
+RECOVERY_SCOPES = {"distributed": "population", "helsearkiv": "helsearkivregisteret"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("job", sorted(RECOVERY_SCOPES))
+def test_identity_recovery_runs_splink_on_spark_and_decides_the_same(
+    spark: SparkEngine, engine_runs: EngineRuns, job: str
+) -> None:
+    """Under ``--engine spark`` the TTP's probabilistic stage runs Splink on Spark and
+    answers every record as on DuckDB, to the bit: the same resolved file and review pairs,
+    the same report and model (recorded as written, :func:`koble.recovery.model.as_written`),
+    and the probabilistic stage did link records (it ran, it was not skipped)."""
+    scope = RECOVERY_SCOPES[job]
+    stores = {e: engine_runs.get(job, e).workspace / "ttp" / "store" for e in ("duckdb", "spark")}
+    for name in (names.resolved(scope), names.resolve_review(scope)):
+        duck = pl.read_parquet(stores["duckdb"] / name)
+        assert pl.read_parquet(stores["spark"] / name).equals(duck), name
+    resolved = pl.read_parquet(stores["spark"] / names.resolved(scope))
+    assert (resolved["link_method"] == "probabilistic").sum() >= 1
+    for name in (names.resolve_report(scope), names.resolve_model(scope)):
+        duck_bytes = (stores["duckdb"] / name).read_bytes()
+        assert (stores["spark"] / name).read_bytes() == duck_bytes, name
 
 
 PASS_KEK = bytes(32).hex()  # the world's KEK (tests.linkage.conftest.World.kek), for the CLI
