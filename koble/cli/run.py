@@ -246,9 +246,6 @@ def summary_text(result: RunResult) -> str:
         f"{result.plan.project_id}: {result.plan.route} route, {len(result.plan.steps)} steps"
         + (f" (resumed after step {result.resumed})" if result.resumed else "")
     ]
-    for name, took_s in result.seconds.items():
-        if name.startswith("ingest-"):
-            lines.append(f"  {took_s:7.2f} s  {'ttp':<32} sealed ingest of {name[7:]}'s feed")
     for step in result.plan.steps:
         seconds = result.seconds.get(step.id)
         took = "done earlier" if seconds is None else f"{seconds:7.2f} s"

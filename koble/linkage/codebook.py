@@ -5,22 +5,34 @@ Every delivery documents, per file, its rows, the distinct persons in it (distin
 name, type, label, code list, null count and whether it is identifying. The researcher reads
 it next to the files; the auditor re-computes it from the files and compares.
 
-:func:`codebook` gives the data as plain, JSON-ready values; :func:`render_codebook_markdown`
-renders it as Markdown. Both are deterministic: files sorted by name, variables in file
-order, codes sorted, no timestamps, so the same delivery gives the same bytes. Counts are
-computed by polars over whole columns, never row by row.
+:func:`codebook` gives it as a typed record (:class:`Codebook`: a registry's extract report
+carries its file's entry to the operator in JSON, read back as this type);
+:func:`render_codebook_markdown` renders it as Markdown. Both are deterministic: files
+sorted by name, variables in file order, codes sorted, no timestamps, so the same delivery
+gives the same bytes. Counts are computed by polars over whole columns, never row by row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
 
 import polars as pl
 
+from koble.linkage.delivery_records import Nested, _Record
 from koble.linkage.formats import delivery_name
 
-__all__ = ["PERSON_COLUMN", "codebook", "render_codebook_markdown", "sorted_duplicates"]
+__all__ = [
+    "PERSON_COLUMN",
+    "CodeLabel",
+    "Codebook",
+    "CodebookFile",
+    "CodebookVariable",
+    "codebook",
+    "render_codebook_markdown",
+    "sorted_duplicates",
+]
 
 #: The column whose distinct values count the persons of a file.
 PERSON_COLUMN: Final = "lopenr"
@@ -43,11 +55,53 @@ def _type_name(dtype: pl.DataType) -> str:
     return str(dtype).lower()
 
 
-def _code_list(codes: Mapping[Any, str] | None) -> list[dict[str, Any]] | None:
+@dataclass(frozen=True)
+class CodeLabel(_Record):
+    code: int | str
+    label: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodebookVariable(_Record):
+    """A delivered variable: its delivered and original name, type, label, code list,
+    nulls, and whether it is identifying."""
+
+    name: str
+    original: str
+    type: str
+    label: str
+    codes: list[CodeLabel] | None
+    nulls: int
+    identifying: bool
+    _records: ClassVar[Nested] = {"codes": ("list", CodeLabel)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodebookFile(_Record):
+    """A delivered file: rows, distinct persons (None without ``lopenr``), exact duplicate
+    rows, and its variables in file order."""
+
+    file: str
+    rows: int
+    persons: int | None
+    duplicate_rows: int
+    variables: list[CodebookVariable]
+    _records: ClassVar[Nested] = {"variables": ("list", CodebookVariable)}
+
+
+@dataclass(frozen=True)
+class Codebook(_Record):
+    """A delivery's codebook (or a registry's entry of it): its files, sorted by name."""
+
+    files: list[CodebookFile]
+    _records: ClassVar[Nested] = {"files": ("list", CodebookFile)}
+
+
+def _code_list(codes: Mapping[Any, str] | None) -> list[CodeLabel] | None:
     if not codes:
         return None
     order = sorted(codes, key=lambda k: (str(type(k)), k))
-    return [{"code": k, "label": codes[k]} for k in order]
+    return [CodeLabel(k, codes[k]) for k in order]
 
 
 def sorted_duplicates(frame: pl.DataFrame) -> int:
@@ -62,12 +116,13 @@ def sorted_duplicates(frame: pl.DataFrame) -> int:
 
 
 def _file(
+    name: str,
     frame: pl.DataFrame,
     labels: Mapping[str, str],
     value_labels: Mapping[str, Mapping[Any, str]],
     identifying: set[str] | frozenset[str],
     duplicates: int | None = None,
-) -> dict[str, Any]:
+) -> CodebookFile:
     rows = frame.height
     if duplicates is None:
         duplicates = rows - frame.n_unique() if rows and frame.width else 0
@@ -76,18 +131,19 @@ def _file(
         persons = frame.select(pl.col(PERSON_COLUMN).drop_nulls().n_unique()).item()
     nulls = frame.null_count().row(0) if frame.width else ()
     variables = [
-        {
-            "name": delivery_name(col),
-            "original": col,
-            "type": _type_name(frame.schema[col]),
-            "label": labels.get(col, col),
-            "codes": _code_list(value_labels.get(col)),
-            "nulls": int(n),
-            "identifying": col in identifying,
-        }
+        CodebookVariable(
+            name=delivery_name(col),
+            original=col,
+            type=_type_name(frame.schema[col]),
+            label=labels.get(col, col),
+            codes=_code_list(value_labels.get(col)),
+            nulls=int(n),
+            identifying=col in identifying,
+        )
         for col, n in zip(frame.columns, nulls, strict=True)
     ]
-    return {"rows": rows, "persons": persons, "duplicate_rows": duplicates, "variables": variables}
+    return CodebookFile(file=name, rows=rows, persons=persons, duplicate_rows=duplicates,
+                        variables=variables)  # fmt: skip
 
 
 def codebook(
@@ -97,7 +153,7 @@ def codebook(
     value_labels: Mapping[str, Mapping[Any, str]],
     identifying: set[str] | frozenset[str],
     duplicates: Mapping[str, int] | None = None,
-) -> dict[str, Any]:
+) -> Codebook:
     """The codebook of a delivery whose files (by file name) hold ``files``.
 
     ``labels`` and ``value_labels`` are keyed by original column name; a column without a
@@ -108,9 +164,8 @@ def codebook(
     out = []
     for name in sorted(files):
         known = None if duplicates is None else duplicates.get(name)
-        entry = _file(files[name], labels, value_labels, identifying, known)
-        out.append({"file": name, **entry})
-    return {"files": out}
+        out.append(_file(name, files[name], labels, value_labels, identifying, known))
+    return Codebook(out)
 
 
 def _cell(value: object) -> str:
@@ -119,25 +174,25 @@ def _cell(value: object) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def render_codebook_markdown(data: dict[str, Any]) -> str:
+def render_codebook_markdown(data: Codebook) -> str:
     """The codebook as Markdown: a section per file with its counts, a variable table and
     the code lists."""
     lines = ["# Kodebok", ""]
-    for f in data["files"]:
-        persons = "–" if f["persons"] is None else f["persons"]
-        lines += [f"## {_cell(f['file'])}", ""]
-        lines += [f"- Rader: {f['rows']}", f"- Personer (distinkte løpenummer): {persons}"]
-        lines += [f"- Dupliserte rader: {f['duplicate_rows']}", ""]
+    for f in data.files:
+        persons = "–" if f.persons is None else f.persons
+        lines += [f"## {_cell(f.file)}", ""]
+        lines += [f"- Rader: {f.rows}", f"- Personer (distinkte løpenummer): {persons}"]
+        lines += [f"- Dupliserte rader: {f.duplicate_rows}", ""]
         lines += ["| Variabel | Opprinnelig navn | Type | Etikett | Mangler | Identifiserende |"]
         lines += ["|---|---|---|---|---:|---|"]
-        for v in f["variables"]:
-            cells = [v["name"], v["original"], v["type"], v["label"], v["nulls"]]
-            cells.append("ja" if v["identifying"] else "nei")
+        for v in f.variables:
+            cells: list[object] = [v.name, v.original, v.type, v.label, v.nulls]
+            cells.append("ja" if v.identifying else "nei")
             lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         lines.append("")
-        for v in f["variables"]:
-            if v["codes"]:
-                lines += [f"### {v['name']}: kodeliste", "", "| Kode | Etikett |", "|---|---|"]
-                lines += [f"| {_cell(c['code'])} | {_cell(c['label'])} |" for c in v["codes"]]
+        for v in f.variables:
+            if v.codes:
+                lines += [f"### {v.name}: kodeliste", "", "| Kode | Etikett |", "|---|---|"]
+                lines += [f"| {_cell(c.code)} | {_cell(c.label)} |" for c in v.codes]
                 lines.append("")
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -69,7 +69,8 @@ class Context:
     created: datetime.datetime
     randbytes: RandBytes
     test_numbers: bool = False
-    progress: Callable[[str], None] = field(default=lambda _: None)
+    #: Told (rows done, rows in all) within a long step, for the run's progress display.
+    progress: Callable[[int, int], None] = field(default=lambda _done, _total: None)
 
     @property
     def population_path(self) -> Path:

@@ -20,7 +20,7 @@ from typing import Any
 
 from koble.linkage.demo_jobs import write_demo_jobs, write_helsearkiv_job
 from koble.linkage.executor import RunResult, StepEvent, run_job
-from koble.linkage.keys import read_json
+from koble.linkage.quality import read_quality_report
 from koble.linkage.reproduce import ReproduceReport, reproduce_job
 from koble.linkage.sources import synthetic_sources
 from koble.linkage.verify import VerifyReport, verify_delivery
@@ -150,14 +150,14 @@ def recovery_summary(quality: Path) -> list[dict[str, Any]]:
     """The figures of each linkage section of a delivered quality report: records by how
     they were linked, how many went to the TTP, and the model's estimated precision and
     recall at the thresholds."""
-    sections = read_json(quality).get("linkage") or [] if quality.is_file() else []
+    sections = read_quality_report(quality).linkage or [] if quality.is_file() else []
     out = []
     for s in sections:
-        model = s.get("model") or {}
-        sent = s.get("sent_to_ttp", s.get("records"))
+        model = s.model or {}
+        sent = s.sent_to_ttp if s.sent_to_ttp is not None else s.records
         out.append({
-            "scope": s["scope"], "rows": s["rows"], "by_outcome": s["by_outcome"],
-            "sent_to_ttp": sent or 0, "thresholds": s["thresholds"],
+            "scope": s.scope, "rows": s.rows, "by_outcome": dict(s.by_outcome),
+            "sent_to_ttp": sent or 0, "thresholds": s.thresholds,
             "estimated_precision": model.get("estimated_precision"),
             "estimated_recall": model.get("estimated_recall"),
         })  # fmt: skip

@@ -45,10 +45,10 @@ from koble.linkage.keys import LinkageKeys, read_json, write_json
 from koble.linkage.plan import OPERATOR, RESEARCHER, Plan, Step
 from koble.linkage.planner import plan_job
 from koble.linkage.preflight import preflight
-from koble.linkage.sources import RegistrySource, Sources
+from koble.linkage.sources import Sources
 from koble.linkage.steps_central import gate_step, link_step
 from koble.linkage.steps_deliver import DELIVERY, deliver_step, receive_step, refuse_step
-from koble.linkage.steps_ingest import load_feed
+from koble.linkage.steps_ingest import ingest_step
 from koble.linkage.steps_keys import assign_serials_step, pseudonymise_step, send_persons_step
 from koble.linkage.steps_recovery import (
     apply_recovery_step,
@@ -87,6 +87,7 @@ HANDLERS: dict[str, Handler] = {
     "refuse": refuse_step,
     "resolve_identities": resolve_step,
     "apply_recovery": apply_recovery_step,
+    "sealed_ingest": ingest_step,
 }
 
 
@@ -188,10 +189,12 @@ def _state(
             )
         else:
             return state
+        # "setup": the feeds a koble from before the sealed ingest was a step loaded first
         done, loaded = len(state.get("done") or {}), len(state.get("setup") or {})
         if done or loaded:
+            feeds = f" and loaded {loaded} feed(s)" if loaded else ""
             raise UsageError(
-                f"{problem}. That run completed {done} step(s) and loaded {loaded} feed(s): "
+                f"{problem}. That run completed {done} step(s){feeds}: "
                 "to start this job afresh in the same workspace, run again with --restart "
                 f"(the earlier run's records are kept under {root / 'restarted'}, and the "
                 "audit log continues), or use a new workspace"
@@ -203,7 +206,6 @@ def _state(
         "sources": sources,
         "created": created.isoformat(),
         "done": {},
-        "setup": {},
     }
 
 
@@ -248,58 +250,12 @@ def _audit(log: AuditLog | None, step: Step, stats: dict[str, Any],
         operation=f"linkage.{step.action}",
         domain=stats.get("domain") if isinstance(stats.get("domain"), str) else None,
         key_id=stats.get("key_id") if isinstance(stats.get("key_id"), str) else None,
-        rows_out=counts.get("rows_delivered", counts.get("rows")),
+        rows_in=counts.get("rows_sent"),  # a sealed ingest's: sent = stored + rejected
+        rows_out=counts.get("rows_delivered", counts.get("rows", counts.get("rows_stored"))),
+        rejected=counts.get("rows_rejected"),
         output_sha256=next(iter(written.values()), None),
         details={**more, "step": step.id, "registry": step.registry, "outputs": len(written)},
     )
-
-
-def _ingest(
-    ctx: Context,
-    source: RegistrySource,
-    state: dict[str, Any],
-    result: RunResult,
-    log: AuditLog,
-    on_step: StepEvent | None,
-    total: int,
-) -> None:
-    """Load a pseudonymous registry's feed by sealed ingest (once: a loaded table is kept),
-    record its counts in ``run.json`` and audit it."""
-    reg = source.registry
-    step = Step(f"ingest-{reg}", "ttp", "sealed_ingest", f"sealed ingest of {reg}'s feed")
-    if on_step:
-        on_step(step, "start", 0, total)
-    tick = time.perf_counter()
-
-    def rows(done: int, of: int) -> None:
-        if on_step:
-            on_step(step, "rows", done, of)
-
-    event: dict[str, Any] = {
-        "actor": "ttp",
-        "operation": "linkage.sealed_ingest",
-        "domain": f"registry:{reg}",
-        "key_id": ctx.keys.ttp.primary.key_id,
-        "details": {"step": step.id, "registry": reg},
-    }
-    check_event(**event)  # refused before the feed is loaded, not after
-
-    def audit(counts: dict[str, Any]) -> None:  # before the table appears: never unrecorded
-        log.append(
-            **event,
-            rows_in=counts["rows_sent"],
-            rows_out=counts["rows_stored"],
-            rejected=counts["rows_rejected"],
-        )
-
-    counts = load_feed(ctx, source, on_rows=rows, before_commit=audit)
-    if counts.get("loaded"):
-        result.seconds[step.id] = time.perf_counter() - tick
-    if counts.get("loaded") or reg not in state["setup"]:
-        state["setup"][reg] = counts
-        write_json(ctx.workspace.root / STATE, state)
-    if on_step:
-        on_step(step, "done", 0, total)
 
 
 def _restart(workspace: Path, keys_dir: Path, keys: LinkageKeys, now: Clock) -> None:
@@ -320,8 +276,9 @@ def _restart(workspace: Path, keys_dir: Path, keys: LinkageKeys, now: Clock) -> 
         "input_sha256": previous.get("job_sha256"),
         "details": {
             "moved_to": target.relative_to(workspace).as_posix(),
-            "steps_done": len(previous.get("done") or {}),
-            "feeds_loaded": len(previous.get("setup") or {}),
+            "steps_done": len(previous.get("done") or {}),  # a sealed ingest is a step
+            # the feeds a koble from before the ingest was a step loaded outside the steps
+            **({"feeds_loaded": len(previous["setup"])} if previous.get("setup") else {}),
         },
     }
     check_event(**event)
@@ -390,7 +347,7 @@ def run_job(
     catalogue = catalogue or Catalogue.load()
     # variables are checked against what the data holders offer, where their sources say
     job: Job = load_job(job_path, catalogue, schemas=sources.schemas() or None)
-    plan = plan_job(job, catalogue)
+    plan = plan_job(job, catalogue, feeds=sources.feeds())  # a sealed feed: an ingest step
     if plan.route == "refused":
         reasons = "; ".join(f"{r.registry}: {r.reason}" for r in plan.refusals)
         raise UsageError(f"every registry in the job is refused, nothing to run: {reasons}")
@@ -424,10 +381,6 @@ def run_job(
     log = AuditLog(workspace / AUDIT_LOG, keys.signer, now, on_close=on_audit_close)
     try:
         total = len(plan.steps)
-        for part in plan.accepted:  # each registry the plan asks for some years
-            source = sources.registries.get(part.registry)
-            if source is not None and source.ingest:
-                _ingest(ctx, source, state, result, log, on_step, total)
         for index, step in enumerate(plan.steps, 1):
             if step.id in state["done"]:
                 result.resumed = index
@@ -438,6 +391,8 @@ def run_job(
                 on_step(step, "start", index, total)
             tick = time.perf_counter()
             _audit(None, step, {}, {})  # an event the log refuses stops the step before it runs
+            if on_step:  # rows done of all, within a long step (a sealed ingest)
+                ctx.progress = functools.partial(on_step, step, "rows")
             stats = HANDLERS[step.action](ctx, step)
             _transfer(ctx, step)
             seconds = time.perf_counter() - tick

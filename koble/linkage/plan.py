@@ -52,7 +52,7 @@ Action = Literal[
     "deliver",
     "receive",
     "refuse",
-    "sealed_ingest",  # before the plan's steps: a pseudonymous registry's feed loaded once
+    "sealed_ingest",  # a registry loads its sealed feed (TTP pseudonymises), first
     # identity recovery (koble.recovery): records without a usable number
     "prepare_recovery",  # the holder picks them out, with their names, for the TTP
     "resolve_identities",  # the TTP resolves them against its population register

@@ -8,6 +8,10 @@ list. Then, per registry:
 * TTP pseudonym route: operator → TTP (fnr, lopenr); the TTP replaces fnr by the registry's
   pseudonym; TTP → registry (pseudonym, lopenr); the registry extracts (lopenr, variables);
 * consent filter: the registry keeps only persons whose consent covers the project first;
+* sealed feed (a pseudonymous registry whose source is its feed, ``ingest = true``): the
+  registry loads the feed by sealed ingest before the job's other steps (the TTP replaces
+  fødselsnummer by the registry's pseudonym without reading the payload), and its later
+  steps read the table that step declares;
 * refused: no party is sent anything; the plan says why.
 
 A request's years are first cut at the registry's identity regimes and at a succession
@@ -33,10 +37,11 @@ operator, which links centrally, runs the anonymity gate and delivers without lo
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from koble.linkage import names
 from koble.linkage.formats import SUFFIX
 from koble.linkage.job import Job, Request
-from koble.linkage.job_model import RECORD_FIELDS
 from koble.linkage.periods import plan_periods
 from koble.linkage.plan import (
     FNR,
@@ -48,53 +53,52 @@ from koble.linkage.plan import (
     Plan,
     PlanRoute,
     Step,
-    Transfer,
     registry_party,
+)
+from koble.linkage.planner_steps import (
+    PlanBuilder,
+    plan_ingest,
+    plan_population_recovery,
+    plan_registry_recovery,
 )
 from koble.linkage.routes import Route
 from koble.registries.catalogue import Catalogue, Registry
 
 __all__ = ["plan_job"]
 
-#: What the TTP returns for each record it was asked to resolve (contract: koble.recovery).
-RESOLVED_COLUMNS = (
-    "record_id", FNR, "link_method", "match_probability", "match_weight", "reason",
-)  # fmt: skip
 #: The per-person (or per-record) variables a recovery adds to the researcher's files.
 LINK_VARIABLES = ("link_method", "match_probability", "match_weight")
 #: The operator's file of how each person was linked (lopenr, link_method, probability).
 LINK_METHODS = names.LINK_METHODS
 
 
-class _Builder:
-    def __init__(self) -> None:
-        self.steps: list[Step] = []
-        self.transfers: list[Transfer] = []
-        self.reports: list[str] = []
+def plan_job(
+    job: Job, catalogue: Catalogue | None = None, *, feeds: Mapping[str, str] | None = None
+) -> Plan:
+    """The plan for ``job``; registries are looked up in ``catalogue`` (bundled by default).
 
-    def step(self, step: Step) -> Step:
-        self.steps.append(step)
-        return step
-
-    def send(self, after: Step, target: str, file: str, columns: tuple[str, ...]) -> None:
-        ident = f"t{len(self.transfers) + 1}"
-        self.transfers.append(Transfer(ident, after.party, target, file, columns, after.id))
-
-
-def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
-    """The plan for ``job``; registries are looked up in ``catalogue`` (bundled by default)."""
+    ``feeds`` names the registries whose data arrive as a sealed feed, each with the feed's
+    path (:meth:`Sources.feeds <koble.linkage.sources.Sources.feeds>`): each such registry
+    the plan asks for data loads its feed in a ``sealed_ingest`` step first. Without it
+    (``koble plan`` given no sources) no registry is taken to arrive as a feed.
+    """
     catalogue = catalogue or Catalogue.load()
     periods = plan_periods(job, catalogue)
     entries, routes = periods.entries, periods.routes
     accepted, refusals = periods.planned, periods.refusals
     central = any(routes[r.registry].anonymous_output for r in accepted)
-    uses_ttp = any(routes[r.registry].pseudonymous for r in accepted) or (
-        bool(accepted) and job.recovers
+    fed = {r.registry: feeds[r.registry] for r in accepted if feeds and r.registry in feeds}
+    uses_ttp = (
+        any(routes[r.registry].pseudonymous for r in accepted)
+        or bool(fed)  # the TTP pseudonymises a sealed feed's identifiers
+        or (bool(accepted) and job.recovers)
     )
 
-    b = _Builder()
+    b = PlanBuilder()
+    for registry, feed in fed.items():  # first, as the registry's table must be there
+        plan_ingest(b, registry, feed)
     if accepted:
-        recovered = _population_recovery(b, job) if job.recovery is not None else ()
+        recovered = plan_population_recovery(b, job) if job.recovery is not None else ()
         b.step(
             Step(
                 "operator-assign-serials",
@@ -188,7 +192,9 @@ def plan_job(job: Job, catalogue: Catalogue | None = None) -> Plan:
     )
 
 
-def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, collector: str) -> str:
+def _registry_steps(
+    b: PlanBuilder, job: Job, request: Request, route: Route, collector: str
+) -> str:
     """Steps and transfers for one registry; returns the extract's file name."""
     reg = request.registry
     party = registry_party(reg)
@@ -240,9 +246,10 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
         b.send(sent, party, persons, (FNR, SERIAL))
         key = FNR
     source = persons
+    loaded = b.loaded.get(reg, ())  # a sealed feed: the table its ingest step loaded
     recovered: tuple[str, ...] = ()
     if request.recover:
-        recovered = (_registry_recovery(b, reg, party),)
+        recovered = (plan_registry_recovery(b, reg, party),)
     consent: tuple[str, ...] = ()
     if route.consent_filter:
         source = names.consented(reg)
@@ -253,7 +260,7 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
                 party,
                 "consent_filter",
                 f"keep only persons whose consent covers project {job.project_id}",
-                inputs=(persons,),
+                inputs=(persons, *loaded),
                 outputs=(source, *consent),
                 registry=reg,
             )
@@ -276,7 +283,7 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
             )
             + f"write ({SERIAL}, variables) (approval: {request.approval.kind} "
             f"{request.approval.reference})",
-            inputs=(source, *recovered, *consent),
+            inputs=(source, *recovered, *consent, *loaded),
             outputs=(extract, report),
             registry=reg,
         )
@@ -288,97 +295,9 @@ def _registry_steps(b: _Builder, job: Job, request: Request, route: Route, colle
     return extract
 
 
-def _resolve(b: _Builder, holder: str, scope: str, records: str, what: str) -> Step:
-    """The TTP's resolve step for ``records`` sent by ``holder`` (``scope``: population or a
-    registry id); the resolved file goes back to the holder, the counts to the operator."""
-    resolved = names.resolved(scope)
-    report = names.resolve_report(scope)
-    step = b.step(
-        Step(
-            f"ttp-resolve-{scope}",
-            TTP,
-            "resolve_identities",
-            f"resolve {what} against the population register: exact, repaired number, "
-            "probabilistic (Splink, trained on the exactly linked records), review; return "
-            f"(record, {FNR}, link_method, match_probability, match_weight) or the reason "
-            "(a valid number whose birth date or sex disagree is not an exact link); the names, "
-            "the model and the review pairs stay at the TTP",
-            inputs=(records,),
-            outputs=(resolved, report, names.resolve_model(scope), names.resolve_review(scope)),
-            registry=None if scope == "population" else scope,
-        )
-    )
-    b.send(step, holder, resolved, RESOLVED_COLUMNS)
-    b.send(step, OPERATOR, report, ())
-    b.reports.append(report)
-    return step
-
-
-def _record_columns(fields: tuple[str, ...]) -> tuple[str, ...]:
-    return ("record_id", FNR, *fields)
-
-
-def _population_recovery(b: _Builder, job: Job) -> tuple[str, ...]:
-    """The operator's rows go with their name fields to the TTP (those without a usable
-    number to be recovered, the valid ones to be checked); returns the files assign-serials
-    reads back."""
-    assert job.recovery is not None
-    records = names.POPULATION_RECOVER
-    fields = tuple(f for f in RECORD_FIELDS if f in job.recovery.fields)
-    sent = b.step(
-        Step(
-            "operator-prepare-recovery",
-            OPERATOR,
-            "prepare_recovery",
-            f"validate {job.id_column!r}; every row, with {', '.join(fields)}, goes to the "
-            "TTP only: those whose number is missing or invalid to be recovered, those whose "
-            "number is valid to be checked against birth date and sex (and to train the "
-            "model on); the TTP's answer decides for every row",
-            inputs=(job.population_file,),
-            outputs=(records,),
-        )
-    )
-    b.send(sent, TTP, records, _record_columns(fields))
-    _resolve(b, OPERATOR, "population", records, "the population's rows")
-    return (names.resolved("population"), names.resolve_report("population"))
-
-
-def _registry_recovery(b: _Builder, reg: str, party: str) -> str:
-    """A registry's records without a usable number go (with names) to the TTP and come back
-    resolved; the registry fills the numbers in. Returns the table it extracts from."""
-    records = names.recover(reg)
-    sent = b.step(
-        Step(
-            f"{reg}-prepare-recovery",
-            party,
-            "prepare_recovery",
-            f"every record, with its name, birth date, sex and death date, goes to the TTP "
-            f"only: those whose {FNR} is missing or invalid to be recovered, those whose "
-            f"{FNR} is valid to be checked against birth date and sex",
-            outputs=(records,),
-            registry=reg,
-        )
-    )
-    b.send(sent, TTP, records, _record_columns(RECORD_FIELDS))
-    _resolve(b, party, reg, records, f"{reg}'s records")
-    table = names.recovered(reg)
-    b.step(
-        Step(
-            f"{reg}-apply-recovery",
-            party,
-            "apply_recovery",
-            f"fill in the {FNR} the TTP resolved for every record, with its link_method, "
-            "match_probability and match_weight; records still unresolved keep no number and "
-            "are not extracted",
-            inputs=(names.resolved(reg),),
-            outputs=(table,),
-            registry=reg,
-        )
-    )
-    return table
-
-
-def _central_steps(b: _Builder, job: Job, extracts: list[str], variables: tuple[str, ...]) -> None:
+def _central_steps(
+    b: PlanBuilder, job: Job, extracts: list[str], variables: tuple[str, ...]
+) -> None:
     anonymity = job.anonymity
     requirement = anonymity.describe() if anonymity is not None else "the requirements (none given)"
     b.step(
@@ -413,7 +332,7 @@ MANIFEST = names.MANIFEST
 
 
 def _deliver_steps(
-    b: _Builder,
+    b: PlanBuilder,
     job: Job,
     files: list[str],
     documents: list[str],

@@ -1,11 +1,14 @@
 """The linkage quality report: Markdown, JSON and a self-contained HTML page with charts.
 
-The executor collects plain figures while it runs a job (population rows and rejections,
+The delivery step collects the figures of a job in a typed
+:class:`~koble.linkage.delivery_records.QualityReport` (population rows and rejections,
 persons sent to and found in each registry, rows delivered and dropped, refusals, the
 anonymity gate, and the reconciliation checks that every person and row is accounted for);
-this module only presents them. All three renderings come from the same table structures,
-so they cannot disagree. Output is byte-identical for equal input, so a report can be hashed
-and compared, and the HTML page opens offline on an air-gapped registry machine.
+this module only presents them, from the report's JSON form (so a ``quality.json`` renders
+as it was written), and reads ``quality.json`` back as that type. All three renderings come
+from the same table structures, so they cannot disagree. Output is byte-identical for
+equal input, so a report can be hashed and compared, and the HTML page opens offline on an
+air-gapped registry machine.
 """
 
 from __future__ import annotations
@@ -19,8 +22,16 @@ from typing import Any
 
 from koble.anonymity.charts import bar_chart, paired_bar_chart
 from koble.files import OutputSet
+from koble.linkage.delivery_records import QualityReport
+from koble.linkage.reports import read_report
 
-__all__ = ["render_html", "render_markdown", "verdict", "write_quality_report"]
+__all__ = [
+    "read_quality_report",
+    "render_html",
+    "render_markdown",
+    "verdict",
+    "write_quality_report",
+]
 
 Cell = str | int | float | bool | None
 
@@ -40,7 +51,7 @@ Block = str | _Table
 RECEIVED = "What the researcher receives"
 
 
-def _person_level(anon: dict[str, Any]) -> str:
+def _person_level(anon: Mapping[str, Any]) -> str:
     """The model the gate met, and persons singled out by their set of rows before/after."""
     text = f"Model: {anon.get('model', 'row')}"
     if constant := anon.get("person_constant_quasi_identifiers"):
@@ -76,8 +87,17 @@ def _share(part: int | None, whole: int | None) -> str | None:
     return f"{part / whole:.1%}" if part is not None and whole else None
 
 
-def verdict(data: Mapping[str, Any]) -> tuple[bool, str]:
+Report = QualityReport | Mapping[str, Any]
+
+
+def _json(data: Report) -> Mapping[str, Any]:
+    """The report's JSON form, which the renderings read."""
+    return data.to_json() if isinstance(data, QualityReport) else data
+
+
+def verdict(data: Report) -> tuple[bool, str]:
     """Whether every reconciliation check holds (and there is at least one), and why not."""
+    data = _json(data)
     checks = data.get("reconciliation") or []
     failed = sum(1 for c in checks if not c["ok"])
     if not checks:
@@ -365,8 +385,9 @@ def _title(data: Mapping[str, Any]) -> str:
     return f"Linkage quality report: {project['id']} {project.get('title') or ''}".strip()
 
 
-def render_markdown(data: Mapping[str, Any]) -> str:
+def render_markdown(data: Report) -> str:
     """The report as Markdown (numbers right-aligned, with thousands separators)."""
+    data = _json(data)
     lines = [f"# {_md(_title(data))}", "", f"**Route:** {_md(data['route'])}", ""]
     lines += [f"**Reconciliation:** {verdict(data)[1]}", ""]
     for heading, blocks in _sections(data):
@@ -431,8 +452,9 @@ def _charts(data: Mapping[str, Any]) -> list[str]:
     return charts
 
 
-def render_html(data: Mapping[str, Any]) -> str:
+def render_html(data: Report) -> str:
     """The report as one self-contained HTML page: verdict banner, charts and tables."""
+    data = _json(data)
     ok, message = verdict(data)
     parts = []
     for heading, blocks in _sections(data):
@@ -456,9 +478,9 @@ th{{background:#f6f6f6;text-align:left}}.num{{text-align:right}}figure{{margin:1
 """
 
 
-def write_quality_report(data: Mapping[str, Any], directory: str | Path) -> dict[str, Path]:
+def write_quality_report(data: Report, directory: str | Path) -> dict[str, Path]:
     """Write quality.md, quality.json and quality.html into ``directory``; return their paths."""
-    directory = Path(directory)
+    directory, data = Path(directory), _json(data)
     text = json.dumps(dict(data), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
     outputs = [("markdown", "md", render_markdown(data)), ("json", "json", text),
                ("html", "html", render_html(data))]  # fmt: skip
@@ -468,3 +490,9 @@ def write_quality_report(data: Mapping[str, Any], directory: str | Path) -> dict
             with staged.file(files[name]) as temp:
                 temp.write_bytes(content.encode("utf-8"))
     return files
+
+
+def read_quality_report(path: Path) -> QualityReport:
+    """The quality report at ``path`` (a delivery's ``quality.json``) as its type; a file
+    lacking a field or holding an unknown one is a FileFormatError naming it and the field."""
+    return read_report(path, QualityReport)

@@ -8,8 +8,10 @@ the file and the field, and the JSON written is exactly what it always was (the 
 quality report, which carries these figures, keeps its bytes).
 
 Converted: the population's report (assign-serials), the TTP's report of a registry's
-pseudonymisation, the TTP's resolve report (identity recovery), a registry's extract report
-and the anonymity gate's record.
+pseudonymisation, the TTP's resolve report (identity recovery), a registry's sealed ingest,
+a registry's extract report and the anonymity gate's record. What the delivery step
+writes from them (the quality report, the manifest's body) is in
+:mod:`koble.linkage.delivery_records`, the codebook in :mod:`koble.linkage.codebook`.
 """
 
 from __future__ import annotations
@@ -18,14 +20,19 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from koble.errors import FileFormatError
 from koble.linkage.keys import read_json, write_json
 
+if TYPE_CHECKING:
+    from koble.linkage.codebook import Codebook
+
 __all__ = [
     "ExtractReport",
+    "ExtractSummary",
     "GateReport",
+    "IngestReport",
     "PopulationCounts",
     "PopulationReport",
     "ResolveReport",
@@ -68,7 +75,9 @@ def _plain(value: Any) -> Any:
     if isinstance(value, _Report):
         return value.to_json()
     if isinstance(value, Mapping):
-        return dict(value)
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     return value
 
 
@@ -134,6 +143,22 @@ class TtpReport(_Report):
     domain: str
 
 
+@dataclass(frozen=True)
+class IngestReport(_Report):
+    """A registry's sealed ingest of its feed (the plan's ``sealed_ingest`` step), kept
+    beside the table it loaded: every row the sender sent is stored or rejected (by
+    reason), and the feed and the table are named with their hashes. The registry's
+    extract report carries the feed's part of it."""
+
+    rows_sent: int
+    rows_stored: int
+    rows_rejected: int
+    by_reason: Mapping[str, int]
+    feed_file: str
+    feed_sha256: str
+    table_sha256: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class ResolveReport(_Report):
     """The TTP's resolve report (identity recovery) of the records one holder sent: how
@@ -165,10 +190,10 @@ class ResolveReport(_Report):
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExtractReport(_Report):
+class ExtractSummary(_Report):
     """A registry's extract: who it was sent, what it found, delivered and withheld (by
-    period, consent, reservation), its source and file with their hashes, and the file's
-    codebook entry. Every row found is delivered or withheld for a reason."""
+    period, consent, reservation), its source and file with their hashes. Every row found
+    is delivered or withheld for a reason. (The quality report's figures of a registry.)"""
 
     registry: str
     name: str
@@ -200,8 +225,23 @@ class ExtractReport(_Report):
     file_sha256: str
     file_rows: int
     variables: list[str]
-    codebook: Mapping[str, Any]
     recipient: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractReport(ExtractSummary):
+    """A registry's extract report: its :class:`ExtractSummary` and the file's codebook
+    entry."""
+
+    codebook: Codebook
+
+    @classmethod
+    def _field(cls, name: str, value: Any, path: str | Path) -> Any:
+        if name != "codebook":
+            return value
+        from koble.linkage.codebook import Codebook  # its records build on these
+
+        return Codebook.from_json(value, path)
 
     def summary(self) -> dict[str, Any]:
         """The report without its codebook entry (what the quality report and the audit

@@ -10,13 +10,13 @@ that ran it, so that one field, and the signature over the manifest, are all tha
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from koble.errors import UsageError
 from koble.files import sha256_file
+from koble.linkage.delivery_records import ManifestBody
 from koble.linkage.executor import RunResult, run_job
 from koble.linkage.manifest import read_manifest
 
@@ -78,10 +78,10 @@ def reproduce_job(job_path: Path, workspace: Path, against: Path, **run: Any) ->
             path=workspace,
         )
     document = read_manifest(against / MANIFEST)
-    created = datetime.datetime.fromisoformat(document["manifest"]["created"])
-    result = run_job(job_path, workspace, created=created, **run)
+    original = ManifestBody.from_json(document["manifest"], against / MANIFEST)
+    result = run_job(job_path, workspace, created=original.created_at, **run)
     report = ReproduceReport(str(against), str(result.delivery), run=result)
-    names = [str(o["file"]) for o in document["manifest"]["outputs"]] + [MANIFEST]
+    names = [o.file for o in original.outputs] + [MANIFEST]
     for name in names:
         old, new = against / name, result.delivery / name
         if not new.is_file():

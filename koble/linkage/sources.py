@@ -19,7 +19,7 @@ A sources file (TOML, paths relative to it)::
 
     [registries.reseptregisteret]       # a pseudonymous registry's feed, still with fnr
     file = "feeds/reseptregisteret.parquet"
-    ingest = true                       # sealed ingest at the TTP before the job's steps
+    ingest = true                       # loaded by the plan's sealed ingest step first
     id_column = "fnr"                   # the feed's fødselsnummer column (fnr or *_fnr)
     other_id_columns = { prescriber_hpr = "hpr" }   # more identifiers: column = scheme
     date_column = "dispensing_date"
@@ -35,8 +35,9 @@ all (a de-identified registry, which the planner refuses).
 :func:`synthetic_sources` gives the sources of a world made by ``koble synth``: the world's
 own ``registries.toml`` (:mod:`koble.synth.registries`), a sources file like this one. Its
 pseudonymous registries (Reseptregisteret, IPLOS) arrive as feeds with fødselsnummer and
-are loaded through sealed ingest at the TTP before the job (``ingest = true``). Its TTP's
-population register is its ``folkeregister/`` directory, when the world has one.
+are loaded through sealed ingest at the TTP, the plan's first step for each
+(``ingest = true``, :meth:`Sources.feeds`). Its TTP's population register is its
+``folkeregister/`` directory, when the world has one.
 """
 
 from __future__ import annotations
@@ -115,6 +116,12 @@ class Sources:
             for reg, source in self.registries.items()
             if source.variables is not None
         }
+
+    def feeds(self) -> dict[str, str]:
+        """The registries loaded by sealed ingest (``ingest = true``), by catalogue id, each
+        with its feed's path: what :func:`~koble.linkage.planner.plan_job` needs to plan a
+        ``sealed_ingest`` step for each, the feed its declared input."""
+        return {reg: str(s.file) for reg, s in sorted(self.registries.items()) if s.ingest}
 
 
 def synthetic_sources(world: Path) -> Sources:

@@ -1,7 +1,11 @@
-"""Sealed ingest of a pseudonymous registry's feed, before the job's steps.
+"""Sealed ingest of a pseudonymous registry's feed: the plan's ``sealed_ingest`` step.
 
 The sender seals fødselsnummer to the TTP and the payload to the registry; the TTP
 pseudonymises without reading the payload; the registry stores rows keyed by its pseudonym.
+The plan lists the step first for each registry whose source is a feed (``ingest = true``):
+the feed is its input, the registry's table and its counts
+(:class:`~koble.linkage.reports.IngestReport`) its outputs, which the registry's later
+steps declare as their inputs (:func:`ingest_step`).
 A national feed (tens of millions of rows) is ingested a chunk at a time, so memory stays
 bounded: each chunk goes through the three parties in memory
 (:func:`koble.pseudonym.ingest_feed.ingest_chunk`) and its stored rows stream into the
@@ -19,10 +23,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from koble.errors import FileFormatError
+from koble.errors import FileFormatError, UsageError
 from koble.files import atomic_write, sha256_file
 from koble.linkage import names
-from koble.linkage.context import Context
+from koble.linkage.context import Context, registry_domain
+from koble.linkage.plan import Step
+from koble.linkage.reports import IngestReport, read_report, write_report
 from koble.linkage.row_groups import RowGroupWriter
 from koble.linkage.sources import RegistrySource
 from koble.pseudonym.identity import IdentityHistory
@@ -36,6 +42,7 @@ __all__ = [
     "TABLE_ROW_GROUP_ROWS",
     "RegistryTableWriter",
     "ingest_counts_file",
+    "ingest_step",
     "load_feed",
 ]
 
@@ -49,16 +56,49 @@ def ingest_counts_file(table: Path) -> Path:
 FEED_CHUNK_ROWS = 1_000_000
 
 
+def ingest_step(ctx: Context, step: Step) -> dict[str, Any]:
+    """The plan's ``sealed_ingest`` step: the registry loads its feed (:func:`load_feed`).
+
+    The feed is the step's declared input, the table and its counts its declared outputs in
+    the registry's store. The TTP's part (opening the identifiers, pseudonymising them with
+    its key for the registry's domain) happens within the step, in memory, and leaves the
+    TTP nothing. The stats are the ingest's counts with the TTP's domain and key id, which
+    the run's audit event for the step carries; a table found loaded (the step redone after
+    a stop) is kept, with its counts (``loaded`` false).
+    """
+    reg = step.registry
+    assert reg is not None
+    source = ctx.sources.get(reg)
+    if not source.ingest:
+        raise UsageError(
+            f"the plan loads {reg}'s feed by sealed ingest, but its source is not a feed "
+            "(ingest = true): plan the job with the sources it runs with"
+        )
+    names.declared(str(source.file), step.inputs)
+    store = ctx.store(step.party)
+    counts = load_feed(
+        ctx,
+        source,
+        table=store / names.declared(names.ingested(reg), step.outputs),
+        counts_file=store / names.declared(names.ingest_counts(reg), step.outputs),
+        on_rows=ctx.progress,
+    )
+    return {**counts, "domain": registry_domain(reg), "key_id": ctx.keys.ttp.primary.key_id}
+
+
 def load_feed(
     ctx: Context,
     source: RegistrySource,
     *,
+    table: Path | None = None,
+    counts_file: Path | None = None,
     chunk_rows: int | None = None,
     on_rows: Callable[[int, int], None] | None = None,
-    before_commit: Callable[[dict[str, Any]], None] | None = None,
     timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Before the job: a pseudonymous registry's feed goes through sealed ingest at the TTP.
+    """A pseudonymous registry's feed goes through sealed ingest at the TTP, into ``table``
+    with its counts in ``counts_file`` (by default the registry store's
+    :func:`~koble.linkage.names.ingested` and :func:`~koble.linkage.names.ingest_counts`).
 
     The sender seals fødselsnummer (and HPR numbers) to the TTP and the payload to the
     registry; the TTP pseudonymises without reading the payload; the registry stores rows
@@ -70,20 +110,20 @@ def load_feed(
     millions of rows). Rows the TTP refuses go back
     to the sender, with their row number in the whole feed, the reason and the sender's own
     identifier, in ``ingest/<registry>/sender/rejects.parquet``; sent = stored + rejected
-    is checked. ``on_rows(done, total)`` is told after each chunk. The counts are kept beside
-    the table, so a later run that finds the table loaded reports them too (``loaded``
-    says whether this call loaded it). ``before_commit(counts)`` runs once the table is
-    whole under its temporary name and before it is renamed into place (the run audits the
-    load there): if it fails, the table does not appear, so no table is ever loaded
-    unrecorded. ``timings``, when given, gets the seconds spent in each phase (read, scan,
+    is checked. ``on_rows(done, total)`` is told after each chunk. The counts
+    (:class:`~koble.linkage.reports.IngestReport`) are written beside the table before the
+    table is renamed into place, so a loaded table always has them, and a step redone after
+    a stop that finds the table loaded reports them too (``loaded`` says whether this call
+    loaded it). ``timings``, when given, gets the seconds spent in each phase (read, scan,
     sender, ttp, registry, write, ...), for the benchmark.
     """
     party = f"registry:{source.registry}"
-    target = ctx.store(party) / names.ingested(source.registry)
-    counts_file = ingest_counts_file(target)
+    target = table or ctx.store(party) / names.ingested(source.registry)
+    counts_file = counts_file or target.with_name(names.ingest_counts(source.registry))
     if target.is_file():  # loaded before; a table loaded by an older koble has no counts
-        kept = ctx.read_json(counts_file) if counts_file.is_file() else {"counts": "unknown"}
-        return {**kept, "loaded": False}
+        if not counts_file.is_file():
+            return {"counts": "unknown", "loaded": False}
+        return {**read_report(counts_file, IngestReport).to_json(), "loaded": False}
     clock = Laps(timings)
     work = ctx.workspace.root / "ingest" / source.registry
     if work.exists():
@@ -144,19 +184,17 @@ def load_feed(
         with atomic_write(work / "sender" / "rejects.parquet") as temp:
             pl.concat(rejects).write_parquet(temp)
         clock.lap("rejects")
-        counts = {
-            "rows_sent": sent,
-            "rows_stored": stored,
-            "rows_rejected": rejected,
-            "by_reason": dict(sorted(by_reason.items())),
-            "feed_file": source.file.name,
-            "feed_sha256": sha256_file(source.file),
-            "table_sha256": sha256_file(partial),
-        }
+        report = IngestReport(
+            rows_sent=sent,
+            rows_stored=stored,
+            rows_rejected=rejected,
+            by_reason=dict(sorted(by_reason.items())),
+            feed_file=source.file.name,
+            feed_sha256=sha256_file(source.file),
+            table_sha256=sha256_file(partial),
+        )
         clock.lap("hash")
-        ctx.write_json(counts_file, counts)  # before the table: a loaded table has counts
-        if before_commit is not None:
-            before_commit(counts)
+        counts = write_report(counts_file, report)  # before the table: a loaded table has counts
     clock.lap("commit")
     return {**counts, "loaded": True}
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from koble.errors import InputError, sanitise
 from koble.files import sha256_file
+from koble.linkage.delivery_records import ManifestBody, ManifestOutput
 from koble.linkage.formats import count_rows, read_delivery
 from koble.linkage.manifest import read_manifest, signature_ok
 from koble.linkage.scan import scan_file, scan_pseudonyms
@@ -123,11 +124,11 @@ def verify_delivery(
 ) -> VerifyReport:
     """Check ``directory`` against its manifest; see the module docstring for what is checked."""
     report = VerifyReport(str(directory))
-    document = read_manifest(directory / MANIFEST)
-    body = document["manifest"]
+    document = read_manifest(directory / MANIFEST)  # the signature is over the body as read
+    body = ManifestBody.from_json(document["manifest"], directory / MANIFEST)
     # Shown to whoever runs the check: a forged or careless manifest may hold a person number
     # or terminal control characters here, and the report must not repeat them.
-    report.project = sanitise(str(body.get("project", {}).get("id", "")))
+    report.project = sanitise(str(body.project.id))
     report.key_id = sanitise(str(document["signature"].get("key_id", "")))
     ok, detail = signature_ok(document, key_id=key_id)
     report.add("signature", ok, detail)
@@ -140,36 +141,36 @@ def verify_delivery(
         "which anyone who alters the delivery can replace; pin the operator's key "
         "(--key-id or --public-key)",
     )
-    listed = {str(o["file"]): o for o in body.get("outputs", [])}
+    listed = {str(o.file): o for o in body.outputs}
     for name, entry in sorted(listed.items()):
         path = directory / name
         if not path.is_file():
             report.add(f"file {name}", False, "listed in the manifest but missing")
             continue
         digest = sha256_file(path)
-        if digest != entry["sha256"]:
+        if digest != entry.sha256:
             report.add(f"file {name}", False, "SHA-256 differs from the manifest")
             continue
-        if entry.get("rows") is not None:
+        if entry.rows is not None:
             try:
                 rows = count_rows(path) if path.suffix in _DATA else None
             except InputError as exc:
                 report.add(f"file {name}", False, f"cannot count its rows: {exc}")
                 continue
-            if rows != entry["rows"]:
-                report.add(f"file {name}", False, f"{rows} rows, the manifest says {entry['rows']}")
+            if rows != entry.rows:
+                report.add(f"file {name}", False, f"{rows} rows, the manifest says {entry.rows}")
                 continue
-        rows_text = "" if entry.get("rows") is None else f", {entry['rows']} rows"
+        rows_text = "" if entry.rows is None else f", {entry.rows} rows"
         report.add(f"file {name}", True, f"SHA-256 matches{rows_text}")
     extra = sorted(
         p.name for p in directory.iterdir() if p.name not in listed and p.name != MANIFEST
     )
     report.add("no unlisted files", not extra, ", ".join(extra) if extra else "none")
-    failed = [c["check"] for c in body.get("reconciliation", []) if not c.get("ok")]
+    failed = [c.check for c in body.reconciliation if not c.ok]
     report.add(
         "counts reconcile",
         not failed,
-        "; ".join(failed) if failed else f"{len(body.get('reconciliation', []))} checks pass",
+        "; ".join(failed) if failed else f"{len(body.reconciliation)} checks pass",
     )
     _empty_check(report, body, listed)
     for name in sorted(listed):
@@ -197,17 +198,15 @@ def verify_delivery(
     return report
 
 
-def _empty_check(report: VerifyReport, body: dict[str, Any], listed: dict[str, Any]) -> None:
+def _empty_check(
+    report: VerifyReport, body: ManifestBody, listed: dict[str, ManifestOutput]
+) -> None:
     """No delivered data file is empty when the population was not: checked from the
     manifest itself, so a delivery signed before the reconciliation had this check (or
     assembled by hand) fails too. An empty result is never verified."""
-    population = next(
-        (i.get("rows") for i in body.get("inputs", []) if i.get("party") == "operator"), None
-    )
+    population = next((i.rows for i in body.inputs if i.party == "operator"), None)
     empty = sorted(
-        name
-        for name, entry in listed.items()
-        if Path(name).suffix in _DATA and entry.get("rows") == 0
+        name for name, entry in listed.items() if Path(name).suffix in _DATA and entry.rows == 0
     )
     if not population:
         report.add("no empty delivery", True, "the population has no rows to compare with")
@@ -221,13 +220,13 @@ def _empty_check(report: VerifyReport, body: dict[str, Any], listed: dict[str, A
         report.add("no empty delivery", True, "every delivered data file has rows")
 
 
-def _scan_workspace(report: VerifyReport, workspace: Path, body: dict[str, Any]) -> None:
+def _scan_workspace(report: VerifyReport, workspace: Path, body: ManifestBody) -> None:
     """Scan what every pseudonymous registry (and the researcher) holds in the workspace."""
-    parties = {t["to"] for t in body.get("transfers", [])}
+    parties = {t.target for t in body.transfers}
     pseudonymous = {
-        t["to"]
-        for t in body.get("transfers", [])
-        if t["to"].startswith("registry:") and any(c.startswith("pseudonym_") for c in t["columns"])
+        t.target
+        for t in body.transfers
+        if t.target.startswith("registry:") and any(c.startswith("pseudonym_") for c in t.columns)
     }
     for party in sorted(pseudonymous | ({"researcher"} & parties)):
         store = workspace / party.replace(":", "-") / "store"

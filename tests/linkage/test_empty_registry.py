@@ -125,14 +125,14 @@ def _report(**values: object) -> ExtractReport:
 def test_the_reconciliation_fails_an_empty_delivery_for_a_non_empty_population() -> None:
     population = population_counts(rows=130, persons=120, invalid=10)
     checks = _checks(population, [_report()], {})
-    failed = [c for c in checks if not c["ok"]]
-    assert [c["check"] for c in failed] == [
+    failed = [c for c in checks if not c.ok]
+    assert [c.check for c in failed] == [
         "reseptregisteret: rows delivered > 0 when persons were sent"
     ]
-    ok, message = verdict({"reconciliation": checks})
+    ok, message = verdict({"reconciliation": [c.to_json() for c in checks]})
     assert not ok and message.startswith("FAIL")
     fine = _checks(population, [_report(persons_found=3, rows_delivered=7, file_rows=7)], {})
-    assert all(c["ok"] for c in fine)
+    assert all(c.ok for c in fine)
 
 
 @pytest.mark.parametrize("keep_new_check", [True, False])

@@ -1,5 +1,9 @@
 """`koble run --engine spark` (issue 17): the option reaches the run, the manifest names the
-engine, and an engine option that does not fit is a usage error before anything is written."""
+engine, and an engine option that does not fit is a usage error before anything is written.
+
+The Spark run goes through the CLI in this process, so the engine it makes shares the
+session's local Spark (the ``spark`` fixture) instead of starting and stopping a JVM of its
+own."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from click.testing import CliRunner
 from koble.cli.main import cli as main
 from koble.cli.run import MEMORY_LIMIT_ENV
 from koble.linkage.engine import Engine
+from koble.linkage.engine_spark import SparkEngine
 from tests.linkage.conftest import World
 
 
@@ -25,7 +30,10 @@ def _run(world: World, workspace: Path, *extra: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_run_on_spark_names_the_engine_in_its_manifest(world: World, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_run_on_spark_names_the_engine_in_its_manifest(
+    world: World, tmp_path: Path, spark: SparkEngine
+) -> None:
     code, output = _run(world, tmp_path / "ws", "--engine", "spark")
     assert code == 0, output
     manifest = tmp_path / "ws" / "researcher" / "delivery" / "manifest.json"

@@ -77,7 +77,7 @@ def test_a_step_that_fails_before_anything_is_done_leaves_nothing(
     def broken(*args: object, **kwargs: object) -> dict[str, object]:
         raise UsageError("the disk went away")
 
-    monkeypatch.setattr(executor, "load_feed", broken)
+    monkeypatch.setitem(executor.HANDLERS, "sealed_ingest", broken)
     workspace = tmp_path / "ws"
     with pytest.raises(UsageError, match="disk went away"):
         world.run(world.distributed, workspace, keys=workspace / "keys")
@@ -131,8 +131,7 @@ def test_a_changed_job_over_a_stopped_run_names_restart_which_keeps_the_trail(
     restart = after[len(before)]
     assert restart["operation"] == "linkage.restart"
     assert restart["input_sha256"] == old_state["job_sha256"]
-    assert restart["details"] == {
-        "feeds_loaded": 1,
+    assert restart["details"] == {  # the feed's sealed ingest is one of the steps done
         "moved_to": f"restarted/{aside.name}",
         "steps_done": done,
     }

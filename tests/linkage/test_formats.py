@@ -272,16 +272,16 @@ def test_codebook_counts() -> None:
     labels, value_labels = lab.labels_for(df.columns)
     book = codebook({"npr.parquet": df, "anon.csv": df.drop("lopenr")}, labels=labels,
                     value_labels=value_labels, identifying=set(lab.IDENTIFYING))  # fmt: skip
-    anon, npr = book["files"]
-    assert [anon["file"], npr["file"]] == ["anon.csv", "npr.parquet"]
-    assert (npr["rows"], npr["persons"], npr["duplicate_rows"]) == (5, 2, 1)
-    assert (anon["persons"], anon["duplicate_rows"]) == (None, 1)
-    flags = {v["name"]: v["identifying"] for v in npr["variables"]}
+    anon, npr = book.files
+    assert [anon.file, npr.file] == ["anon.csv", "npr.parquet"]
+    assert (npr.rows, npr.persons, npr.duplicate_rows) == (5, 2, 1)
+    assert (anon.persons, anon.duplicate_rows) == (None, 1)
+    flags = {v.name: v.identifying for v in npr.variables}
     assert flags == {"LOPENR": True, "BIRTH_DATE": True, "CARE_LEVEL": False}
-    care = npr["variables"][2]
-    assert (care["original"], care["type"], care["nulls"]) == ("care_level", "string", 1)
-    assert care["label"] == "Omsorgsnivå"
-    assert [c["code"] for c in care["codes"]] == ["day", "inpatient", "outpatient"]
+    care = npr.variables[2]
+    assert (care.original, care.type, care.nulls) == ("care_level", "string", 1)
+    assert care.label == "Omsorgsnivå"
+    assert [c.code for c in care.codes or []] == ["day", "inpatient", "outpatient"]
     text = render_codebook_markdown(book)
     assert "| CARE_LEVEL | care_level | string | Omsorgsnivå | 1 | nei |" in text
     assert "- Dupliserte rader: 1" in text and "| outpatient | Poliklinisk kontakt |" in text
@@ -338,7 +338,7 @@ def test_sorted_duplicates_counts_rows_minus_distinct_rows(rows: list[Any]) -> N
     expected = frame.height - frame.n_unique() if frame.height else 0
     assert sorted_duplicates(frame) == expected
     book = codebook({"f": frame}, labels={}, value_labels={}, identifying=set())
-    assert book["files"][0]["duplicate_rows"] == expected
+    assert book.files[0].duplicate_rows == expected
 
 
 @settings(max_examples=5, deadline=None)

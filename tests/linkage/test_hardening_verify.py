@@ -105,19 +105,31 @@ def make_delivery(directory: Path, **overrides: Any) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "cohort.parquet"
     pq.write_table(pa.table({"lopenr": [1, 2], "age": [40, 51]}), data)
-    outputs = [{"file": "cohort.parquet", "sha256": sha256_file(data), "rows": 2}]
+
+    def entry(path: Path, rows: int | None) -> dict[str, Any]:
+        return {"file": path.name, "sha256": sha256_file(path), "rows": rows, "from": "operator"}
+
+    outputs = [entry(data, 2)]
     for name, text in overrides.pop("texts", {}).items():
         (directory / name).write_text(text, encoding="utf-8")
-        outputs.append({"file": name, "sha256": sha256_file(directory / name), "rows": None})
-    body = {
+        outputs.append(entry(directory / name, None))
+    body = {  # every field of a ManifestBody, which verify reads it as
         "format": FORMAT,
         "project": {"id": "P1", "title": "T"},
         "recipient": {"name": "Kari", "organisation": "UiO"},
         "job": {"file": "job.toml", "sha256": "ab" * 32},
+        "catalogue_version": "2026.1",
+        "software": {"koble": "0.1.0"},
+        "engine": "duckdb",
         "created": "2026-11-01T12:00:00+00:00",
+        "route": "distributed",
+        "delivery_format": "parquet",
+        "keys": {},
+        "inputs": [],
         "outputs": outputs,
         "transfers": [],
-        "reconciliation": [{"check": "rows", "ok": True}],
+        "refusals": [],
+        "reconciliation": [{"check": "rows", "ok": True, "detail": "2 = 2"}],
         **overrides,
     }
     write_json(directory / "manifest.json", sign_manifest(body, OPERATOR))

@@ -341,9 +341,12 @@ def make_delivery(directory: Path, signer: Ed25519Signer = OPERATOR) -> dict[str
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "cohort.parquet"
     pq.write_table(pa.table({"project_id": ["p1", "p2", "p3"], "age": [40, 51, 62]}), data)
-    body = {
-        **BODY,
-        "outputs": [{"file": "cohort.parquet", "sha256": sha256_file(data), "rows": 3}],
+    body = {  # verify reads the body as a ManifestBody: its fields, and no others
+        **{k: v for k, v in BODY.items() if k not in ("ratio", "note")},
+        "outputs": [
+            {"file": "cohort.parquet", "sha256": sha256_file(data), "rows": 3, "from": "operator"}
+        ],
+        "reconciliation": [{"check": "rows", "ok": True, "detail": "3 = 3"}],
     }
     write_json(directory / "manifest.json", sign_manifest(body, signer))
     return body
@@ -362,7 +365,7 @@ def test_verify_delivery_fails_unpinned_and_catches_a_re_signed_forgery(tmp_path
     pq.write_table(pa.table({"project_id": ["x"], "age": [1]}), tmp_path / "cohort.parquet")
     forged = {**body, "outputs": [{"file": "cohort.parquet",
                                    "sha256": sha256_file(tmp_path / "cohort.parquet"),
-                                   "rows": 1}]}  # fmt: skip
+                                   "rows": 1, "from": "operator"}]}  # fmt: skip
     write_json(tmp_path / "manifest.json", sign_manifest(forged, ATTACKER))
     assert failed(tmp_path, key_id=None) == ["signing key pinned"]
     assert failed(tmp_path) == ["signature"]
@@ -410,7 +413,7 @@ def test_verify_delivery_of_unlisted_and_missing_files(tmp_path: Path) -> None:
 
 def test_verify_delivery_of_a_failed_reconciliation(tmp_path: Path) -> None:
     body = make_delivery(tmp_path)
-    body["reconciliation"] = [{"check": "rows in = rows out", "ok": False}]
+    body["reconciliation"] = [{"check": "rows in = rows out", "ok": False, "detail": "3 = 2"}]
     write_json(tmp_path / "manifest.json", sign_manifest(body, OPERATOR))
     report = verify_delivery(tmp_path, key_id=OPERATOR.key_id)
     assert [c.name for c in report.checks if not c.ok] == ["counts reconcile"]

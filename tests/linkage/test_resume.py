@@ -17,6 +17,9 @@ from koble.linkage import executor
 from koble.linkage.executor import RunResult
 from tests.linkage.conftest import World
 
+#: The distributed demo's first step: Reseptregisteret loads its sealed feed.
+INGEST = "ingest-reseptregisteret"
+
 
 def delivered(result: RunResult) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(result.delivery.iterdir())}
@@ -86,6 +89,14 @@ KILLER = textwrap.dedent(
                 os.kill(os.getpid(), signal.SIGKILL)
             return real_open(path, *args, **kwargs)
         executor.open_transfer = open_then_die
+    if where == "ingest-audit":
+        from koble.pseudonym.audit import AuditLog
+        real_append = AuditLog.append
+        def append_then_die(self, **event):
+            if event.get("operation") == "linkage.sealed_ingest":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_append(self, **event)
+        AuditLog.append = append_then_die
     def event(step, what, index, total):
         if what == "start" and step.id == where:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -119,17 +130,18 @@ def test_killed_run_resumes_to_the_same_delivery(
 def test_resume_keeps_the_ingest_counts(
     world: World, reference: tuple[Path, RunResult], tmp_path: Path
 ) -> None:
+    """The sealed ingest redone after a stop before run.json recorded it keeps the table it
+    finds (not loaded again) and reports the counts it was loaded with."""
     keys, _ = reference
     workspace = tmp_path / "ws"
-    world.run(world.distributed, workspace, keys=keys, stop_after="operator-assign-serials")
-    first = json.loads((workspace / "run.json").read_text("utf-8"))["setup"]["reseptregisteret"]
+    world.run(world.distributed, workspace, keys=keys, stop_after=INGEST)
+    state = json.loads((workspace / "run.json").read_text("utf-8"))
+    first = state["done"].pop(INGEST)["stats"]
     assert first["loaded"] and first["rows_sent"] == first["rows_stored"] + first["rows_rejected"]
-    (workspace / "run.json").write_text(  # as if killed before the first step was recorded
-        json.dumps({**json.loads((workspace / "run.json").read_text("utf-8")), "setup": {}})
-    )
+    (workspace / "run.json").write_text(json.dumps(state))  # as if killed before it was recorded
     resumed = world.run(world.distributed, workspace, keys=keys)
-    again = json.loads((workspace / "run.json").read_text("utf-8"))["setup"]["reseptregisteret"]
-    assert not again["loaded"] and "ingest-reseptregisteret" not in resumed.seconds
+    again = json.loads((workspace / "run.json").read_text("utf-8"))["done"][INGEST]["stats"]
+    assert not again["loaded"] and resumed.resumed == 0 and resumed.delivery.is_dir()
     assert {k: v for k, v in again.items() if k != "loaded"} == {
         k: v for k, v in first.items() if k != "loaded"
     }
@@ -186,42 +198,68 @@ def test_a_table_loaded_without_counts_is_used_and_said_so(
     and run.json says its counts are unknown rather than inventing them."""
     keys, _ = reference
     workspace = tmp_path / "ws"
-    world.run(world.distributed, workspace, keys=keys, stop_after="operator-assign-serials")
+    world.run(world.distributed, workspace, keys=keys, stop_after=INGEST)
     store = workspace / "registry-reseptregisteret" / "store"
     (store / "reseptregisteret.ingest.json").unlink()
     state = json.loads((workspace / "run.json").read_text("utf-8"))
-    (workspace / "run.json").write_text(json.dumps({**state, "setup": {}}))
+    del state["done"][INGEST]
+    (workspace / "run.json").write_text(json.dumps(state))
     resumed = world.run(world.distributed, workspace, keys=keys)
-    setup = json.loads((workspace / "run.json").read_text("utf-8"))["setup"]
-    assert setup["reseptregisteret"] == {"counts": "unknown", "loaded": False}
-    assert "ingest-reseptregisteret" not in resumed.seconds and resumed.delivery.is_dir()
+    stats = json.loads((workspace / "run.json").read_text("utf-8"))["done"][INGEST]["stats"]
+    assert stats["counts"] == "unknown" and stats["loaded"] is False
+    assert "rows_stored" not in stats and resumed.delivery.is_dir()
 
 
-def test_a_feed_load_interrupted_at_its_audit_leaves_no_table_and_is_recorded_on_resume(
-    world: World, reference: tuple[Path, RunResult], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("how", ["exception", "kill"])
+def test_a_feed_load_stopped_at_its_audit_is_recorded_once(
+    world: World,
+    reference: tuple[Path, RunResult],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
 ) -> None:
-    """The sealed ingest is audited before its table is renamed into place: stopped at that
-    moment (before: after the rename), no table is left that the audit log does not record,
-    and the resumed run loads and audits it once."""
+    """The sealed ingest is a step like any other: audited once it has written its table,
+    then recorded done in run.json. Stopped at its audit event by an exception, the run has
+    done nothing and leaves nothing (no table the audit log does not record); killed there,
+    the table stays and the step is not done, and the resumed run redoes it keeping the
+    table (the feed is not loaded twice). Either way the audit log records the ingest once
+    and the delivery is the uninterrupted run's."""
     from koble.pseudonym.audit import AuditLog, verify_log
 
     keys, full = reference
     workspace = tmp_path / "ws"
-    real = AuditLog.append
-
-    def killed_at_the_ingest_event(self: AuditLog, **event: object) -> object:
-        if event.get("operation") == "linkage.sealed_ingest":
-            raise KeyboardInterrupt  # as a kill at that moment
-        return real(self, **event)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(AuditLog, "append", killed_at_the_ingest_event)
-    with pytest.raises(KeyboardInterrupt):
-        world.run(world.distributed, workspace, keys=keys)
     table = workspace / "registry-reseptregisteret" / "store" / "reseptregisteret.parquet"
-    assert not table.exists()
-    monkeypatch.setattr(AuditLog, "append", real)
+    if how == "kill":
+        root = Path(__file__).resolve().parents[2]
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        done = subprocess.run(
+            [sys.executable, "-c", KILLER, str(world.path), str(workspace), str(keys),
+             "ingest-audit"],
+            env=env, cwd=root, capture_output=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == -signal.SIGKILL, done.stderr.decode()
+        assert table.is_file()
+        assert not json.loads((workspace / "run.json").read_text("utf-8"))["done"]
+        loaded = table.stat().st_mtime_ns
+    else:
+        real = AuditLog.append
+
+        def stopped_at_the_ingest_event(self: AuditLog, **event: object) -> object:
+            if event.get("operation") == "linkage.sealed_ingest":
+                raise KeyboardInterrupt  # as Ctrl-C at that moment
+            return real(self, **event)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(AuditLog, "append", stopped_at_the_ingest_event)
+        with pytest.raises(KeyboardInterrupt):
+            world.run(world.distributed, workspace, keys=keys)
+        assert not workspace.exists()
+        monkeypatch.setattr(AuditLog, "append", real)
     resumed = world.run(world.distributed, workspace, keys=keys)
-    assert table.is_file() and delivered(resumed) == delivered(full)
+    assert delivered(resumed) == delivered(full)
+    done = json.loads((workspace / "run.json").read_text("utf-8"))["done"][INGEST]
+    assert done["stats"]["loaded"] is (how == "exception") and done["stats"]["rows_stored"] > 0
+    if how == "kill":
+        assert table.stat().st_mtime_ns == loaded
     pem = (keys / "operator.signing.pub.pem").read_bytes()
     report = verify_log(workspace / "audit.log", public_key=pem)
     assert report.ok

@@ -122,7 +122,7 @@ def test_run_with_a_sources_file_using_aliases_and_ingest(
         env={"KOBLE_KEYSET_PASSPHRASE": PASS},
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
-    assert "sealed ingest of reseptregisteret" in result.stdout
+    assert re.search(r"registry:reseptregisteret +sealed_ingest", result.stdout)
     delivery = workspace / "researcher" / "delivery"
     for name in ("reseptregisteret_extract.csv", "hoftebruddregisteret_extract.csv"):
         assert pl.read_csv(delivery / name, separator=";", infer_schema=False).height > 0
