@@ -44,7 +44,15 @@ _TEXT = (pa.string(), pa.large_string())
 #: Input rows per row group of a coded release (pyarrow's default group size).
 ROW_GROUP = 1 << 20
 
-__all__ = ["CodedRelease", "Source", "codable", "read_coded", "release_coded", "write_release"]
+__all__ = [
+    "CodedRelease",
+    "Source",
+    "codable",
+    "hashing",
+    "read_coded",
+    "release_coded",
+    "write_release",
+]
 
 
 class Source(NamedTuple):
@@ -69,10 +77,10 @@ def read_coded(path: str | Path, columns: Sequence[str], *, encoding: str = "utf
     (which keeps both cores busy): it runs beside what follows (hierarchies, the search,
     one thread each; hashlib lets go of the interpreter lock), instead of after them."""
     frame, encoded = _read(Path(path), columns, encoding)
-    return Source(frame, encoded, _hashing(Path(path)))
+    return Source(frame, encoded, hashing(Path(path)))
 
 
-def _hashing(path: Path) -> Future[str]:
+def hashing(path: Path) -> Future[str]:
     """The SHA-256 of ``path``, taken in a daemon thread: a command that fails before it
     needs the hash exits without waiting for it."""
     digest: Future[str] = Future()

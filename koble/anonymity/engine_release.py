@@ -31,7 +31,7 @@ import polars as pl
 import pyarrow as pa
 
 from koble.anonymity.check import AnonymityCheck, check_sizes
-from koble.anonymity.coded import _hashing
+from koble.anonymity.coded import hashing
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.distributions import exact_codes, top_from_counts
 from koble.anonymity.engine_sql import (
@@ -50,7 +50,7 @@ from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
 from koble.anonymity.hierarchies.registry import is_ordered
 from koble.anonymity.parameters import check_columns
-from koble.anonymity.release import Release, _labels_clean, timed
+from koble.anonymity.release import Release, labels_clean, timed
 from koble.anonymity.report import REPORT_FILES, write_report
 from koble.anonymity.search import SearchResult, find_optimal
 from koble.errors import ColumnError, InputError, UsageError
@@ -200,7 +200,7 @@ def _after(
     names = [g.name for g in qis]
     after = check_sizes(pl.Series(sizes), names, rows=int(sizes.sum()), path=str(output),
                         **checks)  # type: ignore[arg-type]  # fmt: skip
-    if not _labels_clean(qis, result.levels):
+    if not labels_clean(qis, result.levels):
         findings = []
         for g, level in zip(qis, result.levels, strict=True):
             labels = pl.Series(g.name, sorted(set(g.labels[level])), dtype=pl.String)
@@ -224,7 +224,7 @@ def anonymise_on_engine(
     with timed(timings, "read"):
         schema = input_schema(source)
         check_columns(pl.DataFrame(pl.from_arrow(schema.empty_table())), names, path)
-        digest = _hashing(source)
+        digest = hashing(source)
         frame = pl.DataFrame(pl.from_arrow(frequency_table(engine, source, names, schema)))
     counts = frame[COUNT].to_numpy().astype(np.int64)
     with timed(timings, "scan"):

@@ -63,7 +63,15 @@ from koble.files import OutputSet, sha256_file
 from koble.registries.identifiers.scan import scan_frame
 from koble.tables import read_table, require_column, write_table
 
-__all__ = ["AnonymityCheck", "Release", "anonymise_file", "check_frame", "class_size_bins"]
+__all__ = [
+    "AnonymityCheck",
+    "Release",
+    "anonymise_file",
+    "check_frame",
+    "class_size_bins",
+    "labels_clean",
+    "timed",
+]
 
 
 @contextmanager
@@ -78,7 +86,7 @@ def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - started
 
 
-def _labels_clean(qis: Sequence[Generalisation], levels: Sequence[int]) -> bool:
+def labels_clean(qis: Sequence[Generalisation], levels: Sequence[int]) -> bool:
     """Whether no label the release can hold (each QI's labels at its chosen level) is or
     holds a fødselsnummer-family number: then its rows need no scan (a tied QI's members
     are scanned as rows)."""
@@ -357,7 +365,7 @@ def anonymise_file(
             population = generalised_population(population, config, qis, result)
         # the other columns are the input's, scanned before the search; the generalised
         # ones hold only their hierarchies' labels: none to scan if no label holds one
-        clean = _labels_clean(qis, result.levels)
+        clean = labels_clean(qis, result.levels)
         if coded is not None and clean:  # the classes counted from the rows, as released
             release.after = check_sizes(coded.sizes, names, rows=coded.rows, path=str(output),
                                         **checks)  # type: ignore[arg-type]  # fmt: skip
