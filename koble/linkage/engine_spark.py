@@ -36,7 +36,12 @@ each has its own ``SparkSession`` (its own temporary views and SQL settings). A 
 must not share a JVM with another runs in its own process, cluster or Spark Connect session.
 The JVM's console output and logs go nowhere and PySpark's error loggers are off: errors
 reach the caller as koble errors, an analysis error with its first line (it names columns),
-a runtime error with Spark's error class only (its message may quote a value).
+a runtime error with Spark's error class only (its message may quote a value), a JVM short
+of memory as a usage error saying which setting gives it more.
+
+Results leave Spark by :meth:`SparkEngine.stream`: in local mode as Parquet files Spark
+writes into the private scratch directory and Python reads back a batch at a time (removed
+when read), so no partition is ever collected into the driver's JVM.
 
 On a cluster or Spark Connect (checked by hand against a local Connect server, which needs
 ``pip install 'pyspark[connect]'``), the executors' Python must have koble, pyarrow and
@@ -56,6 +61,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from subprocess import DEVNULL
@@ -67,11 +73,12 @@ import pyarrow as pa
 from koble.errors import FileFormatError, InputError, UsageError
 from koble.files import atomic_write
 from koble.linkage.engine import DuckDBEngine, Table, table_name, write_batches
+from koble.linkage.engine_spark_arrow import normalise, read_parts, sparkable
 
 if TYPE_CHECKING:
     from koble.pseudonym.domain_cipher import DomainCipher
 
-__all__ = ["LOCAL_MASTER", "SparkEngine", "normalise", "pyspark_module"]
+__all__ = ["LOCAL_MASTER", "SparkEngine", "normalise", "pyspark_module", "sparkable"]
 
 LOCAL_MASTER = "local[2]"
 INSTALL_PYSPARK = "pip install 'koble[spark]'"
@@ -86,11 +93,16 @@ SESSION_CONF = {
     "spark.sql.ansi.enabled": "true",
     "spark.sql.ansi.doubleQuotedIdentifiers": "true",
 }
-#: And a classic (not Spark Connect) session: Arrow between Python and the JVM, always.
+#: And a classic (not Spark Connect) session: Arrow between Python and the JVM, always;
+#: timestamps written to Parquet as Arrow reads them (not INT96) for :meth:`SparkEngine.stream`.
 CLASSIC_CONF = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
 }
+#: Local mode's results pass through scratch Parquet files (:meth:`SparkEngine.stream`):
+#: uncompressed (written once, read once, removed).
+SCRATCH_COMPRESSION = "none"
 
 
 def pyspark_module(name: str = "pyspark.sql") -> Any:
@@ -262,10 +274,9 @@ class SparkEngine:
         return normalise(result, self._reference(sql, tables))
 
     def write_parquet(self, sql: str, tables: Mapping[str, Table], path: Path) -> int:
-        """Written with pyarrow (zstd, row groups of a million rows) from Arrow batches
-        streamed a partition at a time (``DataFrame.__arrow_c_stream__``, pyspark 4.2+): the
-        driver's memory cost is the largest partition plus the row group being written, not
-        the result (with an older pyspark, ``toArrow()`` holds the whole result). Rows in the
+        """Written with pyarrow (zstd, row groups of a million rows) from the result's Arrow
+        batches (:meth:`stream`: in local mode Python holds a batch and the row group being
+        written, not the result). Rows in the
         result's order, with the types DuckDB gives; the bytes are not DuckDB's: another
         writer, and DuckDB marks a column REQUIRED when the Parquet statistics of its inputs
         prove it has no NULLs, which Spark's result does not carry."""
@@ -274,13 +285,10 @@ class SparkEngine:
 
     @contextlib.contextmanager
     def batches(self, sql: str, tables: Mapping[str, Table]) -> Iterator[pa.RecordBatchReader]:
-        """The result streamed a partition at a time where pyspark can (as
-        :meth:`write_parquet`), each batch cast to DuckDB's types for the same SQL."""
-        with self._tables(tables):
-            frame = self.frame(sql)
+        """The result streamed (:meth:`stream`), each batch cast to DuckDB's types for the
+        same SQL."""
+        with self._tables(tables), self.stream(self.frame(sql)) as reader:
             reference = self._reference(sql, tables)
-            with self._failures():
-                reader = _batches(frame)
             schema = normalise(reader.schema.empty_table(), reference).schema
 
             def cast() -> Iterator[pa.RecordBatch]:
@@ -304,6 +312,36 @@ class SparkEngine:
 
         return write_pseudonymised(self, sql, tables, ciphers, path)
 
+    @contextlib.contextmanager
+    def stream(self, frame: Any) -> Iterator[pa.RecordBatchReader]:
+        """``frame``'s rows as Arrow batches in its order, with Spark's Arrow types.
+
+        Local mode: Spark writes the rows as Parquet files into the private scratch
+        directory, one per partition, which are read back in partition order a batch at a
+        time; they are removed when the ``with`` ends, however it ends. Neither the JVM nor
+        Python then holds more than a batch or a row group, whatever a partition's size.
+        (``__arrow_c_stream__`` collects each partition whole into the driver, whose JVM
+        holds several copies of it: with NPR's extract at 4 times the national registry
+        rows and a 1 GB driver a partition's result was lost from its block manager, an
+        ``ArrowInvalid`` in Python.) A cluster or Spark Connect,
+        whose executors cannot write where this process reads: ``__arrow_c_stream__``
+        (:func:`_batches`), so the driver must hold the largest partition several times.
+        """
+        if self._shared is None or not self._shared.master.startswith("local"):
+            with self._failures():
+                yield _batches(frame)
+            return
+        target = self._shared.root / "results" / uuid.uuid4().hex
+        try:
+            with self._failures():
+                frame.write.parquet(_hadoop_path(target), compression=SCRATCH_COMPRESSION)
+                schema = pyspark_module("pyspark.sql.pandas.types").to_arrow_schema(
+                    frame.schema, timezone="UTC"
+                )
+            yield pa.RecordBatchReader.from_batches(schema, read_parts(target, schema))
+        finally:
+            shutil.rmtree(target, ignore_errors=True)
+
     def frame(self, sql: str) -> Any:
         """The Spark DataFrame of ``sql`` over the tables registered now (for steps that go
         on in Spark, such as :mod:`koble.linkage.engine_spark_pseudonym`)."""
@@ -317,10 +355,22 @@ class SparkEngine:
 
     @contextlib.contextmanager
     def _failures(self) -> Iterator[None]:
-        """Spark's and Py4J's exceptions as an :class:`InputError` of one redacted line."""
+        """Spark's and Py4J's exceptions as an :class:`InputError` of one redacted line, a
+        JVM short of memory as a :class:`UsageError` naming the setting (Spark's own words
+        for it, never its message)."""
         try:
             yield
         except self._errors as exc:
+            short = next((m for m in _OUT_OF_MEMORY if m in str(exc)), None)
+            if short is not None:
+                more = "a higher spark.driver.maxResultSize or " if "maxResult" in short else ""
+                raise UsageError(
+                    f"Spark ran out of memory ({short}; Spark's message is not shown: it may "
+                    f"quote the data): give it {more}more with the Spark setting "
+                    "spark.driver.memory (local mode runs every task in the driver; koble "
+                    f"gives it {LOCAL_DRIVER_MEMORY} unless the engine's conf says otherwise), "
+                    "or run the job on DuckDB"
+                ) from None
             raise InputError(f"Spark could not run the query: {_reason(exc)}") from None
 
     @contextlib.contextmanager
@@ -409,6 +459,9 @@ def _silence_python_loggers() -> None:
         logger.getLogger(name).disabled = True
 
 
+#: Spark's own words, never data, for a JVM short of memory: a heap exhausted, a task's
+#: result lost from the driver's block manager, or results over the driver's limit.
+_OUT_OF_MEMORY = ("java.lang.OutOfMemoryError", "TaskResultLost", "spark.driver.maxResultSize")
 _CONDITION = re.compile(r"\[([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)\]")
 
 
@@ -433,51 +486,3 @@ def _hadoop_path(path: Path) -> str:
     """``path`` as Spark reads it literally: absolute, as a ``file:`` URI (a colon in a name
     is no scheme), with Hadoop's glob characters escaped (``b*.parquet`` is that file only)."""
     return "file://" + re.sub(r"([\\*?\[\]{}])", r"\\\1", str(path.resolve()))
-
-
-def _plain(kind: pa.DataType) -> pa.DataType:
-    """Arrow's large string and binary types as the plain ones DuckDB gives."""
-    if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
-        return pa.string()
-    if pa.types.is_large_binary(kind) or pa.types.is_binary_view(kind):
-        return pa.binary()
-    return kind
-
-
-def normalise(table: pa.Table, reference: pa.Schema | None) -> pa.Table:
-    """``table`` cast to ``reference`` (DuckDB's schema for the same SQL) when its column
-    names are the same, else with plain strings and every field nullable."""
-    if reference is not None and reference.names == table.column_names:
-        target = pa.schema([pa.field(f.name, f.type) for f in reference])
-    else:
-        target = pa.schema([pa.field(f.name, _plain(f.type)) for f in table.schema])
-    try:
-        return table.cast(target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        for field, wanted in zip(table.schema, target, strict=True):
-            if field.type != wanted.type:
-                try:
-                    table.column(field.name).cast(wanted.type)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    raise UsageError(
-                        f"Spark's result for column {field.name!r} ({field.type}) does not fit "
-                        f"DuckDB's type for it ({wanted.type})"
-                    ) from None
-        raise
-
-
-def sparkable(table: pa.Table) -> pa.Table:
-    """``table`` with the types Spark takes from Arrow: dictionaries decoded, unsigned
-    integers widened as Spark reads them from Parquet (uint64 as decimal(20, 0))."""
-    wider = {
-        pa.uint8(): pa.int16(),
-        pa.uint16(): pa.int32(),
-        pa.uint32(): pa.int64(),
-        pa.uint64(): pa.decimal128(20, 0),
-    }
-    fields = []
-    for field in table.schema:
-        kind = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
-        fields.append(field.with_type(wider.get(kind, _plain(kind))))
-    target = pa.schema(fields)
-    return table if target == table.schema else table.cast(target)

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from koble.errors import UsageError
 from koble.linkage.engine import Table, write_batches
-from koble.linkage.engine_spark import SparkEngine, _batches, normalise, pyspark_module
+from koble.linkage.engine_spark import SparkEngine, normalise, pyspark_module
 from koble.pseudonym import scheme
 from koble.pseudonym.domain_cipher import DomainCipher, domain_cipher
 from koble.pseudonym.keys import Keyset
@@ -74,8 +74,7 @@ def write_pseudonymised(
     with engine.tables(tables):
         reference = engine._reference(sql, tables)
         mapped = _mapped(engine, engine.frame(sql), ciphers)
-        with engine._failures():
-            reader = _batches(mapped)
+        with engine._failures(), engine.stream(mapped) as reader:
             schema = normalise(reader.schema.empty_table(), reference).schema
             fields = [pa.field(f.name, pa.string()) if f.name in ciphers else f for f in schema]
             return write_batches(reader, pa.schema(fields), path)

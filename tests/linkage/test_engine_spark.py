@@ -200,11 +200,75 @@ def test_an_older_pyspark_without_the_arrow_stream_collects_whole() -> None:
     assert engine_spark._batches(Older()).read_all().to_pydict() == {"a": [1, 2]}
 
 
+@pytest.fixture
+def small_driver(spark: SparkEngine) -> Iterator[SparkEngine]:
+    """The session's Spark with a driver that refuses any job whose task results pass 1 MB
+    (``spark.driver.maxResultSize``, read by each new job from the live context's conf) and
+    8 shuffle partitions not merged by AQE, so that a sorted result is several files."""
+    live = spark.session.sparkContext._jsc.sc().conf()
+    before = live.get("spark.driver.maxResultSize", "1g")
+    settings = {"spark.sql.shuffle.partitions": "8",
+                "spark.sql.adaptive.coalescePartitions.enabled": "false"}  # fmt: skip
+    kept = {key: spark.session.conf.get(key) for key in settings}
+    live.set("spark.driver.maxResultSize", "1m")
+    for key, value in settings.items():
+        spark.session.conf.set(key, value)
+    try:
+        yield spark
+    finally:
+        live.set("spark.driver.maxResultSize", before)
+        for key, value in kept.items():
+            spark.session.conf.set(key, value)
+
+
+def _results(spark: SparkEngine) -> list[Path]:
+    assert spark.scratch is not None
+    return sorted(p for p in (spark.scratch / "results").rglob("*") if p.is_file())
+
+
+@pytest.mark.slow
+def test_a_result_larger_than_the_driver_takes_streams_in_order(
+    small_driver: SparkEngine, tmp_path: Path
+) -> None:
+    """``__arrow_c_stream__`` collected each partition whole into the driver's JVM (an
+    eighth of a sorted extract, held several times over): NPR's extract at 4 times the
+    national registry rows with a 1 GB driver lost a partition's result from the driver's
+    block manager, an ArrowInvalid in Python. In local mode the result now goes to scratch
+    Parquet files that Python reads back, so no partition passes through the driver: a
+    result of some 20 MB streams from a driver that takes 1 MB, in the query's order, and
+    its files are gone after the stream."""
+    n = 1_000_000
+    rng = np.random.default_rng(23)
+    source = tmp_path / "big.parquet"
+    keys = rng.permutation(n)
+    pq.write_table(pa.table({"k": keys, "s": pa.array(keys.astype(str)).cast(pa.string())}), source)
+    sql = "SELECT k, s FROM t ORDER BY k NULLS LAST"
+    with small_driver.batches(sql, {"t": source}) as reader:
+        assert reader.schema == pa.schema([("k", pa.int64()), ("s", pa.string())])
+        got = reader.read_all()
+    assert got.num_rows == n
+    assert got.column("k").to_numpy().tolist() == list(range(n))
+    assert got.column("s").to_pylist()[:3] == ["0", "1", "2"]
+    assert _results(small_driver) == []
+
+
+def test_the_results_files_go_however_the_stream_ends(spark: SparkEngine, events: Path) -> None:
+    sql = "SELECT * FROM t ORDER BY code NULLS LAST, pid NULLS LAST"
+    with spark.batches(sql, {"t": [events, events]}) as reader:
+        assert _results(spark)  # in the scratch directory while read
+        next(iter(reader))  # left after the first batch
+    assert _results(spark) == []
+    with pytest.raises(RuntimeError), spark.batches(sql, {"t": events}):
+        raise RuntimeError("the consumer failed")
+    assert _results(spark) == []
+
+
 def test_a_failing_write_leaves_no_file(spark: SparkEngine, tmp_path: Path) -> None:
     out = tmp_path / "out.parquet"
     with pytest.raises(InputError, match="CAST_INVALID_INPUT"):
         spark.write_parquet("SELECT CAST(pid AS INTEGER) AS n FROM t", {"t": PEOPLE}, out)
     assert list(tmp_path.iterdir()) == []
+    assert _results(spark) == []
 
 
 # --- the steps' SQL on generated tables -----------------------------------------------------
@@ -414,6 +478,22 @@ def test_runtime_errors_name_the_error_class_not_the_value(
         assert "Kari" not in str(info.value) and "15108695088" not in str(info.value)
     out, err = capfd.readouterr()
     assert "Kari" not in out + err and "15108695088" not in out + err
+
+
+@pytest.mark.parametrize(
+    "words",
+    ["TaskResultLost (result lost from block manager)", "java.lang.OutOfMemoryError: Java heap "
+     "space", "bigger than spark.driver.maxResultSize (1024.0 MiB)"],
+)  # fmt: skip
+def test_a_jvm_short_of_memory_says_so_and_quotes_nothing(spark: SparkEngine, words: str) -> None:
+    """How the x16 failure reached Python (an ArrowInvalid carrying the JVM's message)."""
+    text = f"Unknown error: [CAST_INVALID_INPUT] The value '15108695088' ... {words}"
+    with pytest.raises(UsageError) as info, spark._failures():
+        raise pa.ArrowInvalid(text)
+    message = str(info.value)
+    assert message.startswith("Spark ran out of memory (")
+    assert "spark.driver.memory" in message and "4g" in message
+    assert "15108695088" not in message and "CAST_INVALID_INPUT" not in message
 
 
 def test_without_pyspark_the_message_says_how_to_install_it(
