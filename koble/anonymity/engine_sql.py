@@ -93,11 +93,11 @@ def source_sql(engine: Engine, path: Path) -> str:
         return (f"(SELECT * EXCLUDE (file_row_number), file_row_number AS {ROW} "
                 f"FROM read_parquet('{literal}', file_row_number = true))")  # fmt: skip
     if engine.name == "spark":
-        from koble.linkage.engine_spark import _hadoop_path
+        from koble.linkage.engine_spark import hadoop_path
 
         if ":" in path.resolve().as_posix():  # HADOOP-3257
             raise UsageError("Spark cannot read a file whose path holds a colon: rename it")
-        uri = _hadoop_path(path).replace("`", "``")
+        uri = hadoop_path(path).replace("`", "``")
         return f"(SELECT *, _metadata.row_index AS {ROW} FROM parquet.`{uri}`)"
     raise UsageError(f"anonymise cannot run on the engine {engine.name!r}; use duckdb or spark")
 

@@ -78,7 +78,7 @@ from koble.linkage.engine_spark_arrow import normalise, read_parts, sparkable
 if TYPE_CHECKING:
     from koble.pseudonym.domain_cipher import DomainCipher
 
-__all__ = ["LOCAL_MASTER", "SparkEngine", "normalise", "pyspark_module", "sparkable"]
+__all__ = ["LOCAL_MASTER", "SparkEngine", "hadoop_path", "normalise", "pyspark_module", "sparkable"]
 
 LOCAL_MASTER = "local[2]"
 INSTALL_PYSPARK = "pip install 'koble[spark]'"
@@ -334,7 +334,7 @@ class SparkEngine:
         target = self._shared.root / "results" / uuid.uuid4().hex
         try:
             with self._failures():
-                frame.write.parquet(_hadoop_path(target), compression=SCRATCH_COMPRESSION)
+                frame.write.parquet(hadoop_path(target), compression=SCRATCH_COMPRESSION)
                 schema = pyspark_module("pyspark.sql.pandas.types").to_arrow_schema(
                     frame.schema, timezone="UTC"
                 )
@@ -404,7 +404,7 @@ class SparkEngine:
                 raise FileFormatError("no such Parquet file", path=path)
             if ":" in path.resolve().as_posix():  # HADOOP-3257
                 raise UsageError("Spark cannot read a file whose path holds a colon: rename it")
-        frames = [self.session.read.parquet(_hadoop_path(path)) for path in paths]
+        frames = [self.session.read.parquet(hadoop_path(path)) for path in paths]
         frame = frames[0]
         for more in frames[1:]:
             frame = frame.unionByName(more, allowMissingColumns=True)
@@ -482,7 +482,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__} (Spark's message is not shown: it may quote the data)"
 
 
-def _hadoop_path(path: Path) -> str:
+def hadoop_path(path: Path) -> str:
     """``path`` as Spark reads it literally: absolute, as a ``file:`` URI (a colon in a name
     is no scheme), with Hadoop's glob characters escaped (``b*.parquet`` is that file only)."""
     return "file://" + re.sub(r"([\\*?\[\]{}])", r"\\\1", str(path.resolve()))
