@@ -32,18 +32,19 @@ from koble.linkage.planner import LINK_VARIABLES
 from koble.linkage.reports import ExtractReport, write_report
 from koble.linkage.reservation import Withheld, withhold_at_registry
 from koble.linkage.sources import require_columns
-from koble.linkage.steps_ingest import ingest_counts_file
 
 __all__ = ["consent_step", "extract_step", "registry_table"]
 
 _IN_PERIOD = "_in_period"
 
 
-def registry_table(ctx: Context, registry: str) -> tuple[Path, str]:
-    """The registry's own table and its identifier column (a loaded feed lives in its store)."""
+def registry_table(ctx: Context, registry: str, step: Step) -> tuple[Path, str]:
+    """The registry's own table and its identifier column (a loaded feed lives in its store:
+    the ingest step's output, which ``step`` declares as its input)."""
     source = ctx.sources.get(registry)
     if source.ingest:
-        return ctx.store(f"registry:{registry}") / names.ingested(registry), source.id_column
+        table = names.declared(names.ingested(registry), step.inputs)
+        return ctx.store(f"registry:{registry}") / table, source.id_column
     if recovering(ctx, registry):  # the table with the numbers the TTP resolved filled in
         return ctx.store(f"registry:{registry}") / names.recovered(registry), source.id_column
     return source.file, source.id_column
@@ -69,7 +70,7 @@ def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
     """
     assert step.registry is not None
     source = ctx.sources.get(step.registry)
-    table, id_column = registry_table(ctx, step.registry)
+    table, id_column = registry_table(ctx, step.registry, step)
     if source.consent_column is None:
         raise ColumnError(
             "the registry is consent-based but its source names no consent_column",
@@ -125,7 +126,7 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     reg = step.registry
     request = ctx.request(reg)  # the years of its part of the request
     source = ctx.sources.get(reg)
-    table, id_column = registry_table(ctx, reg)
+    table, id_column = registry_table(ctx, reg, step)
     store = ctx.store(step.party)
     variables = list(request.variables)
     collector = next(
@@ -198,8 +199,10 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
     consent_file = names.consent_report(reg)  # declared when the registry filters by consent
     consent = ctx.read_json(store / consent_file) if consent_file in step.inputs else {}
     entry = ctx.catalogue.get(reg)
-    feed_counts = ingest_counts_file(table)  # the registry's own record of its feed
-    feed = ctx.read_json(feed_counts) if source.ingest and feed_counts.is_file() else None
+    feed = None  # the registry's own record of its feed, the ingest step's other output
+    if source.ingest:  # (absent beside a table an older koble loaded: its counts unknown)
+        counts = table.with_name(names.declared(names.ingest_counts(reg), step.inputs))
+        feed = ctx.read_json(counts) if counts.is_file() else None
     report = ExtractReport(
         registry=reg,
         name=entry.name,
