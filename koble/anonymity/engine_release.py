@@ -50,10 +50,11 @@ from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
 from koble.anonymity.hierarchies.registry import is_ordered
 from koble.anonymity.parameters import check_columns
+from koble.anonymity.preparation import generalise
 from koble.anonymity.release import Release, labels_clean, timed
 from koble.anonymity.report import REPORT_FILES, write_report
 from koble.anonymity.search import SearchResult, find_optimal
-from koble.errors import ColumnError, InputError, UsageError
+from koble.errors import UsageError
 from koble.files import OutputSet, sha256_file
 from koble.linkage.engine import Engine
 from koble.registries.identifiers.scan import describe, refuse_findings, scan_frame
@@ -80,28 +81,6 @@ def _refuse_unsupported(config: AnonymiseConfig, source: Path, output: Path) -> 
     if problems:
         raise UsageError("--engine releases rows of a Parquet file under k-anonymity only; "
                          f"not {', '.join(problems)}: {_RUN_LOCALLY}")  # fmt: skip
-
-
-def _generalise(
-    frame: pl.DataFrame, first: npt.NDArray[np.int64], config: AnonymiseConfig, path: str
-) -> list[Generalisation]:
-    """Every quasi-identifier of the frequency table through its hierarchy (see
-    :func:`koble.anonymity.preparation.generalise`), a bad value's row given as the row of
-    the file where its class first occurs (the classes are in that order)."""
-    out, problems = [], []
-    for column, spec in config.quasi_identifiers.items():
-        try:
-            out.append(hierarchy_for(spec, base_dir=config.base_dir).apply(frame[column]))
-        except InputError as exc:
-            row = None if exc.row is None else int(first[exc.row - 1]) + 1
-            moved = ColumnError(exc.message, column=exc.column, row=row)
-            problems.append(f"quasi_identifiers.{column}: {moved}")
-    if problems:
-        config_file = "the config" if config.source is None else config.source
-        raise ColumnError(
-            f"does not fit the hierarchies of {config_file}: " + "; ".join(problems), path=path
-        )
-    return out
 
 
 def _refuse_person_numbers(
@@ -230,7 +209,7 @@ def anonymise_on_engine(
     with timed(timings, "scan"):
         _refuse_person_numbers(engine, source, frame, schema, names)
     with timed(timings, "generalise"):
-        qis = _generalise(frame, frame[FIRST].to_numpy(), config, path)
+        qis = generalise(frame, config, path, rows=frame[FIRST].to_numpy())
     result = find_optimal(qis, k=config.k, suppression_limit=config.suppression,
                           metric=config.metric, counts=counts)  # fmt: skip
     timings["search"] = result.seconds

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+import numpy.typing as npt
 import polars as pl
 
 from koble.anonymity.checks import (
@@ -66,12 +68,14 @@ def criteria(config: AnonymiseConfig) -> list[Criterion]:
 
 def generalise(
     frame: pl.DataFrame, config: AnonymiseConfig, path: str,
-    encoded: Mapping[str, Encoded] | None = None,
+    encoded: Mapping[str, Encoded] | None = None, rows: npt.NDArray[np.int64] | None = None,
 ) -> list[Generalisation]:  # fmt: skip
     """Every quasi-identifier through its hierarchy (``encoded``: columns whose values are
     encoded already, see :func:`~koble.anonymity.coded.read_coded`). Values a hierarchy
     cannot take are reported for every column at once, naming the config, the data file,
-    the column and the first bad row of each (never a value)."""
+    the column and the first bad row of each (never a value). ``rows`` gives, when the
+    frame is not the file itself (a frequency table), the file's 0-based row of each of
+    its rows, so that a bad value is still named by the file's row."""
     out, problems = [], []
     for column, spec in config.quasi_identifiers.items():
         values = require_column(frame, column, path)
@@ -79,6 +83,9 @@ def generalise(
         try:
             out.append(hierarchy_for(spec, base_dir=config.base_dir).apply(values, encoded=known))
         except InputError as exc:
+            if rows is not None and exc.row is not None:
+                row = int(rows[exc.row - 1]) + 1
+                exc = ColumnError(exc.message, column=exc.column, row=row)
             problems.append(f"quasi_identifiers.{column}: {exc}")
     if problems:
         config_file = "the config" if config.source is None else config.source
