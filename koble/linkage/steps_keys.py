@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from koble.errors import FileFormatError, InputError, UsageError
 from koble.files import atomic_write, sha256_file
 from koble.linkage import names
 from koble.linkage.context import Context, registry_domain
-from koble.linkage.engine import Table, quote
+from koble.linkage.engine import Table, quote, write_batches
+from koble.linkage.key_list import DUPLICATE, Population, write_key_list
 from koble.linkage.plan import FNR, SERIAL, Step
 from koble.linkage.reports import PopulationCounts, PopulationReport, TtpReport, write_report
 from koble.linkage.steps_recovery import (
@@ -33,7 +36,7 @@ from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.pseudonymise import AMBIGUOUS, EXTRA_MESSAGES, pseudonymise_frame
 from koble.pseudonym.serials import SERIAL as SERIALS_COLUMN
 from koble.pseudonym.serials import assign_serials
-from koble.registries.identifiers.check import reject_messages, rejects_table
+from koble.registries.identifiers.check import reject_messages
 from koble.registries.identifiers.column import dropped_leading_zero, validate_column
 from koble.tables import PARQUET_SUFFIXES, read_table, require_column
 
@@ -47,7 +50,6 @@ __all__ = [
 ]
 
 KEY_LIST = names.KEY_LIST
-DUPLICATE = "duplicate_person"
 _MESSAGES = reject_messages(
     {
         **EXTRA_MESSAGES,
@@ -107,50 +109,51 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
     resolves to it, all with the person's løpenummer, so a registry finds events recorded
     under an H-number or an earlier fødselsnummer too. With identity recovery the rows the
     TTP resolved count as valid, with the number it found (:mod:`.steps_recovery`).
+
+    The identifiers are checked and resolved locally, a column at a time
+    (:func:`validate_population`); the rest is engine work over named tables
+    (:mod:`koble.linkage.key_list`): which rows repeat a person, the rejects, the counts by
+    reason and the key list. The keyed numbering itself is NumPy over the column of persons
+    the engine hands over (:func:`~koble.pseudonym.serials.assign_serials`).
     """
     v = validate_population(ctx)
-    path, frame, checked, history, changed = v.path, v.frame, v.checked, v.history, v.changed
+    path, frame, history, changed = v.path, v.frame, v.history, v.changed
     reason, compact = v.reason, v.compact
     recovered = None
     if ctx.job.recovery is not None:
         recovered = apply_population_recovery(ctx, step, reason, compact)
         reason, compact = recovered.reason, recovered.compact
-    # a valid identifier is 11 digits: as an integer it is distinct exactly when its text is
-    repeated = (
-        pl.DataFrame({"c": compact.cast(pl.Int64, strict=False), "ok": reason.is_null()})
-        .select(pl.col("ok") & ~pl.struct("c", "ok").is_first_distinct())
-        .to_series()
-    )
-    reason = pl.select(pl.when(repeated).then(pl.lit(DUPLICATE)).otherwise(reason)).to_series()
-    good = reason.is_null()
+    population = Population(ctx.engine, compact, reason, dropped_leading_zero(v.checked))
+    persons = population.persons()
+    reason = population.reason
     store = ctx.store(step.party)
     messages = _MESSAGES if recovered is None else {**_MESSAGES, **RECOVERY_MESSAGES}
-    rejects = rejects_table(frame, reason, messages, dropped_zero=dropped_leading_zero(checked))
     with atomic_write(store / names.declared(names.POPULATION_REJECTS, step.outputs)) as temp:
-        rejects.write_parquet(temp)
-    keys = key_list(ctx, compact.filter(good).alias(FNR), history)
+        rejected = population.write_rejects(frame, messages, temp)
+    numbered = assign_serials(ctx.keys.operator, ctx.job.project_id, persons, checked=True)
+    numbered = numbered.rename({SERIALS_COLUMN: SERIAL})
     with atomic_write(store / names.declared(KEY_LIST, step.outputs)) as temp:
-        keys.write_parquet(temp)
+        key_rows = write_key_list(ctx.engine, numbered, history, temp)
     linkage = None
     if recovered is not None:
+        keys = numbered.with_columns(pl.lit(True).alias("current"))
         linkage = write_link_methods(ctx, step, keys, recovered, compact, reason, DUPLICATE)
-    counts = reason.drop_nulls().value_counts(sort=True)
-    reasons = dict(zip(counts[reason.name].to_list(), counts["count"].to_list(), strict=True))
-    persons = int(good.sum())
+    reasons = population.counts
+    persons_n = numbered.height
     history_path = ctx.sources.operator_history
     report = PopulationReport(
         population=PopulationCounts(
             file=path.name,
             sha256=sha256_file(path),
             rows=frame.height,
-            persons=persons,
-            invalid=int(rejects.height - reasons.get(DUPLICATE, 0) - reasons.get(AMBIGUOUS, 0)),
+            persons=persons_n,
+            invalid=int(rejected - reasons.get(DUPLICATE, 0) - reasons.get(AMBIGUOUS, 0)),
             duplicates=int(reasons.get(DUPLICATE, 0)),
             unresolved=int(reasons.get(AMBIGUOUS, 0)),
             resolved_from_history=changed,
             recovered=0 if recovered is None else int(recovered.found.sum()),
-            old_identifiers_sent=keys.height - persons,
-            reasons={str(k): int(v) for k, v in sorted(reasons.items())},
+            old_identifiers_sent=key_rows - persons_n,
+            reasons=dict(sorted(reasons.items())),
         ),
         history_sha256=None if history_path is None else sha256_file(history_path),
         history_file=None if history_path is None else history_path.name,
@@ -160,26 +163,6 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
         linkage=linkage,
     )
     return write_report(store / names.declared(names.POPULATION_REPORT, step.outputs), report)
-
-
-def key_list(ctx: Context, persons: pl.Series, history: IdentityHistory | None) -> pl.DataFrame:
-    """Each of ``persons`` (valid, distinct, resolved: the population as validated) with its
-    løpenummer (:func:`assign_serials`, which need not check them again), then their older
-    identifiers from the identity history, by løpenummer and identifier.
-
-    Local, not engine SQL: the identifiers are in memory from the validation, and ranking
-    the blocks with NumPy takes a third of the CPU time of a window over the pseudonyms in
-    DuckDB and a Parquet file between (measured at 500,000 persons).
-    """
-    keys = assign_serials(ctx.keys.operator, ctx.job.project_id, persons, checked=True)
-    keys = keys.rename({SERIALS_COLUMN: SERIAL}).with_columns(pl.lit(True).alias("current"))
-    if history is None:
-        return keys
-    aliases = history.aliases(keys[FNR]).join(
-        keys.select(pl.col(FNR).alias("current"), SERIAL), on="current"
-    )
-    old = aliases.select(pl.col("old").alias(FNR), SERIAL, pl.lit(False).alias("current"))
-    return pl.concat([keys, old.sort(SERIAL, FNR)])
 
 
 def _pseudonymise_checked(
@@ -238,11 +221,12 @@ def _earlier(memo: tuple[str, bool], target: Path) -> _Sent | None:
 def send_persons_step(ctx: Context, step: Step) -> dict[str, Any]:
     """(fnr, lopenr) for the registry (every known id) or the TTP (current ids only).
 
-    Polars, not the engine: DuckDB's writer takes about 40 % more CPU time for this copy
-    (measured at 500,000 persons), and the step's work is a column selection. Every registry
-    on the distributed route is sent the same list: once one is written, the next is a copy
-    of its bytes (the same key list, by its SHA-256, and the same file as written), which
-    takes a few milliseconds instead of a read, a selection and a Parquet writer."""
+    The selection is engine work over the key list, written from the engine's batches by
+    the one writer every engine shares (:func:`~koble.linkage.engine.write_batches`: the same
+    bytes on DuckDB and Spark), the persons counted as the løpenummer pass. Every registry on the
+    distributed route is sent the same list: once one is written, the next is a copy of its
+    bytes (the same key list, by its SHA-256, and the same file as written), which takes a
+    few milliseconds instead of a query and a Parquet writer."""
     store = ctx.store(step.party)
     key_file = store / names.declared(KEY_LIST, step.inputs)
     via_ttp = ctx.route(step.registry).pseudonymous
@@ -254,17 +238,33 @@ def send_persons_step(ctx: Context, step: Step) -> dict[str, Any]:
             shutil.copyfile(earlier.path, temp)
         rows, persons = earlier.rows, earlier.persons
     else:
-        keys = pl.read_parquet(key_file)
-        out = (keys.filter(pl.col("current")) if via_ttp else keys).select(FNR, SERIAL)
-        with atomic_write(target) as temp:
-            out.write_parquet(temp)
-        rows, persons = out.height, int(out[SERIAL].n_unique())
+        rows, persons = _write_person_list(ctx, key_file, via_ttp, target)
     written = _identity(target)
     if written is not None:
         if len(_SENT) >= 64:  # a long-lived process (a test session) runs many jobs
             _SENT.clear()
         _SENT[memo] = _Sent(target, written, rows, persons)
     return {"rows": rows, "persons": persons}
+
+
+def _write_person_list(
+    ctx: Context, key_file: Path, via_ttp: bool, target: Path
+) -> tuple[int, int]:
+    """Write (fnr, lopenr) of the key list's rows (its current ones only ``via_ttp``) in
+    its order to ``target``; (rows, persons)."""
+    where = f" WHERE {quote('current')}" if via_ttp else ""
+    sql = f"SELECT {quote(FNR)}, {quote(SERIAL)} FROM keys{where}"
+    serials: list[pa.Array] = []
+
+    def kept(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        for batch in reader:
+            serials.append(batch.column(SERIAL))
+            yield batch
+
+    with ctx.engine.batches(sql, {"keys": key_file}) as reader, atomic_write(target) as temp:
+        rows = write_batches(kept(reader), reader.schema, temp)
+    persons = pl.Series(SERIAL, pa.chunked_array(serials, reader.schema.field(SERIAL).type))
+    return rows, persons.n_unique()
 
 
 #: The identity history's old identifier column (as :meth:`IdentityHistory.read` reads it)

@@ -86,6 +86,12 @@ class IdentityHistory:
     def size(self) -> int:
         return self._mapping.height
 
+    @property
+    def mapping(self) -> pl.DataFrame:
+        """Every old identifier (``old``) with the current one it resolves to (``current``),
+        chains followed; ambiguous and looping old identifiers are not in it."""
+        return self._mapping
+
     def aliases(self, current: pl.Series) -> pl.DataFrame:
         """Every old identifier (``old``) that resolves to one of ``current`` (``current``)."""
         wanted = pl.DataFrame({"current": current.cast(pl.String)}).unique()

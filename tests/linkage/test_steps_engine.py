@@ -245,11 +245,15 @@ def test_the_ttp_check_sends_a_malformed_list_to_full_validation(
 # --- the operator's person lists ------------------------------------------------------------
 
 
+_DUCK = DuckDBEngine(threads=1)  # the send step's engine (closed with the process)
+
+
 def _send(store: Path, registry: str, *, via_ttp: bool) -> dict[str, Any]:
     """The operator's send step for ``registry`` alone, on the key list in ``store``."""
     ctx: Any = SimpleNamespace(
-        store=lambda party: store, route=lambda reg: SimpleNamespace(pseudonymous=via_ttp)
-    )
+        store=lambda party: store, route=lambda reg: SimpleNamespace(pseudonymous=via_ttp),
+        engine=_DUCK,
+    )  # fmt: skip
     step: Any = SimpleNamespace(
         party="operator", registry=registry, inputs=[names.KEY_LIST],
         outputs=[names.persons(registry)],

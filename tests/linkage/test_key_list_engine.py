@@ -1,0 +1,152 @@
+"""The operator's population work on the engine (issue 17, §2): duplicates, rejects, counts
+and the key list as engine queries (:mod:`koble.linkage.key_list`), the same rows as the
+eager Polars they replace, and the same bytes on DuckDB and Spark."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from koble.linkage.engine import DuckDBEngine, Engine
+from koble.linkage.key_list import DUPLICATE, Population, write_key_list
+from koble.linkage.plan import FNR, SERIAL
+from koble.pseudonym.identity import IdentityHistory
+from koble.pseudonym.insecure_cleartext import keyset_from_key
+from koble.pseudonym.serials import assign_serials
+from koble.registries.identifiers.check import reject_messages, rejects_table
+from koble.registries.identifiers.column import validate_column
+
+MESSAGES = reject_messages({DUPLICATE: "kept once", "ambiguous_identity": "ambiguous"})
+
+
+@pytest.fixture(scope="module")
+def duck() -> Iterator[DuckDBEngine]:
+    engine = DuckDBEngine(threads=1)
+    yield engine
+    engine.close()
+
+
+def _valid(n: int, date: str) -> list[str]:
+    """``n`` valid fødselsnumre born on ``date`` (DDMMYY)."""
+    candidates = pl.Series([f"{date}{i:05d}" for i in range(100_000)])
+    checked = validate_column(candidates, scheme="fnr")
+    found = candidates.filter(checked["reason"].is_null()).to_list()
+    assert len(found) >= n
+    return found[:n]
+
+
+#: Valid identifiers the populations draw from.
+POOL = _valid(800, "010180")
+
+
+def _population(seed: int, n: int) -> tuple[pl.DataFrame, pl.Series, pl.Series, pl.Series]:
+    """A population frame, its compact ids (few distinct: many duplicates), reasons (some
+    rows invalid or ambiguous) and dropped-leading-zero marks."""
+    rng = np.random.default_rng(seed)
+    ids = pl.Series(rng.choice(POOL[: max(n // 3, 1)], n))
+    reasons = rng.choice(["", "", "", "wrong_length", "check_digit", "ambiguous_identity"], n)
+    reason = pl.Series("reason", reasons).replace("", None)
+    zero = pl.Series(rng.random(n) < 0.1) & (reason == "wrong_length").fill_null(False)
+    frame = pl.DataFrame({"person_id": ids, "age": rng.integers(0, 100, n).astype(np.int16)})
+    return frame, ids, reason, zero
+
+
+def _expected(
+    frame: pl.DataFrame, compact: pl.Series, reason: pl.Series, zero: pl.Series
+) -> tuple[pl.Series, pl.DataFrame]:
+    """What the operator's step computed in eager Polars before the engine did it."""
+    repeated = (
+        pl.DataFrame({"c": compact.cast(pl.Int64, strict=False), "ok": reason.is_null()})
+        .select(pl.col("ok") & ~pl.struct("c", "ok").is_first_distinct())
+        .to_series()
+    )
+    reason = pl.select(pl.when(repeated).then(pl.lit(DUPLICATE)).otherwise(reason)).to_series()
+    rejects = rejects_table(frame, reason, MESSAGES, dropped_zero=zero)
+    return compact.filter(reason.is_null()).alias(FNR), rejects
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 300))
+def test_duplicates_and_rejects_are_the_eager_ones(
+    seed: int, n: int, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    engine = DuckDBEngine(threads=1)
+    try:
+        frame, compact, reason, zero = _population(seed, n)
+        persons_expected, rejects_expected = _expected(frame, compact, reason, zero)
+        population = Population(engine, compact, reason, zero)
+        assert population.persons().equals(persons_expected)
+        out = tmp_path_factory.mktemp("rejects") / "rejects.parquet"
+        rows = population.write_rejects(frame, MESSAGES, out)
+        got = pl.read_parquet(out)
+        assert rows == got.height == rejects_expected.height
+        assert got.equals(rejects_expected)
+        counts = rejects_expected["reason"].value_counts()
+        assert population.counts == dict(
+            sorted(zip(counts["reason"], counts["count"], strict=True))
+        )
+    finally:
+        engine.close()
+
+
+def _history(seed: int, persons: pl.Series) -> IdentityHistory:
+    """Old identifiers for some persons, a chain among them, and one for nobody sent."""
+    rng = np.random.default_rng(seed)
+    some = persons.sample(min(len(persons), 40), seed=seed).to_list()
+    old = _valid(len(some) + 3, "020290")
+    rows = list(zip(old[: len(some)], some, strict=True))
+    rows += [(old[-3], old[0]), (old[-2], old[-1])]  # a chain; a stranger
+    frame = pl.DataFrame(rows, schema=["old_id", "current_id"], orient="row")
+    return IdentityHistory.from_frame(
+        frame.sample(fraction=1.0, shuffle=True, seed=int(rng.integers(99)))
+    )
+
+
+def test_the_key_list_is_the_eager_one(duck: DuckDBEngine, tmp_path: Path) -> None:
+    """The key list: the persons in population order with the keyed løpenummer, then their
+    older identifiers (a chain followed) by løpenummer and identifier; as before."""
+    keyset = keyset_from_key(bytes(range(32)))
+    persons = pl.Series(FNR, POOL[:500])
+    numbered = assign_serials(keyset, "p1", persons, checked=True).rename({"lopenummer": SERIAL})
+    history = _history(3, persons)
+    out = tmp_path / "keys.parquet"
+    rows = write_key_list(duck, numbered, history, out)
+    keys = numbered.with_columns(pl.lit(True).alias("current"))
+    aliases = history.aliases(keys[FNR]).join(
+        keys.select(pl.col(FNR).alias("current"), SERIAL), on="current"
+    )
+    old = aliases.select(pl.col("old").alias(FNR), SERIAL, pl.lit(False).alias("current"))
+    expected = pl.concat([keys, old.sort(SERIAL, FNR)])
+    got = pl.read_parquet(out)
+    assert rows == got.height == 500 + 41
+    assert got.equals(expected)
+    assert write_key_list(duck, numbered, None, out) == 500
+    assert pl.read_parquet(out).equals(keys)
+
+
+def _files(engine: Engine, tmp: Path) -> dict[str, bytes]:
+    frame, compact, reason, zero = _population(5, 2_000)
+    population = Population(engine, compact, reason, zero)
+    persons = population.persons()
+    population.write_rejects(frame, MESSAGES, tmp / "rejects.parquet")
+    numbered = assign_serials(keyset_from_key(bytes(32)), "p", persons, checked=True)
+    numbered = numbered.rename({"lopenummer": SERIAL})
+    write_key_list(engine, numbered, _history(1, persons), tmp / "keys.parquet")
+    assert pq.ParquetFile(tmp / "keys.parquet").metadata.num_rows > persons.len()
+    return {p.name: p.read_bytes() for p in sorted(tmp.iterdir())}
+
+
+@pytest.mark.slow
+def test_duckdb_and_spark_write_the_same_bytes(
+    spark: Engine, duck: DuckDBEngine, tmp_path: Path
+) -> None:
+    (tmp_path / "duckdb").mkdir()
+    (tmp_path / "spark").mkdir()
+    assert _files(spark, tmp_path / "spark") == _files(duck, tmp_path / "duckdb")
