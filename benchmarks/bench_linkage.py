@@ -40,7 +40,12 @@ difference goes, the start-up (interpreter and imports) included.
 Reseptregisteret's sealed ingest is a monthly pre-job load, not part of a job: koble runs
 the job once in a fresh workspace (this first run includes the ingest, ``ingest-...``),
 then the compared runs start from fresh workspaces whose registry store already holds the
-loaded table (a hard link), with the same long-lived keys, which the script also uses.
+loaded table (a symbolic link to the first run's: the registry's store keeps its table from
+job to job, untouched, where a hard link would move the file's change time every run), with
+the same long-lived keys, which the script also uses. koble remembers the SHA-256 of a large
+table across processes (:func:`koble.files.sha256_file`: same inode, size, modification and
+change time), so a registry's table is hashed once per change, not once per job; the first
+run fills that cache, and ``KOBLE_DIGEST_CACHE=off`` measures every run with the hashing.
 ``--reuse`` keeps that first run (``bench-linkage/`` in the world directory) and starts
 from it next time. With ``--format`` other than ``parquet``, koble also pays for the
 Stata/SPSS/SAS/CSV writer while the script writes Parquet.
@@ -143,7 +148,7 @@ def phase_koble(world: Path, work: Path, workspace: Path, preload: Path | None) 
             for source in (table, table.with_name(f"{registry}.ingest.json")):  # table, counts
                 target = workspace / source.relative_to(preload)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                os.link(source, target)
+                target.symlink_to(source.resolve())
     result = run_job(
         world / JOB_FILE, workspace, keys_dir=work / "keys", kek=kek,
         sources=synthetic_sources(world), catalogue=catalogue,
@@ -548,6 +553,8 @@ def main() -> None:
     import duckdb
     import polars as pl
 
+    from koble.files import digest_cache_path
+
     command = shlex.join([".venv/bin/python", *sys.argv])
     print(f"# koble linkage-job benchmark\n\n```\n{command}\n```\n")
     print(f"Code: {code_state()}\n")
@@ -555,7 +562,8 @@ def main() -> None:
         f"{platform.node()}, {platform.processor() or platform.machine()}, {os.cpu_count()} "
         f"cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
         f"Python {platform.python_version()}, DuckDB {duckdb.__version__}, Polars "
-        f"{pl.__version__}; load average at start {load_average()}"
+        f"{pl.__version__}; load average at start {load_average()}; koble's digest cache "
+        f"{digest_cache_path() or 'off'}"
     )  # fmt: skip
     outcomes = []
     with contextlib.ExitStack() as stack:

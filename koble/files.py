@@ -2,15 +2,18 @@
 
 Every file koble writes goes through :func:`atomic_write` (or :class:`OutputSet` for a
 command's several outputs): a temporary name in the same directory, fsync, rename, fsync of
-the directory. :func:`ensure_distinct` refuses a command whose paths name one file twice, and
+the directory (within a :func:`directories_synced_at_end` block, once per directory at its
+end). :func:`ensure_distinct` refuses a command whose paths name one file twice, and
 :func:`ensure_apart` one whose output directory nests with another path it names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import hashlib
+import json
 import os
 import re
 import secrets
@@ -18,13 +21,16 @@ import stat
 import time
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from koble.errors import FileFormatError, KobleError, OutputError, UsageError, redact
+from koble.locking import file_lock
 
 __all__ = [
     "TEMP_MARK",
     "OutputSet",
     "atomic_write",
+    "directories_synced_at_end",
     "ensure_apart",
     "ensure_distinct",
     "os_failure",
@@ -48,6 +54,17 @@ RACY_NS = 2_000_000_000
 RACY_FINE_NS = 50_000_000
 #: Digests of files hashed in this process, by (device, inode): (size, mtime, ctime), digest.
 _DIGESTS: dict[tuple[int, int], tuple[tuple[int, int, int], str]] = {}
+#: Digests of files at least this large are also remembered across processes
+#: (:func:`digest_cache_path`): a registry's table is hashed by every job that reads it, and
+#: hashing the national NPR and Reseptregisteret tables costs a second of CPU per job.
+PERSIST_BYTES = 16 << 20
+#: The file those digests are kept in: this variable's value (``off`` for none), else
+#: ``sha256.json`` in koble's directory of the user's cache (``$XDG_CACHE_HOME/koble``).
+DIGEST_CACHE_ENV = "KOBLE_DIGEST_CACHE"
+_PERSISTED_MAX = 1024
+#: Seconds a hash waits for another process to finish updating the digest cache.
+_LOCK_SECONDS = 2.0
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _version(info: os.stat_result) -> tuple[int, int, int]:
@@ -63,6 +80,9 @@ def sha256_file(path: str | Path) -> str:
     inode with the same size, modification and change time (which no user can set back),
     last changed well before its hashing began (:data:`RACY_NS`, as git treats a "racily
     clean" file) and unchanged while it was read. The clock is assumed not to be set back.
+    A large file's digest (:data:`PERSIST_BYTES`) is remembered across processes too, under
+    the same conditions (:func:`digest_cache_path`), as git's index remembers a file's
+    state: the next job over the same registry table does not read it again.
     """
     with Path(path).open("rb") as handle:
         before = os.fstat(handle.fileno())
@@ -70,6 +90,11 @@ def sha256_file(path: str | Path) -> str:
         known = _DIGESTS.get(key)
         if known is not None and known[0] == version:
             return known[1]
+        large = before.st_size >= PERSIST_BYTES and stat.S_ISREG(before.st_mode)
+        recalled = _recall(key, version) if large else None
+        if recalled is not None:
+            _DIGESTS[key] = (version, recalled)
+            return recalled
         started = time.time_ns()
         digest = hashlib.sha256()
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -83,7 +108,60 @@ def sha256_file(path: str | Path) -> str:
         if len(_DIGESTS) >= 4096:  # a long-lived process (a test session) hashes many files
             _DIGESTS.clear()
         _DIGESTS[key] = (version, hexdigest)
+        if large:
+            _persist(key, version, hexdigest)
     return hexdigest
+
+
+def digest_cache_path() -> Path | None:
+    """Where :func:`sha256_file` keeps the digests of large files across processes, or None
+    when ``KOBLE_DIGEST_CACHE`` is ``off`` (or empty). The file holds, per (device, inode),
+    the size, modification and change time and the digest: no path, no content."""
+    given = os.environ.get(DIGEST_CACHE_ENV)
+    if given is not None:
+        return None if given.strip().lower() in ("", "off", "0", "no") else Path(given)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    if not os.path.isabs(base):  # no home directory: never a cache relative to the cwd
+        return None
+    return Path(base) / "koble" / "sha256.json"
+
+
+def _persisted(path: Path) -> dict[str, Any]:
+    """The remembered digests in ``path``; none if it is missing or unreadable (a cache)."""
+    try:
+        document = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    entries = document.get("entries") if isinstance(document, dict) else None
+    return entries if isinstance(entries, dict) else {}
+
+
+def _recall(key: tuple[int, int], version: tuple[int, int, int]) -> str | None:
+    """The digest another process remembered for this version of the file, if any."""
+    path = digest_cache_path()
+    found = None if path is None else _persisted(path).get(f"{key[0]}:{key[1]}")
+    if not isinstance(found, list) or len(found) != 4 or found[:3] != list(version):
+        return None
+    digest = found[3]
+    return digest if isinstance(digest, str) and _HEX64.fullmatch(digest) else None
+
+
+def _persist(key: tuple[int, int], version: tuple[int, int, int], hexdigest: str) -> None:
+    """Remember a settled file's digest for later processes (the newest
+    :data:`_PERSISTED_MAX`); a cache that cannot be written is only a cache."""
+    path = digest_cache_path()
+    if path is None:
+        return
+    # read, change and write back under the cache's lock, so that two jobs hashing at once
+    # do not drop each other's entries; a lock held too long means this digest is not kept
+    with contextlib.suppress(OSError, KobleError), file_lock(path, timeout=_LOCK_SECONDS):
+        entries = _persisted(path)
+        name = f"{key[0]}:{key[1]}"
+        entries.pop(name, None)
+        entries[name] = [*version, hexdigest]
+        for old in list(entries)[: max(0, len(entries) - _PERSISTED_MAX)]:
+            del entries[old]
+        write_text(path, json.dumps({"version": 1, "entries": entries}), mode=0o600)
 
 
 def read_text(path: str | Path) -> str:
@@ -145,6 +223,49 @@ def _fsync(path: Path, *, directory: bool = False) -> None:
             raise  # some file systems cannot fsync a directory; the rename is done anyway
     finally:
         os.close(fd)
+
+
+#: While a :func:`directories_synced_at_end` block runs: the directories whose fsync it owes.
+_OWED: contextvars.ContextVar[set[Path] | None] = contextvars.ContextVar("_OWED", default=None)
+
+
+def _sync_directory(directory: Path) -> None:
+    """fsync ``directory`` after a rename or unlink in it, or, inside a
+    :func:`directories_synced_at_end` block, once for all of the block's at its end."""
+    owed = _OWED.get()
+    if owed is None:
+        _fsync(directory, directory=True)
+    else:
+        owed.add(directory)
+
+
+@contextlib.contextmanager
+def directories_synced_at_end() -> Iterator[None]:
+    """Put off the directory fsyncs of the block's writes (:func:`atomic_write`,
+    :class:`OutputSet`) to its end, one per directory, in this thread.
+
+    Every file is still fsynced before its rename, so a name that survives a crash names a
+    whole file; what waits is only the durability of the names. A block that writes several
+    files into a few directories (a run's step: its outputs, reports and transfers) then
+    costs a few directory fsyncs instead of one per file. The caller records the block's
+    work as done only after the block (a run marks a step done in ``run.json`` after it),
+    so a crash inside it leaves work that is redone, never work recorded as durable that
+    is not. Nothing is synced when the block fails: its work is redone anyway. A directory
+    gone by the end (renamed or removed in the block) has no names left to make durable.
+    """
+    owed: set[Path] = set()
+    token = _OWED.set(owed)
+    try:
+        yield
+    finally:
+        _OWED.reset(token)
+    for directory in sorted(owed):
+        try:
+            _fsync(directory, directory=True)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise OutputError(f"cannot write: {os_failure(exc)}", path=directory) from None
 
 
 def publish_directory(staging: Path, final: Path) -> None:
@@ -243,7 +364,7 @@ def _commit(temp: Path, path: Path, *, exclusive: bool) -> None:
             temp.unlink()
         else:
             os.replace(temp, path)
-        _fsync(path.parent, directory=True)
+        _sync_directory(path.parent)
     except BaseException as exc:
         error = _discard(temp, exc, path)
         if error is None:
@@ -359,7 +480,7 @@ def _remove(path: Path) -> None:
     try:
         path.unlink(missing_ok=True)
         if path.parent.is_dir():
-            _fsync(path.parent, directory=True)
+            _sync_directory(path.parent)
     except OSError as exc:
         raise OutputError(f"cannot remove the stale file: {os_failure(exc)}", path=path) from None
 

@@ -10,6 +10,7 @@ the modification time back, is hashed anew.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -138,3 +139,101 @@ def test_a_settled_file_is_remembered_with_the_default_margins(
     time.sleep(files.RACY_FINE_NS / 1e9 + 0.05)
     assert sha256_file(path) == sha256_file(path) == hashlib.sha256(b"t" * 1000).hexdigest()
     assert counted.calls == 1
+
+
+# --- across processes: large files' digests in the user's cache ---------------------------
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A digest cache of its own, every file "large", every file settled."""
+    path = tmp_path / "cache" / "sha256.json"
+    monkeypatch.setenv(files.DIGEST_CACHE_ENV, str(path))
+    monkeypatch.setattr(files, "PERSIST_BYTES", 1)
+    monkeypatch.setattr(files, "RACY_NS", -(10**18))
+    monkeypatch.setattr(files, "RACY_FINE_NS", -(10**18))
+    return path
+
+
+def test_a_large_files_digest_is_remembered_by_the_next_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256, cache: Path
+) -> None:
+    table = tmp_path / "npr.parquet"
+    table.write_bytes(b"n" * 50_000)
+    expected = hashlib.sha256(b"n" * 50_000).hexdigest()
+    assert sha256_file(table) == expected
+    monkeypatch.setattr(files, "_DIGESTS", {})  # a new process: only the cache file is left
+    assert sha256_file(table) == expected
+    assert counted.calls == 1
+    assert os.stat(cache).st_mode & 0o777 == 0o600
+    text = cache.read_text()
+    assert str(tmp_path) not in text and "npr" not in text  # no path: device, inode, times
+
+
+def test_a_large_file_changed_since_is_hashed_anew_by_the_next_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256, cache: Path
+) -> None:
+    table = tmp_path / "npr.parquet"
+    table.write_bytes(b"a" * 4096)
+    before = os.stat(table)
+    sha256_file(table)
+    with table.open("r+b") as handle:  # same inode and size, mtime set back: ctime moves
+        handle.write(b"b")
+    os.utime(table, ns=(before.st_atime_ns, before.st_mtime_ns))
+    monkeypatch.setattr(files, "_DIGESTS", {})
+    assert sha256_file(table) == hashlib.sha256(b"b" + b"a" * 4095).hexdigest()
+    assert counted.calls == 2
+
+
+def test_an_unreadable_or_forged_cache_is_only_a_miss(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256, cache: Path
+) -> None:
+    table = tmp_path / "npr.parquet"
+    table.write_bytes(b"n" * 5000)
+    expected = hashlib.sha256(b"n" * 5000).hexdigest()
+    info = os.stat(table)
+    cache.parent.mkdir()
+    entry = f"{info.st_dev}:{info.st_ino}"
+    version = [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+    forged = [
+        "{not json",
+        json.dumps({"entries": []}),
+        json.dumps({"entries": {entry: [1, 2, 3, "0" * 64]}}),  # another version of the file
+        json.dumps({"entries": {entry: [*version, "not a digest"]}}),
+    ]
+    for text in forged:
+        cache.write_text(text)
+        monkeypatch.setattr(files, "_DIGESTS", {})
+        assert sha256_file(table) == expected
+    assert counted.calls == 4
+
+
+def test_the_cache_can_be_turned_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256, cache: Path
+) -> None:
+    monkeypatch.setenv(files.DIGEST_CACHE_ENV, "off")
+    assert files.digest_cache_path() is None
+    table = tmp_path / "npr.parquet"
+    table.write_bytes(b"n" * 5000)
+    sha256_file(table)
+    monkeypatch.setattr(files, "_DIGESTS", {})
+    sha256_file(table)
+    assert counted.calls == 2 and not cache.exists()
+
+
+def test_small_files_are_not_remembered_across_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path
+) -> None:
+    monkeypatch.setattr(files, "PERSIST_BYTES", 1 << 20)
+    path = tmp_path / "report.json"
+    path.write_bytes(b"{}")
+    sha256_file(path)
+    assert not cache.exists()
+
+
+def test_without_a_home_directory_there_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(files.DIGEST_CACHE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
+    assert files.digest_cache_path() is None
+    monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/someone")
+    assert files.digest_cache_path() == Path("/var/cache/someone/koble/sha256.json")

@@ -9,8 +9,9 @@ signature checked against the sender the plan names) into the recipient's store.
 Resuming: ``run.json`` records the job's hash, the plan's hash (so a different catalogue is
 noticed), a fingerprint of every data source (file, size, modification time), the run's
 clock value and each completed step (with the SHA-256 of what it wrote); a resume with
-anything of these changed is refused. Every file is written to a temporary name and renamed,
-and a step is recorded only after its transfers are delivered, so a crash or kill leaves
+anything of these changed is refused. Every file is written to a temporary name, fsynced and
+renamed (the directories a step wrote in are fsynced once each when it ends), and a step is
+recorded only after its transfers are delivered and durable, so a crash or kill leaves
 either a completed step or one that is redone from the start. Running again continues after
 the last completed step and, because the clock value is kept, writes the same bytes. The
 researcher's delivery directory appears by a rename in the last step: no partial delivery.
@@ -37,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from koble.errors import UsageError
-from koble.files import sha256_file
+from koble.files import directories_synced_at_end, sha256_file
 from koble.linkage.context import Context, locate_population
 from koble.linkage.engine import engine_named
 from koble.linkage.job import Job, load_job
@@ -234,6 +235,16 @@ def _transfer(ctx: Context, step: Step) -> None:
         )
 
 
+def _step_writes(step: Step) -> contextlib.AbstractContextManager[None]:
+    """Where a step's files and transfers are written: their directories fsynced once each
+    at the step's end (:func:`directories_synced_at_end`), before its audit event and
+    ``run.json`` record it done. A sealed ingest syncs as it goes: a redone ingest keeps a
+    table it finds loaded, so its names must be durable in the order it writes them."""
+    return (
+        contextlib.nullcontext() if step.action == "sealed_ingest" else directories_synced_at_end()
+    )
+
+
 def _audit(log: AuditLog | None, step: Step, stats: dict[str, Any],
            written: dict[str, str]) -> None:  # fmt: skip
     """One audit event per completed step: who, what, counts and hashes; never identifiers.
@@ -393,8 +404,9 @@ def run_job(
             _audit(None, step, {}, {})  # an event the log refuses stops the step before it runs
             if on_step:  # rows done of all, within a long step (a sealed ingest)
                 ctx.progress = functools.partial(on_step, step, "rows")
-            stats = HANDLERS[step.action](ctx, step)
-            _transfer(ctx, step)
+            with _step_writes(step):
+                stats = HANDLERS[step.action](ctx, step)
+                _transfer(ctx, step)
             seconds = time.perf_counter() - tick
             store = ws.store(step.party)
             written = {o: sha256_file(store / o) for o in step.outputs if (store / o).is_file()}
