@@ -13,6 +13,12 @@ is overwritten with ``timestamp`` (UTC if aware), each place checked first: .dta
 ``<timestamp>`` and length byte 17, ``dd Mon yyyy hh:mm``; .sav bytes 92–100 ``dd Mon yy``
 and 101–108 ``hh:mm:ss``; .xpt ``ddMONyy:hh:mm:ss`` at 144, 160 (library created/modified),
 464 and 480 (member). Files are written beside ``path`` and moved into place atomically.
+
+Rows that come a batch at a time (an engine's result: :func:`write_delivery_batches`) are
+streamed into Parquet and CSV by the same Polars writer, so they give the bytes
+:func:`write_delivery` gives for the rows as one frame; Stata, SPSS and SAS are written from
+the whole table (pyreadstat writes a table in one call, and an integer column's storage type
+follows its minimum and maximum).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import importlib
 import json
 import re
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -31,12 +37,21 @@ from typing import Any, Final
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from polars.io.plugins import register_io_source
 
 from koble.errors import FileFormatError, OutputError, UsageError, redact
 from koble.files import atomic_write, os_failure
 from koble.tables import refuse_duplicate_names
 
-__all__ = ["FORMATS", "SUFFIX", "count_rows", "delivery_name", "read_delivery", "write_delivery"]
+__all__ = [
+    "FORMATS",
+    "SUFFIX",
+    "count_rows",
+    "delivery_name",
+    "read_delivery",
+    "write_delivery",
+    "write_delivery_batches",
+]
 
 FORMATS: Final = ("parquet", "csv", "stata", "spss", "sas")
 SUFFIX: Final[Mapping[str, str]] = {"parquet": "parquet", "csv": "csv", "stata": "dta",
@@ -58,6 +73,7 @@ _NO_READSTAT: Final = (*_NESTED, pl.Binary, pl.Duration)
 _CASTS: Final[Mapping[type[pl.DataType], pl.DataType]] = {pl.Boolean: pl.Int8(),
     pl.Categorical: pl.String(), pl.Enum: pl.String(), pl.Null: pl.String(),
     pl.Decimal: pl.Float64()}  # fmt: skip
+_CSV: Final[Mapping[str, Any]] = {"separator": ";", "null_value": "", "date_format": "%Y-%m-%d"}
 _READERS: Final[Mapping[str, str]] = {"stata": "read_dta", "spss": "read_sav",
                                        "sas": "read_xport"}  # fmt: skip
 
@@ -157,18 +173,22 @@ def _prepare(
 def _write_parquet(frame: pl.DataFrame, target: str, labels: Mapping[str, Any], codes: Any) -> None:
     """Polars' (parallel) writer, with each field's label and code list as Arrow field
     metadata (``label``, ``value_labels`` as JSON pairs): about twice as fast as pyarrow's."""
+    # Row groups of a fixed size, not one per chunk of the frame: the bytes do not depend on
+    # how the engine that made the rows batched them (DuckDB and Spark deliver alike).
+    frame.write_parquet(target, **_parquet_options(frame.head(0), labels, codes))
+
+
+def _parquet_options(empty: pl.DataFrame, labels: Mapping[str, Any], codes: Any) -> dict[str, Any]:
+    """The Parquet writer's options for columns shaped as ``empty``, the same for a frame
+    and for a stream of batches (:func:`write_delivery_batches`)."""
     fields = []
-    for field in frame.head(0).to_arrow().schema:
+    for field in empty.to_arrow().schema:
         meta = {b"label": labels[field.name].encode()} if field.name in labels else {}
         if field.name in codes:
             pairs = [[k, v] for k, v in codes[field.name].items()]
             meta[b"value_labels"] = json.dumps(pairs, ensure_ascii=False, default=str).encode()
         fields.append(field.with_metadata(meta))
-    # Row groups of a fixed size, not one per chunk of the frame: the bytes do not depend on
-    # how the engine that made the rows batched them (DuckDB and Spark deliver alike).
-    frame.write_parquet(
-        target, compression="zstd", row_group_size=1_000_000, arrow_schema=pa.schema(fields)
-    )
+    return {"compression": "zstd", "row_group_size": 1_000_000, "arrow_schema": pa.schema(fields)}
 
 
 def _stamps(fmt: str, head: bytes, ts: datetime) -> list[tuple[int, bytes]]:
@@ -195,10 +215,7 @@ def write_delivery(
     timestamp: datetime,
 ) -> int:
     """Write ``frame`` to ``path`` as ``fmt`` (one of :data:`FORMATS`); the rows written."""
-    if fmt not in FORMATS:
-        raise UsageError(f"unknown delivery format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if path.suffix != f".{SUFFIX[fmt]}":
-        raise UsageError(f"a {fmt} delivery file must end in .{SUFFIX[fmt]}", path=path)
+    _refuse_target(path, fmt)
     data, labs, codes = _prepare(frame, fmt, labels, value_labels or {})
     ts = timestamp.astimezone(UTC) if timestamp.tzinfo else timestamp
     with atomic_write(path) as temp:
@@ -207,7 +224,7 @@ def write_delivery(
             if fmt == "parquet":
                 _write_parquet(data, tmp, labs, codes)
             elif fmt == "csv":
-                data.write_csv(tmp, separator=";", null_value="", date_format="%Y-%m-%d")
+                data.write_csv(tmp, **_CSV)
             elif fmt == "stata":
                 _pyreadstat().write_dta(data, tmp, version=14, column_labels=labs,
                                         variable_value_labels=codes)  # fmt: skip
@@ -221,6 +238,55 @@ def write_delivery(
                     fh.seek(at)
                     fh.write(text)
     return data.height
+
+
+def _refuse_target(path: Path, fmt: str) -> None:
+    """Refuse an unknown format, or a file name whose suffix is not the format's."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown delivery format {fmt!r}; use one of {', '.join(FORMATS)}")
+    if path.suffix != f".{SUFFIX[fmt]}":
+        raise UsageError(f"a {fmt} delivery file must end in .{SUFFIX[fmt]}", path=path)
+
+
+def write_delivery_batches(
+    batches: Iterable[pl.DataFrame],
+    schema: pl.Schema,
+    path: Path,
+    fmt: str,
+    *,
+    labels: Mapping[str, str],
+    value_labels: Mapping[str, Mapping[Any, str]] | None = None,
+    timestamp: datetime,
+) -> int:
+    """:func:`write_delivery` of the rows of ``batches`` (each with the columns and types of
+    ``schema``, in order), with the same bytes; the rows written. Parquet and CSV hold a
+    batch and a row group at a time; Stata, SPSS and SAS the whole table (the module
+    docstring says why). ``batches`` is consumed inside the call."""
+    _refuse_target(path, fmt)
+    if fmt in _READSTAT:
+        frame = pl.concat([pl.DataFrame(schema=schema), *batches], how="vertical")
+        return write_delivery(frame, path, fmt, labels=labels, value_labels=value_labels,
+                              timestamp=timestamp)  # fmt: skip
+    empty, labs, codes = _prepare(pl.DataFrame(schema=schema), fmt, labels, value_labels or {})
+    delivered = dict(zip(schema.names(), empty.columns, strict=True))
+    rows = 0
+
+    def source(columns: list[str] | None, *_: Any) -> Iterator[pl.DataFrame]:
+        """The batches under their delivered names (the writer asks for every column)."""
+        nonlocal rows
+        for batch in batches:
+            rows += batch.height
+            out = batch.rename(delivered)
+            yield out if columns is None else out.select(columns)
+
+    lazy = register_io_source(source, schema=empty.schema)
+    with atomic_write(path) as temp, _guard(path, f"cannot write as {fmt}", UsageError,
+                                            writing=True):  # fmt: skip
+        if fmt == "parquet":
+            lazy.sink_parquet(temp, **_parquet_options(empty, labs, codes))
+        else:
+            lazy.sink_csv(temp, **_CSV)
+    return rows
 
 
 @contextlib.contextmanager

@@ -2,10 +2,11 @@
 
 In the distributed route the operator never sees the extracts: it builds the quality report,
 codebook and manifest from the registries' extract reports (counts, hashes, variable
-metadata). In the central route it writes the anonymous file itself. The quality report and
-the manifest's body are typed records (:mod:`koble.linkage.delivery_records`), each written
-once as JSON. The researcher keeps a delivery only after checking the manifest's signature,
-hashes and counts; the delivery directory appears at once (a rename) or not at all.
+metadata). In the central route it writes the anonymous file itself, streamed from the
+run's engine (:mod:`koble.linkage.delivery_engine`). The quality report and the manifest's
+body are typed records (:mod:`koble.linkage.delivery_records`), each written once as JSON.
+The researcher keeps a delivery only after checking the manifest's signature, hashes and
+counts; the delivery directory appears at once (a rename) or not at all.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import polars as pl
 from koble.errors import KobleError
 from koble.files import atomic_write, publish_directory, sha256_file, write_text
 from koble.linkage import names
-from koble.linkage.codebook import Codebook, CodebookFile, codebook, render_codebook_markdown
+from koble.linkage.codebook import Codebook, CodebookFile, render_codebook_markdown
 from koble.linkage.context import Context
+from koble.linkage.delivery_engine import deliver_file
 from koble.linkage.delivery_records import (
     DeliveredFile,
     JobRef,
@@ -39,7 +41,6 @@ from koble.linkage.delivery_records import (
     RegistrySummary,
     TransferEntry,
 )
-from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.manifest import FORMAT, sign_manifest
 from koble.linkage.plan import OPERATOR, Plan, Step, registry_party
@@ -216,40 +217,29 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
     anonymity = None
     files: list[CodebookFile] = []  # the codebook's, in the order delivered
     if plan.route == "central-anonymous":
-        frame = pl.read_parquet(store / names.declared(names.ANONYMOUS, read))
+        source = store / names.declared(names.ANONYMOUS, read)
         target = store / step.outputs[0]
         gate = read_report(store / names.declared(names.ANONYMITY_JSON, read), GateReport)
         anonymity = gate
-        labels, value_labels = _coarsened_labels(frame.columns, gate)
-        write_delivery(
-            frame,
-            target,
-            job.delivery_format,
-            labels=labels,
-            value_labels=value_labels,
-            timestamp=ctx.created,
-        )
-        outputs.append(_entry(target, frame.height, OPERATOR))
-        files += codebook(
-            {target.name: frame},
-            labels=labels,
-            value_labels=value_labels,
-            identifying=set(IDENTIFYING),
-        ).files
+        labels, value_labels = _coarsened_labels(list(pl.read_parquet_schema(source)), gate)
+        rows, entry = deliver_file(ctx.engine, source, target, job.delivery_format,
+                                   labels=labels, value_labels=value_labels,
+                                   timestamp=ctx.created, identifying=set(IDENTIFYING))  # fmt: skip
+        outputs.append(_entry(target, rows, OPERATOR))
+        files.append(entry)
         with atomic_write(store / names.declared(names.ANONYMITY_MD, step.outputs)) as temp:
             shutil.copyfile(store / names.declared(names.GATE_REPORT[0], read), temp)
     else:
         if links := [o for o in step.outputs if o.startswith(f"{LINKAGE}.")]:
             # (lopenr, link_method, probability)
-            frame = pl.read_parquet(store / names.declared(LINK_METHODS, read))
-            labels, value_labels = labels_for(frame.columns)
-            write_delivery(frame, store / links[0], job.delivery_format, labels=labels,
-                           value_labels=value_labels, timestamp=ctx.created)  # fmt: skip
-            outputs.append(_entry(store / links[0], frame.height, OPERATOR))
-            files += codebook(
-                {links[0]: frame}, labels=labels, value_labels=value_labels,
-                identifying=set(IDENTIFYING),
-            ).files  # fmt: skip
+            source = store / names.declared(LINK_METHODS, read)
+            labels, value_labels = labels_for(list(pl.read_parquet_schema(source)))
+            rows, entry = deliver_file(ctx.engine, source, store / links[0],
+                                       job.delivery_format, labels=labels,
+                                       value_labels=value_labels, timestamp=ctx.created,
+                                       identifying=set(IDENTIFYING))  # fmt: skip
+            outputs.append(_entry(store / links[0], rows, OPERATOR))
+            files.append(entry)
         for r in reports:
             files += r.codebook.files
             # which data years of which request the file holds (a split request: one file
