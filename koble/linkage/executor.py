@@ -47,6 +47,7 @@ from koble.linkage.plan import OPERATOR, RESEARCHER, Plan, Step
 from koble.linkage.planner import plan_job
 from koble.linkage.preflight import preflight
 from koble.linkage.sources import Sources
+from koble.linkage.step_stats import StepStats
 from koble.linkage.steps_central import gate_step, link_step
 from koble.linkage.steps_deliver import DELIVERY, deliver_step, receive_step, refuse_step
 from koble.linkage.steps_ingest import ingest_step
@@ -74,7 +75,7 @@ from koble.registries.catalogue import Catalogue
 
 __all__ = ["RunResult", "StepEvent", "run_job"]
 
-Handler = Callable[[Context, Step], dict[str, Any]]
+Handler = Callable[[Context, Step], StepStats]
 HANDLERS: dict[str, Handler] = {
     "assign_serials": assign_serials_step,
     "send_population_extract": send_persons_step,
@@ -92,7 +93,7 @@ HANDLERS: dict[str, Handler] = {
 }
 
 
-def _prepare_recovery(ctx: Context, step: Step) -> dict[str, Any]:
+def _prepare_recovery(ctx: Context, step: Step) -> StepStats:
     """The population's holder (the operator) or a registry picks out its records."""
     return (prepare_registry_step if step.registry else prepare_population_step)(ctx, step)
 
@@ -245,27 +246,28 @@ def _step_writes(step: Step) -> contextlib.AbstractContextManager[None]:
     )
 
 
-def _audit(log: AuditLog | None, step: Step, stats: dict[str, Any],
-           written: dict[str, str]) -> None:  # fmt: skip
+def _audit(log: AuditLog | None, step: Step, stats: StepStats, written: dict[str, str]) -> None:
     """One audit event per completed step: who, what, counts and hashes; never identifiers.
 
     With ``log`` None the event is only checked (:func:`check_event`): the run calls that
     before a step starts, so a step whose event the log would refuse (a party or registry name
     it cannot hold) is stopped before it does any work, not after, unaudited.
     """
-    counts = {k: v for k, v in stats.items() if isinstance(v, int) and not isinstance(v, bool)}
-    extra = stats.get("audit")  # a step's own figures: counts, thresholds, model parameters
-    more = dict(extra) if isinstance(extra, dict) else {}
     (log.append if log is not None else check_event)(
         actor=step.party,
         operation=f"linkage.{step.action}",
-        domain=stats.get("domain") if isinstance(stats.get("domain"), str) else None,
-        key_id=stats.get("key_id") if isinstance(stats.get("key_id"), str) else None,
-        rows_in=counts.get("rows_sent"),  # a sealed ingest's: sent = stored + rejected
-        rows_out=counts.get("rows_delivered", counts.get("rows", counts.get("rows_stored"))),
-        rejected=counts.get("rows_rejected"),
+        domain=stats.domain,
+        key_id=stats.key_id,
+        rows_in=stats.rows_in,
+        rows_out=stats.rows_out,
+        rejected=stats.rejected,
         output_sha256=next(iter(written.values()), None),
-        details={**more, "step": step.id, "registry": step.registry, "outputs": len(written)},
+        details={
+            **stats.audit,
+            "step": step.id,
+            "registry": step.registry,
+            "outputs": len(written),
+        },
     )
 
 
@@ -401,7 +403,9 @@ def run_job(
             if on_step:
                 on_step(step, "start", index, total)
             tick = time.perf_counter()
-            _audit(None, step, {}, {})  # an event the log refuses stops the step before it runs
+            _audit(
+                None, step, StepStats.of({}), {}
+            )  # an event the log refuses stops the step before it runs
             if on_step:  # rows done of all, within a long step (a sealed ingest)
                 ctx.progress = functools.partial(on_step, step, "rows")
             with _step_writes(step):
@@ -415,7 +419,7 @@ def run_job(
             _audit(log, step, stats, written)
             state["done"][step.id] = {
                 "seconds": round(seconds, 3),
-                "stats": stats,
+                "stats": stats.record(),
                 "outputs": written,
             }
             write_json(workspace / STATE, state)

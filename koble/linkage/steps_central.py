@@ -22,6 +22,7 @@ from koble.linkage.job_model import Anonymity
 from koble.linkage.plan import SERIAL, Step
 from koble.linkage.reports import GateReport
 from koble.linkage.reports import write_report as write_step_report
+from koble.linkage.step_stats import StepStats
 
 if TYPE_CHECKING:  # koble.anonymity is imported by the gate only: a run without one skips it
     from koble.anonymity.config import AnonymiseConfig
@@ -45,7 +46,7 @@ class AnonymityGateError(KobleError):
     exit_code = 1
 
 
-def link_step(ctx: Context, step: Step) -> dict[str, Any]:
+def link_step(ctx: Context, step: Step) -> StepStats:
     """Join the extracts on løpenummer; the anonymous-only registry's rows are the base.
 
     A variable two registries share is prefixed with the registry id in the later one. The
@@ -95,12 +96,14 @@ def link_step(ctx: Context, step: Step) -> dict[str, Any]:
     assert isinstance(linked, pl.DataFrame)
     with atomic_write(store / names.declared(LINKED, step.outputs)) as temp:
         linked.write_parquet(temp)
-    return {
-        "base": order[0],
-        "rows": linked.height,
-        "persons": linked[SERIAL].n_unique(),
-        "rows_repeated_by_join": multiplied,
-    }
+    return StepStats.of(
+        {
+            "base": order[0],
+            "rows": linked.height,
+            "persons": linked[SERIAL].n_unique(),
+            "rows_repeated_by_join": multiplied,
+        }
+    )
 
 
 def _columns(ctx: Context, name: str, tables: dict[str, Table]) -> list[str]:
@@ -151,7 +154,7 @@ def gate_config(
     )
 
 
-def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
+def gate_step(ctx: Context, step: Step) -> StepStats:
     """Coarsen the linked file (without løpenummer) until it meets the requirements."""
     from koble.anonymity.release import anonymise_file
     from koble.anonymity.report import write_report
@@ -204,4 +207,4 @@ def gate_step(ctx: Context, step: Step) -> dict[str, Any]:
             f"k = {anonymity.k} with at most {anonymity.max_suppression:.0%} suppressed; "
             f"nothing is delivered; the report for the applicant is in {store / REPORT_DIR}"
         )
-    return record
+    return StepStats.of(record)

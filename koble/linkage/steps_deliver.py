@@ -55,6 +55,7 @@ from koble.linkage.reports import (
     TtpReport,
     read_report,
 )
+from koble.linkage.step_stats import StepStats
 from koble.linkage.verify import verify_delivery
 
 __all__ = ["DELIVERY", "DeliveryRejectedError", "deliver_step", "receive_step", "refuse_step"]
@@ -199,7 +200,7 @@ def _coarsened_labels(
     return labels, value_labels
 
 
-def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
+def deliver_step(ctx: Context, step: Step) -> StepStats:
     store = ctx.store(step.party)
     job, plan = ctx.job, ctx.plan
     read = step.inputs  # every report the plan sends the operator, and nothing else
@@ -279,7 +280,7 @@ def deliver_step(ctx: Context, step: Step) -> dict[str, Any]:
     body = _manifest_body(ctx, population, reports, outputs, checks)
     ctx.write_json(store / names.declared(names.MANIFEST, step.outputs),
                    sign_manifest(body.to_json(), ctx.keys.signer))  # fmt: skip
-    return {"files": len(outputs), "reconciled": all(c.ok for c in checks)}
+    return StepStats.of({"files": len(outputs), "reconciled": all(c.ok for c in checks)})
 
 
 def _inputs(population: PopulationReport, reports: list[ExtractReport]) -> list[ManifestInput]:
@@ -335,7 +336,7 @@ def _manifest_body(
     )
 
 
-def receive_step(ctx: Context, step: Step) -> dict[str, Any]:
+def receive_step(ctx: Context, step: Step) -> StepStats:
     """Check the delivery against its manifest, then make it the researcher's delivery."""
     root = ctx.workspace.party_root(step.party)
     staging, final = root / f"{DELIVERY}.partial", root / DELIVERY
@@ -351,10 +352,10 @@ def receive_step(ctx: Context, step: Step) -> dict[str, Any]:
         failed = "; ".join(c.detail for c in report.checks if not c.ok)
         raise DeliveryRejectedError(f"the researcher's check of the delivery failed: {failed}")
     publish_directory(staging, final)
-    return {"files": len(step.inputs), "checks": len(report.checks)}
+    return StepStats.of({"files": len(step.inputs), "checks": len(report.checks)})
 
 
-def refuse_step(ctx: Context, step: Step) -> dict[str, Any]:
+def refuse_step(ctx: Context, step: Step) -> StepStats:
     """Nothing is sent anywhere; the refusal and its reason go into the quality report."""
     refusal = next(r for r in ctx.plan.refusals if f"operator-refuse-{r.key}" == step.id)
-    return refusal.to_dict()
+    return StepStats.of(refusal.to_dict())

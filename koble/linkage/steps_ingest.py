@@ -31,6 +31,7 @@ from koble.linkage.plan import Step
 from koble.linkage.reports import IngestReport, read_report, write_report
 from koble.linkage.row_groups import RowGroupWriter
 from koble.linkage.sources import RegistrySource
+from koble.linkage.step_stats import StepStats
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest_feed import Laps, feed_domains, ingest_chunk
 from koble.pseudonym.scheme import IdScheme
@@ -56,7 +57,7 @@ def ingest_counts_file(table: Path) -> Path:
 FEED_CHUNK_ROWS = 1_000_000
 
 
-def ingest_step(ctx: Context, step: Step) -> dict[str, Any]:
+def ingest_step(ctx: Context, step: Step) -> StepStats:
     """The plan's ``sealed_ingest`` step: the registry loads its feed (:func:`load_feed`).
 
     The feed is the step's declared input, the table and its counts its declared outputs in
@@ -83,7 +84,9 @@ def ingest_step(ctx: Context, step: Step) -> dict[str, Any]:
         counts_file=store / names.declared(names.ingest_counts(reg), step.outputs),
         on_rows=ctx.progress,
     )
-    return {**counts, "domain": registry_domain(reg), "key_id": ctx.keys.ttp.primary.key_id}
+    return StepStats.of(
+        {**counts, "domain": registry_domain(reg), "key_id": ctx.keys.ttp.primary.key_id}
+    )
 
 
 def load_feed(

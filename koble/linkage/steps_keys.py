@@ -12,7 +12,6 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -26,6 +25,7 @@ from koble.linkage.engine import Table, quote, write_batches
 from koble.linkage.key_list import DUPLICATE, Population, write_key_list
 from koble.linkage.plan import FNR, SERIAL, Step
 from koble.linkage.reports import PopulationCounts, PopulationReport, TtpReport, write_report
+from koble.linkage.step_stats import StepStats
 from koble.linkage.steps_recovery import (
     RECOVERY_MESSAGES,
     apply_population_recovery,
@@ -102,7 +102,7 @@ def validate_population(ctx: Context) -> Validation:
     return Validation(path, frame, checked, reason, compact, history, changed)
 
 
-def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
+def assign_serials_step(ctx: Context, step: Step) -> StepStats:
     """Validate the population, resolve identity changes, give each person a løpenummer.
 
     The key list holds each person's current identifier and every older identifier that
@@ -162,7 +162,9 @@ def assign_serials_step(ctx: Context, step: Step) -> dict[str, Any]:
         else pq.ParquetFile(history_path).metadata.num_rows,
         linkage=linkage,
     )
-    return write_report(store / names.declared(names.POPULATION_REPORT, step.outputs), report)
+    return StepStats.of(
+        write_report(store / names.declared(names.POPULATION_REPORT, step.outputs), report)
+    )
 
 
 def _pseudonymise_checked(
@@ -218,7 +220,7 @@ def _earlier(memo: tuple[str, bool], target: Path) -> _Sent | None:
     return found
 
 
-def send_persons_step(ctx: Context, step: Step) -> dict[str, Any]:
+def send_persons_step(ctx: Context, step: Step) -> StepStats:
     """(fnr, lopenr) for the registry (every known id) or the TTP (current ids only).
 
     The selection is engine work over the key list, written from the engine's batches by
@@ -244,7 +246,7 @@ def send_persons_step(ctx: Context, step: Step) -> dict[str, Any]:
         if len(_SENT) >= 64:  # a long-lived process (a test session) runs many jobs
             _SENT.clear()
         _SENT[memo] = _Sent(target, written, rows, persons)
-    return {"rows": rows, "persons": persons}
+    return StepStats.of({"rows": rows, "persons": persons})
 
 
 def _write_person_list(
@@ -290,7 +292,7 @@ def _received_sql(history: bool) -> str:
     )
 
 
-def pseudonymise_step(ctx: Context, step: Step) -> dict[str, Any]:
+def pseudonymise_step(ctx: Context, step: Step) -> StepStats:
     """The TTP turns (fnr, lopenr) into (registry pseudonym, lopenr) under the registry's key.
 
     The operator sends current, valid, resolved identifiers (:func:`assign_serials_step`), in
@@ -329,6 +331,6 @@ def pseudonymise_step(ctx: Context, step: Step) -> dict[str, Any]:
         key_id=ctx.keys.ttp.primary.key_id,
         domain=domain,
     )
-    return write_report(
-        store / names.declared(names.ttp_report(step.registry), step.outputs), report
+    return StepStats.of(
+        write_report(store / names.declared(names.ttp_report(step.registry), step.outputs), report)
     )

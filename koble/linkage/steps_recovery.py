@@ -37,6 +37,7 @@ from koble.linkage.labels import LINK_METHOD_CODES
 from koble.linkage.linkage_bias import bias_table, outcome_counts
 from koble.linkage.plan import FNR, SERIAL, Step
 from koble.linkage.reports import ResolveReport, read_report, write_report
+from koble.linkage.step_stats import StepStats
 from koble.recovery.contract import (
     LINK_SCHEMA,
     METHODS,
@@ -107,7 +108,7 @@ def _send(
             "valid_rows": int(valid.sum())}  # fmt: skip
 
 
-def prepare_population_step(ctx: Context, step: Step) -> dict[str, Any]:
+def prepare_population_step(ctx: Context, step: Step) -> StepStats:
     """The operator's rows, with the record fields the job names, for the TTP: those whose
     number is missing or invalid, and those whose number is valid (the TTP checks them)."""
     from koble.linkage.steps_keys import validate_population  # it imports this module
@@ -121,10 +122,10 @@ def prepare_population_step(ctx: Context, step: Step) -> dict[str, Any]:
     recover = v.reason.is_not_null() & ~ambiguous
     fields = tuple(f for f in RECORD_SCHEMA.names() if f in recovery.fields)
     valid = v.reason.is_null()
-    return _send(ctx, step, records, recover, valid, v.compact, fields)
+    return StepStats.of(_send(ctx, step, records, recover, valid, v.compact, fields))
 
 
-def prepare_registry_step(ctx: Context, step: Step) -> dict[str, Any]:
+def prepare_registry_step(ctx: Context, step: Step) -> StepStats:
     """A registry's records, with the record fields its table has, for the TTP: those whose
     number is missing or invalid (Helsearkivregisteret's older journals) and those whose
     number is valid (the TTP checks them against birth date and sex)."""
@@ -140,7 +141,7 @@ def prepare_registry_step(ctx: Context, step: Step) -> dict[str, Any]:
     )
     valid = checked["reason"].is_null()
     every = tuple(RECORD_SCHEMA.names()[2:])  # as the plan declares; null where it has none
-    return _send(ctx, step, records, ~valid, valid, checked["compact"], every)
+    return StepStats.of(_send(ctx, step, records, ~valid, valid, checked["compact"], every))
 
 
 def _probabilistic(
@@ -165,7 +166,7 @@ def _probabilistic(
     )  # fmt: skip
 
 
-def resolve_step(ctx: Context, step: Step) -> dict[str, Any]:
+def resolve_step(ctx: Context, step: Step) -> StepStats:
     """The TTP resolves the records it was sent against its population register and
     returns, for each, (record_id, fnr, link_method, match_probability, match_weight) or
     the reason it is unresolved. Counts, thresholds and the model's
@@ -240,11 +241,13 @@ def resolve_step(ctx: Context, step: Step) -> dict[str, Any]:
         ),
     )
     write_report(store / step.outputs[1], report)
-    return {
-        "rows": asked.height,
-        "linked": asked.height - int(resolved["link_method"].is_null().sum()),
-        "audit": _audit_details(report),
-    }
+    return StepStats.of(
+        {
+            "rows": asked.height,
+            "linked": asked.height - int(resolved["link_method"].is_null().sum()),
+            "audit": _audit_details(report),
+        }
+    )
 
 
 def _model_summary(model: object) -> dict[str, Any] | None:
@@ -278,7 +281,7 @@ def _audit_details(report: ResolveReport) -> dict[str, Any]:
     return out
 
 
-def apply_recovery_step(ctx: Context, step: Step) -> dict[str, Any]:
+def apply_recovery_step(ctx: Context, step: Step) -> StepStats:
     """The registry's table with the numbers the TTP resolved filled in, and each record's
     ``link_method`` (code), ``match_probability`` and ``match_weight``. The TTP's answer
     decides for every record it answered, a valid number too (it may be someone else's);
@@ -313,13 +316,15 @@ def apply_recovery_step(ctx: Context, step: Step) -> dict[str, Any]:
     )
     with atomic_write(store / step.outputs[0]) as temp:
         out.write_parquet(temp)
-    return {
-        "rows": out.height,
-        "exact": int((method == "exact").sum()),
-        "recovered": int((method.is_in(list(METHODS[1:]))).sum()),
-        "unresolved": int(method.is_null().sum()),
-        "valid_number_not_exact": int((valid & (method != "exact").fill_null(True)).sum()),
-    }
+    return StepStats.of(
+        {
+            "rows": out.height,
+            "exact": int((method == "exact").sum()),
+            "recovered": int((method.is_in(list(METHODS[1:]))).sum()),
+            "unresolved": int(method.is_null().sum()),
+            "valid_number_not_exact": int((valid & (method != "exact").fill_null(True)).sum()),
+        }
+    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -32,6 +31,7 @@ from koble.linkage.planner import LINK_VARIABLES
 from koble.linkage.reports import ExtractReport, write_report
 from koble.linkage.reservation import Withheld, withhold_at_registry
 from koble.linkage.sources import require_columns
+from koble.linkage.step_stats import StepStats
 
 __all__ = ["consent_step", "extract_step", "registry_table"]
 
@@ -61,7 +61,7 @@ def _key(ctx: Context, registry: str) -> str:
     return names.pseudonym_column(registry) if ctx.route(registry).pseudonymous else FNR
 
 
-def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
+def consent_step(ctx: Context, step: Step) -> StepStats:
     """Keep only the persons with a consent that covers the project.
 
     Consent is recorded per registration: a person is kept when at least one of their
@@ -105,7 +105,7 @@ def consent_step(ctx: Context, step: Step) -> dict[str, Any]:
         "rows_without_consent": int(found["refused"].sum()),
     }
     ctx.write_json(store / names.declared(names.consent_report(step.registry), step.outputs), stats)
-    return stats
+    return StepStats.of(stats)
 
 
 def _year(column: str, dtype: str) -> str:
@@ -114,7 +114,7 @@ def _year(column: str, dtype: str) -> str:
     return f"CAST(s.{quote(column)} AS INTEGER)"
 
 
-def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
+def extract_step(ctx: Context, step: Step) -> StepStats:
     """Join the person list to the registry's table, keep the approved variables and period.
 
     One SQL query joins, flags the rows inside the period and sorts: rows inside the period
@@ -247,7 +247,7 @@ def extract_step(ctx: Context, step: Step) -> dict[str, Any]:
         recipient=recipient,
     )
     write_report(store / names.declared(names.registry_report(reg), step.outputs), report)
-    return report.summary()
+    return StepStats.of(report.summary())
 
 
 @dataclass(frozen=True)
@@ -264,11 +264,12 @@ class _Joined:
 def _stream_join(ctx: Context, sql: str, tables: Mapping[str, Path]) -> _Joined:
     """Read the extract query's sorted result as a stream: its rows inside the period come
     first and are kept (without the flag); of the rest only the løpenummer are kept, to count
-    the persons found. Whole batches at a time, never a row."""
+    the persons found. Whole batches at a time, never a row. The text comes as Arrow string
+    views where the engine can (``views``), which Polars takes without copying it."""
     kept: list[pa.RecordBatch] = []
     outside: list[pa.Array] = []
     rows = 0
-    with ctx.engine.batches(sql, tables) as reader:
+    with ctx.engine.batches(sql, tables, views=True) as reader:
         schema = reader.schema
         for batch in reader:
             rows += batch.num_rows
