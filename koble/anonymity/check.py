@@ -28,7 +28,7 @@ from koble.anonymity.parameters import (
     share,
     whole_number,
 )
-from koble.anonymity.person_risk import PersonRisk, person_risk
+from koble.anonymity.person_risk import PersonRisk, person_figures, person_risk
 from koble.anonymity.risk import RiskReport, assess_risk, prosecutor_risk
 from koble.errors import UsageError
 from koble.registries.identifiers.scan import Finding, describe, scan_frame
@@ -194,19 +194,27 @@ def check_frame(
         aggregations.append(pl.col(sensitive).n_unique().alias("distinct"))
     if person is not None:
         aggregations.append(pl.col(person).n_unique().alias("persons"))
+    level = None
     if class_sizes is not None:
         classes = _sized(class_sizes, frame.height, sensitive, person, population)
     elif class_ids is None:
         classes = frame.group_by(keys).agg(aggregations)
+    elif len(class_ids) != frame.height:
+        raise ValueError("class_ids must have one value per row")
+    elif person is not None and sensitive is None:
+        # the rows and persons of each class, from the (person, class) pairs that the
+        # person-level figures count anyway: the rows are not grouped twice
+        level, rows_of, persons_of = person_figures(
+            frame, qis, person, k=k, m=m, path=path, tuple_ids=class_ids, ids=column_ids
+        )
+        classes = pl.DataFrame([pl.Series("n", rows_of, dtype=pl.UInt32),
+                                pl.Series("persons", persons_of, dtype=pl.UInt32)])  # fmt: skip
     else:
-        if len(class_ids) != frame.height:
-            raise ValueError("class_ids must have one value per row")
         ids = "\0class"  # no column of a file is named so
         classes = frame.with_columns(class_ids.alias(ids)).group_by(ids).agg(aggregations)
     values_of = [c for c in frame.columns if c != person] if scan is True else list(scan or [])
     findings = scan_frame(frame, values_of=values_of) if scan else []
-    level = None
-    if person is not None:
+    if person is not None and level is None:
         level = person_risk(frame, qis, person, k=k, m=m, path=path, tuple_ids=class_ids,
                             ids=column_ids)  # fmt: skip
     if person is not None:

@@ -50,6 +50,7 @@ __all__ = [
     "codable",
     "hashing",
     "read_coded",
+    "read_encoded",
     "release_coded",
     "write_release",
 ]
@@ -76,8 +77,17 @@ def read_coded(path: str | Path, columns: Sequence[str], *, encoding: str = "utf
     The file's hash for the certificate is started in a thread once the file is parsed
     (which keeps both cores busy): it runs beside what follows (hierarchies, the search,
     one thread each; hashlib lets go of the interpreter lock), instead of after them."""
-    frame, encoded = _read(Path(path), columns, encoding)
+    frame, encoded = read_encoded(path, columns, encoding=encoding)
     return Source(frame, encoded, hashing(Path(path)))
+
+
+def read_encoded(
+    path: str | Path, columns: Sequence[str], *, encoding: str = "utf-8"
+) -> tuple[pl.DataFrame, dict[str, Encoded]]:
+    """:func:`read_coded` without the hash: for a caller that starts it (:func:`hashing`)
+    where a core is idle (beside the search), not while the file's columns are encoded and
+    generalised on both."""
+    return _read(Path(path), columns, encoding)
 
 
 def hashing(path: Path) -> Future[str]:

@@ -16,6 +16,9 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from koble.anonymity.generalisation import Generalisation
+from koble.anonymity.hierarchies import TOP, hierarchy_for
+from koble.anonymity.hierarchies.base import ChunkedIndex, encode
 from koble.anonymity.parameters import UNSUPPORTED_TYPES
 from koble.errors import ColumnError
 
@@ -26,6 +29,7 @@ __all__ = [
     "dense_ids",
     "infer_hierarchy",
     "person_constant",
+    "person_slot",
     "refuse_missing_persons",
     "refuse_unjudgeable",
     "value_ids",
@@ -123,15 +127,92 @@ def constant_columns(
         return (), 0
     first = np.empty(n, dtype=np.int64)
     first[who[::-1]] = np.arange(len(who) - 1, -1, -1, dtype=np.int64)  # the first wins
-    first_row = first[who]
     found = []
     for c in others:
         values = known[c] if c in known else value_ids(frame[c])
-        changed = np.bincount(who[values != values[first_row]], minlength=n) > 0
+        # each row against its person's first value: a gather from one value per person
+        # (a small table), not from the rows
+        changed = np.zeros(n, dtype=np.bool_)
+        changed[who[values != values[first][who]]] = True
         constant = int(np.count_nonzero(multi & ~changed))
         if constant / persons >= share:  # the share of multi-row persons, as a mean would be
             found.append(c)
     return tuple(found), persons
+
+
+def person_slot(column: pl.Series) -> Generalisation:
+    """``column`` under the categorical hierarchy (value or ``*``), as the search takes the
+    person column (or the sensitive attribute): exactly what
+    ``hierarchy_for("categorical").apply(column)`` gives, built faster for the usual person
+    column (whole numbers or text, no nulls, a million distinct values): level 0 is the
+    values in the order of their texts, found once (:func:`_by_digits` for whole numbers
+    over a short range: no hashing, no text sorted), not sorted, looked up and numbered
+    again as strings at each level."""
+    if not (column.dtype.is_integer() or column.dtype == pl.String) or column.null_count():
+        return hierarchy_for("categorical").apply(column)
+    found = _by_digits(column) if column.dtype.is_integer() else None
+    if found is None:
+        raw, index = encode(column)  # distinct values in order of appearance, each row's
+        if not len(raw):
+            return hierarchy_for("categorical").apply(column)
+        text = raw.cast(pl.String)  # distinct values give distinct texts
+        order = text.arg_sort().to_numpy()  # the texts' order: the level-0 codes
+        raw_codes = np.empty(len(raw), dtype=np.int32)
+        raw_codes[order] = np.arange(len(raw), dtype=np.int32)
+        with_missing = np.append(raw_codes, np.int32(len(raw)))  # missing last, as ever
+        codes = index.take(with_missing) if isinstance(index, ChunkedIndex) else raw_codes[index]
+        labels = text.gather(order)
+    else:
+        raw, raw_codes, codes, labels = found
+    n = len(raw)
+    return Generalisation(
+        name=column.name,
+        level_names=hierarchy_for("categorical").level_names,
+        codes=codes.astype(np.int32, copy=False),
+        labels=(tuple(labels.to_list()), (TOP,)),
+        maps=(np.arange(n, dtype=np.int32), np.zeros(n, dtype=np.int32)),
+        raw=raw,
+        has_missing=False,
+        raw_codes=raw_codes,
+    )
+
+
+#: 10, 100, ..., 10**18: a whole number's digits are one more than the powers up to it.
+_POWERS = 10 ** np.arange(1, 19, dtype=np.uint64)
+
+
+def _by_digits(
+    column: pl.Series,
+) -> tuple[pl.Series, npt.NDArray[np.int32], npt.NDArray[np.int32], pl.Series] | None:
+    """For :func:`person_slot`: the distinct values of a whole-number column without nulls
+    whose range is at most a few times its length (else None), in order of appearance (as
+    Arrow's dictionary encoding gives them), each one's and each row's level-0 code, and
+    the labels. Distinct values by a lookup over the range; their order as texts (bytes)
+    from their digits: negatives first ("-" sorts before the digits), then by the digits
+    left-aligned, a prefix before the longer number."""
+    if column.dtype == pl.UInt64 or not len(column):
+        return None
+    values = column.to_numpy().astype(np.int64, copy=False)
+    low, high = int(values.min()), int(values.max())
+    if low == np.iinfo(np.int64).min or high - low >= 4 * len(values) + 1024:
+        return None
+    offset = values - low
+    first = np.full(high - low + 1, len(values), dtype=np.int64)
+    first[offset[::-1]] = np.arange(len(values) - 1, -1, -1, dtype=np.int64)  # first wins
+    present = np.flatnonzero(first < len(values))  # the distinct values, ascending
+    distinct = present + low
+    size = np.abs(distinct).astype(np.uint64)
+    digits = np.searchsorted(_POWERS, size, side="right") + 1
+    aligned = size * (np.uint64(10) ** (19 - digits).astype(np.uint64))
+    as_text = np.lexsort((digits, aligned, distinct >= 0))
+    code = np.empty(len(distinct), dtype=np.int32)  # of each distinct value, ascending
+    code[as_text] = np.arange(len(distinct), dtype=np.int32)
+    position = np.full(high - low + 1, -1, dtype=np.int32)
+    position[present] = np.arange(len(present), dtype=np.int32)
+    appearance = np.argsort(first[present], kind="stable")
+    raw = pl.Series(column.name, distinct[appearance]).cast(column.dtype)
+    labels = pl.Series(distinct[as_text]).cast(pl.String)
+    return raw, code[appearance], code[position[offset]], labels
 
 
 def refuse_unjudgeable(frame: pl.DataFrame, person: str, path: str) -> None:

@@ -42,11 +42,11 @@ from koble.anonymity.parameters import (
 )
 from koble.anonymity.person_columns import constant_columns, dense, dense_ids, value_ids
 
-__all__ = ["PersonRisk", "Signatures", "person_risk"]
+__all__ = ["PersonRisk", "Signatures", "person_figures", "person_risk"]
 
 Ints = npt.NDArray[np.int64]
-#: Two salts: a person's run is hashed twice, 128 bits besides its length.
-_SALTS = (0xD6E8FEB86659FD93, 0x2545F4914F6CDD1D)
+#: The salt of a person's run's 64-bit hash (kept beside its length; runs are then compared).
+_SALT = 0xD6E8FEB86659FD93
 
 
 @dataclass(frozen=True)
@@ -149,34 +149,35 @@ def _by_set(items: Ints, starts: Ints, k: int) -> Signatures:
     """Persons grouped by their sequence of items: person i's are ``items[starts[i]:
     starts[i + 1]]``, ascending and distinct, so equal sequences are equal sets.
 
-    Exact: persons are grouped by two 64-bit hashes of their sequence and its length, and
-    every person's sequence is then compared, item by item, with its group's first; a group
-    holding two different sequences (a hash collision) is parted by the sequences."""
+    Exact: persons are grouped by a 64-bit hash of their sequence and its length, and every
+    person sharing a group is then compared, item by item, with its group's first (a person
+    alone in a group needs no comparison); a group holding two different sequences (a hash
+    collision) is parted by the sequences."""
     n = len(starts)
     if not n:
         return _summary(np.zeros(0, dtype=np.int64), k)
     lengths = np.diff(np.append(starts, len(items)))
-    digests = [np.add.reduceat(_mix(items, salt), starts) for salt in _SALTS]
-    # by the first digest alone (equal runs are equal in all three); all three only when two
-    # persons share it but not the others
-    order = np.argsort(digests[0])
-    tied = digests[0][order][1:] == digests[0][order][:-1]
-    if np.any(tied & ((digests[1][order][1:] != digests[1][order][:-1])
-                      | (lengths[order][1:] != lengths[order][:-1]))):  # fmt: skip
-        order = np.lexsort((digests[1], lengths, digests[0]))
+    digest = np.add.reduceat(_mix(items, _SALT), starts)
+    order = np.argsort(digest)
+    tied = digest[order][1:] == digest[order][:-1]
+    if np.any(tied & (lengths[order][1:] != lengths[order][:-1])):
+        order = np.lexsort((lengths, digest))
     flags = np.empty(n, dtype=np.bool_)
     flags[0] = True
-    flags[1:] = lengths[order][1:] != lengths[order][:-1]
-    for digest in digests:
-        flags[1:] |= digest[order][1:] != digest[order][:-1]
+    flags[1:] = (lengths[order][1:] != lengths[order][:-1]) | (
+        digest[order][1:] != digest[order][:-1]
+    )
     group = np.empty(n, dtype=np.int64)
     group[order] = np.cumsum(flags) - 1
     first = order[flags]  # each group's first person
-    owner = np.repeat(np.arange(n), lengths)
-    offset = np.arange(len(items)) - starts[owner]
-    same = items == items[starts[first[group[owner]]] + offset]
-    if not same.all():  # a collision: those groups by their sequences themselves
-        group = _parted(items, starts, lengths, group, np.unique(group[owner[~same]]))
+    shared = np.flatnonzero(np.bincount(group)[group] > 1)  # persons not alone in a group
+    if len(shared):
+        length = lengths[shared]
+        owner = np.repeat(shared, length)
+        offset = np.arange(len(owner)) - np.repeat(np.cumsum(length) - length, length)
+        same = items[starts[owner] + offset] == items[starts[first[group[owner]]] + offset]
+        if not same.all():  # a collision: those groups by their sequences themselves
+            group = _parted(items, starts, lengths, group, np.unique(group[owner[~same]]))
     return _summary(np.bincount(dense(group)), k)
 
 
@@ -266,6 +267,19 @@ def person_risk(
     Raises :class:`UsageError` for bad parameters (naming each) and :class:`ColumnError`
     for missing or unusable columns.
     """
+    return person_figures(frame, qis, person, k=k, m=m, path=path, tuple_ids=tuple_ids,
+                          ids=ids)[0]  # fmt: skip
+
+
+def person_figures(
+    frame: pl.DataFrame, qis: Sequence[str], person: str, *, k: int, m: int = 2,
+    path: str = "<table>", tuple_ids: pl.Series | npt.NDArray[np.integer] | None = None,
+    ids: Mapping[str, npt.NDArray[np.integer]] | None = None,
+) -> tuple[PersonRisk, Ints, Ints]:  # fmt: skip
+    """:func:`person_risk`, and per distinct tuple (numbered densely in the order of their
+    ``tuple_ids``, or of their values) its rows and its distinct persons: counted from the
+    (person, tuple) pairs the figures need anyway, so a check that has them need not group
+    the rows again."""
     raise_problems([
         *column_list(list(qis), "qis (the quasi-identifiers)"),
         whole_number(k, "k"),
@@ -284,6 +298,9 @@ def person_risk(
     else:
         tuple_of = dense(np.asarray(tuple_ids, dtype=np.int64))
     persons, items, counts = _pairs(who, tuple_of)
+    tuples = int(tuple_of.max()) + 1 if len(tuple_of) else 0
+    tuple_rows = np.bincount(tuple_of, minlength=tuples).astype(np.int64)
+    tuple_persons = np.bincount(items, minlength=tuples).astype(np.int64)
     starts = _starts(persons)
     by_set = _by_set(items, starts, k)
     km = _km_failing(persons, items, starts, k, m)
@@ -300,7 +317,7 @@ def person_risk(
         c_starts = _starts(c_persons)
         by_constant = _by_set(c_items, c_starts, k)
         km_constant = _km_failing(c_persons, c_items, c_starts, k, m)
-    return PersonRisk(
+    figures = PersonRisk(
         person=person,
         k=k,
         m=m,
@@ -315,6 +332,7 @@ def person_risk(
         km_failing=km,
         km_failing_with_constant=km_constant,
     )
+    return figures, tuple_rows, tuple_persons
 
 
 def _column_ids(

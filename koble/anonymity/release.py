@@ -24,7 +24,7 @@ import polars as pl
 
 from koble import __version__
 from koble.anonymity.check import AnonymityCheck, check_frame, check_sizes, class_size_bins
-from koble.anonymity.coded import codable, read_coded, release_coded, write_release
+from koble.anonymity.coded import codable, hashing, read_encoded, release_coded, write_release
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.distributions import (
     exact_codes,
@@ -34,13 +34,13 @@ from koble.anonymity.distributions import (
 )
 from koble.anonymity.frequency import FrequencyTable, Lookups
 from koble.anonymity.generalisation import Generalisation
-from koble.anonymity.hierarchies import hierarchy_for
 from koble.anonymity.hierarchies.registry import is_ordered
 from koble.anonymity.longitudinal import PersonKM, PersonModel
 from koble.anonymity.parameters import (
     check_columns,
 )
 from koble.anonymity.person_columns import (
+    person_slot,
     refuse_missing_persons,
     refuse_unjudgeable,
 )
@@ -106,8 +106,13 @@ def _distributions(
 ) -> dict[str, dict[str, dict[str, int]]]:  # fmt: skip
     """Each released column's most frequent values before and after (``kept``: the rows
     released): counted by the codes the search holds where they stand for the values
-    (:func:`~koble.anonymity.distributions.top_from_codes`), else by the values."""
+    (:func:`~koble.anonymity.distributions.top_from_counts`), else by the values. The rows
+    released of each code are its rows less its rows withheld (a few): no pass over the
+    released rows."""
     out = {}
+    gone = np.ones(frame.height, dtype=np.bool_)
+    gone[kept] = False
+    withheld = np.flatnonzero(gone)
     for g, level, same in zip(qis, levels, exact, strict=True):
         if g.column_names != (g.name,):  # a tied QI: its member columns, by their values
             for name in g.column_names:
@@ -116,11 +121,16 @@ def _distributions(
             continue
         order = orders.get(g.name)
         before = () if order is not None else None
-        out[g.name] = {
-            "before": top_from_codes(frame[g.name], g, 0, None, before) if same
-            else top_values(frame[g.name], before),
-            "after": top_from_codes(None, g, level, kept, order),
-        }  # fmt: skip
+        width = len(g.labels[0])
+        counts = np.bincount(g.codes, minlength=width).astype(np.int64)
+        after = counts - np.bincount(g.codes[withheld], minlength=width)
+        if same and g.raw is not None and g.raw_codes is not None:
+            shown = top_from_counts(g, 0, counts, before, values=True)
+        elif same:
+            shown = top_from_codes(frame[g.name], g, 0, None, before)
+        else:
+            shown = top_values(frame[g.name], before)
+        out[g.name] = {"before": shown, "after": top_from_counts(g, level, after, order)}
     return out
 
 
@@ -263,7 +273,7 @@ def anonymise_file(
     # for their hierarchies (see koble.anonymity.coded); the file is hashed beside the search
     plain = config.shape != "person" and config.person is None and config.population is None
     with timed(timings, "read"):
-        frame, encoded, digest = read_coded(source, list(config.quasi_identifiers) if plain else [])
+        frame, encoded = read_encoded(source, list(config.quasi_identifiers) if plain else [])
     path = str(source)
     extra = [c for c in (config.sensitive, config.person) if c is not None]
     check_columns(frame, [*config.quasi_identifiers, *extra], path)
@@ -285,7 +295,7 @@ def anonymise_file(
         sensitive = None
         slot = config.sensitive if config.person is None else config.person
         if slot is not None and shape is None:
-            sensitive = hierarchy_for("categorical").apply(require_column(frame, slot, path))
+            sensitive = person_slot(require_column(frame, slot, path))
     population = None
     if config.population is not None:
         with timed(timings, "read"):
@@ -298,6 +308,9 @@ def anonymise_file(
         with timed(timings, "generalise"):
             promoted, extra_qis = person_constant_qis(frame, config, path)
         qis += extra_qis
+    # on the core the search (one thread) leaves idle, not beside the work above, which
+    # takes both
+    digest = hashing(Path(source))
     while True:
         entries = shape is None and sensitive is None and population is None
         result, model, tried = _search(qis, config, models, sensitive, shape, timings, entries)
@@ -351,6 +364,7 @@ def anonymise_file(
             stale.remove(output)
         return release
     coded = None
+    level_codes: dict[str, npt.NDArray[np.integer]] = {}  # the released rows' codes, per QI
     with timed(timings, "apply"):
         if base is not None and population is None:
             # class by class, the labels dictionary-encoded (koble.anonymity.coded); each
@@ -359,7 +373,8 @@ def anonymise_file(
             held = coded.held
         else:
             released, held, released_ids, kept = apply_rows(frame, qis, result, lookups,
-                                                             sensitive, config.person)  # fmt: skip
+                                                             sensitive, config.person,
+                                                             into=level_codes)  # fmt: skip
     with timed(timings, "check_after"):
         if population is not None:
             population = generalised_population(population, config, qis, result)
@@ -380,7 +395,8 @@ def anonymise_file(
                 scan=False if clean else names,
                 class_ids=released_ids,
                 column_ids=None if coded is not None else person_ids(
-                    frame, qis, result.levels, sensitive, config.person, kept, [True] * len(qis)),
+                    frame, qis, result.levels, sensitive, config.person, kept, [True] * len(qis),
+                    known=level_codes),
                 **checks,  # type: ignore[arg-type]
             )  # fmt: skip
     if not release.after.meets:  # the search's guarantee, checked independently: never

@@ -11,7 +11,7 @@ search holds, so it need not read those columns' values again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -29,26 +29,36 @@ __all__ = ["apply_rows", "person_ids", "value_order"]
 def apply_rows(
     frame: pl.DataFrame, qis: Sequence[Generalisation], result: SearchResult, lookups: Lookups,
     sensitive: Generalisation | None, person: str | None,
+    into: MutableMapping[str, npt.NDArray[np.integer]] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series, npt.NDArray[np.integer]]:  # fmt: skip
     """The release row by row (:meth:`SearchResult.apply`): released rows, withheld rows,
     each released row's class key and its row number in ``frame`` (in the release's order).
 
     The released rows are gathered once, in their final order: each quasi-identifier's
-    labels at the chosen level by the rows' codes, the other columns as they are."""
+    labels at the chosen level by the rows' codes, the other columns as they are. Each
+    plain quasi-identifier's codes at its level are taken once for the rows released, and
+    serve the order, the labels and (``into``, by name, in the release's order) the
+    person-level check after the release (:func:`person_ids`)."""
     reason = result.row_reasons(frame, qis, sensitive)
     gone = reason >= 0
     kept = np.flatnonzero(~gone)
     rows = kept
+    at = {g.name: g.maps[level][g.codes[kept]] for g, level in zip(qis, result.levels, strict=True)
+          if g.column_names == (g.name,)}  # fmt: skip
     if person is not None:
         # by value, not by person: adjacent rows (or an order by fødselsnummer) would
         # tie a person's rows together, or give the person away
-        rows = kept[value_order(frame, qis, result.levels, kept, person)]
+        order = value_order(frame, qis, result.levels, kept, person, at=at).to_numpy()
+        rows = kept[order]
+        at = {name: codes[order] for name, codes in at.items()}
+    if into is not None:
+        into.update(at)
     where = pl.Series(rows)
     labels: dict[str, pl.Series] = {}
     for g, level in zip(qis, result.levels, strict=True):
         if g.column_names == (g.name,):
             text = pl.Series(g.name, list(g.labels[level]), dtype=pl.String)
-            labels[g.name] = text.gather(g.maps[level][g.codes[rows]])
+            labels[g.name] = text.gather(at[g.name])
         else:  # a tied QI: its member columns
             labels.update((s.name, s.gather(where)) for s in g.columns(level))
     released = pl.DataFrame([labels[c] if c in labels else frame.get_column(c).gather(where)
@@ -69,12 +79,14 @@ def person_ids(
     frame: pl.DataFrame, qis: Sequence[Generalisation], levels: Sequence[int],
     sensitive: Generalisation | None, person: str | None,
     rows: npt.NDArray[np.integer] | None, exact: Sequence[bool],
+    known: Mapping[str, npt.NDArray[np.integer]] | None = None,
 ) -> dict[str, npt.NDArray[np.integer]] | None:  # fmt: skip
     """For the person-level figures of ``frame``'s ``rows`` (all when None) released at
     ``levels``: the codes the search holds, per column, where they part the rows exactly
     as the values do (the person's codes, the sensitive slot's; a plain quasi-identifier's
     at its level when ``exact`` and its labels there are distinct), so those columns'
-    values need not be read again."""
+    values need not be read again. ``known``: quasi-identifiers' codes at ``levels`` of
+    ``rows`` taken already (:func:`apply_rows`' ``into``)."""
     if person is None or sensitive is None or not exact_codes(frame[person], sensitive):
         return None
 
@@ -85,18 +97,23 @@ def person_ids(
     for g, level, same in zip(qis, levels, exact, strict=True):
         labels = g.labels[level]
         if g.column_names == (g.name,) and same and len(set(labels)) == len(labels):
-            ids[g.name] = pick(g.codes) if level == 0 else g.maps[level][pick(g.codes)]
+            if known is not None and g.name in known:
+                ids[g.name] = known[g.name]
+            else:
+                ids[g.name] = pick(g.codes) if level == 0 else g.maps[level][pick(g.codes)]
     return ids
 
 
 def value_order(
     frame: pl.DataFrame, qis: Sequence[Generalisation], levels: Sequence[int],
     kept: npt.NDArray[np.integer], person: str,
+    at: Mapping[str, npt.NDArray[np.integer]] | None = None,
 ) -> pl.Series:  # fmt: skip
     """The order of the released rows ``kept`` by the values they are released with, every
     column but ``person`` in the file's order, nulls last, ties in file order: a
     quasi-identifier's labels by their rank among its level's labels (sorted as text), not
-    as text per row; the other columns by their values."""
+    as text per row; the other columns by their values. ``at``: plain quasi-identifiers'
+    codes at their level for the rows ``kept``, taken already."""
     plain = {g.name: (g, level) for g, level in zip(qis, levels, strict=True)
              if g.column_names == (g.name,)}  # fmt: skip
     tied = {c: (g, level) for g, level in zip(qis, levels, strict=True)
@@ -110,7 +127,8 @@ def value_order(
             g, level = plain[c]
             labels = pl.Series(list(g.labels[level]), dtype=pl.String)
             of_code = labels.rank("dense").cast(pl.Int64).to_numpy() - 1
-            rank, card = of_code[g.maps[level][g.codes[kept]]], int(of_code.max(initial=0)) + 1
+            codes = at[c] if at is not None and c in at else g.maps[level][g.codes[kept]]
+            rank, card = of_code[codes], int(of_code.max(initial=0)) + 1
             last = keys[-1] if keys else None
             if isinstance(last, tuple) and last[1] * card < 1 << 62:  # one key, mixed radix
                 keys[-1] = (last[0] * card + rank, last[1] * card)
