@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
@@ -70,11 +70,17 @@ class Engine(Protocol):
         ...
 
     def batches(
-        self, sql: str, tables: Mapping[str, Table]
+        self, sql: str, tables: Mapping[str, Table], *, views: bool = False
     ) -> contextlib.AbstractContextManager[pa.RecordBatchReader]:
         """The result of ``sql`` as a stream of Arrow batches, rows in the result's order,
         with the types :meth:`query` gives; the tables stay visible while the stream is open.
-        For a step that keeps or writes only part of a large result."""
+        For a step that keeps or writes only part of a large result.
+
+        ``views``: the engine may give text as Arrow's ``string_view`` instead of
+        ``string``, the same values, for a reader that turns the batches into Polars
+        (whose strings are views, so ``pl.from_arrow`` then copies no text). Only for such a
+        reader: the pseudonym ciphers and some of pyarrow's compute functions take no views.
+        """
         ...
 
     def pseudonymise(
@@ -89,7 +95,8 @@ class Engine(Protocol):
         a batch of rows at a time, rows in the result's order; returns the number of rows.
         The columns must hold valid, compact, resolved identifiers. The ciphers (domain keys)
         reach only this engine's session, which must be the TTP's own; the same rows give
-        the same bytes on every engine (:func:`write_batches`)."""
+        the same bytes on every engine (:func:`write_batches`, the pseudonym columns
+        ``plain``: a person's pseudonym is unique in the TTP's list of persons)."""
         ...
 
     def close(self) -> None: ...
@@ -109,11 +116,18 @@ def pseudonymised_batches(
         yield batch
 
 
-def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:
+def write_batches(
+    batches: Iterable[pa.RecordBatch],
+    schema: pa.Schema,
+    path: Path,
+    *,
+    plain: Collection[str] = (),
+) -> int:
     """Write ``batches`` (cast to ``schema``) to the Parquet file ``path`` in row groups of
     :data:`ROW_GROUP_ROWS` whatever the batches' sizes (:class:`RowGroupWriter`), so the same
-    rows give the same bytes from any engine; returns the number of rows."""
-    with RowGroupWriter(path, schema, group_rows=ROW_GROUP_ROWS) as writer:
+    rows give the same bytes from any engine; returns the number of rows. The columns of
+    ``plain`` (declared all or nearly all distinct) are written without a dictionary."""
+    with RowGroupWriter(path, schema, group_rows=ROW_GROUP_ROWS, plain=plain) as writer:
         for batch in batches:
             writer.write(batch)
     return writer.rows
@@ -149,11 +163,37 @@ class DuckDBEngine:
         return int(row[0]) if row else 0
 
     @contextlib.contextmanager
-    def batches(self, sql: str, tables: Mapping[str, Table]) -> Iterator[pa.RecordBatchReader]:
+    def batches(
+        self, sql: str, tables: Mapping[str, Table], *, views: bool = False
+    ) -> Iterator[pa.RecordBatchReader]:
         """DuckDB's result streamed (:meth:`Engine.batches`), batches of up to
-        :data:`ROW_GROUP_ROWS` rows; closed however the reading ends."""
-        with self._tables(tables), self._con.sql(sql).to_arrow_reader(ROW_GROUP_ROWS) as reader:
+        :data:`ROW_GROUP_ROWS` rows; closed however the reading ends. With ``views``, text
+        comes as ``string_view`` for this stream only (:meth:`_string_views`)."""
+        with (
+            self._tables(tables),
+            self._string_views(views),
+            self._con.sql(sql).to_arrow_reader(ROW_GROUP_ROWS) as reader,
+        ):
             yield reader
+
+    @contextlib.contextmanager
+    def _string_views(self, views: bool) -> Iterator[None]:
+        """DuckDB's Arrow export gives text as ``string_view`` for the duration, set for this
+        connection's session only and reset however the ``with`` ends; DuckDB runs nothing
+        else on the connection while a result is open, so no other query sees it. Polars
+        then takes the text without copying it: for 3 M rows of four text columns
+        ``pl.from_arrow`` drops from 0.13-0.17 s of CPU to 0.001 s, while DuckDB's export
+        costs about 0.07 s more, so about 0.1 s is saved."""
+        if not views:
+            yield
+            return
+        self._con.execute("SET SESSION produce_arrow_string_view = true")
+        self._con.execute("SET SESSION arrow_output_version = '1.4'")
+        try:
+            yield
+        finally:
+            self._con.execute("RESET SESSION produce_arrow_string_view")
+            self._con.execute("RESET SESSION arrow_output_version")
 
     def pseudonymise(
         self,
@@ -172,7 +212,7 @@ class DuckDBEngine:
                 pa.field(f.name, pa.string()) if f.name in ciphers else f for f in reader.schema
             ]
             batches = pseudonymised_batches(reader, ciphers)
-            return write_batches(batches, pa.schema(fields), path)
+            return write_batches(batches, pa.schema(fields), path, plain=ciphers)
 
     @contextlib.contextmanager
     def _tables(self, tables: Mapping[str, Table]) -> Iterator[None]:

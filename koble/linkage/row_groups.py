@@ -5,10 +5,16 @@ them (DuckDB hands over batches of its own size, Spark one per partition, a seal
 chunk of the feed at a time). So the rows are held until a whole row group is there, and
 each group is written as one contiguous table: neither the groups nor the pages inside them
 follow the batches.
+
+A column whose values are all, or nearly all, distinct (the pseudonyms in the TTP's list
+of persons) is written without a dictionary, as its caller declares: a dictionary
+of unique values only costs, the time to build it and the bytes to store it. It is decided
+per column, never from the data, so the bytes stay the same for the same rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,15 +28,21 @@ class RowGroupWriter:
     ``group_rows`` rows; the last, shorter group is written on a clean exit of the ``with``.
 
     Every write is cast to ``schema``; without one, the first write's schema is the file's
-    (and no file is opened until then).
+    (and no file is opened until then). The columns named in ``plain`` are written without
+    dictionary encoding (for unique values), the others with it.
     """
 
-    def __init__(self, path: Path, schema: pa.Schema | None, *, group_rows: int) -> None:
-        self._path, self._group = path, group_rows
+    def __init__(
+        self,
+        path: Path,
+        schema: pa.Schema | None,
+        *,
+        group_rows: int,
+        plain: Collection[str] = (),
+    ) -> None:
+        self._path, self._group, self._plain = path, group_rows, frozenset(plain)
         self.schema = schema
-        self._writer = (
-            None if schema is None else pq.ParquetWriter(path, schema, compression="zstd")
-        )
+        self._writer = None if schema is None else self._open(schema)
         self._pending: list[pa.Table] = []
         self._held = 0
         #: Rows written or held so far.
@@ -41,13 +53,20 @@ class RowGroupWriter:
         table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
         if self._writer is None:
             self.schema = table.schema
-            self._writer = pq.ParquetWriter(self._path, table.schema, compression="zstd")
+            self._writer = self._open(table.schema)
         assert self.schema is not None
         self._pending.append(table.cast(self.schema))
         self._held += table.num_rows
         self.rows += table.num_rows
         if self._held >= self._group:
             self._flush(last=False)
+
+    def _open(self, schema: pa.Schema) -> pq.ParquetWriter:
+        """The file's writer: zstd, a dictionary for every column but the ``plain`` ones."""
+        dictionary: bool | list[str] = True
+        if self._plain:
+            dictionary = [name for name in schema.names if name not in self._plain] or False
+        return pq.ParquetWriter(self._path, schema, compression="zstd", use_dictionary=dictionary)
 
     def _flush(self, *, last: bool) -> None:
         assert self._writer is not None

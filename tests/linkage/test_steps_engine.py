@@ -258,7 +258,7 @@ def _send(store: Path, registry: str, *, via_ttp: bool) -> dict[str, Any]:
         party="operator", registry=registry, inputs=[names.KEY_LIST],
         outputs=[names.persons(registry)],
     )  # fmt: skip
-    return steps_keys.send_persons_step(ctx, step)
+    return steps_keys.send_persons_step(ctx, step).record()
 
 
 def _key_list(store: Path, seed: int) -> pl.DataFrame:
