@@ -13,13 +13,17 @@ Hypothesis's own defaults.
 
 The ``browser`` fixture: Debian's headless Chromium through ChromeDriver, for the tests that
 render koble's HTML pages (reports, the clerical review). The ``spark`` fixture: the session's
-one local Spark, for every directory's Spark tests (one JVM per process).
+one local Spark, for every directory's Spark tests (one JVM per process). The
+``spark_connect`` fixture: the session's one local Spark Connect server (tests/spark_connect.py,
+a process of its own) and an engine on it.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -43,6 +47,13 @@ settings.register_profile(
     "explore", settings.get_profile("ci"), derandomize=False, max_examples=1000
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# koble's digest cache across processes (koble.files.digest_cache_path) is the test run's
+# own, in a directory removed at its end: tests and the commands they start never read or
+# fill the user's cache
+_DIGEST_CACHE = tempfile.mkdtemp(prefix="koble-test-digests-")
+os.environ.setdefault("KOBLE_DIGEST_CACHE", os.path.join(_DIGEST_CACHE, "sha256.json"))
+atexit.register(shutil.rmtree, _DIGEST_CACHE, ignore_errors=True)
 
 CHROMIUM = ("/usr/bin/chromium", "chromium", "chromium-browser")
 CHROMEDRIVER = ("/usr/bin/chromedriver", "chromedriver")
@@ -93,3 +104,27 @@ def spark() -> Iterator[SparkEngine]:
     yield eng
     eng.close()
     assert not scratch.exists()  # the last engine removes the private scratch directory
+
+
+@pytest.fixture(scope="session")
+def spark_connect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkEngine]:
+    """An engine on the session's one local Spark Connect server (started once, about 25 s).
+    Making a Connect session sets pyspark's process-wide SPARK_CONNECT_MODE_ENABLED, which
+    turns ``pyspark.sql.functions`` into Connect's for the classic ``spark`` of the same
+    process too: it is put back here, and the Connect tests set it while they run
+    (``monkeypatch``), as a process that runs only on Spark Connect has it."""
+    from koble.linkage.engine_spark import SparkEngine
+    from tests import spark_connect as connect
+
+    server = connect.start(tmp_path_factory.mktemp("spark-connect"))
+    try:
+        before = os.environ.get("SPARK_CONNECT_MODE_ENABLED")
+        try:
+            eng = SparkEngine(remote=server.url)
+        finally:
+            if before is None:
+                os.environ.pop("SPARK_CONNECT_MODE_ENABLED", None)
+        yield eng
+        eng.close()
+    finally:
+        server.stop()

@@ -43,11 +43,11 @@ Results leave Spark by :meth:`SparkEngine.stream`: in local mode as Parquet file
 writes into the private scratch directory and Python reads back a batch at a time (removed
 when read), so no partition is ever collected into the driver's JVM.
 
-On a cluster or Spark Connect (checked by hand against a local Connect server, which needs
-``pip install 'pyspark[connect]'``), the executors' Python must have koble, pyarrow and
-polars (``write_parquet`` and the pseudonymisation run Python there), Parquet paths must
-be visible to the cluster as they are here, and the cluster's own logs are its operator's
-to configure: Spark logs a failed task's message, which may quote a value.
+On a cluster or Spark Connect (tested against a local Connect server, tests/spark_connect.py;
+its client is in the ``spark`` extra, ``pyspark[connect]``), the executors' Python must have
+koble, pyarrow and polars (``write_parquet`` and the pseudonymisation run Python there),
+Parquet paths must be visible to the cluster as they are here, and the cluster's own logs
+are its operator's to configure: Spark logs a failed task's message, which may quote a value.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from subprocess import DEVNULL
 from typing import TYPE_CHECKING, Any
@@ -73,7 +73,7 @@ import pyarrow as pa
 from koble.errors import FileFormatError, InputError, UsageError
 from koble.files import atomic_write
 from koble.linkage.engine import DuckDBEngine, Table, table_name, write_batches
-from koble.linkage.engine_spark_arrow import normalise, read_parts, sparkable
+from koble.linkage.engine_spark_arrow import normalise, read_parts, retyped, sparkable
 
 if TYPE_CHECKING:
     from koble.pseudonym.domain_cipher import DomainCipher
@@ -284,20 +284,39 @@ class SparkEngine:
             return write_batches(reader, reader.schema, temp)
 
     @contextlib.contextmanager
-    def batches(self, sql: str, tables: Mapping[str, Table]) -> Iterator[pa.RecordBatchReader]:
+    def batches(
+        self,
+        sql: str,
+        tables: Mapping[str, Table],
+        *,
+        then: Callable[[Any], Any] | None = None,
+        views: bool = False,
+    ) -> Iterator[pa.RecordBatchReader]:
         """The result streamed (:meth:`stream`), each batch cast to DuckDB's types for the
-        same SQL."""
-        with self._tables(tables), self.stream(self.frame(sql)) as reader:
-            reference = self._reference(sql, tables)
-            schema = normalise(reader.schema.empty_table(), reference).schema
-
-            def cast() -> Iterator[pa.RecordBatch]:
+        same SQL. ``then``: a function of the query's DataFrame that goes on in Spark (the
+        TTP's pseudonymisation, ``mapInArrow``) with the same column names; its frame is
+        streamed instead, a column whose Spark type it changed in Spark's (plain) type.
+        ``views`` (:meth:`Engine.batches`) is accepted and ignored: text stays ``string``."""
+        with self._tables(tables):
+            frame = self.frame(sql)
+            changed: set[str] = set()
+            if then is not None:
                 with self._failures():
-                    for batch in reader:
-                        table = pa.Table.from_batches([batch])
-                        yield from normalise(table, reference).cast(schema).to_batches()
+                    before = {f.name: f.dataType for f in frame.schema.fields}
+                    frame = then(frame)
+                    changed = {f.name for f in frame.schema.fields
+                               if before.get(f.name) != f.dataType}  # fmt: skip
+            with self.stream(frame) as reader:
+                reference = retyped(self._reference(sql, tables), reader.schema, changed)
+                schema = normalise(reader.schema.empty_table(), reference).schema
 
-            yield pa.RecordBatchReader.from_batches(schema, cast())
+                def cast() -> Iterator[pa.RecordBatch]:
+                    with self._failures():
+                        for batch in reader:
+                            table = pa.Table.from_batches([batch])
+                            yield from normalise(table, reference).cast(schema).to_batches()
+
+                yield pa.RecordBatchReader.from_batches(schema, cast())
 
     def pseudonymise(
         self,

@@ -8,7 +8,7 @@ Split from :mod:`koble.linkage.engine_spark` (which re-exports :func:`normalise`
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 
 from koble.errors import UsageError
 
-__all__ = ["SCRATCH_BATCH_ROWS", "normalise", "read_parts", "sparkable"]
+__all__ = ["SCRATCH_BATCH_ROWS", "normalise", "read_parts", "retyped", "sparkable"]
 
 #: Rows per batch when a result is read back from Spark's Parquet files.
 SCRATCH_BATCH_ROWS = 262_144
@@ -64,6 +64,18 @@ def normalise(table: pa.Table, reference: pa.Schema | None) -> pa.Table:
                         f"DuckDB's type for it ({wanted.type})"
                     ) from None
         raise
+
+
+def retyped(
+    reference: pa.Schema | None, schema: pa.Schema, changed: Collection[str]
+) -> pa.Schema | None:
+    """``reference`` (DuckDB's schema for a query) with the columns of ``changed`` in their
+    type in ``schema`` (Spark's, plain): columns that Spark work after the query retyped,
+    such as the pseudonyms ``mapInArrow`` made of identifiers."""
+    if reference is None or not changed:
+        return reference
+    own = normalise(schema.empty_table(), None).schema
+    return pa.schema([own.field(f.name) if f.name in changed else f for f in reference])
 
 
 def sparkable(table: pa.Table) -> pa.Table:

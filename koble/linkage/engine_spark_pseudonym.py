@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from koble.errors import UsageError
 from koble.linkage.engine import Table, write_batches
-from koble.linkage.engine_spark import SparkEngine, normalise, pyspark_module
+from koble.linkage.engine_spark import SparkEngine, pyspark_module
 from koble.pseudonym import scheme
 from koble.pseudonym.domain_cipher import DomainCipher, domain_cipher
 from koble.pseudonym.keys import Keyset
@@ -58,7 +58,7 @@ def pseudonymise_query(
     result's order; the other columns as the engine's :meth:`~SparkEngine.collect` gives."""
     ciphers = {column: domain_cipher(keyset, domain, id_scheme)}  # the domain key only
     with engine.tables(tables):
-        return engine.collect(_mapped(engine, engine.frame(sql), ciphers))
+        return engine.collect(_mapped(engine.frame(sql), ciphers))
 
 
 def write_pseudonymised(
@@ -70,17 +70,14 @@ def write_pseudonymised(
 ) -> int:
     """:meth:`koble.linkage.engine.Engine.pseudonymise` on Spark: the batches come from the
     executors already pseudonymised and are written as DuckDB's engine writes them
-    (:func:`~koble.linkage.engine.write_batches`, so both give the same bytes)."""
-    with engine.tables(tables):
-        reference = engine._reference(sql, tables)
-        mapped = _mapped(engine, engine.frame(sql), ciphers)
-        with engine._failures(), engine.stream(mapped) as reader:
-            schema = normalise(reader.schema.empty_table(), reference).schema
-            fields = [pa.field(f.name, pa.string()) if f.name in ciphers else f for f in schema]
-            return write_batches(reader, pa.schema(fields), path)
+    (:func:`~koble.linkage.engine.write_batches`, so both give the same bytes): the
+    engine's :meth:`~SparkEngine.batches` with the pseudonymisation as its ``then``, so
+    the other columns have DuckDB's types and the pseudonyms are strings."""
+    with engine.batches(sql, tables, then=lambda frame: _mapped(frame, ciphers)) as reader:
+        return write_batches(reader, reader.schema, path, plain=ciphers)
 
 
-def _mapped(engine: SparkEngine, frame: Any, ciphers: Mapping[str, DomainCipher]) -> Any:
+def _mapped(frame: Any, ciphers: Mapping[str, DomainCipher]) -> Any:
     """``frame`` with the columns of ``ciphers`` pseudonymised by ``mapInArrow``."""
     types = pyspark_module("pyspark.sql.types")
     for column in ciphers:

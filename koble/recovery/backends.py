@@ -29,7 +29,12 @@ What makes Spark decide as DuckDB does, pair for pair:
 
 Splink on Spark runs in a session of its own made from the TTP's engine session
 (``newSession``: the same SparkContext, its own temporary views and functions), never a new
-Spark application; on Spark Connect, in the engine's session itself.
+Spark application. On Spark Connect (``--spark-remote``) ``newSession`` (pyspark 4) is a new
+server session on the same connection (a client without it: the engine's session itself),
+and Splink 5's ``SparkAPI`` runs there as it is: with ``persist`` it needs no JVM handle
+(only its ``checkpoint`` and ``parquet`` lineage methods reach for the SparkContext), and
+the functions above run in the server's Python workers, which need koble and duckdb
+(tests/recovery/test_probabilistic_spark_connect.py, against a local Connect server).
 """
 
 from __future__ import annotations

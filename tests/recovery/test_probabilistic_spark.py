@@ -101,3 +101,21 @@ def test_a_failure_on_spark_never_quotes_values(
             u_max_pairs=2e5, spark=spark.session,
         )  # fmt: skip
     assert "Sæther" not in str(err.value) and err.value.__cause__ is None
+
+
+def test_too_few_labels_train_by_em_on_spark_as_on_duckdb(w: World, spark: SparkEngine) -> None:
+    """Fewer exact links than ``MIN_LABELS``: m by EM alone (tests/recovery/test_training.py),
+    on Spark with the same EM sample, the same model and the same decisions as on DuckDB."""
+    few = w.training.head(20)
+    duck, duck_report = probabilistic(
+        w.records, w.register, training=few, thresholds=THRESHOLDS, seed=42, u_max_pairs=2e5
+    )
+    on_spark, spark_report = probabilistic(
+        w.records, w.register, training=few, thresholds=THRESHOLDS, seed=42, u_max_pairs=2e5,
+        spark=spark.session,
+    )  # fmt: skip
+    assert duck_report.training == spark_report.training == "em"
+    assert spark_report.n_training_pairs == 0
+    for part in ("linked", "rejected", "review", "remaining"):
+        assert getattr(on_spark, part).equals(getattr(duck, part)), part
+    assert spark_report.to_json() == duck_report.to_json()
