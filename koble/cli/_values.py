@@ -13,8 +13,9 @@ import math
 import click
 
 from koble.anonymity.parameters import column_list
+from koble.linkage.memory_size import MEMORY_SIZE
 
-__all__ = ["ColumnList", "Share", "WholeNumber"]
+__all__ = ["ColumnList", "Share", "WholeNumber", "memory_limit_option"]
 
 
 class WholeNumber(click.ParamType[int]):
@@ -75,3 +76,18 @@ class ColumnList(click.ParamType[list[str]]):
         if problems:
             self.fail("; ".join(p.strip() for p in problems), param, ctx)
         return columns
+
+
+def memory_limit_option(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> str | None:
+    """A memory size (``"4GB"``, ``"512MiB"``), checked before anything runs. The
+    environment's size (``KOBLE_DUCKDB_MEMORY_LIMIT``) is DuckDB's: with ``--engine spark`` only the
+    option itself sets the driver's memory."""
+    source = ctx.get_parameter_source(param.name or "")
+    from_env = source is click.core.ParameterSource.ENVIRONMENT
+    if value is not None and from_env and ctx.params.get("engine", "duckdb") != "duckdb":
+        return None
+    if value is None or MEMORY_SIZE.fullmatch(value.strip()):
+        return None if value is None else value.strip()
+    raise click.BadParameter("must be a size such as 4GB or 512MiB", ctx, param)

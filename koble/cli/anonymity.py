@@ -16,7 +16,7 @@ from koble.anonymity.release import check_frame
 from koble.anonymity.report import REPORT_FILES, anonymise_with_report, why_not
 from koble.anonymity.tables import safe_table
 from koble.cli._progress import stage_progress
-from koble.cli._values import ColumnList, Share, WholeNumber
+from koble.cli._values import ColumnList, Share, WholeNumber, memory_limit_option
 from koble.errors import UsageError
 from koble.files import ensure_distinct
 from koble.tables import read_table, write_table
@@ -115,9 +115,16 @@ def check(file: Path, qi: list[str], k: int, sensitive: str | None, l_: int | No
 )
 @click.option("--spark-master", metavar="URL", help="A Spark master (e.g. spark://host:7077).")
 @click.option("--spark-remote", metavar="URL", help="A Spark Connect server (sc://host).")
+@click.option(
+    "--memory-limit",
+    callback=memory_limit_option,
+    metavar="SIZE",
+    help="With --engine: cap DuckDB's memory (e.g. 4GB; beyond it DuckDB spills to disk), "
+    "or Spark's driver memory.",
+)
 def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bool,
               engine: str | None, spark_master: str | None,
-              spark_remote: str | None) -> None:  # fmt: skip
+              spark_remote: str | None, memory_limit: str | None) -> None:  # fmt: skip
     """Coarsen FILE optimally until it meets the requirements of CONFIG.
 
     Withheld records go to REPORT/withheld.parquet (not for release). Exit code 0 when a
@@ -129,14 +136,19 @@ def anonymise(file: Path, config: Path, out: Path, report_dir: Path, as_json: bo
         {"FILE": file, "--config": config, **settings.input_files()},
     )
     if engine is None:
-        if spark_master or spark_remote:
-            raise UsageError("--spark-master and --spark-remote need --engine spark")
+        if spark_master or spark_remote or memory_limit:
+            raise UsageError(
+                "--spark-master, --spark-remote and --memory-limit need --engine (without it "
+                "the file is read into memory)"
+            )
         release, files = anonymise_with_report(file, settings, out, report_dir)
     else:  # the engines (DuckDB, pyspark) only when asked for
         from koble.anonymity.engine_release import anonymise_with_report_on_engine
         from koble.linkage.engine import engine_named
 
-        on = engine_named(engine, master=spark_master, remote=spark_remote)
+        on = engine_named(
+            engine, master=spark_master, remote=spark_remote, memory_limit=memory_limit
+        )
         try:
             release, files = anonymise_with_report_on_engine(file, settings, out, report_dir, on)
         finally:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from koble.cli._secrets import kek_options, print_audit_head, randbytes, resolve_kek, utc_now
+from koble.cli._values import memory_limit_option
 from koble.errors import UsageError
 from koble.files import ensure_apart
 from koble.linkage.executor import RunResult, StepEvent, run_job
@@ -20,18 +20,15 @@ from koble.linkage.plan import Step
 from koble.linkage.sources import Sources, load_sources, synthetic_sources
 from koble.registries.catalogue import Catalogue
 
-__all__ = ["MEMORY_LIMIT_ENV", "common_run_options", "resolve_run", "run"]
+__all__ = [
+    "MEMORY_LIMIT_ENV",
+    "common_run_options",
+    "resolve_run",
+    "run",
+]
 
 #: The environment variable ``koble run --memory-limit`` falls back to.
 MEMORY_LIMIT_ENV = "KOBLE_DUCKDB_MEMORY_LIMIT"
-_MEMORY = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
-
-
-def _memory_limit(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A DuckDB memory size (``"4GB"``, ``"512MiB"``), checked before anything runs."""
-    if value is None or _MEMORY.fullmatch(value.strip()):
-        return None if value is None else value.strip()
-    raise click.BadParameter("must be a size such as 4GB or 512MiB", ctx, param)
 
 
 def common_run_options(function: Any) -> Any:
@@ -101,8 +98,6 @@ def resolve_run(
     only ``koble run``'s own keys may lie inside it."""
     if sources is not None and world is not None:
         raise UsageError("give --sources or --world, not both")
-    if memory_limit is not None and engine != "duckdb":
-        raise UsageError(f"--memory-limit (or {MEMORY_LIMIT_ENV}) applies only to --engine duckdb")
     reads: dict[str, Path | None] = {
         "--against": against, "--keys": keys_dir, "--world": world, "--sources": sources,
         "--catalogue": extra,
@@ -175,10 +170,11 @@ def progress_display(console: Console, enabled: bool) -> tuple[Progress, StepEve
 @click.option(
     "--memory-limit",
     envvar=MEMORY_LIMIT_ENV,
-    callback=_memory_limit,
+    callback=memory_limit_option,
     metavar="SIZE",
     help="Cap DuckDB's memory (e.g. 4GB); beyond it DuckDB spills to .tmp/ in the current "
-    f"directory, so data larger than memory still run [env {MEMORY_LIMIT_ENV}].",
+    "directory, so data larger than memory still run. With --engine spark: the driver's "
+    f"memory (local mode runs every task in it) [env {MEMORY_LIMIT_ENV}, DuckDB's only].",
 )
 @click.option(
     "--restart",

@@ -22,6 +22,7 @@ import duckdb
 import pyarrow as pa
 
 from koble.errors import UsageError
+from koble.linkage.memory_size import spark_memory
 from koble.linkage.row_groups import RowGroupWriter
 
 if TYPE_CHECKING:
@@ -248,17 +249,24 @@ def engine_named(
     remote: str | None = None,
     memory_limit: str | None = None,
 ) -> Engine:
-    """The engine called ``name``: ``duckdb`` (the default; ``memory_limit`` e.g. ``"4GB"``
-    caps its memory, beyond which it spills to disk) or ``spark`` (the ``spark`` extra;
-    ``master`` a Spark master URL, default ``local[2]``, or ``remote`` a Spark Connect URL)."""
+    """The engine called ``name``: ``duckdb`` (the default) or ``spark`` (the ``spark``
+    extra; ``master`` a Spark master URL, default ``local[2]``, or ``remote`` a Spark
+    Connect URL). ``memory_limit`` (e.g. ``"4GB"``) caps DuckDB's memory, beyond which it
+    spills to disk, or Spark's driver memory (``spark.driver.memory``: in local mode every
+    task runs in the driver), set when this process starts its Spark; a Spark Connect
+    server's memory is the server's own."""
     if name == "duckdb":
         if master is not None or remote is not None:
             raise UsageError("a Spark master or remote applies only to --engine spark")
         return DuckDBEngine(memory_limit=memory_limit)
     if name == "spark":
-        if memory_limit is not None:
-            raise UsageError("a memory limit applies only to --engine duckdb")
+        if memory_limit is not None and remote is not None:
+            raise UsageError(
+                "a memory limit cannot be set for a Spark Connect server: its memory is "
+                "the server's own setting (spark.driver.memory where it is started)"
+            )
+        conf = {} if memory_limit is None else {"spark.driver.memory": spark_memory(memory_limit)}
         from koble.linkage.engine_spark import SparkEngine  # pyspark only when asked for
 
-        return SparkEngine(master=master, remote=remote)
+        return SparkEngine(master=master, remote=remote, conf=conf)
     raise UsageError(f"unknown engine {name!r}; available: duckdb, spark")

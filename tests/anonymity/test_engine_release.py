@@ -276,11 +276,43 @@ def test_person_model_is_refused_under_engine(data: Path, tmp_path: Path) -> Non
     assert not (tmp_path / "out.parquet").exists() and not (tmp_path / "report").exists()
 
 
-def test_spark_options_need_the_engine(data: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", [("--spark-master", "local[1]"), ("--memory-limit", "1GB")])
+def test_engine_options_need_the_engine(
+    data: Path, tmp_path: Path, option: tuple[str, str]
+) -> None:
     result = run("anonymity", "anonymise", data / "input.parquet", "--config", _toml(data),
                  "--out", tmp_path / "out.parquet", "--report", tmp_path / "report",
-                 "--spark-master", "local[1]")  # fmt: skip
-    assert result.exit_code == 2 and "need --engine spark" in result.output
+                 *option)  # fmt: skip
+    assert result.exit_code == 2 and "need --engine" in result.output
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_the_memory_limit_reaches_the_engine(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--memory-limit`` caps the engine the command makes (here DuckDB's buffer pool),
+    and the release is the one made without it."""
+    import koble.linkage.engine as engine_module
+
+    limits: list[str] = []
+    made = engine_module.engine_named
+
+    def recording(name: str, **options: Any) -> Engine:
+        engine = made(name, **options)
+        limits.append(
+            engine.query("SELECT current_setting('memory_limit') AS m", {})["m"][0].as_py()
+        )
+        return engine
+
+    monkeypatch.setattr(engine_module, "engine_named", recording)
+    result = run("anonymity", "anonymise", data / "input.parquet", "--config", _toml(data),
+                 "--out", tmp_path / "out.parquet", "--report", tmp_path / "report",
+                 "--engine", "duckdb", "--memory-limit", "512MiB")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert limits == ["512.0 MiB"]
+    _, local_out = _run(data, 3, None)
+    assert pl.read_parquet(tmp_path / "out.parquet").equals(
+        pl.read_parquet(local_out / "release.parquet"))  # fmt: skip
 
 
 def test_engine_failure_is_exit_2(

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 
 from koble.cli.main import cli as main
 from koble.cli.run import MEMORY_LIMIT_ENV
+from koble.errors import UsageError
 from koble.linkage.engine import Engine
 from koble.linkage.engine_spark import SparkEngine
 from tests.linkage.conftest import World
@@ -86,7 +87,10 @@ def test_the_memory_limit_reaches_the_runs_engine(
     ("extra", "message"),
     [
         (("--memory-limit", "lots"), "must be a size such as 4GB"),
-        (("--memory-limit", "2GB", "--engine", "spark"), "applies only to --engine duckdb"),
+        (
+            ("--memory-limit", "2GB", "--engine", "spark", "--spark-remote", "sc://nowhere"),
+            "cannot be set for a Spark Connect server",
+        ),
     ],
 )
 def test_a_memory_limit_that_does_not_fit_is_a_usage_error(
@@ -96,3 +100,38 @@ def test_a_memory_limit_that_does_not_fit_is_a_usage_error(
     assert code == 2, output
     assert message in output
     assert not (tmp_path / "ws").exists()
+
+
+@pytest.mark.parametrize(
+    ("size", "spark"),
+    [("4GB", "3814m"), ("512MiB", "512m"), ("1.5GiB", "1536m"), ("2 gb", "1907m")],
+)
+def test_a_memory_size_in_sparks_form(size: str, spark: str) -> None:
+    from koble.linkage.memory_size import spark_memory
+
+    assert spark_memory(size) == spark
+
+
+def test_a_memory_limit_on_spark_is_the_drivers(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--memory-limit with --engine spark becomes the driver's memory; the environment's
+    DuckDB limit does not reach Spark."""
+    import koble.linkage.engine_spark as engine_spark
+
+    confs: list[dict[str, str]] = []
+
+    def fake(**options: object) -> Engine:
+        confs.append(dict(options.get("conf") or {}))  # type: ignore[call-overload]
+        raise UsageError("no Spark in this test")
+
+    monkeypatch.setattr(engine_spark, "SparkEngine", fake)
+    for args, env in [(("--memory-limit", "1GiB"), {}), ((), {MEMORY_LIMIT_ENV: "2GB"})]:
+        result = CliRunner().invoke(
+            main,
+            ["run", str(world.central), "--workspace", str(tmp_path / "ws"), "--world",
+             str(world.path), "--kek-env", "KOBLE_TEST_KEK", "--engine", "spark", *args],
+            env={"KOBLE_TEST_KEK": "00" * 32, **env},
+        )  # fmt: skip
+        assert result.exit_code == 2 and "no Spark in this test" in result.output, result.output
+    assert confs == [{"spark.driver.memory": "1024m"}, {}]
