@@ -11,8 +11,10 @@ the search runs over is :mod:`koble.anonymity.preparation`.
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +86,22 @@ def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         yield
     finally:
         timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - started
+
+
+def _beside(work: Callable[..., None], *args: Any) -> Future[None]:
+    """``work(*args)`` in a daemon thread, its outcome (or exception) in the future: work that
+    must end before a command goes on, run beside it meanwhile."""
+    done: Future[None] = Future()
+
+    def run() -> None:
+        try:
+            work(*args)
+            done.set_result(None)
+        except BaseException as exc:  # noqa: BLE001  # raised to whoever waits for it
+            done.set_exception(exc)
+
+    threading.Thread(target=run, name="koble-beside", daemon=True).start()
+    return done
 
 
 def labels_clean(qis: Sequence[Generalisation], levels: Sequence[int]) -> bool:
@@ -287,40 +305,51 @@ def anonymise_file(
         except KobleError:  # a column of person numbers is refused as such, not as values
             refuse_person_numbers(frame, config, path)  # a hierarchy cannot place
             raise
+    # The identifier scan runs beside the work up to and through the search (which leaves a
+    # core idle); a finding still refuses the command before anything is written, and before
+    # any other refusal or error on the way, as when it ran first.
+    scan = _beside(refuse_person_numbers, rows_frame, config, path,
+                   list(qis) if shape is None else ())  # fmt: skip
+    try:
+        with timed(timings, "scan"):
+            if config.person is not None:
+                refuse_missing_persons(rows_frame, config.person, path)
+                refuse_unjudgeable(rows_frame, config.person, path)
+            sensitive = None
+            slot = config.sensitive if config.person is None else config.person
+            if slot is not None and shape is None:
+                sensitive = person_slot(require_column(frame, slot, path))
+        population = None
+        if config.population is not None:
+            with timed(timings, "read"):
+                population = read_table(config.population)
+            check_columns(population, config.quasi_identifiers, config.population)
+        models = config.person_models()
+        if shape is None:
+            promoted = []
+        if config.person is not None and models != [None]:
+            with timed(timings, "generalise"):
+                promoted, extra_qis = person_constant_qis(frame, config, path)
+            qis += extra_qis
+        # on the core the search (one thread) leaves idle, not beside the work above, which
+        # takes both
+        digest = hashing(Path(source))
+        while True:
+            entries = shape is None and sensitive is None and population is None
+            result, model, tried = _search(qis, config, models, sensitive, shape, timings, entries)
+            with timed(timings, "generalise"):
+                late = (late_constant(frame, qis, result, sensitive, config)
+                        if models != [None] else [])  # fmt: skip
+            if not late:
+                break
+            promoted += late
+            with timed(timings, "generalise"):
+                qis += [inferred(frame[c]) for c in late]
+    except BaseException:
+        scan.result()  # its refusal first, if it has one
+        raise
     with timed(timings, "scan"):
-        refuse_person_numbers(rows_frame, config, path, qis if shape is None else ())
-        if config.person is not None:
-            refuse_missing_persons(rows_frame, config.person, path)
-            refuse_unjudgeable(rows_frame, config.person, path)
-        sensitive = None
-        slot = config.sensitive if config.person is None else config.person
-        if slot is not None and shape is None:
-            sensitive = person_slot(require_column(frame, slot, path))
-    population = None
-    if config.population is not None:
-        with timed(timings, "read"):
-            population = read_table(config.population)
-        check_columns(population, config.quasi_identifiers, config.population)
-    models = config.person_models()
-    if shape is None:
-        promoted = []
-    if config.person is not None and models != [None]:
-        with timed(timings, "generalise"):
-            promoted, extra_qis = person_constant_qis(frame, config, path)
-        qis += extra_qis
-    # on the core the search (one thread) leaves idle, not beside the work above, which
-    # takes both
-    digest = hashing(Path(source))
-    while True:
-        entries = shape is None and sensitive is None and population is None
-        result, model, tried = _search(qis, config, models, sensitive, shape, timings, entries)
-        with timed(timings, "generalise"):
-            late = late_constant(frame, qis, result, sensitive, config) if models != [None] else []
-        if not late:
-            break
-        promoted += late
-        with timed(timings, "generalise"):
-            qis += [inferred(frame[c]) for c in late]
+        scan.result()
     names = [c for g in qis for c in g.column_names]
     checks = {
         "k": config.k, "sensitive": config.sensitive, "risk_threshold": config.risk_threshold,

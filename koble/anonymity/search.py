@@ -33,6 +33,7 @@ from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.lattice import Evaluation, Lattice, search
 from koble.anonymity.longitudinal import PersonModel
 from koble.anonymity.metrics import LossModel, Metric
+from koble.anonymity.placement import Placement
 from koble.errors import ColumnError, UsageError
 
 __all__ = ["DEFAULT_METRIC", "Problem", "SearchResult", "find_optimal"]
@@ -82,6 +83,7 @@ class Problem:
         # k-anonymity alone, rows as classes: a node needs only its class sizes (``judge``).
         self._plain = self.sensitive is None and person_model is None and not criteria
         self._k = k
+        self._counted = counts is not None
 
     def table(self, index: int, *, cached: bool = True) -> FrequencyTable:
         """Node ``index``'s table, rolled up from the cache (or from the base table)."""
@@ -133,14 +135,21 @@ class Problem:
     def result(self, best: int | None, evaluated: int, tagged: int, start: float) -> SearchResult:
         """Package the outcome (evaluating the chosen node again for its figures)."""
         names = tuple(g.name for g in self.qis)
-        settled, searched = None, 0
+        settled, searched, placement = None, 0, None
         if best is None:
             node, loss = (0,) * len(names), math.inf
         else:
             node = self.lattice.node(best)
             check, loss, _ = self.evaluate(best)  # once: its figures are those of the node
             searched = check.suppressed
-            settled = self.requirements.settle(self.table(best))
+            table = self.table(best)
+            settled = self.requirements.settle(table)
+            # what apply needs of this settlement, so it need not group and settle again
+            # (not for counted rows: apply groups the rows it is given, each counting once)
+            if not self._counted:
+                placement = Placement.of(table, settled, self.lookups, self.sensitive,
+                                         len(self.requirements.criteria),
+                                         self.requirements.person_model is not None)  # fmt: skip
         return SearchResult(
             names=names,
             levels=node,
@@ -166,6 +175,7 @@ class Problem:
             else self.evaluate(self.lattice.size - 1, cached=False)[0].suppressed,
             base=self.base,
             entries=self.entries,
+            placement=placement,
         )
 
 
@@ -214,6 +224,9 @@ class SearchResult:
     #: Every row's entry in ``base``, when asked for (``find_optimal(row_entries=True)``):
     #: a release places each row by it.
     entries: Int64s | None = field(default=None, repr=False, compare=False)
+    #: What decides each row's reason at the chosen node (see :mod:`~koble.anonymity.placement`):
+    #: :meth:`row_reasons` reads it instead of grouping and settling the rows again.
+    placement: Placement | None = field(default=None, repr=False, compare=False)
 
     @property
     def chosen(self) -> dict[str, int]:
@@ -263,6 +276,10 @@ class SearchResult:
                     raise ColumnError("quasi-identifier column missing from the frame", column=name)
             if len(g.codes) != frame.height:
                 raise ColumnError("generalisation and frame differ in length", column=g.name)
+        if self.placement is not None and self.placement.fits(generalisations, sensitive):
+            reason = self.placement.row_reasons()
+            if reason is not None:
+                return reason
         codes = None if sensitive is None else sensitive.codes
         radix = 1 if sensitive is None else len(sensitive.labels[0])
         table, entry = build_table(Lookups(generalisations, radix), self.levels, codes)
