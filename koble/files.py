@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import stat
 import time
 from collections.abc import Collection, Iterator, Mapping
@@ -115,21 +116,42 @@ def sha256_file(path: str | Path) -> str:
 
 def digest_cache_path() -> Path | None:
     """Where :func:`sha256_file` keeps the digests of large files across processes, or None
-    when ``KOBLE_DIGEST_CACHE`` is ``off`` (or empty). The file holds, per (device, inode),
-    the size, modification and change time and the digest: no path, no content."""
+    when ``KOBLE_DIGEST_CACHE`` is ``off``, empty or a relative path. The file holds, per
+    machine, boot, device and inode, the size, modification and change time and the
+    digest: no path, no content."""
     given = os.environ.get(DIGEST_CACHE_ENV)
     if given is not None:
-        return None if given.strip().lower() in ("", "off", "0", "no") else Path(given)
+        off = given.strip().lower() in ("", "off", "0", "no") or not os.path.isabs(given)
+        return None if off else Path(given)  # never a cache relative to the cwd
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     if not os.path.isabs(base):  # no home directory: never a cache relative to the cwd
         return None
     return Path(base) / "koble" / "sha256.json"
 
 
-def _persisted(path: Path) -> dict[str, Any]:
-    """The remembered digests in ``path``; none if it is missing or unreadable (a cache)."""
+def _machine() -> str:
+    """This machine and boot: a device and inode name one file only within them (a shared
+    home directory is seen by other machines, whose disks may number alike)."""
     try:
-        document = json.loads(path.read_bytes())
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text("ascii").strip()
+    except OSError:
+        boot = ""
+    return f"{socket.gethostname()}/{boot}"
+
+
+def _entry(key: tuple[int, int]) -> str:
+    return f"{_machine()}:{key[0]}:{key[1]}"
+
+
+def _persisted(path: Path) -> dict[str, Any]:
+    """The remembered digests in ``path``; none if it is missing or unreadable, or if
+    anyone but this user owns it or may write it (a digest there is trusted)."""
+    try:
+        with path.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:
+                return {}
+            document = json.loads(handle.read())
     except (OSError, ValueError):
         return {}
     entries = document.get("entries") if isinstance(document, dict) else None
@@ -139,7 +161,7 @@ def _persisted(path: Path) -> dict[str, Any]:
 def _recall(key: tuple[int, int], version: tuple[int, int, int]) -> str | None:
     """The digest another process remembered for this version of the file, if any."""
     path = digest_cache_path()
-    found = None if path is None else _persisted(path).get(f"{key[0]}:{key[1]}")
+    found = None if path is None else _persisted(path).get(_entry(key))
     if not isinstance(found, list) or len(found) != 4 or found[:3] != list(version):
         return None
     digest = found[3]
@@ -156,7 +178,7 @@ def _persist(key: tuple[int, int], version: tuple[int, int, int], hexdigest: str
     # do not drop each other's entries; a lock held too long means this digest is not kept
     with contextlib.suppress(OSError, KobleError), file_lock(path, timeout=_LOCK_SECONDS):
         entries = _persisted(path)
-        name = f"{key[0]}:{key[1]}"
+        name = _entry(key)
         entries.pop(name, None)
         entries[name] = [*version, hexdigest]
         for old in list(entries)[: max(0, len(entries) - _PERSISTED_MAX)]:
@@ -250,22 +272,28 @@ def directories_synced_at_end() -> Iterator[None]:
     costs a few directory fsyncs instead of one per file. The caller records the block's
     work as done only after the block (a run marks a step done in ``run.json`` after it),
     so a crash inside it leaves work that is redone, never work recorded as durable that
-    is not. Nothing is synced when the block fails: its work is redone anyway. A directory
-    gone by the end (renamed or removed in the block) has no names left to make durable.
+    is not. A block that fails has its directories synced too (what it wrote before failing
+    may be meant to outlive it, as a refused anonymity gate's report is), an fsync failing
+    then giving way to the block's own error. A directory gone by the end (renamed or
+    removed in the block) has no names left to make durable.
     """
     owed: set[Path] = set()
     token = _OWED.set(owed)
+    failed = True
     try:
         yield
+        failed = False
     finally:
         _OWED.reset(token)
-    for directory in sorted(owed):
-        try:
-            _fsync(directory, directory=True)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise OutputError(f"cannot write: {os_failure(exc)}", path=directory) from None
+        for directory in sorted(owed):
+            try:
+                _fsync(directory, directory=True)
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                if failed:  # the block's own error is the one to see
+                    continue
+                raise OutputError(f"cannot write: {os_failure(exc)}", path=directory) from None
 
 
 def publish_directory(staging: Path, final: Path) -> None:

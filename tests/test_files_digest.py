@@ -193,7 +193,7 @@ def test_an_unreadable_or_forged_cache_is_only_a_miss(
     expected = hashlib.sha256(b"n" * 5000).hexdigest()
     info = os.stat(table)
     cache.parent.mkdir()
-    entry = f"{info.st_dev}:{info.st_ino}"
+    entry = files._entry((info.st_dev, info.st_ino))
     version = [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
     forged = [
         "{not json",
@@ -237,3 +237,26 @@ def test_without_a_home_directory_there_is_no_cache(monkeypatch: pytest.MonkeyPa
     assert files.digest_cache_path() is None
     monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/someone")
     assert files.digest_cache_path() == Path("/var/cache/someone/koble/sha256.json")
+
+
+def test_a_cache_others_may_write_or_another_machines_entry_is_not_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256, cache: Path
+) -> None:
+    """A digest in the cache is believed only from a file this user alone may write, and
+    only for this machine's boot: another host's disk may number its files alike."""
+    table = tmp_path / "npr.parquet"
+    table.write_bytes(b"n" * 5000)
+    expected = hashlib.sha256(b"n" * 5000).hexdigest()
+    assert sha256_file(table) == expected  # remembered
+    os.chmod(cache, 0o622)  # group and others may write it
+    monkeypatch.setattr(files, "_DIGESTS", {})
+    assert sha256_file(table) == expected and counted.calls == 2
+    os.chmod(cache, 0o600)
+    monkeypatch.setattr(files, "_machine", lambda: "another-host/another-boot")
+    monkeypatch.setattr(files, "_DIGESTS", {})
+    assert sha256_file(table) == expected and counted.calls == 3
+
+
+def test_a_relative_cache_path_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(files.DIGEST_CACHE_ENV, "cache.json")
+    assert files.digest_cache_path() is None

@@ -1,6 +1,6 @@
 """koble.files.directories_synced_at_end: a block's writes fsync each file before its
 rename, as always, and each directory once, at the block's end (a run's step: issue 17
-part 5, 189 fsyncs per national job); a failed block syncs no directory."""
+part 5, 189 fsyncs per national job), a failed block's too."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from koble import files
+from koble.errors import OutputError
 from koble.files import OutputSet, atomic_write, directories_synced_at_end, write_text
 
 
@@ -52,15 +53,27 @@ def test_in_a_block_each_directory_is_synced_once_at_its_end(
     assert synced[5:] == [("dir", outbox), ("dir", store)]
 
 
-def test_a_failed_block_syncs_no_directory_and_a_later_write_syncs_again(
-    tmp_path: Path, synced: list[tuple[str, Path]]
+def test_a_failed_block_still_syncs_what_it_wrote(
+    tmp_path: Path, synced: list[tuple[str, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(RuntimeError), directories_synced_at_end():
+    """What a failing block wrote may be meant to outlive it (a refused anonymity gate's
+    report, which the error names): its directories are synced too, and an fsync that
+    fails then gives way to the block's own error."""
+    with pytest.raises(RuntimeError, match="the step failed"), directories_synced_at_end():
         write_text(tmp_path / "a.json", "{}")
         raise RuntimeError("the step failed")
-    assert [kind for kind, _ in synced] == ["file"]
-    write_text(tmp_path / "b.json", "{}")
-    assert [kind for kind, _ in synced] == ["file", "file", "dir"]
+    assert [kind for kind, _ in synced] == ["file", "dir"] and synced[1][1] == tmp_path
+
+    def broken(path: Path, *, directory: bool = False) -> None:
+        if directory:
+            raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(files, "_fsync", broken)
+    with pytest.raises(RuntimeError, match="the step failed"), directories_synced_at_end():
+        write_text(tmp_path / "b.json", "{}")
+        raise RuntimeError("the step failed")
+    with pytest.raises(OutputError), directories_synced_at_end():
+        write_text(tmp_path / "c.json", "{}")
 
 
 def test_a_directory_gone_by_the_end_is_skipped(

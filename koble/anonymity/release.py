@@ -345,6 +345,8 @@ def anonymise_file(
             promoted += late
             with timed(timings, "generalise"):
                 qis += [inferred(frame[c]) for c in late]
+    except (KeyboardInterrupt, SystemExit):
+        raise  # a stopped command stops now, not after the scan
     except BaseException:
         scan.result()  # its refusal first, if it has one
         raise
