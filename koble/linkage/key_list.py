@@ -8,8 +8,8 @@ Spark) over named tables:
   resolved identifier, the reason it fails (NULL: valid) and whether a spreadsheet may have
   dropped its leading zero;
 * which valid rows repeat an earlier row's person (a ``GROUP BY``: the first row is kept);
-* the rejects: the failing rows of the population with reason and message, in row order,
-  counted by reason as they are written;
+* the rejects: the failing rows with reason and message, in row order, counted by reason
+  as they are written (each with its own columns, taken from the population by row);
 * the key list: each person's current identifier with their løpenummer, in population
   order, then the older identifiers the identity history resolves to them (a join), by
   løpenummer and identifier.
@@ -96,36 +96,39 @@ class Population:
         """Write the rows of ``frame`` (the population as read) that fail, as ``row``,
         ``reason``, ``message`` and ``frame``'s columns (the shape of every rejects file,
         :func:`~koble.registries.identifiers.check.rejects_table`); count them by reason in
-        :attr:`counts`. Returns the number of rejects."""
-        index = "_koble_row"
-        while index in frame.columns:
-            index = "_" + index
+        :attr:`counts`. Returns the number of rejects. The engine picks the failing rows
+        and their messages; their own columns are taken from ``frame`` by row, a batch at a
+        time, so they keep the types the population was read with (an engine would turn a
+        time zone into UTC, or a category into text)."""
         known = {**messages, _LEADING_ZERO: LEADING_ZERO_MESSAGE}
         tables: dict[str, Table] = {
             "checked": self._checked(),
-            "population": frame.with_row_index(index, offset=1).to_arrow(compat_level=_ARROW),
             "messages": pa.table({"code": list(known), MESSAGE: list(known.values())}),
         }
-        columns = ", ".join(f"p.{quote(c)}" for c in frame.columns)
         code = f"CASE WHEN c.{quote(_ZERO)} THEN '{_LEADING_ZERO}' ELSE c.{quote(REASON)} END"
         sql = f"""
-            SELECT c.{quote(ROW)}, c.{quote(REASON)}, m.{quote(MESSAGE)}{", " if columns else ""}
-                   {columns}
-            FROM checked c JOIN population p ON p.{quote(index)} = c.{quote(ROW)}
-            LEFT JOIN messages m ON m.code = {code}
+            SELECT c.{quote(ROW)}, c.{quote(REASON)}, m.{quote(MESSAGE)}
+            FROM checked c LEFT JOIN messages m ON m.code = {code}
             WHERE c.{quote(REASON)} IS NOT NULL
             ORDER BY c.{quote(ROW)} NULLS LAST
         """
         counts: Counter[str] = Counter()
+        own = frame.head(0).to_arrow().schema
 
-        def counted(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+        def with_columns(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
             for batch in reader:
                 found = pc.value_counts(batch.column(REASON)).to_pylist()
                 counts.update({f["values"]: f["counts"] for f in found})
-                yield batch
+                rows = batch.column(ROW).to_numpy(zero_copy_only=False).astype(np.int64) - 1
+                columns = frame.gather(rows).to_arrow().cast(own)
+                yield pa.RecordBatch.from_arrays(
+                    [*batch.columns, *(c.combine_chunks() for c in columns.columns)],
+                    schema=schema,
+                )
 
         with self._engine.batches(sql, tables) as reader:
-            rows = write_batches(counted(reader), reader.schema, path)
+            schema = pa.schema([*reader.schema, *own])
+            rows = write_batches(with_columns(reader), schema, path)
         unknown = sorted(set(counts) - set(messages))
         if unknown:  # a reason code koble gave without its message: a bug, named by code
             raise RuntimeError(f"reject reasons without a message: {unknown}")

@@ -150,3 +150,30 @@ def test_duckdb_and_spark_write_the_same_bytes(
     (tmp_path / "duckdb").mkdir()
     (tmp_path / "spark").mkdir()
     assert _files(spark, tmp_path / "spark") == _files(duck, tmp_path / "duckdb")
+
+
+def test_rejects_keep_the_population_columns_types(tmp_path: Path) -> None:
+    """A reject's own columns are the population's as read: a time zone stays (an engine
+    would give UTC), a category stays a category."""
+    frame, compact, reason, zero = _population(7, 200)
+    frame = frame.with_columns(
+        pl.datetime_range(
+            pl.datetime(2020, 1, 1), pl.datetime(2020, 1, 1) + pl.duration(hours=199), "1h",
+            time_zone="Europe/Oslo", eager=True,
+        ).alias("seen"),
+        pl.Series("kommune", ["0301", "4601"] * 100, dtype=pl.Categorical),
+    )  # fmt: skip
+    engine = DuckDBEngine(threads=1)
+    try:
+        population = Population(engine, compact, reason, zero)
+        population.persons()
+        out = tmp_path / "rejects.parquet"
+        population.write_rejects(frame, MESSAGES, out)
+    finally:
+        engine.close()
+    got = pl.read_parquet(out)
+    assert got.height > 0
+    assert got.schema["seen"] == pl.Datetime("us", "Europe/Oslo")
+    assert got.schema["kommune"] == pl.Categorical
+    wanted = frame.with_row_index("row", offset=1).filter(population.reason.is_not_null())
+    assert got.select(frame.columns).equals(wanted.select(frame.columns))
