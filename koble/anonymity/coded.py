@@ -20,11 +20,11 @@ millions of rows, where passes over strings would cost more than the search itse
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -47,6 +47,7 @@ ROW_GROUP = 1 << 20
 __all__ = [
     "CodedRelease",
     "Source",
+    "beside",
     "codable",
     "hashing",
     "read_coded",
@@ -54,6 +55,8 @@ __all__ = [
     "release_coded",
     "write_release",
 ]
+
+T = TypeVar("T")
 
 
 class Source(NamedTuple):
@@ -90,19 +93,25 @@ def read_encoded(
     return _read(Path(path), columns, encoding)
 
 
-def hashing(path: Path) -> Future[str]:
-    """The SHA-256 of ``path``, taken in a daemon thread: a command that fails before it
-    needs the hash exits without waiting for it."""
-    digest: Future[str] = Future()
+def beside(work: Callable[..., T], *args: Any, name: str = "koble-beside") -> Future[T]:
+    """``work(*args)`` in a daemon thread, its outcome (or exception) in the future: work a
+    command needs later (or must see end before it goes on), run beside it meanwhile; a
+    command that fails before it asks exits without waiting for it."""
+    done: Future[T] = Future()
 
     def run() -> None:
         try:
-            digest.set_result(sha256_file(path))
-        except BaseException as exc:  # noqa: BLE001  # raised to whoever asks for the hash
-            digest.set_exception(exc)
+            done.set_result(work(*args))
+        except BaseException as exc:  # noqa: BLE001  # raised to whoever asks for it
+            done.set_exception(exc)
 
-    threading.Thread(target=run, name="koble-sha256", daemon=True).start()
-    return digest
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return done
+
+
+def hashing(path: Path) -> Future[str]:
+    """The SHA-256 of ``path``, taken in a daemon thread (:func:`beside`)."""
+    return beside(sha256_file, path, name="koble-sha256")
 
 
 def _read(path: Path, columns: Sequence[str], encoding: str

@@ -11,10 +11,8 @@ the search runs over is :mod:`koble.anonymity.preparation`.
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,14 @@ import polars as pl
 
 from koble import __version__
 from koble.anonymity.check import AnonymityCheck, check_frame, check_sizes, class_size_bins
-from koble.anonymity.coded import codable, hashing, read_encoded, release_coded, write_release
+from koble.anonymity.coded import (
+    beside,
+    codable,
+    hashing,
+    read_encoded,
+    release_coded,
+    write_release,
+)
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.distributions import (
     exact_codes,
@@ -86,22 +91,6 @@ def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         yield
     finally:
         timings[phase] = timings.get(phase, 0.0) + time.perf_counter() - started
-
-
-def _beside(work: Callable[..., None], *args: Any) -> Future[None]:
-    """``work(*args)`` in a daemon thread, its outcome (or exception) in the future: work that
-    must end before a command goes on, run beside it meanwhile."""
-    done: Future[None] = Future()
-
-    def run() -> None:
-        try:
-            work(*args)
-            done.set_result(None)
-        except BaseException as exc:  # noqa: BLE001  # raised to whoever waits for it
-            done.set_exception(exc)
-
-    threading.Thread(target=run, name="koble-beside", daemon=True).start()
-    return done
 
 
 def labels_clean(qis: Sequence[Generalisation], levels: Sequence[int]) -> bool:
@@ -308,7 +297,7 @@ def anonymise_file(
     # The identifier scan runs beside the work up to and through the search (which leaves a
     # core idle); a finding still refuses the command before anything is written, and before
     # any other refusal or error on the way, as when it ran first.
-    scan = _beside(refuse_person_numbers, rows_frame, config, path,
+    scan = beside(refuse_person_numbers, rows_frame, config, path,
                    list(qis) if shape is None else ())  # fmt: skip
     try:
         with timed(timings, "scan"):
