@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from koble.errors import InputError
-from koble.linkage.codebook import codebook
+from koble.linkage.codebook import CodebookFile, codebook
 from koble.linkage.delivery_engine import codebook_entry, deliver_file
 from koble.linkage.engine import DuckDBEngine
 from koble.linkage.formats import SUFFIX, write_delivery, write_delivery_batches
@@ -58,6 +58,16 @@ CODES: dict[str, dict[Any, str]] = {
 }
 
 
+def _deliver(source: Path, target: Path, fmt: str, threads: int = 1) -> tuple[int, CodebookFile]:
+    """:func:`deliver_file` of ``source`` to ``target`` on a DuckDB engine of its own."""
+    engine = DuckDBEngine(threads=threads)
+    try:
+        return deliver_file(engine, source, target, fmt, labels=LABELS, value_labels=CODES,
+                            timestamp=STAMP, identifying=IDENTIFYING)  # fmt: skip
+    finally:
+        engine.close()
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "stata", "spss"])
 def test_streamed_from_the_engine_are_the_bytes_of_the_frame(
     source: Path, tmp_path: Path, fmt: str
@@ -68,13 +78,7 @@ def test_streamed_from_the_engine_are_the_bytes_of_the_frame(
         frame.write_parquet(source)
     whole, streamed = tmp_path / f"whole.{SUFFIX[fmt]}", tmp_path / f"streamed.{SUFFIX[fmt]}"
     rows = write_delivery(frame, whole, fmt, labels=LABELS, value_labels=CODES, timestamp=STAMP)
-    engine = DuckDBEngine(threads=2)
-    try:
-        got, entry = deliver_file(engine, source, streamed, fmt, labels=LABELS,
-                                  value_labels=CODES, timestamp=STAMP,
-                                  identifying=IDENTIFYING)  # fmt: skip
-    finally:
-        engine.close()
+    got, entry = _deliver(source, streamed, fmt, threads=2)
     assert streamed.read_bytes() == whole.read_bytes()
     assert got == rows == frame.height
     expected = codebook({streamed.name: frame}, labels=LABELS, value_labels=CODES,
@@ -107,13 +111,7 @@ def test_an_empty_file_is_delivered_as_the_empty_frame_is(tmp_path: Path, fmt: s
     empty.write_parquet(source)
     whole, streamed = tmp_path / f"whole.{SUFFIX[fmt]}", tmp_path / f"streamed.{SUFFIX[fmt]}"
     write_delivery(empty, whole, fmt, labels=LABELS, value_labels=CODES, timestamp=STAMP)
-    engine = DuckDBEngine(threads=1)
-    try:
-        rows, entry = deliver_file(engine, source, streamed, fmt, labels=LABELS,
-                                   value_labels=CODES, timestamp=STAMP,
-                                   identifying=IDENTIFYING)  # fmt: skip
-    finally:
-        engine.close()
+    rows, entry = _deliver(source, streamed, fmt)
     assert streamed.read_bytes() == whole.read_bytes()
     assert (rows, entry.rows, entry.duplicate_rows) == (0, 0, 0)
 
