@@ -20,7 +20,7 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def _version(info: os.stat_result) -> tuple[int, int, int]:
     return info.st_size, info.st_mtime_ns, info.st_ctime_ns
 
 
-def sha256_file(path: str | Path) -> str:
+def sha256_file(path: str | Path, *, clock: Callable[[], int] = time.time_ns) -> str:
     """Lower-case hex SHA-256 of a file's bytes, read in 1 MiB blocks.
 
     A run hashes some files twice (a registry's table as the ingest's output and again as
@@ -84,6 +84,9 @@ def sha256_file(path: str | Path) -> str:
     A large file's digest (:data:`PERSIST_BYTES`) is remembered across processes too, under
     the same conditions (:func:`digest_cache_path`), as git's index remembers a file's
     state: the next job over the same registry table does not read it again.
+
+    ``clock``: the time in nanoseconds since the epoch when the hashing begins, against which
+    a file's last change is judged settled; the real clock unless a test passes its own.
     """
     with Path(path).open("rb") as handle:
         before = os.fstat(handle.fileno())
@@ -96,7 +99,7 @@ def sha256_file(path: str | Path) -> str:
         if recalled is not None:
             _DIGESTS[key] = (version, recalled)
             return recalled
-        started = time.time_ns()
+        started = clock()
         digest = hashlib.sha256()
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
@@ -96,8 +96,7 @@ class Engine(Protocol):
         a batch of rows at a time, rows in the result's order; returns the number of rows.
         The columns must hold valid, compact, resolved identifiers. The ciphers (domain keys)
         reach only this engine's session, which must be the TTP's own; the same rows give
-        the same bytes on every engine (:func:`write_batches`, the pseudonym columns
-        ``plain``: a person's pseudonym is unique in the TTP's list of persons)."""
+        the same bytes on every engine (:func:`write_batches`)."""
         ...
 
     def close(self) -> None: ...
@@ -117,18 +116,11 @@ def pseudonymised_batches(
         yield batch
 
 
-def write_batches(
-    batches: Iterable[pa.RecordBatch],
-    schema: pa.Schema,
-    path: Path,
-    *,
-    plain: Collection[str] = (),
-) -> int:
+def write_batches(batches: Iterable[pa.RecordBatch], schema: pa.Schema, path: Path) -> int:
     """Write ``batches`` (cast to ``schema``) to the Parquet file ``path`` in row groups of
     :data:`ROW_GROUP_ROWS` whatever the batches' sizes (:class:`RowGroupWriter`), so the same
-    rows give the same bytes from any engine; returns the number of rows. The columns of
-    ``plain`` (declared all or nearly all distinct) are written without a dictionary."""
-    with RowGroupWriter(path, schema, group_rows=ROW_GROUP_ROWS, plain=plain) as writer:
+    rows give the same bytes from any engine; returns the number of rows."""
+    with RowGroupWriter(path, schema, group_rows=ROW_GROUP_ROWS) as writer:
         for batch in batches:
             writer.write(batch)
     return writer.rows
@@ -213,7 +205,7 @@ class DuckDBEngine:
                 pa.field(f.name, pa.string()) if f.name in ciphers else f for f in reader.schema
             ]
             batches = pseudonymised_batches(reader, ciphers)
-            return write_batches(batches, pa.schema(fields), path, plain=ciphers)
+            return write_batches(batches, pa.schema(fields), path)
 
     @contextlib.contextmanager
     def _tables(self, tables: Mapping[str, Table]) -> Iterator[None]:
@@ -253,8 +245,9 @@ def engine_named(
     extra; ``master`` a Spark master URL, default ``local[2]``, or ``remote`` a Spark
     Connect URL). ``memory_limit`` (e.g. ``"4GB"``) caps DuckDB's memory, beyond which it
     spills to disk, or Spark's driver memory (``spark.driver.memory``: in local mode every
-    task runs in the driver), set when this process starts its Spark; a Spark Connect
-    server's memory is the server's own."""
+    task runs in the driver), set when this process starts its Spark (a later engine asking
+    for another size is refused: the JVM's heap is fixed); a Spark Connect server's memory
+    is the server's own."""
     if name == "duckdb":
         if master is not None or remote is not None:
             raise UsageError("a Spark master or remote applies only to --engine spark")

@@ -30,14 +30,10 @@ when ascending, so every ``ORDER BY`` term says ``NULLS LAST``; rows tied under 
 division by zero is an error on Spark (ANSI) and infinity or NULL on DuckDB, so the shared
 subset has no division. A file whose path holds a colon cannot be read by Spark (Hadoop).
 
-In one Python process there is one Spark JVM: local-mode engines share one SparkContext
-(started by the first, stopped with its private scratch directory when the last closes) and
-each has its own ``SparkSession`` (its own temporary views and SQL settings). A party that
-must not share a JVM with another runs in its own process, cluster or Spark Connect session.
-The JVM's console output and logs go nowhere and PySpark's error loggers are off: errors
-reach the caller as koble errors, an analysis error with its first line (it names columns),
-a runtime error with Spark's error class only (its message may quote a value), a JVM short
-of memory as a usage error saying which setting gives it more.
+Local-mode engines share the process's one Spark JVM and SparkContext, each with its own
+session (:mod:`koble.linkage.engine_spark_session`, which also refuses an engine asking for
+another driver memory than the running JVM's). Spark's failures reach the caller as koble
+errors that quote no data (:mod:`koble.linkage.engine_spark_errors`).
 
 Results leave Spark by :meth:`SparkEngine.stream`: in local mode as Parquet files Spark
 writes into the private scratch directory and Python reads back a batch at a time (removed
@@ -52,169 +48,39 @@ are its operator's to configure: Spark logs a failed task's message, which may q
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import importlib
-import os
 import re
 import shutil
-import sys
-import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from subprocess import DEVNULL
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 
-from koble.errors import FileFormatError, InputError, UsageError
+from koble.errors import FileFormatError, UsageError
 from koble.files import atomic_write
 from koble.linkage.engine import DuckDBEngine, Table, table_name, write_batches
 from koble.linkage.engine_spark_arrow import normalise, read_parts, retyped, sparkable
+from koble.linkage.engine_spark_errors import failures, silence_python_loggers, spark_errors
+from koble.linkage.engine_spark_session import (
+    CLASSIC_CONF,
+    LOCAL_MASTER,
+    SESSION_CONF,
+    SharedContext,
+    java_executable,
+    pyspark_module,
+)
 
 if TYPE_CHECKING:
     from koble.pseudonym.domain_cipher import DomainCipher
 
 __all__ = ["LOCAL_MASTER", "SparkEngine", "hadoop_path", "normalise", "pyspark_module", "sparkable"]
 
-LOCAL_MASTER = "local[2]"
-INSTALL_PYSPARK = "pip install 'koble[spark]'"
-INSTALL_JAVA = "apt-get install openjdk-17-jre-headless"
-
-#: The JVM heap of local mode (every task runs in the driver), unless the conf says otherwise.
-LOCAL_DRIVER_MEMORY = "4g"
-
-#: Settings every session gets (see the module docstring for why).
-SESSION_CONF = {
-    "spark.sql.session.timeZone": "UTC",
-    "spark.sql.ansi.enabled": "true",
-    "spark.sql.ansi.doubleQuotedIdentifiers": "true",
-}
-#: And a classic (not Spark Connect) session: Arrow between Python and the JVM, always;
-#: timestamps written to Parquet as Arrow reads them (not INT96) for :meth:`SparkEngine.stream`.
-CLASSIC_CONF = {
-    "spark.sql.execution.arrow.pyspark.enabled": "true",
-    "spark.sql.execution.arrow.pyspark.fallback.enabled": "false",
-    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
-}
 #: Local mode's results pass through scratch Parquet files (:meth:`SparkEngine.stream`):
 #: uncompressed (written once, read once, removed).
 SCRATCH_COMPRESSION = "none"
-
-
-def pyspark_module(name: str = "pyspark.sql") -> Any:
-    """``pyspark`` (or one of its modules), imported now; a usage error when absent."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        raise UsageError(
-            f"the Spark engine needs pyspark, which is not installed: {INSTALL_PYSPARK}"
-        ) from None
-
-
-def java_executable() -> Path:
-    """The ``java`` Spark will start: ``$JAVA_HOME/bin/java``, else the first on ``PATH``."""
-    home = os.environ.get("JAVA_HOME")
-    if home and (Path(home) / "bin" / "java").is_file():
-        return Path(home) / "bin" / "java"
-    found = shutil.which("java")
-    if found is None:
-        raise UsageError(
-            "the Spark engine needs Java 17 or newer, and no `java` was found on PATH or in "
-            f"JAVA_HOME: install it (Debian/Ubuntu: `{INSTALL_JAVA}`; elsewhere any OpenJDK "
-            "17+) or set JAVA_HOME to an installed JDK"
-        )
-    return Path(found)
-
-
-class _SharedContext:
-    """The process's one SparkContext, its private scratch directory, and who uses it."""
-
-    lock = threading.Lock()
-    current: _SharedContext | None = None
-
-    def __init__(self, master: str, conf: Mapping[str, str]) -> None:
-        self.master = master
-        self.users = 0
-        self.root = Path(tempfile.mkdtemp(prefix="koble-spark-"))
-        try:
-            self.session = self._start(conf)
-        except BaseException:
-            shutil.rmtree(self.root, ignore_errors=True)
-            raise
-        # spill files hold person data: gone at exit even if an engine was never closed
-        atexit.register(self.remove_scratch)
-
-    def _start(self, extra: Mapping[str, str]) -> Any:
-        sql, core = pyspark_module(), pyspark_module("pyspark")
-        conf = core.SparkConf().setMaster(self.master).setAppName("koble")
-        settings = {
-            "spark.ui.enabled": "false",
-            "spark.ui.showConsoleProgress": "false",
-            "spark.eventLog.enabled": "false",
-            "spark.local.dir": str(self.root / "local"),
-            "spark.sql.warehouse.dir": str(self.root / "warehouse"),
-            **SESSION_CONF,
-            **CLASSIC_CONF,
-            **extra,
-        }
-        if self.master.startswith("local") and "spark.sql.shuffle.partitions" not in extra:
-            # one machine: 8 shuffle partitions, not 200 (a fifth faster at 1 M rows, and
-            # small queries run in half the time); a cluster keeps Spark's default
-            settings["spark.sql.shuffle.partitions"] = "8"
-        if self.master.startswith("local") and "spark.driver.memory" not in extra:
-            # local mode runs every task in the driver's JVM, whose default heap (1 GB) is
-            # too small for a national registry's sorted extract
-            settings["spark.driver.memory"] = LOCAL_DRIVER_MEMORY
-        for key, value in settings.items():
-            conf.set(key, value)
-        gateway = None
-        if core.SparkContext._gateway is None:  # the JVM, started once, silent on the console
-            launch = pyspark_module("pyspark.java_gateway").launch_gateway
-            try:
-                gateway = launch(conf, popen_kwargs={"stdout": DEVNULL, "stderr": DEVNULL})
-            except pyspark_module("pyspark.errors").PySparkRuntimeError:
-                raise UsageError(
-                    f"the Spark JVM did not start with {java_executable()}: Spark 4 needs Java "
-                    f"17 or newer (`java -version`; Debian/Ubuntu: `{INSTALL_JAVA}`)"
-                ) from None
-        context = core.SparkContext(conf=conf, gateway=gateway)
-        context.setLogLevel("OFF")  # logs may quote data; errors reach Python as exceptions
-        if self.master.startswith("local") and "PYSPARK_PYTHON" not in os.environ:
-            context.pythonExec = sys.executable  # local workers: this Python, with koble
-        return sql.SparkSession(context)
-
-    @classmethod
-    def acquire(cls, master: str, conf: Mapping[str, str]) -> _SharedContext:
-        with cls.lock:
-            shared = cls.current
-            if shared is not None and shared.master != master:
-                raise UsageError(
-                    f"this process already runs Spark on {shared.master!r}; one process has "
-                    f"one Spark JVM, so an engine on {master!r} needs its own process"
-                )
-            if shared is None:
-                shared = cls.current = _SharedContext(master, conf)
-            shared.users += 1
-            return shared
-
-    def release(self) -> None:
-        with self.lock:
-            self.users -= 1
-            if self.users > 0:
-                return
-            _SharedContext.current = None
-            try:
-                self.session.stop()
-            finally:
-                self.remove_scratch()
-                atexit.unregister(self.remove_scratch)
-
-    def remove_scratch(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
 
 
 class SparkEngine:
@@ -231,11 +97,13 @@ class SparkEngine:
     ) -> None:
         """``master``: a Spark master URL (default ``local[2]``); ``remote``: a Spark Connect
         URL (``sc://host:15002``) instead. ``conf``: more Spark settings, for the context the
-        first local engine starts (memory, partitions); never key material."""
+        first local engine starts (memory, partitions); never key material. A
+        ``spark.driver.memory`` other than the running JVM's is refused
+        (:class:`~koble.linkage.engine_spark_session.SharedContext`)."""
         if master is not None and remote is not None:
             raise UsageError("give the Spark engine a master or a remote (Spark Connect), not both")
         sql = pyspark_module()
-        self._shared: _SharedContext | None = None
+        self._shared: SharedContext | None = None
         if remote is not None:
             try:
                 session = sql.SparkSession.builder.remote(remote).create()
@@ -247,7 +115,7 @@ class SparkEngine:
                 session.conf.set(key, value)
         else:
             java_executable()
-            self._shared = _SharedContext.acquire(master or LOCAL_MASTER, conf or {})
+            self._shared = SharedContext.acquire(master or LOCAL_MASTER, conf or {})
             try:
                 session = self._shared.session.newSession()
                 for key, value in {**SESSION_CONF, **CLASSIC_CONF}.items():
@@ -256,8 +124,8 @@ class SparkEngine:
                 self._shared.release()
                 raise
         self.session: Any = session
-        self._errors = _spark_errors()
-        _silence_python_loggers()
+        self._errors = spark_errors()
+        silence_python_loggers()
         self._types = DuckDBEngine(threads=1)  # binds the SQL to find DuckDB's result types
         self._closed = False
 
@@ -374,23 +242,10 @@ class SparkEngine:
 
     @contextlib.contextmanager
     def _failures(self) -> Iterator[None]:
-        """Spark's and Py4J's exceptions as an :class:`InputError` of one redacted line, a
-        JVM short of memory as a :class:`UsageError` naming the setting (Spark's own words
-        for it, never its message)."""
-        try:
+        """Spark's failures inside as koble errors that quote no data
+        (:func:`~koble.linkage.engine_spark_errors.failures`)."""
+        with failures(self._errors):
             yield
-        except self._errors as exc:
-            short = next((m for m in _OUT_OF_MEMORY if m in str(exc)), None)
-            if short is not None:
-                more = "a higher spark.driver.maxResultSize or " if "maxResult" in short else ""
-                raise UsageError(
-                    f"Spark ran out of memory ({short}; Spark's message is not shown: it may "
-                    f"quote the data): give it {more}more with the Spark setting "
-                    "spark.driver.memory (local mode runs every task in the driver; koble "
-                    f"gives it {LOCAL_DRIVER_MEMORY} unless the engine's conf says otherwise), "
-                    "or run the job on DuckDB"
-                ) from None
-            raise InputError(f"Spark could not run the query: {_reason(exc)}") from None
 
     @contextlib.contextmanager
     def tables(self, tables: Mapping[str, Table]) -> Iterator[None]:
@@ -463,42 +318,6 @@ def _batches(frame: Any) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_stream(frame)
     table = frame.toArrow()
     return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
-
-
-def _spark_errors() -> tuple[type[BaseException], ...]:
-    errors = pyspark_module("pyspark.errors")
-    py4j = pyspark_module("py4j.protocol")
-    return (errors.PySparkException, py4j.Py4JError, pa.ArrowException)
-
-
-def _silence_python_loggers() -> None:
-    """PySpark logs every failed query's message, which may quote a value, to stderr."""
-    logger = pyspark_module("pyspark.logger").PySparkLogger
-    for name in ("SQLQueryContextLogger", "DataFrameQueryContextLogger"):
-        logger.getLogger(name).disabled = True
-
-
-#: Spark's own words, never data, for a JVM short of memory: a heap exhausted, a task's
-#: result lost from the driver's block manager, or results over the driver's limit.
-_OUT_OF_MEMORY = ("java.lang.OutOfMemoryError", "TaskResultLost", "spark.driver.maxResultSize")
-_CONDITION = re.compile(r"\[([A-Z][A-Z0-9_]*(?:\.[A-Z0-9_]+)*)\]")
-
-
-def _reason(exc: BaseException) -> str:
-    """The part of a Spark failure that is safe to show: a koble error raised in a Python
-    worker; the first line of an analysis error (it names columns and tables, from the SQL);
-    else only Spark's error class, since a runtime error's message may quote a value."""
-    text = str(exc)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("koble.errors."):
-            return line.removeprefix("koble.errors.")
-    if isinstance(exc, pyspark_module("pyspark.errors").AnalysisException) and lines:
-        return lines[0]
-    found = _CONDITION.search(text)
-    if found:
-        return f"[{found.group(1)}] (Spark's message is not shown: it may quote the data)"
-    return f"{type(exc).__name__} (Spark's message is not shown: it may quote the data)"
 
 
 def hadoop_path(path: Path) -> str:

@@ -74,7 +74,7 @@ def write_pseudonymised(
     engine's :meth:`~SparkEngine.batches` with the pseudonymisation as its ``then``, so
     the other columns have DuckDB's types and the pseudonyms are strings."""
     with engine.batches(sql, tables, then=lambda frame: _mapped(frame, ciphers)) as reader:
-        return write_batches(reader, reader.schema, path, plain=ciphers)
+        return write_batches(reader, reader.schema, path)
 
 
 def _mapped(frame: Any, ciphers: Mapping[str, DomainCipher]) -> Any:

@@ -5,14 +5,17 @@ identifiers locally, a column at a time; what follows runs on the run's engine (
 Spark) over named tables:
 
 * ``checked``: one row per population row: its number (``row``, from 1), the compact,
-  resolved identifier, the reason it fails (NULL: valid) and whether a spreadsheet may have
-  dropped its leading zero;
+  resolved identifier as an integer and the reason it fails (NULL: valid);
 * which valid rows repeat an earlier row's person (a ``GROUP BY``: the first row is kept);
-* the rejects: the failing rows with reason and message, in row order, counted by reason
-  as they are written (each with its own columns, taken from the population by row);
 * the key list: each person's current identifier with their løpenummer, in population
   order, then the older identifiers the identity history resolves to them (a join), by
   løpenummer and identifier.
+
+The rejects (the failing rows with reason and message, in row order, with their own
+columns as read) are the Polars of every rejects file koble writes
+(:func:`~koble.registries.identifiers.check.rejects_chunks`), a slice of the population at a
+time: they need only the population's columns and reasons, which are here already, and no
+engine keeps a time zone or a category as read.
 
 The keyed numbering stays NumPy (:func:`~koble.pseudonym.serials.assign_serials`) over the
 column of persons the engine hands over: sorting 16-byte blocks there takes a third of the
@@ -23,27 +26,23 @@ write the same bytes.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from koble.linkage.engine import Engine, Table, quote, write_batches
+from koble.linkage.engine import ROW_GROUP_ROWS, Engine, Table, quote, write_batches
 from koble.linkage.plan import FNR, SERIAL
 from koble.pseudonym.identity import IdentityHistory
-from koble.registries.identifiers._rules import LEADING_ZERO_MESSAGE
+from koble.registries.identifiers.check import rejects_chunks
 
 __all__ = ["DUPLICATE", "Population", "write_key_list"]
 
 DUPLICATE = "duplicate_person"
 ROW, REASON, MESSAGE = "row", "reason", "message"
-_ZERO = "dropped_zero"
-#: The message key of a row whose leading zero a spreadsheet may have dropped (not a reason).
-_LEADING_ZERO = "dropped_leading_zero"
+_COUNT = "count"
 _CURRENT, _POS, _KEY = "current", "pos", "key"
 #: Polars hands its columns to the engine as they are (string views), without a copy.
 _ARROW = pl.CompatLevel.newest()
@@ -70,7 +69,6 @@ class Population:
                 ROW: pa.array(np.arange(1, self.reason.len() + 1, dtype=np.uint32)),
                 _KEY: self._compact.cast(pl.Int64, strict=False).to_arrow(),
                 REASON: self.reason.to_arrow(compat_level=_ARROW),
-                _ZERO: self._zero.to_arrow(),
             }
         )
 
@@ -94,44 +92,31 @@ class Population:
 
     def write_rejects(self, frame: pl.DataFrame, messages: Mapping[str, str], path: Path) -> int:
         """Write the rows of ``frame`` (the population as read) that fail, as ``row``,
-        ``reason``, ``message`` and ``frame``'s columns (the shape of every rejects file,
-        :func:`~koble.registries.identifiers.check.rejects_table`); count them by reason in
-        :attr:`counts`. Returns the number of rejects. The engine picks the failing rows
-        and their messages; their own columns are taken from ``frame`` by row, a batch at a
-        time, so they keep the types the population was read with (an engine would turn a
-        time zone into UTC, or a category into text)."""
-        known = {**messages, _LEADING_ZERO: LEADING_ZERO_MESSAGE}
-        tables: dict[str, Table] = {
-            "checked": self._checked(),
-            "messages": pa.table({"code": list(known), MESSAGE: list(known.values())}),
-        }
-        code = f"CASE WHEN c.{quote(_ZERO)} THEN '{_LEADING_ZERO}' ELSE c.{quote(REASON)} END"
-        sql = f"""
-            SELECT c.{quote(ROW)}, c.{quote(REASON)}, m.{quote(MESSAGE)}
-            FROM checked c LEFT JOIN messages m ON m.code = {code}
-            WHERE c.{quote(REASON)} IS NOT NULL
-            ORDER BY c.{quote(ROW)} NULLS LAST
-        """
-        counts: Counter[str] = Counter()
-        own = frame.head(0).to_arrow().schema
+        ``reason``, ``message`` and ``frame``'s columns, in row order; count them by reason in
+        :attr:`counts`. Returns the number of rejects.
 
-        def with_columns(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
-            for batch in reader:
-                found = pc.value_counts(batch.column(REASON)).to_pylist()
-                counts.update({f["values"]: f["counts"] for f in found})
-                rows = batch.column(ROW).to_numpy(zero_copy_only=False).astype(np.int64) - 1
-                columns = frame.gather(rows).to_arrow().cast(own)
-                yield pa.RecordBatch.from_arrays(
-                    [*batch.columns, *(c.combine_chunks() for c in columns.columns)],
-                    schema=schema,
-                )
-
-        with self._engine.batches(sql, tables) as reader:
-            schema = pa.schema([*reader.schema, *own])
-            rows = write_batches(with_columns(reader), schema, path)
+        The rows are :func:`~koble.registries.identifiers.check.rejects_table`'s, the shape
+        of every rejects file, taken a slice of :data:`~koble.linkage.engine.ROW_GROUP_ROWS`
+        population rows at a time (:func:`~koble.registries.identifiers.check.rejects_chunks`),
+        so only one slice's rejects are held, and written by the one writer of the engines'
+        files (:func:`~koble.linkage.engine.write_batches`): the same bytes whichever engine
+        runs the job. A reject's own columns keep the types the population was read with
+        (an engine would turn a time zone into UTC, or a category into text)."""
+        found = self.reason.drop_nulls().value_counts(sort=False, name=_COUNT)
+        counts = {str(code): int(n) for code, n in found.iter_rows()}
         unknown = sorted(set(counts) - set(messages))
         if unknown:  # a reason code koble gave without its message: a bug, named by code
             raise RuntimeError(f"reject reasons without a message: {unknown}")
+        own = frame.head(0).to_arrow().schema
+        schema = pa.schema([
+            pa.field(ROW, pa.uint32()), pa.field(REASON, pa.string()),
+            pa.field(MESSAGE, pa.string()), *own,
+        ])  # fmt: skip
+        chunks = rejects_chunks(
+            frame, self.reason, dict(messages), dropped_zero=self._zero, rows=ROW_GROUP_ROWS
+        )
+        batches = (b for chunk in chunks for b in chunk.to_arrow().cast(schema).to_batches())
+        rows = write_batches(batches, schema, path)
         self.counts = dict(sorted(counts.items()))
         return rows
 

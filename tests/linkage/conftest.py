@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from koble.linkage.demo_jobs import write_demo_jobs, write_helsearkiv_job
-from koble.linkage.engine_spark import _SharedContext
+from koble.linkage.engine_spark_session import SharedContext
 from koble.linkage.executor import RunResult, run_job
 from koble.linkage.sources import Sources, synthetic_sources
 from koble.pseudonym.keystore import RawKek
@@ -133,7 +133,7 @@ class _ScratchScan:
         self.needles: dict[str, list[bytes]] | None = None
 
     def __call__(self, step: Any, event: str, index: int, total: int) -> None:
-        shared = _SharedContext.current  # the scratch directory of this process's Spark
+        shared = SharedContext.current  # the scratch directory of this process's Spark
         if event != "done" or shared is None:
             return
         if self.needles is None:

@@ -9,11 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from koble.linkage import key_list
 from koble.linkage.engine import DuckDBEngine, Engine
 from koble.linkage.key_list import DUPLICATE, Population, write_key_list
 from koble.linkage.plan import FNR, SERIAL
@@ -177,3 +179,33 @@ def test_rejects_keep_the_population_columns_types(tmp_path: Path) -> None:
     assert got.schema["kommune"] == pl.Categorical
     wanted = frame.with_row_index("row", offset=1).filter(population.reason.is_not_null())
     assert got.select(frame.columns).equals(wanted.select(frame.columns))
+
+
+def test_rejects_written_a_slice_at_a_time_are_the_whole_ones(
+    duck: DuckDBEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A population larger than a slice (here 7 rows) is written slice by slice: the same
+    file as in one slice, rows numbered as in the whole population."""
+    frame, compact, reason, zero = _population(11, 100)
+    files = {}
+    for rows in (7, 1_000_000):
+        monkeypatch.setattr(key_list, "ROW_GROUP_ROWS", rows)
+        population = Population(duck, compact, reason, zero)
+        population.persons()
+        files[rows] = tmp_path / f"{rows}.parquet"
+        assert population.write_rejects(frame, MESSAGES, files[rows]) > 7
+    assert files[7].read_bytes() == files[1_000_000].read_bytes()
+    got = pl.read_parquet(files[7])
+    assert got["row"].to_list() == [i + 1 for i, r in enumerate(population.reason) if r]
+    assert pq.read_schema(files[7]).field("row").type == pa.uint32()
+
+
+def test_a_reason_without_a_message_is_a_bug_named_by_code(
+    duck: DuckDBEngine, tmp_path: Path
+) -> None:
+    frame, compact, reason, zero = _population(2, 50)
+    population = Population(duck, compact, reason, zero)
+    population.persons()
+    messages = {k: v for k, v in MESSAGES.items() if k != "check_digit"}
+    with pytest.raises(RuntimeError, match=r"without a message: \['check_digit'\]"):
+        population.write_rejects(frame, messages, tmp_path / "rejects.parquet")

@@ -9,6 +9,7 @@ on the file (a population must be unique, an episode table need not be).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,15 @@ from koble.registries.identifiers._rules import (
 from koble.registries.identifiers.column import Scheme, dropped_leading_zero, validate_column
 from koble.tables import read_table, require_column, write_table
 
-__all__ = ["CheckReport", "check_file", "check_frame", "dropped_zero_warnings"]
+__all__ = [
+    "CheckReport",
+    "check_file",
+    "check_frame",
+    "dropped_zero_warnings",
+    "reject_messages",
+    "rejects_chunks",
+    "rejects_table",
+]
 
 ROW = "row"
 REASON = "reason"
@@ -43,24 +52,56 @@ def rejects_table(
     messages: dict[str, str] | None = None,
     *,
     dropped_zero: pl.Series | None = None,
+    offset: int = 0,
 ) -> pl.DataFrame:
     """The rows of ``frame`` whose ``reason`` is not null, as ``row`` (1-based), ``reason``,
     ``message`` and the original columns: the shape of every rejects file koble writes.
 
     ``dropped_zero`` (from :func:`~koble.registries.identifiers.column.dropped_leading_zero`)
-    marks rows whose message says a spreadsheet may have dropped a leading zero.
+    marks rows whose message says a spreadsheet may have dropped a leading zero. ``offset``:
+    the rows before ``frame`` in the table it is a slice of, so a slice's rows are numbered as
+    in the whole (:func:`rejects_chunks`). The failing rows are picked first, so a slice with
+    few rejects costs little more than its ``reason`` column.
     """
     messages = reject_messages() if messages is None else messages
-    message = pl.col(REASON).replace_strict(messages, return_dtype=pl.String)
+    failing = reason.is_not_null()
+    code = reason.filter(failing).cast(pl.String)
+    message = code.replace_strict(messages, return_dtype=pl.String)
     if dropped_zero is not None:
-        message = pl.when(dropped_zero).then(pl.lit(LEADING_ZERO_MESSAGE)).otherwise(message)
+        zero = dropped_zero.filter(failing)
+        message = pl.select(
+            pl.when(zero).then(pl.lit(LEADING_ZERO_MESSAGE)).otherwise(message)
+        ).to_series()
     return (
-        frame.with_row_index(ROW, offset=1)
-        .with_columns(reason.cast(pl.String).alias(REASON))
-        .with_columns(message.alias(MESSAGE))
-        .filter(pl.col(REASON).is_not_null())
+        frame.with_row_index(ROW, offset=offset + 1)
+        .filter(failing)
+        .with_columns(code.alias(REASON), message.alias(MESSAGE))
         .select(ROW, REASON, MESSAGE, *frame.columns)
     )
+
+
+def rejects_chunks(
+    frame: pl.DataFrame,
+    reason: pl.Series,
+    messages: dict[str, str] | None = None,
+    *,
+    dropped_zero: pl.Series | None = None,
+    rows: int,
+) -> Iterator[pl.DataFrame]:
+    """:func:`rejects_table` of ``frame`` a slice of ``rows`` rows at a time, in row order and
+    numbered as in the whole: for a writer that streams the rejects of a table too large to
+    gather at once (the operator's population). Slices are views, so nothing is copied but
+    the rejects of the slice at hand."""
+    if rows < 1:
+        raise ValueError(f"a slice holds at least one row, not {rows}")
+    for start in range(0, frame.height, rows):
+        yield rejects_table(
+            frame.slice(start, rows),
+            reason.slice(start, rows),
+            messages,
+            dropped_zero=None if dropped_zero is None else dropped_zero.slice(start, rows),
+            offset=start,
+        )
 
 
 @dataclass(frozen=True)
