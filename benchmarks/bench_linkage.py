@@ -30,12 +30,18 @@ persons and, for Parquet, every delivered row, løpenummer included, compared bo
 ``EXCEPT ALL``). Target: koble's process within 1.3x of the script's, at every world given
 (1 M and 5.5 M persons in one run: ``--world`` twice).
 
-Each side runs in a fresh child process, alternating, ``--repeat`` times, best kept. The
+Each side runs in a fresh child process, alternating, ``--repeat`` times, best kept; koble's
+modules are compiled to bytecode first, as an installed koble's are
+(:func:`_jobs.compile_bytecode`: with ``PYTHONDONTWRITEBYTECODE`` set, each koble child
+would otherwise compile its hundred modules from source, the script its thirty), and koble's
+child sets its process up as ``koble run`` does (:func:`phase_koble`). The
 compared time is the child's wall time from start to exit (interpreter, imports, keys,
 work: what an operator waits for); its CPU time (user + system, every thread) and peak RSS
 (``ru_maxrss``) come from ``os.wait4``, and on a shared machine the CPU ratio is the
-steadier one. Inside, each side times its steps, so the table also shows where the
-difference goes, the start-up (interpreter and imports) included.
+steadier one. Inside, each side times its steps, in wall and in CPU seconds (the
+process's, every thread: koble's from :attr:`koble.linkage.executor.RunResult.cpu_seconds`),
+so the table also shows where the difference goes, the start-up (interpreter and imports)
+included.
 
 Reseptregisteret's sealed ingest is a monthly pre-job load, not part of a job: koble runs
 the job once in a fresh workspace (this first run includes the ingest, ``ingest-...``),
@@ -89,6 +95,7 @@ from _jobs import (
     REQUESTS,
     Request,
     code_state,
+    compile_bytecode,
     load_average,
     progress,
     write_cohort,
@@ -133,13 +140,18 @@ def loaded_table(workspace: Path, registry: str) -> Path:
 
 
 def phase_koble(world: Path, work: Path, workspace: Path, preload: Path | None) -> dict[str, Any]:
-    """Run the job with koble; ``preload``: a workspace whose ingested tables to reuse."""
+    """Run the job with koble; ``preload``: a workspace whose ingested tables to reuse.
+
+    The process is set up as ``koble run``'s: :mod:`koble.cli` imported first (its
+    process-wide settings), and what is imported frozen before the work
+    (:func:`koble.cli.freeze_imports`)."""
+    import koble.cli
     from koble.linkage.executor import run_job
     from koble.linkage.sources import synthetic_sources
     from koble.pseudonym.keystore import RawKek
     from koble.registries.catalogue import Catalogue
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     kek = RawKek(bytes.fromhex(os.environ[KEK_ENV]))
     catalogue = Catalogue.load()
     if preload is not None:
@@ -149,6 +161,7 @@ def phase_koble(world: Path, work: Path, workspace: Path, preload: Path | None) 
                 target = workspace / source.relative_to(preload)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(source.resolve())
+    koble.cli.freeze_imports()  # as `koble run` does in its own process
     result = run_job(
         world / JOB_FILE, workspace, keys_dir=work / "keys", kek=kek,
         sources=synthetic_sources(world), catalogue=catalogue,
@@ -166,6 +179,8 @@ def phase_koble(world: Path, work: Path, workspace: Path, preload: Path | None) 
         "seconds": result.seconds,
         "total_seconds": result.total_seconds,
         "inside_seconds": time.perf_counter() - started,
+        "cpu_seconds": result.cpu_seconds,
+        "inside_cpu": time.process_time() - cpu,
         "stats": result.stats,
         "setup": state.get("setup", {}),
         "delivery": str(result.delivery),
@@ -197,14 +212,16 @@ def phase_baseline(world: Path, out_dir: Path, work: Path, preload: Path) -> dic
     from koble.pseudonym.serials import project_domain
     from koble.registries.identifiers.column import validate_column
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     out_dir.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {}
+    cpu: dict[str, float] = {}
     rows: dict[str, int] = {}
     keys = LinkageKeys.load(work / "keys", RawKek(bytes.fromhex(os.environ[KEK_ENV])))
     con = duckdb.connect(":memory:")
     seconds["start"] = time.perf_counter() - started
-    tick = time.perf_counter()
+    cpu["start"] = time.process_time() - cpu_started
+    tick, cpu_tick = time.perf_counter(), time.process_time()
     # 1. identifier checks; 2. the cohort resolved through the identity history, deduplicated
     cohort = pl.read_parquet(world / COHORT_FILE, columns=["fnr"])["fnr"].cast(pl.String)
     checked = validate_column(cohort, scheme="fnr")
@@ -244,8 +261,9 @@ def phase_baseline(world: Path, out_dir: Path, work: Path, preload: Path) -> dic
         SELECT f.old_id AS fnr, p.lopenr FROM final f JOIN persons p ON p.fnr = f.current_id
     """)  # fmt: skip
     seconds["keys"] = time.perf_counter() - tick
+    cpu["keys"] = time.process_time() - cpu_tick
     for r in REQUESTS:
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.process_time()
         out = out_dir / f"{r.registry}.parquet"
         if r.id in INGESTED:  # 4. the TTP's pseudonyms, joined to the table the registry holds
             ttp = domain_cipher(keys.ttp, check_domain(f"registry:{r.id}"))
@@ -259,10 +277,17 @@ def phase_baseline(world: Path, out_dir: Path, work: Path, preload: Path) -> dic
             sql = _copy_sql(r, f"read_parquet('{table}')", "fnr", "key_list", out)
         fetched = con.execute(sql).fetchone()
         seconds[r.registry] = time.perf_counter() - tick
+        cpu[r.registry] = time.process_time() - cpu_tick
         assert fetched is not None
         rows[r.registry] = int(fetched[0])
     con.close()
-    return {"seconds": seconds, "total_seconds": time.perf_counter() - started, "rows": rows}
+    return {
+        "seconds": seconds,
+        "total_seconds": time.perf_counter() - started,
+        "cpu": cpu,
+        "total_cpu": time.process_time() - cpu_started,
+        "rows": rows,
+    }
 
 
 def run_child(args: list[str], env: Mapping[str, str]) -> Run:
@@ -383,25 +408,32 @@ def report(load: Run, job: Run, base: Run, checks: dict[str, tuple[int, bool | N
     (lj, _, _, l_rss), (kj, k_wall, k_cpu, k_rss), (bj, b_wall, b_cpu, b_rss) = load, job, base
     ingest_keys = [k for k in lj["seconds"] if k.startswith("ingest-")]
     ingest = sum(lj["seconds"][k] for k in ingest_keys)
-    print("\n| step | koble steps | koble s | script s | ratio |")
-    print("|---|---|---:|---:|---:|")
-    k_start = k_wall - kj["inside_seconds"]
-    b_start = b_wall - bj["total_seconds"] + bj["seconds"]["start"]
-    print(f"| process start, imports, keys | — | {sec(k_start)} | {sec(b_start)} | "
-          f"{ratio(k_start, b_start)} |")  # fmt: skip
-    accounted = 0.0
+    print("\n| step | koble steps | koble s | script s | ratio | koble CPU s | script CPU s "
+          "| CPU ratio |")  # fmt: skip
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+
+    def row(label: str, ids: str, k: float, b: float | None, kc: float, bc: float | None) -> None:
+        print(f"| {label} | {ids} | {sec(k)} | {sec(b)} | {ratio(k, b)} | {sec(kc)} | "
+              f"{sec(bc)} | {ratio(kc, bc)} |")  # fmt: skip
+
+    # the start-up: the child's whole time less what it timed inside (imports, interpreter)
+    row("process start, imports, keys", "—", k_wall - kj["inside_seconds"],
+        b_wall - bj["total_seconds"] + bj["seconds"]["start"], k_cpu - kj["inside_cpu"],
+        b_cpu - bj["total_cpu"] + bj["cpu"]["start"])  # fmt: skip
+    accounted = accounted_cpu = 0.0
     for label, ids, phase in groups(kj):
         k = sum(kj["seconds"][i] for i in ids)
-        accounted += k
+        kc = sum(kj["cpu_seconds"][i] for i in ids)
+        accounted, accounted_cpu = accounted + k, accounted_cpu + kc
         b = None if phase is None else bj["seconds"][phase]
-        print(f"| {label} | {', '.join(ids)} | {sec(k)} | {sec(b)} | {ratio(k, b)} |")
-    rest = kj["inside_seconds"] - accounted
-    print(f"| run overhead (plan, keys, workspace, state) | — | {sec(rest)} | — | — |")
-    print(f"| **process, wall** | | **{sec(k_wall)}** | **{sec(b_wall)}** | "
-          f"**{ratio(k_wall, b_wall)}** |")  # fmt: skip
-    print(f"| process, CPU (user + system) | | {sec(k_cpu)} | {sec(b_cpu)} | "
-          f"{ratio(k_cpu, b_cpu)} |")  # fmt: skip
-    print(f"| peak RSS (GiB) | | {k_rss:.2f} | {b_rss:.2f} | |")
+        bc = None if phase is None else bj["cpu"][phase]
+        row(label, ", ".join(ids), k, b, kc, bc)
+    row("run overhead (plan, keys, workspace, state)", "—", kj["inside_seconds"] - accounted,
+        None, kj["inside_cpu"] - accounted_cpu, None)  # fmt: skip
+    print(f"| **process** | | **{sec(k_wall)}** | **{sec(b_wall)}** | "
+          f"**{ratio(k_wall, b_wall)}** | **{sec(k_cpu)}** | **{sec(b_cpu)}** | "
+          f"**{ratio(k_cpu, b_cpu)}** |")  # fmt: skip
+    print(f"| peak RSS (GiB) | | {k_rss:.2f} | {b_rss:.2f} | | | | |")
     if ingest_keys:
         print(
             f"\nReseptregisteret's sealed ingest (a pre-job load, in the first run only, "
@@ -420,14 +452,16 @@ def report(load: Run, job: Run, base: Run, checks: dict[str, tuple[int, bool | N
         shown = "n/a (not parquet)" if same is None else ("yes" if same else "NO")
         print(f"| {r.registry} | {kr:,} | {br:,} | {kp:,} | {bp:,} | {shown} |")
         ok &= kr == br and kp == bp and same is not False
-    print("\n| koble step | party | first run (with ingest) | compared run |")
-    print("|---|---|---:|---:|")
+    print("\n| koble step | party | first run (with ingest) | compared run | compared run, CPU |")
+    print("|---|---|---:|---:|---:|")
     for key in ingest_keys:
-        print(f"| {key} | ttp, {key[7:]} | {sec(lj['seconds'][key])} | (loaded) |")
+        print(f"| {key} | ttp, {key[7:]} | {sec(lj['seconds'][key])} | (loaded) | |")
     for s in kj["steps"]:
         i = s["id"]
-        print(f"| {i} | {s['party']} | {sec(lj['seconds'].get(i))} | {sec(kj['seconds'].get(i))} |")
-    print(f"| total in-process | | {sec(lj['total_seconds'])} | {sec(kj['total_seconds'])} |")
+        print(f"| {i} | {s['party']} | {sec(lj['seconds'].get(i))} | "
+              f"{sec(kj['seconds'].get(i))} | {sec(kj['cpu_seconds'].get(i))} |")  # fmt: skip
+    print(f"| total in-process | | {sec(lj['total_seconds'])} | {sec(kj['total_seconds'])} | "
+          f"{sec(kj['inside_cpu'])} |")  # fmt: skip
     if not ok:
         print(
             "\nMISMATCH: koble and the script delivered different rows; the times do not compare."
@@ -557,7 +591,7 @@ def main() -> None:
 
     command = shlex.join([".venv/bin/python", *sys.argv])
     print(f"# koble linkage-job benchmark\n\n```\n{command}\n```\n")
-    print(f"Code: {code_state()}\n")
+    print(f"Code: {code_state()}; {compile_bytecode()}\n")
     print(
         f"{platform.node()}, {platform.processor() or platform.machine()}, {os.cpu_count()} "
         f"cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "

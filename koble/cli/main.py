@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+import koble.cli
 from koble import __version__
 from koble.errors import KobleError, redact, sanitise
 from koble.files import os_failure
@@ -100,7 +101,9 @@ def cli() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point (and ``python -m koble``'s): this process is the command
+    (:data:`koble.cli.COMMAND_PROCESS`)."""
+    koble.cli.COMMAND_PROCESS = True
     entry: Callable[..., Any] = cli.main
     try:
         entry(args=argv if argv is not None else sys.argv[1:], prog_name="koble")

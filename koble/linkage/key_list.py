@@ -66,7 +66,7 @@ class Population:
         (``key``) it is distinct exactly when its text is, and cheaper to group."""
         return pa.table(
             {
-                ROW: pa.array(np.arange(1, self.reason.len() + 1, dtype=np.uint32)),
+                ROW: pl.Series(np.arange(1, self.reason.len() + 1, dtype=np.uint32)).to_arrow(),
                 _KEY: self._compact.cast(pl.Int64, strict=False).to_arrow(),
                 REASON: self.reason.to_arrow(compat_level=_ARROW),
             }
@@ -79,7 +79,8 @@ class Population:
             f"SELECT MIN({quote(ROW)}) AS {quote(ROW)} FROM checked WHERE {quote(REASON)} "
             f"IS NULL GROUP BY {quote(_KEY)} ORDER BY {quote(ROW)} NULLS LAST"
         )
-        rows = self._engine.query(sql, {"checked": self._checked()}).column(ROW).to_numpy()
+        found = self._engine.query(sql, {"checked": self._checked()}).column(ROW)
+        rows = pl.Series(found).to_numpy()  # through Polars: pyarrow's to_numpy loads pandas
         first = rows.astype(np.int64) - 1
         kept = np.zeros(self.reason.len(), dtype=bool)
         kept[first] = True
@@ -132,7 +133,7 @@ def write_key_list(
         {
             FNR: numbered[FNR].to_arrow(compat_level=_ARROW),
             SERIAL: numbered[SERIAL].to_arrow().cast(pa.int64()),
-            _POS: pa.array(np.arange(numbered.height, dtype=np.int64)),
+            _POS: pl.Series(np.arange(numbered.height, dtype=np.int64)).to_arrow(),
         }
     )
     tables: dict[str, Table] = {"persons": persons}

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from koble.errors import UsageError
 from koble.pseudonym.audit_verify import DETAIL_KEY
 from koble.pseudonym.keys import DOMAIN_PATTERN
-from koble.registries.identifiers.scan import ascii_digits, contains_person_number
+from koble.registries.identifiers.scan import ascii_digits, contains_person_number, shapes
 
 __all__ = [
     "DetailValue",
@@ -39,6 +39,13 @@ DetailValue = str | int | float | bool | None
 
 _HEX_RUN = re.compile(r"[0-9A-Fa-f]{32,}")
 _BASE64_RUN = re.compile(r"[A-Za-z0-9+/_\-]{40,}")
+#: A person-number shape with no ASCII letter or digit beside it. The standalone rule
+#: (:func:`contains_person_number` with ``standalone``) finds only numbers no letter or digit
+#: touches, so each one it finds matches this too: a value without a match cannot hold one,
+#: and is passed without that rule's column scan (about 0.4 ms a value, where a job's audit
+#: log checks three hashes or key ids per event). A SHA-256 in hex never matches: every
+#: character of it is a letter or digit.
+_MAYBE_STANDALONE = re.compile(rf"(?<![0-9A-Za-z])(?:{'|'.join(shapes())})(?![0-9A-Za-z])")
 
 
 def refuse_sensitive(field: str, value: str, *, key_like: bool = True) -> None:
@@ -101,12 +108,18 @@ def check_pattern(field: str, value: object, pattern: re.Pattern[str], what: str
         return None
     if not isinstance(value, str) or pattern.fullmatch(value) is None:
         raise UsageError(f"audit field {field!r} must be {what}")
-    if contains_person_number(value, standalone=True):
+    if _may_hold_standalone(value) and contains_person_number(value, standalone=True):
         raise UsageError(
             f"audit field {field!r} contains a person number; "
             "the audit log must never hold identifiers"
         )
     return value
+
+
+def _may_hold_standalone(value: str) -> bool:
+    """Whether ``value`` could hold a person number standing alone (:data:`_MAYBE_STANDALONE`);
+    False means it holds none, so the full check is not needed."""
+    return _MAYBE_STANDALONE.search(ascii_digits(value)) is not None
 
 
 def check_details(value: Mapping[str, DetailValue] | None) -> dict[str, DetailValue] | None:
