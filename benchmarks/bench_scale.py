@@ -33,10 +33,14 @@ of the child and every process under it (the Spark JVM and its Python workers), 
 from ``/proc`` every 0.2 s and at least what ``os.wait4`` reports; peak RSS, the largest sum
 of the RSS of that process tree seen (shared pages counted once per process) and at least
 the child's ``ru_maxrss``; the load average before and after (the machine is shared).
-Growth is each number divided by the same engine's at x1.
+Growth is each number divided by the same engine's at x1. And the child's own peak RSS in
+each step of the job (:class:`StepPeaks`), which shows where the memory goes: for a run
+under ``--out-of-core``, whether it stays near its cap and which step does not.
 
     python benchmarks/bench_scale.py --world DIR [--scales 1 4 16] [--engines duckdb spark]
         [--spark-scales 1 4] [--out-of-core 4GB] [--cohort 500000] [--tmp DIR] [--keep]
+
+``--engines`` with no engine and ``--out-of-core SIZE`` runs only the capped DuckDB.
 
 Scaled worlds, the loaded table and workspaces go under ``--tmp`` (default: a temporary
 directory); with ``--keep`` they stay, and a later run with the same ``--tmp`` reuses the
@@ -46,6 +50,7 @@ scaled worlds and the loaded table (not the workspaces).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -219,10 +224,12 @@ def phase_job(
         store.mkdir(parents=True, exist_ok=True)
         for name in (names.ingested(registry), names.ingest_counts(registry)):
             os.link(tables / name, store / name)
+    peaks = StepPeaks()
     result = run_job(
         world / JOB_FILE, workspace, keys_dir=work / "keys", kek=RawKek(KEK),
         sources=synthetic_sources(world), now=lambda: NOW,
         randbytes=random.Random(SEED).randbytes, engine=engine, memory_limit=memory,
+        on_step=peaks.on_step,
     )  # fmt: skip
     hashes = {
         p.relative_to(result.delivery).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
@@ -234,7 +241,32 @@ def phase_job(
     kept.parent.mkdir(exist_ok=True)
     kept.write_text(json.dumps({"rows": rows, "hashes": hashes}, indent=1, sort_keys=True))
     return {"total_seconds": result.total_seconds, "seconds": result.seconds, "rows": rows,
-            "hashes": hashes}  # fmt: skip
+            "hashes": hashes, "peaks": peaks.gib}  # fmt: skip
+
+
+class StepPeaks:
+    """This process's peak RSS during each step of a run (``run_job``'s ``on_step``): the
+    kernel's high-water mark (``VmHWM``) is reset as a step starts (``clear_refs``) and read
+    as it ends, so a step's peak is its own, not an earlier step's. Only this process: a
+    Spark JVM's memory is not in it (the parent's :class:`Watch` sees the whole tree)."""
+
+    def __init__(self) -> None:
+        self.gib: dict[str, float] = {}  # step id -> peak RSS GiB
+
+    def on_step(self, step: Any, event: str, index: int, total: int) -> None:
+        if event == "start":
+            with contextlib.suppress(OSError):  # no clear_refs: peaks are since the start
+                Path("/proc/self/clear_refs").write_text("5")
+        elif event == "done":
+            self.gib[step.id] = round(high_water() / 2**30, 3)
+
+
+def high_water() -> int:
+    """This process's peak RSS in bytes since it started or its mark was last reset."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 # --- running a child and watching its process tree ------------------------------------------
@@ -353,12 +385,25 @@ def table(rows: list[Row], same: dict[tuple[str, int], bool]) -> None:
               f"| {cpu} | {rss} | {m.load[0]:.2f} → {m.load[1]:.2f} | {equal} |")  # fmt: skip
 
 
+def step_table(rows: list[Row]) -> None:
+    """Each step's peak RSS (GiB) in each run: where the memory goes, and whether a capped
+    DuckDB stays near its cap."""
+    labels = [f"{r.engine} x{r.scale}" for r in rows]
+    steps = list(dict.fromkeys(s for r in rows for s in r.measured.result.get("peaks", {})))
+    print("| step | " + " | ".join(labels) + " |")
+    print("|---|" + "--:|" * len(rows))
+    for step in steps:
+        peaks = [r.measured.result.get("peaks", {}).get(step) for r in rows]
+        print(f"| {step} | " + " | ".join("" if g is None else f"{g:.2f}" for g in peaks) + " |")
+
+
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--world", type=Path, required=True, help="a `koble synth` world (read only)")
     p.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
-    p.add_argument("--engines", nargs="+", choices=["duckdb", "spark"],
-                   default=["duckdb", "spark"])  # fmt: skip
+    p.add_argument("--engines", nargs="*", choices=["duckdb", "spark"],
+                   default=["duckdb", "spark"],
+                   help="none with --out-of-core: only the capped DuckDB")  # fmt: skip
     p.add_argument("--spark-scales", type=int, nargs="+",
                    help="the scales Spark runs at [all of --scales]")  # fmt: skip
     p.add_argument("--out-of-core", metavar="SIZE", help="also DuckDB capped at SIZE, e.g. 4GB")
@@ -458,7 +503,9 @@ def main() -> None:
                       f"{rows[-1].delivered:,} delivered, same data files as the first run "
                       f"at x{k}: {same[(label, k)]}, steps "
                       + json.dumps({s: round(t, 1) for s, t in
-                                    measured.result["seconds"].items()}) + " -->",
+                                    measured.result["seconds"].items()})
+                      + ", peak RSS GiB by step " + json.dumps(measured.result["peaks"])
+                      + " -->",
                       flush=True)  # fmt: skip
                 if not args.keep:
                     shutil.rmtree(workspace, ignore_errors=True)
@@ -471,6 +518,9 @@ def main() -> None:
             shutil.rmtree(tmp, ignore_errors=True)
     print()
     table(rows, same)
+    print("\nPeak RSS GiB of the child process in each step (its high-water mark reset as the "
+          "step starts; a Spark JVM is not in it):\n")  # fmt: skip
+    step_table(rows)
     failed = [f"{e} x{k}" for (e, k), ok in same.items() if not ok]
     print(f"\nLoad average at the end: {load_average()} (other work on the machine skews the "
           "times; CPU seconds are less affected).")  # fmt: skip

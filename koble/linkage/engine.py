@@ -138,6 +138,12 @@ class DuckDBEngine:
         # Only tables passed to query() are visible: no lookup of Python variables by name.
         self._con.execute("SET python_enable_replacements = false")
         self._con.execute("SET enable_progress_bar = false")
+        # DuckDB's allocator (jemalloc) keeps memory a query freed and returns it to the
+        # system only after seconds, or at its next allocation: a step after a large join
+        # then starts gigabytes above what is in use, and a --memory-limit run peaks far
+        # above its cap. Its background threads return it within a second, at no
+        # measurable CPU cost (bench_scale.py's steps; README).
+        self._con.execute("SET allocator_background_threads = true")
         if memory_limit:
             self._con.execute("SET memory_limit = ?", [memory_limit])
 

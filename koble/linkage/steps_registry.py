@@ -21,9 +21,10 @@ import pyarrow.parquet as pq
 from koble.errors import ColumnError, InputError
 from koble.files import atomic_write, sha256_file
 from koble.linkage import names
-from koble.linkage.codebook import codebook, sorted_duplicates
+from koble.linkage.codebook import Codebook, CodebookFile, codebook, sorted_duplicates
 from koble.linkage.context import Context
 from koble.linkage.engine import quote
+from koble.linkage.extract_stream import IN_PERIOD, streamed_extract
 from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.plan import FNR, OPERATOR, SERIAL, Step
@@ -35,7 +36,7 @@ from koble.linkage.step_stats import StepStats
 
 __all__ = ["consent_step", "extract_step", "registry_table"]
 
-_IN_PERIOD = "_in_period"
+_IN_PERIOD = IN_PERIOD
 
 
 def registry_table(ctx: Context, registry: str, step: Step) -> tuple[Path, str]:
@@ -160,28 +161,133 @@ def extract_step(ctx: Context, step: Step) -> StepStats:
         ORDER BY {_IN_PERIOD} DESC, {order}
     """
     persons_file = store / step.inputs[0]
+    tables = {"persons": persons_file, "source": table}
+    out = store / step.outputs[0]
+    recipient = next(t.target for t in ctx.plan.transfers_after(step.id) if t.file == out.name)
+    labels, value_labels = labels_for([SERIAL, *variables])
+    sent = pl.read_parquet(ctx.store(step.party) / _persons_input(ctx, step), columns=[SERIAL])
     with ThreadPoolExecutor(1) as pool:  # hash the registry's table while the engine joins
         source_sha256 = pool.submit(sha256_file, table)
-        joined = _stream_join(ctx, sql, {"persons": persons_file, "source": table})
+        if recipient != OPERATOR and not ctx.route(reg).reservation_filter:
+            # the researcher's file, streamed: the rows never held whole (extract_stream.py)
+            with streamed_extract(
+                ctx.engine, sql, tables, out, ctx.job.delivery_format, serial=SERIAL,
+                labels=labels, value_labels=value_labels, identifying=set(IDENTIFYING),
+                timestamp=ctx.created,
+            ) as streamed:  # fmt: skip
+                if sent.height and not streamed.delivered:
+                    _nothing_delivered(ctx, step, sent, persons_file, streamed.rows,
+                                       streamed.persons, table, id_column)  # fmt: skip
+            assert streamed.entry is not None
+            figures = _Figures(streamed.rows, streamed.persons, streamed.delivered,
+                               streamed.delivered, streamed.persons_inside,
+                               streamed.duplicates, streamed.entry, Withheld())  # fmt: skip
+        else:
+            figures = _extract_held(ctx, step, sql, tables, out, recipient, key, variables,
+                                    sent, table, id_column)  # fmt: skip
+    consent_file = names.consent_report(reg)  # declared when the registry filters by consent
+    consent = ctx.read_json(store / consent_file) if consent_file in step.inputs else {}
+    entry = ctx.catalogue.get(reg)
+    feed = None  # the registry's own record of its feed, the ingest step's other output
+    if source.ingest:  # (absent beside a table an older koble loaded: its counts unknown)
+        counts = table.with_name(names.declared(names.ingest_counts(reg), step.inputs))
+        feed = ctx.read_json(counts) if counts.is_file() else None
+    withheld = figures.withheld
+    report = ExtractReport(
+        registry=reg,
+        name=entry.name,
+        route="ttp-pseudonym" if ctx.route(reg).pseudonymous else "distributed",
+        consent_filter=ctx.route(reg).consent_filter,
+        period=[request.start, request.end],
+        # the job's request these years belong to, and the identity model in force for them
+        requested=part.requested if (part := ctx.plan.part(reg)) else reg,
+        identity_model=part.identity_model if part else entry.identity_model,
+        persons_sent=int(sent[SERIAL].n_unique()),
+        persons_without_consent=int(consent.get("persons_without_consent", 0)),
+        rows_without_consent=int(consent.get("rows_without_consent", 0)),
+        persons_found=figures.persons,
+        persons_delivered=figures.persons_delivered,
+        source_file=table.name,
+        source_sha256=source_sha256.result(),
+        source_rows=pq.ParquetFile(table).metadata.num_rows,
+        feed=None
+        if feed is None
+        else {k: feed[k] for k in ("feed_file", "feed_sha256", "rows_sent", "rows_rejected")},
+        rows_delivered=figures.delivered,
+        rows_outside_period=figures.rows - figures.inside,
+        # every row found is delivered or withheld: by period, consent or reservation
+        rows_found=figures.rows + int(consent.get("rows_without_consent", 0)),
+        reservation_filter=ctx.route(reg).reservation_filter,
+        rows_withheld_reservation=withheld.rows,
+        values_nulled_reservation=dict(sorted(withheld.values.items())),
+        duplicate_rows=figures.duplicates,
+        file=out.name,
+        file_sha256=sha256_file(out),
+        file_rows=figures.delivered,
+        variables=variables,
+        codebook=Codebook([figures.entry]),
+        recipient=recipient,
+    )
+    write_report(store / names.declared(names.registry_report(reg), step.outputs), report)
+    return StepStats.of(report.summary())
+
+
+@dataclass(frozen=True)
+class _Figures:
+    """What the report says of the extract: the join's rows and persons (inside the period
+    or not), the rows inside it, the rows and persons delivered, the file's duplicate rows
+    and codebook entry, and what the reservation filter withheld."""
+
+    rows: int
+    persons: int
+    inside: int
+    delivered: int
+    persons_delivered: int
+    duplicates: int
+    entry: CodebookFile
+    withheld: Withheld
+
+
+def _extract_held(
+    ctx: Context,
+    step: Step,
+    sql: str,
+    tables: Mapping[str, Path],
+    out: Path,
+    recipient: str,
+    key: str,
+    variables: list[str],
+    sent: pl.DataFrame,
+    table: Path,
+    id_column: str,
+) -> _Figures:
+    """The extract held whole, for the operator's input to central linkage and for a
+    registry whose reservation filter withholds from the whole extract before it leaves."""
+    assert step.registry is not None
+    reg = step.registry
+    joined = _stream_join(ctx, sql, tables)
     extract = joined.extract
     withheld = Withheld()
     if ctx.route(reg).reservation_filter:  # opt-outs are withheld before anything leaves
         extract, withheld = withhold_at_registry(
             extract,
-            persons_file,
+            tables["persons"],
             key,
-            source.reservations,
+            ctx.sources.get(reg).reservations,
             registry=reg,
             order=[SERIAL, *variables],
         )
-    sent = pl.read_parquet(ctx.store(step.party) / _persons_input(ctx, step), columns=[SERIAL])
     if sent.height and not extract.height:  # an empty delivery is never a silent success
-        asked = pl.read_parquet(persons_file, columns=[SERIAL])[SERIAL].n_unique()
         _nothing_delivered(
-            ctx, step, int(sent[SERIAL].n_unique()), int(asked), joined, table, id_column
+            ctx,
+            step,
+            sent,
+            tables["persons"],
+            joined.rows,
+            joined.persons,
+            table,
+            id_column,
         )
-    out = store / step.outputs[0]
-    recipient = next(t.target for t in ctx.plan.transfers_after(step.id) if t.file == out.name)
     labels, value_labels = labels_for(extract.columns)
     if recipient == OPERATOR:  # the central route's input to linkage, not a delivery
         with atomic_write(out) as temp:
@@ -196,58 +302,18 @@ def extract_step(ctx: Context, step: Step) -> StepStats:
             timestamp=ctx.created,
         )
     duplicates = sorted_duplicates(extract)
-    consent_file = names.consent_report(reg)  # declared when the registry filters by consent
-    consent = ctx.read_json(store / consent_file) if consent_file in step.inputs else {}
-    entry = ctx.catalogue.get(reg)
-    feed = None  # the registry's own record of its feed, the ingest step's other output
-    if source.ingest:  # (absent beside a table an older koble loaded: its counts unknown)
-        counts = table.with_name(names.declared(names.ingest_counts(reg), step.inputs))
-        feed = ctx.read_json(counts) if counts.is_file() else None
-    report = ExtractReport(
-        registry=reg,
-        name=entry.name,
-        route="ttp-pseudonym" if ctx.route(reg).pseudonymous else "distributed",
-        consent_filter=ctx.route(reg).consent_filter,
-        period=[request.start, request.end],
-        # the job's request these years belong to, and the identity model in force for them
-        requested=part.requested if (part := ctx.plan.part(reg)) else reg,
-        identity_model=part.identity_model if part else entry.identity_model,
-        persons_sent=int(sent[SERIAL].n_unique()),
-        persons_without_consent=int(consent.get("persons_without_consent", 0)),
-        rows_without_consent=int(consent.get("rows_without_consent", 0)),
-        persons_found=joined.persons,
-        persons_delivered=joined.persons_inside
-        if extract is joined.extract
-        else int(extract[SERIAL].n_unique()),
-        source_file=table.name,
-        source_sha256=source_sha256.result(),
-        source_rows=pq.ParquetFile(table).metadata.num_rows,
-        feed=None
-        if feed is None
-        else {k: feed[k] for k in ("feed_file", "feed_sha256", "rows_sent", "rows_rejected")},
-        rows_delivered=extract.height,
-        rows_outside_period=joined.rows - joined.extract.height,
-        # every row found is delivered or withheld: by period, consent or reservation
-        rows_found=joined.rows + int(consent.get("rows_without_consent", 0)),
-        reservation_filter=ctx.route(reg).reservation_filter,
-        rows_withheld_reservation=withheld.rows,
-        values_nulled_reservation=dict(sorted(withheld.values.items())),
-        duplicate_rows=duplicates,
-        file=out.name,
-        file_sha256=sha256_file(out),
-        file_rows=extract.height,
-        variables=variables,
-        codebook=codebook(
-            {out.name: extract},
-            labels=labels,
-            value_labels=value_labels,
-            identifying=set(IDENTIFYING),
-            duplicates={out.name: duplicates},
-        ),
-        recipient=recipient,
+    book = codebook(
+        {out.name: extract},
+        labels=labels,
+        value_labels=value_labels,
+        identifying=set(IDENTIFYING),
+        duplicates={out.name: duplicates},
     )
-    write_report(store / names.declared(names.registry_report(reg), step.outputs), report)
-    return StepStats.of(report.summary())
+    persons_delivered = (
+        joined.persons_inside if extract is joined.extract else int(extract[SERIAL].n_unique())
+    )
+    return _Figures(joined.rows, joined.persons, joined.extract.height, extract.height,
+                    persons_delivered, duplicates, book.files[0], withheld)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -311,29 +377,33 @@ def _found_nobody(ctx: Context, registry: str, sent: int, table: Path, column: s
 def _nothing_delivered(
     ctx: Context,
     step: Step,
-    sent: int,
-    asked: int,
-    joined: _Joined,
+    persons_sent: pl.DataFrame,
+    persons_file: Path,
+    rows: int,
+    persons: int,
     table: Path,
     column: str,
 ) -> None:
     """Raise: the registry would deliver no row for a non-empty population. Says why:
-    nobody found, nobody of those found consented, or no row in the approved period."""
+    nobody found, nobody of those found consented, or no row in the approved period
+    (``rows`` and ``persons``: what the join found)."""
     assert step.registry is not None
     reg = step.registry
+    sent = int(persons_sent[SERIAL].n_unique())
+    asked = int(pl.read_parquet(persons_file, columns=[SERIAL])[SERIAL].n_unique())
     if not asked:
         raise InputError(
             f"registry {reg} has no consent covering the project for any of the {sent:,} "
             "persons it was sent: nothing to deliver",
             path=table,
         )
-    if not joined.rows:
+    if not rows:
         _found_nobody(ctx, reg, asked, table, column)
     request = ctx.request(reg)  # the years of its part of the request
     date_column = ctx.sources.get(reg).date_column
     raise InputError(
-        f"registry {reg} found {joined.persons:,} of the {asked:,} persons it was "
-        f"sent, but none of their {joined.rows:,} rows lies in the approved period "
+        f"registry {reg} found {persons:,} of the {asked:,} persons it was "
+        f"sent, but none of their {rows:,} rows lies in the approved period "
         f"{request.start}–{request.end} (column {date_column!r}): nothing to deliver",
         path=table,
     )
