@@ -40,6 +40,7 @@ first):
     .venv/bin/python benchmarks/bench_anonymity.py --rows 500000   # smaller scale tables
     .venv/bin/python benchmarks/bench_anonymity.py --only-persons  # part 4 alone (~5 min)
     .venv/bin/python benchmarks/bench_anonymity.py --only-command  # part 5 alone (~3 min)
+    .venv/bin/python benchmarks/bench_anonymity.py --only-command --command-csv --command-data DIR
 
 Peers (once): ``python3.11 -m venv ../venv-peers && ../venv-peers/bin/pip install -r
 benchmarks/requirements-peers.txt``; the script looks for ``../venv-peers/bin/python``
@@ -975,20 +976,34 @@ def run_command(args: argparse.Namespace) -> bool:
     print(f"## 5. The anonymise command: overhead beside the search ({_load()})\n")
     results: list[tuple[str, dict[str, Any], float]] = []
     with tempfile.TemporaryDirectory(prefix="koble-bench-anon-", dir=args.tmp) as tmp:
-        adult, people = Path(tmp) / "adult.parquet", Path(tmp) / "persons.parquet"
+        # --command-data: the inputs are kept there, named by size and seed, and reused
+        data = Path(tmp) if args.command_data is None else Path(args.command_data)
+        data.mkdir(parents=True, exist_ok=True)
+        tag = f"{adult_rows}-{args.seed}"
+        adult = data / f"adult-{tag}.parquet"
+        people = data / f"persons-{persons}-{ROWS_PER_PERSON_BIG}-{args.seed}.parquet"
         cases = []
         if not args.command_persons_only:
-            _child(["--generate", "adult", str(adult_rows), str(args.seed), str(adult)])
+            if not adult.is_file():  # written under another name, renamed once whole
+                part = adult.with_name(adult.name + ".part")
+                _child(["--generate", "adult", str(adult_rows), str(args.seed), str(part)])
+                part.replace(adult)
             cases.append((f"adult-like, 9 QIs, Parquet ({adult_rows:,} rows)", "adult", adult))
         if args.command_csv and not args.command_persons_only:
-            csv = Path(tmp) / "adult.csv"
-            import polars as pl
+            csv = data / f"adult-{tag}.csv"
+            if not csv.is_file():
+                import polars as pl
 
-            pl.read_parquet(adult).write_csv(csv, separator=";")
+                part = csv.with_name(csv.name + ".part")
+                pl.read_parquet(adult).write_csv(part, separator=";")
+                part.replace(csv)
             cases.append((f"adult-like, 9 QIs, CSV ({adult_rows:,} rows)", "adult", csv))
-        if not args.command_adult_only:
+        if not args.command_adult_only and not people.is_file():
+            part = people.with_name(people.name + ".part")
             _child(["--generate-persons", str(persons), str(ROWS_PER_PERSON_BIG),
-                    str(args.seed), str(people)])  # fmt: skip
+                    str(args.seed), str(part)])  # fmt: skip
+            part.replace(people)
+        if not args.command_adult_only:
             cases.append((f"IPLOS-like persons, person-set ({persons:,} persons)", "persons",
                           people))  # fmt: skip
         for name, kind, path in cases:
@@ -1089,6 +1104,10 @@ def main() -> None:
                         help="part 5: runs of each case, the fastest kept [2]")  # fmt: skip
     parser.add_argument(
         "--command-persons-only", action="store_true", help="part 5: the person table alone"
+    )
+    parser.add_argument(
+        "--command-data",
+        help="part 5: keep the generated inputs in this directory and reuse them next time",
     )
     parser.add_argument("--generate", nargs=4, help=argparse.SUPPRESS)
     parser.add_argument("--generate-persons", nargs=4, help=argparse.SUPPRESS)

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 
 from koble.anonymity.frequency import Int64s, Lookups, entry_keys, locate, roll_up
 from koble.anonymity.generalisation import Codes, Generalisation
-from koble.anonymity.hierarchies.base import ChunkedIndex, Encoded, encode, integers
+from koble.anonymity.hierarchies.base import ChunkedIndex, Encoded, encode, integers, per_column
 from koble.anonymity.search import REASON_COLUMN, SearchResult
 from koble.files import OutputSet, atomic_write, sha256_file
 from koble.tables import PARQUET_SUFFIXES, read_table, refuse_duplicate_names, write_table
@@ -120,7 +120,8 @@ def _read(path: Path, columns: Sequence[str], encoding: str
     if path.suffix.lower() not in PARQUET_SUFFIXES or not path.is_file():
         frame = read_table(path, encoding=encoding, categorical=columns)
         names = [c for c in dict.fromkeys(columns) if frame.schema.get(c) == pl.Categorical]
-        return frame, {name: encode(frame.get_column(name)) for name in names}
+        found = per_column(lambda name: encode(frame.get_column(name)), names)
+        return frame, dict(zip(names, found, strict=True))
     try:
         schema = pq.read_schema(path)
         refuse_duplicate_names(schema.names, path)
@@ -133,7 +134,9 @@ def _read(path: Path, columns: Sequence[str], encoding: str
         rest = pl.read_parquet(path, columns=others) if others else None
     except (pl.exceptions.PolarsError, pa.ArrowException, OSError, ValueError):
         return read_table(path), {}  # which words the error as every read does
-    encoded = {name: _encoded(coded.column(name), name) for name in text}
+    # one column per core (Arrow and NumPy let go of the interpreter lock)
+    found = per_column(lambda name: _encoded(coded.column(name), name), text)
+    encoded = dict(zip(text, found, strict=True))
     as_read = pl.from_arrow(coded)  # Categorical: the dictionaries kept, no string per row
     assert isinstance(as_read, pl.DataFrame)
     out = [as_read.get_column(name) if name in encoded else rest.get_column(name)  # type: ignore[union-attr]

@@ -26,7 +26,7 @@ from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.frequency import Lookups, class_keys
 from koble.anonymity.generalisation import Generalisation
 from koble.anonymity.hierarchies import hierarchy_for
-from koble.anonymity.hierarchies.base import Encoded
+from koble.anonymity.hierarchies.base import Encoded, per_column
 from koble.anonymity.person_columns import (
     infer_hierarchy,
     person_constant,
@@ -76,17 +76,29 @@ def generalise(
     the column and the first bad row of each (never a value). ``rows`` gives, when the
     frame is not the file itself (a frequency table), the file's 0-based row of each of
     its rows, so that a bad value is still named by the file's row."""
-    out, problems = [], []
-    for column, spec in config.quasi_identifiers.items():
-        values = require_column(frame, column, path)
-        known = None if encoded is None else encoded.get(column)
+    specs = list(config.quasi_identifiers.items())
+    columns = [require_column(frame, column, path) for column, _ in specs]
+
+    def apply(i: int) -> Generalisation | InputError:
+        known = None if encoded is None else encoded.get(specs[i][0])
         try:
-            out.append(hierarchy_for(spec, base_dir=config.base_dir).apply(values, encoded=known))
+            return hierarchy_for(specs[i][1], base_dir=config.base_dir).apply(
+                columns[i], encoded=known
+            )
         except InputError as exc:
-            if rows is not None and exc.row is not None:
-                row = int(rows[exc.row - 1]) + 1
-                exc = ColumnError(exc.message, column=exc.column, row=row)
-            problems.append(f"quasi_identifiers.{column}: {exc}")
+            return exc
+
+    out, problems = [], []
+    # one column per core: each hierarchy's pass over the rows is NumPy's and Polars'
+    for (column, _), found in zip(specs, per_column(apply, range(len(specs))), strict=True):
+        if isinstance(found, Generalisation):
+            out.append(found)
+            continue
+        exc = found
+        if rows is not None and exc.row is not None:
+            row = int(rows[exc.row - 1]) + 1
+            exc = ColumnError(exc.message, column=exc.column, row=row)
+        problems.append(f"quasi_identifiers.{column}: {exc}")
     if problems:
         config_file = "the config" if config.source is None else config.source
         raise ColumnError(

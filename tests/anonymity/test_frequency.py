@@ -186,7 +186,7 @@ def test_dense_recoding_and_sort_path_agree(data: st.DataObject) -> None:
     top = tuple(data.draw(st.integers(lv, g.height)) for lv, g in zip(levels, qis, strict=True))
     normal, _ = build_table(lookups, levels, sensitive.codes)
     normal = roll_up(normal, top, lookups)
-    with mock.patch("koble.anonymity.frequency._LIMIT", 8):
+    with mock.patch("koble.anonymity.frequency_keys._LIMIT", 8):
         general = Lookups(qis, n_s)
         tight, _ = build_table(general, levels, sensitive.codes)
         tight = roll_up(tight, top, general)

@@ -17,8 +17,10 @@ come after the codes of real values at every level below the top.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -31,15 +33,18 @@ from koble.anonymity.generalisation import Codes, Generalisation
 from koble.errors import ColumnError, redact
 
 __all__ = [
+    "BLOCK",
     "MISSING",
     "TOP",
     "Canonicaliser",
     "ChunkedIndex",
     "Encoded",
     "Labeller",
+    "blocks",
     "build",
     "encode",
     "integers",
+    "per_column",
     "reject",
     "shown",
     "to_text",
@@ -48,6 +53,9 @@ __all__ = [
 MISSING = "(missing)"
 TOP = "*"
 
+T = TypeVar("T")
+R = TypeVar("R")
+
 Canonicaliser = Callable[[pl.Series], pl.Series]
 """Distinct non-null raw values in, their canonical forms out (same length, no nulls)."""
 
@@ -55,13 +63,40 @@ Labeller = Callable[[pl.Series], Sequence[pl.Series]]
 """Sorted distinct canonical values in, one String Series of labels per level out."""
 
 
+#: Rows a gather or a scatter by index takes at a time. NumPy first converts indices of
+#: another integer type (Arrow's int32, Polars' uint32 codes) to its own, in a buffer as long
+#: as the indices: over millions of rows that is a fresh buffer of 8 bytes a row per column,
+#: whose pages the kernel faults in one by one (more CPU than the gather itself); a block of
+#: this size reuses one small buffer that stays in the cache.
+BLOCK = 1 << 16
+
+
+def blocks(length: int) -> Iterator[slice]:
+    """The slices of ``range(length)`` a :data:`BLOCK` at a time."""
+    return (slice(at, min(at + BLOCK, length)) for at in range(0, length, BLOCK))
+
+
+def per_column(work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``work`` of each of ``items`` (columns), in their order, on as many threads as Polars
+    uses (one per core unless ``POLARS_MAX_THREADS`` says fewer). A column's pass over
+    millions of rows is NumPy's gathers and scatters and Polars' kernels, which let go of
+    the interpreter lock: one column per core takes half the time on two. An exception is
+    raised as it would be in a loop, the first column's first."""
+    threads = min(len(items), pl.thread_pool_size())
+    if threads <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(threads, thread_name_prefix="koble-column") as pool:
+        return list(pool.map(work, items))
+
+
 @dataclass(frozen=True)
 class ChunkedIndex:
     """Each row's index into a column's distinct values, kept as the chunks a Parquet file's
-    dictionary pages gave: per chunk, its indices into its own dictionary and where each of
-    that dictionary's values (and a missing value, one past the last) stands in the
-    distinct values. :meth:`take` maps the rows through both in one pass, so the
-    translation to one dictionary is never written out row by row."""
+    dictionary pages (or a CSV reader's Categorical chunks) gave: per chunk, its indices
+    into its own dictionary and where each of that dictionary's values (and a missing
+    value, one past the last) stands in the distinct values. :meth:`take` maps the rows
+    through both in one pass, so the translation to one dictionary is never written out
+    row by row, nor the chunks copied into one array."""
 
     parts: tuple[tuple[npt.NDArray[np.integer], npt.NDArray[np.integer]], ...]
     length: int
@@ -70,12 +105,15 @@ class ChunkedIndex:
         return self.length
 
     def take(self, values: npt.NDArray[np.integer]) -> npt.NDArray[np.integer]:
-        """``values[index]`` for every row (``values`` indexed by position, missing last)."""
+        """``values[index]`` for every row (``values`` indexed by position, missing last),
+        a :data:`BLOCK` of rows at a time (see there)."""
         out = np.empty(self.length, dtype=values.dtype)
         start = 0
         for where, indices in self.parts:
-            # mode "clip": the indices are in range, and "raise" would buffer ``out``
-            np.take(values[where], indices, out=out[start : start + len(indices)], mode="clip")
+            table = values[where]
+            for block in blocks(len(indices)):
+                # mode "clip": the indices are in range, and "raise" would buffer ``out``
+                np.take(table, indices[block], out=out[start:][block], mode="clip")
             start += len(indices)
         return out
 
@@ -83,8 +121,8 @@ class ChunkedIndex:
 Encoded = tuple[pl.Series, "npt.NDArray[np.integer] | ChunkedIndex"]
 """A column encoded already: its distinct non-null values (in its dtype) and each row's
 index into them (a missing value: one past the last), as :func:`encode` makes them, or as
-chunks (:class:`ChunkedIndex`) from a Parquet file's own dictionary pages
-(:func:`koble.anonymity.coded.read_coded`)."""
+chunks (:class:`ChunkedIndex`): a Parquet file's own dictionary pages
+(:func:`koble.anonymity.coded.read_coded`), a categorical column's chunks (:func:`encode`)."""
 
 
 def shown(value: object) -> str:
@@ -160,34 +198,50 @@ def encode(column: pl.Series) -> Encoded:
     dictionary = dtype.categories.to_series() if isinstance(dtype, pl.Categorical) else None
     if dictionary is not None and len(dictionary) <= len(column):
         dictionary = dictionary.alias(column.name)
-        physical = column.to_physical()
-        if physical.null_count():
-            physical = physical.fill_null(len(dictionary))
-        index = physical.to_numpy()
-    else:
-        array = column.to_arrow(compat_level=CompatLevel.newest())
-        if isinstance(array, pa.ChunkedArray):
-            array = array.combine_chunks()
-        encoded = array if coded else pc.dictionary_encode(array)
-        indices = encoded.indices
-        if indices.null_count:
-            indices = pc.fill_null(indices, len(encoded.dictionary))
-        index = integers(indices)
-        dictionary = pl.Series(column.name, encoded.dictionary)
+        return _categorical(dictionary, _physical_chunks(column, len(dictionary)), len(column))
+    array = column.to_arrow(compat_level=CompatLevel.newest())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    encoded = array if coded else pc.dictionary_encode(array)
+    indices = encoded.indices
+    if indices.null_count:
+        indices = pc.fill_null(indices, len(encoded.dictionary))
+    index = integers(indices)
+    dictionary = pl.Series(column.name, encoded.dictionary)
     if coded:
-        used = np.zeros(len(dictionary) + 1, dtype=np.bool_)
-        used[index] = True  # a scatter: cheaper than counting
-        used = used[: len(dictionary)]
-        if not used.all():
-            dense = np.cumsum(used, dtype=np.int32) - 1
-            dense = np.append(dense, np.int32(used.sum()))  # a missing value: one past the last
-            # the rows keep their indices, read through ``dense`` when they are taken
-            return (dictionary.filter(pl.Series(used)).cast(pl.String),
-                    ChunkedIndex(((dense, index),), len(index)))  # fmt: skip
-        return dictionary.cast(pl.String), index
+        return _categorical(dictionary, [index], len(index))
     if dictionary.dtype != column.dtype:
         dictionary = dictionary.cast(column.dtype)
     return dictionary, index
+
+
+def _physical_chunks(column: pl.Series, missing: int) -> list[npt.NDArray[np.integer]]:
+    """A categorical column's codes, chunk by chunk as its reader made them (a CSV file's
+    in a few hundred), each viewed in place where it has no missing value (else those set
+    to ``missing``): never copied into one array of every row's code."""
+    out = []
+    for chunk in column.to_physical().get_chunks():
+        if chunk.null_count():
+            chunk = chunk.fill_null(missing)
+        out.append(chunk.to_numpy())
+    return out
+
+
+def _categorical(dictionary: pl.Series, chunks: Sequence[npt.NDArray[np.integer]],
+                 length: int) -> Encoded:  # fmt: skip
+    """A categorical column's :data:`Encoded` from its categories (``dictionary``) and its
+    codes in ``chunks`` (missing: one past the last category): the categories no row holds
+    left out, each chunk indexed through the same translation (a :class:`ChunkedIndex`)."""
+    used = np.zeros(len(dictionary) + 1, dtype=np.bool_)
+    for chunk in chunks:
+        for block in blocks(len(chunk)):
+            used[chunk[block]] = True  # a scatter: cheaper than counting
+    used = used[: len(dictionary)]
+    dense = np.cumsum(used, dtype=np.int32) - 1
+    dense = np.append(dense, np.int32(used.sum()))  # a missing value: one past the last
+    # the rows keep their codes, read through ``dense`` when they are taken
+    index = ChunkedIndex(tuple((dense, chunk) for chunk in chunks), length)
+    return dictionary.filter(pl.Series(used)).cast(pl.String), index
 
 
 def build(
