@@ -23,6 +23,7 @@ from koble.linkage.plan import Plan
 from koble.linkage.scan import scan_pseudonyms
 from koble.linkage.sources import RegistrySource, Sources, require_columns
 from koble.registries.catalogue import Catalogue
+from koble.registries.identifiers.check import refuse_reject_columns
 from koble.registries.identifiers.scan import scan_frame
 from koble.tables import read_table, require_column
 
@@ -40,6 +41,7 @@ def preflight(job: Job, job_path: Path, plan: Plan, catalogue: Catalogue, source
     population = locate_population(job_path, job.population_file, sources)
     frame = read_table(population)
     require_column(frame, job.id_column, population)
+    refuse_reject_columns(frame.columns, population)  # its rejects file is written beside it
     if frame.height == 0:
         raise FileFormatError("the study population has no rows: nothing to link", path=population)
     if job.recovery is not None:  # the record fields the job says the population carries

@@ -36,7 +36,7 @@ from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.pseudonymise import AMBIGUOUS, EXTRA_MESSAGES, pseudonymise_frame
 from koble.pseudonym.serials import SERIAL as SERIALS_COLUMN
 from koble.pseudonym.serials import assign_serials
-from koble.registries.identifiers.check import reject_messages
+from koble.registries.identifiers.check import refuse_reject_columns, reject_messages
 from koble.registries.identifiers.column import dropped_leading_zero, validate_column
 from koble.tables import PARQUET_SUFFIXES, read_table, require_column
 
@@ -83,6 +83,7 @@ def validate_population(ctx: Context) -> Validation:
     path = ctx.population_path
     frame = read_table(path)
     ids = require_column(frame, ctx.job.id_column, path)
+    refuse_reject_columns(frame.columns, path)
     if frame.height == 0:
         raise FileFormatError("the study population has no rows: nothing to link", path=path)
     checked = validate_column(ids.cast(pl.String), scheme="fnr", test_numbers=ctx.test_numbers)

@@ -147,3 +147,25 @@ def test_restart_without_a_run_in_the_workspace_just_runs(world: World, tmp_path
     assert code == 0, err
     assert not (tmp_path / "ws" / "restarted").exists()
     assert all(e["operation"] != "linkage.restart" for e in _events(tmp_path / "ws" / "audit.log"))
+
+
+@pytest.mark.parametrize("column", ["row", "reason", "message"])
+def test_a_population_with_a_rejects_column_name_is_refused_before_anything(
+    world: World, job_variant: JobWriter, tmp_path: Path, column: str
+) -> None:
+    """A population column named as one the rejects file adds (row, reason, message) would
+    give that file two columns of one name: refused at once (exit 2, naming the file and
+    the column, never a traceback), with no workspace left, not an internal error."""
+    import polars as pl
+
+    study = pl.read_parquet(world.path / "study_population.parquet")
+    clashing = world.path / f"population-{tmp_path.name}-{column}.parquet"
+    study.with_columns(pl.lit("x").alias(column)).write_parquet(clashing)
+    text = world.distributed.read_text("utf-8")
+    job = job_variant(column, text.replace('"study_population.parquet"', f'"{clashing.name}"'))
+    workspace = tmp_path / "ws"
+    code, _, err = _run(world, job, workspace)
+    assert code == 2, err
+    assert f"column {column!r}" in err and clashing.name in err and "rename it" in err
+    assert "Traceback" not in err and "internal" not in err
+    assert not workspace.exists()

@@ -9,7 +9,7 @@ on the file (a population must be unique, an episode table need not be).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ __all__ = [
     "check_file",
     "check_frame",
     "dropped_zero_warnings",
+    "refuse_reject_columns",
     "reject_messages",
     "rejects_chunks",
     "rejects_table",
@@ -39,11 +40,27 @@ ROW = "row"
 REASON = "reason"
 MESSAGE = "message"
 _MESSAGE_BY_CODE = {reason.value: message for reason, message in MESSAGES.items()}
+#: The columns every rejects file puts before the input's own.
+REJECT_COLUMNS = (ROW, REASON, MESSAGE)
 
 
 def reject_messages(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Reason code → message for every identifier reason, plus ``extra`` codes of the caller."""
     return {**_MESSAGE_BY_CODE, **(extra or {})}
+
+
+def refuse_reject_columns(columns: Sequence[str], path: str | Path | None = None) -> None:
+    """A :class:`ColumnError` if a table whose rejects koble may write has a column named as
+    one a rejects file adds (:data:`REJECT_COLUMNS`): the file would hold two columns of one
+    name. Asked before any work, where the table is read, so that the message names its file."""
+    for name in REJECT_COLUMNS:
+        if name in columns:
+            raise ColumnError(
+                "a rejects file puts the columns row, reason and message before the input's "
+                f"own, and the input has a column named {name!r} too: rename it",
+                path=path,
+                column=name,
+            )
 
 
 def rejects_table(
@@ -63,6 +80,7 @@ def rejects_table(
     in the whole (:func:`rejects_chunks`). The failing rows are picked first, so a slice with
     few rejects costs little more than its ``reason`` column.
     """
+    refuse_reject_columns(frame.columns)
     messages = reject_messages() if messages is None else messages
     failing = reason.is_not_null()
     code = reason.filter(failing).cast(pl.String)
@@ -172,6 +190,7 @@ def check_frame(
 ) -> tuple[CheckReport, pl.DataFrame]:
     """Check ``frame[column]``; return the report and the rejects (row, reason, message, data)."""
     raw = require_column(frame, column, path)
+    refuse_reject_columns(frame.columns, path)
     try:
         values, warnings = _as_identifier_strings(raw, scheme)
     except ColumnError as exc:
