@@ -14,7 +14,9 @@
 * with a workspace: the same identifier scans over every file a pseudonymous registry
   holds (its store and opened transfers).
 
-A failed scan names the file, the column or line and how many, never the value.
+A failed scan names the file, the column or line and how many, never the value. A Parquet
+data file is hashed and scanned from one read of its bytes, column by column
+(:mod:`koble.linkage.received`); other formats are read whole.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from koble.files import sha256_file
 from koble.linkage.delivery_records import ManifestBody, ManifestOutput
 from koble.linkage.formats import count_rows, read_delivery
 from koble.linkage.manifest import read_manifest, signature_ok
+from koble.linkage.received import Scanned, read_bytes, scan_parquet
 from koble.linkage.scan import scan_file, scan_pseudonyms
 from koble.registries.identifiers.scan import Finding, describe, scan_frame, scan_text
 
@@ -144,12 +147,18 @@ def verify_delivery(
         "(--key-id or --public-key)",
     )
     listed = {str(o.file): o for o in body.outputs}
+    scanned: dict[str, Scanned | None] = {}  # the Parquet files' scans, from the bytes hashed
     for name, entry in sorted(listed.items()):
         path = directory / name
         if not path.is_file():
             report.add(f"file {name}", False, "listed in the manifest but missing")
             continue
-        digest = sha256_file(path)
+        if path.suffix == ".parquet":  # read once: hashed, then scanned below
+            data, digest = read_bytes(path)
+            scanned[name] = scan_parquet(data)
+            del data
+        else:
+            digest = sha256_file(path)
         if digest != entry.sha256:
             report.add(f"file {name}", False, "SHA-256 differs from the manifest")
             continue
@@ -178,20 +187,7 @@ def verify_delivery(
     for name in sorted(listed):
         path = directory / name
         if path.suffix in _DATA and path.is_file():
-            try:  # read once for both scans (a national Stata file takes seconds to read)
-                frame = read_delivery(path)
-            except InputError as exc:
-                report.add(f"identifier scan {name}", False, f"cannot read: {exc}")
-                report.add(f"pseudonym scan {name}", False, f"cannot read: {exc}")
-                continue
-            distinct = _distinct_text(frame)  # both scans read each text column's values
-            _identifier_check(report, scan_frame(frame, distinct=distinct), name)
-            columns = [c for c, values in distinct.items() if scan_pseudonyms(values.to_frame())]
-            report.add(
-                f"pseudonym scan {name}",
-                not columns,
-                f"pseudonym-like columns: {', '.join(columns)}" if columns else "none",
-            )
+            _scan_data(report, path, name, scanned.get(name))
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         name = path.relative_to(directory).as_posix()
         if not (name in listed and path.suffix in _DATA):  # those were scanned above
@@ -199,6 +195,29 @@ def verify_delivery(
     if workspace is not None:
         _scan_workspace(report, workspace, body)
     return report
+
+
+def _scan_data(report: VerifyReport, path: Path, name: str, scanned: Scanned | None) -> None:
+    """Both scans of a delivered data file: from its bytes as hashed when a Parquet file was
+    scanned so (:func:`koble.linkage.received.scan_parquet`), else read whole here."""
+    if scanned is None:
+        try:  # read once for both scans (a national Stata file takes seconds to read)
+            frame = read_delivery(path)
+        except InputError as exc:
+            report.add(f"identifier scan {name}", False, f"cannot read: {exc}")
+            report.add(f"pseudonym scan {name}", False, f"cannot read: {exc}")
+            return
+        distinct = _distinct_text(frame)  # both scans read each text column's values
+        findings = scan_frame(frame, distinct=distinct)
+        columns = [c for c, values in distinct.items() if scan_pseudonyms(values.to_frame())]
+    else:
+        findings, columns = scanned
+    _identifier_check(report, findings, name)
+    report.add(
+        f"pseudonym scan {name}",
+        not columns,
+        f"pseudonym-like columns: {', '.join(columns)}" if columns else "none",
+    )
 
 
 def _distinct_text(frame: pl.DataFrame) -> dict[str, pl.Series]:

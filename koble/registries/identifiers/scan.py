@@ -32,7 +32,7 @@ import functools
 import re
 import sys
 import unicodedata
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,9 +52,11 @@ __all__ = [
     "contains_person_number",
     "describe",
     "has_number_shape",
+    "holds_numbers",
     "refuse_findings",
     "refuse_identifiers",
     "scan_chunks",
+    "scan_columns",
     "scan_frame",
     "scan_text",
     "shapes",
@@ -149,6 +151,9 @@ def _lost_zero(values: pl.Series) -> pl.DataFrame:
     """(row, candidate) pairs for whole numbers of 10 or 11 digits, zero-padded to 11."""
     number = pl.col("number")
     keep = number.is_between(10**9, 10**11, closed="left")
+    numeric = values.dtype.is_integer() or values.dtype.is_float()
+    if numeric and not values.to_frame("number").select(keep.any()).item():
+        values = values.clear()  # no value of 10 or 11 digits (as in most columns): no rows
     if values.dtype.is_float() or values.dtype == pl.Decimal:
         number = number.cast(pl.Float64)
         keep = number.is_finite() & (number == number.floor()) & keep
@@ -193,9 +198,22 @@ def _binary_as_text(values: pl.Series) -> pl.Series:
     return series
 
 
+def holds_numbers(dtype: pl.DataType) -> bool:
+    """Whether a column of ``dtype`` can hold a person number the scan looks for: text,
+    bytes, numbers and nested values; not dates, times, booleans, nulls or objects."""
+    return (
+        dtype in (pl.String, pl.Categorical, pl.Enum, pl.Binary, pl.Decimal)
+        or dtype.is_integer()
+        or dtype.is_float()
+        or dtype.is_nested()
+    )
+
+
 def _column_candidates(values: pl.Series) -> pl.DataFrame | None:
     """Candidates for one column by its type; None for types that cannot hold a number."""
     dtype = values.dtype
+    if not holds_numbers(dtype):
+        return None  # dates, times, booleans, nulls, objects
     if dtype == pl.String:
         return _text_candidates(values)
     if dtype in (pl.Categorical, pl.Enum):
@@ -204,9 +222,7 @@ def _column_candidates(values: pl.Series) -> pl.DataFrame | None:
         return _text_candidates(_binary_as_text(values))
     if dtype.is_integer() or dtype.is_float() or dtype == pl.Decimal:
         return _lost_zero(values)
-    if dtype.is_nested():
-        return _candidates(values.to_frame("v").select(pl.struct("v").struct.json_encode())[:, 0])
-    return None  # dates, times, booleans, nulls, objects
+    return _candidates(values.to_frame("v").select(pl.struct("v").struct.json_encode())[:, 0])
 
 
 def _tally(candidates: pl.DataFrame, test_numbers: bool) -> tuple[int, int, dict[str, int]]:
@@ -236,29 +252,49 @@ def scan_frame(
     ``distinct`` may give a column's distinct values, known already (a hierarchy read them):
     when none of them holds a number the rows are not read at all.
     """
-    names = pl.Series("name", frame.columns, dtype=pl.String)
+    return scan_columns(
+        frame.schema,
+        frame.get_column,
+        test_numbers=test_numbers,
+        values_of=values_of,
+        distinct=distinct,
+    )
+
+
+def scan_columns(
+    schema: Mapping[str, pl.DataType], column: Callable[[str], pl.Series], *,
+    test_numbers: bool = True, values_of: Collection[str] | None = None,
+    distinct: Mapping[str, pl.Series] | None = None,
+) -> list[Finding]:  # fmt: skip
+    """:func:`scan_frame` over a table whose columns are read only when needed: ``schema``
+    names every column and its type, ``column(name)`` gives a column's values. A column
+    whose type holds no number (:func:`holds_numbers`) is never asked for, nor one whose
+    ``distinct`` values hold none, so a file can be scanned without reading it whole (the
+    researcher's check of a delivery, :mod:`koble.linkage.received`)."""
+    names = pl.Series("name", list(schema), dtype=pl.String)
     in_name = _candidates(names)
     findings: list[Finding] = []
-    for position, name in enumerate(frame.columns):
+    for position, (name, dtype) in enumerate(schema.items()):
         header = in_name.filter(pl.col("row") == position)
         rows, _, kinds = _tally(header, test_numbers)
         label = f"#{position + 1} (name withheld)" if rows else name
         if rows:
             findings.append(Finding(label, 1, 0, kinds))
-        if values_of is not None and name not in values_of:
+        if (values_of is not None and name not in values_of) or not holds_numbers(dtype):
             continue
-        column = frame[name]
+        values: pl.Series | None = None
         if distinct is not None and name in distinct:
             probe = _column_candidates(distinct[name])
             if probe is None or _tally(probe, test_numbers)[0] == 0:
                 continue
-        elif column.dtype in (pl.String, pl.Categorical, pl.Enum):
+        elif dtype in (pl.String, pl.Categorical, pl.Enum):
             # Most text columns are codes with few distinct values: if none of those holds a
             # number, no row does, and the rows need no scan of their own.
-            probe = _column_candidates(column.unique())
+            values = column(name)
+            probe = _column_candidates(values.unique())
             if probe is None or _tally(probe, test_numbers)[0] == 0:
                 continue
-        candidates = _column_candidates(column)
+        candidates = _column_candidates(column(name) if values is None else values)
         if candidates is not None:
             rows, first, kinds = _tally(candidates, test_numbers)
             if rows:
