@@ -16,7 +16,8 @@ persons found. What stays in Python is a batch, a row group and the distinct lø
 
 The file is written under a hidden name beside its final one and renamed to it only when
 the caller's ``with`` ends without an error (the registry's checks that the delivery is not
-empty come first); on an error it is removed.
+empty come first); on an error it is removed (:func:`koble.files.atomic_write`: fsynced
+with its directory, a replaced file's permissions kept).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from koble.errors import OutputError
+from koble.files import atomic_write
 from koble.linkage.codebook import PERSON_COLUMN, CodebookFile, codebook, sorted_duplicates
 from koble.linkage.engine import Engine, Table
 from koble.linkage.formats import write_delivery_batches
@@ -158,28 +161,27 @@ def streamed_extract(
     docstring); ``serial`` names the løpenummer column. The ``with`` body sees the counts
     while the file is still under a hidden name; it becomes ``path`` when the body ends
     without an error, and is removed otherwise."""
-    hidden = path.with_name(f".{path.stem}.streaming{path.suffix}")
-    try:
+    with atomic_write(path) as hidden:  # renamed to ``path`` only if the body succeeds
         with engine.batches(sql, tables, views=True) as reader:
             names = [n for n in reader.schema.names if n != IN_PERIOD]
             empty = pl.from_arrow(reader.schema.empty_table().select(names))
             assert isinstance(empty, pl.DataFrame)
             counter = _Counter(serial, empty.schema, StreamedExtract(path))
-            written = write_delivery_batches(
-                counter.batches(reader),
-                empty.schema,
-                hidden,
-                fmt,
-                labels=labels,
-                value_labels=value_labels,
-                timestamp=timestamp,
-            )
+            try:
+                written = write_delivery_batches(
+                    counter.batches(reader),
+                    empty.schema,
+                    hidden,
+                    fmt,
+                    labels=labels,
+                    value_labels=value_labels,
+                    timestamp=timestamp,
+                )
+            except OutputError as exc:  # named by the file the user knows, not the hidden one
+                raise OutputError(exc.message, path=path) from None
         if written != counter.result.delivered:
             raise RuntimeError(
                 f"{path.name}: {written:,} rows written, {counter.result.delivered:,} counted"
             )
         counter.finish(labels, value_labels, identifying)
         yield counter.result
-        hidden.replace(path)
-    finally:
-        hidden.unlink(missing_ok=True)

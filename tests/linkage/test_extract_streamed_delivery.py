@@ -206,3 +206,53 @@ def test_what_is_held_is_about_the_persons_not_the_rows() -> None:
         held = _distinct(held, pl.Series("lopenr", [1, 2, 3] * 1_000))
     assert len(held) <= 32 and sum(s.len() for s in held) <= 3 * 32
     assert pl.concat(held).n_unique() == 3
+
+
+def test_a_replaced_extract_keeps_its_permissions(tables: dict[str, Path], tmp_path: Path) -> None:
+    """The extract is published by :func:`koble.files.atomic_write`: over an earlier run's
+    file it keeps that file's permissions (an operator's chmod 600 is not undone)."""
+    out = tmp_path / "extract.parquet"
+    out.write_bytes(b"an earlier run's file")
+    out.chmod(0o600)
+    engine = DuckDBEngine()
+    try:
+        _stream_over(engine, tables, out)
+    finally:
+        engine.close()
+    assert out.stat().st_mode & 0o777 == 0o600
+    assert out.read_bytes()[:4] == b"PAR1"
+    assert not list(tmp_path.glob(".*"))
+
+
+def test_a_write_failure_names_the_delivered_file(
+    tables: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while writing is the user's error (exit 2), named by the file they will
+    look for, not by the hidden name it is written under; nothing is left behind."""
+    import koble.linkage.extract_stream as extract_stream
+
+    def full(*args: object, **kwargs: object) -> int:
+        from koble.errors import OutputError
+
+        raise OutputError("cannot write: no space left on device", path=args[2])
+
+    monkeypatch.setattr(extract_stream, "write_delivery_batches", full)
+    out = tmp_path / "extract.parquet"
+    engine = DuckDBEngine()
+    try:
+        with pytest.raises(Exception) as caught:
+            _stream_over(engine, tables, out)
+    finally:
+        engine.close()
+    assert caught.value.exit_code == 2  # type: ignore[attr-defined]
+    assert caught.value.path == str(out)  # type: ignore[attr-defined]
+    assert not out.exists() and not list(tmp_path.glob(".*"))
+
+
+def _stream_over(engine: Any, tables: Mapping[str, Table], out: Path) -> StreamedExtract:
+    """:func:`_stream` over a file that may exist already."""
+    with streamed_extract(engine, SQL, tables, out, "parquet", serial="lopenr", labels=LABELS,
+                          value_labels=CODES, identifying=IDENTIFYING,
+                          timestamp=STAMP) as streamed:  # fmt: skip
+        pass
+    return streamed
