@@ -180,7 +180,9 @@ class SharedContext:
     def _check_memory(cls, wanted: str | None) -> None:
         """A :class:`UsageError` naming both sizes when ``wanted`` (the engine's
         ``spark.driver.memory``) is not the memory of the JVM koble started in this process
-        and that JVM still runs: its heap was fixed when it started."""
+        and that JVM still runs: its heap was fixed when it started. An engine that asks for
+        no size (no ``--memory-limit``) takes the running JVM's, whatever it is: it asked for
+        no particular memory, and the size it runs with is the one that JVM reports."""
         running = cls.jvm_memory
         if wanted is None or running is None or not cls._jvm_running():
             return

@@ -101,19 +101,10 @@ def test_an_ordinary_job_is_still_valid(catalogue: Catalogue) -> None:
     assert parsed.project_id == "P2026-014"
 
 
-def make_delivery(directory: Path, **overrides: Any) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    data = directory / "cohort.parquet"
-    pq.write_table(pa.table({"lopenr": [1, 2], "age": [40, 51]}), data)
-
-    def entry(path: Path, rows: int | None) -> dict[str, Any]:
-        return {"file": path.name, "sha256": sha256_file(path), "rows": rows, "from": "operator"}
-
-    outputs = [entry(data, 2)]
-    for name, text in overrides.pop("texts", {}).items():
-        (directory / name).write_text(text, encoding="utf-8")
-        outputs.append(entry(directory / name, None))
-    body = {  # every field of a ManifestBody, which verify reads it as
+def manifest_body(outputs: list[dict[str, Any]], *, rows: int, **overrides: Any) -> dict[str, Any]:
+    """Every field of a ManifestBody (which verify reads it as), listing ``outputs``, their
+    ``rows`` reconciled; ``overrides`` replace fields."""
+    return {
         "format": FORMAT,
         "project": {"id": "P1", "title": "T"},
         "recipient": {"name": "Kari", "organisation": "UiO"},
@@ -129,9 +120,24 @@ def make_delivery(directory: Path, **overrides: Any) -> None:
         "outputs": outputs,
         "transfers": [],
         "refusals": [],
-        "reconciliation": [{"check": "rows", "ok": True, "detail": "2 = 2"}],
+        "reconciliation": [{"check": "rows", "ok": True, "detail": f"{rows} = {rows}"}],
         **overrides,
     }
+
+
+def make_delivery(directory: Path, **overrides: Any) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    data = directory / "cohort.parquet"
+    pq.write_table(pa.table({"lopenr": [1, 2], "age": [40, 51]}), data)
+
+    def entry(path: Path, rows: int | None) -> dict[str, Any]:
+        return {"file": path.name, "sha256": sha256_file(path), "rows": rows, "from": "operator"}
+
+    outputs = [entry(data, 2)]
+    for name, text in overrides.pop("texts", {}).items():
+        (directory / name).write_text(text, encoding="utf-8")
+        outputs.append(entry(directory / name, None))
+    body = manifest_body(outputs, rows=2, **overrides)
     write_json(directory / "manifest.json", sign_manifest(body, OPERATOR))
 
 

@@ -18,10 +18,10 @@ import pytest
 
 from koble.files import sha256_file
 from koble.linkage.keys import write_json
-from koble.linkage.manifest import FORMAT, sign_manifest
+from koble.linkage.manifest import sign_manifest
 from koble.linkage.verify import verify_delivery
 from koble.pseudonym.scheme import PSEUDONYM_LENGTH
-from tests.linkage.test_hardening_verify import FNR, OPERATOR
+from tests.linkage.test_hardening_verify import FNR, OPERATOR, manifest_body
 
 PSEUDONYM = "0123456789abcdef" * 3
 assert len(PSEUDONYM[:PSEUDONYM_LENGTH]) == PSEUDONYM_LENGTH
@@ -34,24 +34,7 @@ def _deliver(directory: Path, frame: pl.DataFrame) -> None:
     frame.write_parquet(data)
     output: dict[str, Any] = {"file": data.name, "sha256": sha256_file(data),
                               "rows": frame.height, "from": "registry:npr"}  # fmt: skip
-    body = {
-        "format": FORMAT,
-        "project": {"id": "P1", "title": "T"},
-        "recipient": {"name": "Kari", "organisation": "UiO"},
-        "job": {"file": "job.toml", "sha256": "ab" * 32},
-        "catalogue_version": "2026.1",
-        "software": {"koble": "0.1.0"},
-        "engine": "duckdb",
-        "created": "2026-11-01T12:00:00+00:00",
-        "route": "distributed",
-        "delivery_format": "parquet",
-        "keys": {},
-        "inputs": [],
-        "outputs": [output],
-        "transfers": [],
-        "refusals": [],
-        "reconciliation": [{"check": "rows", "ok": True, "detail": "1 = 1"}],
-    }
+    body = manifest_body([output], rows=1)
     write_json(directory / "manifest.json", sign_manifest(body, OPERATOR))
 
 
