@@ -34,7 +34,7 @@ from ``/proc`` every 0.2 s and at least what ``os.wait4`` reports; peak RSS, the
 of the RSS of that process tree seen (shared pages counted once per process) and at least
 the child's ``ru_maxrss``; the load average before and after (the machine is shared).
 Growth is each number divided by the same engine's at x1. And the child's own peak RSS in
-each step of the job (:class:`StepPeaks`), which shows where the memory goes: for a run
+each step of the job (:class:`_memory.StepPeaks`), which shows where the memory goes: for a run
 under ``--out-of-core``, whether it stays near its cap and which step does not.
 
     python benchmarks/bench_scale.py --world DIR [--scales 1 4 16] [--engines duckdb spark]
@@ -50,7 +50,6 @@ scaled worlds and the loaded table (not the workspaces).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import hashlib
 import json
@@ -63,7 +62,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +79,7 @@ from _jobs import (
     write_cohort,
     write_job,
 )
+from _memory import StepPeaks, Watch
 
 #: Each registry's period column first, then the other dates that move with it.
 SHIFTED = {
@@ -92,8 +92,6 @@ NOW = datetime.datetime(2026, 3, 2, 9, 0, tzinfo=datetime.UTC)  # every run's fi
 SEED = 17  # every run's randomness (serial numbers, transfers' nonces, workspace keys)
 KEK = bytes(32)  # the benchmark's throwaway key-wrapping key, for a synthetic world only
 SKIPPED = ("manifest.json", "quality.json")  # name the engine, hash engine-written files
-TICK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 # --- the scaled worlds ----------------------------------------------------------------------
@@ -244,74 +242,7 @@ def phase_job(
             "hashes": hashes, "peaks": peaks.gib}  # fmt: skip
 
 
-class StepPeaks:
-    """This process's peak RSS during each step of a run (``run_job``'s ``on_step``): the
-    kernel's high-water mark (``VmHWM``) is reset as a step starts (``clear_refs``) and read
-    as it ends, so a step's peak is its own, not an earlier step's. Only this process: a
-    Spark JVM's memory is not in it (the parent's :class:`Watch` sees the whole tree)."""
-
-    def __init__(self) -> None:
-        self.gib: dict[str, float] = {}  # step id -> peak RSS GiB
-
-    def on_step(self, step: Any, event: str, index: int, total: int) -> None:
-        if event == "start":
-            with contextlib.suppress(OSError):  # no clear_refs: peaks are since the start
-                Path("/proc/self/clear_refs").write_text("5")
-        elif event == "done":
-            self.gib[step.id] = round(high_water() / 2**30, 3)
-
-
-def high_water() -> int:
-    """This process's peak RSS in bytes since it started or its mark was last reset."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
 # --- running a child and watching its process tree ------------------------------------------
-
-
-@dataclass
-class Watch:
-    """Peak RSS and CPU of a process and its descendants, sampled from ``/proc``."""
-
-    root: int
-    peak_rss: int = 0  # bytes
-    cpu: dict[int, float] = field(default_factory=dict)  # pid -> last seen user+system s
-    done: threading.Event = field(default_factory=threading.Event)
-
-    def tree(self) -> list[int]:
-        children: dict[int, list[int]] = {}
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry.name}/stat").read_text()
-                except OSError:
-                    continue
-                ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-        found, todo = [], [self.root]
-        while todo:
-            pid = todo.pop()
-            found.append(pid)
-            todo += children.get(pid, [])
-        return found
-
-    def sample(self) -> None:
-        rss = 0
-        for pid in self.tree():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                rss += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
-            except (OSError, IndexError):
-                continue
-            self.cpu[pid] = (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
-        self.peak_rss = max(self.peak_rss, rss)
-
-    def run(self) -> None:
-        while not self.done.wait(0.2):
-            self.sample()
 
 
 @dataclass(frozen=True)
