@@ -12,7 +12,9 @@ and codebook say of the file is counted from the same batches: rows, distinct l�
 each column's nulls, and duplicate rows (the rows are sorted on every column, so equal rows
 are adjacent: a batch is compared with itself and with the last row of the batch before).
 Of the rows outside the period only their distinct løpenummer are kept, to count the
-persons found. What stays in Python is a batch, a row group and the distinct løpenummer.
+persons found. What stays in Python is two batches (one being written while the next is
+read and counted, in a thread of its own: :meth:`_Counter.reading`), a row group and the
+distinct løpenummer.
 
 The file is written under a hidden name beside its final one and renamed to it only when
 the caller's ``with`` ends without an error (the registry's checks that the delivery is not
@@ -24,7 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -71,10 +74,51 @@ class _Counter:
     inside: list[pl.Series] = field(default_factory=list)  # distinct løpenummer per batch
     outside: list[pl.Series] = field(default_factory=list)
     last: pl.DataFrame | None = None  # the last delivered row so far
+    pending: Future[pl.DataFrame | None] | None = None  # the batch being read ahead
 
-    def batches(self, reader: pa.RecordBatchReader) -> Iterator[pl.DataFrame]:
+    @contextlib.contextmanager
+    def reading(self, reader: pa.RecordBatchReader) -> Iterator[Iterator[pl.DataFrame]]:
         """The rows inside the period as frames with ``schema``'s types, counted as they
-        pass; the rest only counted."""
+        pass; the rest only counted.
+
+        One thread besides the caller's reads and counts: while the writer encodes a batch,
+        that thread counts it and reads the next one from the engine (the engine's export,
+        Polars' conversion and counts release the GIL), so the engine's stream, the counts
+        and the writer overlap instead of taking turns. It holds one batch ahead at most;
+        the batches reach the writer one at a time, in the engine's order, and the stream
+        ends only once every batch is counted. However the ``with`` ends (the writer done,
+        or stopped by an error), the thread's batch is finished, the stream closed and the
+        thread stopped before it is left, whether or not the writer closed the iterator."""
+        frames = self._frames(reader)
+        with ThreadPoolExecutor(1, thread_name_prefix="koble-extract") as pool:
+            try:
+                yield self._ahead(pool, frames)
+            finally:
+                if self.pending is not None:  # a batch the writer never asked for
+                    self.pending.cancel()
+                    with contextlib.suppress(Exception):  # the writer's error comes first
+                        self.pending.exception()
+                pool.submit(frames.close).result()
+
+    def _ahead(
+        self, pool: ThreadPoolExecutor, frames: Generator[pl.DataFrame, None, None]
+    ) -> Iterator[pl.DataFrame]:
+        """``frames`` read one ahead in ``pool``'s thread, each counted there once handed on."""
+        self.pending = pool.submit(next, frames, None)
+        while (frame := self.pending.result()) is not None:
+            self.pending = pool.submit(self._count_then_next, frame, frames)
+            yield frame
+
+    def _count_then_next(
+        self, frame: pl.DataFrame, frames: Iterator[pl.DataFrame]
+    ) -> pl.DataFrame | None:
+        """Count ``frame`` (handed to the writer), then read the next one, or None at the end."""
+        self._count(frame)
+        return next(frames, None)
+
+    def _frames(self, reader: pa.RecordBatchReader) -> Generator[pl.DataFrame, None, None]:
+        """The engine's batches turned into frames of the rows inside the period; the rows
+        outside give only their distinct løpenummer."""
         kept = [name for name in reader.schema.names if name != IN_PERIOD]
         for batch in reader:
             self.result.rows += batch.num_rows
@@ -88,9 +132,7 @@ class _Counter:
             if inside:
                 frame = pl.from_arrow(batch.slice(0, inside).select(kept))
                 assert isinstance(frame, pl.DataFrame)
-                frame = frame.cast(self.schema)
-                self._count(frame)
-                yield frame
+                yield frame.cast(self.schema)
 
     def _count(self, frame: pl.DataFrame) -> None:
         self.result.delivered += frame.height
@@ -163,20 +205,22 @@ def streamed_extract(
     without an error, and is removed otherwise."""
     with atomic_write(path) as hidden:  # renamed to ``path`` only if the body succeeds
         with engine.batches(sql, tables, views=True) as reader:
-            names = [n for n in reader.schema.names if n != IN_PERIOD]
-            empty = pl.from_arrow(reader.schema.empty_table().select(names))
+            kept = pa.schema([f for f in reader.schema if f.name != IN_PERIOD])
+            # not ``Schema.empty_table()``: that imports pandas (0.2 s of CPU, for nothing)
+            empty = pl.from_arrow(pa.Table.from_batches([], schema=kept))
             assert isinstance(empty, pl.DataFrame)
             counter = _Counter(serial, empty.schema, StreamedExtract(path))
             try:
-                written = write_delivery_batches(
-                    counter.batches(reader),
-                    empty.schema,
-                    hidden,
-                    fmt,
-                    labels=labels,
-                    value_labels=value_labels,
-                    timestamp=timestamp,
-                )
+                with counter.reading(reader) as batches:
+                    written = write_delivery_batches(
+                        batches,
+                        empty.schema,
+                        hidden,
+                        fmt,
+                        labels=labels,
+                        value_labels=value_labels,
+                        timestamp=timestamp,
+                    )
             except OutputError as exc:  # named by the file the user knows, not the hidden one
                 raise OutputError(exc.message, path=path) from None
         if written != counter.result.delivered:
