@@ -20,7 +20,8 @@ import secrets
 import socket
 import stat
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ __all__ = [
     "OutputSet",
     "atomic_write",
     "directories_synced_at_end",
+    "directory_syncs_owed_to",
     "ensure_apart",
     "ensure_distinct",
     "os_failure",
@@ -39,7 +41,9 @@ __all__ = [
     "read_text",
     "sha256_file",
     "shared_file",
+    "sync_directories",
     "write_bytes",
+    "write_bytes_after",
     "write_text",
 ]
 
@@ -250,6 +254,29 @@ def _fsync(path: Path, *, directory: bool = False) -> None:
         os.close(fd)
 
 
+#: At most this many fsyncs are in flight at once (:func:`_fsync_together`).
+_FSYNC_THREADS = 16
+
+
+def _fsync_together(paths: Iterable[Path], *, sync: Callable[[Path], None] | None = None) -> None:
+    """fsync every one of ``paths`` (with ``sync``, else as files), concurrently: the file
+    system commits its journal once for fsyncs that wait together (ext4's jbd2 and XFS group
+    them), where one after another each waits for a commit of its own (eight files: 20 ms in
+    turn, 1.5 ms together on this project's VM). Returns when every fsync is done; the first
+    failure (in ``paths``' order) is raised after all have been tried, so none is left
+    running."""
+    sync = sync or _fsync
+    paths = list(paths)
+    if len(paths) <= 1:
+        for path in paths:
+            sync(path)
+        return
+    with ThreadPoolExecutor(min(len(paths), _FSYNC_THREADS), "koble-fsync") as pool:
+        futures = [pool.submit(sync, path) for path in paths]
+    for future in futures:
+        future.result()  # raises the fsync's error, if any
+
+
 #: While a :func:`directories_synced_at_end` block runs: the directories whose fsync it owes.
 _OWED: contextvars.ContextVar[set[Path] | None] = contextvars.ContextVar("_OWED", default=None)
 
@@ -265,6 +292,45 @@ def _sync_directory(directory: Path) -> None:
 
 
 @contextlib.contextmanager
+def directory_syncs_owed_to(owed: set[Path]) -> Iterator[None]:
+    """Put off the directory fsyncs of the block's writes (:func:`atomic_write`,
+    :class:`OutputSet`) by adding the directories to ``owed``, for the caller to make with
+    :func:`sync_directories` before it relies on the new names being durable.
+
+    Every file is still fsynced before its rename (a name that survives a crash names a whole
+    file); only the name's own durability waits. A run uses it for ``run.json``: a step
+    recorded done whose record a crash then loses is redone, as a killed step is, so the
+    record's directory need only be synced once, when the run ends."""
+    token = _OWED.set(owed)
+    try:
+        yield
+    finally:
+        _OWED.reset(token)
+
+
+def _sync_owed(directory: Path) -> None:
+    """fsync a directory a block owes; one gone since (renamed or removed in the block) has
+    no names left to make durable. An OS error is an :class:`OutputError` naming it."""
+    try:
+        _fsync(directory, directory=True)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"cannot write: {os_failure(exc)}", path=directory) from None
+
+
+def sync_directories(directories: Iterable[Path], *, failed: bool = False) -> None:
+    """fsync each of ``directories``, together (:func:`_fsync_together`). An OS error is an
+    :class:`OutputError` naming the directory, or, with ``failed`` (the caller is already
+    raising its own error, the one to see), ignored."""
+    try:
+        _fsync_together(sorted(set(directories)), sync=_sync_owed)
+    except OutputError:
+        if not failed:
+            raise
+
+
+@contextlib.contextmanager
 def directories_synced_at_end() -> Iterator[None]:
     """Put off the directory fsyncs of the block's writes (:func:`atomic_write`,
     :class:`OutputSet`) to its end, one per directory, in this thread.
@@ -272,31 +338,23 @@ def directories_synced_at_end() -> Iterator[None]:
     Every file is still fsynced before its rename, so a name that survives a crash names a
     whole file; what waits is only the durability of the names. A block that writes several
     files into a few directories (a run's step: its outputs, reports and transfers) then
-    costs a few directory fsyncs instead of one per file. The caller records the block's
-    work as done only after the block (a run marks a step done in ``run.json`` after it),
-    so a crash inside it leaves work that is redone, never work recorded as durable that
-    is not. A block that fails has its directories synced too (what it wrote before failing
-    may be meant to outlive it, as a refused anonymity gate's report is), an fsync failing
-    then giving way to the block's own error. A directory gone by the end (renamed or
-    removed in the block) has no names left to make durable.
+    costs a few directory fsyncs, made together (:func:`sync_directories`), instead of one
+    per file. The caller records the block's work as done only after the block (a run marks
+    a step done in ``run.json`` after it), so a crash inside it leaves work that is redone,
+    never work recorded as durable that is not. A block that fails has its directories
+    synced too (what it wrote before failing may be meant to outlive it, as a refused
+    anonymity gate's report is), an fsync failing then giving way to the block's own error.
+    A directory gone by the end (renamed or removed in the block) has no names left to make
+    durable.
     """
     owed: set[Path] = set()
-    token = _OWED.set(owed)
     failed = True
     try:
-        yield
+        with directory_syncs_owed_to(owed):
+            yield
         failed = False
     finally:
-        _OWED.reset(token)
-        for directory in sorted(owed):
-            try:
-                _fsync(directory, directory=True)
-            except FileNotFoundError:
-                continue
-            except OSError as exc:
-                if failed:  # the block's own error is the one to see
-                    continue
-                raise OutputError(f"cannot write: {os_failure(exc)}", path=directory) from None
+        sync_directories(owed, failed=failed)
 
 
 def publish_directory(staging: Path, final: Path) -> None:
@@ -304,8 +362,7 @@ def publish_directory(staging: Path, final: Path) -> None:
     and the directory itself, rename it (``final`` must not exist) and fsync the parent, so a
     crash leaves either no ``final`` or a complete one, never a directory of empty files."""
     try:
-        for file in sorted(p for p in staging.iterdir() if p.is_file()):
-            _fsync(file)
+        _fsync_together(sorted(p for p in staging.iterdir() if p.is_file()))
         _fsync(staging, directory=True)
         staging.rename(final)
         _fsync(final.parent, directory=True)
@@ -344,8 +401,9 @@ def _keep_permissions(temp: Path, existing: os.stat_result | None) -> None:
 
 
 @contextlib.contextmanager
-def _staged(path: Path, mode: int | None) -> Iterator[Path]:
-    """A fresh temporary file beside ``path``, fsynced after the body; removed on any failure.
+def _staged(path: Path, mode: int | None, *, sync: bool = True) -> Iterator[Path]:
+    """A fresh temporary file beside ``path``, fsynced after the body (unless ``sync`` is
+    False: the caller fsyncs it before its rename); removed on any failure.
 
     An OS error (disk full, read-only or missing directory, file-size limit) becomes an
     :class:`OutputError` naming ``path``; a koble error passes through; anything else is
@@ -365,7 +423,8 @@ def _staged(path: Path, mode: int | None) -> Iterator[Path]:
             os.chmod(temp, mode)
         else:
             _keep_permissions(temp, existing)
-        _fsync(temp)
+        if sync:
+            _fsync(temp)
     except BaseException as exc:
         error = _discard(temp, exc, path)
         if error is None:
@@ -424,6 +483,27 @@ def atomic_write(
     _commit(temp, path, exclusive=exclusive)
 
 
+def write_bytes_after(path: str | Path, data: bytes, first: Callable[[], object]) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`write_bytes`), renamed only after
+    ``first`` has returned: ``first`` runs in another thread while the file is written and
+    fsynced, so two durable writes that must land in order (a run's audit event, then
+    ``run.json`` recording the step done) wait for the disk together, not in turn. If
+    ``first`` raises, nothing is renamed (the temporary file is removed) and its error is
+    raised; if the write fails, its error is raised once ``first`` has finished."""
+    path = Path(path)
+    with ThreadPoolExecutor(1, "koble-first") as pool:
+        before = pool.submit(first)
+        with _staged(path, None) as temp:
+            temp.write_bytes(data)
+        try:
+            before.result()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+            raise
+    _commit(temp, path, exclusive=False)
+
+
 def shared_file(path: str | Path) -> Path:
     """The file a read-modify-write of ``path`` must lock and write: symlinks followed.
 
@@ -460,11 +540,17 @@ class OutputSet:
     a final name. Only the renames themselves are not one atomic step: order them so the
     file that others depend on (a release, a command's main output) comes last. Stale files
     that the new set would contradict (:meth:`remove`) are removed first.
+
+    ``together``: the files are fsynced all at once when the set commits, before any rename
+    (:func:`_fsync_together`: one journal commit for the set instead of one per file), not
+    each as its body ends; a set of small files (a run's transfers) then waits for the disk
+    once. Nothing changes in what a crash can leave: no final name before its file is whole.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, together: bool = False) -> None:
         self._staged: list[tuple[Path, Path, bool]] = []
         self._removed: list[Path] = []
+        self._together = together
 
     def __enter__(self) -> OutputSet:
         return self
@@ -476,7 +562,8 @@ class OutputSet:
         path = Path(path)
         if any(final == path for final, _, _ in self._staged):
             raise UsageError("written twice by one command", path=path)
-        with _staged(path, mode) as temp:
+        staging = _staged(path, mode, sync=False) if self._together else _staged(path, mode)
+        with staging as temp:
             self._staged.append((path, temp, last))
             yield temp
 
@@ -496,6 +583,12 @@ class OutputSet:
         removed, self._removed = self._removed, []
         try:
             if kind is None:
+                if self._together:
+                    try:
+                        _fsync_together(temp for _final, temp, _last in staged)
+                    except OSError as exc:
+                        path = staged[0][0]
+                        raise OutputError(f"cannot write: {os_failure(exc)}", path=path) from None
                 for path in removed:
                     _remove(path)
                 for final, temp, _last in sorted(staged, key=lambda s: s[2]):

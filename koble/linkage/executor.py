@@ -10,9 +10,12 @@ Resuming: ``run.json`` records the job's hash, the plan's hash (so a different c
 noticed), a fingerprint of every data source (file, size, modification time), the run's
 clock value and each completed step (with the SHA-256 of what it wrote); a resume with
 anything of these changed is refused. Every file is written to a temporary name, fsynced and
-renamed (the directories a step wrote in are fsynced once each when it ends), and a step is
-recorded only after its transfers are delivered and durable, so a crash or kill leaves
-either a completed step or one that is redone from the start. Running again continues after
+renamed (the directories a step wrote in are fsynced once each, together, when it ends; a
+step's transfers are fsynced together before their renames), and a step is recorded only
+after its transfers are delivered and durable and its audit event written (the event's and
+``run.json``'s fsyncs wait together, ``run.json`` renamed after both; its directory synced
+when the run ends: a record a power loss takes back is a step redone), so a crash or kill
+leaves either a completed step or one that is redone from the start. Running again continues after
 the last completed step and, because the clock value is kept, writes the same bytes. The
 researcher's delivery directory appears by a rename in the last step: no partial delivery.
 
@@ -38,7 +41,14 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from koble.errors import UsageError
-from koble.files import directories_synced_at_end, sha256_file
+from koble.files import (
+    OutputSet,
+    directories_synced_at_end,
+    directory_syncs_owed_to,
+    sha256_file,
+    sync_directories,
+    write_bytes_after,
+)
 from koble.linkage.context import Context, locate_population
 from koble.linkage.engine import engine_named
 from koble.linkage.job import Job, load_job
@@ -59,10 +69,11 @@ from koble.linkage.steps_recovery import (
     resolve_step,
 )
 from koble.linkage.steps_registry import consent_step, extract_step
-from koble.linkage.transfer import open_transfer, seal_transfer
+from koble.linkage.transfer import open_into, seal_into
 from koble.linkage.workspace import (
     STATE,
     Workspace,
+    json_text,
     move_aside,
     restart_dir,
     undone_on_failure,
@@ -215,28 +226,40 @@ def _state(
 
 
 def _transfer(ctx: Context, step: Step) -> None:
-    """Seal, move and open every file the plan sends after ``step``."""
+    """Seal, move and open every file the plan sends after ``step``.
+
+    Each envelope is sealed into a temporary file in the sender's outbox and opened from
+    there into a temporary file in the recipient's store; the step's envelopes and opened
+    files are then fsynced together and renamed (:class:`OutputSet` ``together``: one wait
+    for the disk per step instead of two per transfer, and still no name before its file is
+    whole), and each envelope moved to the recipient's inbox."""
     ws = ctx.workspace
-    for t in ctx.plan.transfers_after(step.id):
-        source = ws.store(t.source) / t.file
-        sealed = ws.outbox(t.source) / f"{t.id}-{t.file}{SUFFIX}"
-        seal_transfer(
-            source,
-            sealed,
-            transfer=f"{ctx.job.project_id}/{t.id}",
-            sender=ws.keys(t.source).sign,
-            recipient=ws.public_receive(t.target),
-            randbytes=ctx.randbytes,
-        )
-        inbox = ws.inbox(t.target) / sealed.name
-        sealed.replace(inbox)
-        open_transfer(
-            inbox,
-            ws.store(t.target) / t.file,
-            key=ws.keys(t.target).receive,
-            sender_public=ws.public_sign(t.source),
-            transfer=f"{ctx.job.project_id}/{t.id}",
-        )
+    moves: list[tuple[Path, Path]] = []
+    with OutputSet(together=True) as staged:
+        for t in ctx.plan.transfers_after(step.id):
+            name = f"{t.id}-{t.file}{SUFFIX}"
+            outbox, inbox = ws.outbox(t.source) / name, ws.inbox(t.target) / name
+            with staged.file(outbox) as sealed:
+                seal_into(
+                    ws.store(t.source) / t.file,
+                    sealed,
+                    transfer=f"{ctx.job.project_id}/{t.id}",
+                    sender=ws.keys(t.source).sign,
+                    recipient=ws.public_receive(t.target),
+                    randbytes=ctx.randbytes,
+                )
+            with staged.file(ws.store(t.target) / t.file) as opened:
+                open_into(
+                    sealed,
+                    opened,
+                    key=ws.keys(t.target).receive,
+                    sender_public=ws.public_sign(t.source),
+                    transfer=f"{ctx.job.project_id}/{t.id}",
+                    named=inbox,
+                )
+            moves.append((outbox, inbox))
+    for outbox, inbox in moves:
+        outbox.replace(inbox)  # its directories are synced with the step's (_step_writes)
 
 
 def _step_writes(step: Step) -> contextlib.AbstractContextManager[None]:
@@ -377,8 +400,9 @@ def run_job(
     state = _state(workspace, job_sha, plan_sha, _sources_print(sources, job, plan), now)
     if created is not None and not state["done"]:
         state["created"] = created.isoformat(timespec="seconds")
-    ws = Workspace.open(workspace, [p.id for p in plan.parties], kek, randbytes=randbytes)
-    write_json(workspace / STATE, state)
+    with directories_synced_at_end():  # the parties' key files and the state: a sync a directory
+        ws = Workspace.open(workspace, [p.id for p in plan.parties], kek, randbytes=randbytes)
+        write_json(workspace / STATE, state)
     ctx = Context(
         job,
         job_path,
@@ -395,6 +419,8 @@ def run_job(
     )
     result = RunResult(workspace, ws.party_root(RESEARCHER) / DELIVERY, plan)
     log = AuditLog(workspace / AUDIT_LOG, keys.signer, now, on_close=on_audit_close)
+    recorded: set[Path] = set()  # run.json's directory, synced once when the run ends
+    failed = True
     try:
         total = len(plan.steps)
         for index, step in enumerate(plan.steps, 1):
@@ -418,25 +444,33 @@ def run_job(
             result.cpu_seconds[step.id] = time.process_time() - cpu
             store = ws.store(step.party)
             written = {o: sha256_file(store / o) for o in step.outputs if (store / o).is_file()}
-            # Audited before run.json marks it done: a kill in between reruns the step (and
-            # records it again), never leaves a done step without its event.
-            _audit(log, step, stats, written)
             state["done"][step.id] = {
                 "seconds": round(seconds, 3),
                 "stats": stats.record(),
                 "outputs": written,
             }
-            write_json(workspace / STATE, state)
+            # Audited before run.json marks it done (the event durable before run.json's
+            # rename; the two fsyncs wait together): a kill in between reruns the step (and
+            # records it again), never leaves a done step without its event. run.json's
+            # directory is synced at the run's end: a record a crash loses is a step redone.
+            with directory_syncs_owed_to(recorded):
+                write_bytes_after(
+                    workspace / STATE,
+                    json_text(state).encode("utf-8"),
+                    functools.partial(_audit, log, step, stats, written),
+                )
             result.seconds[step.id] = seconds
             if on_step:
                 on_step(step, "done", index, total)
             if stop_after == step.id:
                 break
+        failed = False
     except BaseException:
         with contextlib.suppress(AuditNotClosedError):  # the run's own error is the one to see
             log.close()
         raise
     finally:
+        sync_directories(recorded, failed=failed)
         ctx.engine.close()
         log.close()
     result.stats = {k: v["stats"] for k, v in state["done"].items()}

@@ -30,10 +30,12 @@ sender, recipient or key, or any changed byte, is the same bare :class:`CryptoEr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -45,7 +47,15 @@ from koble.pseudonym.sealed import PartyKey, PartyPublicKey
 from koble.pseudonym.signing import Signer, verify_signature
 from koble.pseudonym.wrapping import agree_from, agree_to
 
-__all__ = ["FORMAT", "SEGMENT", "TransferHeader", "open_transfer", "seal_transfer"]
+__all__ = [
+    "FORMAT",
+    "SEGMENT",
+    "TransferHeader",
+    "open_into",
+    "open_transfer",
+    "seal_into",
+    "seal_transfer",
+]
 
 FORMAT: Final = "koble-transfer/1"
 MAGIC: Final = b"\x89KOBLT\r\n"
@@ -104,6 +114,48 @@ def seal_transfer(
     randbytes: RandBytes,
 ) -> TransferHeader:
     """Encrypt ``source`` to ``recipient``, sign as ``sender``, write ``target`` atomically."""
+    return _seal(
+        source,
+        lambda: atomic_write(target),
+        transfer=transfer,
+        sender=sender,
+        recipient=recipient,
+        randbytes=randbytes,
+    )
+
+
+def seal_into(
+    source: Path,
+    partial: Path,
+    *,
+    transfer: str,
+    sender: Signer,
+    recipient: PartyPublicKey,
+    randbytes: RandBytes,
+) -> TransferHeader:
+    """:func:`seal_transfer` into ``partial``, a temporary file the caller fsyncs and renames
+    (a run stages all of a step's transfers to fsync them together: :class:`OutputSet`)."""
+    return _seal(
+        source,
+        lambda: contextlib.nullcontext(partial),
+        transfer=transfer,
+        sender=sender,
+        recipient=recipient,
+        randbytes=randbytes,
+    )
+
+
+def _seal(
+    source: Path,
+    writing: Callable[[], AbstractContextManager[Path]],
+    *,
+    transfer: str,
+    sender: Signer,
+    recipient: PartyPublicKey,
+    randbytes: RandBytes,
+) -> TransferHeader:
+    """Seal ``source`` into the file ``writing()`` yields, called only once the key
+    agreement has succeeded (a bad recipient key leaves nothing behind)."""
     length = source.stat().st_size
     ephemeral, key = agree_to(recipient, label=_INFO, randbytes=randbytes)
     prefix = randbytes(7)
@@ -125,7 +177,7 @@ def seal_transfer(
         }
     )
     digest = hashlib.sha256(MAGIC + struct.pack(">I", len(head)) + head)
-    with source.open("rb") as src, atomic_write(target) as partial, partial.open("wb") as out:
+    with source.open("rb") as src, writing() as partial, partial.open("wb") as out:
         out.write(MAGIC + struct.pack(">I", len(head)) + head)
         for index, data, last in _chunks(src, length):
             sealed = key.seal(_nonce(prefix, index, last), data, head)
@@ -167,15 +219,58 @@ def open_transfer(
     path: Path, target: Path, *, key: PartyKey, sender_public: bytes, transfer: str
 ) -> TransferHeader:
     """Verify ``path`` was signed by ``sender_public`` for ``transfer``, decrypt to ``target``."""
+    return _open(
+        path,
+        lambda: atomic_write(target),
+        key=key,
+        sender_public=sender_public,
+        transfer=transfer,
+        shown=path,
+    )
+
+
+def open_into(
+    path: Path,
+    partial: Path,
+    *,
+    key: PartyKey,
+    sender_public: bytes,
+    transfer: str,
+    named: Path | None = None,
+) -> TransferHeader:
+    """:func:`open_transfer` into ``partial``, a temporary file the caller fsyncs and renames
+    (nothing is written to it unless the signature holds); ``named``: the transfer's name in
+    errors when ``path`` is a temporary file of it."""
+    return _open(
+        path,
+        lambda: contextlib.nullcontext(partial),
+        key=key,
+        sender_public=sender_public,
+        transfer=transfer,
+        shown=named or path,
+    )
+
+
+def _open(
+    path: Path,
+    writing: Callable[[], AbstractContextManager[Path]],
+    *,
+    key: PartyKey,
+    sender_public: bytes,
+    transfer: str,
+    shown: Path,
+) -> TransferHeader:
+    """Open ``path`` into the file ``writing()`` yields, called only once the signature has
+    been checked, and decrypted from the same open file that was checked."""
     size = path.stat().st_size
     with path.open("rb") as handle:
-        head, f = _read_header(handle, path)
+        head, f = _read_header(handle, shown)
         segments, length = int(f["segments"]), int(f["length"])
         if segments != max(1, -(-length // SEGMENT)):
-            raise FileFormatError("transfer segment count does not match its length", path=path)
+            raise FileFormatError("transfer segment count does not match its length", path=shown)
         body = size - 12 - len(head) - _SIGNATURE
         if body != length + segments * _TAG:
-            raise FileFormatError("transfer is truncated or has trailing bytes", path=path)
+            raise FileFormatError("transfer is truncated or has trailing bytes", path=shown)
         digest = hashlib.sha256(MAGIC + struct.pack(">I", len(head)) + head)
         for index in range(segments):
             digest.update(handle.read(min(SEGMENT, length - index * SEGMENT) + _TAG))
@@ -188,7 +283,7 @@ def open_transfer(
         content = agree_from(key, ephemeral, label=_INFO)
         prefix = bytes.fromhex(f["prefix"])
         handle.seek(12 + len(head))
-        with atomic_write(target) as partial, partial.open("wb") as out:
+        with writing() as partial, partial.open("wb") as out:
             for index in range(segments):
                 last = index == segments - 1
                 chunk = handle.read(min(SEGMENT, length - index * SEGMENT) + _TAG)

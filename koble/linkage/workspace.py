@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from koble.errors import UsageError
-from koble.linkage.keys import read_json, write_json
+from koble.files import OutputSet
+from koble.linkage.keys import read_json
 from koble.pseudonym.keys import RandBytes
 from koble.pseudonym.keystore import KeyWrapper
 from koble.pseudonym.sealed import PartyKey, PartyPublicKey, load_public
@@ -45,6 +46,7 @@ __all__ = [
     "RESTARTED",
     "PartyKeys",
     "Workspace",
+    "json_text",
     "move_aside",
     "party_dir",
     "restart_dir",
@@ -56,6 +58,11 @@ STATE = "run.json"
 DIRECTORY = "directory.json"
 #: Where ``--restart`` sets earlier runs' records aside, one directory per restart.
 RESTARTED = "restarted"
+
+
+def json_text(document: object) -> str:
+    """As :func:`koble.linkage.keys.write_json` writes it: sorted, indented, one last newline."""
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
 def _has_events(log: Path) -> bool:
@@ -174,6 +181,7 @@ class Workspace:
             directory["kek"] = kek.params(randbytes)
         wrapping = WrappingKey.derive(kek, directory["kek"])  # once for every party's keys
         keys: dict[str, PartyKeys] = {}
+        new: dict[Path, dict[str, Any]] = {}  # key files to write, with directory.json
         for party in parties:
             folder = root / party_dir(party)
             for sub in ("inbox", "outbox", "store"):
@@ -195,7 +203,7 @@ class Workspace:
                     randbytes=randbytes,
                     public=public,
                 )
-                write_json(key_file, document, mode=0o600)
+                new[key_file] = document
             keys[party] = PartyKeys(party, receive, signer)
             directory["parties"][party] = {
                 "x25519": receive.public.raw.hex(),
@@ -203,7 +211,14 @@ class Workspace:
                 "x25519_fingerprint": receive.fingerprint,
                 "ed25519_key_id": signer.key_id,
             }
-        write_json(path, directory)
+        # one set, fsynced together (a fresh workspace: a wait for the disk, not one a party);
+        # directory.json last, after the keys it lists
+        with OutputSet(together=True) as outputs:
+            for key_file, document in new.items():
+                with outputs.file(key_file, mode=0o600) as temp:
+                    temp.write_text(json_text(document), encoding="utf-8")
+            with outputs.file(path, last=True) as temp:
+                temp.write_text(json_text(directory), encoding="utf-8")
         return cls(root, keys)
 
     # --- places ---------------------------------------------------------------------------

@@ -83,12 +83,12 @@ KILLER = textwrap.dedent(
     world_dir, workspace, keys, where = (Path(a) for a in sys.argv[1:5])
     where = str(where)
     if where == "mid-transfer":
-        real_open = transfer.open_transfer
+        real_open = transfer.open_into  # the run opens its transfers staged, fsynced together
         def open_then_die(path, *args, **kwargs):
             if "reseptregisteret_extract" in path.name:
                 os.kill(os.getpid(), signal.SIGKILL)
             return real_open(path, *args, **kwargs)
-        executor.open_transfer = open_then_die
+        executor.open_into = open_then_die
     if where == "ingest-audit":
         from koble.pseudonym.audit import AuditLog
         real_append = AuditLog.append
