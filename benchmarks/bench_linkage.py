@@ -49,7 +49,7 @@ then the compared runs start from fresh workspaces whose registry store already 
 loaded table (a symbolic link to the first run's: the registry's store keeps its table from
 job to job, untouched, where a hard link would move the file's change time every run), with
 the same long-lived keys, which the script also uses. koble remembers the SHA-256 of a large
-table across processes (:func:`koble.files.sha256_file`: same inode, size, modification and
+table across processes (:func:`koble.digests.sha256_file`: same inode, size, modification and
 change time), so a registry's table is hashed once per change, not once per job; the first
 run fills that cache, and ``KOBLE_DIGEST_CACHE=off`` measures every run with the hashing.
 ``--reuse`` keeps that first run (``bench-linkage/`` in the world directory) and starts
@@ -587,7 +587,7 @@ def main() -> None:
     import duckdb
     import polars as pl
 
-    from koble.files import digest_cache_path
+    from koble.digests import digest_cache_path
 
     command = shlex.join([".venv/bin/python", *sys.argv])
     print(f"# koble linkage-job benchmark\n\n```\n{command}\n```\n")

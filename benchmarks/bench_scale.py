@@ -155,7 +155,7 @@ def scaled_world(source: Path, dest: Path, k: int, cohort: int, cohort_seed: int
 def scaled_table(loaded: Path, dest: Path, k: int) -> None:
     """Each ingested registry's loaded table (in ``loaded``) replicated ``k`` times into
     ``dest``, with its ingest counts multiplied and its table hash recomputed."""
-    from koble.files import sha256_file
+    from koble.digests import sha256_file
     from koble.linkage import names
 
     if (dest / "done").is_file():

@@ -48,7 +48,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# koble's digest cache across processes (koble.files.digest_cache_path) is the test run's
+# koble's digest cache across processes (koble.digests.digest_cache_path) is the test run's
 # own, in a directory removed at its end: tests and the commands they start never read or
 # fill the user's cache
 _DIGEST_CACHE = tempfile.mkdtemp(prefix="koble-test-digests-")

@@ -37,7 +37,8 @@ from koble.anonymity.frequency import Int64s, Lookups, entry_keys, locate, roll_
 from koble.anonymity.generalisation import Codes, Generalisation
 from koble.anonymity.hierarchies.base import ChunkedIndex, Encoded, encode, integers, per_column
 from koble.anonymity.search import REASON_COLUMN, SearchResult
-from koble.files import OutputSet, atomic_write, sha256_file
+from koble.digests import sha256_file
+from koble.files import OutputSet, atomic_write
 from koble.tables import PARQUET_SUFFIXES, read_table, refuse_duplicate_names, write_table
 
 _TEXT = (pa.string(), pa.large_string())

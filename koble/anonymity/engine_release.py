@@ -54,8 +54,9 @@ from koble.anonymity.preparation import generalise
 from koble.anonymity.release import Release, labels_clean, timed
 from koble.anonymity.report import REPORT_FILES, write_report
 from koble.anonymity.search import SearchResult, find_optimal
+from koble.digests import sha256_file
 from koble.errors import UsageError
-from koble.files import OutputSet, sha256_file
+from koble.files import OutputSet
 from koble.linkage.engine import Engine
 from koble.registries.identifiers.scan import describe, refuse_findings, scan_frame
 from koble.tables import PARQUET_SUFFIXES

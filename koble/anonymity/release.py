@@ -65,8 +65,9 @@ from koble.anonymity.preparation import (
 )
 from koble.anonymity.row_release import apply_rows, person_ids
 from koble.anonymity.search import SearchResult, find_optimal
+from koble.digests import sha256_file
 from koble.errors import KobleError
-from koble.files import OutputSet, sha256_file
+from koble.files import OutputSet
 from koble.registries.identifiers.scan import scan_frame
 from koble.tables import read_table, require_column, write_table
 

@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from koble.digests import sha256_file
 from koble.errors import UsageError
 from koble.files import (
     OutputSet,
     directories_synced_at_end,
     directory_syncs_owed_to,
-    sha256_file,
     sync_directories,
     write_bytes_after,
 )

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from koble.digests import sha256_file
 from koble.errors import UsageError
-from koble.files import sha256_file
 from koble.linkage.delivery_records import ManifestBody
 from koble.linkage.executor import RunResult, run_job
 from koble.linkage.manifest import read_manifest

@@ -19,8 +19,9 @@ from typing import Any
 
 import polars as pl
 
+from koble.digests import sha256_file
 from koble.errors import KobleError
-from koble.files import atomic_write, publish_directory, sha256_file, write_text
+from koble.files import atomic_write, publish_directory, write_text
 from koble.linkage import names
 from koble.linkage.codebook import Codebook, CodebookFile, render_codebook_markdown
 from koble.linkage.context import Context

@@ -17,8 +17,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from koble.digests import sha256_file
 from koble.errors import FileFormatError, InputError, UsageError
-from koble.files import atomic_write, sha256_file
+from koble.files import atomic_write
 from koble.linkage import names
 from koble.linkage.context import Context, registry_domain
 from koble.linkage.engine import Table, quote, write_batches

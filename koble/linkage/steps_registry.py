@@ -18,8 +18,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from koble.digests import sha256_file
 from koble.errors import ColumnError, InputError
-from koble.files import atomic_write, sha256_file
+from koble.files import atomic_write
 from koble.linkage import names
 from koble.linkage.codebook import Codebook, CodebookFile, codebook, sorted_duplicates
 from koble.linkage.context import Context

@@ -27,8 +27,8 @@ from typing import Any
 
 import polars as pl
 
+from koble.digests import sha256_file
 from koble.errors import InputError, sanitise
-from koble.files import sha256_file
 from koble.linkage.delivery_records import ManifestBody, ManifestOutput
 from koble.linkage.formats import count_rows, read_delivery
 from koble.linkage.manifest import read_manifest, signature_ok

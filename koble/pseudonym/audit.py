@@ -59,8 +59,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
+from koble.digests import sha256_file
 from koble.errors import FileFormatError, OutputError, UsageError
-from koble.files import os_failure, sha256_file
+from koble.files import os_failure
 from koble.pseudonym.audit_guard import (
     DetailValue,
     check_count,

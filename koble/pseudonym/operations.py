@@ -17,8 +17,9 @@ from typing import Any
 
 import polars as pl
 
+from koble.digests import sha256_file
 from koble.errors import AuthorisationError
-from koble.files import OutputSet, sha256_file
+from koble.files import OutputSet
 from koble.pseudonym.audit import check_event
 from koble.pseudonym.auditing import AuditSink, DeferredAudit, MemoryAudit
 from koble.pseudonym.identity import IdentityHistory

@@ -28,8 +28,8 @@ from typing import Any
 
 import polars as pl
 
+from koble.digests import sha256_file
 from koble.errors import ColumnError, UsageError
-from koble.files import sha256_file
 from koble.recovery.contract import StageResult
 from koble.registries.identifiers.scan import contains_person_number
 from koble.tables import read_table

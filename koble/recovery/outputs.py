@@ -31,8 +31,9 @@ from typing import Any
 import polars as pl
 
 from koble import __version__
+from koble.digests import sha256_file
 from koble.errors import UsageError
-from koble.files import OutputSet, sha256_file
+from koble.files import OutputSet
 from koble.pseudonym.auditing import AuditSink
 from koble.recovery.contract import METHODS, REASONS, REGISTER_FILES
 from koble.recovery.decisions import Decisions

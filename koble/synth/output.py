@@ -19,7 +19,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from koble.files import atomic_write, sha256_file, write_text
+from koble.digests import sha256_file
+from koble.files import atomic_write, write_text
 
 __all__ = ["TableWriter", "labels", "write_manifest"]
 

@@ -25,7 +25,7 @@ from koble.anonymity.hierarchies.base import ChunkedIndex, encode
 from koble.anonymity.preparation import generalise
 from koble.anonymity.release import anonymise_file
 from koble.anonymity.search import find_optimal
-from koble.files import sha256_file
+from koble.digests import sha256_file
 from koble.tables import read_table
 
 CITIES = ["Oslo", "Bergen", "Tromsø", "Bodø", "Ålesund", "Vardø"]

@@ -37,8 +37,8 @@ from koble.anonymity.release import Release
 from koble.anonymity.report import anonymise_with_report
 from koble.anonymity.search import find_optimal
 from koble.cli.main import cli
+from koble.digests import sha256_file
 from koble.errors import ColumnError, UsageError
-from koble.files import sha256_file
 from koble.linkage.engine import DuckDBEngine, Engine, Table
 from tests.anonymity.test_checks import criteria
 from tests.anonymity.test_frequency import datasets

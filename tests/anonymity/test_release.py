@@ -13,8 +13,8 @@ from click.testing import CliRunner, Result
 from koble.anonymity.config import AnonymiseConfig
 from koble.anonymity.release import check_frame
 from koble.cli.main import cli
+from koble.digests import sha256_file
 from koble.errors import UsageError
-from koble.files import sha256_file
 
 ADULT = Path(__file__).resolve().parents[3] / "shared" / "data" / "adult"
 QIS = ["age", "sex", "race", "marital-status", "education", "native-country", "workclass",

@@ -150,7 +150,7 @@ def test_audit_verify_fails_a_delivery_with_an_empty_file(
     body = document["manifest"]
     for output in body["outputs"]:
         if output["file"] == target.name:
-            from koble.files import sha256_file
+            from koble.digests import sha256_file
 
             output.update(sha256=sha256_file(target), rows=0)
     checks = [c for c in body["reconciliation"] if c["check"].startswith("npr: rows delivered >")]

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from koble.cli.main import cli
-from koble.files import sha256_file
+from koble.digests import sha256_file
 from koble.linkage.job import JobError, parse_job
 from koble.linkage.keys import write_json
 from koble.linkage.manifest import FORMAT, sign_manifest

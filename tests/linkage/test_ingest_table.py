@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import koble.linkage.steps_ingest as steps_ingest
+from koble.digests import sha256_file
 from koble.errors import ColumnError, FileFormatError
-from koble.files import sha256_file
 from koble.linkage.context import Context
 from koble.linkage.job import load_job
 from koble.linkage.keys import LinkageKeys

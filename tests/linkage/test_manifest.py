@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from koble.digests import sha256_file
 from koble.errors import FileFormatError
-from koble.files import sha256_file
 from koble.linkage.keys import write_json
 from koble.linkage.manifest import FORMAT, canonical, read_manifest, sign_manifest, signature_ok
 from koble.linkage.verify import verify_delivery

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 import koble.linkage
 from koble.cli.main import cli as main
-from koble.files import sha256_file
+from koble.digests import sha256_file
 from koble.linkage import names
 from koble.linkage.executor import RunResult
 from koble.linkage.job import load_job

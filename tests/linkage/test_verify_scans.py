@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from koble.files import sha256_file
+from koble.digests import sha256_file
 from koble.linkage.keys import write_json
 from koble.linkage.manifest import sign_manifest
 from koble.linkage.verify import verify_delivery

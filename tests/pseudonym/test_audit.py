@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from koble.cli.audit import audit
 from koble.cli.main import KobleGroup
+from koble.digests import sha256_file
 from koble.errors import FileFormatError, UsageError
-from koble.files import sha256_file
 from koble.pseudonym.audit import AuditLog, VerifyReport, verify_log
 from koble.pseudonym.audit_verify import (
     CHECKPOINT_FIELDS,

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from koble.files import sha256_file
+from koble.digests import sha256_file
 from koble.registries.identifiers.column import validate_column
 from koble.synth import SynthConfig, generate_world
 from koble.synth.output import TableWriter

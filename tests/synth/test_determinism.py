@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from koble.files import sha256_file
+from koble.digests import sha256_file
 from koble.synth import SynthConfig, generate_world
 
 SMALL = SynthConfig(persons=1200, seed=11, chunk_size=500)

@@ -1,4 +1,4 @@
-"""koble.files.sha256_file remembers the digest of a file it hashed, for the same file
+"""koble.digests.sha256_file remembers the digest of a file it hashed, for the same file
 unchanged (issue 17 part 5: a run hashed the national Reseptregisteret table twice).
 
 The digest is always the file's SHA-256; a remembered one is served only for the same inode
@@ -21,8 +21,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from koble import files
-from koble.files import sha256_file
+from koble import digests, files
+from koble.digests import sha256_file
 
 
 class CountingSha256:
@@ -40,8 +40,8 @@ class CountingSha256:
 @pytest.fixture
 def counted(monkeypatch: pytest.MonkeyPatch) -> CountingSha256:
     counter = CountingSha256()
-    monkeypatch.setattr(files, "hashlib", SimpleNamespace(sha256=counter))  # koble.files' only
-    monkeypatch.setattr(files, "_DIGESTS", {})
+    monkeypatch.setattr(digests, "hashlib", SimpleNamespace(sha256=counter))  # koble.digests' only
+    monkeypatch.setattr(digests, "_DIGESTS", {})
     return counter
 
 
@@ -54,19 +54,19 @@ def test_the_digest_is_the_files_sha256_first_and_remembered(
     path.write_bytes(data)
     expected = hashlib.sha256(data).hexdigest()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(files, "RACY_NS", -(10**18))  # remembered though just written
-        patch.setattr(files, "RACY_FINE_NS", -(10**18))
-        patch.setattr(files, "_DIGESTS", {})
+        patch.setattr(digests, "RACY_NS", -(10**18))  # remembered though just written
+        patch.setattr(digests, "RACY_FINE_NS", -(10**18))
+        patch.setattr(digests, "_DIGESTS", {})
         assert sha256_file(path) == expected
         assert sha256_file(str(path)) == expected
-        assert len(files._DIGESTS) == 1
+        assert len(digests._DIGESTS) == 1
 
 
 def test_an_unchanged_file_is_not_read_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256
 ) -> None:
-    monkeypatch.setattr(files, "RACY_NS", -(10**18))
-    monkeypatch.setattr(files, "RACY_FINE_NS", -(10**18))
+    monkeypatch.setattr(digests, "RACY_NS", -(10**18))
+    monkeypatch.setattr(digests, "RACY_FINE_NS", -(10**18))
     path = tmp_path / "table.parquet"
     path.write_bytes(b"x" * 100_000)
     link = tmp_path / "link.parquet"
@@ -84,8 +84,8 @@ def test_an_unchanged_file_is_not_read_again(
 def test_a_change_keeping_size_and_modification_time_is_hashed_anew(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256
 ) -> None:
-    monkeypatch.setattr(files, "RACY_NS", -(10**18))
-    monkeypatch.setattr(files, "RACY_FINE_NS", -(10**18))
+    monkeypatch.setattr(digests, "RACY_NS", -(10**18))
+    monkeypatch.setattr(digests, "RACY_FINE_NS", -(10**18))
     path = tmp_path / "table.parquet"
     path.write_bytes(b"a" * 4096)
     before = os.stat(path)
@@ -101,8 +101,8 @@ def test_a_change_keeping_size_and_modification_time_is_hashed_anew(
 def test_a_file_replaced_under_its_name_is_hashed_anew(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256
 ) -> None:
-    monkeypatch.setattr(files, "RACY_NS", -(10**18))
-    monkeypatch.setattr(files, "RACY_FINE_NS", -(10**18))
+    monkeypatch.setattr(digests, "RACY_NS", -(10**18))
+    monkeypatch.setattr(digests, "RACY_FINE_NS", -(10**18))
     path = tmp_path / "out.parquet"
     path.write_bytes(b"one")
     assert sha256_file(path) == hashlib.sha256(b"one").hexdigest()
@@ -121,11 +121,11 @@ def test_a_file_changed_just_before_its_hashing_is_not_remembered(
     path.write_bytes(b"{}")
     assert sha256_file(path) == sha256_file(path) == hashlib.sha256(b"{}").hexdigest()
     assert counted.calls == 2
-    assert files._DIGESTS == {}
+    assert digests._DIGESTS == {}
     settled = os.stat(path).st_mtime_ns - 10**9  # a second ago: settled on a fine file system
     os.utime(path, ns=(settled, settled))  # (the ctime moves: still a moment ago)
     sha256_file(path)
-    assert counted.calls == 3 and files._DIGESTS == {}
+    assert counted.calls == 3 and digests._DIGESTS == {}
 
 
 def test_a_settled_file_is_remembered_with_the_default_margins(
@@ -136,7 +136,7 @@ def test_a_settled_file_is_remembered_with_the_default_margins(
     info = os.stat(path)
     if info.st_mtime_ns % 10**9 == 0 and info.st_ctime_ns % 10**9 == 0:
         pytest.skip("whole-second timestamps: the margin is two seconds")
-    time.sleep(files.RACY_FINE_NS / 1e9 + 0.05)
+    time.sleep(digests.RACY_FINE_NS / 1e9 + 0.05)
     assert sha256_file(path) == sha256_file(path) == hashlib.sha256(b"t" * 1000).hexdigest()
     assert counted.calls == 1
 
@@ -148,10 +148,10 @@ def test_a_settled_file_is_remembered_with_the_default_margins(
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A digest cache of its own, every file "large", every file settled."""
     path = tmp_path / "cache" / "sha256.json"
-    monkeypatch.setenv(files.DIGEST_CACHE_ENV, str(path))
-    monkeypatch.setattr(files, "PERSIST_BYTES", 1)
-    monkeypatch.setattr(files, "RACY_NS", -(10**18))
-    monkeypatch.setattr(files, "RACY_FINE_NS", -(10**18))
+    monkeypatch.setenv(digests.DIGEST_CACHE_ENV, str(path))
+    monkeypatch.setattr(digests, "PERSIST_BYTES", 1)
+    monkeypatch.setattr(digests, "RACY_NS", -(10**18))
+    monkeypatch.setattr(digests, "RACY_FINE_NS", -(10**18))
     return path
 
 
@@ -162,7 +162,7 @@ def test_a_large_files_digest_is_remembered_by_the_next_process(
     table.write_bytes(b"n" * 50_000)
     expected = hashlib.sha256(b"n" * 50_000).hexdigest()
     assert sha256_file(table) == expected
-    monkeypatch.setattr(files, "_DIGESTS", {})  # a new process: only the cache file is left
+    monkeypatch.setattr(digests, "_DIGESTS", {})  # a new process: only the cache file is left
     assert sha256_file(table) == expected
     assert counted.calls == 1
     assert os.stat(cache).st_mode & 0o777 == 0o600
@@ -180,7 +180,7 @@ def test_a_large_file_changed_since_is_hashed_anew_by_the_next_process(
     with table.open("r+b") as handle:  # same inode and size, mtime set back: ctime moves
         handle.write(b"b")
     os.utime(table, ns=(before.st_atime_ns, before.st_mtime_ns))
-    monkeypatch.setattr(files, "_DIGESTS", {})
+    monkeypatch.setattr(digests, "_DIGESTS", {})
     assert sha256_file(table) == hashlib.sha256(b"b" + b"a" * 4095).hexdigest()
     assert counted.calls == 2
 
@@ -193,7 +193,7 @@ def test_an_unreadable_or_forged_cache_is_only_a_miss(
     expected = hashlib.sha256(b"n" * 5000).hexdigest()
     info = os.stat(table)
     cache.parent.mkdir()
-    entry = files._entry((info.st_dev, info.st_ino))
+    entry = digests._entry((info.st_dev, info.st_ino))
     version = [info.st_size, info.st_mtime_ns, info.st_ctime_ns]
     forged = [
         "{not json",
@@ -203,7 +203,7 @@ def test_an_unreadable_or_forged_cache_is_only_a_miss(
     ]
     for text in forged:
         cache.write_text(text)
-        monkeypatch.setattr(files, "_DIGESTS", {})
+        monkeypatch.setattr(digests, "_DIGESTS", {})
         assert sha256_file(table) == expected
     assert counted.calls == 4
 
@@ -211,12 +211,12 @@ def test_an_unreadable_or_forged_cache_is_only_a_miss(
 def test_the_cache_can_be_turned_off(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, counted: CountingSha256, cache: Path
 ) -> None:
-    monkeypatch.setenv(files.DIGEST_CACHE_ENV, "off")
-    assert files.digest_cache_path() is None
+    monkeypatch.setenv(digests.DIGEST_CACHE_ENV, "off")
+    assert digests.digest_cache_path() is None
     table = tmp_path / "npr.parquet"
     table.write_bytes(b"n" * 5000)
     sha256_file(table)
-    monkeypatch.setattr(files, "_DIGESTS", {})
+    monkeypatch.setattr(digests, "_DIGESTS", {})
     sha256_file(table)
     assert counted.calls == 2 and not cache.exists()
 
@@ -224,7 +224,7 @@ def test_the_cache_can_be_turned_off(
 def test_small_files_are_not_remembered_across_processes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache: Path
 ) -> None:
-    monkeypatch.setattr(files, "PERSIST_BYTES", 1 << 20)
+    monkeypatch.setattr(digests, "PERSIST_BYTES", 1 << 20)
     path = tmp_path / "report.json"
     path.write_bytes(b"{}")
     sha256_file(path)
@@ -232,11 +232,11 @@ def test_small_files_are_not_remembered_across_processes(
 
 
 def test_without_a_home_directory_there_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(files.DIGEST_CACHE_ENV, raising=False)
+    monkeypatch.delenv(digests.DIGEST_CACHE_ENV, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")
-    assert files.digest_cache_path() is None
+    assert digests.digest_cache_path() is None
     monkeypatch.setenv("XDG_CACHE_HOME", "/var/cache/someone")
-    assert files.digest_cache_path() == Path("/var/cache/someone/koble/sha256.json")
+    assert digests.digest_cache_path() == Path("/var/cache/someone/koble/sha256.json")
 
 
 def test_a_cache_others_may_write_or_another_machines_entry_is_not_trusted(
@@ -249,14 +249,14 @@ def test_a_cache_others_may_write_or_another_machines_entry_is_not_trusted(
     expected = hashlib.sha256(b"n" * 5000).hexdigest()
     assert sha256_file(table) == expected  # remembered
     os.chmod(cache, 0o622)  # group and others may write it
-    monkeypatch.setattr(files, "_DIGESTS", {})
+    monkeypatch.setattr(digests, "_DIGESTS", {})
     assert sha256_file(table) == expected and counted.calls == 2
     os.chmod(cache, 0o600)
-    monkeypatch.setattr(files, "_machine", lambda: "another-host/another-boot")
-    monkeypatch.setattr(files, "_DIGESTS", {})
+    monkeypatch.setattr(digests, "_machine", lambda: "another-host/another-boot")
+    monkeypatch.setattr(digests, "_DIGESTS", {})
     assert sha256_file(table) == expected and counted.calls == 3
 
 
 def test_a_relative_cache_path_is_no_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(files.DIGEST_CACHE_ENV, "cache.json")
-    assert files.digest_cache_path() is None
+    monkeypatch.setenv(digests.DIGEST_CACHE_ENV, "cache.json")
+    assert digests.digest_cache_path() is None

@@ -1,4 +1,4 @@
-"""The staleness rule of koble.files.sha256_file's digest cache, judged against a clock the
+"""The staleness rule of koble.digests.sha256_file's digest cache, judged against a clock the
 test passes in (``clock=``): a file is remembered only when its last change (modification
 or change time) is more than the margin before the hashing began, 50 ms on a file system
 with fine timestamps and 2 s on one with whole seconds (FAT's, or a coarse mount)."""
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from koble import files
-from koble.files import sha256_file
+from koble import digests as cache
+from koble.digests import sha256_file
 
 
 @pytest.fixture
@@ -29,9 +29,9 @@ def digests(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         begun.append(1)
         return real(*args)
 
-    monkeypatch.setattr(files, "hashlib", SimpleNamespace(sha256=counting))
-    monkeypatch.setattr(files, "_DIGESTS", {})
-    monkeypatch.setenv(files.DIGEST_CACHE_ENV, "off")
+    monkeypatch.setattr(cache, "hashlib", SimpleNamespace(sha256=counting))
+    monkeypatch.setattr(cache, "_DIGESTS", {})
+    monkeypatch.setenv(cache.DIGEST_CACHE_ENV, "off")
     return begun
 
 
@@ -53,8 +53,8 @@ def test_a_file_settled_past_the_fine_margin_is_remembered(
 ) -> None:
     path = tmp_path / "table.parquet"
     path.write_bytes(b"t" * 1000)
-    _hashed_twice(path, _changed(path) + files.RACY_FINE_NS + 1)
-    assert len(digests) == 1 and len(files._DIGESTS) == 1
+    _hashed_twice(path, _changed(path) + cache.RACY_FINE_NS + 1)
+    assert len(digests) == 1 and len(cache._DIGESTS) == 1
 
 
 def test_a_file_changed_within_the_fine_margin_is_hashed_every_time(
@@ -62,8 +62,8 @@ def test_a_file_changed_within_the_fine_margin_is_hashed_every_time(
 ) -> None:
     path = tmp_path / "table.parquet"
     path.write_bytes(b"t" * 1000)
-    _hashed_twice(path, _changed(path) + files.RACY_FINE_NS)  # exactly the margin: not yet
-    assert len(digests) == 2 and files._DIGESTS == {}
+    _hashed_twice(path, _changed(path) + cache.RACY_FINE_NS)  # exactly the margin: not yet
+    assert len(digests) == 2 and cache._DIGESTS == {}
 
 
 def test_a_clock_before_the_files_change_remembers_nothing(
@@ -72,7 +72,7 @@ def test_a_clock_before_the_files_change_remembers_nothing(
     path = tmp_path / "table.parquet"
     path.write_bytes(b"t" * 1000)
     _hashed_twice(path, _changed(path) - 10**12)
-    assert len(digests) == 2 and files._DIGESTS == {}
+    assert len(digests) == 2 and cache._DIGESTS == {}
 
 
 class _WholeSeconds:
@@ -94,7 +94,7 @@ class _WholeSeconds:
 
 @pytest.mark.parametrize(
     ("after", "remembered"),
-    [(files.RACY_FINE_NS + 1, False), (files.RACY_NS, False), (files.RACY_NS + 1, True)],
+    [(cache.RACY_FINE_NS + 1, False), (cache.RACY_NS, False), (cache.RACY_NS + 1, True)],
 )
 def test_whole_second_timestamps_need_the_long_margin(
     tmp_path: Path, digests: list[int], monkeypatch: pytest.MonkeyPatch, after: int,
@@ -102,12 +102,12 @@ def test_whole_second_timestamps_need_the_long_margin(
 ) -> None:  # fmt: skip
     path = tmp_path / "table.parquet"
     path.write_bytes(b"w" * 1000)
-    monkeypatch.setattr(files, "os", _WholeSeconds())
+    monkeypatch.setattr(cache, "os", _WholeSeconds())
     info = os.stat(path)
     changed = max(info.st_mtime_ns, info.st_ctime_ns) // 10**9 * 10**9
     _hashed_twice(path, changed + after)
     assert len(digests) == (1 if remembered else 2)
-    assert bool(files._DIGESTS) is remembered
+    assert bool(cache._DIGESTS) is remembered
 
 
 def test_the_real_clock_is_the_default() -> None:
