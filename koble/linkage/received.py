@@ -8,7 +8,8 @@ bytes scanned are the bytes hashed, and the file is read column by column, never
 * a text column is read dictionary-encoded (as Parquet stores it) and judged by its
   dictionary entries (a national extract's ICD-10 and ATC codes are a few thousand entries
   among millions of rows): its rows are read as text only when an entry holds a person
-  number (then they are counted, so an entry no row holds finds nothing), and the values
+  number (then they are counted; an entry no row holds is reported as stored in the file,
+  for its bytes reach the researcher all the same), and the values
   the rows hold are looked up only when some entry does not look like a pseudonym;
 * a numeric, binary or nested column is read as polars reads it, and scanned
   (:func:`~koble.registries.identifiers.scan.scan_columns`: a numeric column's rows are
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Mapping
 from pathlib import Path
 
 import polars as pl
@@ -34,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from koble.linkage.scan import scan_pseudonyms
-from koble.registries.identifiers.scan import Finding, holds_numbers, scan_columns
+from koble.registries.identifiers.scan import STORED_ONLY, Finding, holds_numbers, scan_columns
 
 __all__ = ["Scanned", "read_bytes", "scan_parquet"]
 
@@ -92,6 +94,19 @@ def _pseudonyms(name: str, column: pa.ChunkedArray, entries: pl.Series) -> bool:
     return held
 
 
+def _stored_only(
+    schema: Mapping[str, pl.DataType], entries: Mapping[str, pl.Series], found: list[Finding]
+) -> list[Finding]:
+    """The text columns whose dictionary stores a person number that no row holds: the
+    number is in the bytes the researcher received all the same (:data:`STORED_ONLY`)."""
+    in_rows = {f.column for f in found if f.first_row > 0}
+    suspects = {n: entries[n] for n in entries if n not in in_rows}
+    if not suspects:
+        return []
+    stored = scan_columns({n: schema[n] for n in suspects}, suspects.__getitem__)
+    return [Finding(f.column, 0, STORED_ONLY, f.kinds) for f in stored if f.first_row > 0]
+
+
 def scan_parquet(data: bytes) -> Scanned | None:
     """Both scans of a Parquet file's bytes: the columns and rows holding person numbers and
     the columns of pseudonyms; None when the file is to be read whole instead (it is not
@@ -117,6 +132,7 @@ def scan_parquet(data: bytes) -> Scanned | None:
             return pl.read_parquet(io.BytesIO(data), columns=[name])[name]
 
         findings = scan_columns(schema, column, distinct=distinct)
+        findings += _stored_only(schema, distinct, findings)
         pseudonyms = [n for n in text if _pseudonyms(n, encoded[n], distinct[n])]
     except (pa.ArrowException, pl.exceptions.PolarsError, OSError, ValueError):
         return None

@@ -95,7 +95,7 @@ def _scan(report: VerifyReport, path: Path, label: str) -> None:
 
 def _identifier_check(report: VerifyReport, findings: list[Finding], label: str) -> None:
     if findings:
-        where = ", ".join(f"{f.column} ({f.rows} rows, first row {f.first_row})" for f in findings)
+        where = describe(findings)
         report.add(f"identifier scan {label}", False, f"fødselsnummer-like values in {where}")
     else:
         report.add(f"identifier scan {label}", True, "no fødselsnummer, D- or H-number")

@@ -27,9 +27,9 @@ from koble.linkage.received import read_bytes, scan_parquet
 from koble.linkage.scan import scan_pseudonyms
 from koble.linkage.verify import _distinct_text, verify_delivery
 from koble.pseudonym.scheme import PSEUDONYM_LENGTH
-from koble.registries.identifiers.scan import Finding, scan_columns, scan_frame
+from koble.registries.identifiers.scan import STORED_ONLY, Finding, scan_columns, scan_frame
 from tests.linkage.test_hardening_verify import FNR, OPERATOR
-from tests.linkage.test_verify_scans import _deliver
+from tests.linkage.test_verify_scans import _deliver, sign_delivery
 
 ZERO_FNR = "01038510009"  # a valid fødselsnummer with a leading zero: 1038510009 as a number
 PSEUDONYM = ("0123456789abcdef" * 4)[:PSEUDONYM_LENGTH]
@@ -137,16 +137,41 @@ def test_pseudonym_columns_are_judged_by_the_values_rows_hold(
     assert _both(tmp_path / "p.parquet", frame) == ([], ["key"])
 
 
-def test_an_unused_dictionary_entry_does_not_count(tmp_path: Path) -> None:
-    """A dictionary entry no row holds (a forged file may carry one) is no value: it hides no
-    pseudonym column and finds no person number."""
+def _unused_entries(path: Path) -> None:
+    """A file whose one column's dictionary stores a non-key and a person number that no row
+    holds (a writer may keep unused entries; a forged file may hide one there)."""
     indices = pa.array([0, 1] * 500, pa.int32())
     dictionary = pa.array([PSEUDONYM, OTHER, "not a key", FNR])
     table = pa.table({"key": pa.DictionaryArray.from_arrays(indices, dictionary)})
-    path = tmp_path / "u.parquet"
     pq.write_table(table, path)
+
+
+def test_an_unused_dictionary_entry_is_no_value_but_its_number_is_in_the_file(
+    tmp_path: Path,
+) -> None:
+    """An entry no row holds is no value: it hides no pseudonym column. But a person number
+    stored there is in the bytes the researcher received, so it is found, as stored in the
+    file and in no row (which the read of the whole file, values only, never saw)."""
+    path = tmp_path / "u.parquet"
+    _unused_entries(path)
     scanned = scan_parquet(path.read_bytes())
-    assert scanned == _whole(path) == ([], ["key"])
+    assert _whole(path) == ([], ["key"])
+    assert scanned == ([Finding("key", 0, STORED_ONLY, {"fnr": 1})], ["key"])
+
+
+def test_the_check_fails_a_number_stored_in_no_row(tmp_path: Path) -> None:
+    """End to end: the researcher's check fails such a file, naming the column and where the
+    number is, never the number."""
+    _unused_entries(tmp_path / "extract.parquet")
+    frame = pl.read_parquet(tmp_path / "extract.parquet")
+    assert FNR not in frame["key"].cast(pl.String).to_list()
+    sign_delivery(tmp_path / "extract.parquet", frame.height)
+    report = verify_delivery(tmp_path, key_id=OPERATOR.key_id)
+    failed = {c.name: c.detail for c in report.checks if not c.ok}
+    assert failed["identifier scan extract.parquet"] == (
+        "fødselsnummer-like values in key (stored in the file's dictionary, in no row)"
+    )
+    assert FNR not in report.to_text()
 
 
 def test_an_empty_file_and_bytes_that_are_not_parquet(tmp_path: Path) -> None:

@@ -32,10 +32,15 @@ def _deliver(directory: Path, frame: pl.DataFrame) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     data = directory / "extract.parquet"
     frame.write_parquet(data)
+    sign_delivery(data, frame.height)
+
+
+def sign_delivery(data: Path, rows: int) -> None:
+    """The operator's signed manifest beside ``data``, listing it with its hash and rows."""
     output: dict[str, Any] = {"file": data.name, "sha256": sha256_file(data),
-                              "rows": frame.height, "from": "registry:npr"}  # fmt: skip
+                              "rows": rows, "from": "registry:npr"}  # fmt: skip
     body = manifest_body([output], rows=1)
-    write_json(directory / "manifest.json", sign_manifest(body, OPERATOR))
+    write_json(data.parent / "manifest.json", sign_manifest(body, OPERATOR))
 
 
 def _checks(directory: Path) -> dict[str, tuple[bool, str]]:

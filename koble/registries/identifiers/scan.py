@@ -45,6 +45,7 @@ from koble.registries.identifiers import fodselsnummer
 from koble.registries.identifiers.column import validate_column
 
 __all__ = [
+    "STORED_ONLY",
     "Finding",
     "ascii_digits",
     "check_column_name",
@@ -91,11 +92,17 @@ _OTHER = r"[^0-9a \-.\u00a0\u2009\u202f:/]"
 _PREFILTER = "[0-9]{5}"  # every candidate has a run of five digits: skips most rows cheaply
 
 
+#: :attr:`Finding.first_row` of a number no row holds that the file stores all the same.
+STORED_ONLY = -1
+
+
 @dataclass(frozen=True)
 class Finding:
     """Valid person numbers in one column: ``rows`` rows hold at least one, the first at
-    ``first_row`` (1-based data row; 0 means the column's name), and ``kinds`` counts the
-    rows per kind of number (``fnr``, ``dnr``, ``hnr``, ``fhnr``, ``test_fnr``, ``test_dnr``).
+    ``first_row`` (1-based data row; 0 means the column's name; :data:`STORED_ONLY`, with no
+    rows, that no row holds one but the file stores it, in a Parquet column's dictionary),
+    and ``kinds`` counts the rows (or stored values) per kind of number (``fnr``, ``dnr``,
+    ``hnr``, ``fhnr``, ``test_fnr``, ``test_dnr``).
     """
 
     column: str
@@ -341,7 +348,8 @@ def describe(findings: Collection[Finding]) -> str:
     """``findings`` as text for a message: where and how many, never a value."""
     return ", ".join(
         f"{f.column} (its name)" if f.first_row == 0 else
-        f"{f.column} ({f.rows:,} rows, first row {f.first_row})"
+        f"{f.column} (stored in the file's dictionary, in no row)" if f.first_row == STORED_ONLY
+        else f"{f.column} ({f.rows:,} rows, first row {f.first_row})"
         for f in findings
     )  # fmt: skip
 
