@@ -14,6 +14,7 @@ gives the same bytes. Counts are computed by polars over whole columns, never ro
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
@@ -30,6 +31,7 @@ __all__ = [
     "CodebookFile",
     "CodebookVariable",
     "codebook",
+    "counted_file",
     "render_codebook_markdown",
     "sorted_duplicates",
 ]
@@ -173,6 +175,33 @@ def _file(
     ]
     return CodebookFile(file=name, rows=rows, persons=persons, duplicate_rows=duplicates,
                         variables=variables)  # fmt: skip
+
+
+def counted_file(
+    name: str,
+    schema: pl.Schema,
+    *,
+    rows: int,
+    persons: int,
+    duplicates: int,
+    nulls: Mapping[str, int],
+    labels: Mapping[str, str],
+    value_labels: Mapping[str, Mapping[Any, str]],
+    identifying: set[str] | frozenset[str],
+) -> CodebookFile:
+    """A file's entry from figures counted elsewhere than in a frame of its rows (an
+    engine's SQL, a stream of batches): its variables as :func:`codebook` describes a file of
+    ``schema``, with ``nulls`` per column; ``persons`` (distinct non-null ``lopenr``) is
+    kept only for a file with a :data:`PERSON_COLUMN`, as :func:`codebook` counts it."""
+    blank = _file(name, pl.DataFrame(schema=schema), labels, value_labels, identifying)
+    variables = [dataclasses.replace(v, nulls=nulls.get(v.original, 0)) for v in blank.variables]
+    return dataclasses.replace(
+        blank,
+        rows=rows,
+        persons=persons if PERSON_COLUMN in schema else None,
+        duplicate_rows=duplicates,
+        variables=variables,
+    )
 
 
 def codebook(

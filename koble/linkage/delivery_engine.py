@@ -12,7 +12,6 @@ labels and code lists are the caller's, small and local.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from koble.anonymity.engine_sql import ROW, engine_failures, source_sql
-from koble.linkage.codebook import PERSON_COLUMN, CodebookFile, codebook
+from koble.linkage.codebook import PERSON_COLUMN, CodebookFile, counted_file
 from koble.linkage.engine import Engine, quote
 from koble.linkage.formats import write_delivery_batches
 
@@ -57,8 +56,6 @@ def codebook_entry(
     to an earlier row (SQL's ``DISTINCT``, like Polars' ``n_unique``, takes NULLs as equal)
     and each column's nulls; types, labels and code lists from the file's schema."""
     schema = pl.Schema(pl.read_parquet_schema(source))
-    blank = codebook({name: pl.DataFrame(schema=schema)}, labels=labels,
-                     value_labels=value_labels, identifying=identifying).files[0]  # fmt: skip
     names = schema.names()
     counts = "".join(f", COUNT({quote(c)}) AS c{i}" for i, c in enumerate(names))
     person = f", COUNT(DISTINCT {quote(PERSON_COLUMN)}) AS p" if PERSON_COLUMN in names else ""
@@ -69,14 +66,16 @@ def codebook_entry(
         )
     row = figures.to_pylist()[0]
     rows = int(row["n"])
-    variables = [dataclasses.replace(v, nulls=rows - int(row[f"c{i}"]))
-                 for i, v in enumerate(blank.variables)]  # fmt: skip
-    return dataclasses.replace(
-        blank,
+    return counted_file(
+        name,
+        schema,
         rows=rows,
-        persons=int(row["p"]) if person else None,
-        duplicate_rows=rows - int(distinct.column("n")[0].as_py()) if rows else 0,
-        variables=variables,
+        persons=int(row["p"]) if person else 0,
+        duplicates=rows - int(distinct.column("n")[0].as_py()) if rows else 0,
+        nulls={c: rows - int(row[f"c{i}"]) for i, c in enumerate(names)},
+        labels=labels,
+        value_labels=value_labels,
+        identifying=identifying,
     )
 
 

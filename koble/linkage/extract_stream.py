@@ -25,7 +25,6 @@ with its directory, a replaced file's permissions kept).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ import pyarrow.compute as pc
 
 from koble.errors import OutputError
 from koble.files import atomic_write
-from koble.linkage.codebook import PERSON_COLUMN, CodebookFile, codebook, sorted_duplicates
+from koble.linkage.codebook import CodebookFile, counted_file, sorted_duplicates
 from koble.linkage.engine import Engine, Table
 from koble.linkage.formats import write_delivery_batches
 
@@ -155,22 +154,16 @@ class _Counter:
         self.result.persons_inside = inside.n_unique()
         outside = [s.cast(dtype) for s in self.outside]
         self.result.persons = pl.concat([inside, *outside]).n_unique()
-        blank = codebook(
-            {self.result.path.name: pl.DataFrame(schema=self.schema)},
+        self.result.entry = counted_file(
+            self.result.path.name,
+            self.schema,
+            rows=self.result.delivered,
+            persons=self.result.persons_inside,
+            duplicates=self.result.duplicates,
+            nulls=self.nulls,
             labels=labels,
             value_labels=value_labels,
             identifying=identifying,
-        ).files[0]
-        variables = [
-            dataclasses.replace(v, nulls=self.nulls.get(v.original, 0)) for v in blank.variables
-        ]
-        persons = self.result.persons_inside if PERSON_COLUMN in self.schema else None
-        self.result.entry = dataclasses.replace(
-            blank,
-            rows=self.result.delivered,
-            persons=persons,
-            duplicate_rows=self.result.duplicates,
-            variables=variables,
         )
 
 
