@@ -42,7 +42,7 @@ from koble.linkage.codebook import CodebookFile, counted_file, sorted_duplicates
 from koble.linkage.engine import Engine, Table
 from koble.linkage.formats import write_delivery_batches
 
-__all__ = ["IN_PERIOD", "StreamedExtract", "streamed_extract"]
+__all__ = ["IN_PERIOD", "StreamedExtract", "held_extract", "streamed_extract"]
 
 #: The extract query's flag column: TRUE for a row inside the approved period (sorted first).
 IN_PERIOD = "_in_period"
@@ -142,6 +142,15 @@ class _Counter:
         self.result.duplicates += sorted_duplicates(joined)
         self.last = frame.tail(1)
 
+    def count_persons(self, inside: list[pl.Series]) -> None:
+        """The persons delivered (the distinct løpenummer of ``inside``) and found (those
+        and the ones seen outside the period), once every batch has passed."""
+        dtype = self.schema[self.serial]
+        delivered = pl.concat([pl.Series(self.serial, [], dtype), *inside])
+        self.result.persons_inside = delivered.n_unique()
+        outside = [s.cast(dtype) for s in self.outside]
+        self.result.persons = pl.concat([delivered, *outside]).n_unique()
+
     def finish(
         self,
         labels: Mapping[str, str],
@@ -149,11 +158,7 @@ class _Counter:
         identifying: set[str] | frozenset[str],
     ) -> None:
         """The persons counts and the codebook entry, once every batch has passed."""
-        dtype = self.schema[self.serial]
-        inside = pl.concat([pl.Series(self.serial, [], dtype), *self.inside])
-        self.result.persons_inside = inside.n_unique()
-        outside = [s.cast(dtype) for s in self.outside]
-        self.result.persons = pl.concat([inside, *outside]).n_unique()
+        self.count_persons(self.inside)
         self.result.entry = counted_file(
             self.result.path.name,
             self.schema,
@@ -177,6 +182,32 @@ def _distinct(held: list[pl.Series], values: pl.Series, *, at_most: int = 32) ->
     return held
 
 
+def _kept_schema(reader: pa.RecordBatchReader) -> pl.Schema:
+    """The Polars types of the extract's columns, the flag left out."""
+    kept = pa.schema([f for f in reader.schema if f.name != IN_PERIOD])
+    # not ``Schema.empty_table()``: that imports pandas (0.2 s of CPU, for nothing)
+    empty = pl.from_arrow(pa.Table.from_batches([], schema=kept))
+    assert isinstance(empty, pl.DataFrame)
+    return empty.schema
+
+
+def held_extract(
+    engine: Engine, sql: str, tables: Mapping[str, Table], path: Path, *, serial: str
+) -> tuple[pl.DataFrame, StreamedExtract]:
+    """The rows of the extract query ``sql`` inside the period, held whole, for a caller
+    that must see them all before any is written (a reservation filter withholds from the
+    whole extract; the operator's input to central linkage is no delivery), with the join's
+    figures: rows and persons found, rows and persons inside the period. Read as
+    :func:`streamed_extract` reads them; the file's figures are the caller's to count."""
+    with engine.batches(sql, tables, views=True) as reader:
+        counter = _Counter(serial, _kept_schema(reader), StreamedExtract(path))
+        frames = list(counter._frames(reader))
+    extract = pl.concat(frames, rechunk=True) if frames else pl.DataFrame(schema=counter.schema)
+    counter.result.delivered = extract.height
+    counter.count_persons([extract.get_column(serial).drop_nulls()])
+    return extract, counter.result
+
+
 @contextlib.contextmanager
 def streamed_extract(
     engine: Engine,
@@ -198,16 +229,13 @@ def streamed_extract(
     without an error, and is removed otherwise."""
     with atomic_write(path) as hidden:  # renamed to ``path`` only if the body succeeds
         with engine.batches(sql, tables, views=True) as reader:
-            kept = pa.schema([f for f in reader.schema if f.name != IN_PERIOD])
-            # not ``Schema.empty_table()``: that imports pandas (0.2 s of CPU, for nothing)
-            empty = pl.from_arrow(pa.Table.from_batches([], schema=kept))
-            assert isinstance(empty, pl.DataFrame)
-            counter = _Counter(serial, empty.schema, StreamedExtract(path))
+            schema = _kept_schema(reader)
+            counter = _Counter(serial, schema, StreamedExtract(path))
             try:
                 with counter.reading(reader) as batches:
                     written = write_delivery_batches(
                         batches,
-                        empty.schema,
+                        schema,
                         hidden,
                         fmt,
                         labels=labels,

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from koble.digests import sha256_file
@@ -25,7 +23,7 @@ from koble.linkage import names
 from koble.linkage.codebook import Codebook, CodebookFile, codebook, sorted_duplicates
 from koble.linkage.context import Context
 from koble.linkage.engine import quote
-from koble.linkage.extract_stream import IN_PERIOD, streamed_extract
+from koble.linkage.extract_stream import IN_PERIOD, held_extract, streamed_extract
 from koble.linkage.formats import write_delivery
 from koble.linkage.labels import IDENTIFYING, labels_for
 from koble.linkage.plan import FNR, OPERATOR, SERIAL, Step
@@ -36,8 +34,6 @@ from koble.linkage.sources import require_columns
 from koble.linkage.step_stats import StepStats
 
 __all__ = ["consent_step", "extract_step", "registry_table"]
-
-_IN_PERIOD = IN_PERIOD
 
 
 def registry_table(ctx: Context, registry: str, step: Step) -> tuple[Path, str]:
@@ -122,7 +118,8 @@ def extract_step(ctx: Context, step: Step) -> StepStats:
     One SQL query joins, flags the rows inside the period and sorts: rows inside the period
     first, then by løpenummer and every variable, so the extract is the query's first rows,
     its duplicate rows are adjacent, and the rows outside the period, which carry their
-    løpenummer only, are counted from the same stream (:func:`_stream_join`) and never kept.
+    løpenummer only, are counted from the same stream and never kept
+    (:mod:`koble.linkage.extract_stream`).
     """
     assert step.registry is not None
     reg = step.registry
@@ -156,10 +153,10 @@ def extract_step(ctx: Context, step: Step) -> StepStats:
     order = ", ".join(f"{quote(c)} NULLS LAST" for c in [SERIAL, *variables])
     sql = f"""
         SELECT p.{quote(SERIAL)} AS {quote(SERIAL)}, {selected},
-               COALESCE({period}, FALSE) AS {_IN_PERIOD}
+               COALESCE({period}, FALSE) AS {IN_PERIOD}
         FROM source s JOIN persons p ON s.{quote(id_column)} = p.{quote(key)}
         WHERE {consented}
-        ORDER BY {_IN_PERIOD} DESC, {order}
+        ORDER BY {IN_PERIOD} DESC, {order}
     """
     persons_file = store / step.inputs[0]
     tables = {"persons": persons_file, "source": table}
@@ -266,8 +263,8 @@ def _extract_held(
     registry whose reservation filter withholds from the whole extract before it leaves."""
     assert step.registry is not None
     reg = step.registry
-    joined = _stream_join(ctx, sql, tables)
-    extract = joined.extract
+    inside, joined = held_extract(ctx.engine, sql, tables, out, serial=SERIAL)
+    extract = inside
     withheld = Withheld()
     if ctx.route(reg).reservation_filter:  # opt-outs are withheld before anything leaves
         extract, withheld = withhold_at_registry(
@@ -311,47 +308,10 @@ def _extract_held(
         duplicates={out.name: duplicates},
     )
     persons_delivered = (
-        joined.persons_inside if extract is joined.extract else int(extract[SERIAL].n_unique())
+        joined.persons_inside if extract is inside else int(extract[SERIAL].n_unique())
     )
-    return _Figures(joined.rows, joined.persons, joined.extract.height, extract.height,
+    return _Figures(joined.rows, joined.persons, joined.delivered, extract.height,
                     persons_delivered, duplicates, book.files[0], withheld)  # fmt: skip
-
-
-@dataclass(frozen=True)
-class _Joined:
-    """The extract's join: the rows inside the period (sorted), and counts over every row
-    the join found (consented, inside the period or not)."""
-
-    extract: pl.DataFrame
-    rows: int
-    persons: int
-    persons_inside: int
-
-
-def _stream_join(ctx: Context, sql: str, tables: Mapping[str, Path]) -> _Joined:
-    """Read the extract query's sorted result as a stream: its rows inside the period come
-    first and are kept (without the flag); of the rest only the løpenummer are kept, to count
-    the persons found. Whole batches at a time, never a row. The text comes as Arrow string
-    views where the engine can (``views``), which Polars takes without copying it."""
-    kept: list[pa.RecordBatch] = []
-    outside: list[pa.Array] = []
-    rows = 0
-    with ctx.engine.batches(sql, tables, views=True) as reader:
-        schema = reader.schema
-        for batch in reader:
-            rows += batch.num_rows
-            inside = int(pc.sum(batch.column(_IN_PERIOD)).as_py() or 0)  # it counts the TRUEs
-            if inside:
-                assert not outside, "the rows inside the period come first"
-                kept.append(batch.slice(0, inside))
-            if inside < batch.num_rows:
-                outside.append(batch.column(SERIAL).slice(inside))
-    extract = pl.from_arrow(pa.Table.from_batches(kept, schema).drop_columns([_IN_PERIOD]))
-    assert isinstance(extract, pl.DataFrame)
-    inside_serials = extract[SERIAL].unique()
-    rest = pl.Series(SERIAL, pa.chunked_array(outside, schema.field(SERIAL).type))
-    serials = pl.concat([inside_serials, rest]) if len(rest) else inside_serials
-    return _Joined(extract, rows, int(serials.n_unique()), inside_serials.len())
 
 
 def _found_nobody(ctx: Context, registry: str, sent: int, table: Path, column: str) -> None:

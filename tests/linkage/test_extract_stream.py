@@ -1,11 +1,11 @@
-"""The extract's join read as a stream (issue 17, part 5): the rows inside the period are
-kept, those outside only counted, with the same rows, counts and bytes on both engines."""
+"""The extract's join read as a stream (issue 17, part 5; :func:`held_extract`): the rows
+inside the period are kept, those outside only counted, with the same rows, counts and bytes
+on both engines."""
 
 from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import polars as pl
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from koble.linkage.engine import DuckDBEngine, Engine, engine_named
-from koble.linkage.steps_registry import _IN_PERIOD, _stream_join
+from koble.linkage.extract_stream import IN_PERIOD, StreamedExtract, held_extract
 
 KEYS = [f"{i:011d}" for i in range(1, 7)]
 SQL = """
@@ -61,6 +61,12 @@ def _expected(paths: dict[str, Path]) -> tuple[pl.DataFrame, int, int]:
     return extract, joined.height, joined["lopenr"].n_unique()
 
 
+def _held(engine: Engine, paths: dict[str, Path]) -> tuple[pl.DataFrame, StreamedExtract]:
+    """The extract held whole (:func:`held_extract`) and the join's figures."""
+    return held_extract(engine, SQL, paths, paths["source"].with_name("x.parquet"),
+                        serial="lopenr")  # fmt: skip
+
+
 @settings(max_examples=40, deadline=None)
 @given(rows, st.lists(st.sampled_from(KEYS), unique=True, max_size=len(KEYS)))
 def test_the_stream_keeps_the_rows_inside_and_counts_every_row_found(
@@ -69,13 +75,13 @@ def test_the_stream_keeps_the_rows_inside_and_counts_every_row_found(
     paths = _files(tmp_path_factory.mktemp("stream"), drawn, asked)
     engine = DuckDBEngine(threads=2)
     try:
-        found = _stream_join(SimpleNamespace(engine=engine), SQL, paths)  # type: ignore[arg-type]
+        found, figures = _held(engine, paths)
     finally:
         engine.close()
     extract, rows_found, persons_found = _expected(paths)
-    assert found.extract.equals(extract)
-    assert _IN_PERIOD not in found.extract.columns
-    assert (found.rows, found.persons) == (rows_found, persons_found)
+    assert found.equals(extract)
+    assert IN_PERIOD not in found.columns
+    assert (figures.rows, figures.persons) == (rows_found, persons_found)
 
 
 def test_batches_stream_the_result_in_order_and_release_the_tables(tmp_path: Path) -> None:
@@ -100,10 +106,10 @@ def test_spark_streams_the_same_extract_as_duckdb(spark: Engine, tmp_path: Path)
     paths = _files(tmp_path, drawn, KEYS[:4])
     duck = engine_named("duckdb")
     try:
-        expected = _stream_join(SimpleNamespace(engine=duck), SQL, paths)  # type: ignore[arg-type]
+        expected, expected_figures = _held(duck, paths)
     finally:
         duck.close()
-    found = _stream_join(SimpleNamespace(engine=spark), SQL, paths)  # type: ignore[arg-type]
-    assert found.extract.equals(expected.extract)
-    assert found.extract.schema == expected.extract.schema
-    assert (found.rows, found.persons) == (expected.rows, expected.persons)
+    found, figures = _held(spark, paths)
+    assert found.equals(expected)
+    assert found.schema == expected.schema
+    assert (figures.rows, figures.persons) == (expected_figures.rows, expected_figures.persons)
