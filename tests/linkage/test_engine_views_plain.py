@@ -23,8 +23,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from koble.linkage.engine import DuckDBEngine, write_batches
+from koble.linkage.extract_stream import held_extract
 from koble.linkage.row_groups import RowGroupWriter
-from koble.linkage.steps_registry import _stream_join
 from koble.pseudonym.domain_cipher import domain_cipher
 from koble.pseudonym.insecure_cleartext import keyset_from_key
 
@@ -95,15 +95,16 @@ def test_the_extract_join_is_the_same_frame_with_views_or_without(
         ORDER BY _in_period DESC, "lopenr" NULLS LAST, "code" NULLS LAST
     """
     tables = {"persons": persons, "source": source}
-    viewed = _stream_join(SimpleNamespace(engine=duck), sql, tables)  # type: ignore[arg-type]
+    out = persons.with_name("x.parquet")
+    viewed, viewed_figures = held_extract(duck, sql, tables, out, serial="lopenr")
     plain_engine = SimpleNamespace(
         batches=lambda sql, tables, views=False: duck.batches(sql, tables)
     )
-    plain = _stream_join(SimpleNamespace(engine=plain_engine), sql, tables)  # type: ignore[arg-type]
-    assert viewed.extract.equals(plain.extract)
-    assert viewed.extract.schema == plain.extract.schema == {"lopenr": pl.Int64, "code": pl.String}
-    assert (viewed.rows, viewed.persons, viewed.persons_inside) == (
-        plain.rows, plain.persons, plain.persons_inside,
+    plain, plain_figures = held_extract(plain_engine, sql, tables, out, serial="lopenr")  # type: ignore[arg-type]
+    assert viewed.equals(plain)
+    assert viewed.schema == plain.schema == {"lopenr": pl.Int64, "code": pl.String}
+    assert (viewed_figures.rows, viewed_figures.persons, viewed_figures.persons_inside) == (
+        plain_figures.rows, plain_figures.persons, plain_figures.persons_inside,
     )  # fmt: skip
 
 
