@@ -26,11 +26,11 @@ from koble.files import (
     TEMP_MARK,
     OutputSet,
     atomic_write,
-    ensure_distinct,
     os_failure,
     write_bytes,
     write_text,
 )
+from koble.path_checks import ensure_distinct
 from koble.tables import write_table
 
 PYTHON = sys.executable

@@ -193,7 +193,7 @@ def test_reproduce_refuses_a_workspace_nested_with_its_inputs(
 def test_run_refuses_a_workspace_around_its_world_but_keeps_its_keys_inside(
     tmp_path: Path,
 ) -> None:
-    from koble.files import ensure_apart
+    from koble.path_checks import ensure_apart
 
     (tmp_path / "w").mkdir()
     job = tmp_path / "job.toml"

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from koble.errors import UsageError
-from koble.files import ensure_distinct
+from koble.path_checks import ensure_distinct
 from koble.pseudonym.audit import AuditHead, AuditLog, AuditNotClosedError
 from koble.pseudonym.keys import Keyset
 from koble.pseudonym.keystore import KeyWrapper, PassphraseKek, RawKek, load_keyset

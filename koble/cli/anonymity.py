@@ -18,7 +18,7 @@ from koble.anonymity.tables import safe_table
 from koble.cli._progress import stage_progress
 from koble.cli._values import ColumnList, Share, WholeNumber, memory_limit_option
 from koble.errors import UsageError
-from koble.files import ensure_distinct
+from koble.path_checks import ensure_distinct
 from koble.tables import read_table, write_table
 
 EXIT_MEETS = 0

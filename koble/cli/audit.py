@@ -10,7 +10,7 @@ import click
 
 from koble.cli.run import common_run_options, resolve_run
 from koble.errors import FileFormatError, UsageError
-from koble.files import ensure_distinct
+from koble.path_checks import ensure_distinct
 from koble.pseudonym.audit import VerifyReport, verify_log
 from koble.pseudonym.public_keys import read_signing_public_key
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from koble.errors import redact
-from koble.files import ensure_distinct
+from koble.path_checks import ensure_distinct
 from koble.registries.identifiers.check import CheckReport, check_file
 from koble.registries.identifiers.column import Scheme
 

@@ -19,7 +19,8 @@ from typing import Any, TypeVar, get_args
 import click
 
 from koble.errors import FileFormatError, UsageError
-from koble.files import OutputSet, ensure_distinct, write_bytes
+from koble.files import OutputSet, write_bytes
+from koble.path_checks import ensure_distinct
 from koble.pseudonym.client import RejectedError
 from koble.pseudonym.identity import IdentityHistory
 from koble.pseudonym.ingest import (

@@ -10,7 +10,7 @@ import click
 from rich.console import Console
 
 from koble.errors import UsageError
-from koble.files import ensure_distinct
+from koble.path_checks import ensure_distinct
 from koble.pseudonym.client import pseudonymise_file_remote
 from koble.pseudonym.operations import (
     default_rejects_path,

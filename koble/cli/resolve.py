@@ -10,7 +10,7 @@ import click
 import polars as pl
 
 from koble.errors import UsageError
-from koble.files import ensure_distinct
+from koble.path_checks import ensure_distinct
 from koble.recovery import model
 from koble.recovery.contract import RECORD_SCHEMA
 from koble.recovery.decisions import CheckedStage, read_decisions

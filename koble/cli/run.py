@@ -14,11 +14,11 @@ import koble.cli
 from koble.cli._secrets import kek_options, print_audit_head, randbytes, resolve_kek, utc_now
 from koble.cli._values import memory_limit_option
 from koble.errors import UsageError
-from koble.files import ensure_apart
 from koble.linkage.executor import RunResult, StepEvent, run_job
 from koble.linkage.job import JobError
 from koble.linkage.plan import Step
 from koble.linkage.sources import Sources, load_sources, synthetic_sources
+from koble.path_checks import ensure_apart
 from koble.registries.catalogue import Catalogue
 
 __all__ = [

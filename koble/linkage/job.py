@@ -39,11 +39,13 @@ offer (``schemas``: a run passes its sources' :meth:`~koble.linkage.sources.Sour
 which default to those of a ``koble synth`` world (its ``registries.toml``, see
 :mod:`koble.synth.registries`). Variable names follow design.md §1.5.
 
-Validation collects every problem and raises one :class:`JobError`. Each problem names the
-line: :mod:`tomllib` gives no positions, so :class:`~koble.linkage.toml_lines.Lines` scans
-the text for table headers (``[a.b]``) and keys (``key =``, dotted keys included) and maps a
-key path to the line where it is written; a path not written out (an inline table's member,
-a missing key) falls back to its nearest written parent, and a missing table to line 1.
+Validation collects every problem (a :class:`~koble.linkage.job_reader.JobReader`; the
+``[registries]`` tables and schemas are read in :mod:`koble.linkage.job_requests`) and raises
+one :class:`JobError`. Each problem names the line: :mod:`tomllib` gives no positions, so
+:class:`~koble.linkage.toml_lines.Lines` scans the text for table headers (``[a.b]``) and keys
+(``key =``, dotted keys included) and maps a key path to the line where it is written; a path
+not written out (an inline table's member, a missing key) falls back to its nearest written
+parent, and a missing table to line 1.
 """
 
 from __future__ import annotations
@@ -55,7 +57,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from koble.anonymity.longitudinal import MODELS, m_problem
-from koble.errors import UsageError
 from koble.files import read_text
 from koble.linkage.job_model import (
     APPROVAL_KINDS,
@@ -70,8 +71,8 @@ from koble.linkage.job_model import (
     Request,
     valid_variable_name,
 )
-from koble.linkage.sources import registry_id, synthetic_schemas
-from koble.linkage.toml_lines import Lines
+from koble.linkage.job_reader import JobReader
+from koble.linkage.job_requests import read_requests, read_schemas
 from koble.registries.catalogue import Catalogue, Registry
 from koble.registries.identifiers.scan import contains_person_number
 
@@ -89,254 +90,12 @@ __all__ = [
     "valid_variable_name",
 ]
 
-_FIRST_YEAR, _LAST_YEAR = 1900, 2100
 _TOP: Final = {"project", "population", "recipient", "delivery", "registries", "anonymity",
                "schemas", "schema_file"}  # fmt: skip
-_REQUEST_KEYS: Final = {"approval", "variables", "period", "recover"}
 _POPULATION_KEYS: Final = {"file", "id_column", "recover", "fields", "thresholds"}
 
 
-# --- parsing ------------------------------------------------------------------------------
-class _Reader:
-    def __init__(self, text: str, path: str | None, catalogue: Catalogue) -> None:
-        self.at = Lines(text)
-        self.path = path
-        self.catalogue = catalogue
-        self.problems: list[Problem] = []
-        self.present: set[str] = set()
-
-    def problem(self, line: int, message: str) -> None:
-        self.problems.append(Problem(line, message))
-
-    def table(self, data: Mapping[str, Any], name: str, *, required: bool) -> Mapping[str, Any]:
-        value = data.get(name)
-        if value is not None:
-            self.present.add(name)
-        if value is None:
-            if required:
-                self.problem(1, f"missing table [{name}]")
-            return {}
-        if not isinstance(value, Mapping):
-            self.problem(self.at.line(name), f"{name!r} must be a table")
-            return {}
-        return value
-
-    def text(self, table: Mapping[str, Any], *path: str) -> str:
-        """A required string; a missing table is reported once, not once per key."""
-        if path[0] not in self.present:
-            return ""
-        value = table.get(path[-1])
-        if value is None:
-            self.problem(self.at.line(*path), f"missing {'.'.join(path)}")
-            return ""
-        if not isinstance(value, str) or not value.strip():
-            self.problem(self.at.line(*path), f"{'.'.join(path)} must be a non-empty string")
-            return ""
-        return value.strip()
-
-    def unknown_keys(self, table: Mapping[str, Any], allowed: set[str], *path: str) -> None:
-        for key in sorted(set(table) - allowed):
-            where = ".".join((*path, key)) if path else key
-            self.problem(
-                self.at.line(*path, key),
-                f"unknown key {where!r}; use {', '.join(sorted(allowed))}",
-            )
-
-
-def _schema_table(
-    reader: _Reader, value: object, line: int, label: str
-) -> dict[str, tuple[str, ...]]:
-    schemas: dict[str, tuple[str, ...]] = {}
-    if not isinstance(value, Mapping):
-        reader.problem(line, f"{label} must be a table of registry = [variables]")
-        return schemas
-    for key, names in value.items():
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            reader.problem(line, f"{label}: {key!r} must be a list of variable names")
-            continue
-        schemas[registry_id(key)] = tuple(names)
-    return schemas
-
-
-def _schemas(
-    reader: _Reader,
-    data: Mapping[str, Any],
-    base: Path | None,
-    offered: Mapping[str, tuple[str, ...]] | None,
-) -> dict[str, Any]:
-    """The variables each registry offers: the job's own ``[schemas]`` and ``schema_file``
-    over ``offered`` (the data holders'; a synthetic world's when not given)."""
-    schemas = dict(synthetic_schemas() if offered is None else offered)
-    file = data.get("schema_file")
-    if file is not None:
-        line = reader.at.line("schema_file")
-        if not isinstance(file, str):
-            reader.problem(line, "schema_file must be a path")
-        else:
-            target = (base / file) if base is not None else Path(file)
-            try:
-                loaded = tomllib.loads(target.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-                reader.problem(line, f"cannot read schema_file {file!r}: {exc}")
-            else:
-                schemas.update(_schema_table(reader, loaded, line, f"schema_file {file!r}"))
-    if "schemas" in data:
-        schemas.update(_schema_table(reader, data["schemas"], reader.at.line("schemas"), "schemas"))
-    return schemas
-
-
-def _approval(reader: _Reader, value: object, key: str) -> Approval | None:
-    line = reader.at.line("registries", key, "approval")
-    hint = 'approval = { kind = "rek" | "helsedataservice" | "registry", reference = "..." }'
-    if value is None:
-        reader.problem(line, f"registry {key!r}: no approval; give {hint}")
-        return None
-    if not isinstance(value, Mapping):
-        reader.problem(line, f"registry {key!r}: approval must be {hint}")
-        return None
-    kind, reference = value.get("kind"), value.get("reference")
-    ok = True
-    if kind not in APPROVAL_KINDS:
-        reader.problem(
-            line,
-            f"registry {key!r}: approval kind {kind!r} is not one of {', '.join(APPROVAL_KINDS)}",
-        )
-        ok = False
-    if not isinstance(reference, str) or not reference.strip():
-        reader.problem(line, f"registry {key!r}: approval has no reference")
-        ok = False
-    if not ok:
-        return None
-    assert isinstance(reference, str)
-    return Approval(kind, reference.strip())  # type: ignore[arg-type]
-
-
-def _period(reader: _Reader, value: object, key: str) -> tuple[int, int] | None:
-    line = reader.at.line("registries", key, "period")
-    if value is None:
-        reader.problem(
-            line, f"registry {key!r}: no period; give period = {{ start = YYYY, end = YYYY }}"
-        )
-        return None
-    if not isinstance(value, Mapping) or set(value) != {"start", "end"}:
-        reader.problem(line, f"registry {key!r}: period must be {{ start = YYYY, end = YYYY }}")
-        return None
-    start, end = value["start"], value["end"]
-    bad = [
-        name
-        for name, year in (("start", start), ("end", end))
-        if not isinstance(year, int)
-        or isinstance(year, bool)
-        or not _FIRST_YEAR <= year <= _LAST_YEAR
-    ]
-    if bad:
-        reader.problem(
-            line,
-            f"registry {key!r}: period {' and '.join(bad)} must be a year between "
-            f"{_FIRST_YEAR} and {_LAST_YEAR}",
-        )
-        return None
-    if start > end:
-        reader.problem(line, f"registry {key!r}: period starts ({start}) after it ends ({end})")
-        return None
-    return start, end
-
-
-def _variables(
-    reader: _Reader, value: object, key: str, schema: tuple[str, ...] | None
-) -> tuple[str, ...]:
-    line = reader.at.line("registries", key, "variables")
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        reader.problem(line, f"registry {key!r}: variables must be a non-empty list of names")
-        return ()
-    known = {v.casefold(): v for v in schema} if schema is not None else None
-    out: list[str] = []
-    seen: set[str] = set()
-    for name in value:
-        at = reader.at.value(name, "registries", key, "variables")
-        if not valid_variable_name(name):
-            reader.problem(
-                at,
-                f"registry {key!r}: variable {name!r} is not a valid name "
-                "(A-Z, 0-9, _, not starting with a digit, at most 32 characters)",
-            )
-            continue
-        if name.casefold() in seen:
-            reader.problem(at, f"registry {key!r}: variable {name!r} listed twice")
-            continue
-        seen.add(name.casefold())
-        if known is None:
-            continue
-        if name.casefold() not in known:
-            reader.problem(
-                at,
-                f"registry {key!r}: unknown variable {name!r}; the schema has "
-                f"{', '.join(schema or ())}",
-            )
-            continue
-        out.append(known[name.casefold()])
-    if known is None:
-        reader.problem(
-            line,
-            f"registry {key!r}: no variable schema; declare its variables in [schemas] or a "
-            "schema_file",
-        )
-    return tuple(out)
-
-
-def _requests(
-    reader: _Reader, data: Mapping[str, Any], schemas: Mapping[str, tuple[str, ...]]
-) -> list[tuple[Request, Registry]]:
-    table = reader.table(data, "registries", required=True)
-    if not table and "registries" in data:
-        reader.problem(reader.at.line("registries"), "no registries requested")
-    out: list[tuple[Request, Registry]] = []
-    seen: dict[str, str] = {}
-    for key, spec in table.items():
-        line = reader.at.line("registries", key)
-        if not isinstance(spec, Mapping):
-            reader.problem(line, f"registry {key!r} must be a table [registries.{key}]")
-            continue
-        try:
-            entry = reader.catalogue.get(registry_id(key))
-        except UsageError as exc:
-            reader.problem(line, str(exc))
-            continue
-        if entry.id in seen:
-            reader.problem(line, f"registry {key!r} is {entry.id!r}, already requested as "
-                           f"{seen[entry.id]!r}")  # fmt: skip
-            continue
-        seen[entry.id] = key
-        reader.unknown_keys(spec, set(_REQUEST_KEYS), "registries", key)
-        approval = _approval(reader, spec.get("approval"), key)
-        period = _period(reader, spec.get("period"), key)
-        variables = _variables(reader, spec.get("variables"), key, schemas.get(entry.id))
-        recover = _request_recover(reader, spec.get("recover", False), key, entry)
-        if approval is not None and period is not None and variables and recover is not None:
-            request = Request(entry.id, variables, *period, approval, line, recover=recover)
-            out.append((request, entry))
-    return out
-
-
-def _request_recover(reader: _Reader, value: object, key: str, entry: Registry) -> bool | None:
-    """A request's ``recover``: true for a registry whose own records lack usable numbers
-    (it sends them to the TTP to be resolved); only an identifiable registry, which is
-    keyed by fødselsnummer, can use what the TTP returns. None after a problem."""
-    line = reader.at.line("registries", key, "recover")
-    if not isinstance(value, bool):
-        reader.problem(line, f"registry {key!r}: recover must be true or false")
-        return None
-    if value and entry.identity_model != "identifiable":
-        reader.problem(
-            line,
-            f"registry {key!r}: recover = true needs a registry keyed by fødselsnummer; "
-            f"{entry.id} is {entry.identity_model}",
-        )
-        return None
-    return value
-
-
-def _thresholds(reader: _Reader, value: object) -> tuple[float, float] | None:
+def _thresholds(reader: JobReader, value: object) -> tuple[float, float] | None:
     """``[population] thresholds = [low, high]``, 0 < low <= high < 1; None after a problem."""
     if value is None:
         return 0.80, 0.99
@@ -355,7 +114,7 @@ def _thresholds(reader: _Reader, value: object) -> tuple[float, float] | None:
     return None
 
 
-def _recovery(reader: _Reader, population: Mapping[str, Any]) -> Recovery | None:
+def _recovery(reader: JobReader, population: Mapping[str, Any]) -> Recovery | None:
     """``[population] recover = true`` with ``fields`` (record field -> population column);
     None when recovery is off or after a problem."""
     recover = population.get("recover", False)
@@ -397,7 +156,7 @@ def _recovery(reader: _Reader, population: Mapping[str, Any]) -> Recovery | None
 
 
 def _anonymity(
-    reader: _Reader, data: Mapping[str, Any], requests: list[tuple[Request, Registry]]
+    reader: JobReader, data: Mapping[str, Any], requests: list[tuple[Request, Registry]]
 ) -> Anonymity | None:
     needs = [(r, entry.id) for r, entry in requests if entry.anonymous_output is True]
     if "anonymity" not in data:
@@ -479,7 +238,7 @@ def _anonymity(
 
 
 def _shape(
-    reader: _Reader, value: object, requested: set[str]
+    reader: JobReader, value: object, requested: set[str]
 ) -> tuple[str, str | None, str | None] | None:
     """``[anonymity] shape``: absent (rows), or ``{ unit = "person", kind = ..., date = ... }``
     naming requested variables; None after a problem."""
@@ -506,7 +265,7 @@ def _shape(
     return ("person", str(kind), None if date is None else str(date)) if ok else None
 
 
-def _person_numbers(reader: _Reader, value: object, path: tuple[str, ...]) -> None:
+def _person_numbers(reader: JobReader, value: object, path: tuple[str, ...]) -> None:
     """Report every value (and key) of the job that holds a person number, by the audit log's
     rule (:func:`~koble.registries.identifiers.scan.contains_person_number`): the project id,
     title, recipient and every other field end up in the researcher's manifest and quality
@@ -546,7 +305,7 @@ def parse_job(
     ``schemas``: the variables each registry's data holder offers, by catalogue id (a run's
     :meth:`~koble.linkage.sources.Sources.schemas`); None: a ``koble synth`` world's."""
     label = None if path is None else str(path)
-    reader = _Reader(text, label, catalogue)
+    reader = JobReader(text, label, catalogue)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -579,8 +338,8 @@ def parse_job(
             f"delivery format {fmt!r} is not one of {', '.join(FORMATS)}",
         )
     base = Path(path).parent if path is not None else None
-    offered = _schemas(reader, data, base, schemas)
-    requests = _requests(reader, data, offered)
+    offered = read_schemas(reader, data, base, schemas)
+    requests = read_requests(reader, data, offered)
     anonymity = _anonymity(reader, data, requests)
     if reader.problems:
         raise JobError(reader.problems, path=path)

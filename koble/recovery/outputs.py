@@ -85,7 +85,7 @@ class ResolvePaths:
         )
 
     def named(self) -> dict[str, Path]:
-        """The outputs as the user names them (for :func:`koble.files.ensure_distinct`)."""
+        """The outputs as the user names them (for :func:`koble.path_checks.ensure_distinct`)."""
         return {"--out": self.resolved, "--rejects": self.rejects, "--review": self.review,
                 "--review (HTML page)": self.review_html,
                 "--parameters": self.parameters}  # fmt: skip

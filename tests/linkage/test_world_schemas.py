@@ -11,6 +11,8 @@ import pytest
 
 import koble.linkage.job as job_module
 import koble.linkage.job_model as job_model
+import koble.linkage.job_reader as job_reader
+import koble.linkage.job_requests as job_requests
 from koble.errors import FileFormatError
 from koble.linkage.job import JobError, load_job, parse_job
 from koble.linkage.sources import load_sources, synthetic_schemas, synthetic_sources
@@ -50,7 +52,7 @@ def _job(key: str, *variables: str) -> str:
 
 
 def test_the_job_module_holds_no_synthetic_constants() -> None:
-    for module in (job_module, job_model):
+    for module in (job_module, job_model, job_reader, job_requests):
         assert not [name for name in vars(module) if name.startswith("SYNTHETIC")]
 
 
