@@ -130,6 +130,10 @@ class RunResult:
     #: Each step's CPU seconds (the process's, every thread: the engine's included), as
     #: :attr:`seconds` its wall time: the steadier measure on a machine shared with other work.
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    #: The part of each step's :attr:`seconds` and :attr:`cpu_seconds` spent on the files the
+    #: plan sends after it (sealed, signed, moved and opened: :func:`_transfer`), as
+    #: ``(wall, cpu)``: the protocol's cost, apart from the step's own work.
+    transfer_seconds: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -439,7 +443,12 @@ def run_job(
                 ctx.progress = functools.partial(on_step, step, "rows")
             with _step_writes(step):
                 stats = HANDLERS[step.action](ctx, step)
+                sent, sent_cpu = time.perf_counter(), time.process_time()
                 _transfer(ctx, step)
+                result.transfer_seconds[step.id] = (
+                    time.perf_counter() - sent,
+                    time.process_time() - sent_cpu,
+                )
             seconds = time.perf_counter() - tick
             result.cpu_seconds[step.id] = time.process_time() - cpu
             store = ws.store(step.party)

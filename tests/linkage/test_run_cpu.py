@@ -36,3 +36,17 @@ def test_a_resumed_run_times_only_the_steps_it_runs(world: World, tmp_path: Path
     assert not set(done) & set(second.cpu_seconds)
     assert set(second.cpu_seconds) == set(second.seconds)
     assert len(second.cpu_seconds) == len(second.plan.steps) - second.resumed
+
+
+def test_each_step_times_its_transfers_apart(world: World, tmp_path: Path) -> None:
+    """``transfer_seconds``: the wall and CPU time of the files sent after each step (sealed,
+    signed, moved, opened), a part of that step's own times."""
+    result = world.run(world.distributed, tmp_path / "ws")
+    assert set(result.transfer_seconds) == set(result.seconds)
+    for step in result.plan.steps:
+        wall, cpu = result.transfer_seconds[step.id]
+        assert 0 <= wall <= result.seconds[step.id]
+        assert 0 <= cpu <= result.cpu_seconds[step.id]
+    senders = {t.after for t in result.plan.transfers}
+    assert senders, "the distributed job sends files between parties"
+    assert sum(result.transfer_seconds[s][0] for s in senders) > 0  # the sealing is measured
