@@ -100,12 +100,14 @@ def test_a_collision_of_the_first_hash_falls_back_to_lexsort(
 
 
 def _bench() -> ModuleType:
+    """The benchmark's person part (``benchmarks/_anonymity_persons.py``), once the script is
+    loaded as it runs: loading it puts ``benchmarks/`` on ``sys.path`` for its parts."""
     spec = importlib.util.spec_from_file_location("bench_anonymity", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["bench_anonymity"] = module
     spec.loader.exec_module(module)
-    return module
+    return importlib.import_module("_anonymity_persons")
 
 
 def test_benchmark_persons_part_generates_and_releases_no_person_under_k(
@@ -113,8 +115,8 @@ def test_benchmark_persons_part_generates_and_releases_no_person_under_k(
 ) -> None:
     bench = _bench()
     first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
-    bench._generate_persons(400, 1.7, 3, first)
-    bench._generate_persons(400, 1.7, 3, second)
+    bench.generate_persons(400, 1.7, 3, first)
+    bench.generate_persons(400, 1.7, 3, second)
     assert first.read_bytes() == second.read_bytes()  # deterministic for a seed
     import polars as pl
 
@@ -129,7 +131,7 @@ def test_benchmark_persons_part_generates_and_releases_no_person_under_k(
     spec = {"path": str(first), "model": "person-set", "m": 2, "limit": 0.02,
             "metric": "non-uniform entropy"}  # fmt: skip
     capsys.readouterr()
-    bench._persons_worker(spec)
+    bench.persons_worker(spec)
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["rows"] == frame.height and report["persons"] == 400
     assert report["feasible"] and report["under_k"] == 0
