@@ -1,6 +1,7 @@
 """The printed report's pieces shared by ``bench_anonymity.py`` and ``bench_resolve.py``: a
-markdown table, the load average, a target's verdict, the command line as typed and the
-state of the code measured (a commit alone does not place numbers from an uncommitted tree).
+markdown table, the load average, a target's verdict (``bench_service.py``'s too), the command
+line as typed and the state of the code measured (a commit alone does not place numbers from
+an uncommitted tree).
 """
 
 from __future__ import annotations
