@@ -21,18 +21,23 @@ from koble.pseudonym.ingest import (
     ttp_pseudonymise,
 )
 from koble.pseudonym.ingest_feed import ingest_chunk, ingest_feed
-from tests.pseudonym.test_ingest import (
+from tests.pseudonym._ingest_helpers import (
     PARTIES,
     RESEPT_DOMAINS,
     RESEPT_IDS,
     World,
+    build_world,
     expected_registry,
     inject_dirt,
     rand,
     record_decryptions,
     sealed_batch,
-    world,  # noqa: F401  (the module's world fixture)
 )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory)
 
 
 def chunk_of(feed: pl.DataFrame, first_row: int, seed: int = 1) -> Any:
@@ -43,7 +48,7 @@ def chunk_of(feed: pl.DataFrame, first_row: int, seed: int = 1) -> Any:
     )  # fmt: skip
 
 
-def test_a_chunk_gives_what_the_file_based_ingest_gives(world: World, tmp_path: Path) -> None:  # noqa: F811
+def test_a_chunk_gives_what_the_file_based_ingest_gives(world: World, tmp_path: Path) -> None:
     feed, broken = inject_dirt(world.resept)
     result = chunk_of(feed, first_row=1_000_001)
     report = ingest_feed(
@@ -66,7 +71,7 @@ def test_a_chunk_gives_what_the_file_based_ingest_gives(world: World, tmp_path: 
     assert set(sender["feed_row"].to_list()) == set(broken)
 
 
-def test_a_clean_chunk_has_no_rejects_of_the_right_shape(world: World) -> None:  # noqa: F811
+def test_a_clean_chunk_has_no_rejects_of_the_right_shape(world: World) -> None:
     result = chunk_of(world.resept.head(500), first_row=1)
     assert result.rows_stored == 500 and result.rows_rejected == 0 and not result.by_reason
     assert result.rejects.height == 0 and result.rejects.columns == ["feed_row", *REJECT_COLUMNS]
@@ -74,7 +79,7 @@ def test_a_clean_chunk_has_no_rejects_of_the_right_shape(world: World) -> None: 
 
 
 def test_in_a_chunk_each_party_opens_only_its_own_parts(
-    world: World,  # noqa: F811
+    world: World,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The TTP's function is given the sealed batch and keys, never the registry's private
@@ -105,7 +110,7 @@ def test_in_a_chunk_each_party_opens_only_its_own_parts(
 
 @settings(max_examples=20, deadline=None)
 @given(bad=st.sets(st.integers(0, 199), max_size=30) | st.just(set(range(200))))
-def test_arrow_registry_step_is_the_polars_one(world: World, bad: set[int]) -> None:  # noqa: F811
+def test_arrow_registry_step_is_the_polars_one(world: World, bad: set[int]) -> None:
     """``registry_open_arrow`` keeps the same rows, values and report as ``registry_open``,
     whichever rows the TTP rejected (none, some, all)."""
     frame = world.resept.head(200).with_columns(
