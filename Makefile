@@ -33,7 +33,7 @@ browser:
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 
-# The Spark engine's tests (tests/linkage/test_engine_spark.py) need Java 17+: installed
+# The Spark engine's tests (tests/linkage/test_engine_spark*.py and others) need Java 17+: installed
 # here when missing (Debian's headless JRE). Without it those tests fail; they never skip.
 java:
 	@if ! command -v java >/dev/null; then \

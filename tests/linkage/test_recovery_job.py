@@ -1,9 +1,12 @@
-"""Identity recovery in a linkage job (issue 16, item 3): job options, plan, run, delivery,
-quality report, audit and reproduction.
+"""Identity recovery in a linkage job (issue 16, item 3): the run, delivery, quality
+report, audit and reproduction, and the review findings (issue 16) on runs: a valid number
+of someone else, counts, ages at death, delivered weights.
 
 The session's distributed demo job asks for recovery of its survey cohort (conftest's
 ``distributed_run``); the Helsearkivregisteret job here recovers the registry's journals.
-Recovered records are checked against the synthetic world's truth.
+Recovered records are checked against the synthetic world's truth. The job's recovery
+options and the plan are test_recovery_plan.py; the linkage bias table's small cells
+test_linkage_bias.py.
 """
 
 from __future__ import annotations
@@ -18,152 +21,20 @@ import pyarrow.parquet as pq
 import pyreadstat
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from koble.cli.main import cli as main
 from koble.linkage.demo_jobs import write_helsearkiv_job
 from koble.linkage.executor import RunResult
 from koble.linkage.formats import read_delivery, write_delivery
-from koble.linkage.job import JobError, parse_job
 from koble.linkage.labels import LINK_METHODS, labels_for
-from koble.linkage.linkage_bias import MIN_CELL, bias_table
-from koble.linkage.plan import OPERATOR, RESEARCHER, TTP
-from koble.linkage.planner import plan_job
 from koble.linkage.reproduce import reproduce_job
-from koble.registries.catalogue import Catalogue
 from tests.linkage.conftest import World, fixed_now
-
-NAME_FIELDS = {"first_name", "middle_name", "last_name"}
-JOB = """\
-[project]
-id = "P1"
-title = "t"
-
-[population]
-file = "pop.parquet"
-id_column = "fnr"
-{population}
-
-[recipient]
-name = "R"
-organisation = "O"
-
-[delivery]
-format = "csv"
-
-[registries.npr]
-approval = {{ kind = "rek", reference = "REK 1" }}
-variables = ["start_date"]
-period = {{ start = 2015, end = 2020 }}
-{extra}
-"""
-
-
-def _job(population: str = "", extra: str = "") -> str:
-    return JOB.format(population=population, extra=extra)
-
-
-@pytest.fixture(scope="module")
-def catalogue() -> Catalogue:
-    return Catalogue.load()
 
 
 @pytest.fixture(scope="module")
 def helsearkiv_run(world: World, tmp_path_factory: pytest.TempPathFactory) -> RunResult:
     job = write_helsearkiv_job(world.path, fmt="csv", persons=600)
     return world.run(job, tmp_path_factory.mktemp("helsearkiv") / "ws")
-
-
-# --- job options ----------------------------------------------------------------------------
-def test_job_reads_recovery_options(catalogue: Catalogue) -> None:
-    text = _job(
-        "recover = true\nthresholds = [0.7, 0.95]\n"
-        'fields = { first_name = "fornavn", last_name = "etternavn", birth_date = "fodt" }',
-        '\n[registries.helsearkivregisteret]\napproval = { kind = "rek", reference = "R" }\n'
-        'variables = ["diagnosis"]\nperiod = { start = 1950, end = 2020 }\nrecover = true\n',
-    )
-    job = parse_job(text, catalogue)
-    assert job.recovery is not None
-    assert dict(job.recovery.fields) == {"first_name": "fornavn", "last_name": "etternavn",
-                                         "birth_date": "fodt"}  # fmt: skip
-    assert job.recovery.thresholds == job.thresholds == (0.7, 0.95)
-    assert [r.recover for r in job.requests] == [False, True]
-    assert job.recovers
-
-
-def test_job_reports_every_recovery_problem_at_once(catalogue: Catalogue) -> None:
-    text = _job(
-        'recover = "yes please"\nthresholds = [0.99, 0.5]',
-        '\n[registries.reseptregisteret]\napproval = { kind = "rek", reference = "R" }\n'
-        'variables = ["atc"]\nperiod = { start = 2015, end = 2020 }\nrecover = true\n',
-    )
-    with pytest.raises(JobError) as caught:
-        parse_job(text, catalogue)
-    messages = " | ".join(p.message for p in caught.value.problems)
-    assert "population.recover must be true or false" in messages
-    assert "population.thresholds must be [low, high]" in messages
-    assert "recover = true needs a registry keyed by fødselsnummer" in messages
-    fields = _job('recover = true\nfields = { nickname = "x", last_name = 3 }')
-    with pytest.raises(JobError) as caught:
-        parse_job(fields, catalogue)
-    messages = " | ".join(p.message for p in caught.value.problems)
-    assert "unknown record field 'nickname'" in messages
-    assert "population.fields.last_name must name a column" in messages
-    with pytest.raises(JobError, match="needs the fields the file carries"):
-        parse_job(_job("recover = true"), catalogue)
-
-
-# --- plan -----------------------------------------------------------------------------------
-def test_plan_sends_names_to_the_ttp_only_and_recovers_before_serials(world: World) -> None:
-    from koble.linkage.job import load_job
-
-    plan = plan_job(load_job(world.distributed, world.catalogue), world.catalogue)
-    ids = [s.id for s in plan.steps]
-    assert ids.index("operator-prepare-recovery") < ids.index("ttp-resolve-population")
-    assert ids.index("ttp-resolve-population") < ids.index("operator-assign-serials")
-    for t in plan.transfers:
-        if NAME_FIELDS & set(t.columns):
-            assert t.target == TTP, t
-    back = next(t for t in plan.transfers if t.file == "population_resolved.parquet")
-    assert (back.source, back.target) == (TTP, OPERATOR)
-    assert not NAME_FIELDS & set(back.columns)
-    linkage = next(t for t in plan.transfers if t.file.startswith("linkage."))
-    assert (linkage.target, linkage.columns) == (RESEARCHER, ("lopenr", "link_method",
-                                                              "match_probability",
-                                                              "match_weight"))  # fmt: skip
-    prepare = plan.step("operator-prepare-recovery").description
-    assert "every row" in prepare and "valid" in prepare
-    outputs = [o for s in plan.steps if s.party != RESEARCHER for o in s.outputs]
-    assert len(outputs) == len(set(outputs))  # every file a step writes is named once
-
-
-def test_plan_for_a_registry_that_recovers_its_own_records(world: World) -> None:
-    from koble.linkage.job import load_job
-
-    job = load_job(write_helsearkiv_job(world.path, fmt="csv"), world.catalogue)
-    plan = plan_job(job, world.catalogue)
-    party = "registry:helsearkivregisteret"
-    sent = next(t for t in plan.transfers if t.file == "helsearkivregisteret_recover.parquet")
-    assert (sent.source, sent.target) == (party, TTP)
-    assert {"first_name", "last_name", "birth_date"} <= set(sent.columns)
-    back = next(t for t in plan.transfers if t.file == "helsearkivregisteret_resolved.parquet")
-    assert (back.source, back.target) == (TTP, party)
-    extract = plan.step("helsearkivregisteret-extract")
-    assert "helsearkivregisteret_recovered.parquet" in extract.inputs
-    delivered = next(t for t in plan.transfers if t.file.startswith("helsearkivregisteret_ext"))
-    assert delivered.columns[-3:] == ("link_method", "match_probability", "match_weight")
-    assert not NAME_FIELDS & set(delivered.columns)
-
-
-def test_central_route_keeps_link_variables_out_of_the_anonymous_file(world: World) -> None:
-    text = world.central.read_text("utf-8").replace(
-        'id_column = "person_id"\n',
-        'id_column = "person_id"\nrecover = true\nfields = { birth_date = "birth_date" }\n',
-    )
-    plan = plan_job(parse_job(text, world.catalogue), world.catalogue)
-    assert not any("link_method" in t.columns for t in plan.transfers if t.target == RESEARCHER)
-    assert any("not delivered on the central anonymous route" in n for n in plan.notes)
 
 
 # --- the run --------------------------------------------------------------------------------
@@ -262,30 +133,6 @@ def test_quality_report_shows_the_linkage_section(distributed_run: RunResult) ->
     for group in section["bias"]["groups"]:
         if group["hidden"]:
             assert group["rows"] is None and group["linked"] is None and group["rate"] is None
-
-
-@settings(max_examples=40, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["M", "F", None]), st.booleans()), max_size=60))
-def test_bias_table_accounts_for_every_record_and_hides_small_cells(
-    rows: list[tuple[str | None, bool]],
-) -> None:
-    frame = pl.DataFrame(
-        {"sex": [r[0] for r in rows], "outcome": ["exact" if r[1] else "unresolved" for r in rows]},
-        schema={"sex": pl.String, "outcome": pl.String},
-    )
-    table = bias_table(frame, datetime.date(2026, 1, 1))
-    assert table["rows"] == len(rows) and table["linked"] == sum(r[1] for r in rows)
-    assert table["not_carried"] == ["age_group", "birth_cohort", "fylke"]
-    shown = 0
-    for group in table["groups"]:
-        if group["hidden"]:
-            continue
-        shown += group["rows"]
-        unlinked = group["rows"] - group["linked"]
-        assert group["rows"] >= MIN_CELL
-        assert group["linked"] in (0,) or group["linked"] >= MIN_CELL
-        assert unlinked == 0 or unlinked >= MIN_CELL
-    assert shown <= len(rows)
 
 
 def test_helsearkiv_job_recovers_its_journals(world: World, helsearkiv_run: RunResult) -> None:
@@ -457,54 +304,6 @@ def test_delivered_weight_tells_probabilistic_links_from_exact(helsearkiv_run: R
     assert probabilistic.n_unique() > 1  # the researcher can rank the probabilistic links
     codebook = (helsearkiv_run.delivery / "codebook.md").read_text("utf-8")
     assert "Koblingsvekt" in codebook
-
-
-@settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["M", "F", "X", None]), st.booleans()), max_size=300))
-def test_no_hidden_bias_cell_can_be_recomputed_from_the_total(
-    rows: list[tuple[str | None, bool]],
-) -> None:
-    frame = pl.DataFrame(
-        {"sex": [r[0] for r in rows], "outcome": ["exact" if r[1] else "unresolved" for r in rows]},
-        schema={"sex": pl.String, "outcome": pl.String},
-    )
-    table = bias_table(frame, datetime.date(2026, 1, 1))
-    cells = frame.group_by(pl.col("sex").fill_null("unknown")).agg(
-        pl.len().alias("n"), (pl.col("outcome") == "exact").sum().alias("k")
-    )
-    truth = {g: (int(n), int(k)) for g, n, k in cells.iter_rows()}
-    groups = table["groups"]
-    if len(truth) < 2:  # one group only: it would repeat the whole, so it is left out
-        assert not groups and table["single_group"] == ["sex"]
-        return
-    assert {g["group"] for g in groups} == set(truth)
-    hidden = [g["hidden"] for g in groups]
-    assert sum(hidden) != 1  # one hidden cell = the total minus the shown ones
-    for g in groups:
-        n, k = truth[g["group"]]
-        small = any(0 < c < MIN_CELL for c in (n, k, n - k))
-        if small:
-            assert g["hidden"]  # primary suppression: the smallest count decides
-        if g["hidden"]:
-            assert g["rows"] is g["linked"] is g["rate"] is None
-        else:
-            assert (g["rows"], g["linked"]) == (n, k)
-    # whatever is hidden, the shown cells and the total leave at least two unknowns
-    shown_n = sum(g["rows"] for g in groups if not g["hidden"])
-    if any(hidden):
-        assert table["rows"] - shown_n == sum(truth[g["group"]][0] for g in groups if g["hidden"])
-        assert sum(hidden) >= 2
-
-
-def test_a_large_cell_hidden_for_few_unlinked_says_hidden_not_under_five() -> None:
-    rows = [("M", True)] * 491 + [("M", False)] * 3 + [("F", True)] * 40 + [("F", False)] * 10
-    frame = pl.DataFrame(
-        {"sex": [r[0] for r in rows], "outcome": ["exact" if r[1] else "unresolved" for r in rows]}
-    )
-    table = bias_table(frame, datetime.date(2026, 1, 1))
-    by_group = {g["group"]: g for g in table["groups"]}
-    assert by_group["M"]["hidden"]  # 3 unlinked
-    assert by_group["F"]["hidden"]  # complementary: else M = total - F
 
 
 def test_the_resolve_report_reads_back_as_its_type(helsearkiv_run: RunResult) -> None:

@@ -4,6 +4,8 @@
 party key and a registry's public key, a TOML config with the parties below) and opens the
 state; :func:`running` serves it with uvicorn in a thread on a free port and always stops it.
 The session fixture :func:`service` is one such server shared by the auth and bulk tests.
+What drives a running service beyond plain requests (its gate's work slots, busy
+requests, the tally of unauthenticated requests, a client by party) is in _helpers.py.
 
 Parties (``PARTIES``):
 
@@ -22,9 +24,7 @@ and ``other_pki`` is a second CA whose certificates the server must refuse in th
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import concurrent.futures
 import contextlib
 import datetime
 import json
@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.to_thread
 import httpx
 import numpy as np
 import polars as pl
@@ -50,14 +48,12 @@ from fastapi import FastAPI
 
 from koble.pseudonym.audit import AuditLog, verify_log
 from koble.pseudonym.auditing import AuditSink
-from koble.pseudonym.client import ServiceClient
 from koble.pseudonym.keys import Keyset
 from koble.pseudonym.keystore import RawKek, load_keyset, save_keyset
 from koble.pseudonym.sealed import PartyKey
 from koble.pseudonym.service.arrowio import ARROW
 from koble.pseudonym.service.auth import hash_token, new_token
 from koble.pseudonym.service.config import load_config
-from koble.pseudonym.service.gate import Gate
 from koble.pseudonym.service.operations import ServiceState
 from koble.pseudonym.service.pki import TestPki, create_test_pki
 from koble.pseudonym.service.server import make_server, open_state
@@ -401,101 +397,3 @@ def identifiers_in_audit_log(path: Path) -> list[str]:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-# --- busy services -----------------------------------------------------------------------------
-
-
-def slow_oprf_body(elements: int) -> bytes:
-    """``elements`` copies of one valid blinded element: seconds of work for the service."""
-    from koble.pseudonym.blind import blind
-
-    element = blind(synthetic_fnr(1, seed=1), os.urandom).blinded[0]
-    return arrow_stream(pl.DataFrame({"blinded": pl.Series([element] * elements)}))
-
-
-class Slow(threading.Thread):
-    """A bulk request that keeps one of the service's slots busy for a while."""
-
-    def __init__(self, service: Service, elements: int, domain: str = "project:slow") -> None:
-        super().__init__(daemon=True)
-        self.service, self.domain, self.body = service, domain, slow_oprf_body(elements)
-        self.status: int | None = None
-
-    def run(self) -> None:
-        with self.service.client(token=self.service.tokens["operator"]) as http:
-            response = http.post(
-                "/v1/oprf/evaluate",
-                params={"domain": self.domain},
-                content=self.body,
-                headers=ARROW_HEADERS,
-            )
-        self.status = response.status_code
-
-
-def service_client(service: Service, party: str) -> ServiceClient:
-    """A :class:`ServiceClient` as ``party``: its token, or else its client certificate."""
-    if party in service.tokens:
-        return ServiceClient(service.url, token=service.tokens[party], ca=service.pki.ca_cert)
-    issued = service.pki.parties[party]
-    return ServiceClient(service.url, cert=(issued.cert, issued.key), ca=service.pki.ca_cert)
-
-
-def gate_of(service: Service) -> Gate:
-    """The running service's :class:`Gate` (work slots in use and waiting)."""
-    assert service.server is not None
-    app = service.server.config.app
-    assert isinstance(app, FastAPI)
-    gate = app.state.gate
-    assert isinstance(gate, Gate)
-    return gate
-
-
-def flush_tally(service: Service) -> None:
-    """Write the running service's counts of unauthenticated requests to its audit log now
-    (:mod:`koble.pseudonym.service.tally`) rather than at the end of the window."""
-    assert service.server is not None
-    app = service.server.config.app
-    assert isinstance(app, FastAPI)
-    loop = service.server.servers[0].get_loop()
-
-    async def flush() -> None:
-        app.state.tally.flush()
-
-    asyncio.run_coroutine_threadsafe(flush(), loop).result(timeout=10)
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting until {what}"
-        time.sleep(0.005)
-
-
-class HeldSlot:
-    """Holds one work slot of ``service`` until the context ends: taken on the server's own
-    event loop, as a request does once its body has arrived. Deterministic and cheap, unlike
-    a request that is merely slow (a request whose body is slow holds no work slot)."""
-
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.release = threading.Event()
-        self._held: concurrent.futures.Future[None] | None = None
-
-    async def _hold(self) -> None:
-        async with gate_of(self.service).slot():
-            await anyio.to_thread.run_sync(self.release.wait, 30)
-
-    def __enter__(self) -> HeldSlot:
-        assert self.service.server is not None
-        gate = gate_of(self.service)
-        held = gate.in_use
-        loop = self.service.server.servers[0].get_loop()
-        self._held = asyncio.run_coroutine_threadsafe(self._hold(), loop)
-        wait_until(lambda: gate.in_use > held, "the held slot is taken")
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.release.set()
-        assert self._held is not None
-        self._held.result(timeout=30)

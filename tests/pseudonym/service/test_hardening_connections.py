@@ -17,9 +17,9 @@ import polars as pl
 import pytest
 
 from koble.pseudonym.service import tls
+from tests.pseudonym.service._helpers import HeldSlot
 from tests.pseudonym.service.conftest import (
     ARROW_HEADERS,
-    HeldSlot,
     Service,
     arrow_stream,
     build_service,

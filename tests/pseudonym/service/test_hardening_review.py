@@ -22,16 +22,14 @@ import pytest
 
 from koble.pseudonym.service import connections
 from koble.pseudonym.service import operations as ops
+from tests.pseudonym.service._helpers import HeldSlot, gate_of, wait_until
 from tests.pseudonym.service.conftest import (
     ARROW_HEADERS,
-    HeldSlot,
     Service,
     arrow_stream,
     build_service,
-    gate_of,
     running,
     synthetic_fnr,
-    wait_until,
 )
 from tests.pseudonym.service.test_hardening_service import RawRequest, bulk_head, events_for
 

@@ -35,16 +35,14 @@ from koble.pseudonym.service import server as server_module
 from koble.pseudonym.service.arrowio import read_table
 from koble.pseudonym.service.config import load_config
 from koble.pseudonym.service.connections import ConnectionGuard
+from tests.pseudonym.service._helpers import flush_tally, gate_of, wait_until
 from tests.pseudonym.service.conftest import (
     ARROW_HEADERS,
     Service,
     arrow_stream,
     build_service,
-    flush_tally,
-    gate_of,
     running,
     synthetic_fnr,
-    wait_until,
 )
 
 DOMAIN = "project:p2026-014"

@@ -28,17 +28,15 @@ from hypothesis import strategies as st
 from koble.pseudonym.pseudonymise import pseudonymise_values
 from koble.pseudonym.service.arrowio import ARROW
 from koble.pseudonym.service.config import load_config
+from tests.pseudonym.service._helpers import HeldSlot, gate_of, wait_until
 from tests.pseudonym.service.conftest import (
     ARROW_HEADERS,
-    HeldSlot,
     Service,
     arrow_stream,
     build_service,
-    gate_of,
     running,
     synthetic_fnr,
     valid_fnr_in_bytes,
-    wait_until,
 )
 
 DOMAIN = "project:p2026-014"

@@ -14,12 +14,12 @@ import pytest
 
 from koble.pseudonym.ingest import seal
 from koble.pseudonym.pseudonymise import pseudonymise_values
+from tests.pseudonym.service._helpers import flush_tally
 from tests.pseudonym.service.conftest import (
     ARROW_HEADERS,
     REGISTRY,
     Service,
     arrow_stream,
-    flush_tally,
     identifiers_in_audit_entry,
     identifiers_in_audit_log,
     synthetic_fnr,

@@ -24,19 +24,16 @@ from koble.pseudonym.client import RejectedError, ServiceClient
 from koble.pseudonym.pseudonymise import pseudonymise_values
 from koble.pseudonym.service.arrowio import ARROW
 from koble.pseudonym.service.operations import Outcome
+from tests.pseudonym.service._helpers import HeldSlot, gate_of, slow_oprf_body, wait_until
 from tests.pseudonym.service.conftest import (
     ARROW_HEADERS,
-    HeldSlot,
     Service,
     arrow_stream,
     build_service,
-    gate_of,
     read_arrow,
     running,
-    slow_oprf_body,
     synthetic_fnr,
     valid_fnr_in_bytes,
-    wait_until,
 )
 
 DOMAIN = "project:p2026-014"

@@ -22,11 +22,11 @@ from koble.pseudonym.pseudonymise import pseudonymise_values
 from koble.pseudonym.sealed import ForwardedBatch, SealedBatch
 from koble.pseudonym.service.arrowio import arrow_bytes
 from koble.pseudonym.service.ingest_result import INGEST_RESULT, MAGIC, pack, unpack
+from tests.pseudonym.service._helpers import service_client
 from tests.pseudonym.service.conftest import (
     REGISTRY,
     Service,
     read_arrow,
-    service_client,
     synthetic_fnr,
     valid_fnr_in_bytes,
 )

@@ -29,7 +29,8 @@ from koble.pseudonym.keystore import RawKek, save_keyset
 from koble.pseudonym.service.auth import hash_token, new_token
 from koble.pseudonym.service.pki import create_test_pki
 from koble.pseudonym.signing import Ed25519Signer
-from tests.pseudonym.service.conftest import ARROW_HEADERS, slow_oprf_body, utc_now
+from tests.pseudonym.service._helpers import slow_oprf_body
+from tests.pseudonym.service.conftest import ARROW_HEADERS, utc_now
 
 AUDIT_PASSPHRASE = "audit passphrase for the process test"
 START_SECONDS = 60

@@ -14,19 +14,16 @@ import pytest
 from koble.errors import AuthorisationError
 from koble.pseudonym.client import ServiceError
 from koble.pseudonym.pseudonymise import pseudonymise_values
+from tests.pseudonym.service._helpers import HeldSlot, gate_of, service_client, wait_until
 from tests.pseudonym.service.conftest import (
     ARROW_HEADERS,
-    HeldSlot,
     Service,
     arrow_stream,
     build_service,
-    gate_of,
     read_arrow,
     running,
-    service_client,
     synthetic_fnr,
     valid_fnr_in_bytes,
-    wait_until,
 )
 
 DOMAIN = "project:p2026-014"
