@@ -9,8 +9,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from _anonymity_base import LIMITS, QIS8, QIS9, K, best_of, fmt_levels, fmt_loss, fmt_ms
-from _report import load, print_table, verdict
+from _anonymity_base import LIMITS, QIS8, QIS9, K, fmt_levels, fmt_loss, fmt_ms
+from _report import best_of, load, print_table, verdict
 
 # Seconds: ARX 3.9.2's search on this data, run side by side (issue 14): 25-40 ms at 0 %
 # (the fastest taken as the target); with 2 % koble was already 1.3-8x faster, < 1 s.

@@ -7,10 +7,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 ADULT_DIR = REPO.parent / "shared" / "data" / "adult"
@@ -29,16 +27,6 @@ QIS8 = (
 QIS9 = (*QIS8, "occupation")
 K = 5
 LIMITS = (0.0, 0.02)
-
-
-def best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    """The least wall time of ``repeat`` calls, and the last call's result."""
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def fmt_ms(seconds: float) -> str:

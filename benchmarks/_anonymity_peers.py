@@ -23,12 +23,11 @@ from _anonymity_base import (
     REPO,
     SCRIPT,
     K,
-    best_of,
     fmt_levels,
     fmt_loss,
     fmt_ms,
 )
-from _report import load, print_table
+from _report import best_of, load, print_table
 
 PEERS_PYTHON = REPO.parent / "venv-peers" / "bin" / "python"
 
@@ -198,7 +197,7 @@ def run_peers(args: argparse.Namespace, adult: dict[str, Any]) -> None:
              "non-uniform entropy", "note"),
             rows,
         )  # fmt: skip
-        check_rows = []
+        check_rows: list[tuple[str, str, str, object]] = []
         pycanon_checks = peers.get("pycanon", [])
         for i, (limit, chosen, path) in enumerate(released_paths):
             released = pl.read_csv(path, separator=";", infer_schema=False)

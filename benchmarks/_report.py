@@ -1,19 +1,47 @@
-"""The printed report's pieces shared by ``bench_anonymity.py`` and ``bench_resolve.py``: a
-markdown table, the load average, a target's verdict (``bench_service.py``'s too), the command
-line as typed and the state of the code measured (a commit alone does not place numbers from
-an uncommitted tree).
+"""The pieces the benchmark scripts share: the best of repeated timings, the machine's CPU
+model, a markdown table, the load average, a target's verdict, the command line as typed and
+the state of the code measured (a commit alone does not place numbers from an uncommitted
+tree).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
+T = TypeVar("T")
+
+
+def best_of(repeat: int, fn: Callable[[], T]) -> tuple[float, T]:
+    """The least wall time of ``repeat`` calls of ``fn`` (at least one), and the last call's
+    result."""
+    start = time.perf_counter()
+    result = fn()
+    best = time.perf_counter() - start
+    for _ in range(repeat - 1):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def load() -> str:
@@ -56,4 +84,4 @@ def code_state(package: str) -> str:
     digest = hashlib.sha256()
     for path in sorted((REPO / "koble" / package).rglob("*.py")):
         digest.update(path.read_bytes())
-    return f"commit {head or '?'}, koble/{package}/*.py sha256 {digest.hexdigest()[:12]}"
+    return f"commit {head or '?'}, koble/{package}/**/*.py sha256 {digest.hexdigest()[:12]}"

@@ -5,15 +5,13 @@ machine before it starts."""
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import os
 import platform
-import subprocess
 import sys
 import time
-from pathlib import Path
 
+from _report import code_state, cpu_name
 from _service_runs import Run
 
 
@@ -39,32 +37,14 @@ def machine_info(args: argparse.Namespace) -> str:
     import pyarrow as pa
     import uvicorn
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    root = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    digest = hashlib.sha256()
-    for path in sorted((root / "koble" / "pseudonym").rglob("*.py")):
-        digest.update(path.read_bytes())
+    cpu = cpu_name()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (
         f"machine: {cpu}; {os.cpu_count()} cores ({usable} usable)\n"
         f"Python {platform.python_version()}, polars {pl.__version__}, pyarrow {pa.__version__}, "
         f"uvicorn {uvicorn.__version__} (h11), fastapi {fastapi.__version__}, "
         f"httpx {httpx.__version__}, cryptography {cryptography.__version__}\n"
-        f"commit {commit}, koble/pseudonym/**/*.py sha256 {digest.hexdigest()[:12]}\n"
+        f"{code_state('pseudonym')}\n"
         f"server: a spawned process (multiprocessing), Polars threads {args.server_threads}, "
         f"max_concurrent {args.max_concurrent}, {'plain HTTP' if args.plain_http else 'TLS'} "
         f"on loopback, bearer token, audit log "

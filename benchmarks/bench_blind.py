@@ -24,23 +24,11 @@ import ctypes.util
 import os
 import platform
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TypeVar
 
-T = TypeVar("T")
+from _report import best_of, cpu_name
+
 DOMAIN = "reseptregisteret"
-
-
-def best_of(repeat: int, fn: Callable[[], T]) -> tuple[float, T]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    assert result is not None
-    return best, result
 
 
 def valid_numbers(n: int, seed: int) -> list[str]:
@@ -67,17 +55,10 @@ def valid_numbers(n: int, seed: int) -> list[str]:
 
 
 def machine_info() -> str:
-    from koble.pseudonym.hazmat import oprf
+    from koble.pseudonym.hazmat.sodium import sodium
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    oprf._sodium()
+    cpu = cpu_name()
+    sodium()
     name = os.environ.get("KOBLE_LIBSODIUM") or ctypes.util.find_library("sodium") or "?"
     version = ctypes.CDLL(name).sodium_version_string
     version.restype = ctypes.c_char_p

@@ -40,6 +40,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _report import cpu_name
 
 from koble.linkage.engine import DuckDBEngine, Engine, quote
 from koble.linkage.engine_spark import SparkEngine
@@ -141,11 +142,7 @@ def machine_info() -> str:
     import duckdb
     import pyspark
 
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
+    cpu = cpu_name()
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (

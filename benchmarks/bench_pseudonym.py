@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from _report import cpu_name
+
 if TYPE_CHECKING:
     import polars as pl
 
@@ -330,14 +332,7 @@ def machine_info(threads: int) -> str:
     import pyarrow as pa
     from cryptography.hazmat.backends.openssl import backend
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return (
         f"machine: {cpu}; {os.cpu_count()} cores ({usable} usable); "

@@ -21,7 +21,8 @@ import os
 import platform
 import resource
 import time
-from pathlib import Path
+
+from _report import cpu_name
 
 
 def main() -> None:
@@ -139,14 +140,7 @@ def main() -> None:
 
 def machine_info(threads: int, polars_version: str) -> str:
     """The header every benchmark prints: CPU, cores, load, versions."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
         f"machine: {cpu}; {os.cpu_count()} cores (Polars threads: {threads or 'all'}); "

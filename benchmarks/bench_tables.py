@@ -36,40 +36,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _report import best_of, print_table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 TARGET_S = 5.0
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """Print a markdown table, numbers right-aligned."""
-    cells = [[str(c) for c in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
-    print("| " + " | ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)) + " |")
-    print("|" + "|".join("-" * (w + 1) + (":" if i else "-") for i, w in enumerate(widths)) + "|")
-    for row in cells:
-        padded = (
-            c.rjust(w) if i else c.ljust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
-        print("| " + " | ".join(padded) + " |")
-    print(flush=True)
-
-
-def _best_of(repeat: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 # ------------------------------------------------------------------------------ tables
@@ -114,7 +90,7 @@ def run_suppress(args: argparse.Namespace) -> None:
     ]
     rows = []
     for name, counts in cases:
-        seconds, (hidden, primary) = _best_of(args.repeat, partial(suppress, counts))
+        seconds, (hidden, primary) = best_of(args.repeat, partial(suppress, counts))
         rows.append([
             name, f"{counts.shape[0]:,} × {counts.shape[1]:,}", f"{int(primary.sum()):,}",
             f"{len(bridge_cells(primary)):,}", f"{int((hidden & ~primary).sum()):,}",
@@ -122,8 +98,8 @@ def run_suppress(args: argparse.Namespace) -> None:
         ])  # fmt: skip
         print(f"  {name}: {seconds:.2f} s", file=sys.stderr, flush=True)
     print("### Secondary cell suppression (threshold 5)\n")
-    _table(["table", "shape", "primary", "bridges before", "secondary", "bridges after",
-            "seconds", f"< {TARGET_S:.0f} s"], rows)  # fmt: skip
+    print_table(["table", "shape", "primary", "bridges before", "secondary", "bridges after",
+                 "seconds", f"< {TARGET_S:.0f} s"], rows, right=1)  # fmt: skip
     _cli_table(args)
 
 
@@ -148,11 +124,13 @@ def _cli_table(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - started
     report = json.loads(done.stdout) if done.returncode == 0 else {}
     print("### `koble anonymity table` end to end (read, count, suppress, write; one run)\n")
-    _table(["input", "shape", "primary", "secondary", "exit", "seconds", f"< {TARGET_S:.0f} s"],
-           [[f"{frame.height:,} rows (Parquet)", f"{counts.shape[0]} × {counts.shape[1]:,}",
-             f"{report.get('primary_suppressed', 0):,}",
-             f"{report.get('secondary_suppressed', 0):,}", done.returncode, f"{seconds:.2f}",
-             "met" if seconds < TARGET_S and not done.returncode else "MISSED"]])  # fmt: skip
+    print_table(["input", "shape", "primary", "secondary", "exit", "seconds",
+                 f"< {TARGET_S:.0f} s"],
+                [[f"{frame.height:,} rows (Parquet)", f"{counts.shape[0]} × {counts.shape[1]:,}",
+                  f"{report.get('primary_suppressed', 0):,}",
+                  f"{report.get('secondary_suppressed', 0):,}", done.returncode, f"{seconds:.2f}",
+                  "met" if seconds < TARGET_S and not done.returncode else "MISSED"]],
+                right=1)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------- csv
@@ -231,7 +209,7 @@ def run_csv(args: argparse.Namespace) -> None:
                              f"{report['seconds']:.2f}", f"{peak:,.0f}"])  # fmt: skip
                 print(f"  {label} {encoding}: {peak:,.0f} MB", file=sys.stderr, flush=True)
     print(f"### Reading a {args.csv_rows:,}-row CSV (all columns as text; fresh process each)\n")
-    _table(["reader", "encoding", "rows", "file MB", "seconds", "peak RSS MB"], rows)
+    print_table(["reader", "encoding", "rows", "file MB", "seconds", "peak RSS MB"], rows, right=1)
 
 
 def main() -> None:

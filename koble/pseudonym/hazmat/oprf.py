@@ -46,8 +46,7 @@ import hmac
 from collections.abc import Callable, Sequence
 
 from koble.errors import CryptoError
-from koble.pseudonym.hazmat.sodium import Sodium
-from koble.pseudonym.hazmat.sodium import sodium as _sodium
+from koble.pseudonym.hazmat.sodium import Sodium, sodium
 
 __all__ = [
     "CONTEXT",
@@ -176,7 +175,7 @@ def hash_to_group(data: bytes, context: bytes = CONTEXT) -> bytes:
     mapped with libsodium's ``crypto_core_ristretto255_from_hash`` (the one-way map of
     RFC 9496 §4.3.4). Returns the serialised element, which may be the identity.
     """
-    lib = _sodium()
+    lib = sodium()
     out = ctypes.create_string_buffer(ELEMENT_BYTES)
     lib.from_hash(out, _expander(b"HashToGroup-" + context)(data))
     return out.raw
@@ -187,7 +186,7 @@ def hash_to_scalar(data: bytes, dst: bytes | None = None, context: bytes = CONTE
 
     The DST is ``"HashToScalar-" || contextString`` unless given (DeriveKeyPair gives its own).
     """
-    lib = _sodium()
+    lib = sodium()
     out = ctypes.create_string_buffer(SCALAR_BYTES)
     lib.scalar_reduce(out, _expander(dst or b"HashToScalar-" + context)(data))
     return out.raw
@@ -210,7 +209,7 @@ def deserialize_scalar(data: bytes) -> bytes:
     """
     if type(data) is not bytes or len(data) != SCALAR_BYTES:
         raise CryptoError()
-    if not _is_canonical_nonzero(_sodium(), data, ctypes.create_string_buffer(SCALAR_BYTES)):
+    if not _is_canonical_nonzero(sodium(), data, ctypes.create_string_buffer(SCALAR_BYTES)):
         raise CryptoError()
     return data
 
@@ -219,14 +218,14 @@ def deserialize_element(data: bytes) -> bytes:
     """DeserializeElement (RFC 9497 §4.1): decode (RFC 9496 §4.3.1) and refuse the identity."""
     if type(data) is not bytes or len(data) != ELEMENT_BYTES:
         raise CryptoError()
-    if _sodium().is_valid_point(data) != 1 or hmac.compare_digest(data, _ZERO):
+    if sodium().is_valid_point(data) != 1 or hmac.compare_digest(data, _ZERO):
         raise CryptoError()
     return data
 
 
 def scalar_mult_gen(scalar: bytes) -> bytes:
     """ScalarMultGen (RFC 9497 §2.1): ``scalar * G`` for a non-zero canonical scalar."""
-    lib = _sodium()
+    lib = sodium()
     deserialize_scalar(scalar)
     out = ctypes.create_string_buffer(ELEMENT_BYTES)
     if lib.scalarmult_base(out, scalar) != 0:
@@ -240,7 +239,7 @@ def random_scalar(randbytes: RandBytes) -> bytes:
     64 random bytes reduced mod L (statistical distance from uniform below 2^-250); zero,
     which RFC 9497 allows but a blind cannot be, is drawn again.
     """
-    lib = _sodium()
+    lib = sodium()
     out = ctypes.create_string_buffer(SCALAR_BYTES)
     while True:
         lib.scalar_reduce(out, _random(randbytes, 64))
@@ -287,7 +286,7 @@ def blind(data: bytes, blind_scalar: bytes) -> tuple[bytes, bytes]:
     deserialize_scalar(blind_scalar)
     element = hash_to_group(data)
     out = ctypes.create_string_buffer(ELEMENT_BYTES)
-    if hmac.compare_digest(element, _ZERO) or _sodium().scalarmult(out, blind_scalar, element):
+    if hmac.compare_digest(element, _ZERO) or sodium().scalarmult(out, blind_scalar, element):
         raise CryptoError()
     return blind_scalar, out.raw
 
@@ -306,7 +305,7 @@ def blind_evaluate(sk: bytes, blinded_element: bytes) -> bytes:
     deserialize_scalar(sk)
     deserialize_element(blinded_element)
     out = ctypes.create_string_buffer(ELEMENT_BYTES)
-    if _sodium().scalarmult(out, sk, blinded_element) != 0:
+    if sodium().scalarmult(out, sk, blinded_element) != 0:
         raise CryptoError()  # pragma: no cover - a valid non-identity element times sk != 0
     return out.raw
 
@@ -326,7 +325,7 @@ def finalize(data: bytes, blind_scalar: bytes, evaluated_element: bytes) -> byte
     _check_input(data)
     deserialize_scalar(blind_scalar)
     deserialize_element(evaluated_element)
-    lib = _sodium()
+    lib = sodium()
     inverse = ctypes.create_string_buffer(SCALAR_BYTES)
     unblinded = ctypes.create_string_buffer(ELEMENT_BYTES)
     if lib.scalar_invert(inverse, blind_scalar) != 0:
@@ -344,7 +343,7 @@ def evaluate(sk: bytes, data: bytes) -> bytes:
     deserialize_scalar(sk)
     element = hash_to_group(data)
     out = ctypes.create_string_buffer(ELEMENT_BYTES)
-    if hmac.compare_digest(element, _ZERO) or _sodium().scalarmult(out, sk, element):
+    if hmac.compare_digest(element, _ZERO) or sodium().scalarmult(out, sk, element):
         raise CryptoError()
     return _finalize_hash(data, out.raw)
 
@@ -358,7 +357,7 @@ def blind_batch(inputs: Sequence[bytes], randbytes: RandBytes) -> tuple[list[byt
     Equal to ``blind(input, blind)`` element by element. Randomness is drawn in one call
     (64 bytes an input), reduced into one buffer, and wiped after use.
     """
-    lib = _sodium()
+    lib = sodium()
     n = len(inputs)
     scalars = ctypes.create_string_buffer(SCALAR_BYTES * n)
     points = ctypes.create_string_buffer(ELEMENT_BYTES * n)
@@ -397,7 +396,7 @@ def evaluate_batch(sk: bytes, blinded: Sequence[bytes]) -> list[bytes]:
     its result is the identity (which it also refuses) exactly when the input is.
     """
     deserialize_scalar(sk)
-    scalarmult = _sodium().scalarmult
+    scalarmult = sodium().scalarmult
     out = ctypes.create_string_buffer(ELEMENT_BYTES * len(blinded))
     at = ctypes.addressof(out)
     for element in blinded:
@@ -425,7 +424,7 @@ def finalize_batch(
         raise CryptoError()
     if n == 0:
         return []
-    lib = _sodium()
+    lib = sodium()
     mul, scalarmult = lib.scalar_mul, lib.scalarmult
     check = ctypes.create_string_buffer(SCALAR_BYTES)
     prefix = ctypes.create_string_buffer(SCALAR_BYTES * n)  # prefix[i] = blind_0 ... blind_i
