@@ -61,10 +61,11 @@ class World:
     history: IdentityHistory
 
 
-def build_world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    """Reseptregisteret and IPLOS feeds and the identity history of 1500 synthetic persons;
-    each test module wraps it in a module fixture ``world`` of its own (test_ingest_chunk.py
-    imports test_ingest.py's)."""
+@pytest.fixture(scope="module", name="world")
+def world_fixture(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """Reseptregisteret and IPLOS feeds and the identity history of 1500 synthetic persons,
+    one per test module that imports this fixture (it stands in for the directory's
+    session ``world``, a plain synthetic world)."""
     path = tmp_path_factory.mktemp("ingest-world")
     generate_world(path, SynthConfig(persons=1500, seed=11, share_history=0.05))
     return World(

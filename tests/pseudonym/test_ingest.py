@@ -24,7 +24,6 @@ from tests.pseudonym._ingest_helpers import (
     RESEPT_DOMAINS,
     RESEPT_IDS,
     World,
-    build_world,
     expected_registry,
     files,
     inject_dirt,
@@ -35,12 +34,8 @@ from tests.pseudonym._ingest_helpers import (
     valid_fnr_in_bytes,
     valid_fnr_in_frame,
     values_in_frame,
+    world_fixture,  # noqa: F401  (the fixture world)
 )
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory)
 
 
 # -- the scanners' positive control ---------------------------------------------------

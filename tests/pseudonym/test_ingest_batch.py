@@ -24,17 +24,12 @@ from tests.pseudonym._ingest_helpers import (
     RESEPT_DOMAINS,
     RESEPT_IDS,
     World,
-    build_world,
     expected_registry,
     rand,
     run_ttp,
     sealed_batch,
+    world_fixture,  # noqa: F401  (the fixture world)
 )
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory)
 
 
 # -- single batches -------------------------------------------------------------------

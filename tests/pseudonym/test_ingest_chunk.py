@@ -26,18 +26,13 @@ from tests.pseudonym._ingest_helpers import (
     RESEPT_DOMAINS,
     RESEPT_IDS,
     World,
-    build_world,
     expected_registry,
     inject_dirt,
     rand,
     record_decryptions,
     sealed_batch,
+    world_fixture,  # noqa: F401  (the fixture world)
 )
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory)
 
 
 def chunk_of(feed: pl.DataFrame, first_row: int, seed: int = 1) -> Any:

@@ -21,17 +21,12 @@ from tests.pseudonym._ingest_helpers import (
     GENERIC,
     PARTIES,
     World,
-    build_world,
     inject_dirt,
     run_ttp,
     sealed_batch,
     valid_fnr_in_frame,
+    world_fixture,  # noqa: F401  (the fixture world)
 )
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory)
 
 
 # -- the CLI --------------------------------------------------------------------------
