@@ -10,7 +10,7 @@ import os
 import random
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from koble.linkage.demo_jobs import write_demo_jobs, write_helsearkiv_job
+from koble.linkage.engine import DuckDBEngine
 from koble.linkage.engine_spark_session import SharedContext
 from koble.linkage.executor import RunResult, run_job
 from koble.linkage.sources import Sources, synthetic_sources
@@ -54,6 +55,15 @@ class World:
         }
         kwargs.update(extra)
         return run_job(job, workspace, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def duck() -> Iterator[DuckDBEngine]:
+    """A one-thread DuckDB engine per test module, the reference the engine tests compare
+    Spark's and the steps' results with (a module that needs another overrides it)."""
+    engine = DuckDBEngine(threads=1)
+    yield engine
+    engine.close()
 
 
 @pytest.fixture(scope="session")

@@ -29,14 +29,6 @@ from koble.linkage.engine_spark import SparkEngine
 from tests.linkage._spark_same import same
 from tests.linkage.conftest import PEOPLE
 
-
-@pytest.fixture(scope="module")
-def duck() -> Iterator[DuckDBEngine]:
-    eng = DuckDBEngine(threads=1)
-    yield eng
-    eng.close()
-
-
 # --- the interface, as for DuckDB ------------------------------------------------------------
 
 

@@ -8,7 +8,6 @@ test_engine_spark.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,6 @@ from koble.pseudonym.domain_cipher import domain_cipher
 from koble.pseudonym.insecure_cleartext import keyset_from_key
 from koble.pseudonym.pseudonymise import pseudonymise_values
 from tests.pseudonym.test_scheme import KEY, KNOWN_ANSWERS
-
-
-@pytest.fixture(scope="module")
-def duck() -> Iterator[DuckDBEngine]:
-    eng = DuckDBEngine(threads=1)
-    yield eng
-    eng.close()
 
 
 def test_known_answer_vectors_in_spark(spark: SparkEngine) -> None:

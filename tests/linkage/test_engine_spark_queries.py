@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -21,14 +20,6 @@ from hypothesis import strategies as st
 from koble.linkage.engine import DuckDBEngine, Table, quote
 from koble.linkage.engine_spark import SparkEngine
 from tests.linkage._spark_same import same
-
-
-@pytest.fixture(scope="module")
-def duck() -> Iterator[DuckDBEngine]:
-    eng = DuckDBEngine(threads=1)
-    yield eng
-    eng.close()
-
 
 KEYS = [f"{i:011d}" for i in range(1, 9)]
 dates = st.none() | st.dates(datetime.date(2014, 1, 1), datetime.date(2024, 12, 31))

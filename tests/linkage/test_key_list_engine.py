@@ -4,7 +4,6 @@ eager Polars they replace, and the same bytes on DuckDB and Spark."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,13 +25,6 @@ from koble.registries.identifiers.check import reject_messages, rejects_table
 from koble.registries.identifiers.column import validate_column
 
 MESSAGES = reject_messages({DUPLICATE: "kept once", "ambiguous_identity": "ambiguous"})
-
-
-@pytest.fixture(scope="module")
-def duck() -> Iterator[DuckDBEngine]:
-    engine = DuckDBEngine(threads=1)
-    yield engine
-    engine.close()
 
 
 def _valid(n: int, date: str) -> list[str]:
