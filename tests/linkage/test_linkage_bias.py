@@ -14,15 +14,20 @@ from hypothesis import strategies as st
 from koble.linkage.linkage_bias import MIN_CELL, bias_table
 
 
+def _outcomes(rows: list[tuple[str | None, bool]]) -> pl.DataFrame:
+    """Records of a sex (or none) each linked exactly or left unresolved."""
+    return pl.DataFrame(
+        {"sex": [r[0] for r in rows], "outcome": ["exact" if r[1] else "unresolved" for r in rows]},
+        schema={"sex": pl.String, "outcome": pl.String},
+    )
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(["M", "F", None]), st.booleans()), max_size=60))
 def test_bias_table_accounts_for_every_record_and_hides_small_cells(
     rows: list[tuple[str | None, bool]],
 ) -> None:
-    frame = pl.DataFrame(
-        {"sex": [r[0] for r in rows], "outcome": ["exact" if r[1] else "unresolved" for r in rows]},
-        schema={"sex": pl.String, "outcome": pl.String},
-    )
+    frame = _outcomes(rows)
     table = bias_table(frame, datetime.date(2026, 1, 1))
     assert table["rows"] == len(rows) and table["linked"] == sum(r[1] for r in rows)
     assert table["not_carried"] == ["age_group", "birth_cohort", "fylke"]
@@ -43,10 +48,7 @@ def test_bias_table_accounts_for_every_record_and_hides_small_cells(
 def test_no_hidden_bias_cell_can_be_recomputed_from_the_total(
     rows: list[tuple[str | None, bool]],
 ) -> None:
-    frame = pl.DataFrame(
-        {"sex": [r[0] for r in rows], "outcome": ["exact" if r[1] else "unresolved" for r in rows]},
-        schema={"sex": pl.String, "outcome": pl.String},
-    )
+    frame = _outcomes(rows)
     table = bias_table(frame, datetime.date(2026, 1, 1))
     cells = frame.group_by(pl.col("sex").fill_null("unknown")).agg(
         pl.len().alias("n"), (pl.col("outcome") == "exact").sum().alias("k")
