@@ -123,11 +123,21 @@ def report(load: Run, job: Run, base: Run, checks: dict[str, tuple[int, bool | N
     row("process start, imports, keys", "—", k_wall - kj["inside_seconds"],
         b_wall - bj["total_seconds"] + bj["seconds"]["start"], k_cpu - kj["inside_cpu"],
         b_cpu - bj["total_cpu"] + bj["cpu"]["start"])  # fmt: skip
+    # what the script has no counterpart for: the parties' sealed transfers (inside the
+    # steps), the steps without a script phase (the delivery and the researcher's check, with
+    # their own transfers), and the run's own bookkeeping
+    sent = kj["transfer_seconds"]
     accounted = accounted_cpu = 0.0
+    alone = alone_cpu = 0.0
     for label, ids, phase in groups(kj):
         k = sum(kj["seconds"][i] for i in ids)
         kc = sum(kj["cpu_seconds"][i] for i in ids)
         accounted, accounted_cpu = accounted + k, accounted_cpu + kc
+        if phase is None:
+            alone, alone_cpu = alone + k, alone_cpu + kc
+        else:  # the transfers inside the steps the script does too
+            alone += sum(sent[i][0] for i in ids)
+            alone_cpu += sum(sent[i][1] for i in ids)
         b = None if phase is None else bj["seconds"][phase]
         bc = None if phase is None else bj["cpu"][phase]
         row(label, ", ".join(ids), k, b, kc, bc)
@@ -136,17 +146,22 @@ def report(load: Run, job: Run, base: Run, checks: dict[str, tuple[int, bool | N
     print(f"| **process** | | **{sec(k_wall)}** | **{sec(b_wall)}** | "
           f"**{ratio(k_wall, b_wall)}** | **{sec(k_cpu)}** | **{sec(b_cpu)}** | "
           f"**{ratio(k_cpu, b_cpu)}** |")  # fmt: skip
-    # what the script has no counterpart for: the parties' sealed transfers (inside the
-    # steps above), the delivery and the researcher's check, and the run's own bookkeeping
-    sent = kj["transfer_seconds"].values()
-    moved = sum(w for w, _ in sent), sum(c for _, c in sent)
-    row("of which sealed transfers (seal, sign, move, open; inside the steps above)", "—",
-        moved[0], None, moved[1], None)  # fmt: skip
-    delivered = [i for label, ids, _ in groups(kj) if label.startswith("delivery") for i in ids]
-    protocol = (moved[0] + sum(kj["seconds"][i] for i in delivered) + overhead[0],
-                moved[1] + sum(kj["cpu_seconds"][i] for i in delivered) + overhead[1])  # fmt: skip
-    row("process less transfers, delivery and run overhead (the data work)", "—",
-        k_wall - protocol[0], b_wall, k_cpu - protocol[1], b_cpu)  # fmt: skip
+    row(
+        "of which sealed transfers (seal, sign, move, open; inside the steps above)",
+        "—",
+        sum(w for w, _ in sent.values()),
+        None,
+        sum(c for _, c in sent.values()),
+        None,
+    )
+    row(
+        "process less transfers, delivery and run overhead (the data work)",
+        "—",
+        k_wall - alone - overhead[0],
+        b_wall,
+        k_cpu - alone_cpu - overhead[1],
+        b_cpu,
+    )
     print(f"| peak RSS (GiB) | | {k_rss:.2f} | {b_rss:.2f} | | | | |")
     if ingest_keys:
         print(
